@@ -1,0 +1,1 @@
+"""Wire formats only: parse → call a service → serialise; AWS error shapes."""

@@ -1,0 +1,126 @@
+"""Command line: serve | run | ps | logs | net show | clean | status | bench | demo.
+Client commands find the server from --endpoint, else AWS_ENDPOINT_URL, else the default."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .config import Settings, endpoint_from
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir),
+                        account_id=args.account_id, uplink=not args.no_uplink,
+                        vpc_mode=args.vpc_mode, keep_alive_s=args.keep_alive,
+                        pool_size=args.pool_size, instance=args.instance or "",
+                        inactive_after_s=args.inactive_after)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from .cleanup import clean_instance
+
+    settings = Settings(data_dir=Path(args.data_dir), instance=args.instance or "")
+    instance = settings.instance or _stored_instance(settings.data_dir)
+    if instance is None:
+        print(f"no lambdaplane instance recorded in {settings.data_dir}; nothing to clean")
+        return 0
+    for line in clean_instance(instance):
+        print(line)
+    return 0
+
+
+def _stored_instance(data_dir: Path) -> str | None:
+    path = data_dir / "instance"
+    return path.read_text().strip() if path.exists() else None
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    from . import client_commands
+
+    endpoint = endpoint_from(args.endpoint)
+    return client_commands.run(args.command, endpoint, args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run as bench_run
+
+    return bench_run.main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lambdaplane", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the platform (as root)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=4747)
+    s.add_argument("--data-dir", default="/var/lib/lambdaplane")
+    s.add_argument("--account-id", default="000000000000")
+    s.add_argument("--no-uplink", action="store_true",
+                   help="sandboxes of non-VPC functions get no path out of the host")
+    s.add_argument("--vpc-mode", choices=["hyperplane", "legacy"], default="hyperplane")
+    s.add_argument("--keep-alive", type=float, default=300.0,
+                   help="seconds an idle execution environment is kept warm")
+    s.add_argument("--pool-size", type=int, default=8)
+    s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
+                   help="seconds without invokes before a VPC function goes Inactive")
+    s.add_argument("--instance", help="id prefixing kernel objects (default: kept in the data dir)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=_serve)
+
+    c = sub.add_parser("clean", help="remove every kernel object and process a server made")
+    c.add_argument("--data-dir", default="/var/lib/lambdaplane")
+    c.add_argument("--instance")
+    c.set_defaults(func=_clean)
+
+    def client(name: str, help_: str) -> argparse.ArgumentParser:
+        cp = sub.add_parser(name, help=help_)
+        cp.add_argument("--endpoint", help="server URL (default: AWS_ENDPOINT_URL or %(default)s)")
+        cp.add_argument("--region", default=None)
+        cp.set_defaults(func=_client_command)
+        return cp
+
+    lg = client("logs", "show a function's captured stdout/stderr")
+    lg.add_argument("name")
+    lg.add_argument("--tail", type=int, default=200, help="last N lines")
+
+    r = client("run", "run a program with an interface in a VPC subnet")
+    r.add_argument("--subnet", required=True)
+    r.add_argument("--security-group", action="append", default=[])
+    r.add_argument("--ip", default=None)
+    r.add_argument("--name", default=None)
+    r.add_argument("argv", nargs=argparse.REMAINDER)
+
+    client("ps", "list programs started with `lambdaplane run`")
+    n = client("net", "show the VPC networks")
+    n.add_argument("what", choices=["show"])
+    client("status", "server status: pools, environments, functions")
+
+    b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
+    b.add_argument("which", choices=["invoke", "vpc", "all"])
+    b.add_argument("--out", default="bench-out")
+    b.add_argument("--endpoint", default=None)
+    b.add_argument("--quick", action="store_true", help="tiny sizes (used by the test suite)")
+    b.set_defaults(func=_bench)
+
+    d = client("demo", "VPC + PostgreSQL + a function that queries it")
+    d.set_defaults(func=_client_command)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

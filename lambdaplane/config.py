@@ -1,0 +1,55 @@
+"""The one typed settings object. Built once (by the CLI or a test) and passed explicitly;
+nothing here reads the environment at import time."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:4747"
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 4747
+    data_dir: Path = Path("/var/lib/lambdaplane")
+    account_id: str = "000000000000"
+    default_region: str = "us-east-1"
+    # Short id that prefixes every kernel object of this server (lp<instance>...), so several
+    # servers (tests) can run side by side and `clean` removes only its own.
+    instance: str = ""
+    uplink: bool = True
+    vpc_mode: str = "hyperplane"  # or "legacy"
+    keep_alive_s: float = 300.0  # idle execution environments are reaped after this
+    pool_size: int = 8  # pre-made sandbox network namespaces kept ready
+    account_concurrency: int = 1000
+    inactive_after_s: float = 14 * 24 * 3600.0  # idle VPC functions become Inactive
+    sandbox_uid: int = 993  # unprivileged uid functions run as
+    runtime_api_port: int = 9001
+    event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.instance and not re.fullmatch(r"[a-z0-9]{3}", self.instance):
+            raise ValueError("instance must be 3 characters of [a-z0-9]")
+
+    def ensure_instance(self) -> str:
+        """The instance id lives in the data dir so `clean` finds the same one later."""
+        path = self.data_dir / "instance"
+        if not self.instance:
+            if path.exists():
+                self.instance = path.read_text().strip()
+            else:
+                self.instance = secrets.token_hex(2)[:3]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.instance + "\n")
+        return self.instance
+
+
+def endpoint_from(cli_value: str | None) -> str:
+    """--endpoint, else AWS_ENDPOINT_URL, else the default local server."""
+    return cli_value or os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT

@@ -1,0 +1,1 @@
+"""Desired network state → kernel. The only package that touches netlink and nftables."""

@@ -1,0 +1,119 @@
+"""Linux namespaces through libc (Python 3.11 has no os.setns/os.unshare): create, enter and
+delete named network namespaces (bind-mounted under /run/netns like `ip netns`).
+
+setns(CLONE_NEWNET) changes only the calling thread, so every function here that enters a
+namespace restores the thread's previous one before returning. Kernel work runs on the single
+net thread (see executor.py), never on the event loop thread."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MNT_DETACH = 2
+
+NETNS_DIR = Path("/run/netns")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def netns_path(name: str) -> Path:
+    return NETNS_DIR / name
+
+
+def exists(name: str) -> bool:
+    return netns_path(name).exists()
+
+
+def list_named(prefix: str) -> list[str]:
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix))
+
+
+@contextlib.contextmanager
+def entered(name: str | None) -> Iterator[None]:
+    """Run the block with this thread inside netns `name` (None: stay where we are)."""
+    if name is None:
+        yield
+        return
+    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(netns_path(name), os.O_RDONLY)
+    try:
+        setns(target)
+        yield
+    finally:
+        setns(back)
+        os.close(back)
+        os.close(target)
+
+
+def create(name: str) -> None:
+    """Create a named network namespace (idempotent)."""
+    path = netns_path(name)
+    if path.exists() and _is_mounted(path):
+        return
+    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        unshare(CLONE_NEWNET)
+        _check(_libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), None, MS_BIND, None),
+               "mount netns")
+    except BaseException:
+        setns(back)
+        os.close(back)
+        _unlink_quietly(path)
+        raise
+    setns(back)
+    os.close(back)
+
+
+def delete(name: str) -> None:
+    """Remove a named network namespace (idempotent). Its links die with it."""
+    path = netns_path(name)
+    if not path.exists():
+        return
+    if _libc.umount2(str(path).encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+    _unlink_quietly(path)
+
+
+def _is_mounted(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == target for line in f)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def set_sysctl(key: str, value: str) -> None:
+    """Write a sysctl in the calling thread's current network namespace."""
+    Path("/proc/sys", key.replace(".", "/")).write_text(value)

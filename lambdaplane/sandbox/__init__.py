@@ -1,0 +1,1 @@
+"""Execution environments: pooled network namespaces, the zygote, isolation, the Runtime API."""

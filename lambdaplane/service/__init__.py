@@ -1,0 +1,1 @@
+"""The rules: functions, invoke, VPCs, ENIs. No HTTP, no kernel calls."""

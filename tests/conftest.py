@@ -1,0 +1,43 @@
+"""Shared fixtures. `server` is a live lambdaplane for one test module; after it stops, the
+test fails if the server left any namespace, link, nft table, cgroup or process behind."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import LiveServer
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (real namespaces)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+def live_server(tmp_path: Path, *args: str) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path / "data", *args)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        left = server.leftovers()
+        server.backstop_clean()
+        assert not left, f"server left behind: {left}\n{server.log()}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path_factory.mktemp("lp"))
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of the test's own, for tests that restart or break it."""
+    yield from live_server(tmp_path)
