@@ -1,0 +1,1 @@
+"""Benchmarks: `lambdaplane bench …` writes JSON and PNG plots; never timed assertions."""

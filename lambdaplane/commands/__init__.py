@@ -1,0 +1,1 @@
+"""One module per client-side CLI command (see client_commands.py)."""
