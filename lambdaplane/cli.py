@@ -18,7 +18,10 @@ def _serve(args: argparse.Namespace) -> int:
                         account_id=args.account_id, uplink=not args.no_uplink,
                         vpc_mode=args.vpc_mode, keep_alive_s=args.keep_alive,
                         pool_size=args.pool_size, instance=args.instance or "",
-                        inactive_after_s=args.inactive_after)
+                        inactive_after_s=args.inactive_after,
+                        account_concurrency=args.account_concurrency,
+                        event_retry_delays_s=tuple(
+                            float(x) for x in args.event_retry_delays.split(",") if x))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(settings))
@@ -73,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--pool-size", type=int, default=8)
     s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
                    help="seconds without invokes before a VPC function goes Inactive")
+    s.add_argument("--account-concurrency", type=int, default=1000,
+                   help="concurrent executions per region (AWS default 1000)")
+    s.add_argument("--event-retry-delays", default="60,120",
+                   help="seconds before each retry of a failed Event invocation")
     s.add_argument("--instance", help="id prefixing kernel objects (default: kept in the data dir)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)

@@ -26,6 +26,22 @@ class LinkInfo:
     up: bool
 
 
+@dataclass(frozen=True)
+class RuleInfo:
+    priority: int
+    table: int
+    fwmark: int | None
+    iifname: str | None
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    dst: str  # "0.0.0.0" with dst_len 0: the default route
+    dst_len: int
+    oif: int | None
+    gateway: str | None
+
+
 class Netlink:
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
@@ -73,6 +89,38 @@ class Netlink:
         index = self.index(name)
         assert index is not None
         return index
+
+    def set_mac(self, name_or_index: str | int, mac: str) -> None:
+        self._ipr.link("set", index=self._idx(name_or_index), address=mac)
+
+    def mac(self, name_or_index: str | int) -> str:
+        return self._ipr.get_links(self._idx(name_or_index))[0].get_attr("IFLA_ADDRESS")
+
+    def addresses(self, name_or_index: str | int) -> set[tuple[str, int]]:
+        """(address, prefixlen) of the link's IPv4 addresses."""
+        return {(m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                for m in self._ipr.get_addr(family=2, index=self._idx(name_or_index))}
+
+    def delete_address(self, name_or_index: str | int, address: str, prefixlen: int) -> None:
+        try:
+            self._ipr.addr("del", index=self._idx(name_or_index), address=address,
+                           prefixlen=prefixlen)
+        except NetlinkError as e:
+            if e.code not in _GONE:
+                raise
+
+    def routes(self) -> list[tuple[str, int, int | None, str | None]]:
+        """(dst, dst_len, oif, gateway) of the main table's IPv4 routes ("" dst: default)."""
+        out = []
+        for m in self._ipr.get_routes(family=2, table=254):
+            out.append((m.get_attr("RTA_DST") or "", m["dst_len"], m.get_attr("RTA_OIF"),
+                        m.get_attr("RTA_GATEWAY")))
+        return out
+
+    def add_default_route(self, gateway: str, name_or_index: str | int) -> None:
+        """Default route via an on-link gateway (the subnet router)."""
+        self._ipr.route("replace", dst="0.0.0.0/0", gateway=gateway,
+                        oif=self._idx(name_or_index))
 
     def set_up(self, name_or_index: str | int) -> None:
         self._ipr.link("set", index=self._idx(name_or_index), state="up")
@@ -134,6 +182,34 @@ class Netlink:
         except NetlinkError as e:
             if e.code not in _GONE:
                 raise
+
+    def add_iif_rule(self, iifname: str, table: int, priority: int) -> None:
+        """`ip rule add iif <iifname> lookup <table>`: policy routing by ingress link."""
+        try:
+            self._ipr.rule("add", iifname=iifname, table=table, priority=priority)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+
+    def delete_iif_rule(self, iifname: str, table: int, priority: int) -> None:
+        try:
+            self._ipr.rule("del", iifname=iifname, table=table, priority=priority)
+        except NetlinkError as e:
+            if e.code not in _GONE:
+                raise
+
+    def rules(self) -> list[RuleInfo]:
+        """The IPv4 policy rules of this namespace."""
+        return [RuleInfo(m.get_attr("FRA_PRIORITY") or 0, m.get_attr("FRA_TABLE") or m["table"],
+                         m.get_attr("FRA_FWMARK"), m.get_attr("FRA_IIFNAME"))
+                for m in self._ipr.get_rules(family=2)]
+
+    def table_routes(self, table: int) -> list[RouteInfo]:
+        """The IPv4 routes of one routing table."""
+        return [RouteInfo(m.get_attr("RTA_DST") or "0.0.0.0", m["dst_len"], m.get_attr("RTA_OIF"),
+                          m.get_attr("RTA_GATEWAY"))
+                for m in self._ipr.get_routes(family=2, table=table)
+                if (m.get_attr("RTA_TABLE") or m["table"]) == table]
 
     def _idx(self, name_or_index: str | int) -> int:
         if isinstance(name_or_index, int):

@@ -91,6 +91,18 @@ def create(name: str) -> None:
     os.close(back)
 
 
+def adopt(name: str, pid: int) -> None:
+    """Name the network namespace process `pid` lives in (bind-mount /proc/<pid>/ns/net), so a
+    namespace whose name was removed but which a program still uses can be managed again."""
+    path = netns_path(name)
+    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    if _libc.mount(f"/proc/{pid}/ns/net".encode(), str(path).encode(), None, MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        _unlink_quietly(path)
+        raise OSError(err, f"mount netns of pid {pid}: {os.strerror(err)}")
+
+
 def delete(name: str) -> None:
     """Remove a named network namespace (idempotent). Its links die with it."""
     path = netns_path(name)

@@ -1,0 +1,298 @@
+"""EC2 Query API (`POST /`, form-encoded `Action=…&Version=2016-11-15`, XML out): parse with
+the botocore model (query_xml), call VpcService, turn its dataclasses into the model's output
+shapes. The region comes from the SigV4 credential scope."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import AwsError, ec2_error
+from ..service.vpc import VpcService
+from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
+from . import query_xml
+
+log = logging.getLogger("lambdaplane.ec2")
+_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
+
+Handler = Callable[[VpcService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def region_of(request: web.Request, default: str) -> str:
+    found = _SCOPE.search(request.headers.get("Authorization", ""))
+    return found.group(1) if found else default
+
+
+# --- dataclass → output shape ---------------------------------------------------------------
+
+def _tags(svc: VpcService, rid: str) -> list[dict[str, str]] | None:
+    tags = svc.tags_of(rid)
+    return [{"Key": k, "Value": v} for k, v in tags.items()] or None
+
+
+def vpc_out(svc: VpcService, v: Vpc) -> dict[str, Any]:
+    return {"VpcId": v.id, "OwnerId": svc.settings.account_id, "InstanceTenancy": "default",
+            "CidrBlock": v.cidr, "DhcpOptionsId": "default", "State": "available",
+            "IsDefault": v.is_default, "Tags": _tags(svc, v.id),
+            "CidrBlockAssociationSet": [{"AssociationId": "vpc-cidr-assoc-" + v.id[4:],
+                                         "CidrBlock": v.cidr,
+                                         "CidrBlockState": {"State": "associated"}}]}
+
+
+def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
+    return {"SubnetId": s.id, "VpcId": s.vpc_id, "CidrBlock": s.cidr, "State": "available",
+            "AvailabilityZone": s.az, "AvailabilityZoneId": svc.zone_of(s).zone_id,
+            "AvailableIpAddressCount": svc.available_ips(s), "DefaultForAz": s.default_for_az,
+            "MapPublicIpOnLaunch": s.default_for_az, "OwnerId": svc.settings.account_id,
+            "AssignIpv6AddressOnCreation": False, "Ipv6CidrBlockAssociationSet": [],
+            "SubnetArn": f"arn:aws:ec2:{s.region}:{svc.settings.account_id}:subnet/{s.id}",
+            "Tags": _tags(svc, s.id)}
+
+
+def _ports(rule: SgRule) -> dict[str, Any]:
+    return {} if rule.protocol not in ("tcp", "udp", "icmp") else \
+        {"FromPort": rule.from_port, "ToPort": rule.to_port}
+
+
+def permissions_out(svc: VpcService, rules: list[SgRule]) -> list[dict[str, Any]]:
+    """AWS groups rules with the same protocol and ports into one IpPermission."""
+    grouped: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for r in rules:
+        perm = grouped.setdefault((r.protocol, r.from_port, r.to_port), {
+            "IpProtocol": r.protocol, **_ports(r), "IpRanges": [], "UserIdGroupPairs": [],
+            "Ipv6Ranges": [], "PrefixListIds": []})
+        if r.ref_group_id:
+            pair = {"GroupId": r.ref_group_id, "UserId": svc.settings.account_id}
+            if r.description:
+                pair["Description"] = r.description
+            perm["UserIdGroupPairs"].append(pair)
+        else:
+            rng = {"CidrIp": r.cidr}
+            if r.description:
+                rng["Description"] = r.description
+            perm["IpRanges"].append(rng)
+    return list(grouped.values())
+
+
+def group_out(svc: VpcService, g: SecurityGroup) -> dict[str, Any]:
+    rules = svc.rules_of(g.id)
+    return {"GroupId": g.id, "GroupName": g.name, "Description": g.description,
+            "VpcId": g.vpc_id, "OwnerId": svc.settings.account_id,
+            "SecurityGroupArn": f"arn:aws:ec2:{g.region}:{svc.settings.account_id}:"
+                                f"security-group/{g.id}",
+            "IpPermissions": permissions_out(svc, [r for r in rules if not r.egress]),
+            "IpPermissionsEgress": permissions_out(svc, [r for r in rules if r.egress]),
+            "Tags": _tags(svc, g.id)}
+
+
+def rule_out(svc: VpcService, r: SgRule) -> dict[str, Any]:
+    out: dict[str, Any] = {"SecurityGroupRuleId": r.id, "GroupId": r.group_id,
+                           "GroupOwnerId": svc.settings.account_id, "IsEgress": r.egress,
+                           "IpProtocol": r.protocol, "FromPort": r.from_port,
+                           "ToPort": r.to_port, "Tags": _tags(svc, r.id) or []}
+    if r.description:
+        out["Description"] = r.description
+    if r.ref_group_id:
+        out["ReferencedGroupInfo"] = {"GroupId": r.ref_group_id,
+                                      "UserId": svc.settings.account_id}
+    else:
+        out["CidrIpv4"] = r.cidr
+    return out
+
+
+def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
+    subnet = svc.store.subnet(e.subnet_id)
+    groups = [svc.store.group(g) for g in e.group_ids]
+    out: dict[str, Any] = {
+        "NetworkInterfaceId": e.id, "SubnetId": e.subnet_id, "VpcId": e.vpc_id,
+        "AvailabilityZone": subnet.az if subnet else None, "Description": e.description,
+        "Groups": [{"GroupId": g.id, "GroupName": g.name} for g in groups if g],
+        "InterfaceType": e.interface_type, "MacAddress": e.mac,
+        "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip,
+        "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": e.ip}],
+        "Ipv6Addresses": [], "RequesterManaged": e.requester_managed, "SourceDestCheck": True,
+        "Status": e.status, "TagSet": _tags(svc, e.id) or []}
+    if e.requester_managed:
+        out["RequesterId"] = "AROA" + e.id[4:].upper()
+    if e.status == "in-use":
+        out["Attachment"] = {"AttachmentId": "ela-attach-" + e.id[4:], "DeviceIndex": 0,
+                             "Status": "attached", "DeleteOnTermination": False,
+                             "InstanceOwnerId": "amazon-aws" if e.requester_managed
+                             else svc.settings.account_id}
+    return out
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+def _filters(p: dict[str, Any]) -> list[dict]:
+    return p.get("Filters") or []
+
+
+async def create_vpc(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    vpc = await svc.create_vpc(region, p.get("CidrBlock"), p.get("TagSpecifications"))
+    return {"Vpc": vpc_out(svc, vpc)}
+
+
+async def describe_vpcs(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    vpcs = svc.describe_vpcs(region, p.get("VpcIds") or [], _filters(p))
+    return {"Vpcs": [vpc_out(svc, v) for v in vpcs]}
+
+
+async def delete_vpc(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    query_xml.raise_missing(p, "VpcId")
+    await svc.delete_vpc(region, p["VpcId"])
+    return {}
+
+
+async def create_subnet(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    subnet = await svc.create_subnet(region, p.get("VpcId"), p.get("CidrBlock"),
+                                     p.get("AvailabilityZone"), p.get("AvailabilityZoneId"),
+                                     p.get("TagSpecifications"))
+    return {"Subnet": subnet_out(svc, subnet)}
+
+
+async def describe_subnets(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    subnets = svc.describe_subnets(region, p.get("SubnetIds") or [], _filters(p))
+    return {"Subnets": [subnet_out(svc, s) for s in subnets]}
+
+
+async def delete_subnet(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    query_xml.raise_missing(p, "SubnetId")
+    await svc.delete_subnet(region, p["SubnetId"])
+    return {}
+
+
+async def create_security_group(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    group = await svc.create_security_group(region, p.get("GroupName"), p.get("Description"),
+                                             p.get("VpcId"), p.get("TagSpecifications"))
+    return {"GroupId": group.id, "SecurityGroupArn": group_out(svc, group)["SecurityGroupArn"],
+            "Tags": _tags(svc, group.id)}
+
+
+async def describe_security_groups(svc: VpcService, region: str,
+                                   p: dict[str, Any]) -> dict[str, Any]:
+    groups = svc.describe_security_groups(region, p.get("GroupIds") or [],
+                                          p.get("GroupNames") or [], _filters(p))
+    return {"SecurityGroups": [group_out(svc, g) for g in groups]}
+
+
+async def delete_security_group(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    group = await svc.delete_security_group(region, p.get("GroupId"), p.get("GroupName"))
+    return {"Return": True, "GroupId": group.id}
+
+
+def _authorize(egress: bool) -> Handler:
+    async def handler(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+        rules = await svc.authorize(region, p, egress)
+        return {"Return": True, "SecurityGroupRules": [rule_out(svc, r) for r in rules]}
+    return handler
+
+
+def _revoke(egress: bool) -> Handler:
+    async def handler(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+        await svc.revoke(region, p, egress)
+        return {"Return": True}
+    return handler
+
+
+async def describe_security_group_rules(svc: VpcService, region: str,
+                                        p: dict[str, Any]) -> dict[str, Any]:
+    rules = svc.describe_rules(region, p.get("SecurityGroupRuleIds") or [], _filters(p))
+    return {"SecurityGroupRules": [rule_out(svc, r) for r in rules]}
+
+
+async def create_network_interface(svc: VpcService, region: str,
+                                   p: dict[str, Any]) -> dict[str, Any]:
+    eni = await svc.create_interface(region, p.get("SubnetId"), p.get("Groups") or [],
+                                     p.get("PrivateIpAddress"), p.get("Description") or "",
+                                     tag_specs=p.get("TagSpecifications"))
+    return {"NetworkInterface": eni_out(svc, eni)}
+
+
+async def describe_network_interfaces(svc: VpcService, region: str,
+                                      p: dict[str, Any]) -> dict[str, Any]:
+    enis = svc.describe_interfaces(region, p.get("NetworkInterfaceIds") or [], _filters(p))
+    return {"NetworkInterfaces": [eni_out(svc, e) for e in enis]}
+
+
+async def delete_network_interface(svc: VpcService, region: str,
+                                   p: dict[str, Any]) -> dict[str, Any]:
+    query_xml.raise_missing(p, "NetworkInterfaceId")
+    await svc.delete_interface(region, p["NetworkInterfaceId"])
+    return {}
+
+
+async def describe_availability_zones(svc: VpcService, region: str,
+                                      p: dict[str, Any]) -> dict[str, Any]:
+    found = svc.availability_zones(region, p.get("ZoneNames") or [], p.get("ZoneIds") or [],
+                                   _filters(p))
+    return {"AvailabilityZones": [{
+        "ZoneName": z.name, "ZoneId": z.zone_id, "RegionName": z.region, "State": "available",
+        "OptInStatus": "opt-in-not-required", "ZoneType": "availability-zone",
+        "GroupName": z.region, "NetworkBorderGroup": z.region, "Messages": []} for z in found]}
+
+
+async def create_tags(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    query_xml.raise_missing(p, "Resources", "Tags")
+    await svc.create_tags(region, p["Resources"], p["Tags"])
+    return {}
+
+
+ACTIONS: dict[str, Handler] = {
+    "CreateVpc": create_vpc, "DescribeVpcs": describe_vpcs, "DeleteVpc": delete_vpc,
+    "CreateSubnet": create_subnet, "DescribeSubnets": describe_subnets,
+    "DeleteSubnet": delete_subnet, "CreateSecurityGroup": create_security_group,
+    "DescribeSecurityGroups": describe_security_groups,
+    "DeleteSecurityGroup": delete_security_group,
+    "AuthorizeSecurityGroupIngress": _authorize(False),
+    "AuthorizeSecurityGroupEgress": _authorize(True),
+    "RevokeSecurityGroupIngress": _revoke(False), "RevokeSecurityGroupEgress": _revoke(True),
+    "DescribeSecurityGroupRules": describe_security_group_rules,
+    "CreateNetworkInterface": create_network_interface,
+    "DescribeNetworkInterfaces": describe_network_interfaces,
+    "DeleteNetworkInterface": delete_network_interface,
+    "DescribeAvailabilityZones": describe_availability_zones, "CreateTags": create_tags,
+}
+
+
+async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:
+    request_id = str(uuid.uuid4())
+    form = {**request.query, **(await request.post())}
+    action = str(form.get("Action", ""))
+    try:
+        if not action:
+            raise ec2_error("MissingAction", "The request must contain the parameter Action")
+        op = query_xml.operation(action)
+        handler = ACTIONS.get(action)
+        if handler is None:
+            raise ec2_error("InvalidAction",
+                            f"The action {action} is not valid for this web service.")
+        params = query_xml.parse_params(op, {k: str(v) for k, v in form.items()})
+        region = region_of(request, default_region)
+        await svc.use_region(region)
+        if params.get("DryRun"):
+            raise ec2_error("DryRunOperation",
+                            "Request would have succeeded, but DryRun flag is set.", 412)
+        result = await handler(svc, region, params)
+        body = query_xml.response_xml(op, result, request_id)
+        return web.Response(text=body, content_type="text/xml")
+    except AwsError as e:
+        return web.Response(text=query_xml.error_xml(e, request_id), status=e.status,
+                            content_type="text/xml")
+    except Exception:
+        log.exception("EC2 %s failed", action)
+        err = ec2_error("InternalError", "An internal error has occurred", 500)
+        return web.Response(text=query_xml.error_xml(err, request_id), status=500,
+                            content_type="text/xml")
+
+
+def add_routes(app: web.Application, platform: Any) -> None:
+    async def ec2(request: web.Request) -> web.Response:
+        return await handle(platform.vpc, platform.settings.default_region, request)
+
+    app.router.add_post("/", ec2)
+

@@ -1,0 +1,65 @@
+"""`lambdaplane run --subnet SUBNET [--security-group SG …] [--ip ADDR] [--name NAME] -- CMD…`:
+run any program in a namespace of its own with an interface from the subnet. The server makes
+the interface and the namespace (it owns kernel objects); this process then starts CMD inside
+that namespace with the terminal inherited, tells the server its pid, waits, releases the
+interface and exits with CMD's status. If this process is killed, the server notices its pid
+is gone and releases the interface itself."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+from ..net import ns
+from .vpc_client import ServerError, call
+
+
+def main(endpoint: str, args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        print("lambdaplane run: no command given (lambdaplane run --subnet S -- CMD ...)",
+              file=sys.stderr)
+        return 2
+    try:
+        eni = call(endpoint, "POST", "run", {
+            "region": args.region, "subnet": args.subnet, "security_groups": args.security_group,
+            "ip": args.ip, "name": args.name, "argv": argv, "pid": os.getpid()})
+    except ServerError as e:
+        print(f"lambdaplane run: {e}", file=sys.stderr)
+        return 1
+    try:
+        return _run_inside(endpoint, eni, argv)
+    finally:
+        try:
+            call(endpoint, "DELETE", f"run/{eni['id']}")
+        except ServerError as e:  # the server also releases it once it sees we are gone
+            print(f"lambdaplane run: releasing {eni['id']}: {e}", file=sys.stderr)
+
+
+def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
+    netns_fd = os.open(ns.netns_path(eni["netns"]), os.O_RDONLY)
+    env = dict(os.environ, LAMBDAPLANE_ENI=eni["id"], LAMBDAPLANE_IP=eni["ip"])
+    print(f"lambdaplane run: {eni['id']} {eni['ip']}/{eni['prefixlen']} in {eni['subnet']} "
+          f"({', '.join(g['id'] for g in eni['groups'])})", file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.Popen(argv, env=env, preexec_fn=lambda: ns.setns(netns_fd))
+    except OSError as e:
+        print(f"lambdaplane run: {argv[0]}: {e.strerror}", file=sys.stderr)
+        return 127
+    finally:
+        os.close(netns_fd)
+    # The terminal's Ctrl-C reaches the program too (same process group); we wait for it to
+    # decide. A SIGTERM to us is passed on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    signal.signal(signal.SIGHUP, lambda *_: proc.send_signal(signal.SIGHUP))
+    try:
+        call(endpoint, "POST", f"run/{eni['id']}/process", {"pid": proc.pid})
+    except ServerError as e:
+        print(f"lambdaplane run: {e}", file=sys.stderr)
+    code = proc.wait()
+    return 128 - code if code < 0 else code

@@ -1,0 +1,596 @@
+"""The Hyperplane data path: how a sandbox in the worker reaches its VPC through a shared ENI.
+
+Owns, per VPC, the hyperplane namespace `lp<i>-h-<vpc>` (its own routing and conntrack, so
+VPCs with the same CIDR never meet); per Hyperplane ENI `n` the transit veth worker `lp<i>t<n>`
+↔ hp `t<n>`, the policy routes on both sides, the ENI's address on the ENI link `e<n>`, SNAT to
+that address and the per-ENI filter and counters; and in the worker the steering table, whose
+map `sandbox address → mark n` is the *only* thing a cold start touches (one element).
+
+Not owned: the ENI link `e<n>` itself (its peer is a port of the VPC namespace, made by
+net/vpc.py with `e<n>` created directly in the hp namespace), security groups (enforced in the
+VPC namespace on that port), the worker namespace and its table (net/worker.py).
+
+Packet path of a steered sandbox (mark n, table 1000+n):
+  sandbox eth0 → worker `lp<i>s<slot>` → [steer: mark n] → rule fwmark n → table 1000+n:
+  default via 169.254.200.2 dev lp<i>t<n> → hp `t<n>` → rule iif t<n> → table 1000+n: default
+  via <subnet gateway> dev e<n> → [filter out<n>, SNAT to ENI:1024-65535] → VPC port.
+Replies: VPC → e<n> → [de-NAT] → rule iif e<n> → table 100000+n: 100.64.0.0/10 via
+  169.254.200.1 dev t<n> → worker → /32 route to the sandbox.
+Nothing from e<n> may open a flow (in<n> accepts only established/related).
+
+Every function is synchronous kernel work for the NetThread. Everything is idempotent, and
+`reconcile` changes the kernel only where it differs from the desired state."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import nft, ns
+from .names import Names
+from .netlink import Netlink
+from .worker import SANDBOX_NET
+
+# Transit link addresses: the same /32 pair on every transit (like 169.254.1.1 on every sandbox
+# veth). Outside the gateway /24 (169.254.1.x), the uplink /30s (169.254.2.0–169.254.167.255)
+# and 169.254.169.254.
+TRANSIT_WORKER_ADDR = "169.254.200.1"
+TRANSIT_HP_ADDR = "169.254.200.2"
+RULE_PRIORITY = 1000
+OUT_TABLE_BASE = 1000  # worker and hp: table of ENI n's outbound path
+BACK_TABLE_BASE = 100000  # hp only: table of ENI n's replies towards the worker
+MAX_ENI = 99999
+SNAT_PORTS = "1024-65535"  # as AWS's NAT platform: 64,512 ports per destination
+
+
+class HyperplaneError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class HyperplaneEni:
+    """One Hyperplane ENI as the data path needs it (desired state, from the store)."""
+    n: int  # small integer id: mark, routing tables, link names
+    vpc_id: str
+    address: str  # the ENI's address in its subnet; every flow is SNATed to it
+    gateway: str  # the subnet's router (.1), reached on-link through the ENI link
+    # Prefix of the address on the ENI link. net/vpc.py configures the far end of its ports as
+    # address/subnet-prefix; pass the same here so the two reconcilers agree. Routing in the
+    # plane never uses the resulting connected route (per-ENI tables decide).
+    prefixlen: int = 32
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= MAX_ENI:
+            raise ValueError(f"ENI id {self.n} out of range 1..{MAX_ENI}")
+
+
+@dataclass(frozen=True)
+class EniCounters:
+    tx_packets: int  # sandbox → VPC, as arriving from the transit
+    tx_bytes: int
+    rx_packets: int  # VPC → sandbox, as arriving on the ENI link
+    rx_bytes: int
+    dropped_packets: int  # refused: new flows from the VPC, non-TCP/UDP, stray packets
+
+
+def eni_mark(n: int) -> int:
+    return n
+
+
+def out_table(n: int) -> int:
+    return OUT_TABLE_BASE + n
+
+
+def back_table(n: int) -> int:
+    return BACK_TABLE_BASE + n
+
+
+def hp_transit_link(n: int) -> str:
+    return f"t{n}"
+
+
+def hp_table(names: Names) -> str:
+    return f"{names.nft_table}-hp"
+
+
+def steer_table(names: Names) -> str:
+    return f"{names.nft_table}-steer"
+
+
+def _sandbox_glob(names: Names) -> str:
+    return f'"{names.sandbox_veth(0)[:-1]}*"'
+
+
+def _transit_glob(names: Names) -> str:
+    return f'"{names.transit_veth(0)[:-1]}*"'
+
+
+# worker steering ---------------------------------------------------------------------------
+def steering_ruleset(names: Names) -> str:
+    table = steer_table(names)
+    return (
+        f"table ip {table} {{\n"
+        f"    map steer {{ type ipv4_addr : mark; }}\n"
+        f"    chain prerouting {{\n"
+        # after the worker's raw-priority anti-spoofing (fib saddr . iif), so a sandbox can only
+        # steer its own address
+        f"        type filter hook prerouting priority mangle; policy accept;\n"
+        f"        iifname {_sandbox_glob(names)} meta mark set ip saddr map @steer\n"
+        f"    }}\n"
+        f"    chain forward {{\n"
+        f"        type filter hook forward priority -10; policy accept;\n"
+        # a steered packet leaves by a transit or not at all: if its ENI's table has lost its
+        # route (ENI being removed), the lookup falls through to main, i.e. to the uplink
+        f"        meta mark != 0 oifname != {_transit_glob(names)} drop\n"
+        f"        iifname {_transit_glob(names)} ct state new drop\n"
+        f"    }}\n"
+        f"}}\n")
+
+
+def ensure_steering(names: Names) -> bool:
+    """The worker's steering table (made once, never rewritten: its map is live state).
+    Returns whether anything changed."""
+    changed = False
+    netns = names.worker_netns
+    if ("ip", steer_table(names)) not in nft.tables(steer_table(names), netns):
+        nft.apply(steering_ruleset(names), netns)
+        changed = True
+    return changed
+
+
+def remove_steering(names: Names) -> None:
+    if ns.exists(names.worker_netns):
+        nft.delete_table("ip", steer_table(names), names.worker_netns)
+
+
+class Steering:
+    """attach/detach on an nft session kept open in the worker: the cold-start path pays one
+    map-element transaction and no setns (~0.1 ms). Owned by one thread (the NetThread);
+    close() before the worker netns goes."""
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self._nft = nft.Session(names.worker_netns)
+
+    def attach(self, sandbox_addr: str, n: int) -> None:
+        """Steer a sandbox into ENI n: one map element, one transaction."""
+        table = steer_table(self.names)
+        try:
+            self._nft.apply(f"add element ip {table} steer {{ {sandbox_addr} : {eni_mark(n)} }}")
+        except nft.NftError:
+            # already steered elsewhere (`add` cannot overwrite a map element's value)
+            self._nft.apply(f"delete element ip {table} steer {{ {sandbox_addr} }}\n"
+                            f"add element ip {table} steer {{ {sandbox_addr} : {eni_mark(n)} }}")
+
+    def detach(self, sandbox_addr: str) -> None:
+        """Stop steering a sandbox (idempotent): its next packets find no path to any VPC."""
+        try:
+            self._nft.apply(f"delete element ip {steer_table(self.names)} steer "
+                            f"{{ {sandbox_addr} }}")
+        except nft.NftError:
+            if sandbox_addr in list_attachments(self.names):
+                raise
+
+    def close(self) -> None:
+        self._nft.close()
+
+
+def attach(names: Names, sandbox_addr: str, n: int) -> None:
+    """One-shot Steering.attach (reconcile, tools); hot paths keep a Steering."""
+    steering = Steering(names)
+    try:
+        steering.attach(sandbox_addr, n)
+    finally:
+        steering.close()
+
+
+def detach(names: Names, sandbox_addr: str) -> None:
+    steering = Steering(names)
+    try:
+        steering.detach(sandbox_addr)
+    finally:
+        steering.close()
+
+
+def list_attachments(names: Names) -> dict[str, int]:
+    """sandbox address → ENI id, as the kernel has it."""
+    if not ns.exists(names.worker_netns):
+        return {}
+    try:
+        items = nft.list_json(f"map ip {steer_table(names)} steer", names.worker_netns)
+    except nft.NftError:
+        return {}
+    out: dict[str, int] = {}
+    for item in items:
+        for addr, mark in item.get("map", {}).get("elem", []):
+            out[addr] = int(mark)
+    return out
+
+
+# VPC planes -----------------------------------------------------------------------------------
+def hp_ruleset(names: Names) -> str:
+    table = hp_table(names)
+    return (
+        f"table ip {table} {{\n"
+        f"    map from_link {{ type ifname : verdict; }}\n"
+        f"    map snat_link {{ type ifname : verdict; }}\n"
+        f"    chain forward {{\n"
+        f"        type filter hook forward priority filter; policy drop;\n"
+        f"        iifname vmap @from_link\n"
+        f"    }}\n"
+        f"    chain postrouting {{\n"
+        f"        type nat hook postrouting priority srcnat; policy accept;\n"
+        f"        oifname vmap @snat_link\n"
+        f"    }}\n"
+        # the hyperplane namespace itself serves nothing (ARP is not IP, so it still works)
+        f"    chain input {{\n"
+        f"        type filter hook input priority filter; policy drop;\n"
+        f"    }}\n"
+        f"}}\n")
+
+
+def list_vpc_planes(names: Names) -> list[str]:
+    prefix = names.hyperplane_netns("")
+    return [name[len(prefix):] for name in ns.list_named(prefix)]
+
+
+def ensure_vpc_plane(names: Names, vpc_id: str) -> bool:
+    """The hyperplane namespace of one VPC, ready for ENI links. Returns whether it changed."""
+    netns = names.hyperplane_netns(vpc_id)
+    changed = not ns.exists(netns)
+    ns.create(netns)
+    with ns.entered(netns):
+        for key, value in (("net.ipv4.ip_forward", "1"),
+                           # policy routing by ingress link: no reverse path fits a plain lookup
+                           ("net.ipv4.conf.all.rp_filter", "0"),
+                           ("net.ipv4.conf.default.rp_filter", "0"),
+                           ("net.ipv6.conf.all.disable_ipv6", "1"),
+                           ("net.ipv6.conf.default.disable_ipv6", "1")):
+            if _read_sysctl(key) != value:
+                ns.set_sysctl(key, value)
+                changed = True
+    if ("ip", hp_table(names)) not in nft.tables(hp_table(names), netns):
+        nft.apply(hp_ruleset(names), netns)
+        changed = True
+    return changed
+
+
+def remove_vpc_plane(names: Names, vpc_id: str) -> None:
+    """Remove a VPC's plane and every ENI in it (idempotent)."""
+    for n in _plane_enis(names, vpc_id):
+        remove_eni(names, vpc_id, n)
+    ns.delete(names.hyperplane_netns(vpc_id))
+
+
+# ENIs -------------------------------------------------------------------------------------
+def ensure_eni(names: Names, eni: HyperplaneEni) -> None:
+    """Make ENI `eni` carry traffic: transit, routes and rules on both sides, SNAT, filter.
+    The plane must exist and the ENI link `e<n>` must already be in it (net/vpc.py)."""
+    n, hp = eni.n, names.hyperplane_netns(eni.vpc_id)
+    eni_link, hp_transit, worker_transit = names.hyperplane_eni_link(n), hp_transit_link(n), \
+        names.transit_veth(n)
+    if not ns.exists(hp):
+        raise HyperplaneError(f"no hyperplane namespace for {eni.vpc_id}")
+    with Netlink(hp) as hpl, Netlink(names.worker_netns) as wl:
+        if hpl.index(eni_link) is None:
+            raise HyperplaneError(f"ENI link {eni_link} missing in {hp}")
+        if hpl.index(hp_transit) is None:
+            wl.delete_link(worker_transit)  # a stale end whose peer lives in another plane
+            wl.add_veth(worker_transit, hp_transit, peer_netns=hp)
+        # worker side
+        with ns.entered(names.worker_netns):
+            ns.set_sysctl(f"net.ipv4.conf.{worker_transit}.rp_filter", "0")
+        wl.add_address(worker_transit, TRANSIT_WORKER_ADDR, 32)
+        wl.set_up(worker_transit)
+        wl.add_route(f"{TRANSIT_HP_ADDR}/32", worker_transit, table=out_table(n), scope_link=True)
+        wl.add_route("0.0.0.0/0", worker_transit, gateway=TRANSIT_HP_ADDR, table=out_table(n))
+        wl.add_rule(eni_mark(n), out_table(n), RULE_PRIORITY)
+        # hyperplane side
+        for addr, plen in hpl.addresses(eni_link) - {(eni.address, eni.prefixlen)}:
+            hpl.delete_address(eni_link, addr, plen)
+        hpl.add_address(eni_link, eni.address, eni.prefixlen)
+        hpl.set_up(eni_link)
+        hpl.add_address(hp_transit, TRANSIT_HP_ADDR, 32)
+        hpl.set_up(hp_transit)
+        _replace_table(hpl, out_table(n), [(f"{eni.gateway}/32", eni_link, None),
+                                           ("0.0.0.0/0", eni_link, eni.gateway)])
+        _replace_table(hpl, back_table(n), [(f"{TRANSIT_WORKER_ADDR}/32", hp_transit, None),
+                                            (str(SANDBOX_NET), hp_transit, TRANSIT_WORKER_ADDR)])
+        hpl.add_iif_rule(hp_transit, out_table(n), RULE_PRIORITY)
+        hpl.add_iif_rule(eni_link, back_table(n), RULE_PRIORITY)
+    nft.apply(_eni_nft_script(names, eni), hp)
+    _allow_worker_egress(names, worker_transit)
+
+
+def remove_eni(names: Names, vpc_id: str, n: int) -> None:
+    """Take ENI n out of service (idempotent): sandboxes steered to it lose their path, its
+    transit, routes, rules, SNAT and counters go. The ENI link itself, with its address, stays
+    (net/vpc.py's): without dispatch, routes or rules it carries nothing."""
+    hp = names.hyperplane_netns(vpc_id)
+    worker_transit = names.transit_veth(n)
+    if ns.exists(names.worker_netns):
+        steered = [a for a, m in list_attachments(names).items() if m == eni_mark(n)]
+        script = [f"delete element ip {steer_table(names)} steer {{ {', '.join(steered)} }}"] \
+            if steered else []
+        if _worker_egress_has(names, worker_transit):
+            script.append(f'delete element inet {names.nft_table} egress_ifnames '
+                          f'{{ "{worker_transit}" }}')
+        if script:
+            nft.apply("\n".join(script), names.worker_netns)
+        with Netlink(names.worker_netns) as wl:
+            wl.delete_rule(eni_mark(n), out_table(n), RULE_PRIORITY)
+            wl.delete_link(worker_transit)  # its peer t<n> and their routes go with it
+            _replace_table(wl, out_table(n), [])
+    if ns.exists(hp):
+        script = _eni_nft_removal(names, n, hp)
+        if script:
+            nft.apply(script, hp)
+        with Netlink(hp) as hpl:
+            hpl.delete_iif_rule(hp_transit_link(n), out_table(n), RULE_PRIORITY)
+            hpl.delete_iif_rule(names.hyperplane_eni_link(n), back_table(n), RULE_PRIORITY)
+            hpl.delete_link(hp_transit_link(n))
+            _replace_table(hpl, out_table(n), [])
+            _replace_table(hpl, back_table(n), [])
+
+
+def list_enis(names: Names) -> dict[int, str | None]:
+    """ENI id → the VPC whose plane holds its transit (None: a worker transit whose plane is
+    gone). eni_state() tells whether each is complete."""
+    out: dict[int, str | None] = {}
+    for vpc_id in list_vpc_planes(names):
+        for n in _plane_enis(names, vpc_id):
+            out[n] = vpc_id
+    if ns.exists(names.worker_netns):
+        with Netlink(names.worker_netns) as wl:
+            prefix = names.transit_veth(0)[:-1]
+            for link in wl.links(prefix):
+                tail = link.name[len(prefix):]
+                if tail.isdigit() and int(tail) not in out:
+                    out[int(tail)] = None
+    return out
+
+
+def eni_state(names: Names, vpc_id: str, n: int) -> HyperplaneEni | None:
+    """Read ENI n of `vpc_id` back from the kernel; None unless every piece is in place."""
+    hp = names.hyperplane_netns(vpc_id)
+    eni_link, hp_transit, worker_transit = names.hyperplane_eni_link(n), hp_transit_link(n), \
+        names.transit_veth(n)
+    if not ns.exists(hp) or not ns.exists(names.worker_netns):
+        return None
+    with Netlink(hp) as hpl, Netlink(names.worker_netns) as wl:
+        if None in (hpl.index(eni_link), hpl.index(hp_transit), wl.index(worker_transit)):
+            return None
+        addrs = hpl.addresses(eni_link)
+        if len(addrs) != 1:
+            return None
+        address, prefixlen = next(iter(addrs))
+        gateways = [r.gateway for r in hpl.table_routes(out_table(n)) if r.dst_len == 0]
+        back = {(r.dst, r.dst_len, r.gateway) for r in hpl.table_routes(back_table(n))}
+        hp_rules = {(r.iifname, r.table) for r in hpl.rules()}
+        worker_ok = (
+            (eni_mark(n), out_table(n)) in {(r.fwmark, r.table) for r in wl.rules()}
+            and any(r.dst_len == 0 and r.gateway == TRANSIT_HP_ADDR
+                    for r in wl.table_routes(out_table(n)))
+            and (TRANSIT_WORKER_ADDR, 32) in wl.addresses(worker_transit)
+            and (TRANSIT_HP_ADDR, 32) in hpl.addresses(hp_transit))
+        if (len(gateways) != 1 or not worker_ok
+                or (str(SANDBOX_NET.network_address), SANDBOX_NET.prefixlen,
+                    TRANSIT_WORKER_ADDR) not in back
+                or not {(hp_transit, out_table(n)), (eni_link, back_table(n))} <= hp_rules):
+            return None
+    if _nft_snat_address(names, n, hp) != address:
+        return None
+    if _worker_egress_has(names, worker_transit) is False:
+        return None
+    return HyperplaneEni(n, vpc_id, address, gateways[0], prefixlen)
+
+
+# metrics ---------------------------------------------------------------------------------
+def eni_counters(names: Names, vpc_id: str, n: int) -> EniCounters:
+    values: dict[str, tuple[int, int]] = {}
+    for item in nft.list_json(f"counters table ip {hp_table(names)}",
+                              names.hyperplane_netns(vpc_id)):
+        counter = item.get("counter")
+        if counter:
+            values[counter["name"]] = (counter["packets"], counter["bytes"])
+    tx, rx, drop = (values.get(f"{k}{n}", (0, 0)) for k in ("tx", "rx", "drop"))
+    return EniCounters(tx[0], tx[1], rx[0], rx[1], drop[0])
+
+
+def flow_counts(names: Names, vpc_id: str) -> dict[str, int]:
+    """Tracked flows per SNAT address in one plane (the 65,000-flows rule): a NATed flow's
+    reply tuple is addressed to the ENI."""
+    counts: dict[str, int] = {}
+    with ns.entered(names.hyperplane_netns(vpc_id)):
+        try:
+            with open("/proc/thread-self/net/nf_conntrack") as f:
+                lines = f.readlines()
+        except FileNotFoundError:  # conntrack not loaded here yet: no flows
+            return counts
+    for line in lines:
+        dsts = [field[4:] for field in line.split() if field.startswith("dst=")]
+        if len(dsts) >= 2:
+            counts[dsts[1]] = counts.get(dsts[1], 0) + 1
+    return counts
+
+
+def flow_count(names: Names, vpc_id: str, address: str) -> int:
+    return flow_counts(names, vpc_id).get(address, 0)
+
+
+# reconcile ---------------------------------------------------------------------------------
+def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[str, int],
+              vpc_ids: Iterable[str] = ()) -> list[str]:
+    """Make the kernel hold exactly these planes, ENIs and attachments; returns what it did
+    (empty when nothing differed). ENIs whose link the VPC code has not made yet are skipped
+    (listed as waiting) and picked up by the next run."""
+    done: list[str] = []
+    desired = {e.n: e for e in enis}
+    planes = set(vpc_ids) | {e.vpc_id for e in desired.values()}
+    if ensure_steering(names):
+        done.append("steering table")
+    for vpc_id in sorted(set(list_vpc_planes(names)) - planes):
+        remove_vpc_plane(names, vpc_id)
+        done.append(f"removed plane {vpc_id}")
+    for n, where in sorted(list_enis(names).items()):
+        want = desired.get(n)
+        if want is None or where != want.vpc_id:
+            remove_eni(names, where or "", n)
+            done.append(f"removed eni {n}")
+    for vpc_id in sorted(planes):
+        if ensure_vpc_plane(names, vpc_id):
+            done.append(f"plane {vpc_id}")
+    for n, want in sorted(desired.items()):
+        if eni_state(names, want.vpc_id, n) == want:
+            continue
+        with Netlink(names.hyperplane_netns(want.vpc_id)) as hpl:
+            if hpl.index(names.hyperplane_eni_link(n)) is None:
+                done.append(f"waiting for link of eni {n}")
+                continue
+        ensure_eni(names, want)
+        done.append(f"eni {n}")
+    actual = list_attachments(names)
+    for addr, n in sorted(actual.items()):
+        if attachments.get(addr) != n:
+            detach(names, addr)
+            done.append(f"detached {addr}")
+    for addr, n in sorted(attachments.items()):
+        if actual.get(addr) != n:
+            attach(names, addr, n)
+            done.append(f"attached {addr} to {n}")
+    return done
+
+
+def remove_all(names: Names) -> None:
+    """Every plane, ENI and the steering table of this instance (shutdown, tests)."""
+    for vpc_id in list_vpc_planes(names):
+        remove_vpc_plane(names, vpc_id)
+    for n, where in list_enis(names).items():
+        remove_eni(names, where or "", n)
+    remove_steering(names)
+
+
+# internals ---------------------------------------------------------------------------------
+def _read_sysctl(key: str) -> str:
+    with open("/proc/sys/" + key.replace(".", "/")) as f:
+        return f.read().strip()
+
+
+def _plane_enis(names: Names, vpc_id: str) -> list[int]:
+    hp = names.hyperplane_netns(vpc_id)
+    if not ns.exists(hp):
+        return []
+    with Netlink(hp) as hpl:
+        return sorted(int(link.name[1:]) for link in hpl.links("t") if link.name[1:].isdigit())
+
+
+def _replace_table(nl: Netlink, table: int, routes: list[tuple[str, str, str | None]]) -> None:
+    """Make routing table `table` hold exactly `routes` (dst, link, gateway); scope-link routes
+    first, so the gateways they make reachable are on-link when the rest are added."""
+    wanted = {dst if "/" in dst else f"{dst}/32" for dst, _l, _g in routes}
+    for route in nl.table_routes(table):
+        if f"{route.dst}/{route.dst_len}" not in wanted:
+            nl.delete_route(f"{route.dst}/{route.dst_len}", table=table)
+    for dst, link, gateway in routes:
+        nl.add_route(dst, link, gateway=gateway, table=table, scope_link=gateway is None)
+
+
+def _eni_nft_script(names: Names, eni: HyperplaneEni) -> str:
+    """ENI n's chains, counters and dispatch elements: one transaction, safe to repeat."""
+    table, n = hp_table(names), eni.n
+    eni_link, hp_transit = names.hyperplane_eni_link(n), hp_transit_link(n)
+    t = f"ip {table}"
+    return "\n".join([
+        f"add counter {t} tx{n}",
+        f"add counter {t} rx{n}",
+        f"add counter {t} drop{n}",
+        f"add chain {t} out{n}",
+        f"flush chain {t} out{n}",
+        f'add rule {t} out{n} counter name "tx{n}"',
+        f"add rule {t} out{n} ct state established,related accept",
+        # AWS: TCP and UDP only; from sandbox addresses only; out of this ENI only
+        f'add rule {t} out{n} ct state new oifname "{eni_link}" ip saddr {SANDBOX_NET} '
+        f"meta l4proto {{ tcp, udp }} accept",
+        f'add rule {t} out{n} counter name "drop{n}" drop',
+        f"add chain {t} in{n}",
+        f"flush chain {t} in{n}",
+        f'add rule {t} in{n} counter name "rx{n}"',
+        f"add rule {t} in{n} ct state established,related accept",
+        # nothing in the VPC may open a connection to a function
+        f'add rule {t} in{n} counter name "drop{n}" drop',
+        f"add chain {t} snat{n}",
+        f"flush chain {t} snat{n}",
+        # fully-random: every new flow gets a random port of the range, so sandbox ports are
+        # neither kept nor guessable; `persistent` only matters for several addresses
+        f"add rule {t} snat{n} meta l4proto {{ tcp, udp }} "
+        f"snat to {eni.address}:{SNAT_PORTS} fully-random",
+        f'add element {t} from_link {{ "{hp_transit}" : jump out{n}, '
+        f'"{eni_link}" : jump in{n} }}',
+        f'add element {t} snat_link {{ "{eni_link}" : jump snat{n} }}',
+    ])
+
+
+def _hp_objects(names: Names, hp: str) -> list[dict[str, Any]]:
+    try:
+        return nft.list_json(f"table ip {hp_table(names)}", hp)
+    except nft.NftError:
+        return []
+
+
+def _eni_nft_removal(names: Names, n: int, hp: str) -> str:
+    t = f"ip {hp_table(names)}"
+    objects = _hp_objects(names, hp)
+    ours = {f"out{n}", f"in{n}", f"snat{n}"}
+    lines: list[str] = []
+    for item in objects:
+        m = item.get("map")
+        if m:
+            keys = [k for k, v in m.get("elem", []) if v.get("jump", {}).get("target") in ours]
+            if keys:
+                lines.append(f"delete element {t} {m['name']} {{ "
+                             + ", ".join(f'"{k}"' for k in keys) + " }")
+    chains = {item["chain"]["name"] for item in objects if "chain" in item}
+    lines += [f"delete chain {t} {c}" for c in sorted(ours & chains)]
+    counters = {item["counter"]["name"] for item in objects if "counter" in item}
+    lines += [f"delete counter {t} {c}" for c in sorted({f"tx{n}", f"rx{n}", f"drop{n}"}
+                                                        & counters)]
+    return "\n".join(lines)
+
+
+def _nft_snat_address(names: Names, n: int, hp: str) -> str | None:
+    """The SNAT address of ENI n's chain if the chain and its dispatch are complete."""
+    objects = _hp_objects(names, hp)
+    dispatch: set[str] = set()
+    address: str | None = None
+    for item in objects:
+        m = item.get("map")
+        if m:
+            dispatch |= {v.get("jump", {}).get("target") for _k, v in m.get("elem", [])}
+        rule = item.get("rule")
+        if rule and rule["chain"] == f"snat{n}":
+            for expr in rule["expr"]:
+                if "snat" in expr:
+                    address = expr["snat"].get("addr")
+    if not {f"out{n}", f"in{n}", f"snat{n}"} <= dispatch:
+        return None
+    return address
+
+
+def _worker_egress_has(names: Names, ifname: str) -> bool | None:
+    """Whether the worker table (net/worker.py) lets sandboxes forward out of `ifname`;
+    None when there is no worker table (stand-alone use)."""
+    netns = names.worker_netns
+    if not ns.exists(netns):
+        return None
+    with contextlib.suppress(nft.NftError):
+        for item in nft.list_json(f"set inet {names.nft_table} egress_ifnames", netns):
+            return ifname in (item.get("set", {}).get("elem") or [])
+    return None
+
+
+def _allow_worker_egress(names: Names, ifname: str) -> None:
+    if _worker_egress_has(names, ifname) is False:
+        nft.apply(f'add element inet {names.nft_table} egress_ifnames {{ "{ifname}" }}',
+                  names.worker_netns)
+

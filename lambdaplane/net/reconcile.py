@@ -1,0 +1,193 @@
+"""Make the kernel match the desired VPC state (net/vpc.py), by difference: create what is
+missing, fix what differs, remove what carries this server's VPC prefixes but is not desired.
+Every step checks before it acts, so a second run with nothing to do changes nothing, and a run
+after a crash at any point repairs it. Returns a line per change made. Runs on the net thread.
+
+Owns the namespaces `<prefix>-vpc-*` (VPCs) and `<prefix>-r-*` (per-interface resources)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import nft, ns
+from .names import Names
+from .netlink import Netlink
+from .security_groups import script_fingerprint
+from .vpc import GATEWAY_LINK, PortSpec, VpcNetSpec
+
+_COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
+
+
+def vpc_prefix(names: Names) -> str:
+    return names.vpc_netns("vpc-")
+
+
+def resource_prefix(names: Names) -> str:
+    return names.resource_netns("")
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process `pid` (clock ticks since boot), None when it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces; fields after its closing ')' are fixed.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def process_alive(pid: int | None, start: int | None) -> bool:
+    if pid is None:
+        return False
+    now = process_start(pid)
+    return now is not None and (start is None or now == start)
+
+
+def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
+    changes: list[str] = []
+    wanted_vpcs = {spec.netns for spec in desired}
+    wanted_far = {p.far.netns for spec in desired for p in spec.ports if p.far.owns_netns}
+    for name in ns.list_named(vpc_prefix(names)):
+        if name not in wanted_vpcs:
+            ns.delete(name)
+            changes.append(f"removed netns {name}")
+    for name in ns.list_named(resource_prefix(names)):
+        if name not in wanted_far:
+            ns.delete(name)
+            changes.append(f"removed netns {name}")
+    for spec in desired:
+        _reconcile_vpc(spec, changes)
+    return changes
+
+
+def teardown(names: Names) -> list[str]:
+    """Remove every VPC kernel object of this server (the store keeps the desired state)."""
+    return reconcile(names, [])
+
+
+# --- one VPC --------------------------------------------------------------------------------
+
+def _sysctl(key: str, value: str, netns: str, changes: list[str]) -> None:
+    path = Path("/proc/sys", key.replace(".", "/"))
+    with ns.entered(netns):
+        if path.read_text().strip() != value:
+            ns.set_sysctl(key, value)
+            changes.append(f"set {key}={value} in {netns}")
+
+
+def _ensure_up(nl: Netlink, name: str, changes: list[str]) -> None:
+    link = next((link for link in nl.links(name) if link.name == name), None)
+    if link is not None and not link.up:
+        nl.set_up(name)
+        changes.append(f"set {name} up in {nl.netns}")
+
+
+def _ensure_addresses(nl: Netlink, name: str, wanted: set[tuple[str, int]],
+                      changes: list[str]) -> None:
+    have = nl.addresses(name)
+    for addr, plen in sorted(have - wanted):
+        nl.delete_address(name, addr, plen)
+        changes.append(f"removed {addr}/{plen} from {name} in {nl.netns}")
+    for addr, plen in sorted(wanted - have):
+        nl.add_address(name, addr, plen)
+        changes.append(f"added {addr}/{plen} to {name} in {nl.netns}")
+
+
+def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
+    if not ns.exists(spec.netns):
+        ns.create(spec.netns)
+        changes.append(f"created netns {spec.netns}")
+    # Proxy ARP on every port lets interfaces of one subnet reach each other only through
+    # this namespace's forward chain; proxy_delay 0 (per port below) answers at once instead
+    # of after up to 0.8 s.
+    _sysctl("net.ipv4.ip_forward", "1", spec.netns, changes)
+    _sysctl("net.ipv4.conf.all.proxy_arp", "1", spec.netns, changes)
+    with Netlink(spec.netns) as nl:
+        _ensure_up(nl, GATEWAY_LINK, changes)
+        _ensure_addresses(nl, GATEWAY_LINK,
+                          {(g, 32) for g in spec.gateways} | {("127.0.0.1", 8)}, changes)
+        wanted = {p.ifname: p for p in spec.ports}
+        veths = {link.name for link in nl.links() if link.kind == "veth"}
+        for name in sorted(veths - set(wanted)):
+            nl.delete_link(name)
+            veths.discard(name)
+            changes.append(f"removed port {name} from {spec.netns}")
+        ready: list[PortSpec] = []
+        for port in spec.ports:
+            if not _ensure_far_netns(port, changes):
+                if port.ifname in veths:
+                    nl.delete_link(port.ifname)
+                    changes.append(f"removed port {port.ifname} (no far end) from {spec.netns}")
+                continue
+            if port.ifname in veths and not _far_link_exists(port):
+                nl.delete_link(port.ifname)
+                veths.discard(port.ifname)
+                changes.append(f"removed port {port.ifname} (far end lost) from {spec.netns}")
+            if port.ifname not in veths:
+                nl.add_veth(port.ifname, port.far.ifname, peer_netns=port.far.netns)
+                changes.append(f"created port {port.ifname} ↔ {port.far.netns}/{port.far.ifname}")
+            _ensure_up(nl, port.ifname, changes)
+            _sysctl(f"net.ipv4.conf.{port.ifname}.proxy_arp", "1", spec.netns, changes)
+            _sysctl(f"net.ipv4.neigh.{port.ifname}.proxy_delay", "0", spec.netns, changes)
+            _configure_far(port, changes)
+            ready.append(port)
+        _reconcile_routes(nl, ready, changes)
+    _reconcile_nft(spec, changes)
+
+
+def _ensure_far_netns(port: PortSpec, changes: list[str]) -> bool:
+    far = port.far
+    if ns.exists(far.netns):
+        return True
+    if not far.owns_netns:
+        return False  # a shared namespace (Hyperplane) is made by its owner first
+    if process_alive(port.process_pid, port.process_start):
+        ns.adopt(far.netns, port.process_pid)  # type: ignore[arg-type]
+        changes.append(f"adopted netns {far.netns} of pid {port.process_pid}")
+    else:
+        ns.create(far.netns)
+        changes.append(f"created netns {far.netns}")
+    return True
+
+
+def _far_link_exists(port: PortSpec) -> bool:
+    with Netlink(port.far.netns) as far:
+        return far.index(port.far.ifname) is not None
+
+
+def _configure_far(port: PortSpec, changes: list[str]) -> None:
+    with Netlink(port.far.netns) as far:
+        if port.far.owns_netns:
+            _ensure_up(far, "lo", changes)
+        if far.mac(port.far.ifname) != port.mac:
+            far.set_mac(port.far.ifname, port.mac)
+            changes.append(f"set {port.far.ifname} mac {port.mac} in {port.far.netns}")
+        _ensure_up(far, port.far.ifname, changes)
+        _ensure_addresses(far, port.far.ifname, {(port.ip, port.prefixlen)}, changes)
+        if port.far.owns_netns:
+            index = far.index(port.far.ifname)
+            default = [r for r in far.routes() if r[1] == 0]
+            if default != [("", 0, index, port.gateway)]:
+                far.add_default_route(port.gateway, port.far.ifname)
+                changes.append(f"set default route via {port.gateway} in {port.far.netns}")
+
+
+def _reconcile_routes(nl: Netlink, ports: list[PortSpec], changes: list[str]) -> None:
+    wanted = {port.ip: nl.index(port.ifname) for port in ports}
+    have = {dst: oif for dst, plen, oif, _gw in nl.routes() if plen == 32}
+    for dst in sorted(set(have) - set(wanted)):
+        nl.delete_route(f"{dst}/32")
+        changes.append(f"removed route {dst}/32 in {nl.netns}")
+    for dst, oif in sorted(wanted.items()):
+        if have.get(dst) != oif:
+            nl.add_route(f"{dst}/32", oif, scope_link=True)  # type: ignore[arg-type]
+            changes.append(f"routed {dst}/32 to {oif} in {nl.netns}")
+
+
+def _reconcile_nft(spec: VpcNetSpec, changes: list[str]) -> None:
+    current = nft.list_text(f"table inet {spec.nft_table}", spec.netns) or ""
+    found = _COMMENT.search(current)
+    if found and found.group(1) == script_fingerprint(spec.nft_script):
+        return
+    nft.apply(spec.nft_script, spec.netns)
+    changes.append(f"applied security groups in {spec.netns}")

@@ -1,0 +1,123 @@
+"""Security groups as one nftables table in a VPC namespace. Pure rendering: ports and group
+rules in, an nft script out (applied elsewhere as one transaction).
+
+Every packet between two interfaces is forwarded by the VPC namespace, so the forward chain is
+where groups are enforced, statefully: established/related traffic passes; a new flow must
+match an egress rule of one of the sender's groups *and* an ingress rule of one of the
+receiver's groups; everything else is dropped (the peer sees a time-out, as in AWS). A rule
+naming a group matches the addresses of that group's members, kept in a named set.
+
+The table carries a fingerprint of its own content as its comment, so the reconciler can see
+that the kernel already holds exactly this ruleset and change nothing."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..store.ec2 import SgRule
+
+ANY_V4 = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class PortRules:
+    """One interface's VPC-side link and the groups it belongs to."""
+    ifname: str
+    group_ids: tuple[str, ...]
+
+
+def set_name(group_id: str) -> str:
+    return "g_" + group_id.replace("-", "_")
+
+
+def rule_match(rule: SgRule) -> str:
+    """The nft match for one rule (empty: matches every IPv4 packet)."""
+    parts: list[str] = []
+    if rule.ref_group_id:
+        parts.append(f"ip {'daddr' if rule.egress else 'saddr'} @{set_name(rule.ref_group_id)}")
+    elif rule.cidr and rule.cidr != ANY_V4:
+        parts.append(f"ip {'daddr' if rule.egress else 'saddr'} {rule.cidr}")
+    proto = rule.protocol
+    if proto in ("tcp", "udp"):
+        parts.append(f"meta l4proto {proto}")
+        if (rule.from_port, rule.to_port) not in ((0, 65535), (-1, -1)):
+            ports = str(rule.from_port) if rule.from_port == rule.to_port \
+                else f"{rule.from_port}-{rule.to_port}"
+            parts.append(f"th dport {ports}")
+    elif proto == "icmp":
+        parts.append("meta l4proto icmp")
+        if rule.from_port != -1:
+            parts.append(f"icmp type {rule.from_port}")
+            if rule.to_port != -1:
+                parts.append(f"icmp code {rule.to_port}")
+    elif proto != "-1":
+        parts.append(f"meta l4proto {int(proto)}")
+    return " ".join(parts)
+
+
+def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
+                    egress: bool) -> list[str]:
+    """Distinct matches of the port's groups in one direction (duplicates across groups merge)."""
+    lines: list[str] = []
+    for gid in port.group_ids:
+        for rule in rules_by_group.get(gid, []):
+            if rule.egress == egress:
+                match = rule_match(rule)
+                if match not in lines:
+                    lines.append(match)
+    return lines
+
+
+def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, list[SgRule]],
+           members: Mapping[str, Iterable[str]]) -> str:
+    """The whole table as one script that replaces any previous version atomically."""
+    ports = sorted(ports, key=lambda p: p.ifname)
+    referenced = sorted({r.ref_group_id for rs in rules_by_group.values() for r in rs
+                         if r.ref_group_id})
+    body: list[str] = []
+    for gid in referenced:
+        addrs = sorted(set(members.get(gid, ())))
+        elements = f" elements = {{ {', '.join(addrs)} }};" if addrs else ""
+        body.append(f"  set {set_name(gid)} {{ type ipv4_addr;{elements} }}")
+    body.append("  chain input { type filter hook input priority filter; policy drop;"
+                " ct state established,related accept; }")
+    body.append("  chain forward {")
+    body.append("    type filter hook forward priority filter; policy drop;")
+    body.append("    ct state established,related accept")
+    body.append("    ct state invalid drop")
+    body.append("    meta nfproto != ipv4 drop")
+    if ports:
+        egress_map = ", ".join(f'"{p.ifname}" : jump out_{p.ifname}' for p in ports)
+        body.append(f"    iifname vmap {{ {egress_map} }}")
+    body.append("  }")
+    if ports:
+        ingress_map = ", ".join(f'"{p.ifname}" : jump in_{p.ifname}' for p in ports)
+        # Reached by `goto` from an egress chain: falling off a port's ingress chain returns to
+        # the forward chain's end, i.e. the drop policy.
+        body.append(f"  chain deliver {{\n    oifname vmap {{ {ingress_map} }}\n  }}")
+    for p in ports:
+        out = [f"{m} goto deliver".strip() for m in port_rule_lines(p, rules_by_group, egress=True)]
+        inn = [f"{m} accept".strip() for m in port_rule_lines(p, rules_by_group, egress=False)]
+        body.append(f"  chain out_{p.ifname} {{")
+        body += [f"    {line}" for line in out]
+        body.append("  }")
+        body.append(f"  chain in_{p.ifname} {{")
+        body += [f"    {line}" for line in inn]
+        body.append("  }")
+    text = "\n".join(body)
+    digest = fingerprint(text)
+    # Declaring the table first makes `delete` valid even when it does not exist yet; the
+    # three statements form one transaction, so no packet ever sees a half-built ruleset.
+    return (f"add table inet {table}\ndelete table inet {table}\n"
+            f"table inet {table} {{\n  comment \"{digest}\"\n{text}\n}}\n")
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def script_fingerprint(script: str) -> str:
+    marker = 'comment "'
+    start = script.index(marker) + len(marker)
+    return script[start:script.index('"', start)]

@@ -1,0 +1,85 @@
+"""The desired kernel state of every VPC, derived from the store (pure; net/reconcile.py makes
+the kernel match it).
+
+A VPC is a network namespace. Subnets are routed, not bridged: the namespace's loopback holds
+every subnet's router address; each interface is a veth whose VPC end is a port of the VPC
+namespace (proxy ARP on, a /32 route to the interface's address) and whose far end — in the
+interface's own namespace (`lambdaplane run`) or in a shared one (a Hyperplane namespace) —
+holds the address with the subnet's prefix. Every packet between two interfaces is therefore
+forwarded by the VPC namespace, where security groups are enforced (net/security_groups.py)."""
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ..service import ipam
+from ..store.ec2 import FarEnd, SgRule, Snapshot
+from .names import Names
+from .security_groups import PortRules, render
+
+# The subnet routers' addresses live on the VPC namespace's loopback (this kernel has no dummy
+# links): Linux answers ARP for a local address on any interface, so every port answers for its
+# subnet's gateway.
+GATEWAY_LINK = "lo"
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    eni_id: str
+    ifname: str  # the VPC end, in the VPC namespace
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+    far: FarEnd
+    group_ids: tuple[str, ...]
+    # The program using the far namespace: after a restart removed the namespace's name, the
+    # namespace is found again through this process instead of being made anew.
+    process_pid: int | None = None
+    process_start: int | None = None
+
+
+@dataclass(frozen=True)
+class VpcNetSpec:
+    vpc_id: str
+    netns: str
+    gateways: tuple[str, ...]
+    ports: tuple[PortSpec, ...]
+    nft_table: str
+    nft_script: str
+
+
+def port_ifname(eni_id: str) -> str:
+    """VPC-side link name of an interface: `e` + 14 of its 17 hex digits (IFNAMSIZ is 16)."""
+    return "e" + eni_id.removeprefix("eni-")[:14]
+
+
+def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
+    subnets = {s.id: s for s in snap.subnets}
+    rules_by_group: dict[str, list[SgRule]] = defaultdict(list)
+    for rule in snap.rules:
+        rules_by_group[rule.group_id].append(rule)
+    members: dict[str, list[str]] = defaultdict(list)
+    for eni in snap.enis:
+        for gid in eni.group_ids:
+            members[gid].append(eni.ip)
+    out = []
+    for vpc in snap.vpcs:
+        vpc_subnets = sorted((s for s in snap.subnets if s.vpc_id == vpc.id), key=lambda s: s.cidr)
+        ports = []
+        for eni in snap.enis:
+            if eni.vpc_id != vpc.id or eni.far_end is None:
+                continue
+            subnet = subnets[eni.subnet_id]
+            ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip,
+                                  ipaddress.IPv4Network(subnet.cidr).prefixlen,
+                                  ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
+                                  eni.process_pid, eni.process_start))
+        vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
+        script = render(names.nft_table, [PortRules(p.ifname, p.group_ids) for p in ports],
+                        {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members)
+        out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
+                              tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
+                              tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table, script))
+    return out

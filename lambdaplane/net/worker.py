@@ -1,0 +1,233 @@
+"""The worker network namespace (`lp<i>-w`) and the optional uplink out of the host.
+
+Owns: the worker netns itself (lo, forwarding, strict reverse-path filtering), its nftables
+table (sandbox isolation, anti-spoofing), the IPv4 address plan of sandboxes, and — when
+`settings.uplink` — the uplink veth to the root namespace plus the root-namespace nft table that
+masquerades sandbox traffic and keeps it away from the host's own networks. Every function here
+does kernel work and runs on the NetThread.
+
+Address plan: sandbox in slot N owns 100.64.0.0 + 2 + N (/32, CGNAT space). The worker side of
+*every* sandbox veth holds the same /32 gateway 169.254.1.1 plus a /32 route to its sandbox, so a
+single Runtime API listener serves all sandboxes and sees each one's own source address.
+
+Uplink: the worker SNATs sandbox traffic to its end of a /30 link subnet (169.254.L.0/30, L
+derived from the instance id) and the root namespace masquerades that /30 out of the host. The
+double NAT keeps 100.64.0.0/10 out of the host's routing table (hosts use CGNAT space, e.g. VPN
+clients, and several instances may run side by side)."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import nft, ns
+from .names import Names
+from .netlink import Netlink
+
+GATEWAY = "169.254.1.1"
+RUNTIME_API_PORT = 9001
+SANDBOX_NET = ipaddress.IPv4Network("100.64.0.0/10")
+UPLINK_WORKER_IFNAME = "up0"
+# What a sandbox must never reach through the uplink: the host's own and every private network.
+BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                        "169.254.0.0/16", "127.0.0.0/8", "224.0.0.0/4", "0.0.0.0/8",
+                        "240.0.0.0/4")
+_IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def sandbox_address(slot: int) -> str:
+    """The /32 address of the sandbox in `slot` (skips .0 and .1 of the CGNAT block)."""
+    address = SANDBOX_NET.network_address + 2 + slot
+    if address not in SANDBOX_NET or slot < 0:
+        raise ValueError(f"sandbox slot {slot} is outside the address plan")
+    return str(address)
+
+
+@dataclass(frozen=True)
+class UplinkPlan:
+    """The /30 between the worker and the host: .1 on the host end, .2 on the worker end."""
+    network: ipaddress.IPv4Network
+
+    @classmethod
+    def for_instance(cls, instance: str) -> "UplinkPlan":
+        # 169.254.2.0 – 169.254.167.255: clear of the gateway /24 (169.254.1.x) and of
+        # 169.254.169.254 (cloud metadata); 166 * 64 = 10,624 possible /30s.
+        n = int.from_bytes(hashlib.sha256(instance.encode()).digest()[:4], "big") % (166 * 64)
+        base = ipaddress.IPv4Address("169.254.2.0") + 4 * n
+        return cls(ipaddress.IPv4Network(f"{base}/30"))
+
+    @property
+    def host_address(self) -> str:
+        return str(self.network.network_address + 1)
+
+    @property
+    def worker_address(self) -> str:
+        return str(self.network.network_address + 2)
+
+
+def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT) -> str:
+    """The worker's nft table: sandboxes may talk to the Runtime API and (if enabled) out of
+    the uplink; nothing else — not to each other, not with a forged source address, no IPv6.
+    `egress_ifnames` lets other parts (VPC steering) allow more exits without editing this."""
+    table = names.nft_table
+    sandboxes = f'"{names.sandbox_veth(0)[:-1]}*"'  # every sandbox veth: lp<i>s<slot>
+    blocked = ", ".join(BLOCKED_DESTINATIONS)
+    uplink_rules = ""
+    nat_chain = ""
+    if uplink:
+        uplink_rules = (f'        iifname {sandboxes} oifname "{UPLINK_WORKER_IFNAME}" '
+                        f"ip daddr {{ {blocked} }} drop\n"
+                        f'        iifname {sandboxes} oifname "{UPLINK_WORKER_IFNAME}" accept\n')
+        nat_chain = (f"    chain postrouting {{\n"
+                     f"        type nat hook postrouting priority srcnat; policy accept;\n"
+                     f'        oifname "{UPLINK_WORKER_IFNAME}" ip saddr {SANDBOX_NET} masquerade\n'
+                     f"    }}\n")
+    return (
+        f"table inet {table}\n"
+        f"delete table inet {table}\n"
+        f"table inet {table} {{\n"
+        f"    set egress_ifnames {{ type ifname; }}\n"
+        f"    chain prerouting {{\n"
+        f"        type filter hook prerouting priority raw; policy accept;\n"
+        f"        iifname {sandboxes} meta nfproto ipv6 drop\n"
+        # strict reverse path: the source must be routed back out of the interface it came in
+        # on; with one /32 route per sandbox this rejects every forged source address.
+        f"        iifname {sandboxes} fib saddr . iif oif missing drop\n"
+        f"    }}\n"
+        f"    chain input {{\n"
+        f"        type filter hook input priority filter; policy accept;\n"
+        f"        iifname {sandboxes} ip daddr {GATEWAY} tcp dport {api_port} accept\n"
+        f"        iifname {sandboxes} ct state established,related accept\n"
+        f"        iifname {sandboxes} drop\n"
+        f'        iifname "{UPLINK_WORKER_IFNAME}" ct state established,related accept\n'
+        f'        iifname "{UPLINK_WORKER_IFNAME}" drop\n'
+        f"    }}\n"
+        f"    chain forward {{\n"
+        f"        type filter hook forward priority filter; policy drop;\n"
+        f"        ct state established,related accept\n"
+        f"        iifname {sandboxes} oifname {sandboxes} drop\n"
+        f"{uplink_rules}"
+        f"        iifname {sandboxes} oifname @egress_ifnames accept\n"
+        f"    }}\n"
+        f"{nat_chain}"
+        f"}}\n")
+
+
+def host_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...] = ()) -> str:
+    """The root-namespace table: masquerade what comes from the uplink and keep it off the
+    host itself, off the networks the host is attached to, and off every private, CGNAT,
+    link-local, loopback and multicast range."""
+    table = names.nft_table
+    blocked = ", ".join(BLOCKED_DESTINATIONS + host_networks)
+    up = f'"{names.uplink_host}"'
+    return (
+        f"table inet {table}\n"
+        f"delete table inet {table}\n"
+        f"table inet {table} {{\n"
+        f"    chain input {{\n"
+        f"        type filter hook input priority filter; policy accept;\n"
+        f"        iifname {up} ct state established,related accept\n"
+        f"        iifname {up} drop\n"
+        f"    }}\n"
+        f"    chain forward {{\n"
+        f"        type filter hook forward priority filter; policy accept;\n"
+        f"        iifname {up} meta nfproto ipv6 drop\n"
+        f"        iifname {up} ip daddr {{ {blocked} }} drop\n"
+        f"        oifname {up} ct state established,related accept\n"
+        f"        oifname {up} drop\n"
+        f"    }}\n"
+        f"    chain postrouting {{\n"
+        f"        type nat hook postrouting priority srcnat; policy accept;\n"
+        f"        ip saddr {plan.network} oifname != {up} masquerade\n"
+        f"    }}\n"
+        f"}}\n")
+
+
+@dataclass
+class WorkerNet:
+    """Builds and removes the worker namespace (and uplink). Runs on the NetThread."""
+    names: Names
+    uplink: bool
+    runtime_api_port: int = RUNTIME_API_PORT
+    # set by setup(): whether we switched the root namespace's forwarding on (put back on stop)
+    enabled_host_forwarding: bool = False
+
+    @property
+    def netns(self) -> str:
+        return self.names.worker_netns
+
+    @property
+    def uplink_plan(self) -> UplinkPlan:
+        return UplinkPlan.for_instance(self.names.instance)
+
+    def setup(self) -> None:
+        ns.create(self.netns)
+        with ns.entered(self.netns):
+            ns.set_sysctl("net.ipv4.ip_forward", "1")
+            # Sandbox veths inherit a strict `default`; `all` stays 0 because replies from VPC
+            # addresses arrive on Hyperplane transit links, where no route points back
+            # (effective rp_filter = max(all, dev)). The nft fib rule also drops spoofed sources.
+            ns.set_sysctl("net.ipv4.conf.all.rp_filter", "0")
+            ns.set_sysctl("net.ipv4.conf.default.rp_filter", "1")
+            # sandboxes get no IPv6 (dropped in nft too); avoid router solicitations etc.
+            ns.set_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        with Netlink(self.netns) as nl:
+            nl.set_up("lo")
+        if self.uplink:
+            self._setup_uplink()
+        nft.apply(worker_ruleset(self.names, self.uplink, self.runtime_api_port), self.netns)
+
+    def _setup_uplink(self) -> None:
+        plan = self.uplink_plan
+        with Netlink() as root:
+            if root.index(self.names.uplink_host) is None:
+                root.add_veth(self.names.uplink_host, UPLINK_WORKER_IFNAME, peer_netns=self.netns)
+            root.add_address(self.names.uplink_host, plan.host_address, 30)
+            root.set_up(self.names.uplink_host)
+        with Netlink(self.netns) as nl:
+            nl.add_address(UPLINK_WORKER_IFNAME, plan.worker_address, 30)
+            nl.set_up(UPLINK_WORKER_IFNAME)
+            nl.add_route("0.0.0.0/0", UPLINK_WORKER_IFNAME, gateway=plan.host_address)
+        nft.apply(host_ruleset(self.names, plan, host_attached_networks(self.names)), None)
+        if _IP_FORWARD.read_text().strip() != "1":
+            _IP_FORWARD.write_text("1")
+            self.enabled_host_forwarding = True
+
+    def teardown(self) -> None:
+        """Remove everything setup() made; safe to call on a half-built or absent worker."""
+        if self.uplink or self.enabled_host_forwarding:
+            nft.delete_table("inet", self.names.nft_table, None)
+            with Netlink() as root:
+                root.delete_link(self.names.uplink_host)
+            if self.enabled_host_forwarding:
+                _IP_FORWARD.write_text("0")
+                self.enabled_host_forwarding = False
+        # the worker's table, links and routes all go with its namespace
+        with contextlib.suppress(FileNotFoundError):
+            ns.delete(self.netns)
+
+
+def host_attached_networks(names: Names) -> tuple[str, ...]:
+    """The root namespace's directly attached IPv4 networks that no blocked range covers
+    (e.g. a public or TEST-NET LAN): sandboxes must not reach the host's neighbours either."""
+    blocked = [ipaddress.ip_network(b) for b in BLOCKED_DESTINATIONS]
+    found: set[str] = set()
+    with open("/proc/net/route") as f:  # the main table, no pyroute2 needed for a read
+        for line in f.readlines()[1:]:
+            iface, dest, gateway, _flags, _ref, _use, _metric, mask = line.split()[:8]
+            if iface.startswith(names.prefix) or int(gateway, 16) != 0 or int(mask, 16) == 0:
+                continue
+            net = ipaddress.ip_network(
+                (str(ipaddress.IPv4Address(bytes.fromhex(dest)[::-1])),
+                 bin(int(mask, 16)).count("1")), strict=False)
+            if not any(net.subnet_of(b) for b in blocked):
+                found.add(str(net))
+    return tuple(sorted(found))
+
+
+def allow_egress(names: Names, ifname: str) -> None:
+    """Let sandboxes forward out of `ifname` in the worker (e.g. a Hyperplane transit link)."""
+    nft.apply(f'add element inet {names.nft_table} egress_ifnames {{ "{ifname}" }}',
+              names.worker_netns)

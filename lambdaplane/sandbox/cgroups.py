@@ -1,0 +1,129 @@
+"""Server-side cgroup v1 management for execution environments and zygotes: one memory + one
+pids cgroup per environment (sized from MemorySize, 1,024 tasks like AWS) and one per zygote,
+all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each controller, so
+`cleanup.clean_instance` finds and kills everything. This machine has cgroup v1 memory and pids
+controllers at /sys/fs/cgroup/{memory,pids}; v2 is mounted without controllers."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cleanup import CGROUP_ROOT, kill_cgroup_tree
+from ..net.names import Names
+
+MEMORY = "memory"
+PIDS = "pids"
+
+
+def instance_dir(names: Names, controller: str) -> Path:
+    return CGROUP_ROOT / controller / names.cgroup_dir
+
+
+def _write(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class EnvCgroup:
+    env_id: str
+    memory_dir: Path
+    pids_dir: Path
+
+    @property
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs files a child joins (it writes "0" = itself to each)."""
+        return [str(self.memory_dir / "cgroup.procs"), str(self.pids_dir / "cgroup.procs")]
+
+    @property
+    def dirs(self) -> tuple[Path, Path]:
+        return (self.memory_dir, self.pids_dir)
+
+
+def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
+    memory_dir = instance_dir(names, MEMORY) / leaf
+    pids_dir = instance_dir(names, PIDS) / leaf
+    for d in (memory_dir, pids_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    return EnvCgroup(key, memory_dir, pids_dir)
+
+
+def create_env_cgroup(names: Names, env_id: str, memory_mb: int,
+                      pids_max: int = 1024) -> EnvCgroup:
+    """Make (or reset) the environment's cgroups with its limits; nothing has joined yet."""
+    cg = _make(names, env_id, f"env-{env_id}")
+    limit = str(memory_mb * 1024 * 1024)
+    _write(cg.memory_dir / "memory.limit_in_bytes", limit)
+    # memory+swap no larger than memory: an environment must not swap its way past its size.
+    memsw = cg.memory_dir / "memory.memsw.limit_in_bytes"
+    if memsw.exists():
+        _write(memsw, limit)
+    _write(cg.pids_dir / "pids.max", str(pids_max))
+    return cg
+
+
+def create_zygote_cgroup(names: Names, tag: str) -> EnvCgroup:
+    """Unlimited cgroups for one zygote process, so `clean` finds it (and a crashed one)."""
+    return _make(names, tag, f"zygote-{tag}")
+
+
+def oom_killed(cg: EnvCgroup) -> bool:
+    """True if the kernel OOM-killed a task of this cgroup (memory.oom_control's oom_kill)."""
+    with contextlib.suppress(FileNotFoundError):
+        for line in (cg.memory_dir / "memory.oom_control").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value) > 0
+    return False
+
+
+def pids_max_hits(cg: EnvCgroup) -> int:
+    """How often a fork/clone in this cgroup was refused by pids.max."""
+    with contextlib.suppress(FileNotFoundError):
+        for line in (cg.pids_dir / "pids.events").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max":
+                return int(value)
+    return 0
+
+
+def memory_peak_bytes(cg: EnvCgroup) -> int:
+    with contextlib.suppress(FileNotFoundError):
+        return int((cg.memory_dir / "memory.max_usage_in_bytes").read_text())
+    return 0
+
+
+def pids_in(cg: EnvCgroup) -> set[int]:
+    pids: set[int] = set()
+    for d in cg.dirs:
+        with contextlib.suppress(FileNotFoundError):
+            pids.update(int(x) for x in (d / "cgroup.procs").read_text().split())
+    return pids
+
+
+def kill_all(cg: EnvCgroup) -> None:
+    """SIGKILL every task in the cgroups now (does not wait)."""
+    for pid in pids_in(cg):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def destroy_env_cgroup(cg: EnvCgroup) -> None:
+    """Kill whatever remains, wait for it to go, remove the directories (idempotent).
+    Blocking for as long as the kernel takes to empty the cgroup (usually well under 10 ms)."""
+    for d in cg.dirs:
+        kill_cgroup_tree(d)
+
+
+def remove_instance_cgroups(names: Names) -> None:
+    """Remove lambdaplane/lp<instance> in each controller, killing anything still in it. For
+    server stop, after all environments and zygotes are gone. The shared `lambdaplane` parent
+    stays: other instances may be creating their directories in it right now."""
+    for controller in (MEMORY, PIDS):
+        kill_cgroup_tree(instance_dir(names, controller))

@@ -1,0 +1,428 @@
+"""ExecutionEnvironments: the one interface the control plane uses to run code.
+
+Owns every execution environment's life: cold start (a pooled sandbox netns + a cgroup + a
+fork from the runtime's zygote), handing it invocations through the Runtime API, one invocation
+at a time, warm reuse by revision, timeouts, crashes and OOM kills, idle reaping, and — on
+stop — removing every process, cgroup and kernel object it made (including the worker netns).
+It does not decide *whether* to run (concurrency limits, function state): service/ does."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from ..api.runtime_api import Outcome, PendingInvocation, RuntimeApi, RuntimeChannel
+from ..config import Settings
+from ..errors import AwsError
+from ..net.executor import NetThread
+from ..net.names import Names
+from ..net.worker import GATEWAY, WorkerNet
+from . import cgroups
+from .cgroups import EnvCgroup
+from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
+from .pool import Sandbox, SandboxPool
+from .types import FunctionSpec, Invocation, InvocationResult
+from .zygote import SpawnedEnv, SpawnRequest, Zygote, interpreter_for, supported_runtimes
+
+log = logging.getLogger(__name__)
+
+INIT_TIMEOUT_S = 10.0  # AWS gives on-demand init 10 s, outside the function's own timeout
+KILL_WAIT_S = 5.0
+RUNTIME_DIR = "/var/runtime"
+PATH = "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+LD_LIBRARY_PATH = ("/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:"
+                   "/var/task/lib:/opt/lib")
+
+
+class VpcAttacher(Protocol):
+    """Connects a VPC function's sandbox to its VPC at cold start (Hyperplane: one steering
+    element; legacy: a dedicated ENI) and disconnects it when the environment goes. attach may
+    raise AwsError (e.g. SubnetIPAddressLimitReachedException in legacy mode)."""
+
+    async def attach(self, spec: FunctionSpec, sandbox: Sandbox) -> object: ...
+
+    async def detach(self, handle: object) -> None: ...
+
+
+@dataclass
+class Environment:
+    env_id: str
+    spec: FunctionSpec
+    sandbox: Sandbox
+    channel: RuntimeChannel
+    output: OutputCapture
+    cgroup: EnvCgroup | None = None
+    process: SpawnedEnv | None = None
+    exited: asyncio.Task[int] | None = None
+    state: str = "starting"  # starting | busy | idle | dead
+    retiring: bool = False  # function updated/deleted: die after the current invocation
+    last_used: float = field(default_factory=time.monotonic)
+    log_stream: str = ""
+    vpc_handle: object | None = None  # what the VpcAttacher returned; detached on teardown
+
+
+def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict[str, str]:
+    """The variables Lambda sets in every environment (user variables cannot override them)."""
+    env = dict(spec.environment)
+    env.update({
+        "_HANDLER": spec.handler,
+        "AWS_REGION": spec.region,
+        "AWS_DEFAULT_REGION": spec.region,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
+        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+        "AWS_LAMBDA_RUNTIME_API": f"{GATEWAY}:{port}",
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+        "TZ": "UTC",
+        "LANG": "en_US.UTF-8",
+        "PATH": PATH,
+        "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
+    })
+    if spec.runtime.startswith("provided"):
+        env.pop("AWS_EXECUTION_ENV", None)
+    else:
+        env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{spec.runtime}"
+    return env
+
+
+def exit_description(code: int) -> str:
+    """As the Lambda runtime reports it: `exit status 1` or `signal: killed`."""
+    if code >= 0:
+        return f"exit status {code}"
+    signals = {9: "killed", 15: "terminated", 11: "segmentation fault", 6: "aborted"}
+    return f"signal: {signals.get(-code, str(-code))}"
+
+
+class ExecutionEnvironments:
+    def __init__(self, settings: Settings, names: Names, net: NetThread) -> None:
+        self.settings = settings
+        self.names = names
+        self.net = net
+        self.worker = WorkerNet(names, settings.uplink, settings.runtime_api_port)
+        self.pool = SandboxPool(names, net, settings.pool_size)
+        self.runtime_api = RuntimeApi(net, names.worker_netns, settings.runtime_api_port)
+        self._zygotes: dict[str, Zygote] = {}
+        self._zygote_locks: dict[str, asyncio.Lock] = {}
+        self._envs: dict[str, Environment] = {}
+        self._idle: dict[tuple[str, str], list[Environment]] = {}
+        self._busy: dict[tuple[str, str], int] = {}
+        self._teardowns: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._started = False
+        self.vpc_attacher: VpcAttacher | None = None  # set by the server (service/hyperplane.py)
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self.net.run(self.worker.setup)
+            await self.pool.start()
+            await self.runtime_api.start()
+            self._started = True
+            # Zygotes in parallel; one that fails to start is retried on first use.
+            interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))}
+            await asyncio.gather(*(self._zygote(i) for i in interpreters), return_exceptions=True)
+            self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        self._started = False
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for env in list(self._envs.values()):
+            self._destroy_soon(env)
+        while self._teardowns:
+            await asyncio.gather(*list(self._teardowns), return_exceptions=True)
+        await self.runtime_api.stop()
+        for zygote in list(self._zygotes.values()):
+            with contextlib.suppress(Exception):
+                await zygote.stop()
+        self._zygotes.clear()
+        await self.pool.stop()
+        await self.net.run(self.worker.teardown)
+        await asyncio.to_thread(cgroups.remove_instance_cgroups, self.names)
+
+
+    # queries -----------------------------------------------------------------------------
+    def in_flight(self, key: tuple[str, str]) -> int:
+        return self._busy.get(key, 0)
+
+    def total_in_flight(self) -> int:
+        return sum(self._busy.values())
+
+    def stats(self) -> dict:
+        states: dict[str, int] = {"starting": 0, "busy": 0, "idle": 0}
+        for env in self._envs.values():
+            states[env.state] = states.get(env.state, 0) + 1
+        return {**self.pool.stats(), "environments": states,
+                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
+
+    async def retire(self, key: tuple[str, str]) -> None:
+        for env in list(self._envs.values()):
+            if env.spec.key != key:
+                continue
+            if env.state == "idle":
+                self._unlist_idle(env)
+                self._destroy_soon(env)
+            else:
+                env.retiring = True
+
+    # invoke ------------------------------------------------------------------------------
+    async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult:
+        if not self._started:
+            raise AwsError("ServiceException", "Execution environments are not running", 500,
+                           "Service")
+        key = spec.key
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            env = self._take_idle(spec)
+            timings: dict[str, float] = {}
+            cold = env is None
+            if env is None:
+                env = await self._cold_start(spec, timings)
+            env.state = "busy"
+            try:
+                result = await self._run(env, inv, cold, timings)
+            except BaseException:
+                self._destroy_soon(env)
+                raise
+            self._after_invocation(env, result)
+            return result
+        finally:
+            self._busy[key] -= 1
+            if not self._busy[key]:
+                del self._busy[key]
+
+    def _take_idle(self, spec: FunctionSpec) -> Environment | None:
+        idle = self._idle.get(spec.key)
+        while idle:
+            env = idle.pop()  # most recently used: warmest caches
+            if env.state == "idle" and env.spec.revision_id == spec.revision_id:
+                return env
+            if env.state == "idle":  # an older revision: of no further use
+                self._destroy_soon(env)
+        return None
+
+    def _unlist_idle(self, env: Environment) -> None:
+        idle = self._idle.get(env.spec.key)
+        if idle and env in idle:
+            idle.remove(env)
+
+    async def _cold_start(self, spec: FunctionSpec, timings: dict[str, float]) -> Environment:
+        interpreter = interpreter_for(spec.runtime)
+        if interpreter is None:
+            raise AwsError("InvalidRuntimeException",
+                           f"The runtime parameter of {spec.runtime} is not supported.", 502,
+                           "User")
+        t0 = time.monotonic()
+        sandbox = await self.pool.take()
+        t1 = time.monotonic()
+        env_id = secrets.token_hex(8)
+        log_stream = (f"{datetime.now(timezone.utc):%Y/%m/%d}/[{spec.version}]"
+                      f"{env_id}{secrets.token_hex(8)}")
+        env = Environment(env_id, spec, sandbox, self.runtime_api.open_channel(sandbox.address),
+                          OutputCapture(FunctionLog(self.settings.data_dir, spec.region,
+                                                    spec.name)),
+                          log_stream=log_stream)
+        self._envs[env_id] = env
+        try:
+            if spec.vpc is not None:
+                if self.vpc_attacher is None:
+                    raise AwsError("ServiceException", "VPC networking is not available", 500,
+                                   "Service")
+                env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
+            t_vpc = time.monotonic()
+            env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
+            t2 = time.monotonic()
+            zygote = await self._zygote(interpreter)
+            request = SpawnRequest(
+                env_id=env_id, netns_path=sandbox.netns_path,
+                cgroup_procs=env.cgroup.procs_files, code_dir=str(spec.code_dir),
+                runtime=spec.runtime, handler=spec.handler,
+                environ=reserved_environment(spec, log_stream, self.settings.runtime_api_port),
+                uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid)
+            env.process = await zygote.spawn(request, env.output.write_fd)
+            env.output.writer_sent()
+            env.exited = asyncio.create_task(env.process.wait(), name=f"lp-env-{env_id}")
+            env.exited.add_done_callback(lambda _t, e=env: self._on_exit(e))
+        except BaseException:
+            self._destroy_soon(env)
+            raise
+        t3 = time.monotonic()
+        timings.update(pool_take_ms=(t1 - t0) * 1000, vpc_attach_ms=(t_vpc - t1) * 1000,
+                       cgroup_ms=(t2 - t_vpc) * 1000,
+                       spawn_ms=(t3 - t2) * 1000)
+        timings["cold_start_began"] = t0
+        return env
+
+    async def _run(self, env: Environment, inv: Invocation, cold: bool,
+                   timings: dict[str, float]) -> InvocationResult:
+        spec = env.spec
+        began = timings.pop("cold_start_began", time.monotonic())
+        fetched: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        outside_text: list[str] = []
+
+        def on_fetch(pending: PendingInvocation) -> None:
+            # the function's own timeout runs from the moment its runtime takes the event
+            pending.deadline_ms = int((time.time() + spec.timeout_s) * 1000)
+            outside_text.append(env.output.take_outside())
+            env.output.begin(inv.request_id)
+            if not fetched.done():
+                fetched.set_result(time.monotonic())
+
+        pending = env.channel.submit(inv, spec.arn, int((time.time() + spec.timeout_s) * 1000),
+                                     on_fetch)
+        assert env.exited is not None
+        waiting: set[asyncio.Future] = {pending.outcome, env.exited, fetched}
+        done, _ = await asyncio.wait(waiting, timeout=INIT_TIMEOUT_S if cold else spec.timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if fetched in done and not pending.outcome.done():
+            remaining = spec.timeout_s - (time.monotonic() - fetched.result())
+            await asyncio.wait({pending.outcome, env.exited}, timeout=max(remaining, 0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        ended = time.monotonic()
+        start = fetched.result() if fetched.done() else ended
+        init_ms = (start - began) * 1000 if cold else None
+        duration_ms = (ended - start) * 1000
+
+        result, error_line, healthy = await self._outcome(env, pending, inv)
+        output = env.output.end() if fetched.done() else env.output.take_outside()
+        max_used = _max_memory_mb(env.cgroup)
+        lines = [outside_text[0] if outside_text else "",
+                 f"START RequestId: {inv.request_id} Version: {spec.version}\n",
+                 output, error_line,
+                 f"END RequestId: {inv.request_id}\n",
+                 report_line(inv.request_id, duration_ms, spec.memory_mb, max_used, init_ms)
+                 + "\n"]
+        result.log_text = "".join(line if not line or line.endswith("\n") else line + "\n"
+                                  for line in lines)
+        env.output.function_log.append(result.log_text)
+        result.duration_ms = duration_ms
+        result.init_duration_ms = init_ms
+        result.cold_start = cold
+        result.extra = {**timings, "duration_ms": duration_ms}
+        if init_ms is not None:
+            result.extra["init_ms"] = init_ms
+        if not healthy:
+            env.retiring = True
+        return result
+
+    async def _outcome(self, env: Environment, pending: PendingInvocation, inv: Invocation
+                       ) -> tuple[InvocationResult, str, bool]:
+        """(result, extra log line, whether the environment may be reused)."""
+        if pending.outcome.done():
+            outcome: Outcome = pending.outcome.result()
+            if outcome.kind == "response":
+                return InvocationResult(payload=outcome.body), "", True
+            if outcome.kind == "init_error":
+                return (InvocationResult(payload=outcome.body, function_error="Unhandled",
+                                         error_type=outcome.error_type), "", False)
+            return (InvocationResult(payload=outcome.body, function_error="Unhandled",
+                                     error_type=outcome.error_type), "", True)
+        assert env.exited is not None
+        if env.exited.done():
+            code = env.exited.result() if not env.exited.cancelled() else -9
+            oom = env.cgroup is not None and await asyncio.to_thread(cgroups.oom_killed,
+                                                                     env.cgroup)
+            error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+            message = (f"RequestId: {inv.request_id} Error: Runtime exited with error: "
+                       f"{exit_description(code)}")
+            payload = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+            return (InvocationResult(payload=payload, function_error="Unhandled",
+                                     error_type=error_type), f"{message}\n{error_type}\n", False)
+        # timed out: the environment is killed, its state cannot be trusted
+        if env.process is not None:
+            env.process.kill()
+        message = (f"{aws_timestamp()} {inv.request_id} Task timed out after "
+                   f"{env.spec.timeout_s:.2f} seconds")
+        payload = json.dumps({"errorMessage": message, "errorType": "Sandbox.Timedout"}).encode()
+        return (InvocationResult(payload=payload, function_error="Unhandled",
+                                 error_type="Sandbox.Timedout"), message + "\n", False)
+
+    def _after_invocation(self, env: Environment, result: InvocationResult) -> None:
+        if env.state == "dead":
+            return
+        if env.retiring or not self._started or (env.exited and env.exited.done()):
+            self._destroy_soon(env)
+            return
+        env.state = "idle"
+        env.last_used = time.monotonic()
+        self._idle.setdefault(env.spec.key, []).append(env)
+
+    # zygotes -----------------------------------------------------------------------------
+    async def _zygote(self, interpreter: str) -> Zygote:
+        zygote = self._zygotes.get(interpreter)
+        if zygote is not None:
+            return zygote
+        lock = self._zygote_locks.setdefault(interpreter, asyncio.Lock())
+        async with lock:
+            if interpreter not in self._zygotes:
+                work_dir = self.settings.data_dir / "zygotes"
+                work_dir.mkdir(parents=True, exist_ok=True)
+                self._zygotes[interpreter] = await Zygote.start(interpreter, self.names, work_dir)
+            return self._zygotes[interpreter]
+
+    # teardown ----------------------------------------------------------------------------
+    def _on_exit(self, env: Environment) -> None:
+        """A process that dies while idle (or starting without a caller) is cleaned up here;
+        during an invocation, invoke() sees it and reports the error first."""
+        if env.state == "idle":
+            self._unlist_idle(env)
+            self._destroy_soon(env)
+
+    def _destroy_soon(self, env: Environment) -> None:
+        if env.state == "dead":
+            return
+        env.state = "dead"
+        self._unlist_idle(env)
+        task = asyncio.create_task(self._destroy(env), name=f"lp-env-destroy-{env.env_id}")
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
+    async def _destroy(self, env: Environment) -> None:
+        try:
+            self.runtime_api.close_channel(env.sandbox.address)
+            if env.process is not None:
+                env.process.kill()
+            if env.exited is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(env.exited), KILL_WAIT_S)
+            if env.cgroup is not None:
+                await asyncio.to_thread(cgroups.destroy_env_cgroup, env.cgroup)
+            env.output.close()
+            if env.vpc_handle is not None and self.vpc_attacher is not None:
+                await self.vpc_attacher.detach(env.vpc_handle)
+            await self.pool.release(env.sandbox.slot)
+        except Exception:
+            log.exception("tearing down environment %s failed", env.env_id)
+        finally:
+            self._envs.pop(env.env_id, None)
+
+    async def _reap_idle(self) -> None:
+        period = max(0.05, min(1.0, self.settings.keep_alive_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - self.settings.keep_alive_s
+            for env in list(self._envs.values()):
+                if env.state == "idle" and env.last_used < cutoff:
+                    self._destroy_soon(env)
+
+
+def _max_memory_mb(cg: EnvCgroup | None) -> int:
+    if cg is None:
+        return 0
+    return max(1, round(cgroups.memory_peak_bytes(cg) / (1024 * 1024)))

@@ -1,0 +1,249 @@
+"""Building one execution environment's sandbox inside a freshly forked child: cgroups, mount/
+ipc/uts/cgroup namespaces, a minimal read-only root with the code at /var/task, a private /tmp,
+fresh /proc and /dev, pivot_root, hostname, then dropping every privilege.
+
+STDLIB ONLY: the zygote imports this file by path under the runtime's own interpreter
+(`python3.x -I -S`), never from the server's venv. Everything here runs in the child, as root,
+before the function's code; the zygote itself only calls `HostFiles.load()` once at start.
+Python 3.11 has no os.setns/os.unshare/mount, so those go through ctypes on libc."""
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+from dataclasses import dataclass
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+NOFILE_LIMIT = 1024
+SANDBOX_USER = "sbx_user1051"  # the name AWS gives the function's user
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_SYS_PIVOT_ROOT = 155  # x86_64; glibc has no wrapper
+_SYS_CAPSET = 126
+
+
+class SandboxError(OSError):
+    pass
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(err, f"{what}: {os.strerror(err)}")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(),
+                       fstype.encode() if fstype else None, flags,
+                       data.encode() if data else None), f"mount {source} on {target}")
+
+
+def bind_readonly(source: str, target: str) -> None:
+    # A bind mount ignores MS_RDONLY on creation; read-only needs a second, remount pass.
+    mount(source, target, None, MS_BIND)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(_SYS_PIVOT_ROOT, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def _prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, arg, 0, 0, 0), f"prctl {option}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def clear_capabilities() -> None:
+    """Empty the effective, permitted and inheritable sets (setuid leaves inheritable alone)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)), "capset")
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """The few host /etc files the sandbox sees, read once by the zygote and written into each
+    sandbox's root tmpfs (a write is cheaper than a bind mount, and passwd/group are made per
+    sandbox anyway)."""
+    files: dict[str, bytes]  # relative to the new root, e.g. "etc/ld.so.cache"
+    symlinks: dict[str, str]  # e.g. "bin" -> "usr/bin" (Debian's usrmerge)
+    ro_dirs: tuple[str, ...]  # host dirs bind-mounted read-only at the same place
+    cap_last: int
+
+    COPIED = ("etc/resolv.conf", "etc/ld.so.cache", "etc/services", "etc/protocols",
+              "etc/ssl/openssl.cnf", "etc/mime.types", "etc/host.conf")
+    BOUND = ("usr", "etc/ssl/certs", "etc/alternatives")
+
+    @classmethod
+    def load(cls) -> "HostFiles":
+        files: dict[str, bytes] = {}
+        for rel in cls.COPIED:
+            try:
+                with open("/" + rel, "rb") as f:
+                    files[rel] = f.read()
+            except OSError:
+                continue
+        files["etc/nsswitch.conf"] = (b"passwd: files\ngroup: files\nshadow: files\n"
+                                      b"hosts: files dns\nnetworks: files\n"
+                                      b"protocols: files\nservices: files\n")
+        symlinks = {"etc/localtime": "/usr/share/zoneinfo/Etc/UTC",
+                    "etc/os-release": "../usr/lib/os-release"}
+        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            if os.path.islink("/" + top):
+                symlinks[top] = os.readlink("/" + top)
+        ro_dirs = tuple(d for d in cls.BOUND if os.path.isdir("/" + d))
+        # Non-merged layouts (no symlink) still need their /bin, /lib... visible.
+        ro_dirs += tuple(t for t in ("bin", "sbin", "lib", "lib64")
+                         if os.path.isdir("/" + t) and not os.path.islink("/" + t))
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            cap_last = int(f.read())
+        return cls(files, symlinks, ro_dirs, cap_last)
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What the child needs; decoded from the spawn request."""
+    env_id: str
+    cgroup_procs: list[str]
+    code_dir: str
+    uid: int
+    gid: int
+    tmp_size_mb: int
+    hostname: str
+
+
+def join_cgroups(procs_files: list[str]) -> None:
+    for path in procs_files:
+        # "0" means the writing task itself (cgroup v1 and v2).
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
+def _write(path: str, data: bytes, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _etc_identity(spec: SandboxSpec) -> dict[str, bytes]:
+    user = SANDBOX_USER
+    return {
+        "etc/passwd": (f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                       f"{user}:x:{spec.uid}:{spec.gid}::/tmp:/usr/sbin/nologin\n"
+                       f"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n").encode(),
+        "etc/group": (f"root:x:0:\n{user}:x:{spec.gid}:\nnogroup:x:65534:\n").encode(),
+        "etc/hosts": (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                      f"127.0.1.1\t{spec.hostname}\n").encode(),
+        "etc/hostname": (spec.hostname + "\n").encode(),
+    }
+
+
+_DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+            "urandom": (1, 9)}
+_DIRS = ("etc", "etc/ssl", "usr", "var", "var/task", "opt", "tmp", "proc", "dev", "dev/shm",
+         "oldroot")
+
+
+def build_root(root: str, spec: SandboxSpec, host: HostFiles) -> None:
+    """Make `root` (an empty host dir) the sandbox's root and pivot into it. Caller is PID 1 of
+    a new pid namespace (so the /proc mounted here shows only the environment's processes)."""
+    unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
+    # Nothing we mount may propagate back to the host's mount namespace.
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("lproot", root, "tmpfs", MS_NOSUID, "size=4m,mode=0755")
+    r = root + "/"
+    for d in _DIRS:
+        os.mkdir(r + d, 0o755)
+    for d in host.ro_dirs:
+        os.makedirs(r + d, 0o755, exist_ok=True)
+    os.chmod(r + "tmp", 0o1777)
+    for rel, data in host.files.items():
+        _write(r + rel, data)
+    for rel, data in _etc_identity(spec).items():
+        _write(r + rel, data)
+    for rel, target in host.symlinks.items():
+        os.symlink(target, r + rel)
+    for name, (major, minor) in _DEVICES.items():
+        os.mknod(r + "dev/" + name, 0o20666, os.makedev(major, minor))
+        os.chmod(r + "dev/" + name, 0o666)  # mknod honours the umask
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, r + "dev/" + name)
+
+    for d in host.ro_dirs:
+        bind_readonly("/" + d, r + d)
+    bind_readonly(spec.code_dir, r + "var/task")
+    mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={spec.tmp_size_mb}m,mode=1777")
+    mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
+    mount("proc", r + "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    pivot_root(root, r + "oldroot")
+    os.chdir("/")
+    _check(_libc.umount2(b"/oldroot", MNT_DETACH), "umount oldroot")
+    os.rmdir("/oldroot")
+    # The root tmpfs (etc, dev nodes, mount points) becomes read-only once populated.
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    name = spec.hostname.encode()
+    _check(_libc.sethostname(name, len(name)), "sethostname")
+
+
+def drop_privileges(uid: int, gid: int, cap_last: int) -> None:
+    """No way back to root: empty bounding set, no_new_privs (setuid binaries are inert),
+    all uids/gids the unprivileged pair, no supplementary groups, no capabilities."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE_LIMIT, NOFILE_LIMIT))
+    for cap in range(cap_last + 1):
+        _prctl(PR_CAPBSET_DROP, cap)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    clear_capabilities()

@@ -1,0 +1,141 @@
+"""Function logs: each environment's stdout+stderr, attributed to its current invocation and
+written, AWS-style, to one file per function under `<data_dir>/logs/<region>/<name>.log`.
+
+Owns: the output pipe of every environment (the write end goes to the zygote, the read end is
+watched by the event loop), the START/END/REPORT lines, and reading a log's tail back. Output is
+drained synchronously when an invocation ends: whatever the process wrote before it posted its
+result is already in the pipe, so attribution does not depend on timing."""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,170}")
+_READ_CHUNK = 64 * 1024
+# What one invocation keeps for its own log text (LogType=Tail shows the last 4 KB anyway).
+_MAX_INVOCATION_LOG = 1024 * 1024
+
+
+def log_path(data_dir: Path, region: str, name: str) -> Path:
+    if not (_SAFE.fullmatch(region) and _SAFE.fullmatch(name)) or ".." in region + name:
+        raise ValueError("invalid region or function name")
+    return data_dir / "logs" / region / f"{name}.log"
+
+
+def tail_lines(data_dir: Path, region: str, name: str, n: int) -> list[str] | None:
+    """The last `n` lines of a function's log; None if it has none."""
+    path = log_path(data_dir, region, name)
+    if not path.exists():
+        return None
+    with open(path, errors="replace") as f:
+        return [line.rstrip("\n") for line in deque(f, maxlen=max(n, 0))]
+
+
+def aws_timestamp(epoch_s: float | None = None) -> str:
+    """2024-01-31T12:00:00.123Z, the form Lambda prefixes its own log lines with."""
+    moment = datetime.fromtimestamp(epoch_s if epoch_s is not None else
+                                    datetime.now(timezone.utc).timestamp(), timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def report_line(request_id: str, duration_ms: float, memory_mb: int, max_used_mb: int,
+                init_ms: float | None) -> str:
+    line = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\t"
+            f"Memory Size: {memory_mb} MB\tMax Memory Used: {max_used_mb} MB\t")
+    if init_ms is not None:
+        line += f"Init Duration: {init_ms:.2f} ms\t"
+    return line
+
+
+class FunctionLog:
+    """Appends to one function's log file (opened per write: writes are rare and small)."""
+
+    def __init__(self, data_dir: Path, region: str, name: str) -> None:
+        self.path = log_path(data_dir, region, name)
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+
+
+class OutputCapture:
+    """One environment's stdout+stderr pipe. Output between invocations (init, background
+    threads) goes to the file and is shown with the next invocation's log on a cold start."""
+
+    def __init__(self, function_log: FunctionLog) -> None:
+        self.function_log = function_log
+        read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(read_fd, False)
+        self._read_fd: int | None = read_fd
+        self._request_id: str | None = None
+        self._buffer = bytearray()  # current invocation's output
+        self._outside = bytearray()  # output outside any invocation, not yet shown
+        asyncio.get_running_loop().add_reader(read_fd, self._on_readable)
+
+    def writer_sent(self) -> None:
+        """The zygote has its copy of the write end: close ours, so EOF means the env is gone."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def begin(self, request_id: str) -> None:
+        self.drain()
+        self._request_id = request_id
+
+    def end(self) -> str:
+        """Stop attributing output to the current invocation; returns what it printed."""
+        self.drain()
+        text = bytes(self._buffer).decode(errors="replace")
+        self._buffer.clear()
+        self._request_id = None
+        return text
+
+    def take_outside(self) -> str:
+        """Output printed outside any invocation (e.g. init before START)."""
+        self.drain()
+        text = bytes(self._outside).decode(errors="replace")
+        self._outside.clear()
+        return text
+
+    def drain(self) -> None:
+        while self._read_fd is not None:
+            try:
+                chunk = os.read(self._read_fd, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._stop_reading()
+                return
+            self._keep(chunk)
+
+    def close(self) -> None:
+        self.drain()
+        if self._outside and self._request_id is None:
+            self.function_log.append(bytes(self._outside).decode(errors="replace"))
+            self._outside.clear()
+        self._stop_reading()
+        self.writer_sent()
+
+    def _on_readable(self) -> None:
+        self.drain()
+
+    def _keep(self, chunk: bytes) -> None:
+        target = self._buffer if self._request_id is not None else self._outside
+        if len(target) < _MAX_INVOCATION_LOG:
+            target += chunk
+
+    def _stop_reading(self) -> None:
+        if self._read_fd is None:
+            return
+        asyncio.get_running_loop().remove_reader(self._read_fd)
+        os.close(self._read_fd)
+        self._read_fd = None

@@ -1,0 +1,327 @@
+"""Server side of the zygotes: start one fork server (zygote_main.py) per runtime interpreter,
+send it spawn requests over a unix SEQPACKET socket (the output pipe travels with SCM_RIGHTS),
+and turn its reports into `SpawnedEnv` objects whose `wait()` gives the exit status.
+
+An environment is PID 1 of its own pid namespace, so SIGKILL to `SpawnedEnv.pid` takes every
+process of it down, daemonised children included; the signal goes through a pidfd opened when
+the spawn is reported, so a recycled pid is never hit. The zygote process lives in its own
+cgroup under names.cgroup_dir; the environments in theirs (cgroups.py, made by the caller)."""
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..cleanup import kill_cgroup_tree
+from ..net.names import Names
+from . import cgroups
+
+log = logging.getLogger("lambdaplane.zygote")
+
+ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
+PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2")
+_PYTHON_RE = re.compile(r"python(3\.\d+)")
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 5.0
+_KILLED = -signal.SIGKILL
+# Exit statuses an environment can end with before any function code ran.
+SANDBOX_SETUP_FAILED = 125  # the sandbox could not be built (message on the output pipe)
+BOOTSTRAP_NOT_EXECUTABLE = 126  # provided.*: /var/task/bootstrap is not executable
+BOOTSTRAP_NOT_FOUND = 127  # provided.*: no /var/task/bootstrap
+
+
+class ZygoteError(RuntimeError):
+    pass
+
+
+def _pythons() -> dict[str, str]:
+    found: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir("/usr/bin"):
+            m = _PYTHON_RE.fullmatch(entry.name)
+            if m and os.access(entry.path, os.X_OK):
+                found[f"python{m[1]}"] = entry.path
+    return found
+
+
+def default_interpreter() -> str:
+    """The interpreter that runs the zygote for provided.* (it only builds the sandbox and
+    execs /var/task/bootstrap): python3.11 if present, else the newest python3.x."""
+    pythons = _pythons()
+    if "python3.11" in pythons:
+        return pythons["python3.11"]
+    if not pythons:
+        raise ZygoteError("no /usr/bin/python3.x found to run the zygote")
+    return pythons[max(pythons, key=lambda r: int(r.split(".")[1]))]
+
+
+def interpreter_for(runtime: str) -> str | None:
+    if runtime in PROVIDED_RUNTIMES:
+        try:
+            return default_interpreter()
+        except ZygoteError:
+            return None
+    return _pythons().get(runtime) if _PYTHON_RE.fullmatch(runtime) else None
+
+
+def supported_runtimes() -> list[str]:
+    pythons = sorted(_pythons(), key=lambda r: int(r.split(".")[1]))
+    return pythons + (list(PROVIDED_RUNTIMES) if pythons else [])
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    env_id: str
+    netns_path: str  # e.g. /run/netns/lpab1-s3 : the child setns()es into it
+    cgroup_procs: list[str]  # EnvCgroup.procs_files
+    code_dir: str  # host dir, bind-mounted read-only at /var/task
+    runtime: str  # python3.x | provided.al2023 | provided.al2
+    handler: str
+    environ: dict[str, str]  # the complete environment, built by the caller
+    uid: int
+    gid: int
+    tmp_size_mb: int = 512
+
+
+class SpawnedEnv:
+    """One running execution environment (the init of its pid namespace)."""
+
+    def __init__(self, pid: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.pid = pid
+        self._exit: asyncio.Future[int] = loop.create_future()
+        self._pidfd: int | None = None
+        with contextlib.suppress(ProcessLookupError):
+            self._pidfd = os.pidfd_open(pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exit.result() if self._exit.done() else None
+
+    async def wait(self) -> int:
+        """Exit code >= 0, or -signal (e.g. -9 after kill() or the OOM killer)."""
+        return await asyncio.shield(self._exit)
+
+    def kill(self) -> None:
+        """SIGKILL the whole environment; a no-op once it has exited."""
+        if self._exit.done() or self._pidfd is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def _exited(self, status: int) -> None:
+        if not self._exit.done():
+            self._exit.set_result(status)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+class Zygote:
+    def __init__(self, interpreter: str, proc: asyncio.subprocess.Process,
+                 conn: socket.socket, cgroup: cgroups.EnvCgroup, work_dir: Path,
+                 socket_path: Path | None) -> None:
+        self.interpreter = interpreter
+        self.pid = proc.pid
+        self._proc = proc
+        self._conn = conn
+        self._cgroup = cgroup
+        self._work_dir = work_dir
+        self._socket_path = socket_path
+        self._loop = asyncio.get_running_loop()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[SpawnedEnv]] = {}
+        self._envs: dict[int, SpawnedEnv] = {}
+        self._ready: asyncio.Future[int] = self._loop.create_future()
+        self._closed = False
+        self._stopping = False
+        self._loop.add_reader(conn.fileno(), self._on_readable)
+
+    @classmethod
+    async def start(cls, interpreter: str, names: Names, work_dir: Path) -> "Zygote":
+        work_dir.mkdir(parents=True, exist_ok=True)
+        tag = Path(interpreter).name
+        root_dir = work_dir / "sandbox-root"  # each child mounts its own tmpfs over it
+        root_dir.mkdir(exist_ok=True)
+        socket_path: Path | None = work_dir / f"zygote-{tag}.sock"
+        if len(str(socket_path).encode()) >= 100:  # sun_path is 108 bytes
+            socket_path = None
+            address = f"@lp{names.instance}-zygote-{tag}-{os.getpid()}-{id(work_dir):x}"
+        else:
+            address = str(socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        listener.setblocking(False)
+        cgroup = cgroups.create_zygote_cgroup(names, tag)
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            if socket_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    socket_path.unlink()
+                listener.bind(str(socket_path))
+                os.chmod(socket_path, 0o600)
+            else:
+                listener.bind("\0" + address[1:])
+            listener.listen(1)
+            args = [str(ZYGOTE_MAIN), address, "--root", str(root_dir)]
+            for procs in cgroup.procs_files:
+                args += ["--cgroup", procs]
+            proc = await asyncio.create_subprocess_exec(
+                interpreter, "-I", "-S", *args, stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True)  # a terminal's ^C is for the server, not the zygote
+            conn = await _accept_or_exit(listener, proc)
+            conn.setblocking(False)
+            zygote = cls(interpreter, proc, conn, cgroup, work_dir, socket_path)
+            try:
+                await asyncio.wait_for(asyncio.shield(zygote._ready), _START_TIMEOUT_S)
+            except BaseException:
+                await zygote.stop()
+                raise
+            return zygote
+        except BaseException:
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            for d in cgroup.dirs:
+                kill_cgroup_tree(d)
+            raise
+        finally:
+            listener.close()
+            if socket_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    socket_path.unlink()  # connected already: the name is no longer needed
+
+    async def spawn(self, req: SpawnRequest, output_fd: int) -> SpawnedEnv:
+        """Fork an environment; its stdout and stderr go to output_fd (duplicated to the
+        zygote; the caller keeps and closes its own copy)."""
+        if self._closed:
+            raise ZygoteError(f"zygote {self.interpreter} is not running")
+        request_id = next(self._ids)
+        future: asyncio.Future[SpawnedEnv] = self._loop.create_future()
+        self._pending[request_id] = future
+        message = json.dumps({"op": "spawn", "id": request_id, **asdict(req)}).encode()
+        try:
+            await self._send(message, [output_fd])
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def stop(self) -> None:
+        """Stop the zygote. Environments still running are killed (by the zygote, which then
+        reports their exit), so nothing is left behind; callers normally stop them first."""
+        self._stopping = True
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                await self._send(json.dumps({"op": "stop"}).encode(), [])
+        try:
+            await asyncio.wait_for(self._proc.wait(), _STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("zygote %s (pid %d) did not stop; killing it", self.interpreter,
+                        self.pid)
+            self._proc.kill()
+            await self._proc.wait()
+        # Exit reports still queued in the socket resolve their waiters before we close it.
+        self._on_readable()
+        self._close("zygote stopped")
+        for d in self._cgroup.dirs:
+            kill_cgroup_tree(d)
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _send(self, data: bytes, fds: list[int]) -> None:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        while True:
+            try:
+                self._conn.sendmsg([data], anc)
+                return
+            except BlockingIOError:
+                writable = self._loop.create_future()
+                self._loop.add_writer(self._conn.fileno(), writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    self._loop.remove_writer(self._conn.fileno())
+
+    def _on_readable(self) -> None:
+        if self._closed:
+            return
+        while True:
+            try:
+                data = self._conn.recv(64 * 1024)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._close(f"zygote connection failed: {e}")
+                return
+            if not data:
+                self._close("zygote exited")
+                return
+            self._dispatch(json.loads(data))
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        op = msg["op"]
+        if op == "spawned":
+            env = SpawnedEnv(msg["pid"], self._loop)
+            self._envs[env.pid] = env
+            future = self._pending.get(msg["id"])
+            if future is not None and not future.done():
+                future.set_result(env)
+            else:  # the caller gave up waiting: the environment is nobody's, end it
+                env.kill()
+        elif op == "spawn_failed":
+            future = self._pending.get(msg["id"])
+            if future is not None and not future.done():
+                future.set_exception(ZygoteError(f"spawn failed: {msg['error']}"))
+        elif op == "exit":
+            env = self._envs.pop(msg["pid"], None)
+            if env is not None:
+                env._exited(int(msg["status"]))
+        elif op == "ready":
+            if not self._ready.done():
+                self._ready.set_result(msg["pid"])
+
+    def _close(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._conn.fileno())
+        self._conn.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ZygoteError(reason))
+        if not self._ready.done():
+            self._ready.set_exception(ZygoteError(reason))
+        # No one is left to report these exits: kill them so the status is true.
+        for env in self._envs.values():
+            env.kill()
+            env._exited(_KILLED)
+        self._envs.clear()
+        if not self._stopping:
+            log.error("zygote %s (pid %d): %s", self.interpreter, self.pid, reason)
+
+
+async def _accept_or_exit(listener: socket.socket,
+                          proc: asyncio.subprocess.Process) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    accept = asyncio.ensure_future(loop.sock_accept(listener))
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        done, _ = await asyncio.wait({accept, exited}, timeout=_START_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if accept in done:
+            return accept.result()[0]
+        if exited in done:
+            raise ZygoteError(f"zygote exited during start with status {exited.result()}")
+        raise ZygoteError("zygote did not connect in time")
+    finally:
+        for task in (accept, exited):
+            if not task.done():
+                task.cancel()

@@ -1,0 +1,282 @@
+"""The zygote: a fork server for one runtime interpreter. Started by the server (zygote.py) as
+`<python3.x> -I -S zygote_main.py <socket> --root DIR [--cgroup PROCS_FILE]...`, it joins its
+own cgroup, pre-imports the Python bootstrap and the stdlib it (and typical handlers) use, then
+connects to the server's unix SEQPACKET socket and serves spawn requests.
+
+A spawn forks ONE child, already PID 1 of a new pid namespace and inside the target netns (the
+zygote enters both just for the fork and steps back out); the child builds the sandbox
+(isolation.py) and runs the runtime: the pre-imported bootstrap's main loop for python, or an
+execve of /var/task/bootstrap for provided.*. The zygote is the only one that reaps those
+children and reports each exit status to the server; on stop or EOF it kills what is left.
+
+STDLIB ONLY, run under the runtime's own interpreter — never the server's venv.
+
+Wire format (one JSON object per SEQPACKET message):
+  server → zygote  {"op": "spawn", "id": n, ...SpawnRequest fields}  + SCM_RIGHTS [output fd]
+                   {"op": "stop"}
+  zygote → server  {"op": "ready", "pid": p}
+                   {"op": "spawned", "id": n, "pid": p} | {"op": "spawn_failed", "id": n,
+                   "error": "..."}
+                   {"op": "exit", "pid": p, "status": code-or-minus-signal}
+"""
+from __future__ import annotations
+
+import array
+import errno
+import gc
+import importlib.util
+import json
+import os
+import re
+import select
+import signal
+import socket
+import sys
+import traceback
+from types import ModuleType
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_MESSAGE = 256 * 1024
+SETUP_FAILED = 125  # exit status when the sandbox could not be built
+_PRELOAD = ("json", "http.client", "traceback", "importlib", "importlib.util", "base64",
+            "logging", "datetime", "decimal", "uuid", "urllib.parse", "urllib.request",
+            "hashlib", "random", "typing", "dataclasses", "collections", "re", "io")
+
+
+def _load_by_path(name: str, path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolation.py"))
+bootstrap = _load_by_path("_lambdaplane_bootstrap",
+                          os.path.join(_HERE, "runtimes", "python_bootstrap.py"))
+for _name in _PRELOAD:
+    importlib.import_module(_name)
+
+
+def _hostname(env_id: str) -> str:
+    return ("lp-" + re.sub(r"[^a-zA-Z0-9-]", "-", env_id))[:63]
+
+
+def _exec_provided(environ: dict[str, str]) -> None:
+    path = "/var/task/bootstrap"
+    if not os.path.exists(path):
+        os.write(2, b"lambdaplane: /var/task/bootstrap not found: a provided runtime needs an "
+                    b"executable file named bootstrap at the root of the code\n")
+        os._exit(127)
+    try:
+        os.execve(path, [path], environ)
+    except OSError as e:
+        os.write(2, f"lambdaplane: cannot execute /var/task/bootstrap: {e.strerror} "
+                    f"(is it executable, with a #! line or a native binary?)\n".encode())
+        os._exit(127 if e.errno == errno.ENOENT else 126)
+
+
+def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
+               host: Any, conn: socket.socket) -> None:
+    """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns."""
+    try:
+        conn.detach()  # its fd is closed below with the rest; the object must not close it later
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        spec = isolation.SandboxSpec(
+            env_id=req["env_id"], cgroup_procs=list(req["cgroup_procs"]),
+            code_dir=req["code_dir"], uid=int(req["uid"]), gid=int(req["gid"]),
+            tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
+        isolation.join_cgroups(spec.cgroup_procs)
+        isolation.build_root(root_dir, spec, host)
+        stdin = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(stdin, 0)
+        os.closerange(3, 2**31 - 1)  # one close_range(2): whatever the zygote inherited
+        isolation.drop_privileges(spec.uid, spec.gid, host.cap_last)
+        environ = {str(k): str(v) for k, v in req["environ"].items()}
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir("/var/task")
+    except BaseException as e:  # noqa: BLE001 - whatever happened, this child must not return
+        try:
+            os.write(2, f"lambdaplane: sandbox setup failed: {e!r}\n".encode())
+        finally:
+            os._exit(SETUP_FAILED)
+    if req["runtime"].startswith("provided"):
+        _exec_provided(environ)
+    code = 1
+    try:
+        sys.argv = ["/var/runtime/bootstrap"]
+        code = bootstrap.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            sys.stderr.write(f"{e.code}\n")
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code & 0xFF if isinstance(code, int) else 1)
+
+
+class ZygoteServer:
+    def __init__(self, conn: socket.socket, root_dir: str) -> None:
+        self.conn = conn
+        self.root_dir = root_dir
+        self.host = isolation.HostFiles.load()
+        self.live: set[int] = set()
+        self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.own_pid = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
+
+    def send(self, msg: dict[str, Any]) -> None:
+        try:
+            self.conn.send(json.dumps(msg).encode())
+        except OSError:
+            pass  # server gone: we notice EOF on the next read
+
+    def serve(self) -> None:
+        self.send({"op": "ready", "pid": os.getpid()})
+        poller = select.poll()
+        poller.register(self.conn.fileno(), select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == self.wake_r:
+                    self._drain_wakeups()
+                    self.reap()
+                elif not self._handle_message():
+                    self.shutdown()
+                    return
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handle_message(self) -> bool:
+        try:
+            data, ancdata, _flags, _ = self.conn.recvmsg(
+                MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
+        except InterruptedError:
+            return True
+        except OSError:
+            return False
+        fds = array.array("i")
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not data:
+            return False
+        msg = json.loads(data)
+        if msg["op"] == "stop":
+            return False
+        if msg["op"] == "spawn":
+            try:
+                self.spawn(msg, fds[0])
+            except Exception as e:  # noqa: BLE001 - reported to the server, zygote lives on
+                self.send({"op": "spawn_failed", "id": msg["id"], "error": f"{e}"})
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        return True
+
+    def spawn(self, req: dict[str, Any], out_fd: int) -> None:
+        netns = os.open(req["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # Enter the target netns and make our next child PID 1 of a new pid namespace,
+            # fork once, step back: one fork per environment instead of two.
+            isolation.setns(netns, isolation.CLONE_NEWNET)
+            try:
+                isolation.unshare(isolation.CLONE_NEWPID)
+                try:
+                    pid = os.fork()
+                    if pid == 0:
+                        _run_child(req, out_fd, self.root_dir, self.host, self.conn)
+                finally:
+                    isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
+            finally:
+                isolation.setns(self.own_net, isolation.CLONE_NEWNET)
+        finally:
+            os.close(netns)
+        self.live.add(pid)
+        self.send({"op": "spawned", "id": req["id"], "pid": pid})
+
+    def reap(self, block: bool = False) -> None:
+        while self.live:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                self.live.clear()
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            if pid in self.live:
+                self.live.discard(pid)
+                self.send({"op": "exit", "pid": pid,
+                           "status": os.waitstatus_to_exitcode(status)})
+
+    def shutdown(self) -> None:
+        """Leave nothing behind: every environment still running is killed and reaped."""
+        for pid in list(self.live):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.reap(block=True)
+        self.send({"op": "bye"})
+        self.conn.close()
+
+
+def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
+    socket_path, root_dir, cgroups = argv[1], "", []
+    i = 2
+    while i < len(argv):
+        if argv[i] == "--root":
+            root_dir = argv[i + 1]
+        elif argv[i] == "--cgroup":
+            cgroups.append(argv[i + 1])
+        else:
+            raise SystemExit(f"zygote: unknown argument {argv[i]!r}")
+        i += 2
+    if not root_dir:
+        raise SystemExit("zygote: --root DIR is required")
+    return socket_path, root_dir, cgroups
+
+
+def main(argv: list[str]) -> int:
+    socket_path, root_dir, cgroups = _parse_args(argv)
+    isolation.join_cgroups(cgroups)  # before any fork, so `clean` finds us and our children
+    # Everything loaded so far lives as long as the zygote: keep the collector off it, so
+    # children do not copy-on-write pages just by traversing it.
+    gc.collect()
+    gc.freeze()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    # "@name" is an abstract socket (used when the work dir's path is too long for sun_path).
+    conn.connect("\0" + socket_path[1:] if socket_path.startswith("@") else socket_path)
+    ZygoteServer(conn, root_dir).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,243 @@
+"""Invoke: the three invocation types, payload limits, concurrency admission (reserved caps and
+the account's unreserved pool) and asynchronous events — written to SQLite before the 202,
+run by background workers, retried twice on function error, resumed after a restart
+(at-least-once, same request id). Execution itself is `environments.invoke`. No HTTP here."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..config import Settings
+from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge, ResourceConflict,
+                      ServiceError, too_many_requests)
+from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
+from ..store.db import Database
+from ..store.events import EventStore, QueuedEvent
+from ..store.functions import FunctionRecord
+from .functions import FunctionService, pending_message
+
+log = logging.getLogger("lambdaplane.invoke")
+
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6,291,456 bytes, request and response
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024  # 1 MB since late 2025 (256 KB before)
+LOG_TAIL_BYTES = 4096
+EVENT_WORKERS = 16
+THROTTLED_EVENT_DELAY_S = 1.0
+RETRY_AFTER_S = 1
+
+
+class Environments(Protocol):
+    async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult: ...
+
+
+@dataclass
+class InvokeOutcome:
+    status: int  # 200 RequestResponse, 202 Event, 204 DryRun
+    request_id: str
+    payload: bytes = b""
+    function_error: str | None = None
+    log_result: str | None = None  # base64 of the log tail, for LogType=Tail
+    executed_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A held unit of concurrency; released exactly once."""
+    region: str
+    name: str
+    reserved: bool
+
+
+class Admission:
+    """In-flight counts. A function with reserved concurrency is capped by it and does not use
+    the region's unreserved pool; every other function shares `account − Σ reservations`."""
+
+    def __init__(self) -> None:
+        self.per_function: Counter[tuple[str, str]] = Counter()
+        self.unreserved: Counter[str] = Counter()
+
+    def acquire(self, record: FunctionRecord, unreserved_capacity: int) -> Slot:
+        key = (record.region, record.name)
+        if record.reserved_concurrency is not None:
+            if self.per_function[key] >= record.reserved_concurrency:
+                raise too_many_requests("Rate Exceeded.",
+                                        "ReservedFunctionConcurrentInvocationLimitExceeded",
+                                        RETRY_AFTER_S)
+            self.per_function[key] += 1
+            return Slot(record.region, record.name, True)
+        if self.unreserved[record.region] >= unreserved_capacity:
+            raise too_many_requests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded",
+                                    RETRY_AFTER_S)
+        self.per_function[key] += 1
+        self.unreserved[record.region] += 1
+        return Slot(record.region, record.name, False)
+
+    def release(self, slot: Slot) -> None:
+        key = (slot.region, slot.name)
+        self.per_function[key] -= 1
+        if self.per_function[key] <= 0:
+            del self.per_function[key]
+        if not slot.reserved:
+            self.unreserved[slot.region] -= 1
+
+    def in_flight(self, region: str) -> int:
+        return sum(n for (r, _), n in self.per_function.items() if r == region)
+
+
+class Invoker:
+    def __init__(self, settings: Settings, db: Database, functions: FunctionService,
+                 environments: Environments) -> None:
+        self.settings = settings
+        self.functions = functions
+        self.environments = environments
+        self.events = EventStore(db)
+        self.admission = Admission()
+        self._wake = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Events accepted before a stop or crash are still queued: the dispatcher runs them.
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def stop(self) -> None:
+        tasks = list(self._running.values())
+        if self._dispatcher is not None:
+            tasks.append(self._dispatcher)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._dispatcher = None
+
+    # -- the Invoke operation ----------------------------------------------------------------
+    async def invoke(self, region: str, ref: str, qualifier: str | None, invocation_type: str,
+                     payload: bytes, log_type: str = "None",
+                     client_context: str | None = None) -> InvokeOutcome:
+        record = self.functions.get(region, ref, qualifier)
+        request_id = str(uuid.uuid4())
+        limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+        if len(payload) > limit:
+            operation = "InvokeAsync" if invocation_type == "Event" else "InvokeFunction"
+            raise RequestTooLarge(
+                f"Request must be smaller than {limit} bytes for the {operation} operation")
+        payload = _checked_json(payload)
+        _check_invocable(record)
+        if invocation_type == "DryRun":
+            return InvokeOutcome(204, request_id)
+        if invocation_type == "Event":
+            self.events.enqueue(request_id, region, record.name, payload, client_context)
+            self._wake.set()
+            return InvokeOutcome(202, request_id)
+        result = await self._run(record, Invocation(request_id, payload, client_context))
+        outcome = InvokeOutcome(200, request_id, result.payload, result.function_error,
+                                executed_version=record.version)
+        if len(result.payload) > SYNC_PAYLOAD_LIMIT:
+            outcome.payload = json.dumps({
+                "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                                f"({SYNC_PAYLOAD_LIMIT} bytes).",
+                "errorType": "Function.ResponseSizeTooLarge"}).encode()
+            outcome.function_error = "Unhandled"
+        if log_type == "Tail":
+            tail = result.log_text.encode()[-LOG_TAIL_BYTES:]
+            outcome.log_result = base64.b64encode(tail).decode()
+        return outcome
+
+    async def _run(self, record: FunctionRecord, invocation: Invocation) -> InvocationResult:
+        slot = self.admission.acquire(record, self.functions.unreserved_capacity(record.region))
+        try:
+            return await self.environments.invoke(self.functions.spec_for(record), invocation)
+        except AwsError:
+            raise
+        except Exception:
+            log.exception("invoking %s (request %s) failed", record.arn, invocation.request_id)
+            raise ServiceError("The Lambda service encountered an internal error while running "
+                               "the function.") from None
+        finally:
+            self.admission.release(slot)
+
+    # -- asynchronous events -----------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        while True:
+            self._wake.clear()
+            free = EVENT_WORKERS - len(self._running)
+            if free > 0:
+                for event in self.events.due(time.time(), set(self._running), free):
+                    task = asyncio.get_running_loop().create_task(self._run_event(event))
+                    self._running[event.id] = task
+            next_at = self.events.next_due_at(set(self._running))
+            timeout = 5.0 if next_at is None else min(max(next_at - time.time(), 0.0), 5.0)
+            if next_at is not None and timeout == 0.0 and len(self._running) >= EVENT_WORKERS:
+                timeout = 5.0  # all workers busy: a finishing one wakes us
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run_event(self, event: QueuedEvent) -> None:
+        try:
+            await self._attempt_event(event)
+        except asyncio.CancelledError:
+            raise  # stopping: the event stays queued and runs after the restart
+        except Exception:  # noqa: BLE001 - one bad event must not stop the worker pool
+            log.exception("event %s failed unexpectedly", event.request_id)
+            self.events.retry_later(event.id, time.time() + THROTTLED_EVENT_DELAY_S,
+                                    event.attempts, "ServiceException")
+        finally:
+            self._running.pop(event.id, None)
+            self._wake.set()
+
+    async def _attempt_event(self, event: QueuedEvent) -> None:
+        record = self.functions.store.get(event.region, event.name)
+        if record is None:
+            log.info("dropping event %s: function %s was deleted", event.request_id, event.name)
+            self.events.finish(event.id, "dropped", event.attempts, None)
+            return
+        try:
+            _check_invocable(record)
+            result = await self._run(record, Invocation(event.request_id, event.payload,
+                                                        event.client_context))
+        except AwsError as e:
+            if e.code in ("TooManyRequestsException", "ResourceConflictException"):
+                # Throttled or not ready: AWS keeps the event and tries later, not an attempt.
+                self.events.retry_later(event.id, time.time() + THROTTLED_EVENT_DELAY_S,
+                                        event.attempts, e.code)
+                return
+            result = InvocationResult(b"", function_error="Unhandled", error_type=e.code)
+        attempts = event.attempts + 1
+        if result.function_error is None:
+            self.events.finish(event.id, "succeeded", attempts, None)
+            return
+        error_type = result.error_type or result.function_error
+        delays = self.settings.event_retry_delays_s
+        if attempts > min(2, len(delays)):
+            log.info("event %s for %s failed %d times (%s); discarded", event.request_id,
+                     record.arn, attempts, error_type)
+            self.events.finish(event.id, "failed", attempts, error_type)
+            return
+        self.events.retry_later(event.id, time.time() + delays[attempts - 1], attempts,
+                                error_type)
+
+
+def _check_invocable(record: FunctionRecord) -> None:
+    if record.state != "Active":
+        raise ResourceConflict(pending_message(record.state))
+
+
+def _checked_json(payload: bytes) -> bytes:
+    """Lambda accepts only JSON events; an empty payload is the empty object."""
+    if not payload.strip():
+        return b"{}"
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {e}"
+        ) from None
+    return payload

@@ -1,0 +1,274 @@
+"""EC2 network objects in SQLite: VPCs, subnets, security groups and their rules, network
+interfaces (ENIs) and tags. Plain rows in, dataclasses out; the rules (what may be created or
+deleted) live in service/vpc.py, and the kernel state is derived from these rows (net/)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .db import Database, schema
+
+schema("""
+CREATE TABLE IF NOT EXISTS ec2_regions (region TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS ec2_vpcs (
+  id TEXT PRIMARY KEY, region TEXT NOT NULL, cidr TEXT NOT NULL, is_default INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ec2_subnets (
+  id TEXT PRIMARY KEY, region TEXT NOT NULL, vpc_id TEXT NOT NULL REFERENCES ec2_vpcs(id),
+  cidr TEXT NOT NULL, az TEXT NOT NULL, default_for_az INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ec2_security_groups (
+  id TEXT PRIMARY KEY, region TEXT NOT NULL, vpc_id TEXT NOT NULL REFERENCES ec2_vpcs(id),
+  name TEXT NOT NULL, description TEXT NOT NULL, UNIQUE (vpc_id, name));
+CREATE TABLE IF NOT EXISTS ec2_sg_rules (
+  id TEXT PRIMARY KEY, group_id TEXT NOT NULL REFERENCES ec2_security_groups(id) ON DELETE CASCADE,
+  egress INTEGER NOT NULL, protocol TEXT NOT NULL, from_port INTEGER NOT NULL,
+  to_port INTEGER NOT NULL, cidr TEXT, ref_group_id TEXT, description TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS ec2_enis (
+  id TEXT PRIMARY KEY, region TEXT NOT NULL, subnet_id TEXT NOT NULL REFERENCES ec2_subnets(id),
+  vpc_id TEXT NOT NULL, ip TEXT NOT NULL, mac TEXT NOT NULL, interface_type TEXT NOT NULL,
+  requester_managed INTEGER NOT NULL, description TEXT NOT NULL, status TEXT NOT NULL,
+  far_netns TEXT, far_ifname TEXT, owns_netns INTEGER NOT NULL DEFAULT 0,
+  owner_pid INTEGER, owner_start INTEGER, process_pid INTEGER, process_start INTEGER,
+  name TEXT, argv TEXT, UNIQUE (vpc_id, ip));
+CREATE TABLE IF NOT EXISTS ec2_eni_groups (
+  eni_id TEXT NOT NULL REFERENCES ec2_enis(id) ON DELETE CASCADE,
+  group_id TEXT NOT NULL REFERENCES ec2_security_groups(id), position INTEGER NOT NULL,
+  PRIMARY KEY (eni_id, group_id));
+CREATE TABLE IF NOT EXISTS ec2_tags (
+  resource_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (resource_id, key));
+""")
+
+
+@dataclass(frozen=True)
+class Vpc:
+    id: str
+    region: str
+    cidr: str
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    region: str
+    vpc_id: str
+    cidr: str
+    az: str
+    default_for_az: bool
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    id: str
+    region: str
+    vpc_id: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class SgRule:
+    id: str
+    group_id: str
+    egress: bool
+    protocol: str  # "-1" (all), "tcp", "udp", "icmp" or an IP protocol number
+    from_port: int  # -1 when the protocol has no ports; ICMP type
+    to_port: int  # ICMP code
+    cidr: str | None
+    ref_group_id: str | None
+    description: str = ""
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What makes two rules the same rule (the description does not)."""
+        return (self.group_id, self.egress, self.protocol, self.from_port, self.to_port,
+                self.cidr, self.ref_group_id)
+
+
+@dataclass(frozen=True)
+class FarEnd:
+    """Where the other end of an interface's veth lives. `owns_netns`: the namespace exists
+    for this interface alone (a `lambdaplane run` resource) and gets a default route via the
+    subnet gateway; otherwise it is shared (e.g. a per-VPC Hyperplane namespace)."""
+    netns: str
+    ifname: str
+    owns_netns: bool
+
+
+@dataclass(frozen=True)
+class Eni:
+    id: str
+    region: str
+    subnet_id: str
+    vpc_id: str
+    ip: str
+    mac: str
+    interface_type: str  # "interface" | "lambda" | …
+    requester_managed: bool
+    description: str
+    status: str  # "available" | "in-use"
+    group_ids: tuple[str, ...]
+    far_end: FarEnd | None = None
+    owner_pid: int | None = None  # the `lambdaplane run` CLI; its death releases the ENI
+    owner_start: int | None = None  # /proc/<pid>/stat start time, so a reused pid is not it
+    process_pid: int | None = None  # the program run inside (its netns survives restarts)
+    process_start: int | None = None
+    name: str | None = None
+    argv: str | None = None
+
+
+@dataclass
+class Snapshot:
+    """Every EC2 network object of the store, for computing the desired kernel state."""
+    vpcs: list[Vpc] = field(default_factory=list)
+    subnets: list[Subnet] = field(default_factory=list)
+    groups: list[SecurityGroup] = field(default_factory=list)
+    rules: list[SgRule] = field(default_factory=list)
+    enis: list[Eni] = field(default_factory=list)
+
+
+class Ec2Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # regions ---------------------------------------------------------------------------------
+    def region_initialised(self, region: str) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM ec2_regions WHERE region=?",
+                                    (region,)).fetchone() is not None
+
+    def mark_region(self, region: str) -> None:
+        self.db.conn.execute("INSERT OR IGNORE INTO ec2_regions VALUES (?)", (region,))
+
+    # vpcs ------------------------------------------------------------------------------------
+    def add_vpc(self, v: Vpc) -> None:
+        self.db.conn.execute("INSERT INTO ec2_vpcs VALUES (?,?,?,?)",
+                             (v.id, v.region, v.cidr, int(v.is_default)))
+
+    def vpcs(self, region: str | None = None) -> list[Vpc]:
+        rows = self._select("ec2_vpcs", region)
+        return [Vpc(r["id"], r["region"], r["cidr"], bool(r["is_default"])) for r in rows]
+
+    def vpc(self, vpc_id: str) -> Vpc | None:
+        return next((v for v in self.vpcs() if v.id == vpc_id), None)
+
+    def delete_vpc(self, vpc_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_vpcs WHERE id=?", (vpc_id,))
+        self.delete_tags(vpc_id)
+
+    # subnets ---------------------------------------------------------------------------------
+    def add_subnet(self, s: Subnet) -> None:
+        self.db.conn.execute("INSERT INTO ec2_subnets VALUES (?,?,?,?,?,?)",
+                             (s.id, s.region, s.vpc_id, s.cidr, s.az, int(s.default_for_az)))
+
+    def subnets(self, region: str | None = None) -> list[Subnet]:
+        return [Subnet(r["id"], r["region"], r["vpc_id"], r["cidr"], r["az"],
+                       bool(r["default_for_az"])) for r in self._select("ec2_subnets", region)]
+
+    def subnet(self, subnet_id: str) -> Subnet | None:
+        r = self.db.conn.execute("SELECT * FROM ec2_subnets WHERE id=?", (subnet_id,)).fetchone()
+        return Subnet(r["id"], r["region"], r["vpc_id"], r["cidr"], r["az"],
+                      bool(r["default_for_az"])) if r else None
+
+    def delete_subnet(self, subnet_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_subnets WHERE id=?", (subnet_id,))
+        self.delete_tags(subnet_id)
+
+    # security groups -------------------------------------------------------------------------
+    def add_group(self, g: SecurityGroup) -> None:
+        self.db.conn.execute("INSERT INTO ec2_security_groups VALUES (?,?,?,?,?)",
+                             (g.id, g.region, g.vpc_id, g.name, g.description))
+
+    def groups(self, region: str | None = None) -> list[SecurityGroup]:
+        return [SecurityGroup(r["id"], r["region"], r["vpc_id"], r["name"], r["description"])
+                for r in self._select("ec2_security_groups", region)]
+
+    def group(self, group_id: str) -> SecurityGroup | None:
+        r = self.db.conn.execute("SELECT * FROM ec2_security_groups WHERE id=?",
+                                 (group_id,)).fetchone()
+        return SecurityGroup(r["id"], r["region"], r["vpc_id"], r["name"],
+                             r["description"]) if r else None
+
+    def delete_group(self, group_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_security_groups WHERE id=?", (group_id,))
+        self.delete_tags(group_id)
+
+    # rules -----------------------------------------------------------------------------------
+    def add_rule(self, r: SgRule) -> None:
+        self.db.conn.execute("INSERT INTO ec2_sg_rules VALUES (?,?,?,?,?,?,?,?,?)",
+                             (r.id, r.group_id, int(r.egress), r.protocol, r.from_port,
+                              r.to_port, r.cidr, r.ref_group_id, r.description))
+
+    def rules(self, group_id: str | None = None) -> list[SgRule]:
+        if group_id is None:
+            rows = self.db.conn.execute("SELECT * FROM ec2_sg_rules ORDER BY rowid").fetchall()
+        else:
+            rows = self.db.conn.execute("SELECT * FROM ec2_sg_rules WHERE group_id=? ORDER BY rowid",
+                                        (group_id,)).fetchall()
+        return [SgRule(r["id"], r["group_id"], bool(r["egress"]), r["protocol"], r["from_port"],
+                       r["to_port"], r["cidr"], r["ref_group_id"], r["description"]) for r in rows]
+
+    def delete_rule(self, rule_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_sg_rules WHERE id=?", (rule_id,))
+        self.delete_tags(rule_id)
+
+    # network interfaces ----------------------------------------------------------------------
+    def add_eni(self, e: Eni) -> None:
+        far = e.far_end
+        self.db.conn.execute(
+            "INSERT INTO ec2_enis VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (e.id, e.region, e.subnet_id, e.vpc_id, e.ip, e.mac, e.interface_type,
+             int(e.requester_managed), e.description, e.status,
+             far.netns if far else None, far.ifname if far else None,
+             int(far.owns_netns) if far else 0, e.owner_pid, e.owner_start, e.process_pid,
+             e.process_start, e.name, e.argv))
+        self.db.conn.executemany("INSERT INTO ec2_eni_groups VALUES (?,?,?)",
+                                 [(e.id, g, i) for i, g in enumerate(e.group_ids)])
+
+    def enis(self, region: str | None = None) -> list[Eni]:
+        groups: dict[str, list[str]] = {}
+        for r in self.db.conn.execute("SELECT * FROM ec2_eni_groups ORDER BY eni_id, position"):
+            groups.setdefault(r["eni_id"], []).append(r["group_id"])
+        return [self._eni(r, groups.get(r["id"], [])) for r in self._select("ec2_enis", region)]
+
+    def eni(self, eni_id: str) -> Eni | None:
+        return next((e for e in self.enis() if e.id == eni_id), None)
+
+    def set_eni_process(self, eni_id: str, pid: int, start: int | None) -> None:
+        self.db.conn.execute("UPDATE ec2_enis SET process_pid=?, process_start=? WHERE id=?",
+                             (pid, start, eni_id))
+
+    def delete_eni(self, eni_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_enis WHERE id=?", (eni_id,))
+        self.delete_tags(eni_id)
+
+    @staticmethod
+    def _eni(r: object, group_ids: list[str]) -> Eni:
+        far = FarEnd(r["far_netns"], r["far_ifname"], bool(r["owns_netns"])) \
+            if r["far_netns"] else None
+        return Eni(r["id"], r["region"], r["subnet_id"], r["vpc_id"], r["ip"], r["mac"],
+                   r["interface_type"], bool(r["requester_managed"]), r["description"],
+                   r["status"], tuple(group_ids), far, r["owner_pid"], r["owner_start"],
+                   r["process_pid"], r["process_start"], r["name"], r["argv"])
+
+    # tags ------------------------------------------------------------------------------------
+    def set_tags(self, resource_id: str, tags: dict[str, str]) -> None:
+        self.db.conn.executemany("INSERT OR REPLACE INTO ec2_tags VALUES (?,?,?)",
+                                 [(resource_id, k, v) for k, v in tags.items()])
+
+    def tags(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for r in self.db.conn.execute("SELECT * FROM ec2_tags ORDER BY resource_id, key"):
+            out.setdefault(r["resource_id"], {})[r["key"]] = r["value"]
+        return out
+
+    def delete_tags(self, resource_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_tags WHERE resource_id=?", (resource_id,))
+
+    # all -------------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis())
+
+    def _select(self, table: str, region: str | None) -> list[object]:
+        if region is None:
+            return self.db.conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+        return self.db.conn.execute(f"SELECT * FROM {table} WHERE region=? ORDER BY rowid",
+                                    (region,)).fetchall()

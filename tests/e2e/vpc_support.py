@@ -1,0 +1,163 @@
+"""Helpers for the VPC end-to-end tests: programs started with the real `lambdaplane run` CLI
+(each in its own namespace with an interface in a subnet) and probes sent from inside those
+namespaces. Traffic only ever goes to addresses inside namespaces the server made."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tests.harness import LiveServer
+
+# A listener for TCP (every given port) and UDP (echo): answers with its own address.
+LISTENER = r"""
+import socket, sys, threading
+ports = [int(p) for p in sys.argv[1:]]
+def tcp(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    while True:
+        c, _ = s.accept()
+        try:
+            c.sendall(b"hello from " + c.getsockname()[0].encode())
+        finally:
+            c.close()
+def udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+    while True:
+        data, peer = s.recvfrom(2048); s.sendto(b"echo " + data, peer)
+for p in ports:
+    threading.Thread(target=tcp, args=(p,), daemon=True).start()
+    threading.Thread(target=udp, args=(p,), daemon=True).start()
+print("listening", flush=True)
+threading.Event().wait()
+"""
+
+PROBE = r"""
+import socket, sys
+proto, host, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+try:
+    if proto == "icmp":  # an echo request from a raw socket (we are root); no ping binary here
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        s.settimeout(timeout)
+        body = bytes([8, 0, 0, 0, 0x12, 0x34, 0, 1]) + b"lambdaplane"
+        csum = sum(int.from_bytes(body[i:i + 2], "big") for i in range(0, len(body) - 1, 2))
+        csum += body[-1] << 8 if len(body) % 2 else 0
+        csum = (csum >> 16) + (csum & 0xFFFF); csum = ~(csum + (csum >> 16)) & 0xFFFF
+        s.sendto(body[:2] + csum.to_bytes(2, "big") + body[4:], (host, 0))
+        while True:
+            packet, peer = s.recvfrom(2048)
+            icmp = packet[(packet[0] & 0x0F) * 4:]
+            if peer[0] == host and icmp[0] == 0 and icmp[4:6] == bytes([0x12, 0x34]):
+                print("pong"); break
+    elif proto == "tcp":
+        s = socket.create_connection((host, port), timeout=timeout)
+        print(s.recv(100).decode() or "empty")
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
+        s.sendto(b"ping", (host, port)); print(s.recvfrom(100)[0].decode())
+except socket.timeout:
+    print("timeout")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print("error", e.errno)
+"""
+
+
+def cli(server: LiveServer, command: str, *args: str,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`lambdaplane COMMAND --endpoint … ARGS` as a user would type it."""
+    return subprocess.run([sys.executable, "-m", "lambdaplane.cli", command, "--endpoint",
+                           server.endpoint, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@dataclass
+class Resource:
+    """A program started with `lambdaplane run`, and its interface."""
+    proc: subprocess.Popen[str]
+    eni_id: str
+    ip: str
+    netns: str
+
+    def probe(self, host: str, port: int, proto: str = "tcp", timeout: float = 1.0) -> str:
+        """Connect from inside this resource's namespace: the reply, 'timeout' or 'refused'."""
+        out = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", PROBE,
+                              proto, host, str(port), str(timeout)],
+                             capture_output=True, text=True, timeout=timeout + 30)
+        return out.stdout.strip() or out.stderr.strip()
+
+    def ping(self, host: str) -> bool:
+        """An ICMP echo from inside this namespace: True when the reply came back."""
+        result = self.probe(host, 0, proto="icmp")
+        assert result in ("pong", "timeout"), result
+        return result == "pong"
+
+
+def run_args(server: LiveServer, subnet: str, groups: list[str], ip: str | None = None,
+             name: str | None = None) -> list[str]:
+    args = [sys.executable, "-m", "lambdaplane.cli", "run", "--endpoint", server.endpoint,
+            "--subnet", subnet]
+    for g in groups:
+        args += ["--security-group", g]
+    if ip:
+        args += ["--ip", ip]
+    if name:
+        args += ["--name", name]
+    return args
+
+
+@contextlib.contextmanager
+def resource(server: LiveServer, subnet: str, groups: list[str], ports: tuple[int, ...] = (),
+             ip: str | None = None, argv: list[str] | None = None,
+             name: str | None = None) -> Iterator[Resource]:
+    """Start a program (default: the listener on `ports`) with `lambdaplane run`; stop it after."""
+    command = argv or [sys.executable, "-u", "-c", LISTENER, *map(str, ports)]
+    proc = subprocess.Popen([*run_args(server, subnet, groups, ip, name), "--", *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        found = wait_for_resource(server, proc, command)
+        if argv is None:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
+        yield found
+    finally:
+        stop(proc)
+
+
+def wait_for_resource(server: LiveServer, proc: subprocess.Popen[str], command: list[str],
+                      timeout_s: float = 30.0) -> Resource:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"lambdaplane run exited {proc.returncode}: "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
+        for r in server.admin("ps")["resources"]:  # type: ignore[index]
+            if r["owner_pid"] == proc.pid and r["process_pid"]:
+                return Resource(proc, r["id"], r["ip"], r["netns"])
+        time.sleep(0.05)
+    raise AssertionError("the resource did not come up")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+

@@ -1,0 +1,84 @@
+"""Legacy (pre-2019) mode on real namespaces: an ENI per environment, built at cold start and
+removed with it; the resource sees one address per environment. Run with -s for the cost."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lambdaplane.net import hyperplane as hp
+from lambdaplane.net import legacy, ns
+from lambdaplane.net.netlink import Netlink
+from tests.net.test_hyperplane import GW, RESOURCE, Env, ask, cannot_connect, environment
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    with environment(sandboxes=2) as e:
+        yield e
+
+
+def port_hooks(env: Env, vpc_id: str) -> tuple:
+    """Stand-ins for net/vpc.py: a routed VPC port whose peer is the ENI link in the plane."""
+    vpc_netns = env.vpcs[vpc_id].netns
+
+    def make_port(eni: hp.HyperplaneEni) -> None:
+        with Netlink(vpc_netns) as v:
+            v.add_veth(f"p{eni.n}", env.names.hyperplane_eni_link(eni.n),
+                       peer_netns=env.names.hyperplane_netns(vpc_id))
+            with ns.entered(vpc_netns):
+                ns.set_sysctl(f"net.ipv4.conf.p{eni.n}.proxy_arp", "1")
+            v.add_address(f"p{eni.n}", GW, 32)
+            v.set_up(f"p{eni.n}")
+            v.add_route(f"{eni.address}/32", f"p{eni.n}", scope_link=True)
+
+    def drop_port(eni: hp.HyperplaneEni) -> None:
+        with Netlink(vpc_netns) as v:
+            v.delete_link(f"p{eni.n}")
+
+    return make_port, drop_port
+
+
+def test_each_environment_gets_its_own_eni_and_address(env: Env) -> None:
+    make_port, drop_port = port_hooks(env, "vpc-a")
+    steering = hp.Steering(env.names)
+    made: list[legacy.DedicatedEni] = []
+    try:
+        for k, box in enumerate(env.boxes):
+            eni = hp.HyperplaneEni(100 + k, "vpc-a", f"10.0.1.{100 + k}", GW)
+            made.append(legacy.attach_dedicated(env.names, steering, eni, box.address, make_port))
+        answers = [ask(box.netns) for box in env.boxes]
+        assert answers == ["A 10.0.1.100", "A 10.0.1.101"]
+        for dedicated in made:
+            legacy.release_dedicated(env.names, steering, dedicated, drop_port)
+        made.clear()
+        assert all(cannot_connect(box.netns, RESOURCE) for box in env.boxes)
+        assert set(hp.list_enis(env.names)) == {1, 2}  # only the stand-in's shared ENIs left
+    finally:
+        for dedicated in made:
+            legacy.release_dedicated(env.names, steering, dedicated, drop_port)
+        steering.close()
+
+
+def test_measure_legacy_cold_start_cost(env: Env) -> None:
+    make_port, drop_port = port_hooks(env, "vpc-a")
+    steering = hp.Steering(env.names)
+    box = env.boxes[0]
+    build, release = [], []
+    try:
+        for i in range(40):
+            eni = hp.HyperplaneEni(200 + i, "vpc-a", f"10.0.1.{150 + i}", GW)
+            dedicated = legacy.attach_dedicated(env.names, steering, eni, box.address, make_port)
+            build.append(dedicated.build_ms)
+            t0 = time.perf_counter()
+            legacy.release_dedicated(env.names, steering, dedicated, drop_port)
+            release.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        steering.close()
+    assert len(build) == 40 and hp.list_attachments(env.names) == {}
+    print(f"\nlegacy ENI per cold start: build median {statistics.median(build):.2f} ms "
+          f"(max {max(build):.2f}), release median {statistics.median(release):.2f} ms")

@@ -1,0 +1,100 @@
+"""The sandbox pool on real namespaces: take is immediate from a filled pool, the pool refills
+in the background, release removes the namespace and its veth, stop leaves nothing."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lambdaplane.net import ns
+from lambdaplane.net.netlink import Netlink
+from lambdaplane.net.worker import GATEWAY
+from lambdaplane.sandbox.pool import SandboxPool
+
+from .worker_fixtures import Worker, worker  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.root
+
+
+def _addresses(netns: str, ifname: str) -> list[str]:
+    with Netlink(netns) as nl:
+        index = nl.index(ifname)
+        return [m.get_attr("IFA_ADDRESS") for m in nl._ipr.get_addr(index=index, family=2)]
+
+
+def _routes(netns: str) -> set[tuple[str | None, int, str | None]]:
+    with Netlink(netns) as nl:
+        return {(m.get_attr("RTA_DST"), m["dst_len"], m.get_attr("RTA_GATEWAY"))
+                for m in nl._ipr.get_routes(family=2, table=254)}
+
+
+def _links(netns: str) -> dict[str, bool]:
+    with Netlink(netns) as nl:
+        return {link.name: link.up for link in nl.links()}
+
+
+async def _eventually(predicate, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)
+
+
+async def test_take_refill_release_leaves_nothing(worker: Worker) -> None:
+    pool = SandboxPool(worker.names, worker.net, size=2)
+    await pool.start()
+    try:
+        await pool.fill()
+        assert pool.stats()["pool_ready"] == 2
+        box = await pool.take()
+        assert ns.exists(box.netns)
+        # eth0 is configured inside the sandbox; the worker end holds the shared gateway
+        run = worker.net.run
+        assert await run(_addresses, box.netns, "eth0") == [box.address]
+        assert box.address.startswith("100.64.")
+        assert await run(_routes, box.netns) >= {(GATEWAY, 32, None), (None, 0, GATEWAY)}
+        assert await run(_addresses, worker.names.worker_netns, box.veth) == [GATEWAY]
+        assert (box.address, 32, None) in await run(_routes, worker.names.worker_netns)
+        assert await run(_links, box.netns) == {"lo": True, "eth0": True}
+
+        await _eventually(lambda: pool.stats()["pool_ready"] == 2)  # refilled
+        await pool.release(box.slot)
+        assert not ns.exists(box.netns)
+        assert box.veth not in await run(_links, worker.names.worker_netns)
+    finally:
+        await pool.stop()
+    assert ns.list_named(worker.names.prefix + "-s") == []
+    assert [n for n in await worker.net.run(_links, worker.names.worker_netns)
+            if n.startswith(worker.names.prefix)] == []
+
+
+async def test_take_from_empty_pool_builds_one(worker: Worker) -> None:
+    pool = SandboxPool(worker.names, worker.net, size=0)
+    await pool.start()
+    try:
+        first, second = await asyncio.gather(pool.take(), pool.take())
+        assert first.slot != second.slot and first.address != second.address
+        assert ns.exists(first.netns) and ns.exists(second.netns)
+        await pool.release(first.slot)
+        third = await pool.take()
+        assert third.slot == first.slot  # released slots (and addresses) are reused
+    finally:
+        await pool.stop()
+    assert ns.list_named(worker.names.prefix + "-s") == []
+
+
+async def test_start_removes_a_crashed_servers_sandboxes(worker: Worker) -> None:
+    crashed = SandboxPool(worker.names, worker.net, size=0)
+    await crashed.start()
+    box = await crashed.take()
+    crashed._refill_task.cancel()  # a crash: nothing is released  # type: ignore[union-attr]
+    await worker.net.run(crashed._worker.close)  # type: ignore[union-attr]
+
+    pool = SandboxPool(worker.names, worker.net, size=1)
+    await pool.start()
+    try:
+        again = await pool.take()  # the same slot number: would collide without the cleanup
+        assert again.slot == box.slot and ns.exists(again.netns)
+    finally:
+        await pool.stop()
+    assert ns.list_named(worker.names.prefix + "-s") == []

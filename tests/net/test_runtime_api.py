@@ -1,0 +1,163 @@
+"""The Runtime API contract (aws-behaviour.md §4), driven by HTTP clients whose sockets live in
+real sandbox namespaces: long-poll `next` with its headers, 202s, InvalidRequestID 400s, 413,
+init errors, and that an environment only ever sees its own invocations."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+
+from lambdaplane.api.runtime_api import MAX_RESPONSE_BYTES, RuntimeApi, RuntimeChannel
+from lambdaplane.net.worker import GATEWAY
+from lambdaplane.sandbox.pool import Sandbox, SandboxPool
+from lambdaplane.sandbox.types import Invocation
+
+from .worker_fixtures import Worker, session_in, worker  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+PORT = 9001
+BASE = f"http://{GATEWAY}:{PORT}/2018-06-01/runtime"
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:f"
+
+
+@dataclass
+class Api:
+    api: RuntimeApi
+    a: Sandbox
+    b: Sandbox
+
+
+@pytest_asyncio.fixture
+async def api(worker: Worker) -> AsyncIterator[Api]:
+    pool = SandboxPool(worker.names, worker.net, size=0)
+    runtime_api = RuntimeApi(worker.net, worker.names.worker_netns, PORT)
+    await pool.start()
+    try:
+        await runtime_api.start()
+        yield Api(runtime_api, await pool.take(), await pool.take())
+    finally:
+        await runtime_api.stop()
+        await pool.stop()
+
+
+def _submit(channel: RuntimeChannel, request_id: str, payload: bytes = b'{"k": 1}',
+            **kwargs: str):
+    deadline = int((time.time() + 3) * 1000)
+    return channel.submit(Invocation(request_id, payload, **kwargs), ARN, deadline)
+
+
+async def test_next_long_polls_and_response_is_accepted(api: Api) -> None:
+    channel = api.api.open_channel(api.a.address)
+    async with session_in(api.a.netns) as http:
+        poll = asyncio.create_task(http.get(f"{BASE}/invocation/next"))
+        await asyncio.sleep(0.2)
+        assert not poll.done(), "next must wait until there is an invocation"
+        context = base64.b64encode(b'{"custom": {"a": 1}}').decode()
+        pending = _submit(channel, "req-1", trace_id="Root=1-abc", client_context=context,
+                          cognito_identity='{"cognitoIdentityId": "x"}')
+        async with await poll as resp:
+            assert resp.status == 200
+            assert await resp.read() == b'{"k": 1}'
+            assert resp.headers["Content-Type"] == "application/json"
+            assert resp.headers["Lambda-Runtime-Aws-Request-Id"] == "req-1"
+            assert resp.headers["Lambda-Runtime-Invoked-Function-Arn"] == ARN
+            assert resp.headers["Lambda-Runtime-Trace-Id"] == "Root=1-abc"
+            assert resp.headers["Lambda-Runtime-Client-Context"] == '{"custom": {"a": 1}}'
+            assert resp.headers["Lambda-Runtime-Cognito-Identity"] == '{"cognitoIdentityId": "x"}'
+            deadline = int(resp.headers["Lambda-Runtime-Deadline-Ms"])
+            assert 0 < deadline - time.time() * 1000 <= 3000
+        async with http.post(f"{BASE}/invocation/req-1/response", data=b'"done"') as resp:
+            assert resp.status == 202
+        outcome = await asyncio.wait_for(pending.outcome, 1)
+        assert (outcome.kind, outcome.body) == ("response", b'"done"')
+        # the same id again is stale
+        async with http.post(f"{BASE}/invocation/req-1/response", data=b"{}") as resp:
+            assert resp.status == 400
+            assert await resp.json() == {"errorMessage": "Invalid request ID",
+                                         "errorType": "InvalidRequestID"}
+
+
+async def test_wrong_id_and_other_environments_id_are_invalid(api: Api) -> None:
+    chan_a = api.api.open_channel(api.a.address)
+    api.api.open_channel(api.b.address)
+    _submit(chan_a, "req-a")
+    async with session_in(api.a.netns) as http_a, session_in(api.b.netns) as http_b:
+        async with http_a.get(f"{BASE}/invocation/next") as resp:
+            assert resp.headers["Lambda-Runtime-Aws-Request-Id"] == "req-a"
+        for http, request_id in ((http_a, "nope"), (http_b, "req-a")):
+            for what in ("response", "error"):
+                async with http.post(f"{BASE}/invocation/{request_id}/{what}", data=b"{}") as r:
+                    assert r.status == 400
+                    assert (await r.json())["errorType"] == "InvalidRequestID"
+        # B's long poll sees nothing of A's
+        poll_b = asyncio.create_task(http_b.get(f"{BASE}/invocation/next"))
+        await asyncio.sleep(0.2)
+        assert not poll_b.done()
+        poll_b.cancel()
+        async with http_a.post(f"{BASE}/invocation/req-a/response", data=b"1") as r:
+            assert r.status == 202
+
+
+async def test_unknown_sandbox_is_refused(api: Api) -> None:
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 403
+
+
+async def test_function_error_is_accepted_with_its_type(api: Api) -> None:
+    channel = api.api.open_channel(api.a.address)
+    pending = _submit(channel, "req-e")
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 200
+        body = {"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}
+        async with http.post(f"{BASE}/invocation/req-e/error", json=body,
+                             headers={"Lambda-Runtime-Function-Error-Type": "Unhandled"}) as r:
+            assert r.status == 202
+    outcome = await asyncio.wait_for(pending.outcome, 1)
+    assert outcome.kind == "error" and outcome.error_type == "Unhandled"
+    assert json.loads(outcome.body) == body
+
+
+async def test_init_error_answers_the_waiting_invocation(api: Api) -> None:
+    channel = api.api.open_channel(api.a.address)
+    pending = _submit(channel, "req-i")
+    body = {"errorMessage": "No module named 'x'", "errorType": "Runtime.ImportModuleError"}
+    async with session_in(api.a.netns) as http:
+        async with http.post(f"{BASE}/init/error", json=body,
+                             headers={"Lambda-Runtime-Function-Error-Type":
+                                      "Runtime.ImportModuleError"}) as r:
+            assert r.status == 202
+    outcome = await asyncio.wait_for(pending.outcome, 1)
+    assert outcome.kind == "init_error" and outcome.error_type == "Runtime.ImportModuleError"
+    assert json.loads(outcome.body) == body
+
+
+async def test_response_over_6mb_is_413(api: Api) -> None:
+    channel = api.api.open_channel(api.a.address)
+    pending = _submit(channel, "req-big")
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 200
+        big = b"x" * (MAX_RESPONSE_BYTES + 1)
+        async with http.post(f"{BASE}/invocation/req-big/response", data=big) as r:
+            assert r.status == 413
+            assert (await r.json())["errorType"] == "RequestEntityTooLarge"
+    outcome = await asyncio.wait_for(pending.outcome, 1)
+    assert outcome.error_type == "Function.ResponseSizeTooLarge"
+    # exactly 6 MB is fine
+    pending = _submit(channel, "req-ok")
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 200
+        async with http.post(f"{BASE}/invocation/req-ok/response",
+                             data=b"y" * MAX_RESPONSE_BYTES) as r:
+            assert r.status == 202
+    assert len((await asyncio.wait_for(pending.outcome, 1)).body) == MAX_RESPONSE_BYTES
