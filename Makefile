@@ -6,7 +6,7 @@ VENV := .venv
 APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps
 ARGS ?=
 
-.PHONY: install run test test-fast clean bench
+.PHONY: install run test test-fast clean bench faults soak hostile fuzz
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,22 @@ run: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
+
+# Full-size robustness suites (make test runs them reduced): 50 SIGKILL trials; a soak of
+# 5,000 cold starts + 50,000 warm invokes. Summaries land in bench-out/{faults,soak}.json.
+faults: install
+	LP_FAULTS_FULL=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/faults $(ARGS)
+
+soak: install
+	LP_SOAK_FULL=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/soak $(ARGS)
+
+# Hostile function code and hostile zips against a live server (same size in make test).
+hostile: install
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/hostile $(ARGS)
+
+# Property-based fuzzing of the Lambda and EC2 APIs at full size (make test: ~380 examples).
+fuzz: install
+	LP_FUZZ_FULL=1 $(VENV)/bin/python -m pytest -q -s -p no:cacheprovider -W ignore tests/fuzz $(ARGS)
 
 bench: install
 	$(VENV)/bin/lambdaplane bench invoke $(ARGS)

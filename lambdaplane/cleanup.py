@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -81,6 +82,21 @@ def clean_instance(instance: str) -> list[str]:
             nft.delete_table(family, table)
             done.append(f"removed nft table {family} {table}")
     return done
+
+
+def fresh_instance(first: str) -> str:
+    """A random instance id starting with `first` that nothing on this host uses yet (tests and
+    benchmarks run many servers side by side; a shared id would let one clean the other's)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    while True:
+        instance = first + "".join(secrets.choice(alphabet) for _ in range(2))
+        names = Names(instance)
+        # A cheap look (no netlink: callers may be inside an event loop): names and cgroups.
+        in_use = (ns.list_named(names.prefix + "-")
+                  or any(p.name.startswith(names.prefix) for p in Path("/sys/class/net").iterdir())
+                  or any(cg.exists() for cg in cgroup_dirs(names)))
+        if not in_use:
+            return instance
 
 
 def leftovers(instance: str) -> list[str]:

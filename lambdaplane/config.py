@@ -27,13 +27,20 @@ class Settings:
     pool_size: int = 8  # pre-made sandbox network namespaces kept ready
     account_concurrency: int = 1000
     inactive_after_s: float = 14 * 24 * 3600.0  # idle VPC functions become Inactive
+    eni_flow_limit: int = 65000  # tracked flows on a Hyperplane ENI before a further one is used
     sandbox_uid: int = 993  # unprivileged uid functions run as
     runtime_api_port: int = 9001
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice
+    auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
+    credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.auth not in ("none", "sigv4"):
+            raise ValueError("auth must be 'none' or 'sigv4'")
+        if self.auth == "sigv4" and self.credentials_file is None:
+            raise ValueError("--auth sigv4 needs --credentials FILE")
         if self.instance and not re.fullmatch(r"[a-z0-9]{3}", self.instance):
             raise ValueError("instance must be 3 characters of [a-z0-9]")
 

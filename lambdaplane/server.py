@@ -4,6 +4,7 @@ them in reverse, so that after a stop nothing the server made remains in the ker
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -25,8 +26,10 @@ class Platform:
         # Imported here so every store module has registered its tables before Database.open.
         from .sandbox.environments import ExecutionEnvironments
         from .service.functions import FunctionService
+        from .service.hyperplane import HyperplaneService
         from .service.invoke import Invoker
         from .service.vpc import VpcService
+        from .service.vpc_config import validate_vpc_config
 
         self.settings = settings
         self.names = Names(settings.ensure_instance())
@@ -36,8 +39,24 @@ class Platform:
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.functions = FunctionService(settings, self.db, self.environments)
         self.invoker = Invoker(settings, self.db, self.functions, self.environments)
+        self.functions.vpc_validator = \
+            lambda region, config: validate_vpc_config(self.vpc, region, config).vpc_id
         # start order; stop is the reverse
         self._components = [self.vpc, self.environments, self.functions, self.invoker]
+        if settings.vpc_mode == "legacy":
+            from .service.legacy import LegacyVpc
+            self.legacy = LegacyVpc(settings, self.names, self.net, self.vpc, self.functions)
+            self.functions.network = self.legacy
+            self.environments.vpc_attacher = self.legacy
+            # before environments: their stop detaches every environment while legacy runs
+            self._components.insert(1, self.legacy)
+        else:
+            self.hyperplane = HyperplaneService(settings, self.names, self.db, self.net,
+                                                self.vpc, self.functions)
+            self.functions.network = self.hyperplane
+            self.environments.vpc_attacher = self.hyperplane
+            # after the worker netns exists (steering, transits), before functions settle
+            self._components.insert(2, self.hyperplane)
 
     async def start(self) -> None:
         started = []
@@ -59,8 +78,19 @@ class Platform:
         self.net.close()
         self.db.close()
 
+    async def reconcile(self) -> dict[str, list[str]]:
+        """Run every component's reconciler once (those that have one); what each changed.
+        A second call right after must change nothing (tests/faults check it)."""
+        changes: dict[str, list[str]] = {}
+        for component in self._components:
+            run = getattr(component, "reconcile", None)
+            if run is not None:
+                changes[type(component).__name__] = list(await run())
+        return changes
+
 
 def build_app(platform: Platform) -> web.Application:
+    from . import metrics
     from .api import admin_api, ec2_api, lambda_api
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -68,13 +98,33 @@ def build_app(platform: Platform) -> web.Application:
     admin_api.add_routes(app, platform)
     lambda_api.add_routes(app, platform)
     ec2_api.add_routes(app, platform)
+    metrics.add_routes(app, platform)  # GET /metrics (Prometheus); instruments the invoker
+    if platform.settings.auth == "sigv4":
+        from .api import auth
+        assert platform.settings.credentials_file is not None
+        auth.install(app, platform.settings.credentials_file)
     return app
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def serve(settings: Settings) -> None:
     if os.geteuid() != 0:
         raise SystemExit("lambdaplane serve must run as root: it creates network namespaces, "
                          "veth links, nftables tables and cgroups for the sandboxes.")
+    if settings.auth == "sigv4":
+        from .api.auth import CredentialsError, load_credentials
+        try:
+            load_credentials(settings.credentials_file)  # type: ignore[arg-type]
+        except CredentialsError as e:
+            raise SystemExit(f"lambdaplane serve: {e}") from None
     platform = Platform(settings)
     await platform.start()
     runner = web.AppRunner(build_app(platform), access_log=None)
@@ -82,9 +132,10 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
-        if settings.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("serving on %s without authentication: anyone who reaches this "
-                        "address can run code as this host's sandboxes", settings.host)
+        if settings.auth == "none" and not _loopback(settings.host):
+            log.warning("!!! serving on %s WITHOUT AUTHENTICATION: anyone who reaches this "
+                        "address can run code in this host's sandboxes and change its VPCs. "
+                        "Restart with --auth sigv4 --credentials FILE. !!!", settings.host)
         log.info("lambdaplane listening on http://%s:%d (instance lp%s, data %s)",
                  settings.host, settings.port, platform.names.instance, settings.data_dir)
         print(f"lambdaplane ready on http://{settings.host}:{settings.port}", flush=True)

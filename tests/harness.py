@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 import signal
 import socket
@@ -19,7 +18,7 @@ from pathlib import Path
 import boto3
 import botocore.config
 
-from lambdaplane.cleanup import clean_instance, leftovers
+from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 
 REGION = "us-east-1"
 
@@ -43,7 +42,7 @@ def make_zip(files: dict[str, str | bytes], modes: dict[str, int] | None = None)
 class LiveServer:
     def __init__(self, data_dir: Path, *extra_args: str) -> None:
         self.data_dir = data_dir
-        self.instance = secrets.choice("abcdefghijklmnopqrstuvwxyz") + secrets.token_hex(1)
+        self.instance = fresh_instance(secrets.choice("acdefghijklmnopqrsuvwxyz"))
         self.port = free_port()
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -11,6 +11,25 @@ def add_routes(app: web.Application, platform: object) -> None:
 
     app.router.add_get("/_lambdaplane/health", health)
 
+    async def status(_request: web.Request) -> web.Response:
+        p = platform  # type: ignore[assignment]
+        return web.json_response({
+            "instance": f"lp{p.names.instance}",  # type: ignore[attr-defined]
+            "data_dir": str(p.settings.data_dir),  # type: ignore[attr-defined]
+            "vpc_mode": p.settings.vpc_mode,  # type: ignore[attr-defined]
+            "uplink": p.settings.uplink,  # type: ignore[attr-defined]
+            "functions": p.functions.store.count_by_region(),  # type: ignore[attr-defined]
+            "execution": p.environments.stats(),  # type: ignore[attr-defined]
+        })
+
+    app.router.add_get("/_lambdaplane/status", status)
+
+    async def reconcile_all(_request: web.Request) -> web.Response:
+        """Every reconciler once: {component: [changes]}; none when the kernel matches."""
+        return web.json_response({"changes": await platform.reconcile()})  # type: ignore[attr-defined]
+
+    app.router.add_post("/_lambdaplane/reconcile", reconcile_all)
+
     from .vpc_admin import add_admin_routes  # run / ps / net (VPC resources)
     add_admin_routes(app, platform)
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import AwsError, ec2_error
 from ..service.vpc import VpcService
@@ -261,9 +262,10 @@ ACTIONS: dict[str, Handler] = {
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:
     request_id = str(uuid.uuid4())
-    form = {**request.query, **(await request.post())}
-    action = str(form.get("Action", ""))
+    action = ""
     try:
+        form = await _form(request)
+        action = str(form.get("Action", ""))
         if not action:
             raise ec2_error("MissingAction", "The request must contain the parameter Action")
         op = query_xml.operation(action)
@@ -290,9 +292,28 @@ async def handle(svc: VpcService, default_region: str, request: web.Request) -> 
                             content_type="text/xml")
 
 
+async def _form(request: web.Request) -> dict[str, str]:
+    """Query string and form body together (AWS accepts either). A body that is not valid
+    form encoding is the caller's fault: EC2's MalformedQueryString, not a 500."""
+    try:
+        posted = await request.post()
+        form = {**request.query, **posted}
+    except (ValueError, UnicodeDecodeError, AssertionError, web.HTTPException,
+            HttpProcessingError) as e:  # e.g. a multipart line past 512 KB
+        raise ec2_error("MalformedQueryString",
+                        f"The query string contains a syntax error: {type(e).__name__}") from None
+    for key, value in form.items():
+        if not isinstance(value, str):  # a multipart file part
+            raise ec2_error("MalformedQueryString",
+                            f"The query string contains a syntax error: parameter {key} is "
+                            f"not a string")
+    return form  # type: ignore[return-value]
+
+
 def add_routes(app: web.Application, platform: Any) -> None:
     async def ec2(request: web.Request) -> web.Response:
         return await handle(platform.vpc, platform.settings.default_region, request)
 
     app.router.add_post("/", ec2)
+    app.router.add_get("/", ec2)  # the Query protocol also comes as GET /?Action=…
 

@@ -212,6 +212,13 @@ async def _read_body(request: web.Request, operation: str) -> bytes:
     client_max_size would answer a bare 413 page instead)."""
     limit = CODE_REQUEST_LIMIT if operation in ("CreateFunction", "UpdateFunctionCode") \
         else SYNC_PAYLOAD_LIMIT
+    verified = request.get("lp_body")  # api/auth.py read it already to check the signature
+    if verified is not None:
+        if len(verified) > limit:
+            name = "InvokeFunction" if operation == "Invoke" else operation
+            raise RequestTooLarge(
+                f"Request must be smaller than {limit} bytes for the {name} operation")
+        return verified
     chunks, size = [], 0
     while chunk := await request.content.read(1 << 20):
         size += len(chunk)

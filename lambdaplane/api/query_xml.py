@@ -9,6 +9,7 @@ list wraps its members as `<item>`."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
@@ -113,12 +114,21 @@ def _output_name(shape: Shape, default: str) -> str:
     return shape.serialization.get("name", default)
 
 
+# Characters XML 1.0 cannot carry even escaped (controls, lone surrogates, U+FFFE/U+FFFF):
+# a caller's value echoed back (a tag, an error message) must not break the document.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    return escape(_NOT_XML.sub("\ufffd", value))
+
+
 def _scalar_out(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    return escape(str(value))
+    return xml_text(str(value))
 
 
 def _serialize(shape: Shape, value: Any, out: list[str]) -> None:
@@ -138,7 +148,7 @@ def _serialize(shape: Shape, value: Any, out: list[str]) -> None:
             out.append(f"</{tag}>")
     elif isinstance(shape, MapShape):
         for key, element in value.items():
-            out.append("<item><key>" + escape(str(key)) + "</key><value>")
+            out.append("<item><key>" + xml_text(str(key)) + "</key><value>")
             _serialize(shape.value, element, out)
             out.append("</value></item>")
     else:
@@ -156,7 +166,7 @@ def response_xml(op: OperationModel, result: dict[str, Any], request_id: str) ->
 
 def error_xml(error: AwsError, request_id: str) -> str:
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
-            f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
+            f"<Code>{xml_text(error.code)}</Code><Message>{xml_text(error.message)}</Message>"
             f"</Error></Errors><RequestID>{request_id}</RequestID></Response>")
 
 

@@ -180,7 +180,8 @@ class RuntimeApi:
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         sock = await self.net.run(self._listen_in_worker)
-        app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1024 * 1024)
+        app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1024 * 1024,
+                              middlewares=[_json_errors])
         app.router.add_get(f"{PREFIX}/invocation/next", self._next)
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/response", self._response)
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/error", self._invocation_error)
@@ -273,6 +274,20 @@ class RuntimeApi:
         body = await _read_limited(request, MAX_RESPONSE_BYTES)
         channel.fail_init(_error_outcome("init_error", body or b"", request))
         return web.json_response(_OK, status=202)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """Unknown paths and methods (and aiohttp's own refusals) in the Runtime API's JSON error
+    shape, not aiohttp's text pages: runtimes parse every error body as JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        kind = {404: "InvalidURL", 405: "MethodNotAllowed", 413: "RequestEntityTooLarge"}.get(
+            e.status, "InvalidRequest")
+        return _error(e.status, kind, e.reason or "Invalid request")
 
 
 def _is_current(channel: RuntimeChannel, request_id: str) -> bool:

@@ -21,6 +21,7 @@ from botocore.model import OperationModel, ServiceModel, Shape
 from ..errors import AwsError, InvalidRequestContent, ValidationError
 
 JSON_TYPE = "application/json"
+_ROUTE_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,22 @@ class Router:
         # The most specific template wins: fixed query parts first, then more literal text.
         routes.sort(key=lambda r: (-len(r.fixed_query), -r.literal_len))
         self.routes = routes
+        # Invoke comes back to the same few paths again and again; trying every template's
+        # regex each time was a visible share of a warm invoke.
+        self._seen: dict[tuple[str, str, tuple[tuple[str, str], ...]], Match | None] = {}
 
     def match(self, method: str, raw_path: str, query: Mapping[str, str]) -> Match | None:
+        key = (method, raw_path, tuple(sorted(query.items())))
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        if len(self._seen) >= _ROUTE_CACHE_SIZE:
+            self._seen.clear()
+        found = self._seen[key] = self._match(method, raw_path, query)
+        return found
+
+    def _match(self, method: str, raw_path: str, query: Mapping[str, str]) -> Match | None:
         for route in self.routes:
             if route.method != method:
                 continue
@@ -212,6 +227,10 @@ def parse_input(op: OperationModel, labels: Mapping[str, str], query: Mapping[st
 def _load_json(body: bytes) -> Any:
     try:
         return json.loads(body)
+    except RecursionError:  # e.g. 100,000 nested arrays: the caller's fault, not ours
+        raise InvalidRequestContent(
+            "Could not parse request body into json: Could not parse payload into json: "
+            "the document is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidRequestContent(
             f"Could not parse request body into json: Could not parse payload into json: {e}"

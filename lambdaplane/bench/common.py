@@ -7,7 +7,6 @@ import http.client
 import io
 import json
 import os
-import secrets
 import signal
 import socket
 import statistics
@@ -52,12 +51,12 @@ def zip_bytes(files: dict[str, str]) -> bytes:
 @contextmanager
 def private_server(*extra: str) -> Iterator[str]:
     """A `lambdaplane serve` of our own (uplink off, temp data dir), stopped and cleaned after."""
-    from lambdaplane.cleanup import clean_instance
+    from lambdaplane.cleanup import fresh_instance, clean_instance
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    instance = "b" + secrets.token_hex(1)
+    instance = fresh_instance("b")
     with tempfile.TemporaryDirectory(prefix="lp-bench-") as data:
         log = open(Path(data) / "server.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "lambdaplane.cli", "serve", "--port",

@@ -6,20 +6,34 @@ import argparse
 import json
 from pathlib import Path
 
-from . import invoke
+from . import burst, invoke, report, scale, throughput
 from .common import private_server
+
+
+# `bench all` runs these, in this order; each gets a private server of its own (unless
+# --endpoint), sized by the benchmark's `server_args` where it has one.
+ALL = ["invoke", "throughput", "burst", "scale", "vpc"]
+SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 
 def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     cold_n, warm_n = (5, 20) if args.quick else (200, 1000)
-    which = ["invoke", "vpc"] if args.which == "all" else [args.which]
+    which = ALL if args.which == "all" else [args.which]
     results = {}
-    if args.endpoint:
-        results = _run(which, args.endpoint, out_dir, cold_n, warm_n, args.quick)
-    else:
-        with private_server() as endpoint:
-            results = _run(which, endpoint, out_dir, cold_n, warm_n, args.quick)
+    for name in which:
+        if args.endpoint:
+            results.update(_run([name], args.endpoint, out_dir, cold_n, warm_n, args.quick))
+            continue
+        if name in SIZED:
+            extra = SIZED[name](args.quick)
+        else:
+            # the VPC bench bursts up to 100 cold starts: keep that many sandboxes ready
+            extra = ("--pool-size", "128") if name == "vpc" and not args.quick else ()
+        with private_server(*extra) as endpoint:
+            results.update(_run([name], endpoint, out_dir, cold_n, warm_n, args.quick))
+    if args.which == "all":
+        print(f"summary: {report.write(out_dir, results)}")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "samples_ms"}
                       for k, v in results.items()}, indent=2))
     return 0
@@ -30,6 +44,12 @@ def _run(which: list[str], endpoint: str, out_dir: Path, cold_n: int, warm_n: in
     results = {}
     if "invoke" in which:
         results["invoke"] = invoke.run(endpoint, out_dir, cold_n, warm_n)
+    if "throughput" in which:
+        results["throughput"] = throughput.run(endpoint, out_dir, quick)
+    if "burst" in which:
+        results["burst"] = burst.run(endpoint, out_dir, quick)
+    if "scale" in which:
+        results["scale"] = scale.run(endpoint, out_dir, quick)
     if "vpc" in which:
         from . import vpc
         results["vpc"] = vpc.run(endpoint, out_dir, quick)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .vpc_client import ServerError, call, short_command
+from .admin_client import ServerError, call, short_command
 
 
 def render(tree: dict[str, Any]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .vpc_client import ServerError, call, short_command
+from .admin_client import ServerError, call, short_command
 
 
 def main(endpoint: str, args: argparse.Namespace) -> int:

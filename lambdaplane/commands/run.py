@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from ..net import ns
-from .vpc_client import ServerError, call
+from .admin_client import ServerError, call
 
 
 def main(endpoint: str, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from . import ns
 
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL}
 SCOPE_LINK = 253
+_NUD_PERMANENT = 0x80
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,19 @@ class Netlink:
         return out
 
     def add_veth(self, name: str, peer_name: str, peer_netns: str | None = None,
-                 peer_index: int | None = None) -> int:
+                 peer_index: int | None = None, mac: str | None = None,
+                 peer_mac: str | None = None) -> int:
         """Create a veth pair; the peer is created directly in `peer_netns` (never moved)."""
         peer: dict[str, object] = {"ifname": peer_name}
+        if peer_mac is not None:
+            peer["address"] = peer_mac
         fd = None
         if peer_netns is not None:
             fd = os.open(ns.netns_path(peer_netns), os.O_RDONLY)
             peer["net_ns_fd"] = fd
         try:
-            self._ipr.link("add", ifname=name, kind="veth", peer=peer)
+            extra = {"address": mac} if mac is not None else {}
+            self._ipr.link("add", ifname=name, kind="veth", peer=peer, **extra)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -134,6 +139,13 @@ class Netlink:
         except NetlinkError as e:
             if e.code not in _GONE:
                 raise
+
+    def add_permanent_neighbor(self, name_or_index: str | int, address: str, mac: str) -> None:
+        """A static ARP entry. Permanent entries do not count against the kernel's neighbour
+        table limit (gc_thresh3, one table for all namespaces: 1,024 entries by default),
+        which dynamic entries of a thousand sandboxes would overflow ("No route to host")."""
+        self._ipr.neigh("replace", dst=address, lladdr=mac, ifindex=self._idx(name_or_index),
+                        state=_NUD_PERMANENT)
 
     # addresses and routes ----------------------------------------------------------------
     def add_address(self, name_or_index: str | int, address: str, prefixlen: int) -> None:

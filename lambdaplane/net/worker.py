@@ -95,6 +95,14 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
         # strict reverse path: the source must be routed back out of the interface it came in
         # on; with one /32 route per sandbox this rejects every forged source address.
         f"        iifname {sandboxes} fib saddr . iif oif missing drop\n"
+        # Runtime API connections are accepted statelessly below, so they need no conntrack
+        # entry: without notrack each environment leaves one in TIME_WAIT for 120 s after it
+        # is destroyed (thousands under a cold-start load; tests/soak counts them).
+        f"        iifname {sandboxes} ip daddr {GATEWAY} tcp dport {api_port} notrack\n"
+        f"    }}\n"
+        f"    chain output_raw {{\n"
+        f"        type filter hook output priority raw; policy accept;\n"
+        f"        ip saddr {GATEWAY} tcp sport {api_port} notrack\n"
         f"    }}\n"
         f"    chain input {{\n"
         f"        type filter hook input priority filter; policy accept;\n"

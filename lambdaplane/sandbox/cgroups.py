@@ -6,6 +6,8 @@ controllers at /sys/fs/cgroup/{memory,pids}; v2 is mounted without controllers."
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
 import signal
 from dataclasses import dataclass
@@ -16,6 +18,10 @@ from ..net.names import Names
 
 MEMORY = "memory"
 PIDS = "pids"
+FAVORDYNMODS = "favordynmods"
+_MS_REMOUNT = 32
+
+log = logging.getLogger(__name__)
 
 
 def instance_dir(names: Names, controller: str) -> Path:
@@ -93,10 +99,26 @@ def pids_max_hits(cg: EnvCgroup) -> int:
     return 0
 
 
+# memory.max_usage_in_bytes of live environments, kept open: it is read for every invocation's
+# REPORT line, and opening a cgroup file costs more than reading it (pread at 0 re-reads it).
+_peak_fds: dict[Path, int] = {}
+
+
 def memory_peak_bytes(cg: EnvCgroup) -> int:
-    with contextlib.suppress(FileNotFoundError):
-        return int((cg.memory_dir / "memory.max_usage_in_bytes").read_text())
-    return 0
+    fd = _peak_fds.get(cg.memory_dir)
+    try:
+        if fd is None:
+            fd = _peak_fds[cg.memory_dir] = os.open(cg.memory_dir / "memory.max_usage_in_bytes",
+                                                    os.O_RDONLY | os.O_CLOEXEC)
+        return int(os.pread(fd, 64, 0))
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _forget_peak_fd(cg: EnvCgroup) -> None:
+    fd = _peak_fds.pop(cg.memory_dir, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def pids_in(cg: EnvCgroup) -> set[int]:
@@ -117,6 +139,7 @@ def kill_all(cg: EnvCgroup) -> None:
 def destroy_env_cgroup(cg: EnvCgroup) -> None:
     """Kill whatever remains, wait for it to go, remove the directories (idempotent).
     Blocking for as long as the kernel takes to empty the cgroup (usually well under 10 ms)."""
+    _forget_peak_fd(cg)
     for d in cg.dirs:
         kill_cgroup_tree(d)
 
@@ -127,3 +150,54 @@ def remove_instance_cgroups(names: Names) -> None:
     stays: other instances may be creating their directories in it right now."""
     for controller in (MEMORY, PIDS):
         kill_cgroup_tree(instance_dir(names, controller))
+
+
+@dataclass(frozen=True)
+class Cgroup2Mount:
+    path: str
+    options: tuple[str, ...]  # its superblock options, e.g. ("rw", "nsdelegate")
+
+
+def _cgroup2_mount() -> Cgroup2Mount | None:
+    with contextlib.suppress(OSError):
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                before, _, after = line.partition(" - ")
+                fstype, _source, options = (after.split() + ["", "", ""])[:3]
+                if fstype == "cgroup2":
+                    return Cgroup2Mount(before.split()[4], tuple(options.split(",")))
+    return None
+
+
+def _remount(mount: Cgroup2Mount, options: list[str]) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    data = ",".join(o for o in options if o not in ("rw", "ro")).encode()
+    if libc.mount(None, mount.path.encode(), None, _MS_REMOUNT, data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"remount {mount.path}: {os.strerror(err)}")
+
+
+def favor_dynamic_moves() -> Cgroup2Mount | None:
+    """Make moving a task into a cgroup cheap; returns what to give `restore_moves` (None: no
+    change made). Every cold start moves its new process into its cgroups; the kernel's
+    threadgroup lock makes such a write wait for an RCU grace period (6–20 ms here) whenever
+    none happened in the last few tens of ms — exactly the case of a cold start on a quiet
+    host. The cgroup2 mount option `favordynmods` (one global lock, so it serves the v1
+    hierarchies too) trades that for slightly dearer fork/exit. Our server is root and owns
+    the workload; the option is put back on stop."""
+    mount = _cgroup2_mount()
+    if mount is None or FAVORDYNMODS in mount.options:
+        return None
+    try:
+        _remount(mount, [*mount.options, FAVORDYNMODS])
+    except OSError as e:
+        log.info("cannot set %s on %s (%s): cold starts may wait for RCU grace periods",
+                 FAVORDYNMODS, mount.path, e)
+        return None
+    return mount
+
+
+def restore_moves(previous: Cgroup2Mount | None) -> None:
+    if previous is not None:
+        with contextlib.suppress(OSError):
+            _remount(previous, list(previous.options))

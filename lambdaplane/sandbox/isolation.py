@@ -103,6 +103,33 @@ def clear_capabilities() -> None:
     _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)), "capset")
 
 
+def _public_resolv_conf() -> bytes:
+    """The host's resolv.conf without any nameserver on a loopback, private, CGNAT or
+    link-local address: sandboxes may not reach those (the host's stub resolver, a LAN DNS),
+    and the file must not tell a function where they are. No nameserver left = no DNS."""
+    import ipaddress
+
+    kept = ["# lambdaplane: host resolvers on private addresses are not reachable from here"]
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        words = line.split()
+        if not words or words[0] not in ("nameserver", "options", "search", "domain"):
+            continue
+        if words[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(words[1].split("%")[0])
+            except (IndexError, ValueError):
+                continue
+            if not address.is_global:
+                continue
+        kept.append(line)
+    return ("\n".join(kept) + "\n").encode()
+
+
 @dataclass(frozen=True)
 class HostFiles:
     """The few host /etc files the sandbox sees, read once by the zygote and written into each
@@ -113,7 +140,7 @@ class HostFiles:
     ro_dirs: tuple[str, ...]  # host dirs bind-mounted read-only at the same place
     cap_last: int
 
-    COPIED = ("etc/resolv.conf", "etc/ld.so.cache", "etc/services", "etc/protocols",
+    COPIED = ("etc/ld.so.cache", "etc/services", "etc/protocols",
               "etc/ssl/openssl.cnf", "etc/mime.types", "etc/host.conf")
     BOUND = ("usr", "etc/ssl/certs", "etc/alternatives")
 
@@ -126,6 +153,7 @@ class HostFiles:
                     files[rel] = f.read()
             except OSError:
                 continue
+        files["etc/resolv.conf"] = _public_resolv_conf()
         files["etc/nsswitch.conf"] = (b"passwd: files\ngroup: files\nshadow: files\n"
                                       b"hosts: files dns\nnetworks: files\n"
                                       b"protocols: files\nservices: files\n")

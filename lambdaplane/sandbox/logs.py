@@ -54,17 +54,30 @@ def report_line(request_id: str, duration_ms: float, memory_mb: int, max_used_mb
 
 
 class FunctionLog:
-    """Appends to one function's log file (opened per write: writes are rare and small)."""
+    """Appends to one function's log file. Every invocation writes its lines, so the file
+    stays open (O_APPEND: several environments of a function append whole writes to the same
+    file); it is opened again if someone removed it meanwhile."""
 
     def __init__(self, data_dir: Path, region: str, name: str) -> None:
         self.path = log_path(data_dir, region, name)
+        self._fd = -1
 
     def append(self, text: str) -> None:
         if not text:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
+        data = (text if text.endswith("\n") else text + "\n").encode(errors="replace")
+        if self._fd < 0 or os.fstat(self._fd).st_nlink == 0:
+            self.close()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o644)
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class OutputCapture:
@@ -124,6 +137,7 @@ class OutputCapture:
             self._outside.clear()
         self._stop_reading()
         self.writer_sent()
+        self.function_log.close()
 
     def _on_readable(self) -> None:
         self.drain()

@@ -5,12 +5,23 @@ Owns the sandbox namespaces `lp<i>-s<slot>` and their veths: worker end `lp<i>s<
 the /32 gateway 169.254.1.1 and a /32 route to the sandbox), peer `eth0` created directly inside
 the sandbox namespace (never moved), with the slot's 100.64.x.y/32, a scope-link route to the
 gateway and a default route via it. All kernel work runs on the NetThread; `take()` only touches
-the kernel when the pool is empty."""
+the kernel when the pool is empty.
+
+A released sandbox whose namespace holds no socket that could matter to the next user (see
+`is_pristine`) goes straight back to the pool: nothing of an environment lives in the sandbox
+netns but sockets (its processes are gone, its user never had the privilege to change links,
+addresses, routes or sysctls), so recycling skips a ≈7 ms build and a delete. Deleting only
+unmounts the namespace: the kernel removes the veth pair with it, asynchronously (a synchronous
+link delete waits for an RCU grace period, 15–60 ms of the net thread); a slot's names are
+reused only after a quarantine, so that removal has finished."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -21,6 +32,11 @@ from ..net.netlink import Netlink
 from ..net.worker import GATEWAY, sandbox_address
 
 log = logging.getLogger(__name__)
+
+SLOT_QUARANTINE_S = 2.0
+REFILL_GRACE_S = 0.25  # a deleted sandbox's veth is gone well before this (≈30–60 ms)
+_TCP_LISTEN = "0A"
+_SOCKET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6")
 
 
 @dataclass(frozen=True)
@@ -38,12 +54,24 @@ class Sandbox:
 def build_sandbox(names: Names, worker: Netlink, slot: int) -> Sandbox:
     """Create one sandbox namespace, wired to the worker. NetThread only."""
     box = Sandbox(slot, names.sandbox_netns(slot), sandbox_address(slot), names.sandbox_veth(slot))
+    gateway_mac, sandbox_mac = sandbox_macs(slot)
     ns.create(box.netns)
     try:
-        index = worker.add_veth(box.veth, "eth0", peer_netns=box.netns)
+        try:
+            index = worker.add_veth(box.veth, "eth0", peer_netns=box.netns, mac=gateway_mac,
+                                    peer_mac=sandbox_mac)
+        except Exception as e:  # pyroute2's NetlinkError carries the errno as .code
+            if getattr(e, "code", None) != errno.EEXIST:
+                raise
+            worker.delete_link(box.veth)  # a previous holder of the slot, still going away
+            index = worker.add_veth(box.veth, "eth0", peer_netns=box.netns, mac=gateway_mac,
+                                    peer_mac=sandbox_mac)
         worker.add_address(index, GATEWAY, 32)
         worker.set_up(index)
         worker.add_route(f"{box.address}/32", index, scope_link=True)
+        # Static ARP both ways: no resolution on a cold start's first packet, and no dynamic
+        # entries (the kernel keeps one table for all namespaces, 1,024 by default).
+        worker.add_permanent_neighbor(index, box.address, sandbox_mac)
         with Netlink(box.netns) as inside:
             inside.set_up("lo")
             eth0 = inside.index("eth0")
@@ -52,16 +80,58 @@ def build_sandbox(names: Names, worker: Netlink, slot: int) -> Sandbox:
             inside.set_up(eth0)
             inside.add_route(f"{GATEWAY}/32", eth0, scope_link=True)
             inside.add_route("0.0.0.0/0", eth0, gateway=GATEWAY)
+            inside.add_permanent_neighbor(eth0, GATEWAY, gateway_mac)
     except BaseException:
         destroy_sandbox(worker, box)
         raise
     return box
 
 
+def sandbox_macs(slot: int) -> tuple[str, str]:
+    """(worker end, sandbox eth0) MAC addresses of a slot's veth pair: locally administered,
+    distinct per slot, so the static ARP entries are known before the link exists."""
+    tail = ":".join(f"{(slot >> shift) & 0xFF:02x}" for shift in (16, 8, 0))
+    return f"02:6c:70:{tail}", f"02:6c:71:{tail}"
+
+
 def destroy_sandbox(worker: Netlink, box: Sandbox) -> None:
-    """Remove one sandbox's veth and namespace (idempotent). NetThread only."""
-    worker.delete_link(box.veth)
+    """Remove one sandbox's namespace (idempotent); its veth pair goes with it, removed by the
+    kernel shortly after. NetThread only."""
     ns.delete(box.netns)
+
+
+def _wait_links_gone(worker: Netlink, veths: set[str], timeout_s: float = 10.0) -> None:
+    """After deleting namespaces: wait until the kernel has removed their veths too, so a stop
+    leaves nothing behind. NetThread only."""
+    deadline = time.monotonic() + timeout_s
+    prefix = os.path.commonprefix(sorted(veths)) if veths else ""
+    while veths & {link.name for link in worker.links(prefix)}:
+        if time.monotonic() > deadline:
+            log.warning("sandbox veths still present after %.0f s", timeout_s)
+            return
+        time.sleep(0.01)
+
+
+def is_pristine(box: Sandbox, ephemeral_low: int = 32768) -> bool:
+    """True if the sandbox netns holds nothing the next environment could notice: no socket
+    but the remains of outgoing TCP connections (closing or in TIME_WAIT, from an ephemeral
+    port — the runtime's own Runtime API connection ends that way). A port still bound by a
+    listener, or any other socket, sends the sandbox to deletion instead. NetThread only (it
+    enters the namespace)."""
+    try:
+        with ns.entered(box.netns):
+            for table in _SOCKET_TABLES:
+                with open(f"/proc/thread-self/net/{table}") as f:
+                    next(f, None)  # header
+                    for line in f:
+                        fields = line.split()
+                        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                        if not (table.startswith("tcp") and fields[3] != _TCP_LISTEN
+                                and local_port >= ephemeral_low):
+                            return False
+    except OSError:
+        return False
+    return True
 
 
 def remove_stale_sandboxes(names: Names, worker: Netlink) -> None:
@@ -83,7 +153,10 @@ class SandboxPool:
         self.size = size
         self._ready: deque[Sandbox] = deque()
         self._in_use: dict[int, Sandbox] = {}
-        self._free_slots: list[int] = []  # released slots, reused lowest first
+        # deleted slots, reusable once their quarantine ends (time.monotonic(), slot), oldest first
+        self._free_slots: deque[tuple[float, int]] = deque()
+        self.recycled = 0  # sandboxes handed out again without a rebuild (metrics)
+        self._last_take = 0.0
         self._next_slot = 0
         self._worker: Netlink | None = None
         self._wanted = asyncio.Event()
@@ -120,12 +193,14 @@ class SandboxPool:
         if self._worker is not None:
             worker = self._worker
             await self.net.run(lambda: [destroy_sandbox(worker, b) for b in boxes])
+            await self.net.run(_wait_links_gone, worker, {b.veth for b in boxes})
             await self.net.run(worker.close)
             self._worker = None
 
     # use ---------------------------------------------------------------------------------
     async def take(self) -> Sandbox:
         """A ready sandbox now if there is one, else one built on the spot."""
+        self._last_take = time.monotonic()
         if self._ready:
             box = self._ready.popleft()
         else:
@@ -134,24 +209,31 @@ class SandboxPool:
         self._wanted.set()
         return box
 
-    async def release(self, slot: int) -> None:
-        """Delete a used sandbox (a fresh one replaces it: nothing carries over)."""
+    async def release(self, slot: int, reuse: bool = True) -> None:
+        """Take back a sandbox whose processes are all gone: into the pool again if it is
+        pristine and the pool wants one, else delete it (a fresh one replaces it)."""
         box = self._in_use.pop(slot, None)
         if box is None or self._worker is None:
             return
+        # A build in flight does not count: a recycled sandbox is cheaper than the build, and
+        # the one extra it may leave is simply taken first.
+        if reuse and len(self._ready) < self.size:
+            if await self.net.run(is_pristine, box):
+                self._ready.append(box)
+                self.recycled += 1
+                return
         await self.net.run(destroy_sandbox, self._worker, box)
-        self._free_slots.append(slot)
-        self._free_slots.sort(reverse=True)
+        self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, slot))
         self._wanted.set()
 
     def stats(self) -> dict[str, int]:
         return {"pool_ready": len(self._ready), "pool_target": self.size,
-                "sandboxes_in_use": len(self._in_use)}
+                "sandboxes_in_use": len(self._in_use), "pool_recycled": self.recycled}
 
     # internals ---------------------------------------------------------------------------
     def _allocate_slot(self) -> int:
-        if self._free_slots:
-            return self._free_slots.pop()
+        if self._free_slots and self._free_slots[0][0] <= time.monotonic():
+            return self._free_slots.popleft()[1]
         slot = self._next_slot
         self._next_slot += 1
         return slot
@@ -160,10 +242,9 @@ class SandboxPool:
         assert self._worker is not None, "pool not started"
         self._building += 1
         try:
-            return await self.net.run(build_sandbox, self.names, self._worker, slot)
+            return await self.net.run_background(build_sandbox, self.names, self._worker, slot)
         except BaseException:
-            self._free_slots.append(slot)
-            self._free_slots.sort(reverse=True)
+            self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, slot))
             raise
         finally:
             self._building -= 1
@@ -173,6 +254,14 @@ class SandboxPool:
             await self._wanted.wait()
             self._wanted.clear()
             while len(self._ready) + self._building < self.size:
+                quiet_for = time.monotonic() - self._last_take
+                if self._ready and quiet_for < REFILL_GRACE_S:
+                    # Cold starts are under way: building now would hold up their steps on
+                    # the net thread (VPC attach) and their CPU, and environments ending now
+                    # give sandboxes back anyway (recycled, no kernel work). Top up once takes
+                    # pause for a moment; a dry pool is refilled at once.
+                    await asyncio.sleep(REFILL_GRACE_S - quiet_for)
+                    continue
                 try:
                     box = await self._build(self._allocate_slot())
                 except asyncio.CancelledError:

@@ -18,7 +18,8 @@ import os
 import re
 import signal
 import socket
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,21 @@ class ZygoteError(RuntimeError):
     pass
 
 
+_PYTHONS_TTL_S = 10.0
+_pythons_seen: tuple[float, dict[str, str]] | None = None
+
+
 def _pythons() -> dict[str, str]:
+    """The /usr/bin/python3.x interpreters. Asked at every cold start: scanning /usr/bin
+    each time cost more than a millisecond of the event loop, so the answer is kept a while."""
+    global _pythons_seen
+    now = time.monotonic()
+    if _pythons_seen is None or now - _pythons_seen[0] > _PYTHONS_TTL_S:
+        _pythons_seen = (now, _scan_pythons())
+    return dict(_pythons_seen[1])
+
+
+def _scan_pythons() -> dict[str, str]:
     found: dict[str, str] = {}
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir("/usr/bin"):
@@ -100,6 +115,7 @@ class SpawnedEnv:
         self.pid = pid
         self._exit: asyncio.Future[int] = loop.create_future()
         self._pidfd: int | None = None
+        self.fork_ms = 0.0  # the zygote's own time for this spawn (the rest was waiting)
         with contextlib.suppress(ProcessLookupError):
             self._pidfd = os.pidfd_open(pid)
 
@@ -140,6 +156,7 @@ class Zygote:
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[SpawnedEnv]] = {}
+        self._send_lock = asyncio.Lock()
         self._envs: dict[int, SpawnedEnv] = {}
         self._ready: asyncio.Future[int] = self._loop.create_future()
         self._closed = False
@@ -207,7 +224,8 @@ class Zygote:
         request_id = next(self._ids)
         future: asyncio.Future[SpawnedEnv] = self._loop.create_future()
         self._pending[request_id] = future
-        message = json.dumps({"op": "spawn", "id": request_id, **asdict(req)}).encode()
+        # vars(), not asdict(): no deep copy of the environment for every cold start
+        message = json.dumps({"op": "spawn", "id": request_id, **vars(req)}).encode()
         try:
             await self._send(message, [output_fd])
             return await future
@@ -238,17 +256,21 @@ class Zygote:
 
     async def _send(self, data: bytes, fds: list[int]) -> None:
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        while True:
-            try:
-                self._conn.sendmsg([data], anc)
-                return
-            except BlockingIOError:
-                writable = self._loop.create_future()
-                self._loop.add_writer(self._conn.fileno(), writable.set_result, None)
+        # One sender at a time: a socket has one writer callback, so a second sender waiting
+        # for room would replace the first one's, which then waited forever (seen in bursts
+        # of hundreds of cold starts, when the zygote's receive queue was full).
+        async with self._send_lock:
+            while True:
                 try:
-                    await writable
-                finally:
-                    self._loop.remove_writer(self._conn.fileno())
+                    self._conn.sendmsg([data], anc)
+                    return
+                except BlockingIOError:
+                    writable = self._loop.create_future()
+                    self._loop.add_writer(self._conn.fileno(), writable.set_result, None)
+                    try:
+                        await writable
+                    finally:
+                        self._loop.remove_writer(self._conn.fileno())
 
     def _on_readable(self) -> None:
         if self._closed:
@@ -270,6 +292,7 @@ class Zygote:
         op = msg["op"]
         if op == "spawned":
             env = SpawnedEnv(msg["pid"], self._loop)
+            env.fork_ms = float(msg.get("fork_ms", 0.0))
             self._envs[env.pid] = env
             future = self._pending.get(msg["id"])
             if future is not None and not future.done():

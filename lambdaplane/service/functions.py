@@ -1,8 +1,10 @@
 """The function rules: create / read / list / update / delete, reserved concurrency, account
 settings, name resolution (name, partial ARN, full ARN, qualifier), the checks AWS makes on
 configuration, and the state machine (State, LastUpdateStatus) — every transition is in the
-`Lifecycle` section below, so the VPC work can add "Pending while ENIs are made" there by setting
-`FunctionService.network`. Builds the `FunctionSpec` execution runs. No HTTP, no kernel calls."""
+`Lifecycle` section below: Pending while a VPC function's ENIs are made (`network`), an update
+InProgress while the previous configuration keeps serving invokes, Inactive after a VPC function
+has been idle for `settings.inactive_after_s` (its ENIs released) and Pending/Restoring on the
+next invoke. Builds the `FunctionSpec` execution runs. No HTTP, no kernel calls."""
 from __future__ import annotations
 
 import asyncio
@@ -12,13 +14,14 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from dataclasses import replace
 from typing import Any, Protocol
 
 from ..config import Settings
 from ..errors import (AwsError, InvalidParameterValue, ResourceConflict, ResourceNotFound,
-                      ValidationError)
+                      ResourceNotReady, ValidationError)
 from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import CodeStore, StoredCode, UNZIPPED_LIMIT, ZIPPED_LIMIT
 from ..store.db import Database
@@ -47,6 +50,15 @@ DEFAULT_PAGE = 50
 
 class ExecutionEnvironmentsLike(Protocol):
     async def retire(self, key: tuple[str, str]) -> None: ...
+
+    def in_flight(self, key: tuple[str, str]) -> int: ...
+
+
+class VpcConfigValidator(Protocol):
+    """service/vpc_config.py's check bound to the EC2 store: returns the VPC id ("" when the
+    config detaches) or raises Lambda's error."""
+
+    def __call__(self, region: str, vpc_config: dict[str, Any]) -> str: ...
 
 
 class NetworkPreparer(Protocol):
@@ -82,6 +94,14 @@ class FunctionService:
         self.code = CodeStore(settings.data_dir)
         self.environments = environments
         self.network: NetworkPreparer | None = None  # set by the VPC work
+        self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
+        # While an update is InProgress the previous configuration keeps serving invokes (AWS);
+        # in memory only: a restart mid-update serves the new one once it has settled.
+        self._previous: dict[tuple[str, str], FunctionRecord] = {}
+        # Last invoke per function (monotonic), for Inactive; a start counts as a use.
+        self._last_used: dict[tuple[str, str], float] = {}
+        self._started_at = time.monotonic()
+        self._idle_watch: asyncio.Task[None] | None = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
@@ -92,9 +112,14 @@ class FunctionService:
         for record in self.store.all():
             if record.state == "Pending" or record.last_update_status == "InProgress":
                 self._spawn_settle(record.region, record.name)
+        if self.network is not None:
+            self._idle_watch = asyncio.get_running_loop().create_task(self._watch_idle())
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
+        if self._idle_watch is not None:
+            tasks.append(self._idle_watch)
+            self._idle_watch = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -173,6 +198,7 @@ class FunctionService:
             tags=dict(params.get("Tags") or {}))
         _apply_options(record, params)
         self._check(record)
+        self._check_vpc(record, params)
         if self.store.get(region, name) is not None:  # before the (slow) unzip
             raise ResourceConflict(f"Function already exist: {name}")
         stored = await self._store_code(zip_bytes)
@@ -183,6 +209,7 @@ class FunctionService:
             self.store.insert(record)
         except FunctionExists:
             raise ResourceConflict(f"Function already exist: {name}") from None
+        self._last_used[(region, name)] = time.monotonic()
         if record.state == "Pending":
             self._spawn_settle(region, name)
         log.info("created %s", record.arn)
@@ -200,8 +227,9 @@ class FunctionService:
             record = self._updatable(region, name, params.get("RevisionId"))
             if params.get("DryRun"):
                 return record
+            previous = replace(record)
             _set_code(record, stored)
-            return await self._commit_update(record)
+            return await self._commit_update(previous, record)
 
     async def update_configuration(self, region: str, params: dict[str, Any]) -> FunctionRecord:
         name, _ = self.get_name(region, params["FunctionName"])
@@ -218,7 +246,8 @@ class FunctionService:
                 updated.environment = dict((params["Environment"] or {}).get("Variables") or {})
             _apply_options(updated, params)
             self._check(updated)
-            return await self._commit_update(updated)
+            self._check_vpc(updated, params)
+            return await self._commit_update(record, updated)
 
     async def delete(self, region: str, ref: str, qualifier: str | None = None) -> None:
         name, qualifier = self.resolve(region, ref, qualifier)
@@ -230,8 +259,10 @@ class FunctionService:
                 raise ResourceNotFound(f"Function not found: {self.arn(region, name)}")
             self.store.delete(region, name)
             self._reserved.pop(region, None)
+            self._previous.pop((region, name), None)
+            self._last_used.pop((region, name), None)
         await self.environments.retire((region, name))
-        if record.has_vpc and self.network is not None:
+        if self.network is not None:
             self._spawn(self._release_network(record))
         self._locks.pop((region, name), None)
         log.info("deleted %s", record.arn)
@@ -281,6 +312,35 @@ class FunctionService:
         }
 
     # -- what execution needs ------------------------------------------------------------------
+    def check_invocable(self, record: FunctionRecord) -> None:
+        """Raise what AWS answers an invoke in this state; an Inactive function starts being
+        restored (Pending/Restoring) and this invoke gets 502 ResourceNotReadyException."""
+        if record.state == "Active":
+            return
+        if record.state == "Inactive":
+            self._restore(record.region, record.name)
+            raise ResourceNotReady(pending_message("Inactive"))
+        raise ResourceConflict(pending_message(record.state))
+
+    def serving_spec(self, record: FunctionRecord) -> FunctionSpec:
+        """What an invoke runs now: the previous configuration while an update is InProgress.
+        Counts as a use of the function (Inactive is measured from the last one)."""
+        key = (record.region, record.name)
+        self._last_used[key] = time.monotonic()
+        previous = self._previous.get(key)
+        if previous is not None and record.last_update_status == "InProgress":
+            return self.spec_for(previous)
+        return self.spec_for(record)
+
+    def vpc_configs_in_use(self) -> list[tuple[str, str, dict[str, object]]]:
+        """(region, function name, VpcConfig) of every configuration that needs its network:
+        functions being created, active or restoring, and previous configurations still
+        serving during an update. Inactive and Failed functions hold none."""
+        out = [(r.region, r.name, r.vpc_config) for r in self.store.all()
+               if r.has_vpc and r.state in ("Pending", "Active")]
+        out += [(r.region, r.name, r.vpc_config) for r in self._previous.values() if r.has_vpc]
+        return out
+
     def spec_for(self, record: FunctionRecord) -> FunctionSpec:
         vpc = None
         if record.has_vpc and record.vpc_config.get("VpcId"):
@@ -331,6 +391,17 @@ class FunctionService:
                 "environment variables you have provided exceeded the 4KB limit. "
                 f"String measured: {measured[:200]}...")
 
+    def _check_vpc(self, record: FunctionRecord, params: dict[str, Any]) -> None:
+        """Validate a VpcConfig given in this request against the EC2 store; VpcId is known
+        from the subnets at once (as AWS answers it)."""
+        if "VpcConfig" not in params or self.vpc_validator is None:
+            return
+        try:
+            record.vpc_config["VpcId"] = self.vpc_validator(record.region, record.vpc_config)
+        except AwsError as e:
+            e.extra.pop("ReasonCode", None)  # for the background path; not a body field
+            raise
+
     async def _store_code(self, zip_bytes: bytes) -> StoredCode:
         if len(zip_bytes) > ZIPPED_LIMIT:
             raise InvalidParameterValue(
@@ -354,9 +425,12 @@ class FunctionService:
                            412)
         return record
 
-    async def _commit_update(self, record: FunctionRecord) -> FunctionRecord:
+    async def _commit_update(self, previous: FunctionRecord,
+                             record: FunctionRecord) -> FunctionRecord:
         _touch(record)
         self._lifecycle_update_started(record)
+        if previous.state == "Active":
+            self._previous[(record.region, record.name)] = previous
         self.store.save(record)
         # Warm environments run the old revision: retire them so the next invoke is fresh.
         await self.environments.retire((record.region, record.name))
@@ -396,6 +470,16 @@ class FunctionService:
             record.last_update_status_reason = reason
             record.last_update_status_reason_code = code
 
+    def _lifecycle_restoring(self, record: FunctionRecord) -> None:
+        record.state, record.state_reason_code = "Pending", "Restoring"
+        record.state_reason = "The function is being restored."
+
+    def _lifecycle_idle(self, record: FunctionRecord) -> None:
+        # [?] AWS's exact StateReason for Idle is not documented.
+        record.state, record.state_reason_code = "Inactive", "Idle"
+        record.state_reason = ("The function is inactive because it has been idle for an "
+                               "extended period.")
+
     def _spawn_settle(self, region: str, name: str) -> None:
         self._spawn(self._settle(region, name))
 
@@ -403,11 +487,13 @@ class FunctionService:
         record = self.store.get(region, name)
         if record is None:
             return
+        key = (region, name)
         error: AwsError | None = None
+        vpc_id = ""
         network = self.network
         if network is not None and record.has_vpc:
             try:
-                record.vpc_config["VpcId"] = await network.prepare(record)
+                vpc_id = await network.prepare(record)
             except AwsError as e:
                 error = e
             except Exception as e:  # noqa: BLE001 - any failure makes the function Failed
@@ -416,9 +502,65 @@ class FunctionService:
         current = self.store.get(region, name)
         if current is None or current.revision_id != record.revision_id:
             return  # deleted or changed meanwhile; that change settles itself
-        current.vpc_config = record.vpc_config
+        previous = self._previous.pop(key, None)
+        if error is None and record.has_vpc:
+            current.vpc_config["VpcId"] = vpc_id
+        if error is not None and previous is not None:
+            # [?] A failed update leaves the function on its previous configuration (it served
+            # every invoke meanwhile); only the failure is reported.
+            current = replace(previous, revision_id=current.revision_id,
+                              last_modified=current.last_modified,
+                              reserved_concurrency=current.reserved_concurrency,
+                              tags=current.tags, last_update_status="InProgress")
         self._lifecycle_settled(current, error)
         self.store.save(current)
+        if error is None and current.state == "Active":
+            self._last_used.setdefault(key, time.monotonic())
+        if network is not None and (error is not None or previous is not None):
+            await self._release_network(current)  # what no configuration uses any more
+
+    def _restore(self, region: str, name: str) -> None:
+        """Inactive → Pending/Restoring → (ENIs made again) Active."""
+        record = self.store.get(region, name)
+        if record is None or record.state != "Inactive":
+            return
+        self._lifecycle_restoring(record)
+        self.store.save(record)
+        self._last_used[(region, name)] = time.monotonic()
+        self._spawn_settle(region, name)
+
+    async def _watch_idle(self) -> None:
+        period = min(60.0, max(0.2, self.settings.inactive_after_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._deactivate_idle()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("making idle functions Inactive failed")
+
+    def _idle(self, record: FunctionRecord, now: float) -> bool:
+        key = (record.region, record.name)
+        return (record.has_vpc and record.state == "Active"
+                and record.last_update_status != "InProgress"
+                and now - self._last_used.get(key, self._started_at)
+                >= self.settings.inactive_after_s
+                and not self.environments.in_flight(key))
+
+    async def _deactivate_idle(self) -> None:
+        """A VPC function idle longer than `inactive_after_s` goes Inactive/Idle; its
+        environments are retired and ENIs no other function uses are released."""
+        for record in self.store.all():
+            if not self._idle(record, time.monotonic()):
+                continue
+            async with self._lock(record.region, record.name):
+                current = self.store.get(record.region, record.name)
+                if current is None or not self._idle(current, time.monotonic()):
+                    continue
+                self._lifecycle_idle(current)
+                self.store.save(current)
+            log.info("%s is Inactive (idle)", current.arn)
+            await self.environments.retire((current.region, current.name))
+            await self._release_network(current)
 
     async def _release_network(self, record: FunctionRecord) -> None:
         if self.network is None:

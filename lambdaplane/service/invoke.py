@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import Settings
-from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge, ResourceConflict,
+from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge,
                       ServiceError, too_many_requests)
 from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
 from ..store.db import Database
 from ..store.events import EventStore, QueuedEvent
 from ..store.functions import FunctionRecord
-from .functions import FunctionService, pending_message
+from .functions import FunctionService
 
 log = logging.getLogger("lambdaplane.invoke")
 
@@ -128,7 +128,7 @@ class Invoker:
             raise RequestTooLarge(
                 f"Request must be smaller than {limit} bytes for the {operation} operation")
         payload = _checked_json(payload)
-        _check_invocable(record)
+        self.functions.check_invocable(record)
         if invocation_type == "DryRun":
             return InvokeOutcome(204, request_id)
         if invocation_type == "Event":
@@ -152,7 +152,8 @@ class Invoker:
     async def _run(self, record: FunctionRecord, invocation: Invocation) -> InvocationResult:
         slot = self.admission.acquire(record, self.functions.unreserved_capacity(record.region))
         try:
-            return await self.environments.invoke(self.functions.spec_for(record), invocation)
+            return await self.environments.invoke(self.functions.serving_spec(record),
+                                                  invocation)
         except AwsError:
             raise
         except Exception:
@@ -200,11 +201,12 @@ class Invoker:
             self.events.finish(event.id, "dropped", event.attempts, None)
             return
         try:
-            _check_invocable(record)
+            self.functions.check_invocable(record)
             result = await self._run(record, Invocation(event.request_id, event.payload,
                                                         event.client_context))
         except AwsError as e:
-            if e.code in ("TooManyRequestsException", "ResourceConflictException"):
+            if e.code in ("TooManyRequestsException", "ResourceConflictException",
+                          "ResourceNotReadyException"):
                 # Throttled or not ready: AWS keeps the event and tries later, not an attempt.
                 self.events.retry_later(event.id, time.time() + THROTTLED_EVENT_DELAY_S,
                                         event.attempts, e.code)
@@ -223,11 +225,6 @@ class Invoker:
             return
         self.events.retry_later(event.id, time.time() + delays[attempts - 1], attempts,
                                 error_type)
-
-
-def _check_invocable(record: FunctionRecord) -> None:
-    if record.state != "Active":
-        raise ResourceConflict(pending_message(record.state))
 
 
 def _checked_json(payload: bytes) -> bytes:

@@ -64,7 +64,7 @@ def check_requested(address: str, subnet_cidr: str, in_use: set[str]) -> str:
                         "This is not a valid IP address.") from None
     if ip not in ipaddress.IPv4Network(subnet_cidr):
         raise ec2_error("InvalidParameterValue",
-                        f"Address does not fall within the subnet's address range")
+                        "Address does not fall within the subnet's address range")
     if str(ip) in reserved(subnet_cidr):
         raise ec2_error("InvalidParameterValue",
                         f"Address {ip} is in subnet's reserved address range")

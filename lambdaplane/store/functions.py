@@ -3,6 +3,7 @@
 the service decides; this module only reads and writes."""
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import asdict, dataclass, field, fields
@@ -68,13 +69,19 @@ class FunctionRecord:
     @classmethod
     def from_json(cls, text: str) -> "FunctionRecord":
         data = json.loads(text)
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         # Fields added by later versions are dropped, missing ones take defaults.
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
     def has_vpc(self) -> bool:
         return bool(self.vpc_config.get("SubnetIds"))
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    """Read on every invoke (the record is loaded each time): computed once per class."""
+    return frozenset(f.name for f in fields(cls))
 
 
 class FunctionExists(Exception):
@@ -139,3 +146,7 @@ class FunctionStore:
             "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(record, '$.code_size')), 0) AS size "
             "FROM functions WHERE region=?", (region,)).fetchone()
         return int(row["n"]), int(row["size"])
+
+    def count_by_region(self) -> dict[str, int]:
+        rows = self.db.conn.execute("SELECT region, COUNT(*) AS n FROM functions GROUP BY region")
+        return {r["region"]: int(r["n"]) for r in rows.fetchall()}

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +14,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lambdaplane.cleanup import clean_instance, leftovers
+from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 from lambdaplane.config import Settings
-from lambdaplane.net import ns
 from lambdaplane.net.executor import NetThread
 from lambdaplane.net.names import Names
 from lambdaplane.sandbox.environments import ExecutionEnvironments
@@ -107,9 +104,7 @@ class Harness:
 
 @pytest_asyncio.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    instance = "t" + secrets.token_hex(1)
-    while ns.list_named(f"lp{instance}-"):
-        instance = "t" + secrets.token_hex(1)
+    instance = fresh_instance("t")
     settings = Settings(data_dir=tmp_path / "data", instance=instance, uplink=False,
                         pool_size=2, keep_alive_s=300)
     names = Names(settings.ensure_instance())

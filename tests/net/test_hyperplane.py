@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import secrets
 import socket
 import statistics
 import subprocess
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lambdaplane.cleanup import clean_instance, leftovers
+from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 from lambdaplane.net import hyperplane as hp
 from lambdaplane.net import nft, ns
 from lambdaplane.net.names import Names
@@ -142,7 +141,7 @@ def build_vpc_standin(names: Names, vpc_id: str, n: int, label: str, prefixlen: 
 
 @contextlib.contextmanager
 def environment(sandboxes: int = 3) -> Iterator[Env]:
-    names = Names("t" + secrets.token_hex(1))
+    names = Names(fresh_instance("t"))
     worker = WorkerNet(names, uplink=False)
     env = Env(names, [], {})
     try:

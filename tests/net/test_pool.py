@@ -1,14 +1,17 @@
 """The sandbox pool on real namespaces: take is immediate from a filled pool, the pool refills
-in the background, release removes the namespace and its veth, stop leaves nothing."""
+in the background, release recycles a pristine sandbox into a pool that wants one and otherwise
+removes the namespace and (asynchronously) its veth, stop leaves nothing."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
 from lambdaplane.net import ns
 from lambdaplane.net.netlink import Netlink
 from lambdaplane.net.worker import GATEWAY
+from lambdaplane.sandbox import pool as pool_module
 from lambdaplane.sandbox.pool import SandboxPool
 
 from .worker_fixtures import Worker, worker  # noqa: F401  (fixture)
@@ -58,8 +61,12 @@ async def test_take_refill_release_leaves_nothing(worker: Worker) -> None:
         assert await run(_links, box.netns) == {"lo": True, "eth0": True}
 
         await _eventually(lambda: pool.stats()["pool_ready"] == 2)  # refilled
-        await pool.release(box.slot)
+        await pool.release(box.slot)  # the pool is full: deleted, not recycled
         assert not ns.exists(box.netns)
+        for _ in range(500):  # the kernel removes the veth pair with the namespace, shortly
+            if box.veth not in await run(_links, worker.names.worker_netns):
+                break
+            await asyncio.sleep(0.01)
         assert box.veth not in await run(_links, worker.names.worker_netns)
     finally:
         await pool.stop()
@@ -68,7 +75,9 @@ async def test_take_refill_release_leaves_nothing(worker: Worker) -> None:
             if n.startswith(worker.names.prefix)] == []
 
 
-async def test_take_from_empty_pool_builds_one(worker: Worker) -> None:
+async def test_take_from_empty_pool_builds_one(worker: Worker,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "SLOT_QUARANTINE_S", 0.2)
     pool = SandboxPool(worker.names, worker.net, size=0)
     await pool.start()
     try:
@@ -76,11 +85,45 @@ async def test_take_from_empty_pool_builds_one(worker: Worker) -> None:
         assert first.slot != second.slot and first.address != second.address
         assert ns.exists(first.netns) and ns.exists(second.netns)
         await pool.release(first.slot)
+        assert (await pool.take()).slot not in (first.slot, second.slot)  # quarantined
+        await asyncio.sleep(0.3)
         third = await pool.take()
-        assert third.slot == first.slot  # released slots (and addresses) are reused
+        assert third.slot == first.slot  # released slots (and addresses) are reused, later
     finally:
         await pool.stop()
     assert ns.list_named(worker.names.prefix + "-s") == []
+
+
+async def test_release_recycles_only_pristine_sandboxes(worker: Worker) -> None:
+    pool = SandboxPool(worker.names, worker.net, size=1)
+    await pool.start()
+    try:
+        await pool.fill()
+        box = await pool.take()
+        await _eventually(lambda: pool.stats()["pool_ready"] == 1)
+        pool.size = 2  # the pool wants one more: a pristine sandbox goes back as it is
+        await pool.release(box.slot)
+        assert pool.stats()["pool_recycled"] == 1 and box in pool._ready
+        assert ns.exists(box.netns)
+
+        dirty = await pool.take()
+        listener = await worker.net.run(_listen_in, dirty.netns)  # the next user would see it
+        try:
+            await pool.release(dirty.slot)
+        finally:
+            listener.close()
+        assert pool.stats()["pool_recycled"] == 1 and not ns.exists(dirty.netns)
+    finally:
+        await pool.stop()
+    assert ns.list_named(worker.names.prefix + "-s") == []
+
+
+def _listen_in(netns: str) -> socket.socket:
+    with ns.entered(netns):
+        sock = socket.socket()
+    sock.bind(("0.0.0.0", 8080))
+    sock.listen()
+    return sock
 
 
 async def test_start_removes_a_crashed_servers_sandboxes(worker: Worker) -> None:

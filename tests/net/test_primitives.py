@@ -3,11 +3,10 @@ exactly one instance's objects."""
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 
-from lambdaplane.cleanup import clean_instance, leftovers
+from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 from lambdaplane.net import nft, ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.root
 
 
 def _names() -> Names:
-    return Names("t" + secrets.token_hex(1))
+    return Names(fresh_instance("t"))
 
 
 def test_netns_veth_nft_and_clean_removes_only_own_instance() -> None:

@@ -3,13 +3,12 @@ a second run changes nothing, interfaces whose far end is a shared namespace (th
 shape) are ports like any other, and teardown leaves nothing of ours."""
 from __future__ import annotations
 
-import secrets
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from lambdaplane.cleanup import clean_instance, leftovers
+from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 from lambdaplane.net import ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def names() -> Iterator[Names]:
-    names = Names("t" + secrets.token_hex(1))
+    names = Names(fresh_instance("t"))
     try:
         yield names
     finally:

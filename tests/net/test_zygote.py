@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lambdaplane.cleanup import CONTROLLERS, kill_cgroup_tree, leftovers
+from lambdaplane.cleanup import fresh_instance, CONTROLLERS, kill_cgroup_tree, leftovers
 from lambdaplane.net import ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
@@ -37,7 +37,7 @@ PATH = "/usr/local/bin:/usr/bin:/bin"
 
 @pytest.fixture(scope="module")
 def names() -> Iterator[Names]:
-    names = Names("t" + secrets.token_hex(1))
+    names = Names(fresh_instance("t"))
     try:
         yield names
     finally:

@@ -4,7 +4,6 @@ live inside a sandbox namespace."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest_asyncio
 
-from lambdaplane.cleanup import clean_instance, leftovers
+from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 from lambdaplane.net import ns
 from lambdaplane.net.executor import NetThread
 from lambdaplane.net.names import Names
@@ -27,7 +26,7 @@ class Worker:
 
 
 def unique_names() -> Names:
-    return Names("t" + secrets.token_hex(1))
+    return Names(fresh_instance("t"))
 
 
 @pytest_asyncio.fixture

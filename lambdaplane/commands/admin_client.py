@@ -1,5 +1,6 @@
-"""The small JSON client the VPC commands (run, ps, net) use to talk to the server's
-/_lambdaplane/ endpoints."""
+"""The small JSON client the CLI commands (logs, status, run, ps, net, demo) use to talk to the
+server's /_lambdaplane/ endpoints. Requests are signed with AWS Signature V4 when credentials
+are configured (environment, ~/.aws), so they also work against `serve --auth sigv4`."""
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ class ServerError(Exception):
 def call(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None,
          timeout: float = 60.0) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(endpoint.rstrip("/") + "/_lambdaplane/" + path, data=data,
-                                     method=method, headers={"Content-Type": "application/json"})
+    url = endpoint.rstrip("/") + "/_lambdaplane/" + path
+    headers = _signed_headers(method, url, data, {"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return json.loads(resp.read() or b"{}")
@@ -31,6 +33,22 @@ def call(endpoint: str, method: str, path: str, body: dict[str, Any] | None = No
         raise ServerError(err.get("code", str(e.code)), err.get("message", e.reason)) from None
     except OSError as e:
         raise ServerError("Unreachable", f"cannot reach {endpoint}: {e}") from None
+
+
+def _signed_headers(method: str, url: str, data: bytes | None,
+                    headers: dict[str, str]) -> dict[str, str]:
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = botocore.session.get_session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        return headers
+    region = session.get_config_variable("region") or "us-east-1"
+    request = AWSRequest(method=method, url=url, data=data or b"", headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
+    return dict(request.headers.items())
 
 
 def short_command(argv: str | None, width: int = 60) -> str:

@@ -1,0 +1,165 @@
+"""The one report of `lambdaplane bench all`: every benchmark's headline figures, each beside
+its goal and the published figure it is compared with, as `summary.md` (the table the README
+shows) and `summary.json`, next to the benchmarks' own JSON and PNG files. Pure formatting:
+it reads result dicts, measures nothing."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Line:
+    benchmark: str
+    figure: str
+    measured: str
+    goal: str
+    met: bool | None  # None: no goal, or not measured
+    anchor: str
+    plot: str = ""
+
+
+def _ms(value: Any) -> str:
+    return "—" if value is None else f"{value:,.1f} ms"
+
+
+def _get(data: dict, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _le(value: Any, goal: float) -> bool | None:
+    return None if value is None else value <= goal
+
+
+def _ge(value: Any, goal: float) -> bool | None:
+    return None if value is None else value >= goal
+
+
+def _invoke(r: dict) -> list[Line]:
+    cold, warm = _get(r, "cold_start", "p50_ms"), _get(r, "warm_invoke", "p50_ms")
+    return [
+        Line("invoke", "cold start p50 (HTTP API, hello world)", _ms(cold), "≤ 15 ms",
+             _le(cold, 15.0), "AWS ~200–300 ms; LocalStack 700–870 ms", "invoke.png"),
+        Line("invoke", "cold start p99", _ms(_get(r, "cold_start", "p99_ms")), "sane (≪ AWS)",
+             None, "AWS ~200–300 ms p50", "invoke.png"),
+        Line("invoke", "warm invoke p50", _ms(warm), "≤ 2 ms", _le(warm, 2.0),
+             "AWS ~25 ms (2018); LocalStack 10–17 ms", "invoke.png"),
+    ]
+
+
+def _throughput(r: dict) -> list[Line]:
+    best = _get(r, "best", "invokes_per_s")
+    at = _get(r, "best", "concurrency")
+    return [Line("throughput", f"warm invokes/s through the HTTP API (best, at {at} callers; "
+                 "client on the same 2 cores)", "—" if best is None else f"{best:,.0f}/s",
+                 "≥ 3,000/s", _ge(best, 3000.0), "LocalStack 10–17 ms per warm invoke",
+                 "throughput.png")]
+
+
+def _burst(r: dict) -> list[Line]:
+    n = _get(r, "plan", "burst")
+    vpc99, novpc99 = _get(r, "vpc", "p99_ms"), _get(r, "no_vpc", "p99_ms")
+    return [
+        Line("burst", f"{n} simultaneous VPC cold starts, p99", _ms(vpc99), "≤ 250 ms",
+             _le(vpc99, 250.0), "netns+veth per sandbox: 14.4 s for 100 (HotCloud'19)",
+             "burst.png"),
+        Line("burst", f"{n} simultaneous VPC cold starts, p50", _ms(_get(r, "vpc", "p50_ms")),
+             "—", None, "AWS VPC cold start 250–500 ms after 2019", "burst.png"),
+        Line("burst", f"{n} simultaneous non-VPC cold starts, p99", _ms(novpc99), "—", None,
+             "same as VPC (Hyperplane: one map element)", "burst.png"),
+    ]
+
+
+def _scale(r: dict) -> list[Line]:
+    reached = r.get("reached", {})
+    envs = reached.get("environments")
+    return [
+        Line("scale", "concurrent execution environments on one host",
+             "—" if envs is None else f"{envs:,}", "1,000", _ge(envs, 1000),
+             "AWS default account concurrency 1,000", "scale.png"),
+        Line("scale", "memory per environment (PSS; host MemAvailable)",
+             f"{reached.get('pss_mib_per_env')} MiB; {reached.get('host_mib_per_env')} MiB",
+             "fits 1,000 in 24 GB", _le(reached.get("host_mib_per_env"), 24.0),
+             "Firecracker: ≤5 MiB VMM + guest memory per microVM; Docker per env elsewhere",
+             "scale.png"),
+        Line("scale", "cold start p50 / p99 at the top step",
+             f"{_ms(reached.get('cold_p50_ms_at_top'))} / "
+             f"{_ms(reached.get('cold_p99_ms_at_top'))}", "—", None,
+             "1,600 netns in 120 s (Particle, SoCC'20)", "scale.png"),
+        Line("scale", "API (ListFunctions) p99 while scaling", _ms(reached.get("api_p99_ms_at_top")),
+             "responsive (≤ 250 ms)", _le(reached.get("api_p99_ms_at_top"), 250.0), "—",
+             "scale.png"),
+    ]
+
+
+def _vpc(r: dict) -> list[Line]:
+    rows = _get(r, "modes", "hyperplane", "rows") or []
+    if not rows:
+        return []
+    top = rows[-1]
+    ratio = top.get("p50_ratio")
+    return [Line("vpc", f"VPC / non-VPC cold start p50 at {top['concurrency']} concurrent "
+                 "(Hyperplane)", "—" if ratio is None else f"{ratio:.2f}×", "≤ 1.05×",
+                 _le(ratio, 1.05), "AWS ~1.4× after 2019, ~25× before", "vpc-cold-start-cdf.png")]
+
+
+def _datapath(r: dict) -> list[Line]:
+    out = []
+    for key, label in (("throughput_ratio", "TCP throughput via ENI / direct veth"),
+                       ("conn_rate_ratio", "new connections/s via ENI / direct veth")):
+        value = _get(r, "ratios", key)
+        out.append(Line("datapath", label, "—" if value is None else f"{value:.2f}",
+                        "≥ 0.9", _ge(value, 0.9),
+                        "here, by hand: 1.7–1.95 vs 2.0 GB/s; 5.3k vs 5.9k conn/s",
+                        "datapath.png"))
+    return out
+
+
+SECTIONS: dict[str, Callable[[dict], list[Line]]] = {
+    "invoke": _invoke, "throughput": _throughput, "burst": _burst, "scale": _scale,
+    "vpc": _vpc, "datapath": _datapath}
+
+
+def lines(results: dict[str, dict]) -> list[Line]:
+    out: list[Line] = []
+    for name, section in SECTIONS.items():
+        if name in results:
+            out += section(results[name])
+    return out
+
+
+def markdown(results: dict[str, dict], machine: dict[str, Any] | None = None) -> str:
+    rows = lines(results)
+    head = ["# lambdaplane benchmark summary", ""]
+    if machine:
+        head += [f"One run of `lambdaplane bench all` on {machine.get('cores')} cores, kernel "
+                 f"{machine.get('kernel')}, Python {machine.get('python')}, "
+                 f"{machine.get('time')}. Clients run on the same cores as the server.", ""]
+    table = ["| benchmark | figure | measured | goal | met | compared with |",
+             "|---|---|---|---|---|---|"]
+    for line in rows:
+        met = {True: "yes", False: "**no**", None: "—"}[line.met]
+        figure = f"[{line.figure}]({line.plot})" if line.plot else line.figure
+        table.append(f"| {line.benchmark} | {figure} | {line.measured} | {line.goal} | {met} | "
+                     f"{line.anchor} |")
+    tail = ["", "Rerun: `lambdaplane bench all`, or one benchmark: `lambdaplane bench "
+            f"{{{','.join(results)}}}`; JSON and PNG files sit beside this summary."]
+    return "\n".join(head + table + tail) + "\n"
+
+
+def write(out_dir: Path, results: dict[str, dict]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    machine = next((r["machine"] for r in results.values() if "machine" in r), None)
+    path = out_dir / "summary.md"
+    path.write_text(markdown(results, machine))
+    (out_dir / "summary.json").write_text(json.dumps(
+        {"machine": machine, "lines": [asdict(line) for line in lines(results)]}, indent=2)
+        + "\n")
+    return path

@@ -1,0 +1,278 @@
+"""`GET /metrics`: the server's numbers in Prometheus text format (prometheus-client).
+
+Owns the metric definitions and how they are fed. Invocations are observed by wrapping the
+two things the Invoker already takes as collaborators — its execution environments (every
+finished invocation, with its cold-start phase timings from `InvocationResult.extra`) and its
+admission (every throttle) — so neither service knows about metrics. Everything that is a
+level rather than an event (concurrency, environments by state, the sandbox pool, per-ENI
+flows and byte/packet counters from the Hyperplane plane's nftables counters and conntrack) is
+read when scraped: the kernel's part on the NetThread, then rendered from that snapshot."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
+                               generate_latest)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from .errors import AwsError
+from .sandbox.types import FunctionSpec, Invocation, InvocationResult
+
+log = logging.getLogger("lambdaplane.metrics")
+
+# Latency buckets from 0.5 ms (a warm invoke) to the 15-minute maximum timeout.
+DURATION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+PHASE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1,
+                 0.25, 0.5, 1.0, 5.0, 10.0)
+# InvocationResult.extra keys (milliseconds) that are phases of a cold start.
+COLD_PHASES = ("pool_take_ms", "vpc_attach_ms", "cgroup_ms", "spawn_ms")
+
+
+@dataclass
+class Snapshot:
+    """Levels read at scrape time."""
+    in_flight: int = 0
+    environments: dict[str, int] = field(default_factory=dict)
+    pool: dict[str, int] = field(default_factory=dict)
+    enis: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series only double the scrape's size
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.invocations = Counter(
+            "lambdaplane_invocations", "Invocations that ran, by function and outcome "
+            "(success or function_error; the error types are in the errors counter)", ["function", "outcome"], registry=r)
+        self.errors = Counter(
+            "lambdaplane_invocation_errors", "Failed invocations by error type: function "
+            "errors (Unhandled, Runtime.*, Sandbox.Timedout) and refusals before running "
+            "(TooManyRequestsException reasons, ResourceConflictException ...)",
+            ["function", "error_type"], registry=r)
+        self.duration = Histogram(
+            "lambdaplane_invocation_duration_seconds", "Function duration (the REPORT line's "
+            "Duration)", ["function"], buckets=DURATION_BUCKETS, registry=r)
+        self.cold_starts = Counter(
+            "lambdaplane_cold_starts", "Invocations that started a new execution environment",
+            ["function"], registry=r)
+        self.init_duration = Histogram(
+            "lambdaplane_cold_start_seconds", "Cold start until the runtime took the event "
+            "(the REPORT line's Init Duration)", buckets=DURATION_BUCKETS, registry=r)
+        self.phases = Histogram(
+            "lambdaplane_cold_start_phase_seconds", "Cold-start phases: pool_take, vpc_attach, "
+            "cgroup, spawn (zygote fork reported), runtime_ready (spawned until the runtime's "
+            "first /next)", ["phase"], buckets=PHASE_BUCKETS, registry=r)
+        self.snapshot = Snapshot()
+        self.registry.register(_Levels(self))
+        self._ok: dict[str, tuple[Any, Any]] = {}
+
+    # -- feeding ---------------------------------------------------------------------------
+    def observe(self, spec: FunctionSpec, result: InvocationResult) -> None:
+        name = spec.name
+        if result.function_error is None:
+            # the warm path: labelled children looked up once per function, not per invoke
+            ok = self._ok.get(name)
+            if ok is None:
+                ok = self._ok[name] = (self.invocations.labels(name, "success"),
+                                       self.duration.labels(name))
+            ok[0].inc()
+            ok[1].observe(result.duration_ms / 1000)
+        else:
+            self.invocations.labels(name, "function_error").inc()
+            self.errors.labels(name, result.error_type or result.function_error).inc()
+            self.duration.labels(name).observe(result.duration_ms / 1000)
+        if result.cold_start:
+            self.cold_starts.labels(name).inc()
+            extra = result.extra
+            phases_ms = 0.0
+            for key in COLD_PHASES:
+                if key in extra:
+                    self.phases.labels(key[:-3]).observe(extra[key] / 1000)
+                    phases_ms += extra[key]
+            if result.init_duration_ms is not None:
+                self.init_duration.observe(result.init_duration_ms / 1000)
+                self.phases.labels("runtime_ready").observe(
+                    max(result.init_duration_ms - phases_ms, 0.0) / 1000)
+
+    def refused(self, function: str, error: AwsError) -> None:
+        reason = error.extra.get("Reason") if isinstance(error.extra, dict) else None
+        self.errors.labels(function, f"{error.code}:{reason}" if reason else error.code).inc()
+
+    def instrument(self, platform: Any) -> None:
+        """Observe the platform's invoker (call once, before serving)."""
+        invoker = platform.invoker
+        invoker.environments = MeteredEnvironments(invoker.environments, self)
+        invoker.admission = MeteredAdmission(invoker.admission, self)
+
+    # -- scraping --------------------------------------------------------------------------
+    async def render(self, platform: Any) -> bytes:
+        self.snapshot = await read_levels(platform)
+        return generate_latest(self.registry)
+
+
+class MeteredEnvironments:
+    """The Invoker's `environments`, observed."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult:
+        try:
+            result = await self.inner.invoke(spec, inv)
+        except AwsError as e:
+            self.metrics.refused(spec.name, e)
+            raise
+        except Exception:
+            self.metrics.errors.labels(spec.name, "ServiceException").inc()
+            raise
+        self.metrics.observe(spec, result)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class MeteredAdmission:
+    """The Invoker's `admission`: throttles counted as they are raised."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def acquire(self, record: Any, unreserved_capacity: int) -> Any:
+        try:
+            return self.inner.acquire(record, unreserved_capacity)
+        except AwsError as e:
+            self.metrics.refused(record.name, e)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def read_levels(platform: Any) -> Snapshot:
+    envs = platform.environments
+    stats = envs.stats()
+    snap = Snapshot(in_flight=int(stats.get("in_flight", 0)),
+                    environments=dict(stats.get("environments", {})),
+                    pool={k: int(v) for k, v in stats.items()
+                          if k.startswith(("pool_", "sandboxes_")) and isinstance(v, int)})
+    hyperplane = getattr(platform, "hyperplane", None)
+    if hyperplane is not None:
+        try:
+            snap.enis = await eni_levels(platform, hyperplane)
+        except Exception:  # noqa: BLE001 - a scrape must not fail for one plane
+            log.exception("reading Hyperplane ENI counters failed")
+    return snap
+
+
+async def eni_levels(platform: Any, hyperplane: Any) -> list[dict[str, Any]]:
+    """Per ENI: tracked flows (sampled by the service), and its plane's nftables counters
+    plus any further per-ENI counters the data path keeps (`eni_stats`, when present)."""
+    from .net import hyperplane as hp
+
+    rows = list(getattr(hyperplane, "_rows", {}).values())
+    if not rows:
+        return []
+    flows = dict(getattr(hyperplane, "_flows", {}))
+    names = platform.names
+
+    def read() -> list[dict[str, Any]]:
+        out = []
+        for row in rows:
+            counters = hp.eni_counters(names, row.vpc_id, row.n)
+            item: dict[str, Any] = {"eni": row.eni_id, "n": row.n, "vpc": row.vpc_id,
+                                    "subnet": row.key.subnet_id,
+                                    "active_connections": flows.get(row.n, 0),
+                                    **{k: getattr(counters, k) for k in (
+                                        "tx_packets", "tx_bytes", "rx_packets", "rx_bytes",
+                                        "dropped_packets")}}
+            extra = getattr(hp, "eni_stats", None)
+            if extra is not None:
+                item.update(extra(names, row.vpc_id, row.n))
+            out.append(item)
+        return out
+
+    return await platform.net.run(read)
+
+
+# Per-ENI counters the data path may report beyond bytes/packets (issue 6's list).
+_ENI_COUNTERS = {
+    "tx_packets": "Packets from sandboxes into the VPC through the ENI",
+    "tx_bytes": "Bytes from sandboxes into the VPC through the ENI",
+    "rx_packets": "Packets from the VPC back to sandboxes through the ENI",
+    "rx_bytes": "Bytes from the VPC back to sandboxes through the ENI",
+    "dropped_packets": "Packets the ENI refused (new flows from the VPC, strays)",
+    "new_connections": "Flows opened through the ENI",
+    "port_allocation_errors": "Flows refused because the ENI had no free source port "
+                              "(ErrorPortAllocation)",
+    "idle_timeouts": "Flows expired after their idle timeout",
+}
+
+
+class _Levels:
+    """A custom collector over the last snapshot (taken by `render` just before)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.metrics.snapshot
+        g = GaugeMetricFamily("lambdaplane_concurrent_executions",
+                              "Invocations running now (account concurrency in use)")
+        g.add_metric([], snap.in_flight)
+        yield g
+        g = GaugeMetricFamily("lambdaplane_execution_environments",
+                              "Execution environments by state", labels=["state"])
+        for state, n in sorted(snap.environments.items()):
+            g.add_metric([state], n)
+        yield g
+        for key, help_ in (("pool_ready", "Pre-made sandboxes ready for a cold start"),
+                           ("pool_target", "Sandboxes the pool keeps ready"),
+                           ("sandboxes_in_use", "Sandboxes held by environments")):
+            g = GaugeMetricFamily(f"lambdaplane_sandbox_{key.removeprefix('sandboxes_')}"
+                                  if key.startswith("sandboxes_") else f"lambdaplane_{key}",
+                                  help_)
+            g.add_metric([], snap.pool.get(key, 0))
+            yield g
+        c = CounterMetricFamily("lambdaplane_pool_recycled",
+                                "Sandboxes handed out again without a rebuild")
+        c.add_metric([], snap.pool.get("pool_recycled", 0))
+        yield c
+        labels = ["eni", "subnet", "vpc"]
+        g = GaugeMetricFamily("lambdaplane_eni_active_connections",
+                              "Tracked flows through the Hyperplane ENI", labels=labels)
+        for eni in snap.enis:
+            g.add_metric([eni["eni"], eni["subnet"], eni["vpc"]], eni["active_connections"])
+        yield g
+        for key, help_ in _ENI_COUNTERS.items():
+            c = CounterMetricFamily(f"lambdaplane_eni_{key}", help_, labels=labels)
+            for eni in snap.enis:
+                if key in eni:
+                    c.add_metric([eni["eni"], eni["subnet"], eni["vpc"]], eni[key])
+            yield c
+
+
+def add_routes(app: web.Application, platform: Any) -> Metrics:
+    """Instrument the platform and serve GET /metrics."""
+    metrics = Metrics()
+    metrics.instrument(platform)
+
+    async def scrape(_request: web.Request) -> web.Response:
+        body = await metrics.render(platform)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+    app.router.add_get("/metrics", scrape)
+    app["metrics"] = metrics
+    return metrics

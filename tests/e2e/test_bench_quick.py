@@ -1,0 +1,59 @@
+"""`lambdaplane bench all --quick`: every benchmark once, in a tiny size, so none can rot, and
+the one report they make. Shapes and counts are asserted — every figure present, every sample
+a first invocation, plots are PNGs — never a timing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "all", "--quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    invoke = json.loads((out / "invoke.json").read_text())
+    assert invoke["cold_start"]["n"] == 5 and invoke["warm_invoke"]["n"] == 20
+
+    throughput = json.loads((out / "throughput.json").read_text())
+    assert [r["concurrency"] for r in throughput["levels"]] == [1, 4]
+    for row in throughput["levels"]:
+        assert row["invokes"] > 0 and row["errors"] == 0
+        assert row["invokes_per_s"] > 0 and row["latency"]["n"] == row["invokes"]
+
+    burst = json.loads((out / "burst.json").read_text())
+    # every invoke of a burst is a cold start: one new environment each
+    assert burst["vpc"]["n"] == burst["no_vpc"]["n"] == burst["plan"]["burst"]
+    for kind in ("vpc", "no_vpc"):
+        assert set(burst["server_phase_mean_ms"][kind]) == {
+            "pool_take", "vpc_attach", "cgroup", "spawn", "runtime_ready"}
+
+    scale = json.loads((out / "scale.json").read_text())
+    assert [r["concurrency"] for r in scale["rows"]] == [1, 4]
+    for row in scale["rows"]:
+        assert row["environments"] == row["concurrency"]  # all alive together
+        assert row["memory"]["environments_measured"] == row["environments"]
+        assert row["memory"]["pss_mib_per_env"] > 0
+        assert row["api_list_functions"]["n"] > 0
+    first, second = scale["rows"]
+    # the second step reuses the first step's warm environment: one cold start fewer
+    assert first["cold_all"]["n"] == 1 and second["cold_all"]["n"] == 3
+
+    assert json.loads((out / "vpc.json").read_text())["modes"]
+
+    summary = (out / "summary.md").read_text()
+    for name in ("invoke", "throughput", "burst", "scale", "vpc"):
+        assert f"| {name} |" in summary
+    lines = json.loads((out / "summary.json").read_text())["lines"]
+    assert all(line["measured"] not in ("", "—") for line in lines)
+    for png in ("invoke", "throughput", "burst", "scale", "vpc-cold-start-cdf"):
+        assert (out / f"{png}.png").read_bytes()[:8] == PNG
