@@ -9,6 +9,7 @@ cold starts — each phase of them, from `GET /metrics` before and after — sho
 the work is on the critical path."""
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -87,8 +88,11 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
 
 def _phase_sums(endpoint: str) -> dict[str, tuple[float, float]]:
     """(sum seconds, count) of each cold-start phase histogram, from GET /metrics."""
-    with urllib.request.urlopen(endpoint + "/metrics", timeout=30) as r:
-        text = r.read().decode()
+    try:
+        with urllib.request.urlopen(endpoint + "/metrics", timeout=30) as r:
+            text = r.read().decode()
+    except urllib.error.HTTPError:  # a server without /metrics: client-side figures only
+        return {}
     sums: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
         if family.name != "lambdaplane_cold_start_phase_seconds":

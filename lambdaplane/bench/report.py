@@ -139,9 +139,9 @@ def markdown(results: dict[str, dict], machine: dict[str, Any] | None = None) ->
     rows = lines(results)
     head = ["# lambdaplane benchmark summary", ""]
     if machine:
-        head += [f"One run of `lambdaplane bench all` on {machine.get('cores')} cores, kernel "
-                 f"{machine.get('kernel')}, Python {machine.get('python')}, "
-                 f"{machine.get('time')}. Clients run on the same cores as the server.", ""]
+        head += [(f"One run of `lambdaplane bench all` on {machine.get('cores')} cores, kernel "
+                  f"{machine.get('kernel')}, Python {machine.get('python')}, "
+                  f"{machine.get('time')}. Clients run on the same cores as the server."), ""]
     table = ["| benchmark | figure | measured | goal | met | compared with |",
              "|---|---|---|---|---|---|"]
     for line in rows:
@@ -149,8 +149,8 @@ def markdown(results: dict[str, dict], machine: dict[str, Any] | None = None) ->
         figure = f"[{line.figure}]({line.plot})" if line.plot else line.figure
         table.append(f"| {line.benchmark} | {figure} | {line.measured} | {line.goal} | {met} | "
                      f"{line.anchor} |")
-    tail = ["", "Rerun: `lambdaplane bench all`, or one benchmark: `lambdaplane bench "
-            f"{{{','.join(results)}}}`; JSON and PNG files sit beside this summary."]
+    tail = ["", ("Rerun: `lambdaplane bench all`, or one benchmark: `lambdaplane bench "
+                 f"{{{','.join(results)}}}`; JSON and PNG files sit beside this summary.")]
     return "\n".join(head + table + tail) + "\n"
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from . import burst, invoke, report, scale, throughput
 from .common import private_server
 
-
 # `bench all` runs these, in this order; each gets a private server of its own (unless
 # --endpoint), sized by the benchmark's `server_args` where it has one.
 ALL = ["invoke", "throughput", "burst", "scale", "vpc"]

@@ -72,7 +72,7 @@ async def _run_callers(host: str, port: int, request: bytes, concurrency: int, s
 
 
 def _client_process(endpoint: str, levels: tuple[int, ...], seconds: float,
-                    out: "multiprocessing.Queue[list[dict]]") -> None:
+                    out: multiprocessing.Queue[list[dict]]) -> None:
     url = urlparse(endpoint)
     try:
         import uvloop  # the client's own overhead is what limits a Python client

@@ -1,4 +1,4 @@
-"""The single thread on which all kernel network work runs. Namespace switches (setns) are
+"""The thread on which kernel network work runs. Namespace switches (setns) are
 per-thread, and pyroute2/libnftables handles are not shared between threads, so serialising
 the work on one thread keeps it simple and keeps the event loop free.
 
@@ -21,11 +21,14 @@ _Item = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
 
 
 class NetThread:
-    def __init__(self) -> None:
+    """One worker thread with two lanes. The server has one for all kernel work; the Hyperplane
+    steering path has one of its own (see service/hyperplane.py)."""
+
+    def __init__(self, name: str = "lp-net") -> None:
         self._lanes: tuple[deque[_Item], deque[_Item]] = (deque(), deque())
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name="lp-net", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     async def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:

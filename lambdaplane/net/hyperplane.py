@@ -23,8 +23,9 @@ Every function is synchronous kernel work for the NetThread. Everything is idemp
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import nft, ns
@@ -42,6 +43,7 @@ OUT_TABLE_BASE = 1000  # worker and hp: table of ENI n's outbound path
 BACK_TABLE_BASE = 100000  # hp only: table of ENI n's replies towards the worker
 MAX_ENI = 99999
 SNAT_PORTS = "1024-65535"  # as AWS's NAT platform: 64,512 ports per destination
+FLOW_IDLE_TIMEOUT_S = 350  # AWS's NAT idle timeout for established TCP flows
 
 
 class HyperplaneError(RuntimeError):
@@ -235,24 +237,30 @@ def list_vpc_planes(names: Names) -> list[str]:
     return [name[len(prefix):] for name in ns.list_named(prefix)]
 
 
-def ensure_vpc_plane(names: Names, vpc_id: str) -> bool:
-    """The hyperplane namespace of one VPC, ready for ENI links. Returns whether it changed."""
+def ensure_vpc_plane(names: Names, vpc_id: str,
+                     idle_timeout_s: int = FLOW_IDLE_TIMEOUT_S) -> bool:
+    """The hyperplane namespace of one VPC, ready for ENI links. Returns whether it changed.
+    `idle_timeout_s`: how long an established TCP flow may stay silent before its NAT
+    binding (and so its port) is released."""
     netns = names.hyperplane_netns(vpc_id)
     changed = not ns.exists(netns)
     ns.create(netns)
+    if ("ip", hp_table(names)) not in nft.tables(hp_table(names), netns):
+        # first: the nat chains make conntrack (and its per-netns sysctls) exist here
+        nft.apply(hp_ruleset(names), netns)
+        changed = True
     with ns.entered(netns):
         for key, value in (("net.ipv4.ip_forward", "1"),
                            # policy routing by ingress link: no reverse path fits a plain lookup
                            ("net.ipv4.conf.all.rp_filter", "0"),
                            ("net.ipv4.conf.default.rp_filter", "0"),
                            ("net.ipv6.conf.all.disable_ipv6", "1"),
-                           ("net.ipv6.conf.default.disable_ipv6", "1")):
+                           ("net.ipv6.conf.default.disable_ipv6", "1"),
+                           ("net.netfilter.nf_conntrack_tcp_timeout_established",
+                            str(int(idle_timeout_s)))):
             if _read_sysctl(key) != value:
                 ns.set_sysctl(key, value)
                 changed = True
-    if ("ip", hp_table(names)) not in nft.tables(hp_table(names), netns):
-        nft.apply(hp_ruleset(names), netns)
-        changed = True
     return changed
 
 
@@ -260,13 +268,17 @@ def remove_vpc_plane(names: Names, vpc_id: str) -> None:
     """Remove a VPC's plane and every ENI in it (idempotent)."""
     for n in _plane_enis(names, vpc_id):
         remove_eni(names, vpc_id, n)
-    ns.delete(names.hyperplane_netns(vpc_id))
+    netns = names.hyperplane_netns(vpc_id)
+    ns.delete(netns)
+    for key in [k for k in _IDLE if k[0] == netns]:
+        del _IDLE[key]
 
 
 # ENIs -------------------------------------------------------------------------------------
-def ensure_eni(names: Names, eni: HyperplaneEni) -> None:
+def ensure_eni(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -> None:
     """Make ENI `eni` carry traffic: transit, routes and rules on both sides, SNAT, filter.
-    The plane must exist and the ENI link `e<n>` must already be in it (net/vpc.py)."""
+    The plane must exist and the ENI link `e<n>` must already be in it (net/vpc.py).
+    `ports`: the SNAT source-port range "lo-hi" (narrowed only by tests and benchmarks)."""
     n, hp = eni.n, names.hyperplane_netns(eni.vpc_id)
     eni_link, hp_transit, worker_transit = names.hyperplane_eni_link(n), hp_transit_link(n), \
         names.transit_veth(n)
@@ -299,7 +311,7 @@ def ensure_eni(names: Names, eni: HyperplaneEni) -> None:
                                             (str(SANDBOX_NET), hp_transit, TRANSIT_WORKER_ADDR)])
         hpl.add_iif_rule(hp_transit, out_table(n), RULE_PRIORITY)
         hpl.add_iif_rule(eni_link, back_table(n), RULE_PRIORITY)
-    nft.apply(_eni_nft_script(names, eni), hp)
+    nft.apply(_eni_nft_script(names, eni, ports), hp)
     _allow_worker_egress(names, worker_transit)
 
 
@@ -400,19 +412,119 @@ def eni_counters(names: Names, vpc_id: str, n: int) -> EniCounters:
 
 def flow_counts(names: Names, vpc_id: str) -> dict[str, int]:
     """Tracked flows per SNAT address in one plane (the 65,000-flows rule): a NATed flow's
-    reply tuple is addressed to the ENI."""
+    reply tuple is addressed to the ENI. Each read also feeds the idle-expiry watch."""
+    netns = names.hyperplane_netns(vpc_id)
+    flows = _read_flows(netns)
+    _watch_idle(netns, flows)
     counts: dict[str, int] = {}
-    with ns.entered(names.hyperplane_netns(vpc_id)):
+    for flow in flows:
+        counts[flow.nat_address] = counts.get(flow.nat_address, 0) + 1
+    return counts
+
+
+def eni_stats(names: Names, vpc_id: str, n: int) -> dict[str, int]:
+    """ENI n's counters beyond bytes/packets (monotonic, since the ENI or plane was made):
+
+    new_connections: SYNs/first packets of new flows the ENI let out (nft counter new<n>;
+      a retried SYN of a flow that found no port counts again).
+    port_allocation_errors: the plane's conntrack `insert_failed` — first packets dropped
+      because SNAT found no free source port (the clash is detected when the flow is
+      confirmed). Conntrack keeps it per namespace, i.e. per VPC: every ENI of a VPC reports
+      the VPC's number; with one ENI in the VPC it is exactly that ENI's.
+    idle_timeouts: established TCP flows of this ENI that vanished once their idle timer had
+      run out (seen by comparing successive conntrack reads: the flow-count sampling and
+      this call), so flows born and expired between two reads are not seen."""
+    netns = names.hyperplane_netns(vpc_id)
+    new = 0
+    address: str | None = None
+    for item in _hp_objects(names, netns):
+        counter = item.get("counter")
+        if counter and counter["name"] == f"new{n}":
+            new = counter["packets"]
+        rule = item.get("rule")
+        if rule and rule["chain"] == f"snat{n}":
+            for expr in rule["expr"]:
+                if "snat" in expr:
+                    address = expr["snat"].get("addr")
+    _watch_idle(netns, _read_flows(netns))
+    watch = _IDLE.get((netns, address or ""))
+    return {"new_connections": new,
+            "port_allocation_errors": conntrack_stats(netns).get("insert_failed", 0),
+            "idle_timeouts": watch.expired if watch else 0}
+
+
+def conntrack_stats(netns: str) -> dict[str, int]:
+    """The namespace's conntrack statistics (/proc/net/stat/nf_conntrack), summed over CPUs."""
+    with ns.entered(netns):
+        try:
+            with open("/proc/thread-self/net/stat/nf_conntrack") as f:
+                lines = f.read().split("\n")
+        except FileNotFoundError:
+            return {}
+    keys, totals = lines[0].split(), {}
+    for line in lines[1:]:
+        for key, value in zip(keys, line.split()):
+            totals[key] = totals.get(key, 0) + int(value, 16)
+    totals.pop("entries", None)  # a level (and global), not a per-CPU event count
+    return totals
+
+
+@dataclass(frozen=True)
+class _Flow:
+    key: str  # the original tuple
+    nat_address: str  # reply destination: the ENI's address for NATed flows
+    established_tcp: bool
+    timeout_s: int  # seconds left on its timer
+
+
+@dataclass
+class _IdleWatch:
+    deadlines: dict[str, float] = field(default_factory=dict)  # flow → when its timer ends
+    expired: int = 0
+
+
+_IDLE: dict[tuple[str, str], _IdleWatch] = {}  # (plane netns, ENI address) → watch
+_IDLE_SLACK_S = 1.0  # timer granularity and read time
+
+
+def _read_flows(netns: str) -> list[_Flow]:
+    with ns.entered(netns):
         try:
             with open("/proc/thread-self/net/nf_conntrack") as f:
                 lines = f.readlines()
         except FileNotFoundError:  # conntrack not loaded here yet: no flows
-            return counts
+            return []
+    flows = []
     for line in lines:
-        dsts = [field[4:] for field in line.split() if field.startswith("dst=")]
-        if len(dsts) >= 2:
-            counts[dsts[1]] = counts.get(dsts[1], 0) + 1
-    return counts
+        fields = line.split()
+        dsts = [f[4:] for f in fields if f.startswith("dst=")]
+        if len(dsts) < 2 or len(fields) < 6:
+            continue
+        tcp = fields[2] == "tcp"
+        start = next((i for i, f in enumerate(fields) if f.startswith("src=")), 0)
+        flows.append(_Flow(" ".join(fields[2:3] + fields[start:start + 4]),
+                           dsts[1], tcp and fields[5] == "ESTABLISHED",
+                           int(fields[4]) if fields[4].isdigit() else 0))
+    return flows
+
+
+def _watch_idle(netns: str, flows: list[_Flow]) -> None:
+    """A flow last seen established whose timer has since run out, and which is gone now,
+    expired idle (a flow closed by FIN/RST leaves through TIME_WAIT/CLOSE instead, or closed
+    before its timer ran out)."""
+    now = time.monotonic()
+    present: set[tuple[str, str]] = set()
+    established: dict[str, dict[str, float]] = {}
+    for flow in flows:
+        present.add((flow.nat_address, flow.key))
+        if flow.established_tcp:
+            established.setdefault(flow.nat_address, {})[flow.key] = now + flow.timeout_s
+    for address in {a for (space, a) in _IDLE if space == netns} | set(established):
+        watch = _IDLE.setdefault((netns, address), _IdleWatch())
+        watch.expired += sum(1 for key, deadline in watch.deadlines.items()
+                             if (address, key) not in present
+                             and deadline <= now + _IDLE_SLACK_S)
+        watch.deadlines = established.get(address, {})
 
 
 def flow_count(names: Names, vpc_id: str, address: str) -> int:
@@ -496,7 +608,7 @@ def _replace_table(nl: Netlink, table: int, routes: list[tuple[str, str, str | N
         nl.add_route(dst, link, gateway=gateway, table=table, scope_link=gateway is None)
 
 
-def _eni_nft_script(names: Names, eni: HyperplaneEni) -> str:
+def _eni_nft_script(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -> str:
     """ENI n's chains, counters and dispatch elements: one transaction, safe to repeat."""
     table, n = hp_table(names), eni.n
     eni_link, hp_transit = names.hyperplane_eni_link(n), hp_transit_link(n)
@@ -505,13 +617,15 @@ def _eni_nft_script(names: Names, eni: HyperplaneEni) -> str:
         f"add counter {t} tx{n}",
         f"add counter {t} rx{n}",
         f"add counter {t} drop{n}",
+        f"add counter {t} new{n}",
         f"add chain {t} out{n}",
         f"flush chain {t} out{n}",
         f'add rule {t} out{n} counter name "tx{n}"',
         f"add rule {t} out{n} ct state established,related accept",
         # AWS: TCP and UDP only; from sandbox addresses only; out of this ENI only
+        # new<n>: flows opened (SYN retries of a flow that found no port count again)
         f'add rule {t} out{n} ct state new oifname "{eni_link}" ip saddr {SANDBOX_NET} '
-        f"meta l4proto {{ tcp, udp }} accept",
+        f'meta l4proto {{ tcp, udp }} counter name "new{n}" accept',
         f'add rule {t} out{n} counter name "drop{n}" drop',
         f"add chain {t} in{n}",
         f"flush chain {t} in{n}",
@@ -524,7 +638,7 @@ def _eni_nft_script(names: Names, eni: HyperplaneEni) -> str:
         # fully-random: every new flow gets a random port of the range, so sandbox ports are
         # neither kept nor guessable; `persistent` only matters for several addresses
         f"add rule {t} snat{n} meta l4proto {{ tcp, udp }} "
-        f"snat to {eni.address}:{SNAT_PORTS} fully-random",
+        f"snat to {eni.address}:{ports} fully-random",
         f'add element {t} from_link {{ "{hp_transit}" : jump out{n}, '
         f'"{eni_link}" : jump in{n} }}',
         f'add element {t} snat_link {{ "{eni_link}" : jump snat{n} }}',
@@ -553,8 +667,8 @@ def _eni_nft_removal(names: Names, n: int, hp: str) -> str:
     chains = {item["chain"]["name"] for item in objects if "chain" in item}
     lines += [f"delete chain {t} {c}" for c in sorted(ours & chains)]
     counters = {item["counter"]["name"] for item in objects if "counter" in item}
-    lines += [f"delete counter {t} {c}" for c in sorted({f"tx{n}", f"rx{n}", f"drop{n}"}
-                                                        & counters)]
+    lines += [f"delete counter {t} {c}" for c in sorted(
+        {f"tx{n}", f"rx{n}", f"drop{n}", f"new{n}"} & counters)]
     return "\n".join(lines)
 
 

@@ -217,11 +217,10 @@ class SandboxPool:
             return
         # A build in flight does not count: a recycled sandbox is cheaper than the build, and
         # the one extra it may leave is simply taken first.
-        if reuse and len(self._ready) < self.size:
-            if await self.net.run(is_pristine, box):
-                self._ready.append(box)
-                self.recycled += 1
-                return
+        if reuse and len(self._ready) < self.size and await self.net.run(is_pristine, box):
+            self._ready.append(box)
+            self.recycled += 1
+            return
         await self.net.run(destroy_sandbox, self._worker, box)
         self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, slot))
         self._wanted.set()

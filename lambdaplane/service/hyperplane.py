@@ -69,6 +69,9 @@ class HyperplaneService:
         self._turn: dict[tuple[str, str], int] = {}  # round-robin position per function
         self._lock = asyncio.Lock()  # ENIs are made and removed one at a time
         self._steering: hp.Steering | None = None
+        # Steering has a thread of its own: a cold start's one map element must not queue
+        # behind pool builds, VPC reconciles or flow sampling on the shared net thread.
+        self._steer_thread: NetThread | None = None
         self._sampler: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
@@ -77,7 +80,8 @@ class HyperplaneService:
         await self._drop_orphans()
         changes = await self.reconcile()
         log.info("Hyperplane reconcile at start: %d changes", len(changes))
-        self._steering = await self.net.run(hp.Steering, self.names)
+        self._steer_thread = NetThread(name="lp-steer")
+        self._steering = await self._steer_thread.run(hp.Steering, self.names)
         self._sampler = asyncio.get_running_loop().create_task(self._sample_flows())
         await self.collect()  # functions deleted or idled while the server was down
 
@@ -88,8 +92,11 @@ class HyperplaneService:
                 await self._sampler
             self._sampler = None
         steering, self._steering = self._steering, None
-        if steering is not None:
-            await self.net.run(steering.close)
+        thread, self._steer_thread = self._steer_thread, None
+        if steering is not None and thread is not None:
+            await thread.run(steering.close)
+        if thread is not None:
+            thread.close()
         self._attached.clear()
         await self.net.run(hp.remove_all, self.names)
 
@@ -136,9 +143,9 @@ class HyperplaneService:
         assert spec.vpc is not None
         key = self._next_key(spec)
         n = self._pick(key) or await self._pick_or_create(key, spec)
-        if self._steering is None:
+        if self._steering is None or self._steer_thread is None:
             raise AwsError("ServiceException", "Hyperplane is not running", 500, "Service")
-        await self.net.run(self._steering.attach, sandbox.address, n)
+        await self._steer_thread.run(self._steering.attach, sandbox.address, n)
         self._attached[sandbox.address] = n
         return SteeredSandbox(sandbox.address, n)
 
@@ -147,8 +154,8 @@ class HyperplaneService:
         if self._attached.get(handle.address) != handle.n:
             return  # stopped meanwhile (everything was removed) or already detached
         del self._attached[handle.address]
-        if self._steering is not None:
-            await self.net.run(self._steering.detach, handle.address)
+        if self._steering is not None and self._steer_thread is not None:
+            await self._steer_thread.run(self._steering.detach, handle.address)
         row = self._rows.get(handle.n)
         if row is not None and row.key not in self._wanted_keys() \
                 and handle.n not in self._attached.values():

@@ -78,7 +78,7 @@ class FunctionRecord:
         return bool(self.vpc_config.get("SubnetIds"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_names(cls: type) -> frozenset[str]:
     """Read on every invoke (the record is loaded each time): computed once per class."""
     return frozenset(f.name for f in fields(cls))

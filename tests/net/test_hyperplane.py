@@ -388,3 +388,44 @@ def test_removing_everything_leaves_nothing() -> None:
             assert wl.table_routes(hp.out_table(1)) == [] == wl.table_routes(hp.out_table(2))
         assert nft.tables(hp.steer_table(names), names.worker_netns) == []
         hp.remove_all(names)  # idempotent
+
+
+def test_eni_stats_count_new_flows_port_exhaustion_and_idle_expiry(env: Env) -> None:
+    """On vpc-b's ENI, narrowed to two source ports and a 2 s idle timeout: two flows to one
+    destination fit, a third gets a connect error and is counted as a port-allocation error;
+    an idle established flow expires and is counted."""
+    names, b, box = env.names, env.vpcs["vpc-b"], env.boxes[1]
+    hp.ensure_vpc_plane(names, "vpc-b", idle_timeout_s=2)
+    hp.ensure_eni(names, b.eni, ports="2000-2001")
+    hp.attach(names, box.address, b.eni.n)
+    held: list[socket.socket] = []
+    try:
+        before = hp.eni_stats(names, "vpc-b", b.eni.n)
+        held = [connect(box.netns, RESOURCE) for _ in range(2)]
+        assert {s.recv(100).decode().strip() for s in held} == {f"B {ENI_ADDR}"}
+        with pytest.raises(OSError):  # no port left for this destination: the SYN is dropped
+            connect(box.netns, RESOURCE, timeout=1.5)
+        mid = hp.eni_stats(names, "vpc-b", b.eni.n)
+        assert mid["new_connections"] >= before["new_connections"] + 3
+        assert mid["port_allocation_errors"] > before["port_allocation_errors"]
+        assert mid["idle_timeouts"] == before["idle_timeouts"]
+        assert hp.flow_count(names, "vpc-b", ENI_ADDR) == 2
+        # both flows stay silent past the idle timeout: their bindings expire, freeing ports
+        deadline = time.monotonic() + 30
+        while hp.flow_count(names, "vpc-b", ENI_ADDR) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        after = hp.eni_stats(names, "vpc-b", b.eni.n)
+        assert after["idle_timeouts"] == mid["idle_timeouts"] + 2
+        assert ask(box.netns) == f"B {ENI_ADDR}"  # the freed ports serve a new flow
+        with ns.entered(names.hyperplane_netns("vpc-b")):
+            with open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established") as f:
+                assert f.read().strip() == "2"
+    finally:
+        for s in held:
+            s.close()
+        hp.detach(names, box.address)
+        hp.ensure_eni(names, b.eni)
+        hp.ensure_vpc_plane(names, "vpc-b")
+    with ns.entered(names.hyperplane_netns("vpc-b")):
+        with open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established") as f:
+            assert f.read().strip() == str(hp.FLOW_IDLE_TIMEOUT_S)
