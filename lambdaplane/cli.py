@@ -21,6 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
                         pool_size=args.pool_size, instance=args.instance or "",
                         inactive_after_s=args.inactive_after,
                         eni_flow_limit=args.eni_flow_limit,
+                        flow_idle_timeout_s=args.flow_idle_timeout,
                         account_concurrency=args.account_concurrency,
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
@@ -84,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds without invokes before a VPC function goes Inactive")
     s.add_argument("--eni-flow-limit", type=int, default=65000,
                    help="flows on one Hyperplane ENI before a further ENI is made (AWS: 65,000)")
+    s.add_argument("--flow-idle-timeout", type=int, default=350,
+                   help="seconds an established TCP flow through a Hyperplane ENI may stay "
+                        "idle before its NAT binding expires (AWS: 350)")
     s.add_argument("--account-concurrency", type=int, default=1000,
                    help="concurrent executions per region (AWS default 1000)")
     s.add_argument("--event-retry-delays", default="60,120",
@@ -126,7 +130,8 @@ def parser() -> argparse.ArgumentParser:
     client("status", "server status: pools, environments, functions")
 
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
-    b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "all"])
+    b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
+                                       "all"])
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)
     b.add_argument("--quick", action="store_true", help="tiny sizes (used by the test suite)")

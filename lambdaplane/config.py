@@ -28,6 +28,7 @@ class Settings:
     account_concurrency: int = 1000
     inactive_after_s: float = 14 * 24 * 3600.0  # idle VPC functions become Inactive
     eni_flow_limit: int = 65000  # tracked flows on a Hyperplane ENI before a further one is used
+    flow_idle_timeout_s: int = 350  # established TCP flows through an ENI expire after this idle
     sandbox_uid: int = 993  # unprivileged uid functions run as
     runtime_api_port: int = 9001
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice

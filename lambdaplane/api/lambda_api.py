@@ -62,7 +62,7 @@ class LambdaApi:
 
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
-        request_id = str(uuid.uuid4())
+        request_id = ""  # Invoke brings the invocation's own id: make one only when needed
         try:
             query = {k: request.query[k] for k in request.query}
             match = self.router.match(request.method, request.rel_url.raw_path, query)
@@ -74,15 +74,16 @@ class LambdaApi:
             region = region_from_authorization(request.headers.get("Authorization"),
                                                self.settings.default_region)
             output = await self.handlers[op.name](Call(region, request), params)
-            request_id = output.pop("_RequestId", request_id)
+            request_id = output.pop("_RequestId", "")
             wire = serialize_output(op, output)
         except AwsError as err:
             wire = error_response(err)
         except Exception:
+            request_id = request_id or str(uuid.uuid4())
             log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
             wire = error_response(ServiceError("An internal error occurred in lambdaplane; "
                                                f"see the server log for request {request_id}."))
-        return _response(wire, request_id)
+        return _response(wire, request_id or str(uuid.uuid4()))
 
     # -- functions ----------------------------------------------------------------------------
     async def create_function(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The Lambda Runtime API (`/2018-06-01/runtime/...`) that function runtimes long-poll.
 
 Owns the HTTP listener inside the worker netns (its socket is created there on the NetThread,
-then served by aiohttp on the event loop) and one `RuntimeChannel` per execution environment.
+then served on the event loop by a small asyncio.Protocol speaking just the HTTP/1.1 this API
+needs: Content-Length bodies, keep-alive, pipelining, 100-continue — three requests per invoke
+go through here, so a general web framework's per-request work is a visible share of an
+invoke) and one `RuntimeChannel` per execution environment.
 An environment is identified by the request's source address — the sandbox's own 100.64.x.y,
 unforgeable thanks to the worker's reverse-path filter — and is only ever shown its own
 invocations. Wire behaviour follows reference/aws-behaviour.md §4."""
@@ -18,8 +21,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from aiohttp import web
+from http import HTTPStatus
+from urllib.parse import unquote
 
 from ..net import ns
 from ..net.executor import NetThread
@@ -29,7 +32,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
-_OK = {"status": "OK"}
+_OK = b'{"status": "OK"}'
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers; the runtimes' are a few hundred bytes
+INVOCATION = f"{PREFIX}/invocation/"
+INIT_ERROR = f"{PREFIX}/init/error"
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,13 @@ class RuntimeChannel:
                 await self._getter
             finally:
                 self._getter = None
+        return self._take()
+
+    def next_nowait(self) -> PendingInvocation | None:
+        """The next queued invocation without waiting, or None (then await `next`)."""
+        return self._take() if self.queued else None
+
+    def _take(self) -> PendingInvocation:
         pending = self.queued.popleft()
         self.current = pending
         pending.fetched_at = time.monotonic()
@@ -124,11 +137,11 @@ class RuntimeChannel:
             self._getter.set_result(None)
 
 
-def _error(status: int, error_type: str, message: str) -> web.Response:
-    return web.json_response({"errorMessage": message, "errorType": error_type}, status=status)
+def _error(status: int, error_type: str, message: str) -> tuple[int, bytes, str]:
+    return status, json.dumps({"errorMessage": message, "errorType": error_type}).encode(), ""
 
 
-def _invalid_request_id() -> web.Response:
+def _invalid_request_id() -> tuple[int, bytes, str]:
     return _error(400, "InvalidRequestID", "Invalid request ID")
 
 
@@ -142,20 +155,9 @@ def _client_context(value: str | None) -> str | None:
         return value
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None once it exceeds `limit` (stop reading: it will be refused)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(256 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+def _header_value(value: str) -> str:
+    # values partly come from the invoker (client context): never let them end the header
+    return value.replace("\r", " ").replace("\n", " ").replace("\0", " ")
 
 
 class RuntimeApi:
@@ -164,7 +166,8 @@ class RuntimeApi:
         self.worker_netns = worker_netns
         self.port = port
         self._channels: dict[str, RuntimeChannel] = {}
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
 
     # environments ------------------------------------------------------------------------
     def open_channel(self, address: str) -> RuntimeChannel:
@@ -180,17 +183,8 @@ class RuntimeApi:
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         sock = await self.net.run(self._listen_in_worker)
-        app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1024 * 1024,
-                              middlewares=[_json_errors])
-        app.router.add_get(f"{PREFIX}/invocation/next", self._next)
-        app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/response", self._response)
-        app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/error", self._invocation_error)
-        app.router.add_post(f"{PREFIX}/init/error", self._init_error)
-        # handler_cancellation: a long poll whose runtime died must not linger
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                     shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), sock=sock)
 
     def _listen_in_worker(self) -> socket.socket:
         # A socket belongs to the namespace it was created in: create it inside the worker.
@@ -207,42 +201,50 @@ class RuntimeApi:
     async def stop(self) -> None:
         for address in list(self._channels):
             self.close_channel(address)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self._connections):
+                conn.abort()
+            await self._server.wait_closed()
+            self._server = None
 
-    # handlers ----------------------------------------------------------------------------
-    def _channel(self, request: web.Request) -> RuntimeChannel | None:
-        return self._channels.get(request.remote or "")
+    # requests ----------------------------------------------------------------------------
+    def dispatch(self, conn: _Connection, method: str, path: str, headers: dict[str, str],
+                 body: bytes | None) -> tuple[int, bytes, str] | None:
+        """The answer (status, JSON body, extra header lines), or None when `next` must wait
+        (the connection then awaits `channel.next()` itself). `body` is None when it was
+        over the limit and not read."""
+        channel = self._channels.get(conn.remote)
+        if path.startswith(INVOCATION):
+            rest = path[len(INVOCATION):]
+            if rest == "next":
+                if method != "GET":
+                    return _error(405, "MethodNotAllowed", "Method Not Allowed")
+                if channel is None:
+                    return _error(403, "AccessDenied", "No execution environment at this address")
+                pending = channel.next_nowait()
+                return None if pending is None else _next_answer(pending)
+            request_id, _, what = rest.rpartition("/")
+            if request_id and "/" not in request_id and what in ("response", "error"):
+                if method != "POST":
+                    return _error(405, "MethodNotAllowed", "Method Not Allowed")
+                request_id = unquote(request_id, errors="replace")
+                if what == "response":
+                    return self._response(channel, request_id, body)
+                return self._invocation_error(channel, request_id, headers, body)
+        elif path == INIT_ERROR:
+            if method != "POST":
+                return _error(405, "MethodNotAllowed", "Method Not Allowed")
+            if channel is None:
+                return _error(403, "AccessDenied", "No execution environment at this address")
+            channel.fail_init(_error_outcome("init_error", body or b"", headers))
+            return 202, _OK, ""
+        return _error(404, "InvalidURL", "Not Found")
 
-    async def _next(self, request: web.Request) -> web.StreamResponse:
-        channel = self._channel(request)
-        if channel is None:
-            return _error(403, "AccessDenied", "No execution environment at this address")
-        try:
-            pending = await channel.next()
-        except ChannelClosed:
-            return _error(410, "EnvironmentGone", "The execution environment is shutting down")
-        inv = pending.invocation
-        headers = {
-            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(pending.deadline_ms),
-            "Lambda-Runtime-Invoked-Function-Arn": pending.function_arn,
-            "Lambda-Runtime-Trace-Id": inv.trace_id,
-        }
-        context = _client_context(inv.client_context)
-        if context is not None:
-            headers["Lambda-Runtime-Client-Context"] = context
-        if inv.cognito_identity:
-            headers["Lambda-Runtime-Cognito-Identity"] = inv.cognito_identity
-        return web.Response(body=inv.payload, headers=headers, content_type="application/json")
-
-    async def _response(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        request_id = request.match_info["request_id"]
+    def _response(self, channel: RuntimeChannel | None, request_id: str,
+                  body: bytes | None) -> tuple[int, bytes, str]:
         if channel is None or not _is_current(channel, request_id):
             return _invalid_request_id()
-        body = await _read_limited(request, MAX_RESPONSE_BYTES)
         if body is None:
             # AWS answers the invoker with a function error and the runtime with 413.
             channel.finish(request_id, Outcome("too_large", json.dumps({
@@ -254,49 +256,188 @@ class RuntimeApi:
                           f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
         if not channel.finish(request_id, Outcome("response", body)):
             return _invalid_request_id()
-        return web.json_response(_OK, status=202)
+        return 202, _OK, ""
 
-    async def _invocation_error(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        request_id = request.match_info["request_id"]
+    def _invocation_error(self, channel: RuntimeChannel | None, request_id: str,
+                          headers: dict[str, str], body: bytes | None) -> tuple[int, bytes, str]:
         if channel is None or not _is_current(channel, request_id):
             return _invalid_request_id()
-        body = await _read_limited(request, MAX_RESPONSE_BYTES)
-        outcome = _error_outcome("error", body or b"", request)
-        if not channel.finish(request_id, outcome):
+        if not channel.finish(request_id, _error_outcome("error", body or b"", headers)):
             return _invalid_request_id()
-        return web.json_response(_OK, status=202)
-
-    async def _init_error(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        if channel is None:
-            return _error(403, "AccessDenied", "No execution environment at this address")
-        body = await _read_limited(request, MAX_RESPONSE_BYTES)
-        channel.fail_init(_error_outcome("init_error", body or b"", request))
-        return web.json_response(_OK, status=202)
+        return 202, _OK, ""
 
 
-@web.middleware
-async def _json_errors(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """Unknown paths and methods (and aiohttp's own refusals) in the Runtime API's JSON error
-    shape, not aiohttp's text pages: runtimes parse every error body as JSON."""
-    try:
-        return await handler(request)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        kind = {404: "InvalidURL", 405: "MethodNotAllowed", 413: "RequestEntityTooLarge"}.get(
-            e.status, "InvalidRequest")
-        return _error(e.status, kind, e.reason or "Invalid request")
+def _next_answer(pending: PendingInvocation) -> tuple[int, bytes, str]:
+    inv = pending.invocation
+    lines = [f"Lambda-Runtime-Aws-Request-Id: {_header_value(inv.request_id)}\r\n",
+             f"Lambda-Runtime-Deadline-Ms: {pending.deadline_ms}\r\n",
+             f"Lambda-Runtime-Invoked-Function-Arn: {_header_value(pending.function_arn)}\r\n",
+             f"Lambda-Runtime-Trace-Id: {_header_value(inv.trace_id)}\r\n"]
+    context = _client_context(inv.client_context)
+    if context is not None:
+        lines.append(f"Lambda-Runtime-Client-Context: {_header_value(context)}\r\n")
+    if inv.cognito_identity:
+        lines.append(f"Lambda-Runtime-Cognito-Identity: {_header_value(inv.cognito_identity)}\r\n")
+    return 200, inv.payload, "".join(lines)
+
+
+class _Connection(asyncio.Protocol):
+    """One runtime's keep-alive connection: requests are answered strictly in order; a `next`
+    that has to wait holds the requests pipelined behind it until it is answered."""
+
+    def __init__(self, api: RuntimeApi) -> None:
+        self.api = api
+        self.remote = ""
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiting: asyncio.Task[PendingInvocation] | None = None
+        self.discard = 0  # bytes of a refused body still to swallow before closing
+        self.continued = False  # 100 Continue sent for the request at the head of `buf`
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not asyncio.Transport subclasses; same methods)
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if peer else ""
+        self.api._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.api._connections.discard(self)
+        self.transport = None
+        # a long poll whose runtime went away must not linger (nor take an invocation)
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.discard:
+            take = min(self.discard, len(data))
+            self.discard -= take
+            if not self.discard and self.transport is not None:
+                self.transport.close()
+            return
+        self.buf += data
+        if self.waiting is None:
+            self._serve()
+        elif len(self.buf) > MAX_RESPONSE_BYTES + MAX_HEAD_BYTES and self.transport is not None:
+            self.transport.pause_reading()  # pipelined behind a long poll: hold, don't hoard
+
+    def _serve(self) -> None:
+        while self.transport is not None and self.waiting is None and self.buf:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEAD_BYTES:
+                    self._refuse(400, "InvalidRequest", "Request header too large")
+                return
+            if end > MAX_HEAD_BYTES:
+                self._refuse(400, "InvalidRequest", "Request header too large")
+                return
+            try:
+                method, path, headers, keep_alive = _parse_head(bytes(self.buf[:end]))
+                length = int(headers.get("content-length", "0"))
+                if length < 0 or "transfer-encoding" in headers:
+                    raise ValueError("only Content-Length bodies")
+            except (ValueError, UnicodeDecodeError):
+                self._refuse(400, "InvalidRequest", "Bad Request")
+                return
+            start = end + 4
+            if length > MAX_RESPONSE_BYTES:
+                # refused unread, as the old server did: answer now, swallow the rest, close
+                del self.buf[:start]
+                swallowed = min(length, len(self.buf))
+                self.buf.clear()
+                answer = (self.api.dispatch(self, method, path, headers, None)
+                          if method == "POST" else None)
+                self._write(*(answer or _error(413, "RequestEntityTooLarge",
+                                               "Request Entity Too Large")), close=False)
+                self.discard = length - swallowed
+                if not self.discard and self.transport is not None:
+                    self.transport.close()
+                return
+            if len(self.buf) < start + length:
+                if (not self.continued and headers.get("expect", "").lower() == "100-continue"
+                        and self.transport is not None):
+                    self.continued = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return  # the rest of the body is still on its way
+            body = bytes(self.buf[start:start + length])
+            del self.buf[:start + length]
+            self.continued = False
+            answer = self.api.dispatch(self, method, path, headers, body)
+            if answer is None:
+                channel = self.api._channels.get(self.remote)
+                assert channel is not None
+                self.waiting = asyncio.ensure_future(channel.next())
+                self.waiting.add_done_callback(
+                    lambda task, keep=keep_alive: self._polled(task, keep))
+                return
+            self._write(*answer, close=not keep_alive)
+
+    def _polled(self, task: asyncio.Task[PendingInvocation], keep_alive: bool) -> None:
+        self.waiting = None
+        if task.cancelled() or self.transport is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, ChannelClosed):
+            answer = _error(410, "EnvironmentGone", "The execution environment is shutting down")
+        elif exc is not None:
+            log.error("Runtime API next failed", exc_info=exc)
+            answer = _error(500, "ServiceException", "Internal error")
+        else:
+            answer = _next_answer(task.result())
+        self._write(*answer, close=not keep_alive)
+        if self.transport is not None and not self.transport.is_reading():
+            self.transport.resume_reading()
+        self._serve()
+
+    def _refuse(self, status: int, kind: str, message: str) -> None:
+        self.buf.clear()
+        self._write(*_error(status, kind, message)[:2], "", close=True)
+
+    def _write(self, status: int, body: bytes, extra: str, close: bool) -> None:
+        if self.transport is None:
+            return
+        reason = _REASONS.get(status) or HTTPStatus(status).phrase
+        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n{extra}"
+                f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
+        self.transport.write(head.encode("utf-8", "replace") + body)
+        if close:
+            self.transport.close()
+
+
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 410: "Gone",
+            413: "Request Entity Too Large"}
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool]:
+    """(method, path without query, lower-cased headers, keep-alive) of one request head."""
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    method, target, version = lines[0].split(" ")
+    if not version.startswith("HTTP/1.") or not method.isalpha():
+        raise ValueError(lines[0][:100])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ValueError("bad header line")
+        headers[name.lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    return method, target.partition("?")[0], headers, keep_alive
 
 
 def _is_current(channel: RuntimeChannel, request_id: str) -> bool:
     return channel.current is not None and channel.current.request_id == request_id
 
 
-def _error_outcome(kind: str, body: bytes, request: web.Request) -> Outcome:
+def _error_outcome(kind: str, body: bytes, headers: dict[str, str]) -> Outcome:
     """The error type: the runtime's header, else the body's errorType, else Unhandled."""
-    error_type = request.headers.get("Lambda-Runtime-Function-Error-Type")
+    error_type = headers.get("lambda-runtime-function-error-type")
     if not error_type:
         with contextlib.suppress(ValueError, AttributeError):
             error_type = json.loads(body).get("errorType")

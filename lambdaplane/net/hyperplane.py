@@ -533,7 +533,8 @@ def flow_count(names: Names, vpc_id: str, address: str) -> int:
 
 # reconcile ---------------------------------------------------------------------------------
 def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[str, int],
-              vpc_ids: Iterable[str] = ()) -> list[str]:
+              vpc_ids: Iterable[str] = (),
+              idle_timeout_s: int = FLOW_IDLE_TIMEOUT_S) -> list[str]:
     """Make the kernel hold exactly these planes, ENIs and attachments; returns what it did
     (empty when nothing differed). ENIs whose link the VPC code has not made yet are skipped
     (listed as waiting) and picked up by the next run."""
@@ -551,7 +552,7 @@ def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[
             remove_eni(names, where or "", n)
             done.append(f"removed eni {n}")
     for vpc_id in sorted(planes):
-        if ensure_vpc_plane(names, vpc_id):
+        if ensure_vpc_plane(names, vpc_id, idle_timeout_s):
             done.append(f"plane {vpc_id}")
     for n, want in sorted(desired.items()):
         if eni_state(names, want.vpc_id, n) == want:

@@ -103,11 +103,13 @@ class HyperplaneService:
     async def reconcile(self) -> list[str]:
         """Make the kernel hold exactly the stored ENIs (and the live attachments)."""
         vpc_ids = sorted({r.vpc_id for r in self._rows.values()})
+        idle = self.settings.flow_idle_timeout_s
         for vpc_id in vpc_ids:  # the VPC code makes e<n> inside these namespaces
-            await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id)
+            await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id, idle)
         await self.vpc.reconcile()
         enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
-        return await self.net.run(hp.reconcile, self.names, enis, dict(self._attached), vpc_ids)
+        return await self.net.run(hp.reconcile, self.names, enis, dict(self._attached), vpc_ids,
+                                  idle)
 
     # NetworkPreparer (service/functions.py) --------------------------------------------------
     async def prepare(self, record: FunctionRecord) -> str:
@@ -207,7 +209,8 @@ class HyperplaneService:
         if n > MAX_N:
             raise AwsError("ENILimitReachedException", "Hyperplane ENI numbers are exhausted",
                            502, "Service", extra={"ReasonCode": "EniLimitExceeded"})
-        await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id)
+        await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id,
+                           self.settings.flow_idle_timeout_s)
         far = FarEnd(self.names.hyperplane_netns(vpc_id), self.names.hyperplane_eni_link(n), False)
         try:
             eni = await self.vpc.create_interface(

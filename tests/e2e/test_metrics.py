@@ -112,4 +112,8 @@ def test_per_eni_counters_of_a_vpc_function(server: LiveServer) -> None:
     assert value(samples, "lambdaplane_eni_rx_packets_total", **labels) >= 3
     assert value(samples, "lambdaplane_eni_tx_bytes_total", **labels) > 0
     assert value(samples, "lambdaplane_eni_rx_bytes_total", **labels) > 0
+    # three invokes, one connection each, all found a port, none idled out (350 s)
+    assert value(samples, "lambdaplane_eni_new_connections_total", **labels) >= 3
+    assert value(samples, "lambdaplane_eni_port_allocation_errors_total", **labels) == 0
+    assert value(samples, "lambdaplane_eni_idle_timeouts_total", **labels) == 0
     lam.delete_function(FunctionName="metered-vpc")
