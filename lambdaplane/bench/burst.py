@@ -15,8 +15,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .common import LambdaHttp, machine, plot_cdfs, summary, write_json, zip_bytes
-from .vpc import HANDLER, _burst, _client, _delete_network, _retire_all
+from .common import (LambdaHttp, aws_client, create_network, delete_network, machine,
+                     plot_cdfs, summary, write_json, zip_bytes)
+from .vpc import HANDLER, _burst, _retire_all
 
 GOALS = {"vpc_burst_p99_ms": 250.0}
 ANCHOR = ("100 concurrent sandboxes each building its own netns + veth: 14.4 s "
@@ -34,12 +35,9 @@ def server_args(quick: bool) -> tuple[str, ...]:
 
 def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
-    ec2 = _client(endpoint, "ec2")
+    ec2 = aws_client(endpoint, "ec2")
     http = LambdaHttp(endpoint)
-    vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="bench-burst", Description="burst",
-                                      VpcId=vpc)["GroupId"]
+    vpc, subnet, group = create_network(ec2, VPC_CIDR, SUBNET_CIDR, "bench-burst")
     names = {"vpc": "bench-burst-vpc", "no_vpc": "bench-burst-novpc"}
     cold: dict[str, list[float]] = {"vpc": [], "no_vpc": []}
     rounds: dict[str, list[dict]] = {"vpc": [], "no_vpc": []}
@@ -70,7 +68,7 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
         for name in names.values():
             http.call("DELETE", f"/2015-03-31/functions/{name}")
         http.close()
-        _delete_network(ec2, subnet, group, vpc)
+        delete_network(ec2, subnet, group, vpc)
     server_phases = {kind: {p: round(v / sums["_starts"] * 1000, 3)
                             for p, v in sums.items() if p != "_starts" and sums.get("_starts")}
                      for kind, sums in phases.items()}

@@ -167,3 +167,42 @@ def plot_cdfs(out_dir: Path, name: str, title: str, series: dict[str, list[float
 def machine() -> dict[str, object]:
     return {"cores": os.cpu_count(), "kernel": os.uname().release,
             "python": sys.version.split()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def aws_client(endpoint: str, service: str):
+    """A boto3 client for the control-plane calls a benchmark makes (not the measured ones)."""
+    import boto3
+    import botocore.config
+
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="bench", aws_secret_access_key="bench",
+                        config=botocore.config.Config(retries={"max_attempts": 1},
+                                                      read_timeout=300))
+
+
+def create_network(ec2, vpc_cidr: str, subnet_cidr: str,
+                   group_name: str) -> tuple[str, str, str]:
+    """A VPC with one subnet and one security group for a benchmark's functions:
+    (vpc, subnet, group) ids."""
+    vpc = ec2.create_vpc(CidrBlock=vpc_cidr)["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=subnet_cidr)["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=group_name, Description=group_name,
+                                      VpcId=vpc)["GroupId"]
+    return vpc, subnet, group
+
+
+def delete_network(ec2, subnet: str, group: str, vpc: str) -> None:
+    """The functions' ENIs may take a moment to go (Hyperplane releases them after the
+    function); the bench server is removed anyway, so give up quietly after a while."""
+    deadline = time.monotonic() + 30
+    for delete in (lambda: ec2.delete_subnet(SubnetId=subnet),
+                   lambda: ec2.delete_security_group(GroupId=group),
+                   lambda: ec2.delete_vpc(VpcId=vpc)):
+        while True:
+            try:
+                delete()
+                break
+            except ec2.exceptions.ClientError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.2)

@@ -138,10 +138,14 @@ def lines(results: dict[str, dict]) -> list[Line]:
 def markdown(results: dict[str, dict], machine: dict[str, Any] | None = None) -> str:
     rows = lines(results)
     head = ["# lambdaplane benchmark summary", ""]
+    times = sorted({str(r["machine"]["time"]) for r in results.values() if "machine" in r})
     if machine:
-        head += [(f"One run of `lambdaplane bench all` on {machine.get('cores')} cores, kernel "
-                  f"{machine.get('kernel')}, Python {machine.get('python')}, "
-                  f"{machine.get('time')}. Clients run on the same cores as the server."), ""]
+        when = (f"one run of `lambdaplane bench all`, {times[0]}" if len(times) <= 1 else
+                f"the latest run of each benchmark, {times[0]} to {times[-1]} (each JSON "
+                f"file has its own time)")
+        head += [(f"{machine.get('cores')} cores, kernel {machine.get('kernel')}, Python "
+                  f"{machine.get('python')}: {when}. Clients run on the same cores as the "
+                  "server."), ""]
     table = ["| benchmark | figure | measured | goal | met | compared with |",
              "|---|---|---|---|---|---|"]
     for line in rows:

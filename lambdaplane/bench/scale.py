@@ -21,9 +21,9 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .common import LambdaHttp, machine, summary, write_json, zip_bytes
+from .common import (LambdaHttp, aws_client, create_network, delete_network, machine, summary,
+                     write_json, zip_bytes)
 from .throughput import _read_response
-from .vpc import _client, _delete_network
 
 # Holds its environment until an agreed moment (the host's clock is the sandbox's), so every
 # environment of a step is alive at once however long the step's cold starts take.
@@ -60,12 +60,9 @@ def server_args(quick: bool) -> tuple[str, ...]:
 
 def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
-    ec2 = _client(endpoint, "ec2")
+    ec2 = aws_client(endpoint, "ec2")
     http = LambdaHttp(endpoint)
-    vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="bench-scale", Description="scale",
-                                      VpcId=vpc)["GroupId"]
+    vpc, subnet, group = create_network(ec2, VPC_CIDR, SUBNET_CIDR, "bench-scale")
     names = {"no_vpc": "bench-scale", "vpc": "bench-scale-vpc"}
     instance = _status(endpoint)["instance"]
     baseline_kb = _mem_available_kb()
@@ -99,7 +96,7 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
         for name in names.values():
             http.call("DELETE", f"/2015-03-31/functions/{name}")
         http.close()
-        _delete_network(ec2, subnet, group, vpc)
+        delete_network(ec2, subnet, group, vpc)
     top = rows[-1]
     result = {"benchmark": "scale", "machine": machine(), "goals": GOALS, "anchor": ANCHOR,
               "plan": plan, "rows": rows,

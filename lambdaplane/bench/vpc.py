@@ -22,13 +22,10 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-import boto3
-import botocore.config
 
-from .common import (LambdaHttp, machine, percentile, private_server, summary, write_json,
-                     zip_bytes)
+from .common import (LambdaHttp, aws_client, create_network, delete_network, machine, percentile,
+                     private_server, summary, write_json, zip_bytes)
 
-REGION = "us-east-1"
 HANDLER = """
 import time
 started = 0
@@ -70,12 +67,9 @@ def run(endpoint: str, out_dir: Path, quick: bool) -> dict:
 
 # one mode ----------------------------------------------------------------------------------
 def _measure_mode(endpoint: str, plan: dict) -> tuple[dict, dict[str, dict[str, list[float]]]]:
-    ec2 = _client(endpoint, "ec2")
+    ec2 = aws_client(endpoint, "ec2")
     http = LambdaHttp(endpoint)
-    vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="bench-fn", Description="bench",
-                                      VpcId=vpc)["GroupId"]
+    vpc, subnet, group = create_network(ec2, VPC_CIDR, SUBNET_CIDR, "bench-fn")
     names = {"vpc": "bench-vpc", "no_vpc": "bench-novpc"}
     rows: list[dict] = []
     samples: dict[str, dict[str, list[float]]] = {}
@@ -115,7 +109,7 @@ def _measure_mode(endpoint: str, plan: dict) -> tuple[dict, dict[str, dict[str, 
         for name in names.values():
             http.call("DELETE", f"/2015-03-31/functions/{name}")
         http.close()
-        _delete_network(ec2, subnet, group, vpc)
+        delete_network(ec2, subnet, group, vpc)
     return {"rows": rows, "subnet_cidr": SUBNET_CIDR}, samples
 
 
@@ -168,11 +162,6 @@ def _retire_all(http: LambdaHttp, endpoint: str, names, pool: int) -> None:
 
 
 # EC2 ----------------------------------------------------------------------------------------
-def _client(endpoint: str, service: str):
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
-                        aws_access_key_id="bench", aws_secret_access_key="bench",
-                        config=botocore.config.Config(retries={"max_attempts": 1},
-                                                      read_timeout=300))
 
 
 def _available(ec2, subnet: str) -> int:
@@ -185,21 +174,6 @@ def _lambda_enis(ec2, subnet: str) -> list[dict]:
         {"Name": "interface-type", "Values": ["lambda"]}])["NetworkInterfaces"]
 
 
-def _delete_network(ec2, subnet: str, group: str, vpc: str) -> None:
-    """The functions' ENIs may take a moment to go (Hyperplane releases them after the
-    function); the bench server is removed anyway, so give up quietly after a while."""
-    deadline = time.monotonic() + 30
-    for delete in (lambda: ec2.delete_subnet(SubnetId=subnet),
-                   lambda: ec2.delete_security_group(GroupId=group),
-                   lambda: ec2.delete_vpc(VpcId=vpc)):
-        while True:
-            try:
-                delete()
-                break
-            except ec2.exceptions.ClientError:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.2)
 
 
 def _status(endpoint: str) -> dict:
