@@ -61,6 +61,10 @@ def kill_cgroup_tree(cgroup: Path, timeout_s: float = 5.0) -> None:
                 break
             except OSError:  # busy: a killed task not yet reaped by the kernel
                 time.sleep(0.01)
+    # the shared parent (`lambdaplane/` under each controller) goes with its last instance
+    with contextlib.suppress(OSError):
+        if cgroup.parent.name == "lambdaplane":
+            cgroup.parent.rmdir()
 
 
 def clean_instance(instance: str) -> list[str]:

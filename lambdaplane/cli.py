@@ -45,6 +45,10 @@ def _clean(args: argparse.Namespace) -> int:
         return 0
     for line in clean_instance(instance):
         print(line)
+    from .sandbox.cgroups import restore_moves_from_record
+
+    if restore_moves_from_record(settings.data_dir / "cgroup2-options"):
+        print("restored the cgroup2 mount options the server had changed")
     return 0
 
 

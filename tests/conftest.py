@@ -20,6 +20,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def host_cgroup2_options_put_back() -> Iterator[None]:
+    """Servers set `favordynmods` on the cgroup2 mount and put it back when they stop; a test
+    that SIGKILLs one relies on the next start or `clean` to do it. This is the backstop."""
+    from lambdaplane.sandbox.cgroups import _cgroup2_mount, _remount
+
+    before = _cgroup2_mount() if os.geteuid() == 0 else None
+    yield
+    after = _cgroup2_mount() if before is not None else None
+    if before is not None and after is not None and after.options != before.options:
+        _remount(after, list(before.options))
+
+
 def live_server(tmp_path: Path, *args: str) -> Iterator[LiveServer]:
     server = LiveServer(tmp_path / "data", *args)
     try:

@@ -56,7 +56,13 @@ def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
     memory_dir = instance_dir(names, MEMORY) / leaf
     pids_dir = instance_dir(names, PIDS) / leaf
     for d in (memory_dir, pids_dir):
-        d.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:  # the shared parent was removed by another instance's
+                if attempt == 2:       # clean just now: make it again
+                    raise
     return EnvCgroup(key, memory_dir, pids_dir)
 
 
@@ -147,7 +153,7 @@ def destroy_env_cgroup(cg: EnvCgroup) -> None:
 def remove_instance_cgroups(names: Names) -> None:
     """Remove lambdaplane/lp<instance> in each controller, killing anything still in it. For
     server stop, after all environments and zygotes are gone. The shared `lambdaplane` parent
-    stays: other instances may be creating their directories in it right now."""
+    goes with its last instance (`_make` copes with it vanishing under a concurrent start)."""
     for controller in (MEMORY, PIDS):
         kill_cgroup_tree(instance_dir(names, controller))
 
@@ -177,27 +183,49 @@ def _remount(mount: Cgroup2Mount, options: list[str]) -> None:
         raise OSError(err, f"remount {mount.path}: {os.strerror(err)}")
 
 
-def favor_dynamic_moves() -> Cgroup2Mount | None:
+def favor_dynamic_moves(record: Path) -> Cgroup2Mount | None:
     """Make moving a task into a cgroup cheap; returns what to give `restore_moves` (None: no
     change made). Every cold start moves its new process into its cgroups; the kernel's
     threadgroup lock makes such a write wait for an RCU grace period (6–20 ms here) whenever
     none happened in the last few tens of ms — exactly the case of a cold start on a quiet
     host. The cgroup2 mount option `favordynmods` (one global lock, so it serves the v1
     hierarchies too) trades that for slightly dearer fork/exit. Our server is root and owns
-    the workload; the option is put back on stop."""
+    the workload; the option is put back on stop. The original options are written to
+    `record` (in the data dir) first, so a server killed before its stop still gets them put
+    back — by its next stop, or by `lambdaplane clean`."""
     mount = _cgroup2_mount()
-    if mount is None or FAVORDYNMODS in mount.options:
+    if mount is None:
         return None
+    if record.exists():  # our own earlier run changed it and died: it is still ours to undo
+        original = Cgroup2Mount(mount.path, tuple(record.read_text().split(",")))
+        if FAVORDYNMODS not in mount.options:
+            with contextlib.suppress(OSError):
+                _remount(mount, [*mount.options, FAVORDYNMODS])
+        return original
+    if FAVORDYNMODS in mount.options:
+        return None  # set by someone else: theirs to undo
+    record.write_text(",".join(mount.options))
     try:
         _remount(mount, [*mount.options, FAVORDYNMODS])
     except OSError as e:
+        record.unlink(missing_ok=True)
         log.info("cannot set %s on %s (%s): cold starts may wait for RCU grace periods",
                  FAVORDYNMODS, mount.path, e)
         return None
     return mount
 
 
-def restore_moves(previous: Cgroup2Mount | None) -> None:
+def restore_moves(previous: Cgroup2Mount | None, record: Path) -> None:
     if previous is not None:
         with contextlib.suppress(OSError):
             _remount(previous, list(previous.options))
+        record.unlink(missing_ok=True)
+
+
+def restore_moves_from_record(record: Path) -> bool:
+    """`lambdaplane clean`: put back the cgroup2 options a killed server changed."""
+    mount = _cgroup2_mount()
+    if mount is None or not record.exists():
+        return False
+    restore_moves(Cgroup2Mount(mount.path, tuple(record.read_text().split(","))), record)
+    return True

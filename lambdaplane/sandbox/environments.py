@@ -128,6 +128,7 @@ class ExecutionEnvironments:
         self._started = False
         self.vpc_attacher: VpcAttacher | None = None  # set by the server (service/hyperplane.py)
         self._moves_favored: cgroups.Cgroup2Mount | None = None
+        self._moves_record = settings.data_dir / "cgroup2-options"
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -135,7 +136,8 @@ class ExecutionEnvironments:
             # A SIGKILLed server of this instance left its environments' and zygotes' cgroups
             # (and any process still in them): nothing of ours runs yet, so all of it is stale.
             await asyncio.to_thread(cgroups.remove_instance_cgroups, self.names)
-            self._moves_favored = await asyncio.to_thread(cgroups.favor_dynamic_moves)
+            self._moves_favored = await asyncio.to_thread(cgroups.favor_dynamic_moves,
+                                                          self._moves_record)
             await self.net.run(self.worker.setup)
             await self.pool.start()
             await self.runtime_api.start()
@@ -167,7 +169,8 @@ class ExecutionEnvironments:
         await self.pool.stop()
         await self.net.run(self.worker.teardown)
         await asyncio.to_thread(cgroups.remove_instance_cgroups, self.names)
-        await asyncio.to_thread(cgroups.restore_moves, self._moves_favored)
+        await asyncio.to_thread(cgroups.restore_moves, self._moves_favored,
+                                self._moves_record)
         self._moves_favored = None
 
 

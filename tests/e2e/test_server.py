@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lambdaplane.sandbox.cgroups import _cgroup2_mount
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = pytest.mark.root
@@ -28,6 +29,7 @@ def test_serve_refuses_without_root(tmp_path: Path) -> None:
 
 def test_sigkilled_server_is_cleaned_by_clean_command(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "data")
+    mount_before = _cgroup2_mount()
     try:
         server.start()
         lam = server.lambda_()
@@ -40,6 +42,7 @@ def test_sigkilled_server_is_cleaned_by_clean_command(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert "removed" in out.stdout
         assert server.leftovers() == []
+        assert _cgroup2_mount() == mount_before, "clean must put back the cgroup2 options"
         # and the store survived: a restart serves the same function again
         server.start()
         assert server.lambda_().invoke(FunctionName="left-behind")["StatusCode"] == 200
