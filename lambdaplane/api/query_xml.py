@@ -38,7 +38,8 @@ def operation(action: str) -> OperationModel:
 
 # --- input: flat form parameters → nested dict ---------------------------------------------
 
-def _input_name(shape: Shape, default: str) -> str:
+def input_name(shape: Shape, default: str) -> str:
+    """The Query-protocol name of a member (its queryName, else its capitalised name)."""
     ser = shape.serialization
     if "queryName" in ser:
         return ser["queryName"]
@@ -84,7 +85,7 @@ def _parse(shape: Shape, form: dict[str, str], prefix: str) -> Any:
 def _parse_structure(shape: StructureShape, form: dict[str, str], prefix: str) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for name, member in shape.members.items():
-        key = _input_name(member, name)
+        key = input_name(member, name)
         full = f"{prefix}.{key}" if prefix else key
         if _has_prefix(form, full):
             out[name] = _parse(member, form, full)

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import pwd
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,12 +25,11 @@ import pytest
 from botocore.exceptions import ClientError, WaiterError
 
 from tests.conftest import live_server
-from tests.e2e.vpc_support import Resource, resource, wait_until
+from tests.e2e.vpc_support import PG_BIN, Resource, postgres_cluster, resource, wait_until
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = pytest.mark.root
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DB_IP, SVC_IP = "10.70.1.10", "10.70.1.20"
 LABEL_PORT, CALLBACK_PORT = 8080, 9100
 WAIT = {"Delay": 0.2, "MaxAttempts": 150}
@@ -207,21 +202,8 @@ def _free_ips(ec2, subnet: str) -> int:
 
 @pytest.fixture(scope="module")
 def pg_data() -> Iterator[Path]:
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip("PostgreSQL 15 is not installed")
-    root = Path(tempfile.mkdtemp(prefix="lp-pg-"))
-    pg = pwd.getpwnam("postgres")
-    try:
-        os.chown(root, pg.pw_uid, pg.pw_gid)
-        data = root / "data"
-        subprocess.run(["setpriv", f"--reuid={pg.pw_uid}", f"--regid={pg.pw_gid}",
-                        "--init-groups", str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
-                        "-U", "postgres"], check=True, capture_output=True, timeout=120, cwd=root)
-        with open(data / "pg_hba.conf", "a") as f:
-            f.write("host all all 0.0.0.0/0 trust\n")
+    with postgres_cluster() as data:
         yield data
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _started(found: Resource) -> Resource:

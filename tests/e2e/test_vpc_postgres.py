@@ -4,41 +4,23 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.vpc_support import resource
+from tests.e2e.vpc_support import PG_BIN, postgres_cluster, resource
 
 pytestmark = pytest.mark.root
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DB_IP = "10.40.1.10"
 
 
 @pytest.fixture
 def pg_data() -> Iterator[Path]:
-    """An initialised cluster owned by `postgres`, trust auth from anywhere (test only). Not
-    under tmp_path: pytest's directories are closed to other users."""
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip("PostgreSQL 15 is not installed")
-    root = Path(tempfile.mkdtemp(prefix="lp-pg-"))
-    pg = pwd.getpwnam("postgres")
-    try:
-        os.chown(root, pg.pw_uid, pg.pw_gid)
-        data = root / "data"
-        subprocess.run(["setpriv", f"--reuid={pg.pw_uid}", f"--regid={pg.pw_gid}",
-                        "--init-groups", str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
-                        "-U", "postgres"], check=True, capture_output=True, timeout=120, cwd=root)
-        with open(data / "pg_hba.conf", "a") as f:
-            f.write("host all all 0.0.0.0/0 trust\n")
+    with postgres_cluster() as data:
         yield data
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _psql(netns: str, host: str) -> subprocess.CompletedProcess[str]:

@@ -4,12 +4,17 @@ namespaces. Traffic only ever goes to addresses inside namespaces the server mad
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.harness import LiveServer
 
@@ -161,3 +166,28 @@ def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.05) -> 
         time.sleep(interval_s)
     return predicate()
 
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Path]:
+    """An initialised PostgreSQL data dir owned by `postgres`, trust auth from anywhere (tests
+    only). Not under tmp_path: pytest's directories are closed to other users."""
+    import pytest
+
+    if not (PG_BIN / "postgres").exists():
+        pytest.skip("PostgreSQL 15 is not installed")
+    root = Path(tempfile.mkdtemp(prefix="lp-pg-"))
+    pg = pwd.getpwnam("postgres")
+    try:
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+        data = root / "data"
+        subprocess.run(["setpriv", f"--reuid={pg.pw_uid}", f"--regid={pg.pw_gid}",
+                        "--init-groups", str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
+                        "-U", "postgres"], check=True, capture_output=True, timeout=120, cwd=root)
+        with open(data / "pg_hba.conf", "a") as f:
+            f.write("host all all 0.0.0.0/0 trust\n")
+        yield data
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

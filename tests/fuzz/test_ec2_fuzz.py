@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lambdaplane.api.ec2_api import ACTIONS
-from lambdaplane.api.query_xml import API_VERSION, ec2_model
+from lambdaplane.api.query_xml import API_VERSION, ec2_model, input_name
 from tests.conftest import live_server
 from tests.harness import LiveServer
 
@@ -52,13 +52,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     print("\n" + TALLY.summary("ec2 fuzz"))
 
 
-def _input_name(shape: Shape, default: str) -> str:
-    ser = shape.serialization
-    if "queryName" in ser:
-        return ser["queryName"]
-    if "name" in ser:
-        return ser["name"][0].upper() + ser["name"][1:]
-    return default
 
 
 @st.composite
@@ -70,8 +63,8 @@ def flattened(draw: st.DrawFn, shape: Shape, prefix: str, depth: int = 0) -> lis
         out: list[tuple[str, str]] = []
         for name, member in shape.members.items():
             if draw(st.integers(0, 9)) < (7 if name in shape.required_members else 3):
-                out += draw(flattened(member, f"{prefix}.{_input_name(member, name)}"
-                                      if prefix else _input_name(member, name), depth + 1))
+                out += draw(flattened(member, f"{prefix}.{input_name(member, name)}"
+                                      if prefix else input_name(member, name), depth + 1))
         return out
     if isinstance(shape, ListShape):
         out = []
