@@ -1,5 +1,5 @@
-"""/_lambdaplane/…: the server's own endpoints for the CLI and tests (health, logs, ps, net,
-status). Not part of any AWS API."""
+"""/_lambdaplane/…: the server's own endpoints for the CLI and tests (health, status, logs,
+reconcile; run/ps/net through api/vpc_admin.py). Not part of any AWS API."""
 from __future__ import annotations
 
 from aiohttp import web

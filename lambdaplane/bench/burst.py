@@ -15,8 +15,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .common import (LambdaHttp, aws_client, create_network, delete_network, machine,
-                     plot_cdfs, summary, write_json, zip_bytes)
+from .common import (LambdaHttp, aws_client, create_network, machine, plot_cdfs,
+                     remove_bench_objects, summary, write_json, zip_bytes)
 from .vpc import HANDLER, _burst, _retire_all
 
 GOALS = {"vpc_burst_p99_ms": 250.0}
@@ -65,10 +65,7 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
                         count - b_count if phase == "spawn" else 0.0)
         _retire_all(http, endpoint, names.values(), plan["pool"])
     finally:
-        for name in names.values():
-            http.call("DELETE", f"/2015-03-31/functions/{name}")
-        http.close()
-        delete_network(ec2, subnet, group, vpc)
+        remove_bench_objects(http, names.values(), ec2, subnet, group, vpc)
     server_phases = {kind: {p: round(v / sums["_starts"] * 1000, 3)
                             for p, v in sums.items() if p != "_starts" and sums.get("_starts")}
                      for kind, sums in phases.items()}

@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .common import (LambdaHttp, aws_client, create_network, delete_network, machine, summary,
-                     write_json, zip_bytes)
+from .common import (LambdaHttp, aws_client, create_network, machine, remove_bench_objects,
+                     summary, write_json, zip_bytes)
 from .throughput import _read_response
 
 # Holds its environment until an agreed moment (the host's clock is the sandbox's), so every
@@ -93,10 +93,7 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
                   f"{memory['pss_mib_per_env']} MiB, API p99 "
                   f"{row['api_list_functions']['p99_ms']:.0f} ms", flush=True)
     finally:
-        for name in names.values():
-            http.call("DELETE", f"/2015-03-31/functions/{name}")
-        http.close()
-        delete_network(ec2, subnet, group, vpc)
+        remove_bench_objects(http, names.values(), ec2, subnet, group, vpc)
     top = rows[-1]
     result = {"benchmark": "scale", "machine": machine(), "goals": GOALS, "anchor": ANCHOR,
               "plan": plan, "rows": rows,

@@ -23,8 +23,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-from .common import (LambdaHttp, aws_client, create_network, delete_network, machine, percentile,
-                     private_server, summary, write_json, zip_bytes)
+from .common import (LambdaHttp, aws_client, create_network, machine, percentile,
+                     private_server, remove_bench_objects, summary, write_json, zip_bytes)
 
 HANDLER = """
 import time
@@ -106,10 +106,7 @@ def _measure_mode(endpoint: str, plan: dict) -> tuple[dict, dict[str, dict[str, 
                   f"addresses {addresses}", flush=True)
         _retire_all(http, endpoint, names.values(), plan["pool"])
     finally:
-        for name in names.values():
-            http.call("DELETE", f"/2015-03-31/functions/{name}")
-        http.close()
-        delete_network(ec2, subnet, group, vpc)
+        remove_bench_objects(http, names.values(), ec2, subnet, group, vpc)
     return {"rows": rows, "subnet_cidr": SUBNET_CIDR}, samples
 
 

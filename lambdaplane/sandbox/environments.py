@@ -422,11 +422,18 @@ class ExecutionEnvironments:
             if env.cgroup is not None:
                 await asyncio.to_thread(cgroups.destroy_env_cgroup, env.cgroup)
             env.output.close()
-            if env.vpc_handle is not None and self.vpc_attacher is not None:
-                await self.vpc_attacher.detach(env.vpc_handle)
-            await self.pool.release(env.sandbox.slot)
         except Exception:
             log.exception("tearing down environment %s failed", env.env_id)
+        # Each of these frees something of its own: one failing must not keep the other.
+        try:
+            if env.vpc_handle is not None and self.vpc_attacher is not None:
+                await self.vpc_attacher.detach(env.vpc_handle)
+        except Exception:
+            log.exception("detaching environment %s from its VPC failed", env.env_id)
+        try:
+            await self.pool.release(env.sandbox.slot)
+        except Exception:
+            log.exception("releasing the sandbox of environment %s failed", env.env_id)
         finally:
             self._envs.pop(env.env_id, None)
 
