@@ -44,6 +44,18 @@ def _status_field(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def link_names(instance: str) -> dict[str, list[str]]:
+    """Every link of ours by namespace ("" = the root namespace), to say which ones changed."""
+    names = Names(instance)
+    with Netlink() as root:
+        found = {"": sorted(link.name for link in root.links(names.prefix))}
+    for n in ns.list_named(names.prefix + "-"):
+        with contextlib.suppress(OSError):
+            with Netlink(n) as nl:
+                found[n] = sorted(link.name for link in nl.links() if link.name != "lo")
+    return found
+
+
 def snapshot(instance: str, server_pid: int) -> Snapshot:
     names = Names(instance)
     namespaces = ns.list_named(names.prefix + "-")

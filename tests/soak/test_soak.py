@@ -24,7 +24,7 @@ import pytest
 from lambdaplane.bench.common import LambdaHttp
 from tests.harness import LiveServer, make_zip
 from tests.soak.conftest import SUMMARY
-from tests.soak.probes import Snapshot, snapshot
+from tests.soak.probes import Snapshot, link_names, snapshot
 
 pytestmark = pytest.mark.root
 
@@ -154,17 +154,27 @@ def _at_rest(server: LiveServer) -> dict:
 
 
 def _settled_snapshot(server: LiveServer, baseline: Snapshot | None) -> tuple[Snapshot, float]:
-    """After load, kernel counters drain (teardowns, conntrack): poll until within bounds.
-    Returns the snapshot and how long it took to get there."""
+    """Kernel counters drain after the server is at rest: a deleted namespace's veth peer goes
+    when the kernel's own cleanup gets to it, which a loaded host delays. Poll until within
+    bounds of the baseline or, for the baseline itself, until two snapshots a second apart
+    agree on every kernel counter. Returns the snapshot and how long it took to get there."""
     assert server.proc is not None
     began = time.monotonic()
+    previous = None
     while True:
         _at_rest(server)
         snap = snapshot(server.instance, server.proc.pid)
         waited = time.monotonic() - began
-        if baseline is None or not _excess(baseline, snap) or waited > QUIET_TIMEOUT_S:
+        settled = (not _excess(baseline, snap) if baseline is not None
+                   else previous is not None and _kernel(previous) == _kernel(snap))
+        if settled or waited > QUIET_TIMEOUT_S:
             return snap, waited
+        previous = snap
         time.sleep(1.0)
+
+
+def _kernel(snap: Snapshot) -> tuple[int, ...]:
+    return snap.netns, snap.links, snap.cgroups, snap.cgroup_processes
 
 
 class RssSampler(threading.Thread):
@@ -198,6 +208,13 @@ def _excess(baseline: Snapshot, after: Snapshot) -> dict[str, tuple[int, int]]:
     return {k: (b[k], a[k]) for k, bound in BOUNDS.items() if abs(a[k] - b[k]) > bound}
 
 
+def _changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, dict]:
+    """Per namespace, the links that went or came (for a failure message that names them)."""
+    return {ns: {"gone": sorted(set(before.get(ns, [])) - set(after.get(ns, []))),
+                 "new": sorted(set(after.get(ns, [])) - set(before.get(ns, [])))}
+            for ns in sorted(set(before) | set(after)) if before.get(ns) != after.get(ns)}
+
+
 def test_soak_leaves_nothing_behind(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "data", "--keep-alive", str(KEEP_ALIVE_S))
     result: dict = {"full": FULL, "cold_target": COLD, "warm_target": WARM}
@@ -218,6 +235,7 @@ def test_soak_leaves_nothing_behind(tmp_path: Path) -> None:
         _in_parallel(_warm_invokes, server.endpoint, names, 20 * len(names), warm_tally)
         assert not warm_tally.errors, warm_tally.errors
         baseline, _ = _settled_snapshot(server, None)
+        baseline_links = link_names(server.instance)
         tally = Tally()
         sampler = RssSampler(server.proc.pid)  # type: ignore[union-attr]
         sampler.start()
@@ -228,6 +246,8 @@ def test_soak_leaves_nothing_behind(tmp_path: Path) -> None:
         peak = snapshot(server.instance, server.proc.pid)  # type: ignore[union-attr]
         after, settle_s = _settled_snapshot(server, baseline)
         excess = _excess(baseline, after)
+        if "links" in excess:
+            result["links_changed"] = _changed(baseline_links, link_names(server.instance))
         result.update(cold=tally.cold, cold_confirmed=tally.cold_confirmed, warm=tally.warm,
                       cold_seconds=round(cold_s, 1), warm_seconds=round(warm_s, 1),
                       seconds_to_baseline=round(settle_s, 1), rss_trend=sampler.trend(),
@@ -246,7 +266,7 @@ def test_soak_leaves_nothing_behind(tmp_path: Path) -> None:
                        f"confirmed) in {result.get('cold_seconds')} s, {result.get('warm')} warm "
                        f"invokes in {result.get('warm_seconds')} s, functions "
                        f"{result.get('functions')}")
-        for key in ("baseline", "under_load", "after", "rss_trend", "leaks",
+        for key in ("baseline", "under_load", "after", "rss_trend", "leaks", "links_changed",
                     "leftovers_after_stop"):
             SUMMARY.append(f"  {key}: {json.dumps(result.get(key))}")
     assert not tally.errors, tally.errors
