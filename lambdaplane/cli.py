@@ -18,10 +18,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir),
                         account_id=args.account_id, uplink=not args.no_uplink,
                         vpc_mode=args.vpc_mode, keep_alive_s=args.keep_alive,
-                        pool_size=args.pool_size, instance=args.instance or "",
+                        pool_size=args.pool_size, prefork=args.prefork,
+                        instance=args.instance or "",
                         inactive_after_s=args.inactive_after,
                         eni_flow_limit=args.eni_flow_limit,
                         flow_idle_timeout_s=args.flow_idle_timeout,
+                        eni_snat_ports=args.eni_snat_ports,
                         account_concurrency=args.account_concurrency,
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
@@ -85,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-alive", type=float, default=300.0,
                    help="seconds an idle execution environment is kept warm")
     s.add_argument("--pool-size", type=int, default=8)
+    s.add_argument("--prefork", type=int, default=4,
+                   help="sandboxes to fork and build ahead of demand: a cold start that finds "
+                        "one skips the fork and the sandbox build (python3.11, provided.*)")
     s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
                    help="seconds without invokes before a VPC function goes Inactive")
     s.add_argument("--eni-flow-limit", type=int, default=65000,
@@ -92,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--flow-idle-timeout", type=int, default=350,
                    help="seconds an established TCP flow through a Hyperplane ENI may stay "
                         "idle before its NAT binding expires (AWS: 350)")
+    s.add_argument("--eni-snat-ports", default="", metavar="LO-HI",
+                   help="testing: SNAT source-port range of Hyperplane ENIs made from now on "
+                        "(default 1024-65535), to exhaust an ENI's ports with a few connections")
     s.add_argument("--account-concurrency", type=int, default=1000,
                    help="concurrent executions per region (AWS default 1000)")
     s.add_argument("--event-retry-delays", default="60,120",
@@ -135,7 +143,8 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
     b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
-                                       "all"])
+                                       "all", "report"],
+                   help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)
     b.add_argument("--quick", action="store_true", help="tiny sizes (used by the test suite)")

@@ -25,10 +25,14 @@ class Settings:
     vpc_mode: str = "hyperplane"  # or "legacy"
     keep_alive_s: float = 300.0  # idle execution environments are reaped after this
     pool_size: int = 8  # pre-made sandbox network namespaces kept ready
+    prefork: int = 4  # sandboxes forked and built ahead of demand (sandbox/prewarm.py)
     account_concurrency: int = 1000
     inactive_after_s: float = 14 * 24 * 3600.0  # idle VPC functions become Inactive
     eni_flow_limit: int = 65000  # tracked flows on a Hyperplane ENI before a further one is used
     flow_idle_timeout_s: int = 350  # established TCP flows through an ENI expire after this idle
+    # Testing knob: SNAT source ports "LO-HI" of Hyperplane ENIs made from now on ("" = AWS's
+    # 1024-65535), to exhaust an ENI's ports with a handful of connections.
+    eni_snat_ports: str = ""
     sandbox_uid: int = 993  # unprivileged uid functions run as
     runtime_api_port: int = 9001
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice
@@ -42,6 +46,9 @@ class Settings:
             raise ValueError("auth must be 'none' or 'sigv4'")
         if self.auth == "sigv4" and self.credentials_file is None:
             raise ValueError("--auth sigv4 needs --credentials FILE")
+        ports = re.fullmatch(r"(\d+)-(\d+)", self.eni_snat_ports)
+        if self.eni_snat_ports and not (ports and 1 <= int(ports[1]) <= int(ports[2]) <= 65535):
+            raise ValueError("eni_snat_ports must be LO-HI with 1 <= LO <= HI <= 65535")
         if self.instance and not re.fullmatch(r"[a-z0-9]{3}", self.instance):
             raise ValueError("instance must be 3 characters of [a-z0-9]")
 

@@ -188,6 +188,9 @@ async def eni_levels(platform: Any, hyperplane: Any) -> list[dict[str, Any]]:
     if not rows:
         return []
     flows = dict(getattr(hyperplane, "_flows", {}))
+    # the service attributes port-allocation errors to ENIs (the kernel counts them per VPC)
+    port_errors = getattr(hyperplane, "port_errors", None)
+    attributed = port_errors() if port_errors is not None else None
     names = platform.names
 
     def read() -> list[dict[str, Any]]:
@@ -203,6 +206,8 @@ async def eni_levels(platform: Any, hyperplane: Any) -> list[dict[str, Any]]:
             extra = getattr(hp, "eni_stats", None)
             if extra is not None:
                 item.update(extra(names, row.vpc_id, row.n))
+            if attributed is not None:
+                item["port_allocation_errors"] = attributed.get(row.n, 0)
             out.append(item)
         return out
 
@@ -218,7 +223,7 @@ _ENI_COUNTERS = {
     "dropped_packets": "Packets the ENI refused (new flows from the VPC, strays)",
     "new_connections": "Flows opened through the ENI",
     "port_allocation_errors": "Flows refused because the ENI had no free source port "
-                              "(ErrorPortAllocation)",
+                              "(ErrorPortAllocation; attribution in service/hyperplane.py)",
     "idle_timeouts": "Flows expired after their idle timeout",
 }
 

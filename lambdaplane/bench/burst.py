@@ -1,6 +1,7 @@
 """`lambdaplane bench burst`: 100 simultaneous cold starts of a VPC-attached function (the case
 where systems that build a network per sandbox took 10–14 s), and of the same function without
-a VPC for comparison, on a server whose sandbox pool holds enough pre-made namespaces.
+a VPC for comparison, on a server whose sandbox pool holds enough pre-made namespaces and
+which keeps as many sandboxes pre-forked (`serve --prefork 100`): the configuration for bursts.
 
 Each round retires every environment and waits for a full pool, then fires N invokes at once
 over connections opened beforehand (bench/vpc.py's `_burst`: the handler holds its environment
@@ -22,15 +23,17 @@ from .vpc import HANDLER, _burst, _retire_all
 GOALS = {"vpc_burst_p99_ms": 250.0}
 ANCHOR = ("100 concurrent sandboxes each building its own netns + veth: 14.4 s "
           "(Mohan et al., HotCloud'19); ~10 s (Particle, SoCC'20)")
-FULL = {"burst": 100, "rounds": 5, "hold_s": 0.5, "pool": 128}
-QUICK = {"burst": 4, "rounds": 1, "hold_s": 0.2, "pool": 8}
+FULL = {"burst": 100, "rounds": 5, "hold_s": 0.5, "pool": 128, "prefork": 100}
+QUICK = {"burst": 4, "rounds": 1, "hold_s": 0.2, "pool": 8, "prefork": 4}
 VPC_CIDR, SUBNET_CIDR = "10.91.0.0/16", "10.91.0.0/24"
 PHASES = ("pool_take", "vpc_attach", "cgroup", "spawn", "runtime_ready")
 
 
 def server_args(quick: bool) -> tuple[str, ...]:
-    """What the private server needs: a pool that covers the whole burst."""
-    return ("--pool-size", str((QUICK if quick else FULL)["pool"]))
+    """What the private server needs: a pool that covers the whole burst, and as many
+    sandboxes pre-forked (sandbox/prewarm.py)."""
+    plan = QUICK if quick else FULL
+    return ("--pool-size", str(plan["pool"]), "--prefork", str(plan["prefork"]))
 
 
 def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:

@@ -17,6 +17,11 @@ SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
+    if args.which == "report":
+        found = {name: json.loads((out_dir / f"{name}.json").read_text()) for name in ALL
+                 if (out_dir / f"{name}.json").exists()}
+        print(f"summary of {sorted(found)}: {report.write(out_dir, found)}")
+        return 0
     cold_n, warm_n = (5, 20) if args.quick else (200, 1000)
     which = ALL if args.which == "all" else [args.which]
     results = {}

@@ -53,8 +53,9 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 def server_args(quick: bool) -> tuple[str, ...]:
     plan = QUICK if quick else FULL
-    # every environment stays warm across the steps; the account allows exactly the top step
-    return ("--pool-size", str(plan["pool"]), "--keep-alive", "3600",
+    # every environment stays warm across the steps; the account allows exactly the top step;
+    # no pre-forked sandboxes, so every env-* cgroup measured is an environment's
+    return ("--pool-size", str(plan["pool"]), "--keep-alive", "3600", "--prefork", "0",
             "--account-concurrency", str(max(1000, plan["levels"][-1])))
 
 

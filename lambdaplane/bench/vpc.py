@@ -152,7 +152,8 @@ def _retire_all(http: LambdaHttp, endpoint: str, names, pool: int) -> None:
     while time.monotonic() < deadline:
         execution = _status(endpoint)["execution"]
         if not any(execution["environments"].values()) and \
-                execution["pool_ready"] >= min(pool, execution["pool_target"]):
+                execution["pool_ready"] >= min(pool, execution["pool_target"]) and \
+                execution.get("prewarmed_ready", 0) >= execution.get("prewarmed_target", 0):
             return
         time.sleep(0.02)
     raise TimeoutError(f"environments did not retire: {execution}")

@@ -11,7 +11,8 @@ net/vpc.py with `e<n>` created directly in the hp namespace), security groups (e
 VPC namespace on that port), the worker namespace and its table (net/worker.py).
 
 Packet path of a steered sandbox (mark n, table 1000+n):
-  sandbox eth0 → worker `lp<i>s<slot>` → [steer: mark n] → rule fwmark n → table 1000+n:
+  sandbox eth0 → worker `lp<i>s<slot>` → [steer: mark n, untracked in the worker: the plane
+  tracks the flow] → rule fwmark n → table 1000+n:
   default via 169.254.200.2 dev lp<i>t<n> → hp `t<n>` → rule iif t<n> → table 1000+n: default
   via <subnet gateway> dev e<n> → [filter out<n>, SNAT to ENI:1024-65535] → VPC port.
 Replies: VPC → e<n> → [de-NAT] → rule iif e<n> → table 100000+n: 100.64.0.0/10 via
@@ -109,36 +110,60 @@ def _transit_glob(names: Names) -> str:
 
 
 # worker steering ---------------------------------------------------------------------------
+# Bumped whenever steering_ruleset changes: an older table (a worker namespace that outlived its
+# server) is then replaced, its map elements carried over in the same transaction.
+STEERING_VERSION = "steer-2"
+
+
 def steering_ruleset(names: Names) -> str:
     table = steer_table(names)
+    sandboxes, transits = _sandbox_glob(names), _transit_glob(names)
     return (
         f"table ip {table} {{\n"
+        f'    comment "{STEERING_VERSION}"\n'
         f"    map steer {{ type ipv4_addr : mark; }}\n"
         f"    chain prerouting {{\n"
-        # after the worker's raw-priority anti-spoofing (fib saddr . iif), so a sandbox can only
-        # steer its own address
-        f"        type filter hook prerouting priority mangle; policy accept;\n"
-        f"        iifname {_sandbox_glob(names)} meta mark set ip saddr map @steer\n"
+        # raw + 1: after the worker's raw-priority anti-spoofing (fib saddr . iif), so a
+        # sandbox can only steer its own address, and before conntrack (-200), so that
+        # steered flows are not tracked here.
+        f"        type filter hook prerouting priority raw + 1; policy accept;\n"
+        f"        iifname {sandboxes} meta mark set ip saddr map @steer\n"
+        # The hyperplane plane tracks these flows (NAT, filter, flow counts); a second entry
+        # here cost a conntrack pass per packet and put every VPC flow of every sandbox, of
+        # every VPC, in the worker's one table (nf_conntrack_max counts per namespace), next
+        # to the uplink's flows. Both directions skip it; the worker's forward chain admits
+        # untracked packets from a transit to a sandbox only.
+        f"        meta mark != 0 notrack\n"
+        f"        iifname {transits} notrack\n"
         f"    }}\n"
         f"    chain forward {{\n"
         f"        type filter hook forward priority -10; policy accept;\n"
         # a steered packet leaves by a transit or not at all: if its ENI's table has lost its
         # route (ENI being removed), the lookup falls through to main, i.e. to the uplink
-        f"        meta mark != 0 oifname != {_transit_glob(names)} drop\n"
-        f"        iifname {_transit_glob(names)} ct state new drop\n"
+        f"        meta mark != 0 oifname != {transits} drop\n"
+        # a transit carries replies to sandboxes and nothing else: what may come back at all
+        # (established/related flows only) is decided statefully by the plane's in<n> chain
+        f"        iifname {transits} oifname != {sandboxes} drop\n"
         f"    }}\n"
         f"}}\n")
 
 
 def ensure_steering(names: Names) -> bool:
-    """The worker's steering table (made once, never rewritten: its map is live state).
-    Returns whether anything changed."""
-    changed = False
-    netns = names.worker_netns
-    if ("ip", steer_table(names)) not in nft.tables(steer_table(names), netns):
+    """The worker's steering table. Made once and left alone (its map is live state) unless
+    it is of an older STEERING_VERSION: then it is replaced with its elements in one
+    transaction. Returns whether anything changed."""
+    netns, table = names.worker_netns, steer_table(names)
+    if ("ip", table) not in nft.tables(table, netns):
         nft.apply(steering_ruleset(names), netns)
-        changed = True
-    return changed
+        return True
+    current = nft.list_text(f"table ip {table}", netns) or ""
+    if f'comment "{STEERING_VERSION}"' in current:
+        return False
+    kept = list_attachments(names)
+    elements = ", ".join(f"{addr} : {eni_mark(n)}" for addr, n in sorted(kept.items()))
+    nft.apply(f"delete table ip {table}\n" + steering_ruleset(names)
+              + (f"add element ip {table} steer {{ {elements} }}\n" if elements else ""), netns)
+    return True
 
 
 def remove_steering(names: Names) -> None:
@@ -148,8 +173,8 @@ def remove_steering(names: Names) -> None:
 
 class Steering:
     """attach/detach on an nft session kept open in the worker: the cold-start path pays one
-    map-element transaction and no setns (~0.1 ms). Owned by one thread (the NetThread);
-    close() before the worker netns goes."""
+    map-element transaction and no setns (~0.1 ms). Used from one thread at a time (the
+    service calls it on the event loop); close() before the worker netns goes."""
 
     def __init__(self, names: Names) -> None:
         self.names = names
@@ -164,6 +189,19 @@ class Steering:
             # already steered elsewhere (`add` cannot overwrite a map element's value)
             self._nft.apply(f"delete element ip {table} steer {{ {sandbox_addr} }}\n"
                             f"add element ip {table} steer {{ {sandbox_addr} : {eni_mark(n)} }}")
+
+    def attach_many(self, items: list[tuple[str, int]]) -> None:
+        """Several sandboxes in one transaction (a burst of cold starts); if any of them is
+        already steered elsewhere, one by one."""
+        if len(items) == 1:
+            self.attach(*items[0])
+            return
+        elements = ", ".join(f"{address} : {eni_mark(n)}" for address, n in items)
+        try:
+            self._nft.apply(f"add element ip {steer_table(self.names)} steer {{ {elements} }}")
+        except nft.NftError:
+            for address, n in items:
+                self.attach(address, n)
 
     def detach(self, sandbox_addr: str) -> None:
         """Stop steering a sandbox (idempotent): its next packets find no path to any VPC."""
@@ -709,3 +747,176 @@ def _allow_worker_egress(names: Names, ifname: str) -> None:
         nft.apply(f'add element inet {names.nft_table} egress_ifnames {{ "{ifname}" }}',
                   names.worker_netns)
 
+
+
+# port exhaustion (service/hyperplane.py's port rule) -----------------------------------------
+# A NATed flow's reply tuple is (destination, ENI address, source port): an ENI has as many
+# flows to one destination (protocol, address, port) as its SNAT range has ports. The port
+# guard, a table of its own in the plane (the data path's chains are net/hyperplane.py's and
+# rewritten by ensure_eni), refuses a new flow at once — TCP reset, ICMP port unreachable for
+# UDP — when the ENI's open flows to that destination (conntrack's count, `ct count`, which
+# leaves out TCP flows in TIME_WAIT/CLOSE) already fill the range, and counts it per ENI.
+# Without it NAT finds no port, conntrack drops the SYN at confirmation (`insert_failed`, per
+# plane) and the function waits for its connect timeout. Its cost: `ct count` walks the ENI's
+# list of flows to that destination once per jiffy, so at the full range (64,512 ports) it
+# tripled the CPU time of opening 19,000 connections to one destination (measured; 1.4x at
+# 5,000): the guard is installed only on ranges up to PORT_GUARD_MAX_PORTS.
+PORT_GUARD_MAX_PORTS = 4096
+PORT_GUARD_RULE_PRIORITY = 990  # before the iif rules: the guard's replies find their way back
+
+
+@dataclass(frozen=True)
+class PlanePorts:
+    """One read of a VPC plane for the port rule (one conntrack read, like flow_counts)."""
+    flows: dict[str, int]  # tracked flows per SNAT address (ENI address)
+    refused: dict[int, int]  # ENI n → new flows its port guard refused (monotonic)
+    insert_failed: int  # the plane's conntrack insert_failed: flows NAT found no port for
+    # Only with destinations=True (attribution of insert_failed among several ENIs):
+    busiest: dict[str, int] = field(default_factory=dict)  # per SNAT address: its flows to
+    # its busiest destination (protocol, address, port)
+    ranges: dict[int, int] = field(default_factory=dict)  # ENI n → ports in its SNAT range
+
+
+def port_range_size(ports: str) -> int:
+    lo, hi = (int(p) for p in ports.split("-"))
+    return hi - lo + 1
+
+
+def port_guard_table(names: Names) -> str:
+    return f"{names.nft_table}-ports"
+
+
+def plane_ports(names: Names, vpc_id: str, destinations: bool = False) -> PlanePorts:
+    """Read one plane for the port rule; also feeds the idle-expiry watch (as flow_counts).
+    `destinations`: also each ENI's busiest destination and range (~6x the CPU per flow, so
+    only when a plane's errors must be shared among its ENIs)."""
+    netns = names.hyperplane_netns(vpc_id)
+    flows = _read_flows(netns)
+    _watch_idle(netns, flows)
+    counts: dict[str, int] = {}
+    for flow in flows:
+        counts[flow.nat_address] = counts.get(flow.nat_address, 0) + 1
+    refused: dict[int, int] = {}
+    with contextlib.suppress(nft.NftError):
+        for item in nft.list_json(f"counters table ip {port_guard_table(names)}", netns):
+            counter = item.get("counter")
+            if counter and counter["name"].startswith("refused") \
+                    and counter["name"][7:].isdigit():
+                refused[int(counter["name"][7:])] = counter["packets"]
+    failed = conntrack_stats(netns).get("insert_failed", 0)
+    if not destinations:
+        return PlanePorts(counts, refused, failed)
+    per_destination: dict[tuple[str, str], int] = {}
+    for flow in flows:
+        parts = flow.key.split()  # proto src= dst= sport= dport=
+        if len(parts) == 5 and parts[0] in ("tcp", "udp"):
+            where = (flow.nat_address, f"{parts[0]} {parts[2]} {parts[4]}")
+            per_destination[where] = per_destination.get(where, 0) + 1
+    busiest: dict[str, int] = {}
+    for (address, _destination), count in per_destination.items():
+        busiest[address] = max(busiest.get(address, 0), count)
+    ranges: dict[int, int] = {}
+    for item in _hp_objects(names, netns):
+        rule = item.get("rule")
+        if rule and rule["chain"].startswith("snat") and rule["chain"][4:].isdigit():
+            for expr in rule["expr"]:
+                if "snat" in expr:
+                    ranges[int(rule["chain"][4:])] = _range_size(expr["snat"].get("port"))
+    return PlanePorts(counts, refused, failed, busiest, ranges)
+
+
+def _range_size(port: Any) -> int:
+    if isinstance(port, dict) and "range" in port:
+        lo, hi = port["range"]
+        return int(hi) - int(lo) + 1
+    if isinstance(port, int):
+        return 1
+    return port_range_size(SNAT_PORTS)
+
+
+def ensure_port_guard(names: Names, vpc_id: str, n: int, ports: str) -> bool:
+    """Guard ENI n (SNAT range `ports`) when its range is small enough; returns whether it is
+    guarded. Idempotent: a guard of the same range is left alone (its counts are live state)."""
+    size = port_range_size(ports)
+    if size > PORT_GUARD_MAX_PORTS:
+        remove_port_guard(names, vpc_id, n)
+        return False
+    netns = names.hyperplane_netns(vpc_id)
+    if port_guards(names, vpc_id).get(n) == size:
+        return True
+    remove_port_guard(names, vpc_id, n)
+    t = f"ip {port_guard_table(names)}"
+    # The rejected packet carries mark n and fwmark_reflect gives the reply the same mark, so
+    # the reset/ICMP made here (the plane routes nothing to sandboxes by destination) takes
+    # ENI n's table back to the worker.
+    count = f"{{ ip daddr . meta l4proto . th dport ct count over {size} }}"
+    nft.apply("\n".join([
+        f"add table {t}",
+        f"add map {t} guard_link {{ type ifname : verdict; }}",
+        (f"add chain {t} forward {{ type filter hook forward priority filter - 1; "
+         f"policy accept; }}"),
+        f"flush chain {t} forward",
+        f"add rule {t} forward ct state new iifname vmap @guard_link",
+        (f"add set {t} dst{n} {{ type ipv4_addr . inet_proto . inet_service; size 65535; "
+         f"flags dynamic; }}"),
+        f"add counter {t} refused{n}",
+        f"add chain {t} guard{n}",
+        (f"add rule {t} guard{n} meta l4proto tcp add @dst{n} {count} meta mark set {n} "
+         f'counter name "refused{n}" reject with tcp reset'),
+        (f"add rule {t} guard{n} meta l4proto udp add @dst{n} {count} meta mark set {n} "
+         f'counter name "refused{n}" reject with icmp type port-unreachable'),
+        f'add element {t} guard_link {{ "{hp_transit_link(n)}" : jump guard{n} }}',
+    ]), netns)
+    with ns.entered(netns):
+        if _read_sysctl("net.ipv4.fwmark_reflect") != "1":
+            ns.set_sysctl("net.ipv4.fwmark_reflect", "1")
+    with Netlink(netns) as hpl:
+        hpl.add_rule(n, back_table(n), PORT_GUARD_RULE_PRIORITY)
+    return True
+
+
+def port_guards(names: Names, vpc_id: str) -> dict[int, int]:
+    """ENI n → the range size its port guard allows, as the kernel has it."""
+    netns = names.hyperplane_netns(vpc_id)
+    if not ns.exists(netns):
+        return {}
+    out: dict[int, int] = {}
+    with contextlib.suppress(nft.NftError):
+        for item in nft.list_json(f"table ip {port_guard_table(names)}", netns):
+            rule = item.get("rule")
+            if not (rule and rule["chain"].startswith("guard") and rule["chain"][5:].isdigit()):
+                continue
+            for expr in rule["expr"]:
+                if "set" in expr:
+                    for stmt in expr["set"].get("stmt", []):
+                        if "ct count" in stmt:
+                            out[int(rule["chain"][5:])] = int(stmt["ct count"]["val"])
+    return out
+
+
+def remove_port_guard(names: Names, vpc_id: str, n: int) -> None:
+    """Remove ENI n's port guard (idempotent)."""
+    netns = names.hyperplane_netns(vpc_id)
+    if not ns.exists(netns):
+        return
+    t = f"ip {port_guard_table(names)}"
+    objects: list[dict[str, Any]] = []
+    with contextlib.suppress(nft.NftError):
+        objects = nft.list_json(f"table ip {port_guard_table(names)}", netns)
+    lines: list[str] = []
+    for item in objects:
+        m = item.get("map")
+        if m and any(v.get("jump", {}).get("target") == f"guard{n}" for _k, v in m.get("elem", [])):
+            lines.append(f'delete element {t} guard_link {{ "{hp_transit_link(n)}" }}')
+    present = {kind: {item[kind]["name"] for item in objects if kind in item}
+               for kind in ("chain", "set", "counter")}
+    if f"guard{n}" in present["chain"]:
+        lines += [f"flush chain {t} guard{n}", f"delete chain {t} guard{n}"]
+    if f"dst{n}" in present["set"]:
+        lines.append(f"delete set {t} dst{n}")
+    if f"refused{n}" in present["counter"]:
+        lines.append(f"delete counter {t} refused{n}")
+    if lines:
+        nft.apply("\n".join(lines), netns)
+    with Netlink(netns) as hpl:
+        hpl.delete_rule(n, back_table(n), PORT_GUARD_RULE_PRIORITY)

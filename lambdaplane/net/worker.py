@@ -118,6 +118,10 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
         f"        iifname {sandboxes} oifname {sandboxes} drop\n"
         f"{uplink_rules}"
         f"        iifname {sandboxes} oifname @egress_ifnames accept\n"
+        # Replies on an extra exit that the worker does not track (Hyperplane transits:
+        # net/hyperplane.py's steering skips conntrack here; its plane tracks those flows and
+        # lets only replies back). Tracked traffic from these links gets only the rule above.
+        f"        iifname @egress_ifnames oifname {sandboxes} ct state untracked accept\n"
         f"    }}\n"
         f"{nat_chain}"
         f"}}\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -70,14 +71,30 @@ def create_env_cgroup(names: Names, env_id: str, memory_mb: int,
                       pids_max: int = 1024) -> EnvCgroup:
     """Make (or reset) the environment's cgroups with its limits; nothing has joined yet."""
     cg = _make(names, env_id, f"env-{env_id}")
-    limit = str(memory_mb * 1024 * 1024)
-    _write(cg.memory_dir / "memory.limit_in_bytes", limit)
-    # memory+swap no larger than memory: an environment must not swap its way past its size.
-    memsw = cg.memory_dir / "memory.memsw.limit_in_bytes"
-    if memsw.exists():
-        _write(memsw, limit)
+    set_memory_limit(cg, memory_mb)
     _write(cg.pids_dir / "pids.max", str(pids_max))
     return cg
+
+
+def set_memory_limit(cg: EnvCgroup, memory_mb: int) -> None:
+    limit = str(memory_mb * 1024 * 1024)
+    memory = cg.memory_dir / "memory.limit_in_bytes"
+    # memory+swap no larger than memory: an environment must not swap its way past its size.
+    memsw = cg.memory_dir / "memory.memsw.limit_in_bytes"
+    if not memsw.exists():
+        _write(memory, limit)
+        return
+    # v1 keeps memory <= memory+swap at every step: lowering goes memory first, raising
+    # memory+swap first.
+    try:
+        _write(memory, limit)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        _write(memsw, limit)
+        _write(memory, limit)
+    else:
+        _write(memsw, limit)
 
 
 def create_zygote_cgroup(names: Names, tag: str) -> EnvCgroup:

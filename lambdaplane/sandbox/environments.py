@@ -27,6 +27,7 @@ from . import cgroups
 from .cgroups import EnvCgroup
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
+from .prewarm import PrewarmedSandboxes
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import SpawnedEnv, SpawnRequest, Zygote, interpreter_for, supported_runtimes
 
@@ -116,8 +117,11 @@ class ExecutionEnvironments:
         self.names = names
         self.net = net
         self.worker = WorkerNet(names, settings.uplink, settings.runtime_api_port)
-        self.pool = SandboxPool(names, net, settings.pool_size)
+        self.pool = SandboxPool(names, net, settings.pool_size,
+                                busy=lambda: bool(self._busy))
         self.runtime_api = RuntimeApi(net, names.worker_netns, settings.runtime_api_port)
+        self.prewarmed = PrewarmedSandboxes(settings, names, self.pool, self._zygote,
+                                            busy=lambda: bool(self._busy))
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._envs: dict[str, Environment] = {}
@@ -145,6 +149,7 @@ class ExecutionEnvironments:
             # Zygotes in parallel; one that fails to start is retried on first use.
             interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))}
             await asyncio.gather(*(self._zygote(i) for i in interpreters), return_exceptions=True)
+            await self.prewarmed.start()
             self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
         except BaseException:
             await self.stop()
@@ -161,6 +166,7 @@ class ExecutionEnvironments:
             self._destroy_soon(env)
         while self._teardowns:
             await asyncio.gather(*list(self._teardowns), return_exceptions=True)
+        await self.prewarmed.stop()
         await self.runtime_api.stop()
         for zygote in list(self._zygotes.values()):
             with contextlib.suppress(Exception):
@@ -185,7 +191,7 @@ class ExecutionEnvironments:
         states: dict[str, int] = {"starting": 0, "busy": 0, "idle": 0}
         for env in self._envs.values():
             states[env.state] = states.get(env.state, 0) + 1
-        return {**self.pool.stats(), "environments": states,
+        return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
                 "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
 
     async def retire(self, key: tuple[str, str]) -> None:
@@ -246,15 +252,19 @@ class ExecutionEnvironments:
                            f"The runtime parameter of {spec.runtime} is not supported.", 502,
                            "User")
         t0 = time.monotonic()
-        sandbox = await self.pool.take()
+        prewarmed = self.prewarmed.take(interpreter, spec.code_dir)
+        sandbox = prewarmed.sandbox if prewarmed else await self.pool.take()
         t1 = time.monotonic()
-        env_id = secrets.token_hex(8)
+        env_id = prewarmed.env_id if prewarmed else secrets.token_hex(8)
         log_stream = (f"{datetime.now(timezone.utc):%Y/%m/%d}/[{spec.version}]"
                       f"{env_id}{secrets.token_hex(8)}")
         env = Environment(env_id, spec, sandbox, self.runtime_api.open_channel(sandbox.address),
                           OutputCapture(FunctionLog(self.settings.data_dir, spec.region,
                                                     spec.name)),
                           log_stream=log_stream)
+        if prewarmed:  # from here on the environment's: its teardown frees all of it
+            env.cgroup, env.process = prewarmed.cgroup, prewarmed.forked.process
+            env.exited = prewarmed.exited
         self._envs[env_id] = env
         try:
             if spec.vpc is not None:
@@ -263,23 +273,32 @@ class ExecutionEnvironments:
                                    "Service")
                 env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
             t_vpc = time.monotonic()
-            env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
-            t2 = time.monotonic()
-            zygote = await self._zygote(interpreter)
-            request = SpawnRequest(
-                env_id=env_id, netns_path=sandbox.netns_path,
-                cgroup_procs=env.cgroup.procs_files, code_dir=str(spec.code_dir),
-                runtime=spec.runtime, handler=spec.handler,
-                environ=reserved_environment(spec, log_stream, self.settings.runtime_api_port),
-                uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
-                tmp_size_mb=tmp_size_mb(spec.memory_mb))
-            # bounded: a zygote that never answers must not hold the invocation forever
-            env.process = await asyncio.wait_for(zygote.spawn(request, env.output.write_fd),
-                                                 INIT_TIMEOUT_S)
+            environ = reserved_environment(spec, log_stream, self.settings.runtime_api_port)
+            if prewarmed:
+                cgroups.set_memory_limit(prewarmed.cgroup, spec.memory_mb)
+                t2 = time.monotonic()
+                prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
+                                        tmp_size_mb(spec.memory_mb), env.output.write_fd)
+            else:
+                env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
+                t2 = time.monotonic()
+                zygote = await self._zygote(interpreter)
+                request = SpawnRequest(
+                    env_id=env_id, netns_path=sandbox.netns_path,
+                    cgroup_procs=env.cgroup.procs_files, code_dir=str(spec.code_dir),
+                    runtime=spec.runtime, handler=spec.handler, environ=environ,
+                    uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
+                    tmp_size_mb=tmp_size_mb(spec.memory_mb))
+                # bounded: a zygote that never answers must not hold the invocation forever
+                env.process = await asyncio.wait_for(zygote.spawn(request, env.output.write_fd),
+                                                     INIT_TIMEOUT_S)
+                env.exited = asyncio.create_task(env.process.wait(), name=f"lp-env-{env_id}")
             env.output.writer_sent()
-            env.exited = asyncio.create_task(env.process.wait(), name=f"lp-env-{env_id}")
+            assert env.exited is not None
             env.exited.add_done_callback(lambda _t, e=env: self._on_exit(e))
         except BaseException:
+            if prewarmed:
+                prewarmed.forked.close()
             self._destroy_soon(env)
             raise
         t3 = time.monotonic()

@@ -183,6 +183,26 @@ class SandboxSpec:
     hostname: str
 
 
+def private_mount_namespace() -> None:
+    """Give the calling process (the zygote) a mount namespace of its own without the host's
+    named network namespaces. Every sandbox's unshare(CLONE_NEWNS) copies its parent's whole
+    mount table and its pivot tears the copy down again, so the cost of a cold start grows
+    with the mounts the parent sees — and the host has one nsfs mount per named netns (the
+    sandbox pool alone: hundreds). The zygote receives target namespaces as fds, so it needs
+    none of them; private propagation keeps the ones made later out too."""
+    unshare(CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    # mountinfo: id parent major:minor root mountpoint options ... - fstype source ...
+    targets = [m[4] for m in mounts if m[m.index("-") + 1] == "nsfs"]
+    targets += [m[4] for m in mounts if m[4] == "/run/netns"]
+    for target in reversed(targets):  # children before the mount they sit on
+        path = target.encode().decode("unicode_escape").encode()  # \040 etc. in mountinfo
+        if _libc.umount2(path, MNT_DETACH) != 0 and ctypes.get_errno() not in (22, 2):
+            raise SandboxError(ctypes.get_errno(), f"umount {target}")
+
+
 def join_cgroups(procs_files: list[str]) -> None:
     for path in procs_files:
         # "0" means the writing task itself (cgroup v1 and v2).
@@ -220,15 +240,22 @@ _DIRS = ("etc", "etc/ssl", "usr", "var", "var/task", "opt", "tmp", "proc", "dev"
          "oldroot")
 
 
-def build_root(root: str, spec: SandboxSpec, host: HostFiles) -> None:
+CODE_STASH = "/.lp-code"  # a pre-forked sandbox: the whole code store, until it is assigned
+
+
+def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = "") -> None:
     """Make `root` (an empty host dir) the sandbox's root and pivot into it. Caller is PID 1 of
-    a new pid namespace (so the /proc mounted here shows only the environment's processes)."""
+    a new pid namespace (so the /proc mounted here shows only the environment's processes).
+
+    With `code_store` (a pre-forked sandbox, no function yet; spec.code_dir unused) the code
+    store is mounted read-only at CODE_STASH instead of one function's code at /var/task, and
+    the root stays writable until `assign_code` takes the function's code out of it."""
     unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
     # Nothing we mount may propagate back to the host's mount namespace.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("lproot", root, "tmpfs", MS_NOSUID, "size=4m,mode=0755")
     r = root + "/"
-    for d in _DIRS:
+    for d in _DIRS + ((CODE_STASH[1:],) if code_store else ()):
         os.mkdir(r + d, 0o755)
     for d in host.ro_dirs:
         os.makedirs(r + d, 0o755, exist_ok=True)
@@ -248,7 +275,10 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles) -> None:
 
     for d in host.ro_dirs:
         bind_readonly("/" + d, r + d)
-    bind_readonly(spec.code_dir, r + "var/task")
+    if code_store:
+        bind_readonly(code_store, r + CODE_STASH[1:])
+    else:
+        bind_readonly(spec.code_dir, r + "var/task")
     mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={spec.tmp_size_mb}m,mode=1777")
     mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
@@ -258,19 +288,50 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles) -> None:
     os.chdir("/")
     _check(_libc.umount2(b"/oldroot", MNT_DETACH), "umount oldroot")
     os.rmdir("/oldroot")
-    # The root tmpfs (etc, dev nodes, mount points) becomes read-only once populated.
-    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    if not code_store:
+        seal_root()
     name = spec.hostname.encode()
     _check(_libc.sethostname(name, len(name)), "sethostname")
+
+
+def seal_root() -> None:
+    # The root tmpfs (etc, dev nodes, mount points) becomes read-only once populated.
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+
+
+def assign_code(code_name: str, tmp_size_mb: int) -> None:
+    """A pre-forked sandbox becomes one function's: its code (a directory of the store,
+    by name) at /var/task, the rest of the store gone, /tmp sized for its memory, the root
+    read-only. Runs before any of the function's code, still as root."""
+    if not code_name or "/" in code_name or code_name in (".", ".."):
+        raise SandboxError(22, f"bad code name {code_name!r}")
+    bind_readonly(f"{CODE_STASH}/{code_name}", "/var/task")
+    _check(_libc.umount2(CODE_STASH.encode(), MNT_DETACH), "umount code store")
+    os.rmdir(CODE_STASH)
+    mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV,
+          f"size={tmp_size_mb}m,mode=1777")
+    seal_root()
 
 
 def drop_privileges(uid: int, gid: int, cap_last: int) -> None:
     """No way back to root: empty bounding set, no_new_privs (setuid binaries are inert),
     all uids/gids the unprivileged pair, no supplementary groups, no capabilities."""
+    limit_future_privileges(cap_last)
+    become_user(uid, gid)
+
+
+def limit_future_privileges(cap_last: int) -> None:
+    """The part of dropping privileges that still lets this process mount (a pre-forked
+    sandbox does it before it waits): the fd limit, an empty bounding set (limits only what
+    an exec could gain) and no_new_privs."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE_LIMIT, NOFILE_LIMIT))
     for cap in range(cap_last + 1):
         _prctl(PR_CAPBSET_DROP, cap)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def become_user(uid: int, gid: int) -> None:
+    """The unprivileged uid/gid everywhere, no supplementary groups, no capabilities left."""
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..net import ns
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 SLOT_QUARANTINE_S = 2.0
 REFILL_GRACE_S = 0.25  # a deleted sandbox's veth is gone well before this (≈30–60 ms)
+REFILL_MAX_DEFER_S = 2.0  # under endless load, refills still come this often
+LOW_WATER = 0.1  # below this share of its size the pool refills whatever else is going on
 _TCP_LISTEN = "0A"
 _SOCKET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6")
 
@@ -147,10 +150,12 @@ def remove_stale_sandboxes(names: Names, worker: Netlink) -> None:
 
 
 class SandboxPool:
-    def __init__(self, names: Names, net: NetThread, size: int) -> None:
+    def __init__(self, names: Names, net: NetThread, size: int,
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.names = names
         self.net = net
         self.size = size
+        self.busy = busy  # invocations are running: refills wait, unless the pool runs low
         self._ready: deque[Sandbox] = deque()
         self._in_use: dict[int, Sandbox] = {}
         # deleted slots, reusable once their quarantine ends (time.monotonic(), slot), oldest first
@@ -230,6 +235,16 @@ class SandboxPool:
                 "sandboxes_in_use": len(self._in_use), "pool_recycled": self.recycled}
 
     # internals ---------------------------------------------------------------------------
+    def _may_wait(self, now: float, deferred_since: float) -> bool:
+        """Whether a refill can wait for a quieter moment: not while the pool is low, and not
+        for longer than REFILL_MAX_DEFER_S; otherwise while takes came just now or any
+        invocation runs."""
+        if len(self._ready) < max(1, self.size * LOW_WATER):
+            return False
+        if now - deferred_since > REFILL_MAX_DEFER_S:
+            return False
+        return now - self._last_take < REFILL_GRACE_S or self.busy()
+
     def _allocate_slot(self) -> int:
         if self._free_slots and self._free_slots[0][0] <= time.monotonic():
             return self._free_slots.popleft()[1]
@@ -252,14 +267,16 @@ class SandboxPool:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
+            deferred_since: float | None = None
             while len(self._ready) + self._building < self.size:
-                quiet_for = time.monotonic() - self._last_take
-                if self._ready and quiet_for < REFILL_GRACE_S:
-                    # Cold starts are under way: building now would hold up their steps on
-                    # the net thread (VPC attach) and their CPU, and environments ending now
-                    # give sandboxes back anyway (recycled, no kernel work). Top up once takes
-                    # pause for a moment; a dry pool is refilled at once.
-                    await asyncio.sleep(REFILL_GRACE_S - quiet_for)
+                now = time.monotonic()
+                deferred_since = deferred_since or now
+                if self._may_wait(now, deferred_since):
+                    # Invocations are running: a build (≈5 ms of CPU, and the GIL, on the net
+                    # thread) would take its time from them — on 2 cores a burst of 100 cold
+                    # starts lost a third of its CPU to refills — and environments ending
+                    # now give sandboxes back anyway (recycled, no kernel work).
+                    await asyncio.sleep(0.02)
                     continue
                 try:
                     box = await self._build(self._allocate_slot())
@@ -270,3 +287,4 @@ class SandboxPool:
                     await asyncio.sleep(1.0)
                     continue
                 self._ready.append(box)
+                deferred_since = None

@@ -108,6 +108,29 @@ class SpawnRequest:
     tmp_size_mb: int = 512
 
 
+@dataclass
+class PreforkedEnv:
+    """A sandbox forked ahead of demand, waiting for its function on `control`."""
+    process: "SpawnedEnv"
+    control: socket.socket
+
+    def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
+               output_fd: int) -> None:
+        """Hand it its function: code directory (by name in the store), runtime, environment,
+        /tmp size and the output pipe. One small datagram to a waiting peer: never blocks."""
+        message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
+                              "tmp_size_mb": tmp_size_mb}).encode()
+        try:
+            self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                              array.array("i", [output_fd]))])
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Unassigned, this makes the sandbox exit (EOF on its control socket)."""
+        self.control.close()
+
+
 class SpawnedEnv:
     """One running execution environment (the init of its pid namespace)."""
 
@@ -219,15 +242,43 @@ class Zygote:
     async def spawn(self, req: SpawnRequest, output_fd: int) -> SpawnedEnv:
         """Fork an environment; its stdout and stderr go to output_fd (duplicated to the
         zygote; the caller keeps and closes its own copy)."""
+        return await self._spawn(req, output_fd, {})
+
+    async def prefork(self, req: SpawnRequest) -> PreforkedEnv:
+        """Fork a sandbox before its function is known: built and waiting, as root, for
+        `PreforkedEnv.assign`. req.code_dir is the code store's root (mounted whole until
+        then); runtime, handler and environ are ignored."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            try:
+                process = await self._spawn(req, theirs.fileno(), {"prefork": True})
+            finally:
+                theirs.close()
+        except BaseException:
+            ours.close()
+            raise
+        return PreforkedEnv(process, ours)
+
+    async def _spawn(self, req: SpawnRequest, fd: int, extra: dict[str, Any]) -> SpawnedEnv:
         if self._closed:
             raise ZygoteError(f"zygote {self.interpreter} is not running")
         request_id = next(self._ids)
         future: asyncio.Future[SpawnedEnv] = self._loop.create_future()
         self._pending[request_id] = future
         # vars(), not asdict(): no deep copy of the environment for every cold start
-        message = json.dumps({"op": "spawn", "id": request_id, **vars(req)}).encode()
+        message = json.dumps({"op": "spawn", "id": request_id, **vars(req), **extra}).encode()
+        # The target netns goes as an fd: the zygote's mount namespace has no /run/netns.
         try:
-            await self._send(message, [output_fd])
+            netns_fd = os.open(req.netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self._pending.pop(request_id, None)
+            raise ZygoteError(f"spawn failed: netns {req.netns_path}: {e.strerror}") from None
+        try:
+            try:
+                await self._send(message, [fd, netns_fd])
+            finally:
+                os.close(netns_fd)
             return await future
         finally:
             self._pending.pop(request_id, None)

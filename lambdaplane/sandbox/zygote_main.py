@@ -12,7 +12,12 @@ children and reports each exit status to the server; on stop or EOF it kills wha
 STDLIB ONLY, run under the runtime's own interpreter — never the server's venv.
 
 Wire format (one JSON object per SEQPACKET message):
-  server → zygote  {"op": "spawn", "id": n, ...SpawnRequest fields}  + SCM_RIGHTS [output fd]
+  server → zygote  {"op": "spawn", "id": n, ...SpawnRequest fields}
+                   + SCM_RIGHTS [output fd, target netns fd]
+                   {"op": "spawn", "id": n, "prefork": true, ...} + [control socket, netns fd]
+  server → a pre-forked child, on its control socket, once:
+                   {"code": "<dir name in the code store>", "environ": {...}, "runtime": ...,
+                   "tmp_size_mb": n} + SCM_RIGHTS [output fd]   (EOF instead: it exits)
                    {"op": "stop"}
   zygote → server  {"op": "ready", "pid": p}
                    {"op": "spawned", "id": n, "pid": p} | {"op": "spawn_failed", "id": n,
@@ -80,9 +85,29 @@ def _exec_provided(environ: dict[str, str]) -> None:
         os._exit(127 if e.errno == errno.ENOENT else 126)
 
 
+def _await_assignment(ctl_fd: int) -> dict[str, Any]:
+    """A pre-forked child's wait for its function (blocking; no function code has run)."""
+    ctl = socket.socket(fileno=ctl_fd)
+    data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4))
+    if not data:
+        os._exit(0)  # the server let this sandbox go unused
+    fds = array.array("i")
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    os.dup2(fds[0], 1)
+    os.dup2(fds[0], 2)
+    ctl.close()
+    assignment: dict[str, Any] = json.loads(data)
+    isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]))
+    return assignment
+
+
 def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
                host: Any, conn: socket.socket) -> None:
-    """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns."""
+    """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns.
+    Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now and
+    the function arrives later (_await_assignment)."""
     try:
         conn.detach()  # its fd is closed below with the rest; the object must not close it later
         signal.set_wakeup_fd(-1)
@@ -90,18 +115,30 @@ def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setpriority(os.PRIO_PROCESS, 0, 0)  # function code at the default priority
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
+        prefork = bool(req.get("prefork"))
+        if prefork:
+            null = os.open("/dev/null", os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+        else:
+            os.dup2(out_fd, 1)
+            os.dup2(out_fd, 2)
         spec = isolation.SandboxSpec(
             env_id=req["env_id"], cgroup_procs=list(req["cgroup_procs"]),
             code_dir=req["code_dir"], uid=int(req["uid"]), gid=int(req["gid"]),
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
         isolation.join_cgroups(spec.cgroup_procs)
-        isolation.build_root(root_dir, spec, host)
+        isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
+        if prefork:
+            isolation.limit_future_privileges(host.cap_last)
+            req = {**req, **_await_assignment(out_fd)}
         stdin = os.open("/dev/null", os.O_RDONLY)
         os.dup2(stdin, 0)
         os.closerange(3, 2**31 - 1)  # one close_range(2): whatever the zygote inherited
-        isolation.drop_privileges(spec.uid, spec.gid, host.cap_last)
+        if prefork:
+            isolation.become_user(spec.uid, spec.gid)
+        else:
+            isolation.drop_privileges(spec.uid, spec.gid, host.cap_last)
         environ = {str(k): str(v) for k, v in req["environ"].items()}
         os.environ.clear()
         os.environ.update(environ)
@@ -194,7 +231,9 @@ class ZygoteServer:
             return False
         if msg["op"] == "spawn":
             try:
-                self.spawn(msg, fds[0])
+                if len(fds) != 2:
+                    raise ValueError(f"spawn needs 2 fds (output, netns), got {len(fds)}")
+                self.spawn(msg, fds[0], fds[1])
             except Exception as e:  # noqa: BLE001 - reported to the server, zygote lives on
                 self.send({"op": "spawn_failed", "id": msg["id"], "error": f"{e}"})
             finally:
@@ -202,25 +241,21 @@ class ZygoteServer:
                     os.close(fd)
         return True
 
-    def spawn(self, req: dict[str, Any], out_fd: int) -> None:
+    def spawn(self, req: dict[str, Any], out_fd: int, netns_fd: int) -> None:
         started = time.perf_counter()
-        netns = os.open(req["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
+        # Enter the target netns and make our next child PID 1 of a new pid namespace,
+        # fork once, step back: one fork per environment instead of two.
+        isolation.setns(netns_fd, isolation.CLONE_NEWNET)
         try:
-            # Enter the target netns and make our next child PID 1 of a new pid namespace,
-            # fork once, step back: one fork per environment instead of two.
-            isolation.setns(netns, isolation.CLONE_NEWNET)
+            isolation.unshare(isolation.CLONE_NEWPID)
             try:
-                isolation.unshare(isolation.CLONE_NEWPID)
-                try:
-                    pid = os.fork()
-                    if pid == 0:
-                        _run_child(req, out_fd, self.root_dir, self.host, self.conn)
-                finally:
-                    isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
+                pid = os.fork()
+                if pid == 0:
+                    _run_child(req, out_fd, self.root_dir, self.host, self.conn)
             finally:
-                isolation.setns(self.own_net, isolation.CLONE_NEWNET)
+                isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
         finally:
-            os.close(netns)
+            isolation.setns(self.own_net, isolation.CLONE_NEWNET)
         self.live.add(pid)
         self.send({"op": "spawned", "id": req["id"], "pid": pid,
                    "fork_ms": (time.perf_counter() - started) * 1000})
@@ -272,6 +307,7 @@ def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
 def main(argv: list[str]) -> int:
     socket_path, root_dir, cgroups = _parse_args(argv)
     isolation.join_cgroups(cgroups)  # before any fork, so `clean` finds us and our children
+    isolation.private_mount_namespace()
     # Forks are serial here: in a burst, the environments already forked must not starve the
     # zygote of the CPU it needs to fork the rest (each child resets its own priority).
     try:

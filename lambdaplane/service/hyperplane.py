@@ -13,13 +13,37 @@ fewer than `settings.eni_flow_limit` tracked flows (a further ENI is made when a
 and adds one steering element — nothing else per environment. Flow counts are sampled in the
 background so the cold start reads a number, not conntrack.
 
-Kernel work runs on the NetThread; the one long-lived `hp.Steering` belongs to that thread."""
+Port exhaustion (AWS's ErrorPortAllocation). An ENI has one source port per flow to a given
+destination (protocol, address, port); `settings.eni_snat_ports` narrows the SNAT range of ENIs
+made from then on (a testing knob: `serve --eni-snat-ports LO-HI`; a data path rebuilt by a
+reconcile gets the full range back). What the function sees when its ENI has no port left for a
+destination: with a range of at most hp.PORT_GUARD_MAX_PORTS ports, an immediate "connection
+refused" (TCP reset; ICMP port unreachable for UDP) from the ENI's port guard; with a wider range
+(the default 64,512) its SYN is dropped and it waits for its connect timeout, because the guard's
+per-destination count costs too much at that size (net/hyperplane.py says what was measured).
+The sampler (every FLOW_SAMPLE_S, never on the cold-start path) counts port-allocation errors
+per ENI (`port_errors`, exported as lambdaplane_eni_port_allocation_errors_total):
+  - flows the ENI's port guard refused: exact, per ENI;
+  - plus the plane's conntrack `insert_failed` (SYNs dropped because NAT found no free port,
+    including a TIME_WAIT binding that could not be reused or a retried SYN) since the last
+    sample. Conntrack keeps it per VPC plane, not per ENI: with one ENI in the plane it is that
+    ENI's; otherwise the whole increase goes to the ENI whose busiest destination uses the
+    largest share of its port range (each of several equally full ones gets it) — the only ENI
+    whose NAT can have failed when the others have ports to spare.
+An ENI with a new port-allocation error takes no new environments: they go to another ENI of
+the same (subnet, groups) key, made if none has room — the same path as the 65,000-flow rule.
+Environments already on it stay. It takes new environments again once it has had no new error
+for PORT_QUIET_S seconds and is under the flow limit.
+
+Kernel work runs on the NetThread, except steering: the one long-lived `hp.Steering` is used on
+the event loop (a map element is cheaper than a thread hop)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -42,9 +66,17 @@ from .vpc_config import validate_vpc_config
 log = logging.getLogger("lambdaplane.hyperplane")
 
 FLOW_SAMPLE_S = 1.0
+PORT_QUIET_S = 60.0  # an ENI without port-allocation errors this long takes environments again
 MAX_N = 50_000  # legacy mode's per-environment ENIs use e<n> above this (service/legacy.py)
 NO_ADDRESS = ("Lambda was not able to create an ENI in the VPC of the Lambda function because "
               "one or more configured subnets has no available IP addresses.")
+
+
+@dataclass
+class PortErrors:
+    """Port-allocation errors counted for one ENI (see the module docstring)."""
+    count: int = 0
+    last_at: float | None = None  # monotonic time of the sample that saw the last new ones
 
 
 @dataclass(frozen=True)
@@ -66,12 +98,16 @@ class HyperplaneService:
         self._rows: dict[int, HyperplaneEniRow] = {}
         self._attached: dict[str, int] = {}  # sandbox address → ENI n
         self._flows: dict[int, int] = {}  # sampled tracked flows per ENI
+        self._port_errors: dict[int, PortErrors] = {}  # per ENI, fed by the sampler
+        self._seen: dict[str, tuple[int, dict[int, int]]] = {}  # per VPC plane: the last
+        # sample's insert_failed and guard refusals per ENI (the increase is what is counted)
         self._turn: dict[tuple[str, str], int] = {}  # round-robin position per function
         self._lock = asyncio.Lock()  # ENIs are made and removed one at a time
+        # Steering runs on the event loop itself: one map element is ~0.1 ms of CPU, while a
+        # hop to any thread costs a GIL hand-over each way, which under a burst of cold starts
+        # (the loop busy) waited tens of ms. Its nft session's socket lives in the worker netns.
         self._steering: hp.Steering | None = None
-        # Steering has a thread of its own: a cold start's one map element must not queue
-        # behind pool builds, VPC reconciles or flow sampling on the shared net thread.
-        self._steer_thread: NetThread | None = None
+        self._to_steer: list[tuple[str, int, asyncio.Future[None]]] = []  # this loop turn's
         self._sampler: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
@@ -80,8 +116,11 @@ class HyperplaneService:
         await self._drop_orphans()
         changes = await self.reconcile()
         log.info("Hyperplane reconcile at start: %d changes", len(changes))
-        self._steer_thread = NetThread(name="lp-steer")
-        self._steering = await self._steer_thread.run(hp.Steering, self.names)
+        self._steering = hp.Steering(self.names)
+        for vpc_id in sorted({r.vpc_id for r in self._rows.values()}):
+            # planes that survived a crash: errors from before are not this run's to count
+            ports = await self.net.run(hp.plane_ports, self.names, vpc_id)
+            self._seen[vpc_id] = (ports.insert_failed, ports.refused)
         self._sampler = asyncio.get_running_loop().create_task(self._sample_flows())
         await self.collect()  # functions deleted or idled while the server was down
 
@@ -92,11 +131,8 @@ class HyperplaneService:
                 await self._sampler
             self._sampler = None
         steering, self._steering = self._steering, None
-        thread, self._steer_thread = self._steer_thread, None
-        if steering is not None and thread is not None:
-            await thread.run(steering.close)
-        if thread is not None:
-            thread.close()
+        if steering is not None:
+            steering.close()
         self._attached.clear()
         await self.net.run(hp.remove_all, self.names)
 
@@ -108,10 +144,16 @@ class HyperplaneService:
             await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id, idle)
         await self.vpc.reconcile()
         enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
-        return await self.net.run(hp.reconcile, self.names, enis, dict(self._attached), vpc_ids,
+        done = await self.net.run(hp.reconcile, self.names, enis, dict(self._attached), vpc_ids,
                                   idle)
+        for vpc_id in vpc_ids:  # port guards of ENIs that are gone
+            for n in await self.net.run(hp.port_guards, self.names, vpc_id):
+                if n not in self._rows or self._rows[n].vpc_id != vpc_id:
+                    await self.net.run(hp.remove_port_guard, self.names, vpc_id, n)
+                    done.append(f"removed port guard {n}")
+        return done
 
-    # NetworkPreparer (service/functions.py) --------------------------------------------------
+    # NetworkPreparer (service/function_lifecycle.py) -----------------------------------------
     async def prepare(self, record: FunctionRecord) -> str:
         """Make (or reuse) an ENI for each of the function's subnets; returns the VPC id."""
         config = validate_vpc_config(self.vpc, record.region, record.vpc_config)
@@ -145,9 +187,15 @@ class HyperplaneService:
         assert spec.vpc is not None
         key = self._next_key(spec)
         n = self._pick(key) or await self._pick_or_create(key, spec)
-        if self._steering is None or self._steer_thread is None:
+        if self._steering is None:
             raise AwsError("ServiceException", "Hyperplane is not running", 500, "Service")
-        await self._steer_thread.run(self._steering.attach, sandbox.address, n)
+        steered = self._steer(sandbox.address, n)
+        try:
+            await steered
+        except asyncio.CancelledError:
+            if steered.done() and not steered.cancelled() and steered.exception() is None:
+                self._steering.detach(sandbox.address)  # steered, but nobody will use it
+            raise
         self._attached[sandbox.address] = n
         return SteeredSandbox(sandbox.address, n)
 
@@ -156,12 +204,41 @@ class HyperplaneService:
         if self._attached.get(handle.address) != handle.n:
             return  # stopped meanwhile (everything was removed) or already detached
         del self._attached[handle.address]
-        if self._steering is not None and self._steer_thread is not None:
-            await self._steer_thread.run(self._steering.detach, handle.address)
+        if self._steering is not None:
+            self._steering.detach(handle.address)
         row = self._rows.get(handle.n)
         if row is not None and row.key not in self._wanted_keys() \
                 and handle.n not in self._attached.values():
             await self.collect()  # its last environment went: the ENI goes too
+
+    def _steer(self, address: str, n: int) -> asyncio.Future[None]:
+        """Steer a sandbox, batched: every attach asked for in one turn of the event loop goes
+        in one nft transaction at the end of that turn. In a burst of cold starts, 100 single
+        transactions were ~50 ms of the loop that every cold start queued behind."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._to_steer:
+            loop.call_soon(self._steer_pending)
+        self._to_steer.append((address, n, done))
+        return done
+
+    def _steer_pending(self) -> None:
+        batch = [item for item in self._to_steer if not item[2].done()]  # not cancelled
+        self._to_steer = []
+        if not batch:
+            return
+        try:
+            if self._steering is None:
+                raise AwsError("ServiceException", "Hyperplane is not running", 500, "Service")
+            self._steering.attach_many([(address, n) for address, n, _ in batch])
+        except Exception as e:  # noqa: BLE001 - each waiting cold start gets the error
+            for _a, _n, done in batch:
+                if not done.done():
+                    done.set_exception(e)
+            return
+        for _a, _n, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     # choosing an ENI ---------------------------------------------------------------------
     def _next_key(self, spec: FunctionSpec) -> EniKey:
@@ -175,11 +252,19 @@ class HyperplaneService:
                       group_key(spec.vpc.security_group_ids))
 
     def _pick(self, key: EniKey) -> int | None:
-        """The fast path: an ENI of that key under the flow limit."""
+        """The fast path: an ENI of that key with room (flows, ports)."""
         for row in self._enis_of(key):
-            if self._flows.get(row.n, 0) < self.settings.eni_flow_limit:
+            if self._has_room(row.n):
                 return row.n
         return None
+
+    def _has_room(self, n: int) -> bool:
+        """Under the flow limit and no port-allocation error in the last PORT_QUIET_S."""
+        if self._flows.get(n, 0) >= self.settings.eni_flow_limit:
+            return False
+        errors = self._port_errors.get(n)
+        return errors is None or errors.last_at is None \
+            or time.monotonic() - errors.last_at >= PORT_QUIET_S
 
     async def _pick_or_create(self, key: EniKey, spec: FunctionSpec) -> int:
         """Every ENI of that key is full (or missing): make a further one, as AWS does past
@@ -187,9 +272,10 @@ class HyperplaneService:
         assert spec.vpc is not None
         async with self._lock:
             for row in self._enis_of(key):
-                if self._flows.get(row.n, 0) < self.settings.eni_flow_limit:
+                if self._has_room(row.n):
                     return row.n
-            log.info("ENIs of %s are full or missing: making a further one", key)
+            log.info("ENIs of %s are full (flows or ports) or missing: making a further one",
+                     key)
             return (await self._create(key, spec.vpc.vpc_id, spec.name)).n
 
     def _enis_of(self, key: EniKey) -> list[HyperplaneEniRow]:
@@ -226,7 +312,9 @@ class HyperplaneService:
         try:
             kernel = self._kernel_eni(row)
             assert kernel is not None
-            await self.net.run(hp.ensure_eni, self.names, kernel)
+            ports = self.settings.eni_snat_ports or hp.SNAT_PORTS
+            await self.net.run(hp.ensure_eni, self.names, kernel, ports)
+            await self.net.run(hp.ensure_port_guard, self.names, vpc_id, n, ports)
         except BaseException:
             log.exception("the data path of %s (e%d) failed; removing it", eni.id, n)
             await self._remove(row)
@@ -236,18 +324,21 @@ class HyperplaneService:
         return row
 
     async def _remove(self, row: HyperplaneEniRow) -> None:
+        await self.net.run(hp.remove_port_guard, self.names, row.vpc_id, row.n)
         await self.net.run(hp.remove_eni, self.names, row.vpc_id, row.n)
         if self.vpc.store.eni(row.eni_id) is not None:
             await self.vpc.delete_interface(row.key.region, row.eni_id, by_user=False)
         self.store.delete(row.n)
         self._rows.pop(row.n, None)
         self._flows.pop(row.n, None)
+        self._port_errors.pop(row.n, None)
         log.info("deleted Hyperplane ENI %s (e%d): no function uses it", row.eni_id, row.n)
         await self._drop_plane_if_unused(row.vpc_id)
 
     async def _drop_plane_if_unused(self, vpc_id: str) -> None:
         if not any(r.vpc_id == vpc_id for r in self._rows.values()):
             await self.net.run(hp.remove_vpc_plane, self.names, vpc_id)
+            self._seen.pop(vpc_id, None)  # a new plane's counters start at zero
 
     async def _drop_orphans(self) -> None:
         """Repair a crash between the EC2 interface and our row (either way round)."""
@@ -282,19 +373,63 @@ class HyperplaneService:
                 log.exception("sampling Hyperplane flows failed")
 
     async def sample_flows(self) -> dict[int, int]:
-        """Tracked flows per ENI, as the 65,000 rule reads them."""
+        """Tracked flows per ENI, as the 65,000 rule reads them; counts port-allocation
+        errors on the way (one conntrack read per plane serves both)."""
         if not self._attached:
             self._flows = {}
             return {}
         counts: dict[int, int] = {}
         for vpc_id in sorted({r.vpc_id for r in self._rows.values()}):
-            by_address = await self.net.run(hp.flow_counts, self.names, vpc_id)
+            ports = await self.net.run(hp.plane_ports, self.names, vpc_id)
+            addresses: dict[int, str] = {}
             for row in [r for r in self._rows.values() if r.vpc_id == vpc_id]:
                 eni = self.vpc.store.eni(row.eni_id)
                 if eni is not None:
-                    counts[row.n] = by_address.get(eni.ip, 0)
+                    counts[row.n] = ports.flows.get(eni.ip, 0)
+                    addresses[row.n] = eni.ip
+            failed_before = self._seen.get(vpc_id, (0, {}))[0]
+            destinations = None
+            if ports.insert_failed > failed_before and len(addresses) > 1:
+                # several ENIs share the plane's count: who is out of ports (rare, so a
+                # second, costlier read)
+                destinations = await self.net.run(hp.plane_ports, self.names, vpc_id, True)
+            self._count_port_errors(vpc_id, ports, addresses, destinations)
         self._flows = counts
         return counts
+
+    def _count_port_errors(self, vpc_id: str, ports: hp.PlanePorts, addresses: dict[int, str],
+                           destinations: hp.PlanePorts | None = None) -> None:
+        """Attribute a plane's new port-allocation errors to its ENIs (module docstring);
+        `destinations`: a read with each ENI's busiest destination, when several ENIs may
+        share the plane's conntrack count."""
+        failed_before, refused_before = self._seen.get(vpc_id, (0, {}))
+        self._seen[vpc_id] = (ports.insert_failed, dict(ports.refused))
+        new = {n: max(0, ports.refused.get(n, 0) - refused_before.get(n, 0)) for n in addresses}
+        failed = max(0, ports.insert_failed - failed_before)
+        if failed and addresses:
+            def share(n: int) -> float:
+                if destinations is None:
+                    return 0.0  # one ENI (or no read): every candidate shares the top rank
+                used = destinations.busiest.get(addresses[n], 0)
+                full = destinations.ranges.get(n, hp.port_range_size(hp.SNAT_PORTS))
+                return used / max(1, full)
+            fullest = max(share(n) for n in addresses)
+            for n in addresses:
+                if share(n) == fullest:
+                    new[n] += failed
+        now = time.monotonic()
+        for n, count in new.items():
+            if count:
+                errors = self._port_errors.setdefault(n, PortErrors())
+                if errors.last_at is None or now - errors.last_at >= PORT_QUIET_S:
+                    log.info("Hyperplane ENI e%d: port-allocation errors; it takes no new "
+                             "environments until %.0f s without any", n, PORT_QUIET_S)
+                errors.count += count
+                errors.last_at = now
+
+    def port_errors(self) -> dict[int, int]:
+        """Port-allocation errors counted per ENI n (as of the last sample)."""
+        return {n: e.count for n, e in self._port_errors.items()}
 
 
 def _state_error(e: AwsError) -> AwsError:

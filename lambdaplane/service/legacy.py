@@ -7,10 +7,10 @@ SubnetIPAddressLimitReachedException, as AWS did then. Creating or updating a fu
 ENI (AWS validated the VpcConfig only).
 
 Plugs into the same two places as service/hyperplane.py: `prepare`/`release` (NetworkPreparer,
-service/functions.py) and `attach`/`detach` (VpcAttacher, sandbox/environments.py). The ENI row
-and its VPC port belong to VpcService (its reconcile makes the port, whose peer `e<n>` lands in
-the VPC's hyperplane namespace); the per-ENI data path (transit, routes, SNAT, one steering
-element) is net/legacy.py's on the NetThread.
+service/function_lifecycle.py) and `attach`/`detach` (VpcAttacher, sandbox/environments.py).
+The ENI row and its VPC port belong to VpcService (its reconcile makes the port, whose peer
+`e<n>` lands in the VPC's hyperplane namespace); the per-ENI data path (transit, routes, SNAT,
+one steering element) is net/legacy.py's on the NetThread.
 
 A legacy ENI is recognised by its kernel link: `e<n>` with n ≥ LEGACY_BASE, a range Hyperplane
 ENIs never use, so leftovers of a crash are found from the store alone."""

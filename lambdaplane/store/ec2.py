@@ -1,6 +1,7 @@
 """EC2 network objects in SQLite: VPCs, subnets, security groups and their rules, network
 interfaces (ENIs) and tags. Plain rows in, dataclasses out; the rules (what may be created or
-deleted) live in service/vpc.py, and the kernel state is derived from these rows (net/)."""
+deleted) live in service/vpc.py, security_groups.py and interfaces.py, and the kernel state
+is derived from these rows (net/)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

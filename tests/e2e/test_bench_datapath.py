@@ -20,11 +20,13 @@ def test_bench_datapath_quick(tmp_path: Path) -> None:
                           timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "datapath.json").read_text())
-    assert set(result["paths"]) == {"direct", "eni", "in_vpc"}
+    assert set(result["paths"]) == {"direct_veth", "eni", "in_vpc", "runtime_api"}
+    assert set(result["path_definitions"]) == set(result["paths"])
     for row in result["paths"].values():
         assert row["throughput_gbit_s"] > 0
         assert row["connections"]["connections"] > 0 and row["connections"]["errors"] == 0
     assert set(result["ratios"]) >= {"throughput_ratio", "conn_rate_ratio"}
+    assert set(result["ratios_vs_runtime_api"]) >= {"throughput_ratio", "conn_rate_ratio"}
     held = result["concurrent"]
     assert held["established"] == held["wanted"] and held["errors"] == 0
     assert held["established_flows_in_plane_while_held"] == held["wanted"]

@@ -230,7 +230,9 @@ def kernel_problems(instance: str, server_pid: int, status: dict[str, Any],
     root_tables = [t for _f, t in nft.tables(names.nft_table)]
     if root_tables:
         problems.append(f"root-namespace nft tables {root_tables} (uplink is off)")
-    envs = sum(execution["environments"].values())
+    # environments, and pre-forked sandboxes (each with an env-* cgroup before it is assigned)
+    envs = sum(execution["environments"].values()) + execution.get("prewarmed_ready", 0) + \
+        execution.get("prewarmed_other", 0)
     ours = descendants(server_pid)
     for controller in CONTROLLERS:
         base = CGROUP_ROOT / controller / names.cgroup_dir

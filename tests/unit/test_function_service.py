@@ -1,5 +1,5 @@
-"""service/functions.py against a real SQLite store and code dir; execution is a fake that
-records which functions were retired."""
+"""service/functions.py (with function_config.py and function_lifecycle.py) against a real
+SQLite store and code dir; execution is a fake that records which functions were retired."""
 from __future__ import annotations
 
 import asyncio

@@ -10,7 +10,8 @@ import pytest
 from lambdaplane.config import Settings
 from lambdaplane.errors import AwsError
 from lambdaplane.net.names import Names
-from lambdaplane.service.vpc import VpcService, new_id
+from lambdaplane.service.ec2_ids import new_id
+from lambdaplane.service.vpc import VpcService
 from lambdaplane.service.vpc_config import ValidatedVpcConfig, validate_vpc_config
 from lambdaplane.store.db import Database
 from lambdaplane.store.ec2 import SecurityGroup, Subnet, Vpc

@@ -1,0 +1,183 @@
+"""Pre-forked sandboxes: execution environments built ahead of demand — a pooled netns, a
+cgroup, a fork from the zygote into new mount/pid/ipc/uts namespaces, the root filesystem —
+waiting, as root and with no function code in them, for the function that takes them.
+
+A cold start that finds one only assigns it: the name of its code directory in the store, its
+environment variables and its output pipe, in one datagram; the sandbox mounts that code at
+/var/task, lets go of the rest of the store, drops every privilege and starts the runtime.
+The fork and the sandbox build (≈3.5 ms of CPU of a cold start's ≈7 here) leave the
+cold-start path, which is what decides how long a burst of cold starts takes on 2 cores.
+
+Only the default interpreter's zygote pre-forks (python3.11, which also serves provided.*);
+other runtimes, and cold starts that find none ready, take the fork path. Refills wait while
+invocations run, as the pool's do, so a burst does not pay for the next one. The server keeps
+`settings.prefork` of them (`serve --prefork N`, default 4; 0: none)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Settings
+from ..net.names import Names
+from . import cgroups
+from .cgroups import EnvCgroup
+from .pool import Sandbox, SandboxPool
+from .zygote import PreforkedEnv, SpawnRequest, Zygote, default_interpreter
+
+log = logging.getLogger(__name__)
+
+PREFORK_MEMORY_MB = 128  # until assigned: the function's own size is set then
+MAX_DEFER_S = 2.0  # under endless load, refills still come this often
+START_TIMEOUT_S = 10.0
+EXIT_WAIT_S = 5.0
+
+
+@dataclass
+class Prewarmed:
+    env_id: str
+    sandbox: Sandbox
+    cgroup: EnvCgroup
+    forked: PreforkedEnv
+    exited: asyncio.Task[int]
+    interpreter: str
+    assigned: bool = False
+
+
+class PrewarmedSandboxes:
+    def __init__(self, settings: Settings, names: Names, pool: SandboxPool,
+                 zygote: Callable[[str], Awaitable[Zygote]], busy: Callable[[], bool]) -> None:
+        self.settings = settings
+        self.names = names
+        self.pool = pool
+        self.zygote = zygote  # the environments' own zygote getter (started on first use)
+        self.busy = busy
+        self.code_root = settings.data_dir / "code"
+        self._ready: deque[Prewarmed] = deque()
+        self._wanted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._discards: set[asyncio.Task[None]] = set()
+        self._interpreter = ""
+        self._making = 0
+
+    async def start(self) -> None:
+        if self.settings.prefork > 0:
+            self._interpreter = default_interpreter()
+            self._task = asyncio.create_task(self._fill_loop(), name="lp-prefork")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._ready:
+            self._discard_soon(self._ready.popleft())
+        while self._discards:
+            await asyncio.gather(*list(self._discards), return_exceptions=True)
+
+    def take(self, interpreter: str, code_dir: Path) -> Prewarmed | None:
+        """A ready sandbox for a function run by `interpreter` whose code is `code_dir`, or
+        None (the caller forks as usual)."""
+        if interpreter != self._interpreter or code_dir.parent != self.code_root:
+            return None
+        while self._ready:
+            pw = self._ready.popleft()
+            self._wanted.set()
+            if not pw.exited.done():
+                pw.assigned = True
+                return pw
+        return None
+
+    def stats(self) -> dict[str, int]:
+        # sandboxes being made or discarded hold a cgroup too (stats must account for them)
+        return {"prewarmed_ready": len(self._ready), "prewarmed_target": self.settings.prefork,
+                "prewarmed_other": self._making + len(self._discards)}
+
+    # internals ---------------------------------------------------------------------------
+    async def _fill_loop(self) -> None:
+        deferred_since: float | None = None
+        while True:
+            if len(self._ready) >= self.settings.prefork:
+                deferred_since = None
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
+            now = time.monotonic()
+            deferred_since = deferred_since or now
+            if self.busy() and now - deferred_since < MAX_DEFER_S:
+                await asyncio.sleep(0.02)  # a fork + build would take its CPU from them
+                continue
+            self._making += 1
+            try:
+                made: Prewarmed | None = await self._make()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pre-forking a sandbox failed; retrying shortly")
+                made = None
+            finally:
+                self._making -= 1
+            if made is None:
+                await asyncio.sleep(1.0)  # cold starts fork meanwhile
+                continue
+            self._ready.append(made)
+            deferred_since = None
+
+    async def _make(self) -> Prewarmed:
+        sandbox = await self.pool.take()
+        env_id = secrets.token_hex(8)
+        cgroup: EnvCgroup | None = None
+        try:
+            cgroup = cgroups.create_env_cgroup(self.names, env_id, PREFORK_MEMORY_MB)
+            zygote = await self.zygote(self._interpreter)
+            request = SpawnRequest(
+                env_id=env_id, netns_path=sandbox.netns_path, cgroup_procs=cgroup.procs_files,
+                code_dir=str(self.code_root), runtime="", handler="", environ={},
+                uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid)
+            forked = await asyncio.wait_for(zygote.prefork(request), START_TIMEOUT_S)
+        except BaseException:
+            if cgroup is not None:
+                await asyncio.to_thread(cgroups.destroy_env_cgroup, cgroup)
+            await self.pool.release(sandbox.slot)
+            raise
+        exited = asyncio.create_task(forked.process.wait(), name=f"lp-env-{env_id}")
+        pw = Prewarmed(env_id, sandbox, cgroup, forked, exited, self._interpreter)
+        exited.add_done_callback(lambda _t: self._on_exit(pw))
+        return pw
+
+    def _on_exit(self, pw: Prewarmed) -> None:
+        """An unassigned sandbox died (its build failed, or it was killed): clean it up.
+        Once assigned, it is an environment's, and its exit is the environment's business."""
+        if pw.assigned:
+            return
+        with contextlib.suppress(ValueError):
+            self._ready.remove(pw)
+            self._wanted.set()
+        self._discard_soon(pw)
+
+    def _discard_soon(self, pw: Prewarmed) -> None:
+        if pw.assigned:
+            return
+        pw.assigned = True  # nobody else may take or discard it now
+        task = asyncio.create_task(self._discard(pw), name=f"lp-prefork-discard-{pw.env_id}")
+        self._discards.add(task)
+        task.add_done_callback(self._discards.discard)
+
+    async def _discard(self, pw: Prewarmed) -> None:
+        try:
+            pw.forked.close()
+            pw.forked.process.kill()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(pw.exited), EXIT_WAIT_S)
+            await asyncio.to_thread(cgroups.destroy_env_cgroup, pw.cgroup)
+        except Exception:
+            log.exception("discarding pre-forked sandbox %s failed", pw.env_id)
+        finally:
+            await self.pool.release(pw.sandbox.slot)
