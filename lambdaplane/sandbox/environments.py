@@ -29,7 +29,13 @@ from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
 from .types import FunctionSpec, Invocation, InvocationResult
-from .zygote import SpawnedEnv, SpawnRequest, Zygote, interpreter_for, supported_runtimes
+from .zygote import (
+    SpawnedEnv,
+    SpawnRequest,
+    Zygote,
+    interpreter_for,
+    supported_runtimes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +168,11 @@ class ExecutionEnvironments:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        await self.prewarmed.stop()  # first: it would go on making sandboxes meanwhile
         for env in list(self._envs.values()):
             self._destroy_soon(env)
         while self._teardowns:
             await asyncio.gather(*list(self._teardowns), return_exceptions=True)
-        await self.prewarmed.stop()
         await self.runtime_api.stop()
         for zygote in list(self._zygotes.values()):
             with contextlib.suppress(Exception):
@@ -266,20 +272,32 @@ class ExecutionEnvironments:
             env.cgroup, env.process = prewarmed.cgroup, prewarmed.forked.process
             env.exited = prewarmed.exited
         self._envs[env_id] = env
+        vpc_ms = 0.0
         try:
-            if spec.vpc is not None:
-                if self.vpc_attacher is None:
-                    raise AwsError("ServiceException", "VPC networking is not available", 500,
-                                   "Service")
-                env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
-            t_vpc = time.monotonic()
+            if spec.vpc is not None and self.vpc_attacher is None:
+                raise AwsError("ServiceException", "VPC networking is not available", 500,
+                               "Service")
             environ = reserved_environment(spec, log_stream, self.settings.runtime_api_port)
             if prewarmed:
                 cgroups.set_memory_limit(prewarmed.cgroup, spec.memory_mb)
                 t2 = time.monotonic()
+                # A VPC function's sandbox sets itself up while its steering element is
+                # added, and runs no function code until told the network is there.
                 prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
-                                        tmp_size_mb(spec.memory_mb), env.output.write_fd)
+                                        tmp_size_mb(spec.memory_mb), env.output.write_fd,
+                                        network_pending=spec.vpc is not None)
+                t3 = time.monotonic()
+                if spec.vpc is not None:
+                    assert self.vpc_attacher is not None
+                    env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
+                    prewarmed.forked.network_ready()
+                    vpc_ms = (time.monotonic() - t3) * 1000
             else:
+                if spec.vpc is not None:
+                    assert self.vpc_attacher is not None
+                    env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
+                    vpc_ms = (time.monotonic() - t1) * 1000
+                t_cgroup = time.monotonic()
                 env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
                 t2 = time.monotonic()
                 zygote = await self._zygote(interpreter)
@@ -293,6 +311,7 @@ class ExecutionEnvironments:
                 env.process = await asyncio.wait_for(zygote.spawn(request, env.output.write_fd),
                                                      INIT_TIMEOUT_S)
                 env.exited = asyncio.create_task(env.process.wait(), name=f"lp-env-{env_id}")
+                t3 = time.monotonic()
             env.output.writer_sent()
             assert env.exited is not None
             env.exited.add_done_callback(lambda _t, e=env: self._on_exit(e))
@@ -301,10 +320,10 @@ class ExecutionEnvironments:
                 prewarmed.forked.close()
             self._destroy_soon(env)
             raise
-        t3 = time.monotonic()
-        timings.update(pool_take_ms=(t1 - t0) * 1000, vpc_attach_ms=(t_vpc - t1) * 1000,
-                       cgroup_ms=(t2 - t_vpc) * 1000,
-                       spawn_ms=(t3 - t2) * 1000, zygote_fork_ms=env.process.fork_ms)
+        cgroup_began = t1 if prewarmed else t_cgroup
+        timings.update(pool_take_ms=(t1 - t0) * 1000, vpc_attach_ms=vpc_ms,
+                       cgroup_ms=(t2 - cgroup_began) * 1000, spawn_ms=(t3 - t2) * 1000,
+                       zygote_fork_ms=0.0 if prewarmed else env.process.fork_ms)
         timings["cold_start_began"] = t0
         return env
 

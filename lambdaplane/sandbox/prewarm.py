@@ -37,6 +37,7 @@ PREFORK_MEMORY_MB = 128  # until assigned: the function's own size is set then
 MAX_DEFER_S = 2.0  # under endless load, refills still come this often
 START_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 5.0
+FAILURE_PAUSE_S = 1.0  # after a sandbox died before being assigned, before the next fork
 
 
 @dataclass
@@ -65,9 +66,11 @@ class PrewarmedSandboxes:
         self._discards: set[asyncio.Task[None]] = set()
         self._interpreter = ""
         self._making = 0
+        self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
 
     async def start(self) -> None:
-        if self.settings.prefork > 0:
+        # Without a code store (an execution layer used on its own) no function can take one.
+        if self.settings.prefork > 0 and self.code_root.is_dir():
             self._interpreter = default_interpreter()
             self._task = asyncio.create_task(self._fill_loop(), name="lp-prefork")
 
@@ -97,7 +100,8 @@ class PrewarmedSandboxes:
 
     def stats(self) -> dict[str, int]:
         # sandboxes being made or discarded hold a cgroup too (stats must account for them)
-        return {"prewarmed_ready": len(self._ready), "prewarmed_target": self.settings.prefork,
+        return {"prewarmed_ready": len(self._ready),
+                "prewarmed_target": self.settings.prefork if self._task is not None else 0,
                 "prewarmed_other": self._making + len(self._discards)}
 
     # internals ---------------------------------------------------------------------------
@@ -110,6 +114,9 @@ class PrewarmedSandboxes:
                 await self._wanted.wait()
                 continue
             now = time.monotonic()
+            if now - self._failed_at < FAILURE_PAUSE_S:
+                await asyncio.sleep(FAILURE_PAUSE_S)  # a build failing again and again
+                continue
             deferred_since = deferred_since or now
             if self.busy() and now - deferred_since < MAX_DEFER_S:
                 await asyncio.sleep(0.02)  # a fork + build would take its CPU from them
@@ -157,6 +164,9 @@ class PrewarmedSandboxes:
         Once assigned, it is an environment's, and its exit is the environment's business."""
         if pw.assigned:
             return
+        self._failed_at = time.monotonic()
+        log.warning("pre-forked sandbox %s exited unassigned (status %s)", pw.env_id,
+                    pw.exited.result() if not pw.exited.cancelled() else "cancelled")
         with contextlib.suppress(ValueError):
             self._ready.remove(pw)
             self._wanted.set()

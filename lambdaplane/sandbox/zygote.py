@@ -115,14 +115,26 @@ class PreforkedEnv:
     control: socket.socket
 
     def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
-               output_fd: int) -> None:
+               output_fd: int, network_pending: bool = False) -> None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
-        /tmp size and the output pipe. One small datagram to a waiting peer: never blocks."""
+        /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
+        network_pending: it sets itself up but runs no function code until `network_ready`."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
-                              "tmp_size_mb": tmp_size_mb}).encode()
+                              "tmp_size_mb": tmp_size_mb,
+                              "network_pending": network_pending}).encode()
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                               array.array("i", [output_fd]))])
+        except BaseException:
+            self.close()
+            raise
+        if not network_pending:
+            self.close()
+
+    def network_ready(self) -> None:
+        """Its VPC path exists: it may run the function's code now."""
+        try:
+            self.control.send(b"go")
         finally:
             self.close()
 

@@ -85,8 +85,10 @@ def _exec_provided(environ: dict[str, str]) -> None:
         os._exit(127 if e.errno == errno.ENOENT else 126)
 
 
-def _await_assignment(ctl_fd: int) -> dict[str, Any]:
-    """A pre-forked child's wait for its function (blocking; no function code has run)."""
+def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None]:
+    """A pre-forked child's wait for its function (blocking; no function code has run).
+    Returns the assignment, and the control socket if a `go` is still to come (a VPC
+    function's network is being attached meanwhile)."""
     ctl = socket.socket(fileno=ctl_fd)
     data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4))
     if not data:
@@ -97,10 +99,18 @@ def _await_assignment(ctl_fd: int) -> dict[str, Any]:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
     os.dup2(fds[0], 1)
     os.dup2(fds[0], 2)
-    ctl.close()
     assignment: dict[str, Any] = json.loads(data)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]))
-    return assignment
+    if assignment.get("network_pending"):
+        return assignment, ctl
+    ctl.close()
+    return assignment, None
+
+
+def _await_network(ctl: socket.socket) -> None:
+    if ctl.recv(16) != b"go":
+        os._exit(SETUP_FAILED)  # the server gave up on this environment (EOF)
+    ctl.close()
 
 
 def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
@@ -129,12 +139,19 @@ def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
         isolation.join_cgroups(spec.cgroup_procs)
         isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
+        pending: socket.socket | None = None
         if prefork:
             isolation.limit_future_privileges(host.cap_last)
-            req = {**req, **_await_assignment(out_fd)}
+            assignment, pending = _await_assignment(out_fd)
+            req = {**req, **assignment}
         stdin = os.open("/dev/null", os.O_RDONLY)
         os.dup2(stdin, 0)
-        os.closerange(3, 2**31 - 1)  # one close_range(2): whatever the zygote inherited
+        # whatever the zygote inherited (close_range(2)), but a control socket still needed
+        if pending is None:
+            os.closerange(3, 2**31 - 1)
+        else:
+            os.closerange(3, pending.fileno())
+            os.closerange(pending.fileno() + 1, 2**31 - 1)
         if prefork:
             isolation.become_user(spec.uid, spec.gid)
         else:
@@ -143,6 +160,8 @@ def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
         os.environ.clear()
         os.environ.update(environ)
         os.chdir("/var/task")
+        if pending is not None:
+            _await_network(pending)
     except BaseException as e:  # noqa: BLE001 - whatever happened, this child must not return
         try:
             os.write(2, f"lambdaplane: sandbox setup failed: {e!r}\n".encode())

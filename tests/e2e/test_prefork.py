@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import live_server
+from tests.e2e.vpc_support import resource
 from tests.harness import LiveServer, make_zip
 
 pytestmark = pytest.mark.root
@@ -135,3 +136,58 @@ def _wait_prewarmed_n(server: LiveServer, n: int) -> None:
     while _execution(server)["prewarmed_ready"] < n:
         assert time.monotonic() < deadline, _execution(server)
         time.sleep(0.05)
+
+
+VPC_APP = """
+import socket, time
+
+began = time.monotonic()
+try:  # at import: the network must be there before any of the function's code runs
+    with socket.create_connection(("{ip}", 7000), timeout=0.5) as s:
+        AT_IMPORT = s.recv(100).decode()
+except OSError as e:
+    AT_IMPORT = f"failed: {{e!r}}"
+
+def handler(event, context):
+    return {{"at_import": AT_IMPORT}}
+"""
+
+
+def test_vpc_function_reaches_its_vpc_from_its_first_line(server: LiveServer) -> None:
+    """A pre-forked sandbox of a VPC function is steered while it sets itself up, and runs no
+    function code before that: a connection made at import time goes through at once (a SYN
+    sent before the steering would be lost and retried only after a second)."""
+    ec2, lam = server.ec2(), server.lambda_()
+    vpc = ec2.create_vpc(CidrBlock="10.93.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.93.1.0/24")["Subnet"]["SubnetId"]
+    fn_group = ec2.create_security_group(GroupName="fn", Description="fn", VpcId=vpc)["GroupId"]
+    db_group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=db_group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 7000, "ToPort": 7000,
+         "UserIdGroupPairs": [{"GroupId": fn_group}]}])
+    try:
+        with resource(server, subnet, [db_group], ports=(7000,), ip="10.93.1.40"):
+            _create(lam, "pf-vpc", "python3.11", {"app.py": VPC_APP.format(ip="10.93.1.40")},
+                    "app.handler",
+                    VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [fn_group]})
+            for _ in range(3):
+                _wait_prewarmed(server)
+                answer, log = _invoke(lam, "pf-vpc")
+                assert "Init Duration" in log
+                assert answer["at_import"].startswith("hello from 10.93.1.40"), answer
+                lam.update_function_configuration(FunctionName="pf-vpc",
+                                                  Description=f"again {time.monotonic()}")
+                lam.get_waiter("function_updated_v2").wait(
+                    FunctionName="pf-vpc", WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    finally:
+        lam.delete_function(FunctionName="pf-vpc")
+        wait = time.monotonic() + 30
+        while time.monotonic() < wait:  # its ENI goes with it; then the VPC can go
+            try:
+                ec2.delete_security_group(GroupId=db_group)
+                ec2.delete_security_group(GroupId=fn_group)
+                ec2.delete_subnet(SubnetId=subnet)
+                ec2.delete_vpc(VpcId=vpc)
+                break
+            except Exception:  # noqa: BLE001 - DependencyViolation until the ENI is gone
+                time.sleep(0.2)
