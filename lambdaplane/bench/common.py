@@ -135,6 +135,30 @@ class LambdaHttp:
         self.conn.close()
 
 
+def _cpu_busy_idle() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks[:8]) - idle, idle
+
+
+def wait_for_quiet_cpu(max_busy: float = 0.15, window_s: float = 0.1,
+                       timeout_s: float = 5.0) -> float:
+    """Until the whole machine's CPU is below `max_busy` over one `window_s` (or `timeout_s`
+    has passed); returns the seconds waited. A server at rest can leave the kernel busy: a
+    deleted namespace is torn down asynchronously, 10-60 ms of kernel work each, so a burst
+    started right after 100 environments were retired competed with their teardown."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        busy0, idle0 = _cpu_busy_idle()
+        time.sleep(window_s)
+        busy1, idle1 = _cpu_busy_idle()
+        total = (busy1 - busy0) + (idle1 - idle0)
+        if total and (busy1 - busy0) / total <= max_busy:
+            break
+    return time.monotonic() - began
+
+
 def write_json(out_dir: Path, name: str, data: dict) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"

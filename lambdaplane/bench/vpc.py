@@ -24,7 +24,8 @@ from pathlib import Path
 
 
 from .common import (LambdaHttp, aws_client, create_network, machine, percentile,
-                     private_server, remove_bench_objects, summary, write_json, zip_bytes)
+                     private_server, remove_bench_objects, summary, wait_for_quiet_cpu,
+                     write_json, zip_bytes)
 
 HANDLER = """
 import time
@@ -147,7 +148,8 @@ def _burst(endpoint: str, name: str, n: int, hold_s: float) -> list[float]:
 
 
 def _retire_all(http: LambdaHttp, endpoint: str, names, pool: int) -> None:
-    """No environment left (a Description change retires them) and a full sandbox pool."""
+    """No environment left (a Description change retires them), a full sandbox pool, and the
+    machine quiet again (the retired environments' namespaces torn down)."""
     for name in names:
         http.json("PUT", f"/2015-03-31/functions/{name}/configuration",
                   {"Description": f"retired {time.monotonic_ns()}"})
@@ -158,6 +160,7 @@ def _retire_all(http: LambdaHttp, endpoint: str, names, pool: int) -> None:
         if not any(execution["environments"].values()) and \
                 execution["pool_ready"] >= min(pool, execution["pool_target"]) and \
                 execution.get("prewarmed_ready", 0) >= execution.get("prewarmed_target", 0):
+            wait_for_quiet_cpu()
             return
         time.sleep(0.02)
     raise TimeoutError(f"environments did not retire: {execution}")

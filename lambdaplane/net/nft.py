@@ -1,5 +1,6 @@
 """The only libnftables user. Every change is one transaction (a script of nft text applied
-atomically) in one network namespace; reads come back as JSON."""
+atomically) in one network namespace; reads come back as JSON. (The cold-start path's steering
+element skips libnftables: net/nft_elements.py.)"""
 from __future__ import annotations
 
 import json
@@ -57,26 +58,3 @@ def tables(prefix: str = "", netns: str | None = None) -> list[tuple[str, str]]:
 def delete_table(family: str, name: str, netns: str | None = None) -> None:
     if (family, name) in tables(name, netns):
         apply(f"delete table {family} {name}", netns)
-
-
-class Session:
-    """A libnftables context kept open inside one netns, for hot paths (a cold start's one map
-    element). Its netlink socket stays in the netns it was opened in, so no setns per call; and
-    freeing a context after a delete costs ~15 ms here (the kernel waits on the socket's
-    release), which a kept session pays once. Use it from one thread; close() it before the
-    netns is deleted, or the open socket keeps the namespace alive."""
-
-    def __init__(self, netns: str | None) -> None:
-        self.netns = netns
-        with ns.entered(netns):
-            self._ctx: nftables.Nftables | None = _ctx()
-
-    def apply(self, script: str) -> None:
-        assert self._ctx is not None, "session closed"
-        rc, _out, err = self._ctx.cmd(script)
-        if rc != 0:
-            raise NftError(f"nft failed in {self.netns or 'current netns'}: {err.strip()}\n"
-                           f"--- script ---\n{script}")
-
-    def close(self) -> None:
-        self._ctx = None  # libnftables frees the context (and its socket) on collection
