@@ -88,6 +88,12 @@ def _measure_mode(endpoint: str, plan: dict, min_rounds: int
         for n in plan["concurrency"]:
             cold: dict[str, list[float]] = {"vpc": [], "no_vpc": []}
             addresses, enis, environments = 0, 0, 0
+            # The first burst at a new size is slower whatever the kind (2026-12-03: round 0
+            # p50 420 ms against ~230 for the rest at N = 50, 734 against ~460 at 100), and
+            # round 0 starts with the VPC function: one unmeasured burst of each first.
+            for kind in ("no_vpc", "vpc"):
+                _retire_all(http, endpoint, names.values(), plan["pool"])
+                _burst(endpoint, names[kind], n, plan["hold_s"])
             for rep in range(max(min_rounds, math.ceil(plan["samples"] / n))):
                 order = ["vpc", "no_vpc"] if rep % 2 == 0 else ["no_vpc", "vpc"]
                 for kind in order:

@@ -103,9 +103,9 @@ class HyperplaneService:
         # sample's insert_failed and guard refusals per ENI (the increase is what is counted)
         self._turn: dict[tuple[str, str], int] = {}  # round-robin position per function
         self._lock = asyncio.Lock()  # ENIs are made and removed one at a time
-        # Steering runs on the event loop itself: one map element is ~0.1 ms of CPU, while a
+        # Steering runs on the event loop itself: one map element is ~0.01 ms of CPU, while a
         # hop to any thread costs a GIL hand-over each way, which under a burst of cold starts
-        # (the loop busy) waited tens of ms. Its nft session's socket lives in the worker netns.
+        # (the loop busy) waited tens of ms. Its netlink socket lives in the worker netns.
         self._steering: hp.Steering | None = None
         self._sampler: asyncio.Task[None] | None = None
 

@@ -194,7 +194,7 @@ class LegacyVpc:
             self._used.discard(n)
 
     def _steer(self) -> hp.Steering:
-        """The worker's steering table and a session on it, made on first use (the worker
+        """The worker's steering table and a netlink socket on it, made on first use (the worker
         namespace exists by then). NetThread only."""
         if self._steering is None:
             hp.ensure_steering(self.names)
