@@ -110,10 +110,14 @@ def test_reserved_concurrency_429(server: LiveServer) -> None:
 
 
 def _throttled_while_busy(server: LiveServer, lam, name: str) -> str | None:
-    """Hold the function busy with one slow call; a second call must be throttled."""
+    """Hold the function busy with one slow call; a second call must be throttled. Probing
+    starts only once the slow call runs on the server: a probe that came first would take the
+    one slot and throttle the slow call instead."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         slow = pool.submit(server.lambda_().invoke, FunctionName=name,
                            Payload=json.dumps({"sleep": 4}))
+        while not slow.done() and server.admin("status")["execution"]["in_flight"] < 1:
+            time.sleep(0.02)
         reason = None
         while not slow.done() and reason is None:
             try:
