@@ -30,6 +30,7 @@ from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import (
+    NetworkGate,
     SpawnedEnv,
     SpawnRequest,
     Zygote,
@@ -283,20 +284,14 @@ class ExecutionEnvironments:
                 t2 = time.monotonic()
                 # A VPC function's sandbox sets itself up while its steering element is
                 # added, and runs no function code until told the network is there.
-                prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
-                                        tmp_size_mb(spec.memory_mb), env.output.write_fd,
-                                        network_pending=spec.vpc is not None)
+                gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
+                                               tmp_size_mb(spec.memory_mb),
+                                               env.output.write_fd,
+                                               network_pending=spec.vpc is not None)
                 t3 = time.monotonic()
-                if spec.vpc is not None:
-                    assert self.vpc_attacher is not None
-                    env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
-                    prewarmed.forked.network_ready()
-                    vpc_ms = (time.monotonic() - t3) * 1000
+                if gate is not None:
+                    vpc_ms = await self._attach_then_open(env, gate)
             else:
-                if spec.vpc is not None:
-                    assert self.vpc_attacher is not None
-                    env.vpc_handle = await self.vpc_attacher.attach(spec, sandbox)
-                    vpc_ms = (time.monotonic() - t1) * 1000
                 t_cgroup = time.monotonic()
                 env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
                 t2 = time.monotonic()
@@ -307,11 +302,26 @@ class ExecutionEnvironments:
                     runtime=spec.runtime, handler=spec.handler, environ=environ,
                     uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
                     tmp_size_mb=tmp_size_mb(spec.memory_mb))
-                # bounded: a zygote that never answers must not hold the invocation forever
-                env.process = await asyncio.wait_for(zygote.spawn(request, env.output.write_fd),
-                                                     INIT_TIMEOUT_S)
-                env.exited = asyncio.create_task(env.process.wait(), name=f"lp-env-{env_id}")
-                t3 = time.monotonic()
+                # A VPC function's spawn request goes first, gated: the zygote forks it
+                # while it is attached (it was attached before the request, which put each
+                # VPC cold start of a burst behind every earlier one's attach).
+                gate, theirs = NetworkGate.pair() if spec.vpc is not None else (None, None)
+                try:
+                    # bounded: a zygote that never answers must not hold the invocation
+                    try:
+                        env.process = await asyncio.wait_for(
+                            zygote.spawn(request, env.output.write_fd, theirs), INIT_TIMEOUT_S)
+                    finally:
+                        if theirs is not None:
+                            theirs.close()
+                    env.exited = asyncio.create_task(env.process.wait(),
+                                                     name=f"lp-env-{env_id}")
+                    t3 = time.monotonic()
+                    if gate is not None:
+                        vpc_ms = await self._attach_then_open(env, gate)
+                finally:
+                    if gate is not None:
+                        gate.close()
             env.output.writer_sent()
             assert env.exited is not None
             env.exited.add_done_callback(lambda _t, e=env: self._on_exit(e))
@@ -326,6 +336,14 @@ class ExecutionEnvironments:
                        zygote_fork_ms=0.0 if prewarmed else env.process.fork_ms)
         timings["cold_start_began"] = t0
         return env
+
+    async def _attach_then_open(self, env: Environment, gate: NetworkGate) -> float:
+        """Attach a gated VPC environment and let it run; the milliseconds attaching took."""
+        assert self.vpc_attacher is not None  # checked before the sandbox was set up
+        began = time.monotonic()
+        env.vpc_handle = await self.vpc_attacher.attach(env.spec, env.sandbox)
+        gate.open()
+        return (time.monotonic() - began) * 1000
 
     async def _run(self, env: Environment, inv: Invocation, cold: bool,
                    timings: dict[str, float]) -> InvocationResult:

@@ -108,6 +108,31 @@ class SpawnRequest:
     tmp_size_mb: int = 512
 
 
+class NetworkGate:
+    """Holds an environment's function code until its VPC path exists: the sandbox finishes
+    its own set-up, then waits on its end of a socket pair. `open()` lets it run; `close()`
+    alone (EOF) makes it exit with SANDBOX_SETUP_FAILED before any function code ran."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self._control = control
+
+    @classmethod
+    def pair(cls) -> tuple["NetworkGate", socket.socket]:
+        """(the gate, the sandbox's end: goes to the zygote, then is closed here)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        return cls(ours), theirs
+
+    def open(self) -> None:
+        try:
+            self._control.send(b"go")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._control.close()
+
+
 @dataclass
 class PreforkedEnv:
     """A sandbox forked ahead of demand, waiting for its function on `control`."""
@@ -115,10 +140,11 @@ class PreforkedEnv:
     control: socket.socket
 
     def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
-               output_fd: int, network_pending: bool = False) -> None:
+               output_fd: int, network_pending: bool = False) -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
-        network_pending: it sets itself up but runs no function code until `network_ready`."""
+        network_pending: it sets itself up but runs no function code until the returned
+        gate is opened."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
                               "network_pending": network_pending}).encode()
@@ -130,13 +156,8 @@ class PreforkedEnv:
             raise
         if not network_pending:
             self.close()
-
-    def network_ready(self) -> None:
-        """Its VPC path exists: it may run the function's code now."""
-        try:
-            self.control.send(b"go")
-        finally:
-            self.close()
+            return None
+        return NetworkGate(self.control)
 
     def close(self) -> None:
         """Unassigned, this makes the sandbox exit (EOF on its control socket)."""
@@ -251,10 +272,13 @@ class Zygote:
                 with contextlib.suppress(FileNotFoundError):
                     socket_path.unlink()  # connected already: the name is no longer needed
 
-    async def spawn(self, req: SpawnRequest, output_fd: int) -> SpawnedEnv:
+    async def spawn(self, req: SpawnRequest, output_fd: int,
+                    gate: socket.socket | None = None) -> SpawnedEnv:
         """Fork an environment; its stdout and stderr go to output_fd (duplicated to the
-        zygote; the caller keeps and closes its own copy)."""
-        return await self._spawn(req, output_fd, {})
+        zygote; the caller keeps and closes its own copy). gate: the sandbox's end of a
+        NetworkGate.pair(); the environment then runs no function code until it opens."""
+        return await self._spawn(req, output_fd, {"gated": True} if gate else {},
+                                 [gate.fileno()] if gate else [])
 
     async def prefork(self, req: SpawnRequest) -> PreforkedEnv:
         """Fork a sandbox before its function is known: built and waiting, as root, for
@@ -264,7 +288,7 @@ class Zygote:
                                          socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
             try:
-                process = await self._spawn(req, theirs.fileno(), {"prefork": True})
+                process = await self._spawn(req, theirs.fileno(), {"prefork": True}, [])
             finally:
                 theirs.close()
         except BaseException:
@@ -272,7 +296,8 @@ class Zygote:
             raise
         return PreforkedEnv(process, ours)
 
-    async def _spawn(self, req: SpawnRequest, fd: int, extra: dict[str, Any]) -> SpawnedEnv:
+    async def _spawn(self, req: SpawnRequest, fd: int, extra: dict[str, Any],
+                     extra_fds: list[int]) -> SpawnedEnv:
         if self._closed:
             raise ZygoteError(f"zygote {self.interpreter} is not running")
         request_id = next(self._ids)
@@ -288,7 +313,7 @@ class Zygote:
             raise ZygoteError(f"spawn failed: netns {req.netns_path}: {e.strerror}") from None
         try:
             try:
-                await self._send(message, [fd, netns_fd])
+                await self._send(message, [fd, netns_fd, *extra_fds])
             finally:
                 os.close(netns_fd)
             return await future

@@ -108,16 +108,18 @@ def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None
 
 
 def _await_network(ctl: socket.socket) -> None:
+    """Until the server's `go` (zygote.NetworkGate.open): the VPC path is there."""
     if ctl.recv(16) != b"go":
         os._exit(SETUP_FAILED)  # the server gave up on this environment (EOF)
     ctl.close()
 
 
-def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
+def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: str,
                host: Any, conn: socket.socket) -> None:
     """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns.
     Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now and
-    the function arrives later (_await_assignment)."""
+    the function arrives later (_await_assignment). gate_fd (req["gated"]): no function code
+    runs until a `go` arrives on it."""
     try:
         conn.detach()  # its fd is closed below with the rest; the object must not close it later
         signal.set_wakeup_fd(-1)
@@ -139,7 +141,7 @@ def _run_child(req: dict[str, Any], out_fd: int, root_dir: str,
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
         isolation.join_cgroups(spec.cgroup_procs)
         isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
-        pending: socket.socket | None = None
+        pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None
         if prefork:
             isolation.limit_future_privileges(host.cap_last)
             assignment, pending = _await_assignment(out_fd)
@@ -250,9 +252,11 @@ class ZygoteServer:
             return False
         if msg["op"] == "spawn":
             try:
-                if len(fds) != 2:
-                    raise ValueError(f"spawn needs 2 fds (output, netns), got {len(fds)}")
-                self.spawn(msg, fds[0], fds[1])
+                wanted = 3 if msg.get("gated") else 2
+                if len(fds) != wanted:
+                    raise ValueError(f"spawn needs {wanted} fds (output, netns[, gate]), "
+                                     f"got {len(fds)}")
+                self.spawn(msg, fds[0], fds[1], fds[2] if wanted == 3 else None)
             except Exception as e:  # noqa: BLE001 - reported to the server, zygote lives on
                 self.send({"op": "spawn_failed", "id": msg["id"], "error": f"{e}"})
             finally:
@@ -260,7 +264,8 @@ class ZygoteServer:
                     os.close(fd)
         return True
 
-    def spawn(self, req: dict[str, Any], out_fd: int, netns_fd: int) -> None:
+    def spawn(self, req: dict[str, Any], out_fd: int, netns_fd: int,
+              gate_fd: int | None) -> None:
         started = time.perf_counter()
         # Enter the target netns and make our next child PID 1 of a new pid namespace,
         # fork once, step back: one fork per environment instead of two.
@@ -270,7 +275,7 @@ class ZygoteServer:
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _run_child(req, out_fd, self.root_dir, self.host, self.conn)
+                    _run_child(req, out_fd, gate_fd, self.root_dir, self.host, self.conn)
             finally:
                 isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
         finally:

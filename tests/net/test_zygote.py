@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,8 +26,9 @@ from lambdaplane.net import ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
 from lambdaplane.sandbox import cgroups
-from lambdaplane.sandbox.zygote import (SpawnedEnv, SpawnRequest, Zygote, ZygoteError,
-                                        default_interpreter, interpreter_for)
+from lambdaplane.sandbox.zygote import (SANDBOX_SETUP_FAILED, NetworkGate, SpawnedEnv,
+                                        SpawnRequest, Zygote, ZygoteError, default_interpreter,
+                                        interpreter_for)
 from tests.unit.runtime_api_stub import RuntimeApiStub
 
 pytestmark = pytest.mark.root
@@ -110,7 +112,8 @@ class Running:
 async def running(zygote: Zygote, names: Names, netns: str, code: Path,
                   runtime: str = "provided.al2023", handler: str = "handler",
                   environ: dict[str, str] | None = None, memory_mb: int = 128,
-                  pids_max: int = 1024, tmp_size_mb: int = 512) -> AsyncIterator[Running]:
+                  pids_max: int = 1024, tmp_size_mb: int = 512,
+                  gate_end: "socket.socket | None" = None) -> AsyncIterator[Running]:
     env_id = secrets.token_hex(4)
     cg = cgroups.create_env_cgroup(names, env_id, memory_mb, pids_max)
     r, w = os.pipe()
@@ -122,7 +125,7 @@ async def running(zygote: Zygote, names: Names, netns: str, code: Path,
                            handler=handler, environ={"PATH": PATH, **(environ or {})},
                            uid=UID, gid=GID, tmp_size_mb=tmp_size_mb)
         t0 = time.perf_counter()
-        env = await zygote.spawn(req, w)
+        env = await zygote.spawn(req, w, gate_end)
         os.close(w)
         w = -1
         run = Running(env, cg, t0)
@@ -316,6 +319,32 @@ async def test_spawn_failure_is_reported_and_zygote_lives_on(
     async with running(zygote, names, netns, code) as run:
         assert await run.finished() == 0
     assert run.text == "alive\n"
+
+
+@pytest.mark.parametrize("opened", [True, False])
+async def test_gated_spawn_runs_no_code_until_the_gate_opens(
+        zygote: Zygote, names: Names, netns: str, tmp_path: Path, opened: bool) -> None:
+    """A VPC environment is forked first and attached meanwhile: until its gate opens it has
+    run nothing of the function's; a gate closed unopened ends it before any code ran."""
+    code = code_dir(tmp_path, {"bootstrap": "#!/bin/sh\necho ran\n"},
+                    executable=("bootstrap",))
+    gate, theirs = NetworkGate.pair()
+    try:
+        async with running(zygote, names, netns, code, gate_end=theirs) as run:
+            theirs.close()
+            await asyncio.sleep(0.5)
+            assert run.env.returncode is None and run.text == ""
+            if opened:
+                gate.open()
+                assert await run.finished() == 0
+                assert run.text == "ran\n"
+            else:
+                gate.close()
+                assert await run.finished() == SANDBOX_SETUP_FAILED
+                assert "ran" not in run.text
+    finally:
+        gate.close()
+        theirs.close()
 
 
 async def test_stop_leaves_no_process(names: Names, netns: str, tmp_path: Path) -> None:
