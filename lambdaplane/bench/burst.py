@@ -54,7 +54,8 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
             for kind in (["vpc", "no_vpc"] if rep % 2 == 0 else ["no_vpc", "vpc"]):
                 _retire_all(http, endpoint, names.values(), plan["pool"])
                 before = _phase_sums(endpoint)
-                firsts = _burst(endpoint, names[kind], plan["burst"], plan["hold_s"])
+                firsts = _burst(endpoint, [names[kind]] * plan["burst"],
+                                plan["hold_s"])[names[kind]]
                 after = _phase_sums(endpoint)
                 cold[kind] += firsts
                 rounds[kind].append({"round": rep, **summary(firsts),

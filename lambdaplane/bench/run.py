@@ -36,8 +36,8 @@ def main(args: argparse.Namespace) -> int:
         if name in SIZED:
             extra = SIZED[name](args.quick)
         else:
-            # the VPC bench bursts up to 100 cold starts: keep that many sandboxes ready
-            extra = ("--pool-size", "128") if name == "vpc" and not args.quick else ()
+            # the VPC bench bursts up to 200 cold starts: keep that many sandboxes ready
+            extra = ("--pool-size", "256") if name == "vpc" and not args.quick else ()
         with private_server(*extra) as endpoint:
             results.update(_run([name], endpoint, out_dir, cold_n, warm_n, args.quick))
     if args.which == "all":

@@ -33,7 +33,7 @@ from . import nft, ns
 from .names import Names
 from .netlink import Netlink
 from .nft_elements import MapElements
-from .worker import SANDBOX_NET
+from .worker import GATEWAY, SANDBOX_NET
 
 # Transit link addresses: the same /32 pair on every transit (like 169.254.1.1 on every sandbox
 # veth). Outside the gateway /24 (169.254.1.x), the uplink /30s (169.254.2.0–169.254.167.255)
@@ -113,7 +113,7 @@ def _transit_glob(names: Names) -> str:
 # worker steering ---------------------------------------------------------------------------
 # Bumped whenever steering_ruleset changes: an older table (a worker namespace that outlived its
 # server) is then replaced, its map elements carried over in the same transaction.
-STEERING_VERSION = "steer-2"
+STEERING_VERSION = "steer-3"
 
 
 def steering_ruleset(names: Names) -> str:
@@ -128,7 +128,9 @@ def steering_ruleset(names: Names) -> str:
         # sandbox can only steer its own address, and before conntrack (-200), so that
         # steered flows are not tracked here.
         f"        type filter hook prerouting priority raw + 1; policy accept;\n"
-        f"        iifname {sandboxes} meta mark set ip saddr map @steer\n"
+        # the Runtime API (the gateway) is local to the worker for every sandbox: its
+        # packets are not steered
+        f"        iifname {sandboxes} ip daddr != {GATEWAY} meta mark set ip saddr map @steer\n"
         # The hyperplane plane tracks these flows (NAT, filter, flow counts); a second entry
         # here cost a conntrack pass per packet and put every VPC flow of every sandbox, of
         # every VPC, in the worker's one table (nf_conntrack_max counts per namespace), next

@@ -31,10 +31,18 @@ def test_bench_vpc_quick_writes_json_and_plots(tmp_path: Path) -> None:
             assert row["p50_ratio"] > 0 and row["p99_ratio"] > 0
             assert row["vpc_environments"] == row["concurrency"]
     hyperplane, legacy = result["modes"]["hyperplane"]["rows"], result["modes"]["legacy"]["rows"]
+    for row in hyperplane:  # N of each function in one burst
+        together = row["side_by_side"]
+        assert together["vpc"]["n"] == together["no_vpc"]["n"] == \
+            row["concurrency"] * together["rounds"]
+        assert together["p50_ratio"] > 0 and len(together["round_p50_ratios"]) == \
+            together["rounds"]
+    assert "side_by_side" not in legacy[0]
     # Address use is counted, not timed: one ENI whatever the concurrency, vs one each.
     assert {r["addresses_in_use"] for r in hyperplane} == {1}
     assert [r["addresses_in_use"] for r in legacy] == [r["concurrency"] for r in legacy]
     assert set(result["verdict"]) >= {"hyperplane_p50_ratios", "hyperplane_ratio_goal_met",
+                                      "hyperplane_p50_ratios_apart",
                                       "hyperplane_addresses_flat", "legacy_p50_ratios"}
     for plot in result["plots"]:
         assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
