@@ -21,6 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ..cleanup import kill_cgroup_tree
@@ -273,12 +274,14 @@ class Zygote:
                     socket_path.unlink()  # connected already: the name is no longer needed
 
     async def spawn(self, req: SpawnRequest, output_fd: int,
-                    gate: socket.socket | None = None) -> SpawnedEnv:
+                    gate: socket.socket | None = None,
+                    sent: Callable[[], None] | None = None) -> SpawnedEnv:
         """Fork an environment; its stdout and stderr go to output_fd (duplicated to the
         zygote; the caller keeps and closes its own copy). gate: the sandbox's end of a
-        NetworkGate.pair(); the environment then runs no function code until it opens."""
+        NetworkGate.pair(); the environment then runs no function code until it opens.
+        sent: called once the request is with the zygote, before its answer."""
         return await self._spawn(req, output_fd, {"gated": True} if gate else {},
-                                 [gate.fileno()] if gate else [])
+                                 [gate.fileno()] if gate else [], sent)
 
     async def prefork(self, req: SpawnRequest) -> PreforkedEnv:
         """Fork a sandbox before its function is known: built and waiting, as root, for
@@ -297,7 +300,8 @@ class Zygote:
         return PreforkedEnv(process, ours)
 
     async def _spawn(self, req: SpawnRequest, fd: int, extra: dict[str, Any],
-                     extra_fds: list[int]) -> SpawnedEnv:
+                     extra_fds: list[int],
+                     sent: Callable[[], None] | None = None) -> SpawnedEnv:
         if self._closed:
             raise ZygoteError(f"zygote {self.interpreter} is not running")
         request_id = next(self._ids)
@@ -316,6 +320,8 @@ class Zygote:
                 await self._send(message, [fd, netns_fd, *extra_fds])
             finally:
                 os.close(netns_fd)
+            if sent is not None:
+                sent()
             return await future
         finally:
             self._pending.pop(request_id, None)

@@ -186,6 +186,21 @@ class HyperplaneService:
         assert spec.vpc is not None
         key = self._next_key(spec)
         n = self._pick(key) or await self._pick_or_create(key, spec)
+        return self._steer(sandbox, n)
+
+    def attach_at_once(self, spec: FunctionSpec, sandbox: Sandbox) -> SteeredSandbox | None:
+        """attach without waiting, if an ENI of the next key has room; else None (and the
+        subnet's turn is not taken)."""
+        assert spec.vpc is not None
+        turn = self._turn.get(spec.key, 0)
+        key = self._next_key(spec)
+        n = self._pick(key)
+        if n is None:
+            self._turn[spec.key] = turn
+            return None
+        return self._steer(sandbox, n)
+
+    def _steer(self, sandbox: Sandbox, n: int) -> SteeredSandbox:
         if self._steering is None:
             raise AwsError("ServiceException", "Hyperplane is not running", 500, "Service")
         # at once, on the loop (one nfnetlink batch, ~0.01 ms): batching a burst's elements

@@ -115,6 +115,10 @@ class LegacyVpc:
         """Nothing is held per function: each environment's ENI goes with the environment."""
 
     # VpcAttacher -------------------------------------------------------------------------
+    def attach_at_once(self, spec: FunctionSpec, sandbox: Sandbox) -> None:
+        """Never: an environment's own ENI is made during its cold start."""
+        return None
+
     async def attach(self, spec: FunctionSpec, sandbox: Sandbox) -> LegacyHandle:
         """During the cold start: an ENI of this environment's own, in the function's subnet
         with the most free addresses, and the sandbox steered into it."""
