@@ -1,6 +1,8 @@
 """Server side of the zygotes: start one fork server (zygote_main.py) per runtime interpreter,
 send it spawn requests over a unix SEQPACKET socket (the output pipe travels with SCM_RIGHTS),
-and turn its reports into `SpawnedEnv` objects whose `wait()` gives the exit status.
+and turn its reports into `SpawnedEnv` objects whose `wait()` gives the exit status. A VPC
+environment (forked now, or pre-forked and assigned) is held by a `NetworkGate` until its
+network is attached: no function code runs before the gate opens.
 
 An environment is PID 1 of its own pid namespace, so SIGKILL to `SpawnedEnv.pid` takes every
 process of it down, daemonised children included; the signal goes through a pidfd opened when
@@ -19,9 +21,9 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from ..cleanup import kill_cgroup_tree
