@@ -74,6 +74,10 @@ def _burst(r: dict) -> list[Line]:
              "—", None, "AWS VPC cold start 250–500 ms after 2019", "burst.png"),
         Line("burst", f"{n} simultaneous non-VPC cold starts, p99", _ms(novpc99), "—", None,
              "same as VPC (Hyperplane: one map element)", "burst.png"),
+        Line("burst", f"the server's first burst of {n} VPC cold starts, p99 (pre-forked "
+             "sandboxes that had nothing learnt to copy yet)",
+             _ms(_get(r, "first_burst_after_start", "vpc", "p99_ms")), "—", None, "—",
+             "burst.png"),
     ]
 
 

@@ -61,6 +61,8 @@ def _load_by_path(name: str, path: str) -> ModuleType:
 
 
 isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolation.py"))
+written_pages = _load_by_path("_lambdaplane_written_pages",
+                              os.path.join(_HERE, "written_pages.py"))
 bootstrap = _load_by_path("_lambdaplane_bootstrap",
                           os.path.join(_HERE, "runtimes", "python_bootstrap.py"))
 for _name in _PRELOAD:
@@ -115,11 +117,12 @@ def _await_network(ctl: socket.socket) -> None:
 
 
 def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: str,
-               host: Any, conn: socket.socket) -> None:
+               host: Any, conn: socket.socket, copy_first: list[tuple[int, int]]) -> None:
     """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns.
-    Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now and
-    the function arrives later (_await_assignment). gate_fd (req["gated"]): no function code
-    runs until a `go` arrives on it."""
+    Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now, takes
+    its own copy of the pages `copy_first` (written_pages.py), and the function arrives later
+    (_await_assignment). gate_fd (req["gated"]): no function code runs until a `go` arrives
+    on it."""
     try:
         conn.detach()  # its fd is closed below with the rest; the object must not close it later
         signal.set_wakeup_fd(-1)
@@ -144,6 +147,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None
         if prefork:
             isolation.limit_future_privileges(host.cap_last)
+            written_pages.copy_now(copy_first)
             assignment, pending = _await_assignment(out_fd)
             req = {**req, **assignment}
         stdin = os.open("/dev/null", os.O_RDONLY)
@@ -196,6 +200,7 @@ class ZygoteServer:
         self.root_dir = root_dir
         self.host = isolation.HostFiles.load()
         self.live: set[int] = set()
+        self.written = written_pages.WrittenPagesLearner()
         self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.own_pid = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -221,6 +226,8 @@ class ZygoteServer:
             for fd, _ in events:
                 if fd == self.wake_r:
                     self._drain_wakeups()
+                    # environments start to go: learn from those still here that have run
+                    self.written.learn(self.live)
                     self.reap()
                 elif not self._handle_message():
                     self.shutdown()
@@ -267,6 +274,8 @@ class ZygoteServer:
     def spawn(self, req: dict[str, Any], out_fd: int, netns_fd: int,
               gate_fd: int | None) -> None:
         started = time.perf_counter()
+        if req.get("prefork"):  # off the cold-start path: learn what its child should copy
+            self.written.learn(self.live)
         # Enter the target netns and make our next child PID 1 of a new pid namespace,
         # fork once, step back: one fork per environment instead of two.
         isolation.setns(netns_fd, isolation.CLONE_NEWNET)
@@ -275,7 +284,8 @@ class ZygoteServer:
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _run_child(req, out_fd, gate_fd, self.root_dir, self.host, self.conn)
+                    _run_child(req, out_fd, gate_fd, self.root_dir, self.host, self.conn,
+                               self.written.runs)
             finally:
                 isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
         finally:

@@ -25,7 +25,7 @@ from lambdaplane.cleanup import fresh_instance, CONTROLLERS, kill_cgroup_tree, l
 from lambdaplane.net import ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
-from lambdaplane.sandbox import cgroups
+from lambdaplane.sandbox import cgroups, written_pages
 from lambdaplane.sandbox.zygote import (SANDBOX_SETUP_FAILED, NetworkGate, SpawnedEnv,
                                         SpawnRequest, Zygote, ZygoteError, default_interpreter,
                                         interpreter_for)
@@ -555,3 +555,59 @@ def test_runtime_interpreters() -> None:
     assert interpreter_for("provided.al2023") == default_interpreter()
     assert interpreter_for("nodejs20.x") is None
     assert interpreter_for("python2.7") is None
+
+
+# --- pre-forked sandboxes copy what environments write (sandbox/written_pages.py) ----------
+
+@contextlib.asynccontextmanager
+async def preforked(zygote: Zygote, names: Names, netns: str,
+                    store: Path) -> AsyncIterator[int]:
+    """A pre-forked sandbox (never assigned: closing its control socket makes it exit)."""
+    env_id = secrets.token_hex(4)
+    cg = cgroups.create_env_cgroup(names, env_id, 128, 1024)
+    forked = None
+    try:
+        forked = await zygote.prefork(SpawnRequest(
+            env_id=env_id, netns_path=str(ns.netns_path(netns)), cgroup_procs=cg.procs_files,
+            code_dir=str(store), runtime="", handler="", environ={}, uid=UID, gid=GID))
+        yield forked.process.pid
+    finally:
+        if forked is not None:
+            forked.close()
+            forked.process.kill()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(forked.process.wait(), 10)
+        cgroups.destroy_env_cgroup(cg)
+
+
+async def _own_copies(pid: int, of: set[int], timeout: float = 10) -> set[int]:
+    """Of the pages `of`, those `pid` holds as its own copy, once that stops growing."""
+    deadline, last = time.monotonic() + timeout, set()
+    while time.monotonic() < deadline:
+        now = written_pages.pages(pid, exclusive=True) & of
+        if now and now == last:
+            return now
+        last = now
+        await asyncio.sleep(0.2)
+    return last
+
+
+async def test_preforked_sandbox_copies_what_an_environment_wrote(
+        zygote: Zygote, names: Names, netns: str, tmp_path: Path,
+        stub: RuntimeApiStub) -> None:
+    code = code_dir(tmp_path, {"app.py": APP})
+    zygote_pages = written_pages.pages(zygote.pid, exclusive=False)
+    async with preforked(zygote, names, netns, tmp_path) as before_any_ran:
+        async with running(zygote, names, netns, code, runtime="python3.11",
+                           environ=lambda_environ(stub.address, "app.handler")) as run:
+            stub.invoke("r1", {"n": 1})
+            assert (await _posted(stub)).kind == "response"
+            wrote = written_pages.pages(run.env.pid, exclusive=True) & zygote_pages
+            async with preforked(zygote, names, netns, tmp_path) as after_one_ran:
+                copied_after = await _own_copies(after_one_ran, wrote)
+            copied_before = await _own_copies(before_any_ran, wrote)
+    # what the environment wrote, the later sandbox holds as its own already: its first
+    # invocation will not copy it on the cold-start path (pages the zygote itself changed
+    # since are left out of what it learns)
+    assert len(copied_after) >= 0.9 * len(wrote), (len(copied_after), len(wrote))
+    assert len(copied_before) < 0.8 * len(wrote), (len(copied_before), len(wrote))
