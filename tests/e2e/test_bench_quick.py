@@ -34,6 +34,9 @@ def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> 
     burst = json.loads((out / "burst.json").read_text())
     # every invoke of a burst is a cold start: one new environment each
     assert burst["vpc"]["n"] == burst["no_vpc"]["n"] == burst["plan"]["burst"]
+    # the server's first burst of each, measured apart from the rounds
+    assert {k: v["n"] for k, v in burst["first_burst_after_start"].items()} == {
+        "vpc": burst["plan"]["burst"], "no_vpc": burst["plan"]["burst"]}
     for kind in ("vpc", "no_vpc"):
         assert set(burst["server_phase_mean_ms"][kind]) == {
             "pool_take", "vpc_attach", "cgroup", "spawn", "runtime_ready"}
