@@ -20,9 +20,10 @@ path); the paths take turns for several rounds and the median counts. Then up to
 connections held open at once from several sandboxes through ENI 1 to
 one destination (every process stays under the host's hard limit of open files, so clients and
 servers are split over processes; the server side shares one port with SO_REUSEPORT), and port
-exhaustion: ENI 2 narrowed to a few source ports, one connection more than it has, the
-error the function sees, the plane's counter, and a sandbox steered to ENI 1 (the further ENI
-the service moves new environments to) connecting fine.
+exhaustion: ENI 2 narrowed to a few source ports and guarded as the service guards such a
+range (net/hyperplane.py's port guard), one connection more than it has, the error the
+function sees (a refusal at once), the count the service makes of it, and a sandbox steered to
+ENI 1 (the further ENI the service moves new environments to) connecting fine.
 
 Measured here (2 shared cores, 2026-11-27, full run, medians of 3): direct_veth 16.0 Gbit/s and
 19.2k conn/s, eni 12.8 Gbit/s and 12.6k conn/s, in_vpc 16.6 Gbit/s and 16.3k conn/s,
@@ -147,8 +148,9 @@ def lab(sandboxes: int) -> Iterator[Lab]:
             d.set_up("eni0")
         nft.apply(_security_groups(names), vpc)
         hp.ensure_eni(names, hp.HyperplaneEni(1, "vpc-d", ENI1, GW, 24))
-        hp.ensure_eni(names, hp.HyperplaneEni(2, "vpc-d", ENI2, GW, 24),
-                      ports=f"2000-{2000 + EXHAUST_PORTS - 1}")
+        narrow = f"2000-{2000 + EXHAUST_PORTS - 1}"
+        hp.ensure_eni(names, hp.HyperplaneEni(2, "vpc-d", ENI2, GW, 24), ports=narrow)
+        hp.ensure_port_guard(names, "vpc-d", 2, narrow)  # as the service does for such a range
         yield env
     finally:
         for proc in env.procs:
@@ -265,9 +267,19 @@ def _established_to(netns: str, port: int) -> int:
     return len(done.stdout.splitlines())
 
 
+def _port_errors(names, vpc_id: str, n: int) -> int:
+    """ENI n's port-allocation errors as the service counts them (service/hyperplane.py): new
+    flows its port guard refused, plus flows NAT found no port for (the plane's)."""
+    from lambdaplane.net import hyperplane as hp
+
+    ports = hp.plane_ports(names, vpc_id)
+    return ports.refused.get(n, 0) + ports.insert_failed
+
+
 def _exhaust(env: Lab) -> dict:
-    """ENI 2 has EXHAUST_PORTS source ports: one more connection than that to one destination
-    fails cleanly (connect error, counted); a sandbox on the further ENI 1 still connects."""
+    """ENI 2 has EXHAUST_PORTS source ports and the service's port guard: one more connection
+    than that to one destination is refused at once (connect error, counted); a sandbox on the
+    further ENI 1 still connects."""
     from lambdaplane.net import hyperplane as hp
 
     names = env.names
@@ -275,12 +287,12 @@ def _exhaust(env: Lab) -> dict:
     server = _agent(names.resource_netns("r1"), "hold", R1, str(EXHAUST_PORT))
     env.procs.append(server)
     server.stdout.readline()
-    before = hp.eni_stats(names, "vpc-d", 2)
+    before, errors_before = hp.eni_stats(names, "vpc-d", 2), _port_errors(names, "vpc-d", 2)
     hp.attach(names, box.address, 2)
     client = _agent(box.netns, "open", R1, str(EXHAUST_PORT), str(EXHAUST_PORTS + 1), "2")
     env.procs.append(client)
     opened = json.loads(client.stdout.readline())
-    after = hp.eni_stats(names, "vpc-d", 2)
+    after, errors_after = hp.eni_stats(names, "vpc-d", 2), _port_errors(names, "vpc-d", 2)
     hp.attach(names, other.address, 1)
     further = _agent(other.netns, "open", R1, str(EXHAUST_PORT), "1", "2")
     env.procs.append(further)
@@ -294,8 +306,7 @@ def _exhaust(env: Lab) -> dict:
     return {"snat_ports": EXHAUST_PORTS, "attempted": EXHAUST_PORTS + 1,
             "established": opened["ok"], "errors": opened["errors"],
             "function_sees": opened["kinds"],
-            "port_allocation_errors_counted": after["port_allocation_errors"]
-            - before["port_allocation_errors"],
+            "port_allocation_errors_counted": errors_after - errors_before,
             "new_connections_counted": after["new_connections"] - before["new_connections"],
             "further_eni_connects": further_opened["ok"] == 1}
 
