@@ -7,7 +7,9 @@ A spawn forks ONE child, already PID 1 of a new pid namespace and inside the tar
 zygote enters both just for the fork and steps back out); the child builds the sandbox
 (isolation.py) and runs the runtime: the pre-imported bootstrap's main loop for python, or an
 execve of /var/task/bootstrap for provided.*. The zygote is the only one that reaps those
-children and reports each exit status to the server; on stop or EOF it kills what is left.
+children and reports each exit status to the server; on stop or EOF it kills what is left. It
+learns which of its pages its environments write, and a pre-forked child copies those while it
+waits for its function (written_pages.py).
 
 STDLIB ONLY, run under the runtime's own interpreter — never the server's venv.
 
