@@ -49,13 +49,15 @@ def _private_writable(pid: int | str) -> list[tuple[int, int]]:
     return ranges
 
 
-def pages(pid: int | str, exclusive: bool) -> set[int]:
-    """Page numbers present in a process's private writable mappings; `exclusive`: only those
-    it holds as its own copy. Raises OSError if the process is gone or not ours to read."""
+def pages(pid: int | str, exclusive: bool,
+          within: list[tuple[int, int]] | None = None) -> set[int]:
+    """Page numbers present in a process's private writable mappings, or in the page ranges
+    `within`; `exclusive`: only those it holds as its own copy. Raises OSError if the process
+    is gone or not ours to read."""
     found: set[int] = set()
     wanted = _PRESENT | (_EXCLUSIVE if exclusive else 0)
     with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pagemap:
-        for lo, hi in _private_writable(pid):
+        for lo, hi in _private_writable(pid) if within is None else within:
             pagemap.seek(lo * 8)
             data = pagemap.read((hi - lo) * 8)
             for i, entry in enumerate(struct.unpack(f"{len(data) // 8}Q", data)):
@@ -104,6 +106,13 @@ class WrittenPagesLearner:
         self._read_faults = 0
 
     def learn(self, children: Collection[int]) -> None:
+        """Never raises: it only makes later cold starts faster, and runs in the zygote."""
+        try:
+            self._learn(children)
+        except Exception:  # noqa: BLE001 - a child's /proc read racing its exit, say
+            pass
+
+    def _learn(self, children: Collection[int]) -> None:
         faults = {}
         for pid in random.sample(sorted(children), min(SAMPLE_CHILDREN, len(children))):
             try:
@@ -114,8 +123,11 @@ class WrittenPagesLearner:
             if faults[pid] <= self._read_faults \
                     and time.monotonic() - self._read_at < LEARN_EVERY_S:
                 return
+            # read within the zygote's own mappings only: nothing else can be learnt, and a
+            # child may map far more than the zygote has
+            ours = _private_writable("self")
             try:
-                written = pages(pid, exclusive=True)
+                written = pages(pid, exclusive=True, within=ours)
             except OSError:
                 continue  # exited meanwhile: the next one
             if not written:
