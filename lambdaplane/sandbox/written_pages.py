@@ -117,15 +117,17 @@ class WrittenPagesLearner:
         for pid in random.sample(sorted(children), min(SAMPLE_CHILDREN, len(children))):
             try:
                 faults[pid] = _minor_faults(pid)
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue  # gone meanwhile
-        for pid in sorted(faults, key=faults.__getitem__, reverse=True):
-            if faults[pid] <= self._read_faults \
-                    and time.monotonic() - self._read_at < LEARN_EVERY_S:
-                return
-            # read within the zygote's own mappings only: nothing else can be learnt, and a
-            # child may map far more than the zygote has
-            ours = _private_writable("self")
+        due = time.monotonic() - self._read_at >= LEARN_EVERY_S
+        candidates = [pid for pid in sorted(faults, key=faults.__getitem__, reverse=True)
+                      if due or faults[pid] > self._read_faults]
+        if not candidates:
+            return
+        # read within the zygote's own mappings only: nothing else can be learnt, and a child
+        # may map far more than the zygote has
+        ours = _private_writable("self")
+        for pid in candidates:
             try:
                 written = pages(pid, exclusive=True, within=ours)
             except OSError:
@@ -133,13 +135,10 @@ class WrittenPagesLearner:
             if not written:
                 continue  # a zombie: no memory left to read
             self._read_at, self._read_faults = time.monotonic(), faults[pid]
-            self._add(written)
+            grown = self._pages | (written & pages("self", exclusive=False, within=ours))
+            # a function that writes everything it can reach must not make every later
+            # sandbox copy the whole zygote: the set stops growing at MAX_PAGES
+            if grown != self._pages and len(grown) <= MAX_PAGES:
+                self._pages = grown
+                self.runs = runs_of(grown)
             return
-
-    def _add(self, written: set[int]) -> None:
-        grown = self._pages | (written & pages("self", exclusive=False))
-        # a function that writes everything it can reach must not make every later sandbox
-        # copy the whole zygote: the set stops growing at MAX_PAGES
-        if grown != self._pages and len(grown) <= MAX_PAGES:
-            self._pages = grown
-            self.runs = runs_of(grown)
