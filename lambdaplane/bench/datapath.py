@@ -121,9 +121,8 @@ def lab(sandboxes: int) -> Iterator[Lab]:
         ports = {"p1": ENI1, "p2": ENI2, "q1": R1, "q2": R2, "d1": DIRECT_VETH}
         direct_ns = env.direct_box.netns
         with Netlink(vpc) as v:
-            for n in (1, 2):
-                v.add_veth(f"p{n}", names.hyperplane_eni_link(n),
-                           peer_netns=names.hyperplane_netns("vpc-d"))
+            for n in (1, 2):  # the ENIs' ports, whose peers are their transits
+                v.add_veth(f"p{n}", names.transit_veth(n), peer_netns=names.worker_netns)
             v.add_veth("q1", "eth0", peer_netns=r1)
             v.add_veth("q2", "eth0", peer_netns=r2)
             v.add_veth("d1", "eni0", peer_netns=direct_ns)
@@ -147,9 +146,9 @@ def lab(sandboxes: int) -> Iterator[Lab]:
             d.add_address("eni0", DIRECT_VETH, 24)
             d.set_up("eni0")
         nft.apply(_security_groups(names), vpc)
-        hp.ensure_eni(names, hp.HyperplaneEni(1, "vpc-d", ENI1, GW, 24))
+        hp.ensure_eni(names, hp.HyperplaneEni(1, "vpc-d", ENI1, GW, "p1"))
         narrow = f"2000-{2000 + EXHAUST_PORTS - 1}"
-        hp.ensure_eni(names, hp.HyperplaneEni(2, "vpc-d", ENI2, GW, 24), ports=narrow)
+        hp.ensure_eni(names, hp.HyperplaneEni(2, "vpc-d", ENI2, GW, "p2"), ports=narrow)
         hp.ensure_port_guard(names, "vpc-d", 2, narrow)  # as the service does for such a range
         yield env
     finally:
@@ -176,8 +175,9 @@ def _security_groups(names) -> str:
                        SgRule("r3", "sg-db", False, "tcp", 0, 65535, None, "sg-fn"),
                        SgRule("r4", "sg-db", False, "tcp", 0, 65535, None, "sg-db")]}
     members = {"sg-fn": [ENI1, ENI2, DIRECT_VETH], "sg-db": [R1, R2]}
-    ports = [PortRules(p, ("sg-fn",)) for p in ("p1", "p2", "d1")] \
-        + [PortRules(q, ("sg-db",)) for q in ("q1", "q2")]
+    ports = [PortRules("p1", ("sg-fn",), ENI1, nat=True), PortRules("p2", ("sg-fn",), ENI2, nat=True),
+             PortRules("d1", ("sg-fn",), DIRECT_VETH)] \
+        + [PortRules(q, ("sg-db",), ip) for q, ip in (("q1", R1), ("q2", R2))]
     return render(names.nft_table, ports, rules, members)
 
 
@@ -244,7 +244,7 @@ def _hold(env: Lab, total: int) -> dict:
     env.procs += clients
     opened = [json.loads(c.stdout.readline()) for c in clients]  # all still held
     open_s = time.perf_counter() - t0
-    flows = _established_to(names.hyperplane_netns("vpc-d"), HOLD_PORT)
+    flows = _established_to(names.vpc_netns("vpc-d"), HOLD_PORT)
     for c in clients:
         c.communicate("", timeout=120)
     for s in servers:

@@ -1,23 +1,29 @@
 """The Hyperplane data path: how a sandbox in the worker reaches its VPC through a shared ENI.
 
-Owns, per VPC, the hyperplane namespace `lp<i>-h-<vpc>` (its own routing and conntrack, so
-VPCs with the same CIDR never meet); per Hyperplane ENI `n` the transit veth worker `lp<i>t<n>`
-↔ hp `t<n>`, the policy routes on both sides, the ENI's address on the ENI link `e<n>`, SNAT to
-that address and the per-ENI filter and counters; and in the worker the steering table, whose
-map `sandbox address → mark n` is the *only* thing a cold start touches (one element).
+A Hyperplane ENI n is a veth between the worker and the VPC namespace: its VPC end is the
+ENI's port (made by net/reconcile.py like every interface's port, named by net/vpc.py, with
+the security groups of the ENI), its worker end is the transit `lp<i>t<n>`. The ENI's address
+is on no link: it is the address the VPC namespace SNATs the ENI's flows to. So each flow is
+tracked once, by the conntrack that enforces the security groups anyway, and crosses no
+namespace between the sandbox's and the VPC's (docs/design.md: where the 0.9 goes).
 
-Not owned: the ENI link `e<n>` itself (its peer is a port of the VPC namespace, made by
-net/vpc.py with `e<n>` created directly in the hp namespace), security groups (enforced in the
-VPC namespace on that port), the worker namespace and its table (net/worker.py).
+Owns, per VPC, the plane table `lp<i>-hp` in the VPC namespace (per-ENI filter, counters,
+SNAT, reply routing by connection mark, the idle timeout of the ENI's flows) and the port guard
+table; per ENI the routes and rules on both sides of its transit; and in the worker the
+steering table, whose map `sandbox address → mark n` is the *only* thing a cold start touches
+(one element). Not owned: the VPC namespace, the ENI's port and the transit link themselves
+(net/reconcile.py), security groups (net/security_groups.py), the worker namespace and its
+table (net/worker.py).
 
-Packet path of a steered sandbox (mark n, table 1000+n):
-  sandbox eth0 → worker `lp<i>s<slot>` → [steer: mark n, untracked in the worker: the plane
-  tracks the flow] → rule fwmark n → table 1000+n:
-  default via 169.254.200.2 dev lp<i>t<n> → hp `t<n>` → rule iif t<n> → table 1000+n: default
-  via <subnet gateway> dev e<n> → [filter out<n>, SNAT to ENI:1024-65535] → VPC port.
-Replies: VPC → e<n> → [de-NAT] → rule iif e<n> → table 100000+n: 100.64.0.0/10 via
-  169.254.200.1 dev t<n> → worker → /32 route to the sandbox.
-Nothing from e<n> may open a flow (in<n> accepts only established/related).
+Packet path of a steered sandbox (mark n):
+  sandbox eth0 → worker `lp<i>s<slot>` → [steer: mark n, untracked in the worker] → rule
+  fwmark n → table 1000+n: default via <subnet gateway> dev lp<i>t<n> → VPC port →
+  [plane out<n>: counters, TCP/UDP from sandboxes only, ct mark n; security groups; SNAT to
+  ENI:1024-65535] → the resource's port.
+Replies: → VPC [de-NAT; ct mark n → mark n] → rule fwmark n → table 100000+n:
+  100.64.0.0/10 via 169.254.200.1 dev <port> → [plane in<n>: established/related only]
+  → worker lp<i>t<n> → /32 route to the sandbox.
+Nothing from the VPC may open a flow to a sandbox (in<n>), and nothing reaches one unmarked.
 
 Every function is synchronous kernel work for the NetThread. Everything is idempotent, and
 `reconcile` changes the kernel only where it differs from the desired state."""
@@ -29,20 +35,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import nft, ns
+from . import bpf, fastpath, nft, ns
 from .names import Names
 from .netlink import Netlink
 from .nft_elements import MapElements
-from .worker import GATEWAY, SANDBOX_NET
+from .worker import GATEWAY, SANDBOX_NET, sandbox_slot
 
-# Transit link addresses: the same /32 pair on every transit (like 169.254.1.1 on every sandbox
-# veth). Outside the gateway /24 (169.254.1.x), the uplink /30s (169.254.2.0–169.254.167.255)
-# and 169.254.169.254.
+# The worker end of every transit holds this /32 (like 169.254.1.1 on every sandbox veth); the
+# VPC routes replies to sandboxes via it. Outside the gateway /24 (169.254.1.x), the uplink
+# /30s (169.254.2.0–169.254.167.255) and 169.254.169.254.
 TRANSIT_WORKER_ADDR = "169.254.200.1"
-TRANSIT_HP_ADDR = "169.254.200.2"
 RULE_PRIORITY = 1000
-OUT_TABLE_BASE = 1000  # worker and hp: table of ENI n's outbound path
-BACK_TABLE_BASE = 100000  # hp only: table of ENI n's replies towards the worker
+OUT_TABLE_BASE = 1000  # worker: table of ENI n's outbound path
+BACK_TABLE_BASE = 100000  # VPC: table of ENI n's replies towards the worker
 MAX_ENI = 99999
 SNAT_PORTS = "1024-65535"  # as AWS's NAT platform: 64,512 ports per destination
 FLOW_IDLE_TIMEOUT_S = 350  # AWS's NAT idle timeout for established TCP flows
@@ -55,14 +60,11 @@ class HyperplaneError(RuntimeError):
 @dataclass(frozen=True)
 class HyperplaneEni:
     """One Hyperplane ENI as the data path needs it (desired state, from the store)."""
-    n: int  # small integer id: mark, routing tables, link names
+    n: int  # small integer id: mark, routing tables, transit name
     vpc_id: str
     address: str  # the ENI's address in its subnet; every flow is SNATed to it
-    gateway: str  # the subnet's router (.1), reached on-link through the ENI link
-    # Prefix of the address on the ENI link. net/vpc.py configures the far end of its ports as
-    # address/subnet-prefix; pass the same here so the two reconcilers agree. Routing in the
-    # plane never uses the resulting connected route (per-ENI tables decide).
-    prefixlen: int = 32
+    gateway: str  # the subnet's router (.1), reached on-link through the transit
+    port: str  # the ENI's port in the VPC namespace: the transit's peer (net/vpc.py's name)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_ENI:
@@ -73,7 +75,7 @@ class HyperplaneEni:
 class EniCounters:
     tx_packets: int  # sandbox → VPC, as arriving from the transit
     tx_bytes: int
-    rx_packets: int  # VPC → sandbox, as arriving on the ENI link
+    rx_packets: int  # VPC → sandbox, as leaving into the transit
     rx_bytes: int
     dropped_packets: int  # refused: new flows from the VPC, non-TCP/UDP, stray packets
 
@@ -90,8 +92,13 @@ def back_table(n: int) -> int:
     return BACK_TABLE_BASE + n
 
 
-def hp_transit_link(n: int) -> str:
-    return f"t{n}"
+def transit_number(names: Names, netns: str, ifname: str) -> int | None:
+    """n of the Hyperplane ENI whose port's far end is `ifname` in `netns`, else None."""
+    prefix = names.transit_veth(0)[:-1]
+    tail = ifname[len(prefix):]
+    if netns != names.worker_netns or not ifname.startswith(prefix) or not tail.isdigit():
+        return None
+    return int(tail)
 
 
 def hp_table(names: Names) -> str:
@@ -170,19 +177,30 @@ def ensure_steering(names: Names) -> bool:
 
 
 def remove_steering(names: Names) -> None:
+    """The steering table and the fast path's entries (its program stays on links until they
+    go, passing everything once its map is empty)."""
     if ns.exists(names.worker_netns):
         nft.delete_table("ip", steer_table(names), names.worker_netns)
+    fast = fastpath.loaded(names)
+    if fast is not None:
+        for addr in fast.entries():
+            fast.delete(addr)
+        fastpath.drop(names)
 
 
 class Steering:
-    """attach/detach on a netlink socket kept open in the worker: the cold-start path pays
-    one map-element transaction (~0.01 ms, net/nft_elements.py) and no setns. Used from one
-    thread at a time (the service calls it on the event loop); close() before the worker
-    netns goes."""
+    """attach/detach on sockets kept open in the worker: the cold-start path pays one
+    map-element transaction (~0.01 ms, net/nft_elements.py), two link lookups and one BPF map
+    update, and no setns. The nft element is the record (reconcile reads it); the fast path
+    entry (net/fastpath.py) lets the sandbox's packets skip the worker's routing, and without
+    it they take the marked route to the same transit. Used from one thread at a time (the
+    service calls it on the event loop); close() before the worker netns goes."""
 
     def __init__(self, names: Names) -> None:
         self.names = names
         self._elements = MapElements(names.worker_netns, steer_table(names), "steer")
+        self._fast = fastpath.shared(names)
+        self._links = Netlink(names.worker_netns) if self._fast is not None else None
 
     def attach(self, sandbox_addr: str, n: int) -> None:
         """Steer a sandbox into ENI n: one map element, one transaction."""
@@ -190,14 +208,60 @@ class Steering:
             self._elements.add(sandbox_addr, eni_mark(n))
         except FileExistsError:  # steered to another ENI: move it, in one transaction
             self._elements.replace(sandbox_addr, eni_mark(n))
+        if self._fast is not None and self._links is not None:
+            links = _fast_path_links(self.names, self._links, sandbox_addr, n)
+            if links is None:
+                self._fast.delete(sandbox_addr)
+            else:
+                self._fast.set(sandbox_addr, *links)
 
     def detach(self, sandbox_addr: str) -> None:
         """Stop steering a sandbox (idempotent): its next packets find no path to any VPC."""
+        if self._fast is not None:
+            self._fast.delete(sandbox_addr)
         with contextlib.suppress(FileNotFoundError):
             self._elements.delete(sandbox_addr)
 
     def close(self) -> None:
         self._elements.close()
+        if self._links is not None:
+            self._links.close()
+
+
+def _fast_path_links(names: Names, wl: Netlink, sandbox_addr: str,
+                     n: int) -> tuple[int, int] | None:
+    """(sandbox veth, transit) ifindexes for a fast-path entry; None if either is missing."""
+    slot = sandbox_slot(sandbox_addr)
+    sandbox = wl.index(names.sandbox_veth(slot)) if slot is not None else None
+    transit = wl.index(names.transit_veth(n))
+    return None if sandbox is None or transit is None else (sandbox, transit)
+
+
+def _runs_fast_path(names: Names, wl: Netlink, link: str) -> bool:
+    """Whether `link` runs this process's fast-path program (True when there is none): one
+    left by an earlier server would redirect by that server's map."""
+    fast = fastpath.shared(names)
+    return fast is None or bpf.prog_id(fast.prog_fd) in wl.ingress_bpf_ids(link)
+
+
+def _reconcile_fast_path(names: Names, attachments: Mapping[str, int]) -> list[str]:
+    """Make the fast path's map hold exactly the attachments whose links exist."""
+    fast = fastpath.shared(names)
+    if fast is None or not ns.exists(names.worker_netns):
+        return []
+    with Netlink(names.worker_netns) as wl:
+        wanted = {addr: links for addr, n in attachments.items()
+                  if (links := _fast_path_links(names, wl, addr, n)) is not None}
+    done: list[str] = []
+    actual = fast.entries()
+    for addr in sorted(set(actual) - set(wanted)):
+        fast.delete(addr)
+        done.append(f"fast path: removed {addr}")
+    for addr, links in sorted(wanted.items()):
+        if actual.get(addr) != links:
+            fast.set(addr, *links)
+            done.append(f"fast path: {addr}")
+    return done
 
 
 def attach(names: Names, sandbox_addr: str, n: int) -> None:
@@ -233,53 +297,90 @@ def list_attachments(names: Names) -> dict[str, int]:
 
 
 # VPC planes -----------------------------------------------------------------------------------
-def hp_ruleset(names: Names) -> str:
+# Reply routing: a new flow from a transit gets ct mark n; its replies (after de-NAT) take mark
+# n from it and so ENI n's back table. Unmarked packets never find a route to a sandbox.
+# The idle timeout: a ct timeout object (named after its value, so a change is a new object)
+# given to each new flow from an ENI's port (after conntrack made the entry, before it is
+# confirmed); the VPC's own flows keep conntrack's defaults.
+PLANE_VERSION = "plane-1"
+
+
+def plane_ruleset(names: Names) -> str:
     table = hp_table(names)
     return (
         f"table ip {table} {{\n"
-        f"    map from_link {{ type ifname : verdict; }}\n"
-        f"    map snat_link {{ type ifname : verdict; }}\n"
+        f'    comment "{PLANE_VERSION}"\n'
+        f"    set ports {{ type ifname; }}\n"
+        f"    map from_port {{ type ifname : verdict; }}\n"
+        f"    map to_port {{ type ifname : verdict; }}\n"
+        f"    map snat_port {{ type ifname : verdict; }}\n"
+        f"    chain idle {{\n"
+        f"        type filter hook prerouting priority mangle; policy accept;\n"
+        f"    }}\n"
+        f"    chain replies {{\n"
+        f"        type filter hook prerouting priority mangle; policy accept;\n"
+        f"        ct direction reply ct mark != 0 meta mark set ct mark\n"
+        f"    }}\n"
+        # before the security groups' forward chain (priority filter): a drop here is final,
+        # an accept lets the groups decide
         f"    chain forward {{\n"
-        f"        type filter hook forward priority filter; policy drop;\n"
-        f"        iifname vmap @from_link\n"
+        f"        type filter hook forward priority filter - 10; policy accept;\n"
+        f"        iifname vmap @from_port\n"
+        f"        oifname vmap @to_port\n"
         f"    }}\n"
         f"    chain postrouting {{\n"
         f"        type nat hook postrouting priority srcnat; policy accept;\n"
-        f"        oifname vmap @snat_link\n"
-        f"    }}\n"
-        # the hyperplane namespace itself serves nothing (ARP is not IP, so it still works)
-        f"    chain input {{\n"
-        f"        type filter hook input priority filter; policy drop;\n"
+        f"        iifname vmap @snat_port\n"
         f"    }}\n"
         f"}}\n")
 
 
+def _idle_object(idle_timeout_s: int) -> str:
+    return f"idle{int(idle_timeout_s)}"
+
+
 def list_vpc_planes(names: Names) -> list[str]:
-    prefix = names.hyperplane_netns("")
-    return [name[len(prefix):] for name in ns.list_named(prefix)]
+    """The VPCs whose namespace holds this instance's plane table."""
+    prefix = names.vpc_netns("")
+    return [netns[len(prefix):] for netns in ns.list_named(prefix)
+            if netns[len(prefix):].startswith("vpc-")
+            and nft.tables(hp_table(names), netns) != []]
 
 
 def ensure_vpc_plane(names: Names, vpc_id: str,
                      idle_timeout_s: int = FLOW_IDLE_TIMEOUT_S) -> bool:
-    """The hyperplane namespace of one VPC, ready for ENI links. Returns whether it changed.
-    `idle_timeout_s`: how long an established TCP flow may stay silent before its NAT
-    binding (and so its port) is released."""
-    netns = names.hyperplane_netns(vpc_id)
-    changed = not ns.exists(netns)
+    """The plane table in a VPC's namespace (made here if the VPC code has not yet), ready for
+    ENIs. Returns whether it changed. `idle_timeout_s`: how long an established TCP flow of an
+    ENI may stay silent before its NAT binding (and so its port) is released."""
+    netns = names.vpc_netns(vpc_id)
     ns.create(netns)
-    if ("ip", hp_table(names)) not in nft.tables(hp_table(names), netns):
-        # first: the nat chains make conntrack (and its per-netns sysctls) exist here
-        nft.apply(hp_ruleset(names), netns)
+    changed = False
+    table = hp_table(names)
+    current = nft.list_text(f"table ip {table}", netns)
+    if current is None or f'comment "{PLANE_VERSION}"' not in current:
+        # a plane of another version is rebuilt; its ENIs are repaired by reconcile
+        nft.apply((f"delete table ip {table}\n" if current is not None else "")
+                  + plane_ruleset(names), netns)
+        changed = True
+    idle = _idle_object(idle_timeout_s)
+    objects = _hp_objects(names, netns)
+    timeouts = {item["ct timeout"]["name"] for item in objects if "ct timeout" in item}
+    in_use = {stmt["ct timeout"] for item in objects if "rule" in item
+              and item["rule"]["chain"] == "idle" for stmt in item["rule"]["expr"]
+              if "ct timeout" in stmt}
+    if in_use != {idle}:
+        t = f"ip {table}"
+        nft.apply("\n".join(
+            [f"add ct timeout {t} {idle} {{ protocol tcp; l3proto ip; "
+             f"policy = {{ established: {int(idle_timeout_s)} }}; }}",
+             f"flush chain {t} idle",
+             f'add rule {t} idle iifname @ports ct state new ct timeout set "{idle}"']
+            + [f"delete ct timeout {t} {old}" for old in sorted(timeouts - {idle})]), netns)
         changed = True
     with ns.entered(netns):
-        for key, value in (("net.ipv4.ip_forward", "1"),
-                           # policy routing by ingress link: no reverse path fits a plain lookup
-                           ("net.ipv4.conf.all.rp_filter", "0"),
-                           ("net.ipv4.conf.default.rp_filter", "0"),
-                           ("net.ipv6.conf.all.disable_ipv6", "1"),
-                           ("net.ipv6.conf.default.disable_ipv6", "1"),
-                           ("net.netfilter.nf_conntrack_tcp_timeout_established",
-                            str(int(idle_timeout_s)))):
+        # replies to sandboxes leave by the port they came from, which no plain lookup knows
+        for key, value in (("net.ipv4.conf.all.rp_filter", "0"),
+                           ("net.ipv4.fwmark_reflect", "1")):  # the port guard's resets
             if _read_sysctl(key) != value:
                 ns.set_sysctl(key, value)
                 changed = True
@@ -287,144 +388,131 @@ def ensure_vpc_plane(names: Names, vpc_id: str,
 
 
 def remove_vpc_plane(names: Names, vpc_id: str) -> None:
-    """Remove a VPC's plane and every ENI in it (idempotent)."""
+    """Remove a VPC's plane and every ENI in it (idempotent); the VPC namespace stays."""
     for n in _plane_enis(names, vpc_id):
         remove_eni(names, vpc_id, n)
-    netns = names.hyperplane_netns(vpc_id)
-    ns.delete(netns)
+    netns = names.vpc_netns(vpc_id)
+    if ns.exists(netns):
+        nft.delete_table("ip", hp_table(names), netns)
+        nft.delete_table("ip", port_guard_table(names), netns)
     for key in [k for k in _IDLE if k[0] == netns]:
         del _IDLE[key]
 
 
 # ENIs -------------------------------------------------------------------------------------
 def ensure_eni(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -> None:
-    """Make ENI `eni` carry traffic: transit, routes and rules on both sides, SNAT, filter.
-    The plane must exist and the ENI link `e<n>` must already be in it (net/vpc.py).
-    `ports`: the SNAT source-port range "lo-hi" (narrowed only by tests and benchmarks)."""
-    n, hp = eni.n, names.hyperplane_netns(eni.vpc_id)
-    eni_link, hp_transit, worker_transit = names.hyperplane_eni_link(n), hp_transit_link(n), \
-        names.transit_veth(n)
-    if not ns.exists(hp):
-        raise HyperplaneError(f"no hyperplane namespace for {eni.vpc_id}")
-    with Netlink(hp) as hpl, Netlink(names.worker_netns) as wl:
-        if hpl.index(eni_link) is None:
-            raise HyperplaneError(f"ENI link {eni_link} missing in {hp}")
-        if hpl.index(hp_transit) is None:
-            wl.delete_link(worker_transit)  # a stale end whose peer lives in another plane
-            wl.add_veth(worker_transit, hp_transit, peer_netns=hp)
-        # worker side
+    """Make ENI `eni` carry traffic: routes and rules on both sides of its transit, SNAT,
+    filter. The plane must exist and the ENI's port with its transit must already be there
+    (net/reconcile.py). `ports`: the SNAT source-port range "lo-hi" (narrowed only by tests
+    and benchmarks)."""
+    n, vpc, transit = eni.n, names.vpc_netns(eni.vpc_id), names.transit_veth(eni.n)
+    if not ns.exists(vpc):
+        raise HyperplaneError(f"no namespace for {eni.vpc_id}")
+    with Netlink(vpc) as vl, Netlink(names.worker_netns) as wl:
+        if vl.index(eni.port) is None or wl.index(transit) is None:
+            raise HyperplaneError(f"ENI {n}: port {eni.port} or transit {transit} missing")
+        # worker side: the gateway answers ARP on the port (the VPC holds it on lo)
         with ns.entered(names.worker_netns):
-            ns.set_sysctl(f"net.ipv4.conf.{worker_transit}.rp_filter", "0")
-        wl.add_address(worker_transit, TRANSIT_WORKER_ADDR, 32)
-        wl.set_up(worker_transit)
-        wl.add_route(f"{TRANSIT_HP_ADDR}/32", worker_transit, table=out_table(n), scope_link=True)
-        wl.add_route("0.0.0.0/0", worker_transit, gateway=TRANSIT_HP_ADDR, table=out_table(n))
+            ns.set_sysctl(f"net.ipv4.conf.{transit}.rp_filter", "0")
+        wl.add_address(transit, TRANSIT_WORKER_ADDR, 32)
+        wl.set_up(transit)
+        _replace_table(wl, out_table(n), [(f"{eni.gateway}/32", transit, None),
+                                          ("0.0.0.0/0", transit, eni.gateway)])
         wl.add_rule(eni_mark(n), out_table(n), RULE_PRIORITY)
-        # hyperplane side
-        for addr, plen in hpl.addresses(eni_link) - {(eni.address, eni.prefixlen)}:
-            hpl.delete_address(eni_link, addr, plen)
-        hpl.add_address(eni_link, eni.address, eni.prefixlen)
-        hpl.set_up(eni_link)
-        hpl.add_address(hp_transit, TRANSIT_HP_ADDR, 32)
-        hpl.set_up(hp_transit)
-        _replace_table(hpl, out_table(n), [(f"{eni.gateway}/32", eni_link, None),
-                                           ("0.0.0.0/0", eni_link, eni.gateway)])
-        _replace_table(hpl, back_table(n), [(f"{TRANSIT_WORKER_ADDR}/32", hp_transit, None),
-                                            (str(SANDBOX_NET), hp_transit, TRANSIT_WORKER_ADDR)])
-        hpl.add_iif_rule(hp_transit, out_table(n), RULE_PRIORITY)
-        hpl.add_iif_rule(eni_link, back_table(n), RULE_PRIORITY)
-    nft.apply(_eni_nft_script(names, eni, ports), hp)
-    _allow_worker_egress(names, worker_transit)
+        fast = fastpath.shared(names)
+        if fast is not None:  # replies into sandboxes (net/fastpath.py)
+            fast.attach(wl, transit)
+        # VPC side
+        with ns.entered(vpc):
+            ns.set_sysctl(f"net.ipv4.conf.{eni.port}.rp_filter", "0")
+        _replace_table(vl, back_table(n), [(f"{TRANSIT_WORKER_ADDR}/32", eni.port, None),
+                                           (str(SANDBOX_NET), eni.port, TRANSIT_WORKER_ADDR)])
+        vl.add_rule(eni_mark(n), back_table(n), RULE_PRIORITY)
+    stale = _eni_nft_removal(names, n, vpc)  # e.g. its port was renamed: old elements go
+    nft.apply("\n".join(filter(None, [stale, _eni_nft_script(names, eni, ports)])), vpc)
+    _allow_worker_egress(names, transit)
 
 
 def remove_eni(names: Names, vpc_id: str, n: int) -> None:
     """Take ENI n out of service (idempotent): sandboxes steered to it lose their path, its
-    transit, routes, rules, SNAT and counters go. The ENI link itself, with its address, stays
-    (net/vpc.py's): without dispatch, routes or rules it carries nothing."""
-    hp = names.hyperplane_netns(vpc_id)
-    worker_transit = names.transit_veth(n)
+    routes, rules, SNAT and counters go. The port and transit (net/reconcile.py's) stay:
+    without dispatch, routes or rules they carry nothing."""
+    vpc, transit = names.vpc_netns(vpc_id), names.transit_veth(n)
     if ns.exists(names.worker_netns):
         steered = [a for a, m in list_attachments(names).items() if m == eni_mark(n)]
         script = [f"delete element ip {steer_table(names)} steer {{ {', '.join(steered)} }}"] \
             if steered else []
-        if _worker_egress_has(names, worker_transit):
+        if _worker_egress_has(names, transit):
             script.append(f'delete element inet {names.nft_table} egress_ifnames '
-                          f'{{ "{worker_transit}" }}')
+                          f'{{ "{transit}" }}')
         if script:
             nft.apply("\n".join(script), names.worker_netns)
         with Netlink(names.worker_netns) as wl:
+            fast, index = fastpath.loaded(names), wl.index(transit)
+            if fast is not None:
+                for addr, (_sandbox, to) in fast.entries().items():
+                    if addr in steered or to == index:
+                        fast.delete(addr)
+            wl.detach_ingress_bpf(transit)
             wl.delete_rule(eni_mark(n), out_table(n), RULE_PRIORITY)
-            wl.delete_link(worker_transit)  # its peer t<n> and their routes go with it
             _replace_table(wl, out_table(n), [])
-    if ns.exists(hp):
-        script = _eni_nft_removal(names, n, hp)
+    if ns.exists(vpc):
+        script = _eni_nft_removal(names, n, vpc)
         if script:
-            nft.apply(script, hp)
-        with Netlink(hp) as hpl:
-            hpl.delete_iif_rule(hp_transit_link(n), out_table(n), RULE_PRIORITY)
-            hpl.delete_iif_rule(names.hyperplane_eni_link(n), back_table(n), RULE_PRIORITY)
-            hpl.delete_link(hp_transit_link(n))
-            _replace_table(hpl, out_table(n), [])
-            _replace_table(hpl, back_table(n), [])
+            nft.apply(script, vpc)
+        with Netlink(vpc) as vl:
+            vl.delete_rule(eni_mark(n), back_table(n), RULE_PRIORITY)
+            _replace_table(vl, back_table(n), [])
 
 
 def list_enis(names: Names) -> dict[int, str | None]:
-    """ENI id → the VPC whose plane holds its transit (None: a worker transit whose plane is
-    gone). eni_state() tells whether each is complete."""
+    """ENI id → the VPC whose plane dispatches it (None: worker rules of an ENI whose plane
+    is gone). eni_state() tells whether each is complete."""
     out: dict[int, str | None] = {}
     for vpc_id in list_vpc_planes(names):
         for n in _plane_enis(names, vpc_id):
             out[n] = vpc_id
     if ns.exists(names.worker_netns):
         with Netlink(names.worker_netns) as wl:
-            prefix = names.transit_veth(0)[:-1]
-            for link in wl.links(prefix):
-                tail = link.name[len(prefix):]
-                if tail.isdigit() and int(tail) not in out:
-                    out[int(tail)] = None
+            for rule in wl.rules():
+                n = rule.fwmark
+                if n and rule.table == out_table(n) and n not in out:
+                    out[n] = None
     return out
 
 
 def eni_state(names: Names, vpc_id: str, n: int) -> HyperplaneEni | None:
     """Read ENI n of `vpc_id` back from the kernel; None unless every piece is in place."""
-    hp = names.hyperplane_netns(vpc_id)
-    eni_link, hp_transit, worker_transit = names.hyperplane_eni_link(n), hp_transit_link(n), \
-        names.transit_veth(n)
-    if not ns.exists(hp) or not ns.exists(names.worker_netns):
+    vpc, transit = names.vpc_netns(vpc_id), names.transit_veth(n)
+    if not ns.exists(vpc) or not ns.exists(names.worker_netns):
         return None
-    with Netlink(hp) as hpl, Netlink(names.worker_netns) as wl:
-        if None in (hpl.index(eni_link), hpl.index(hp_transit), wl.index(worker_transit)):
+    dispatch = _nft_dispatch(names, n, vpc)
+    if dispatch is None:
+        return None
+    port, address = dispatch
+    with Netlink(vpc) as vl, Netlink(names.worker_netns) as wl:
+        if None in (vl.index(port), wl.index(transit)):
             return None
-        addrs = hpl.addresses(eni_link)
-        if len(addrs) != 1:
-            return None
-        address, prefixlen = next(iter(addrs))
-        gateways = [r.gateway for r in hpl.table_routes(out_table(n)) if r.dst_len == 0]
-        back = {(r.dst, r.dst_len, r.gateway) for r in hpl.table_routes(back_table(n))}
-        hp_rules = {(r.iifname, r.table) for r in hpl.rules()}
-        worker_ok = (
-            (eni_mark(n), out_table(n)) in {(r.fwmark, r.table) for r in wl.rules()}
-            and any(r.dst_len == 0 and r.gateway == TRANSIT_HP_ADDR
-                    for r in wl.table_routes(out_table(n)))
-            and (TRANSIT_WORKER_ADDR, 32) in wl.addresses(worker_transit)
-            and (TRANSIT_HP_ADDR, 32) in hpl.addresses(hp_transit))
-        if (len(gateways) != 1 or not worker_ok
+        gateways = [r.gateway for r in wl.table_routes(out_table(n)) if r.dst_len == 0]
+        back = {(r.dst, r.dst_len, r.gateway) for r in vl.table_routes(back_table(n))}
+        if (len(gateways) != 1
+                or (eni_mark(n), out_table(n)) not in {(r.fwmark, r.table) for r in wl.rules()}
+                or (eni_mark(n), back_table(n)) not in {(r.fwmark, r.table) for r in vl.rules()}
+                or (TRANSIT_WORKER_ADDR, 32) not in wl.addresses(transit)
+                or not _runs_fast_path(names, wl, transit)
                 or (str(SANDBOX_NET.network_address), SANDBOX_NET.prefixlen,
-                    TRANSIT_WORKER_ADDR) not in back
-                or not {(hp_transit, out_table(n)), (eni_link, back_table(n))} <= hp_rules):
+                    TRANSIT_WORKER_ADDR) not in back):
             return None
-    if _nft_snat_address(names, n, hp) != address:
+    if _worker_egress_has(names, transit) is False:
         return None
-    if _worker_egress_has(names, worker_transit) is False:
-        return None
-    return HyperplaneEni(n, vpc_id, address, gateways[0], prefixlen)
+    return HyperplaneEni(n, vpc_id, address, gateways[0], port)
 
 
 # metrics ---------------------------------------------------------------------------------
 def eni_counters(names: Names, vpc_id: str, n: int) -> EniCounters:
     values: dict[str, tuple[int, int]] = {}
     for item in nft.list_json(f"counters table ip {hp_table(names)}",
-                              names.hyperplane_netns(vpc_id)):
+                              names.vpc_netns(vpc_id)):
         counter = item.get("counter")
         if counter:
             values[counter["name"]] = (counter["packets"], counter["bytes"])
@@ -435,7 +523,7 @@ def eni_counters(names: Names, vpc_id: str, n: int) -> EniCounters:
 def flow_counts(names: Names, vpc_id: str) -> dict[str, int]:
     """Tracked flows per SNAT address in one plane (the 65,000-flows rule): a NATed flow's
     reply tuple is addressed to the ENI. Each read also feeds the idle-expiry watch."""
-    netns = names.hyperplane_netns(vpc_id)
+    netns = names.vpc_netns(vpc_id)
     flows = _read_flows(netns)
     _watch_idle(netns, flows)
     counts: dict[str, int] = {}
@@ -456,7 +544,7 @@ def eni_stats(names: Names, vpc_id: str, n: int) -> dict[str, int]:
     idle_timeouts: established TCP flows of this ENI that vanished once their idle timer had
       run out (seen by comparing successive conntrack reads: the flow-count sampling and
       this call), so flows born and expired between two reads are not seen."""
-    netns = names.hyperplane_netns(vpc_id)
+    netns = names.vpc_netns(vpc_id)
     new = 0
     address: str | None = None
     for item in _hp_objects(names, netns):
@@ -519,8 +607,10 @@ def _read_flows(netns: str) -> list[_Flow]:
     flows = []
     for line in lines:
         fields = line.split()
+        srcs = [f[4:] for f in fields if f.startswith("src=")]
         dsts = [f[4:] for f in fields if f.startswith("dst=")]
-        if len(dsts) < 2 or len(fields) < 6:
+        # the VPC's own flows (not NATed: replies go back to the source) are not the plane's
+        if len(dsts) < 2 or len(fields) < 6 or dsts[1] == srcs[0]:
             continue
         tcp = fields[2] == "tcp"
         start = next((i for i, f in enumerate(fields) if f.startswith("src=")), 0)
@@ -579,9 +669,9 @@ def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[
     for n, want in sorted(desired.items()):
         if eni_state(names, want.vpc_id, n) == want:
             continue
-        with Netlink(names.hyperplane_netns(want.vpc_id)) as hpl:
-            if hpl.index(names.hyperplane_eni_link(n)) is None:
-                done.append(f"waiting for link of eni {n}")
+        with Netlink(names.worker_netns) as wl:
+            if wl.index(names.transit_veth(n)) is None:
+                done.append(f"waiting for the port of eni {n}")
                 continue
         ensure_eni(names, want)
         done.append(f"eni {n}")
@@ -594,7 +684,7 @@ def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[
         if actual.get(addr) != n:
             attach(names, addr, n)
             done.append(f"attached {addr} to {n}")
-    return done
+    return done + _reconcile_fast_path(names, attachments)
 
 
 def remove_all(names: Names) -> None:
@@ -613,11 +703,13 @@ def _read_sysctl(key: str) -> str:
 
 
 def _plane_enis(names: Names, vpc_id: str) -> list[int]:
-    hp = names.hyperplane_netns(vpc_id)
-    if not ns.exists(hp):
+    """The ENIs that have chains in a VPC's plane."""
+    netns = names.vpc_netns(vpc_id)
+    if not ns.exists(netns):
         return []
-    with Netlink(hp) as hpl:
-        return sorted(int(link.name[1:]) for link in hpl.links("t") if link.name[1:].isdigit())
+    return sorted(int(item["chain"]["name"][3:]) for item in _hp_objects(names, netns)
+                  if "chain" in item and item["chain"]["name"].startswith("out")
+                  and item["chain"]["name"][3:].isdigit())
 
 
 def _replace_table(nl: Netlink, table: int, routes: list[tuple[str, str, str | None]]) -> None:
@@ -633,8 +725,7 @@ def _replace_table(nl: Netlink, table: int, routes: list[tuple[str, str, str | N
 
 def _eni_nft_script(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -> str:
     """ENI n's chains, counters and dispatch elements: one transaction, safe to repeat."""
-    table, n = hp_table(names), eni.n
-    eni_link, hp_transit = names.hyperplane_eni_link(n), hp_transit_link(n)
+    table, n, port = hp_table(names), eni.n, eni.port
     t = f"ip {table}"
     return "\n".join([
         f"add counter {t} tx{n}",
@@ -645,10 +736,10 @@ def _eni_nft_script(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -
         f"flush chain {t} out{n}",
         f'add rule {t} out{n} counter name "tx{n}"',
         f"add rule {t} out{n} ct state established,related accept",
-        # AWS: TCP and UDP only; from sandbox addresses only; out of this ENI only
+        # AWS: TCP and UDP only; from sandbox addresses only
         # new<n>: flows opened (SYN retries of a flow that found no port count again)
-        f'add rule {t} out{n} ct state new oifname "{eni_link}" ip saddr {SANDBOX_NET} '
-        f'meta l4proto {{ tcp, udp }} counter name "new{n}" accept',
+        f"add rule {t} out{n} ct state new ip saddr {SANDBOX_NET} meta l4proto {{ tcp, udp }} "
+        f'ct mark set {eni_mark(n)} counter name "new{n}" accept',
         f'add rule {t} out{n} counter name "drop{n}" drop',
         f"add chain {t} in{n}",
         f"flush chain {t} in{n}",
@@ -662,31 +753,41 @@ def _eni_nft_script(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -
         # neither kept nor guessable; `persistent` only matters for several addresses
         f"add rule {t} snat{n} meta l4proto {{ tcp, udp }} "
         f"snat to {eni.address}:{ports} fully-random",
-        f'add element {t} from_link {{ "{hp_transit}" : jump out{n}, '
-        f'"{eni_link}" : jump in{n} }}',
-        f'add element {t} snat_link {{ "{eni_link}" : jump snat{n} }}',
+        f'add element {t} ports {{ "{port}" }}',
+        f'add element {t} from_port {{ "{port}" : jump out{n} }}',
+        f'add element {t} to_port {{ "{port}" : jump in{n} }}',
+        f'add element {t} snat_port {{ "{port}" : jump snat{n} }}',
     ])
 
 
-def _hp_objects(names: Names, hp: str) -> list[dict[str, Any]]:
+def _hp_objects(names: Names, netns: str) -> list[dict[str, Any]]:
     try:
-        return nft.list_json(f"table ip {hp_table(names)}", hp)
+        return nft.list_json(f"table ip {hp_table(names)}", netns)
     except nft.NftError:
         return []
 
 
-def _eni_nft_removal(names: Names, n: int, hp: str) -> str:
+def _eni_nft_removal(names: Names, n: int, netns: str) -> str:
     t = f"ip {hp_table(names)}"
-    objects = _hp_objects(names, hp)
+    objects = _hp_objects(names, netns)
     ours = {f"out{n}", f"in{n}", f"snat{n}"}
     lines: list[str] = []
+    ports: set[str] = set()
     for item in objects:
         m = item.get("map")
         if m:
             keys = [k for k, v in m.get("elem", []) if v.get("jump", {}).get("target") in ours]
+            ports.update(keys)
             if keys:
                 lines.append(f"delete element {t} {m['name']} {{ "
                              + ", ".join(f'"{k}"' for k in keys) + " }")
+    for item in objects:
+        s = item.get("set")
+        if s and s["name"] == "ports":
+            present = ports & set(s.get("elem", []))
+            if present:
+                lines.append(f"delete element {t} ports {{ "
+                             + ", ".join(f'"{k}"' for k in sorted(present)) + " }")
     chains = {item["chain"]["name"] for item in objects if "chain" in item}
     lines += [f"delete chain {t} {c}" for c in sorted(ours & chains)]
     counters = {item["counter"]["name"] for item in objects if "counter" in item}
@@ -695,23 +796,28 @@ def _eni_nft_removal(names: Names, n: int, hp: str) -> str:
     return "\n".join(lines)
 
 
-def _nft_snat_address(names: Names, n: int, hp: str) -> str | None:
-    """The SNAT address of ENI n's chain if the chain and its dispatch are complete."""
-    objects = _hp_objects(names, hp)
-    dispatch: set[str] = set()
+def _nft_dispatch(names: Names, n: int, netns: str) -> tuple[str, str] | None:
+    """(port, SNAT address) of ENI n if its chains and dispatch are complete."""
+    targets: dict[str, set[str]] = {}
     address: str | None = None
-    for item in objects:
+    for item in _hp_objects(names, netns):
         m = item.get("map")
         if m:
-            dispatch |= {v.get("jump", {}).get("target") for _k, v in m.get("elem", [])}
+            for key, verdict in m.get("elem", []):
+                targets.setdefault(verdict.get("jump", {}).get("target"), set()).add(key)
+        s = item.get("set")
+        if s and s["name"] == "ports":
+            targets["ports"] = set(s.get("elem", []))
         rule = item.get("rule")
         if rule and rule["chain"] == f"snat{n}":
             for expr in rule["expr"]:
                 if "snat" in expr:
                     address = expr["snat"].get("addr")
-    if not {f"out{n}", f"in{n}", f"snat{n}"} <= dispatch:
+    found = [targets.get(c, set()) for c in (f"out{n}", f"in{n}", f"snat{n}")]
+    if address is None or len(found[0]) != 1 or not all(f == found[0] for f in found):
         return None
-    return address
+    port = next(iter(found[0]))
+    return (port, address) if port in targets.get("ports", set()) else None
 
 
 def _worker_egress_has(names: Names, ifname: str) -> bool | None:
@@ -746,7 +852,6 @@ def _allow_worker_egress(names: Names, ifname: str) -> None:
 # tripled the CPU time of opening 19,000 connections to one destination (measured; 1.4x at
 # 5,000): the guard is installed only on ranges up to PORT_GUARD_MAX_PORTS.
 PORT_GUARD_MAX_PORTS = 4096
-PORT_GUARD_RULE_PRIORITY = 990  # before the iif rules: the guard's replies find their way back
 
 
 @dataclass(frozen=True)
@@ -774,7 +879,7 @@ def plane_ports(names: Names, vpc_id: str, destinations: bool = False) -> PlaneP
     """Read one plane for the port rule; also feeds the idle-expiry watch (as flow_counts).
     `destinations`: also each ENI's busiest destination and range (~6x the CPU per flow, so
     only when a plane's errors must be shared among its ENIs)."""
-    netns = names.hyperplane_netns(vpc_id)
+    netns = names.vpc_netns(vpc_id)
     flows = _read_flows(netns)
     _watch_idle(netns, flows)
     counts: dict[str, int] = {}
@@ -820,19 +925,22 @@ def _range_size(port: Any) -> int:
 
 def ensure_port_guard(names: Names, vpc_id: str, n: int, ports: str) -> bool:
     """Guard ENI n (SNAT range `ports`) when its range is small enough; returns whether it is
-    guarded. Idempotent: a guard of the same range is left alone (its counts are live state)."""
+    guarded. Idempotent: a guard of the same range is left alone (its counts are live state).
+    ENI n must be in place (ensure_eni)."""
     size = port_range_size(ports)
     if size > PORT_GUARD_MAX_PORTS:
         remove_port_guard(names, vpc_id, n)
         return False
-    netns = names.hyperplane_netns(vpc_id)
+    netns = names.vpc_netns(vpc_id)
     if port_guards(names, vpc_id).get(n) == size:
         return True
+    dispatch = _nft_dispatch(names, n, netns)
+    if dispatch is None:
+        raise HyperplaneError(f"ENI {n} is not in the plane of {vpc_id}")
     remove_port_guard(names, vpc_id, n)
     t = f"ip {port_guard_table(names)}"
-    # The rejected packet carries mark n and fwmark_reflect gives the reply the same mark, so
-    # the reset/ICMP made here (the plane routes nothing to sandboxes by destination) takes
-    # ENI n's table back to the worker.
+    # The rejected packet carries mark n and fwmark_reflect (ensure_vpc_plane) gives the reply
+    # the same mark, so the reset/ICMP made here takes ENI n's table back to the worker.
     count = f"{{ ip daddr . meta l4proto . th dport ct count over {size} }}"
     nft.apply("\n".join([
         f"add table {t}",
@@ -849,19 +957,14 @@ def ensure_port_guard(names: Names, vpc_id: str, n: int, ports: str) -> bool:
          f'counter name "refused{n}" reject with tcp reset'),
         (f"add rule {t} guard{n} meta l4proto udp add @dst{n} {count} meta mark set {n} "
          f'counter name "refused{n}" reject with icmp type port-unreachable'),
-        f'add element {t} guard_link {{ "{hp_transit_link(n)}" : jump guard{n} }}',
+        f'add element {t} guard_link {{ "{dispatch[0]}" : jump guard{n} }}',
     ]), netns)
-    with ns.entered(netns):
-        if _read_sysctl("net.ipv4.fwmark_reflect") != "1":
-            ns.set_sysctl("net.ipv4.fwmark_reflect", "1")
-    with Netlink(netns) as hpl:
-        hpl.add_rule(n, back_table(n), PORT_GUARD_RULE_PRIORITY)
     return True
 
 
 def port_guards(names: Names, vpc_id: str) -> dict[int, int]:
     """ENI n → the range size its port guard allows, as the kernel has it."""
-    netns = names.hyperplane_netns(vpc_id)
+    netns = names.vpc_netns(vpc_id)
     if not ns.exists(netns):
         return {}
     out: dict[int, int] = {}
@@ -880,7 +983,7 @@ def port_guards(names: Names, vpc_id: str) -> dict[int, int]:
 
 def remove_port_guard(names: Names, vpc_id: str, n: int) -> None:
     """Remove ENI n's port guard (idempotent)."""
-    netns = names.hyperplane_netns(vpc_id)
+    netns = names.vpc_netns(vpc_id)
     if not ns.exists(netns):
         return
     t = f"ip {port_guard_table(names)}"
@@ -890,8 +993,9 @@ def remove_port_guard(names: Names, vpc_id: str, n: int) -> None:
     lines: list[str] = []
     for item in objects:
         m = item.get("map")
-        if m and any(v.get("jump", {}).get("target") == f"guard{n}" for _k, v in m.get("elem", [])):
-            lines.append(f'delete element {t} guard_link {{ "{hp_transit_link(n)}" }}')
+        for key, verdict in (m.get("elem", []) if m else []):
+            if verdict.get("jump", {}).get("target") == f"guard{n}":
+                lines.append(f'delete element {t} guard_link {{ "{key}" }}')
     present = {kind: {item[kind]["name"] for item in objects if kind in item}
                for kind in ("chain", "set", "counter")}
     if f"guard{n}" in present["chain"]:
@@ -902,5 +1006,3 @@ def remove_port_guard(names: Names, vpc_id: str, n: int) -> None:
         lines.append(f"delete counter {t} refused{n}")
     if lines:
         nft.apply("\n".join(lines), netns)
-    with Netlink(netns) as hpl:
-        hpl.delete_rule(n, back_table(n), PORT_GUARD_RULE_PRIORITY)

@@ -3,10 +3,10 @@ environment gets an ENI of its own, made during its cold start and removed with 
 one subnet address.
 
 Owns nothing of its own in the kernel: it drives the same mechanism as the Hyperplane data path
-(net/hyperplane.py: transit, policy routes, SNAT, filter, one steering element) for a single
+(net/hyperplane.py: policy routes, SNAT, filter, one steering element) for a single
 sandbox, so the two modes differ only in *when* the ENI is built and how many there are. From
 the VPC's side this is what AWS did then: one address per environment, seen as the source of its
-flows. The VPC port whose peer is the ENI link comes from net/vpc.py through `make_port` /
+flows. The VPC port whose peer is the ENI's transit comes from net/vpc.py through `make_port` /
 `drop_port`, the address from the service's IPAM. All functions run on the NetThread."""
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def attach_dedicated(names: Names, steering: hp.Steering, eni: hp.HyperplaneEni,
     t0 = time.perf_counter()
     try:
         hp.ensure_vpc_plane(names, eni.vpc_id)
-        make_port(eni)  # the VPC port; its peer e<n> appears in the hyperplane netns
+        make_port(eni)  # the VPC port; its peer is the transit in the worker
         hp.ensure_eni(names, eni)
         steering.attach(sandbox_addr, eni.n)
     except BaseException:

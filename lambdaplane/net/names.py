@@ -29,22 +29,13 @@ class Names:
     def resource_netns(self, eni_id: str) -> str:
         return f"{self.prefix}-r-{eni_id}"
 
-    def hyperplane_netns(self, vpc_id: str) -> str:
-        """One per VPC: Hyperplane ENIs' NAT and routing (net/hyperplane.py)."""
-        return f"{self.prefix}-h-{vpc_id}"
-
     # links (in the worker namespace unless said otherwise)
     def sandbox_veth(self, slot: int) -> str:
         return f"{self.prefix}s{slot}"
 
     def transit_veth(self, eni: int) -> str:
-        """Worker end of Hyperplane ENI `eni`'s transit veth (peer `t<eni>` in its hp netns)."""
+        """Worker end of Hyperplane ENI `eni`: the peer of the ENI's port in its VPC netns."""
         return f"{self.prefix}t{eni}"
-
-    @staticmethod
-    def hyperplane_eni_link(eni: int) -> str:
-        """The ENI end inside the hyperplane netns (its peer is a port of the VPC netns)."""
-        return f"e{eni}"
 
     @property
     def uplink_host(self) -> str:

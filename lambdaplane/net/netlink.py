@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -16,7 +17,11 @@ from . import ns
 
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL}
 SCOPE_LINK = 253
+_SCOPE_NOWHERE = 255
 _NUD_PERMANENT = 0x80
+_CLSACT_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
+_BPF_PRIO, _BPF_HANDLE = 1, 1
+_TCA_BPF_ID = 11
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,8 @@ class Netlink:
                 raise
 
     def delete_route(self, dst: str, table: int | None = None) -> None:
-        kwargs: dict[str, object] = {"dst": dst}
+        # scope "nowhere" matches a route of any scope (as `ip route del` does)
+        kwargs: dict[str, object] = {"dst": dst, "scope": _SCOPE_NOWHERE}
         if table is not None:
             kwargs["table"] = table
         try:
@@ -222,6 +228,51 @@ class Netlink:
                           m.get_attr("RTA_GATEWAY"))
                 for m in self._ipr.get_routes(family=2, table=table)
                 if (m.get_attr("RTA_TABLE") or m["table"]) == table]
+
+    # eBPF at tc ingress (net/fastpath.py) ---------------------------------------------------
+    def attach_ingress_bpf(self, name_or_index: str | int, prog_fd: int, name: str) -> None:
+        """Run BPF program `prog_fd` (direct action) at the link's ingress: a clsact qdisc and
+        one bpf filter at a fixed priority and handle, so attaching again replaces it."""
+        index = self._idx(name_or_index)
+        try:
+            self._ipr.tc("add", "clsact", index)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        self._ipr.tc("replace-filter", "bpf", index, handle=_BPF_HANDLE, parent=_CLSACT_INGRESS,
+                     prio=_BPF_PRIO, fd=prog_fd, name=name, classid=1, direct_action=True)
+
+    def ingress_bpf_ids(self, name_or_index: str | int) -> list[int]:
+        """Kernel ids of the BPF programs at the link's ingress (compare bpf.prog_id)."""
+        index = self._idx(name_or_index)
+        try:
+            filters = list(self._ipr.get_filters(index, parent=_CLSACT_INGRESS))
+        except NetlinkError as e:
+            if e.code in _GONE | {errno.EINVAL}:  # EINVAL: no clsact qdisc
+                return []
+            raise
+        ids: list[int] = []
+        for msg in filters:
+            options = msg.get_attr("TCA_OPTIONS")
+            for attr in options["attrs"] if options else []:
+                if attr.name != "UNKNOWN":  # pyroute2 0.9 has no name for TCA_BPF_ID
+                    continue
+                raw = attr.nla
+                length, kind = struct.unpack_from("<HH", raw.data, raw.offset)
+                if kind == _TCA_BPF_ID and length == 8:
+                    ids.append(struct.unpack_from("<I", raw.data, raw.offset + 4)[0])
+        return ids
+
+    def detach_ingress_bpf(self, name_or_index: str | int) -> None:
+        """Remove the link's clsact qdisc and with it every filter on it (idempotent)."""
+        index = self.index(name_or_index) if isinstance(name_or_index, str) else name_or_index
+        if index is None:
+            return
+        try:
+            self._ipr.tc("del", "clsact", index)
+        except NetlinkError as e:
+            if e.code not in _GONE | {errno.EINVAL}:  # EINVAL: there is no clsact qdisc
+                raise
 
     def _idx(self, name_or_index: str | int) -> int:
         if isinstance(name_or_index, int):

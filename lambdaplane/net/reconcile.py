@@ -140,7 +140,7 @@ def _ensure_far_netns(port: PortSpec, changes: list[str]) -> bool:
     if ns.exists(far.netns):
         return True
     if not far.owns_netns:
-        return False  # a shared namespace (Hyperplane) is made by its owner first
+        return False  # a shared namespace (the worker) is made by its owner first
     if process_alive(port.process_pid, port.process_start):
         ns.adopt(far.netns, port.process_pid)  # type: ignore[arg-type]
         changes.append(f"adopted netns {far.netns} of pid {port.process_pid}")
@@ -163,7 +163,7 @@ def _configure_far(port: PortSpec, changes: list[str]) -> None:
             far.set_mac(port.far.ifname, port.mac)
             changes.append(f"set {port.far.ifname} mac {port.mac} in {port.far.netns}")
         _ensure_up(far, port.far.ifname, changes)
-        _ensure_addresses(far, port.far.ifname, {(port.ip, port.prefixlen)}, changes)
+        _ensure_addresses(far, port.far.ifname, set(port.far_addresses), changes)
         if port.far.owns_netns:
             index = far.index(port.far.ifname)
             default = [r for r in far.routes() if r[1] == 0]

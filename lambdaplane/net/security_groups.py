@@ -7,11 +7,17 @@ match an egress rule of one of the sender's groups *and* an ingress rule of one 
 receiver's groups; everything else is dropped (the peer sees a time-out, as in AWS). A rule
 naming a group matches the addresses of that group's members, kept in a named set.
 
+A Hyperplane ENI's port carries sandbox flows that are SNATed to the ENI's address only after
+this chain (net/hyperplane.py), so an ingress rule that names sources also admits new flows
+from the Hyperplane ports whose ENI address it names: the receiver's groups judge the address
+the receiver will see.
+
 The table carries a fingerprint of its own content as its comment, so the reconciler can see
 that the kernel already holds exactly this ruleset and change nothing."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -22,9 +28,12 @@ ANY_V4 = "0.0.0.0/0"
 
 @dataclass(frozen=True)
 class PortRules:
-    """One interface's VPC-side link and the groups it belongs to."""
+    """One interface's VPC-side link, the groups it belongs to and its address; `nat`: a
+    Hyperplane ENI's port, whose flows are SNATed to that address after the forward chain."""
     ifname: str
     group_ids: tuple[str, ...]
+    ip: str = ""
+    nat: bool = False
 
 
 def set_name(group_id: str) -> str:
@@ -33,11 +42,27 @@ def set_name(group_id: str) -> str:
 
 def rule_match(rule: SgRule) -> str:
     """The nft match for one rule (empty: matches every IPv4 packet)."""
-    parts: list[str] = []
+    return " ".join(filter(None, [_peer_match(rule), _service_match(rule)]))
+
+
+def _peer_match(rule: SgRule) -> str:
     if rule.ref_group_id:
-        parts.append(f"ip {'daddr' if rule.egress else 'saddr'} @{set_name(rule.ref_group_id)}")
-    elif rule.cidr and rule.cidr != ANY_V4:
-        parts.append(f"ip {'daddr' if rule.egress else 'saddr'} {rule.cidr}")
+        return f"ip {'daddr' if rule.egress else 'saddr'} @{set_name(rule.ref_group_id)}"
+    if rule.cidr and rule.cidr != ANY_V4:
+        return f"ip {'daddr' if rule.egress else 'saddr'} {rule.cidr}"
+    return ""
+
+
+def _nat_ports_named(rule: SgRule, nat_ports: Iterable[PortRules]) -> list[str]:
+    """The Hyperplane ports whose ENI address an ingress rule's source names."""
+    if rule.ref_group_id:
+        return sorted(p.ifname for p in nat_ports if rule.ref_group_id in p.group_ids)
+    network = ipaddress.IPv4Network(rule.cidr or ANY_V4, strict=False)
+    return sorted(p.ifname for p in nat_ports if ipaddress.IPv4Address(p.ip) in network)
+
+
+def _service_match(rule: SgRule) -> str:
+    parts: list[str] = []
     proto = rule.protocol
     if proto in ("tcp", "udp"):
         parts.append(f"meta l4proto {proto}")
@@ -57,15 +82,22 @@ def rule_match(rule: SgRule) -> str:
 
 
 def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
-                    egress: bool) -> list[str]:
-    """Distinct matches of the port's groups in one direction (duplicates across groups merge)."""
+                    egress: bool, nat_ports: Iterable[PortRules] = ()) -> list[str]:
+    """Distinct matches of the port's groups in one direction (duplicates across groups merge);
+    ingress rules naming sources also match the `nat_ports` whose address they name."""
+    nat_ports = list(nat_ports)
     lines: list[str] = []
     for gid in port.group_ids:
         for rule in rules_by_group.get(gid, []):
-            if rule.egress == egress:
-                match = rule_match(rule)
-                if match not in lines:
-                    lines.append(match)
+            if rule.egress != egress:
+                continue
+            matches = [rule_match(rule)]
+            named = _nat_ports_named(rule, nat_ports) if not egress and _peer_match(rule) else []
+            if named:
+                links = ", ".join(f'"{name}"' for name in named)
+                matches.append(" ".join(filter(None, [f"iifname {{ {links} }}",
+                                                      _service_match(rule)])))
+            lines += [m for m in matches if m not in lines]
     return lines
 
 
@@ -73,6 +105,7 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
            members: Mapping[str, Iterable[str]]) -> str:
     """The whole table as one script that replaces any previous version atomically."""
     ports = sorted(ports, key=lambda p: p.ifname)
+    nat_ports = [p for p in ports if p.nat]
     referenced = sorted({r.ref_group_id for rs in rules_by_group.values() for r in rs
                          if r.ref_group_id})
     body: list[str] = []
@@ -98,7 +131,8 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
         body.append(f"  chain deliver {{\n    oifname vmap {{ {ingress_map} }}\n  }}")
     for p in ports:
         out = [f"{m} goto deliver".strip() for m in port_rule_lines(p, rules_by_group, egress=True)]
-        inn = [f"{m} accept".strip() for m in port_rule_lines(p, rules_by_group, egress=False)]
+        inn = [f"{m} accept".strip()
+               for m in port_rule_lines(p, rules_by_group, egress=False, nat_ports=nat_ports)]
         body.append(f"  chain out_{p.ifname} {{")
         body += [f"    {line}" for line in out]
         body.append("  }")

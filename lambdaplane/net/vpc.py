@@ -3,10 +3,12 @@ the kernel match it).
 
 A VPC is a network namespace. Subnets are routed, not bridged: the namespace's loopback holds
 every subnet's router address; each interface is a veth whose VPC end is a port of the VPC
-namespace (proxy ARP on, a /32 route to the interface's address) and whose far end — in the
-interface's own namespace (`lambdaplane run`) or in a shared one (a Hyperplane namespace) —
-holds the address with the subnet's prefix. Every packet between two interfaces is therefore
-forwarded by the VPC namespace, where security groups are enforced (net/security_groups.py)."""
+namespace (proxy ARP on, a /32 route to the interface's address) and whose far end, in the
+interface's own namespace (`lambdaplane run`), holds the address with the subnet's prefix.
+A Hyperplane ENI's far end is its transit in the worker namespace instead, holding only the
+transit address: the VPC namespace SNATs the ENI's flows to the ENI's address
+(net/hyperplane.py). Every packet between two interfaces is therefore forwarded by the VPC
+namespace, where security groups are enforced (net/security_groups.py)."""
 from __future__ import annotations
 
 import ipaddress
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from ..service import ipam
 from ..store.ec2 import FarEnd, SgRule, Snapshot
+from .hyperplane import TRANSIT_WORKER_ADDR
 from .names import Names
 from .security_groups import PortRules, render
 
@@ -34,6 +37,8 @@ class PortSpec:
     mac: str
     far: FarEnd
     group_ids: tuple[str, ...]
+    # what the far end holds: the address with the subnet's prefix, or a Hyperplane transit's
+    far_addresses: tuple[tuple[str, int], ...]
     # The program using the far namespace: after a restart removed the namespace's name, the
     # namespace is found again through this process instead of being made anew.
     process_pid: int | None = None
@@ -72,12 +77,16 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
             if eni.vpc_id != vpc.id or eni.far_end is None:
                 continue
             subnet = subnets[eni.subnet_id]
-            ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip,
-                                  ipaddress.IPv4Network(subnet.cidr).prefixlen,
+            prefixlen = ipaddress.IPv4Network(subnet.cidr).prefixlen
+            transit = eni.far_end.netns == names.worker_netns
+            far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else ((eni.ip, prefixlen),)
+            ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
                                   ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
-                                  eni.process_pid, eni.process_start))
+                                  far_addresses, eni.process_pid, eni.process_start))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
-        script = render(names.nft_table, [PortRules(p.ifname, p.group_ids) for p in ports],
+        rules = [PortRules(p.ifname, p.group_ids, p.ip,
+                           nat=p.far.netns == names.worker_netns) for p in ports]
+        script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members)
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),

@@ -45,6 +45,12 @@ def sandbox_address(slot: int) -> str:
     return str(address)
 
 
+def sandbox_slot(address: str) -> int | None:
+    """The slot whose sandbox owns `address` (sandbox_address's inverse), None if none does."""
+    offset = int(ipaddress.IPv4Address(address)) - int(SANDBOX_NET.network_address) - 2
+    return offset if 0 <= offset and ipaddress.IPv4Address(address) in SANDBOX_NET else None
+
+
 @dataclass(frozen=True)
 class UplinkPlan:
     """The /30 between the worker and the host: .1 on the host end, .2 on the worker end."""

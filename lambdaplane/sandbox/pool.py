@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..net import ns
+from ..net import fastpath, ns
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.netlink import Netlink
@@ -70,6 +70,9 @@ def build_sandbox(names: Names, worker: Netlink, slot: int) -> Sandbox:
             index = worker.add_veth(box.veth, "eth0", peer_netns=box.netns, mac=gateway_mac,
                                     peer_mac=sandbox_mac)
         worker.add_address(index, GATEWAY, 32)
+        fast = fastpath.shared(names)
+        if fast is not None:  # a steered sandbox's packets skip the worker (net/fastpath.py)
+            fast.attach(worker, index)
         worker.set_up(index)
         worker.add_route(f"{box.address}/32", index, scope_link=True)
         # Static ARP both ways: no resolution on a cold start's first packet, and no dynamic

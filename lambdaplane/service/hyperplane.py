@@ -4,8 +4,8 @@ Owns the Hyperplane ENIs: exactly one per (region, subnet, sorted security group
 functions — made when a function is created or reconfigured (`prepare`, never at a cold start),
 kept while any configuration in use needs it (FunctionService.vpc_configs_in_use) or any
 environment is still steered to it, then deleted. Each is an EC2 interface (type "lambda",
-requester-managed, VpcService's rules and VPC-side port) whose far end `e<n>` lives in the
-VPC's hyperplane namespace, plus the data path of net/hyperplane.py (transit, SNAT, filter).
+requester-managed, VpcService's rules and VPC-side port) whose far end is the transit
+`lp<i>t<n>` in the worker, plus the data path of net/hyperplane.py (routes, SNAT, filter).
 `n` is persisted (store/hyperplane.py) so a restart rebuilds the same kernel objects.
 
 At a cold start `attach` picks the function's subnet round-robin, an ENI of that key with
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 import uuid
@@ -51,6 +50,7 @@ from ..config import Settings
 from ..errors import AwsError
 from ..net import hyperplane as hp
 from ..net.executor import NetThread
+from ..net.vpc import port_ifname
 from ..net.names import Names
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
@@ -67,7 +67,7 @@ log = logging.getLogger("lambdaplane.hyperplane")
 
 FLOW_SAMPLE_S = 1.0
 PORT_QUIET_S = 60.0  # an ENI without port-allocation errors this long takes environments again
-MAX_N = 50_000  # legacy mode's per-environment ENIs use e<n> above this (service/legacy.py)
+MAX_N = 50_000  # legacy mode's per-environment ENIs use n above this (service/legacy.py)
 NO_ADDRESS = ("Lambda was not able to create an ENI in the VPC of the Lambda function because "
               "one or more configured subnets has no available IP addresses.")
 
@@ -139,7 +139,7 @@ class HyperplaneService:
         """Make the kernel hold exactly the stored ENIs (and the live attachments)."""
         vpc_ids = sorted({r.vpc_id for r in self._rows.values()})
         idle = self.settings.flow_idle_timeout_s
-        for vpc_id in vpc_ids:  # the VPC code makes e<n> inside these namespaces
+        for vpc_id in vpc_ids:  # planes first: their ENIs are set up after the ports exist
             await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id, idle)
         await self.vpc.reconcile()
         enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
@@ -280,7 +280,7 @@ class HyperplaneService:
                            502, "Service", extra={"ReasonCode": "EniLimitExceeded"})
         await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id,
                            self.settings.flow_idle_timeout_s)
-        far = FarEnd(self.names.hyperplane_netns(vpc_id), self.names.hyperplane_eni_link(n), False)
+        far = FarEnd(self.names.worker_netns, self.names.transit_veth(n), False)
         try:
             eni = await self.vpc.create_interface(
                 key.region, key.subnet_id, key.group_ids,
@@ -332,9 +332,9 @@ class HyperplaneService:
         ours = {r.eni_id for r in self._rows.values()}
         for eni in self.vpc.store.enis():
             far = eni.far_end
-            if (eni.interface_type == "lambda" and far is not None and eni.id not in ours
-                    and far.netns.startswith(self.names.hyperplane_netns(""))
-                    and far.ifname[1:].isdigit() and int(far.ifname[1:]) <= MAX_N):
+            n = hp.transit_number(self.names, far.netns, far.ifname) if far else None
+            if (eni.interface_type == "lambda" and n is not None and eni.id not in ours
+                    and n <= MAX_N):
                 log.info("removing %s: a Hyperplane ENI the store lost", eni.id)
                 await self.vpc.delete_interface(eni.region, eni.id, by_user=False)
 
@@ -344,7 +344,7 @@ class HyperplaneService:
         if eni is None or subnet is None:
             return None
         return hp.HyperplaneEni(row.n, row.vpc_id, eni.ip, ipam.gateway(subnet.cidr),
-                                ipaddress.IPv4Network(subnet.cidr).prefixlen)
+                                port_ifname(eni.id))
 
     # flows ----------------------------------------------------------------------------------
     async def _sample_flows(self) -> None:

@@ -8,12 +8,12 @@ ENI (AWS validated the VpcConfig only).
 
 Plugs into the same two places as service/hyperplane.py: `prepare`/`release` (NetworkPreparer,
 service/function_lifecycle.py) and `attach`/`detach` (VpcAttacher, sandbox/environments.py).
-The ENI row and its VPC port belong to VpcService (its reconcile makes the port, whose peer
-`e<n>` lands in the VPC's hyperplane namespace); the per-ENI data path (transit, routes, SNAT,
-one steering element) is net/legacy.py's on the NetThread.
+The ENI row and its VPC port belong to VpcService (its reconcile makes the port, whose peer is
+the transit `lp<i>t<n>` in the worker); the per-ENI data path (routes, SNAT, one steering
+element) is net/legacy.py's on the NetThread.
 
-A legacy ENI is recognised by its kernel link: `e<n>` with n ≥ LEGACY_BASE, a range Hyperplane
-ENIs never use, so leftovers of a crash are found from the store alone."""
+A legacy ENI is recognised by its port's far end: the transit `lp<i>t<n>` with n ≥ LEGACY_BASE,
+a range Hyperplane ENIs never use, so leftovers of a crash are found from the store alone."""
 from __future__ import annotations
 
 import logging
@@ -26,6 +26,7 @@ from ..net import hyperplane as hp
 from ..net import legacy as net_legacy
 from ..net.executor import NetThread
 from ..net.names import Names
+from ..net.vpc import port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
 from ..store.ec2 import Eni, FarEnd
@@ -52,12 +53,8 @@ class LegacyHandle:
 def legacy_n(eni: Eni, names: Names) -> int | None:
     """The data-path id of a legacy ENI, None for any other interface."""
     far = eni.far_end
-    if far is None or not far.netns.startswith(names.hyperplane_netns("")):
-        return None
-    tail = far.ifname[1:]
-    if not far.ifname.startswith("e") or not tail.isdigit() or int(tail) < LEGACY_BASE:
-        return None
-    return int(tail)
+    n = hp.transit_number(names, far.netns, far.ifname) if far else None
+    return n if n is not None and n >= LEGACY_BASE else None
 
 
 class LegacyVpc:
@@ -134,7 +131,7 @@ class LegacyVpc:
         subnet = self.vpc.store.subnet(eni.subnet_id)
         assert subnet is not None
         want = hp.HyperplaneEni(n, vpc_id, eni.ip, ipam.gateway(subnet.cidr),
-                                int(subnet.cidr.split("/")[1]))
+                                port_ifname(eni.id))
         try:
             dedicated = await self.net.run(self._attach_on_net_thread, want, sandbox.address)
         except BaseException:
@@ -173,8 +170,7 @@ class LegacyVpc:
         subnets = [s for s in (self.vpc.store.subnet(sid) for sid in spec.vpc.subnet_ids) if s]
         # Most free addresses first, like Lambda spreading environments over subnets.
         ranked = sorted(subnets, key=lambda s: -self.vpc.available_ips(s))
-        far_end = FarEnd(self.names.hyperplane_netns(spec.vpc.vpc_id),
-                         self.names.hyperplane_eni_link(n), False)
+        far_end = FarEnd(self.names.worker_netns, self.names.transit_veth(n), False)
         for subnet in ranked:
             if self.vpc.available_ips(subnet) <= 0:
                 break
@@ -207,7 +203,7 @@ class LegacyVpc:
 
     def _attach_on_net_thread(self, eni: hp.HyperplaneEni,
                               sandbox_addr: str) -> net_legacy.DedicatedEni:
-        # The VPC port and its peer e<n> were made by VpcService's reconcile already.
+        # The VPC port and its transit were made by VpcService's reconcile already.
         return net_legacy.attach_dedicated(self.names, self._steer(), eni, sandbox_addr,
                                            make_port=lambda _eni: None)
 

@@ -207,7 +207,7 @@ def kernel_problems(instance: str, server_pid: int, status: dict[str, Any],
         problems.append(f"{len(sandbox_ns)} sandbox namespaces, server accounts for "
                         f"{expected_sandboxes} (ready {execution['pool_ready']}, in use "
                         f"{execution['sandboxes_in_use']})")
-    wanted_other = {"w"} | set(vpc_ids) | {f"h-{v}" for v in vpc_ids}
+    wanted_other = {"w"} | set(vpc_ids)
     stray = other_ns - wanted_other
     if stray or "w" not in other_ns or not set(vpc_ids) <= other_ns:
         problems.append(f"namespaces: stray {sorted(stray)}, missing "

@@ -1,6 +1,7 @@
 """The Hyperplane data path on real namespaces: the real worker (net/worker.py) and pooled
-sandboxes (sandbox/pool.py), hyperplane planes from net/hyperplane.py, and a stand-in VPC per
-plane (a routed netns: the ENI's VPC-side port and a resource netns running a TCP server).
+sandboxes (sandbox/pool.py), planes from net/hyperplane.py, and a stand-in VPC per plane (a
+routed netns: the ENI's port, whose peer is the ENI's transit in the worker, and a resource
+netns running a TCP server).
 
 Two VPCs deliberately have the same CIDR and the same addresses; only the server's label tells
 them apart. Run with -s to see the latency numbers."""
@@ -107,10 +108,11 @@ class Env:
     vpcs: dict[str, Vpc]
 
 
-def build_vpc_standin(names: Names, vpc_id: str, n: int, label: str, prefixlen: int) -> Vpc:
-    """What net/vpc.py does in production, reduced: a routed VPC netns whose port p<n> is the
-    peer of e<n> (created directly in the plane), with the subnet gateway on every port."""
-    eni = hp.HyperplaneEni(n, vpc_id, ENI_ADDR, GW, prefixlen)
+def build_vpc_standin(names: Names, vpc_id: str, n: int, label: str) -> Vpc:
+    """What net/vpc.py and net/reconcile.py do in production, reduced: a routed VPC netns whose
+    port p<n> is the peer of the worker's transit lp<i>t<n>, with the subnet gateway on every
+    port."""
+    eni = hp.HyperplaneEni(n, vpc_id, ENI_ADDR, GW, f"p{n}")
     vpc = Vpc(vpc_id, eni, names.vpc_netns(vpc_id),
               names.resource_netns(f"r{n}"))
     ns.create(vpc.netns)
@@ -118,7 +120,7 @@ def build_vpc_standin(names: Names, vpc_id: str, n: int, label: str, prefixlen: 
     with ns.entered(vpc.netns):
         ns.set_sysctl("net.ipv4.ip_forward", "1")
     with Netlink(vpc.netns) as v:
-        v.add_veth(f"p{n}", names.hyperplane_eni_link(n), peer_netns=names.hyperplane_netns(vpc_id))
+        v.add_veth(f"p{n}", names.transit_veth(n), peer_netns=names.worker_netns)
         v.add_veth("q0", "eth0", peer_netns=vpc.resource_netns)
     with ns.entered(vpc.netns):
         for port in (f"p{n}", "q0"):  # the gateway answers ARP for the whole subnet
@@ -149,10 +151,9 @@ def environment(sandboxes: int = 3) -> Iterator[Env]:
         with Netlink(names.worker_netns) as wl:
             env.boxes = [build_sandbox(names, wl, slot) for slot in range(sandboxes)]
         hp.ensure_steering(names)
-        # vpc-b's ENI address carries the subnet prefix, as net/vpc.py configures it
-        for vpc_id, n, label, plen in (("vpc-a", 1, "A", 32), ("vpc-b", 2, "B", 24)):
+        for vpc_id, n, label in (("vpc-a", 1, "A"), ("vpc-b", 2, "B")):
+            env.vpcs[vpc_id] = build_vpc_standin(names, vpc_id, n, label)
             hp.ensure_vpc_plane(names, vpc_id)
-            env.vpcs[vpc_id] = build_vpc_standin(names, vpc_id, n, label, plen)
             hp.ensure_eni(names, env.vpcs[vpc_id].eni)
         yield env
     finally:
@@ -281,7 +282,7 @@ def test_vpc_cannot_open_a_connection_to_a_sandbox(env: Env) -> None:
 def _snapshot(env: Env) -> dict[str, str]:
     """Everything the data path has in the kernel, as text (counters excluded)."""
     out: dict[str, str] = {}
-    spaces = [env.names.worker_netns] + [env.names.hyperplane_netns(v) for v in env.vpcs]
+    spaces = [env.names.worker_netns] + [vpc.netns for vpc in env.vpcs.values()]
     for netns in spaces:
         for cmd in (["ip", "-4", "rule"], ["ip", "-4", "route", "show", "table", "all"],
                     ["ip", "-4", "addr"], ["nft", "list", "ruleset"]):
@@ -300,8 +301,8 @@ def test_reconcile_converges_and_a_second_run_changes_nothing(env: Env) -> None:
     # drift: a stray attachment, a wrongly steered sandbox, a broken ENI (route gone)
     hp.attach(names, "100.64.9.9", 1)
     hp.attach(names, env.boxes[2].address, 1)
-    with Netlink(names.hyperplane_netns("vpc-a")) as hpl:
-        hpl.delete_route("0.0.0.0/0", table=hp.out_table(1))
+    with Netlink(names.worker_netns) as wl:
+        wl.delete_route("0.0.0.0/0", table=hp.out_table(1))
     assert hp.eni_state(names, "vpc-a", 1) is None
     try:
         first = hp.reconcile(names, enis, wanted)
@@ -383,10 +384,13 @@ def test_removing_everything_leaves_nothing() -> None:
         hp.remove_all(names)
         assert hp.list_vpc_planes(names) == [] and hp.list_enis(names) == {}
         with Netlink(names.worker_netns) as wl:
-            assert wl.links(names.transit_veth(0)[:-1]) == []
             assert [r for r in wl.rules() if r.fwmark] == []
             assert wl.table_routes(hp.out_table(1)) == [] == wl.table_routes(hp.out_table(2))
         assert nft.tables(hp.steer_table(names), names.worker_netns) == []
+        for vpc in e.vpcs.values():  # the VPC namespaces are the VPC code's: only ours went
+            assert nft.tables(names.prefix, vpc.netns) == []
+            with Netlink(vpc.netns) as vl:
+                assert [r for r in vl.rules() if r.fwmark] == []
         hp.remove_all(names)  # idempotent
 
 
@@ -418,15 +422,18 @@ def test_eni_stats_count_new_flows_port_exhaustion_and_idle_expiry(env: Env) -> 
             time.sleep(0.5)
         assert after["idle_timeouts"] == mid["idle_timeouts"] + 2
         assert ask(box.netns) == f"B {ENI_ADDR}"  # the freed ports serve a new flow
-        with ns.entered(names.hyperplane_netns("vpc-b")), \
-                open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established") as f:
-            assert f.read().strip() == "2"
+        assert _idle_timeouts(names, b.netns) == [2]
     finally:
         for s in held:
             s.close()
         hp.detach(names, box.address)
         hp.ensure_eni(names, b.eni)
         hp.ensure_vpc_plane(names, "vpc-b")
-    with ns.entered(names.hyperplane_netns("vpc-b")), \
-            open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established") as f:
-        assert f.read().strip() == str(hp.FLOW_IDLE_TIMEOUT_S)
+    assert _idle_timeouts(names, b.netns) == [hp.FLOW_IDLE_TIMEOUT_S]
+
+
+def _idle_timeouts(names: Names, netns: str) -> list[int]:
+    """The established-TCP timeouts the plane gives its flows (ct timeout objects)."""
+    return [item["ct timeout"]["policy"]["established"]
+            for item in nft.list_json(f"table ip {hp.hp_table(names)}", netns)
+            if "ct timeout" in item]

@@ -23,22 +23,21 @@ def env() -> Iterator[Env]:
 
 
 def port_hooks(env: Env, vpc_id: str) -> tuple:
-    """Stand-ins for net/vpc.py: a routed VPC port whose peer is the ENI link in the plane."""
+    """Stand-ins for net/vpc.py: a routed VPC port whose peer is the ENI's transit."""
     vpc_netns = env.vpcs[vpc_id].netns
 
     def make_port(eni: hp.HyperplaneEni) -> None:
         with Netlink(vpc_netns) as v:
-            v.add_veth(f"p{eni.n}", env.names.hyperplane_eni_link(eni.n),
-                       peer_netns=env.names.hyperplane_netns(vpc_id))
+            v.add_veth(eni.port, env.names.transit_veth(eni.n), peer_netns=env.names.worker_netns)
             with ns.entered(vpc_netns):
-                ns.set_sysctl(f"net.ipv4.conf.p{eni.n}.proxy_arp", "1")
-            v.add_address(f"p{eni.n}", GW, 32)
-            v.set_up(f"p{eni.n}")
-            v.add_route(f"{eni.address}/32", f"p{eni.n}", scope_link=True)
+                ns.set_sysctl(f"net.ipv4.conf.{eni.port}.proxy_arp", "1")
+            v.add_address(eni.port, GW, 32)
+            v.set_up(eni.port)
+            v.add_route(f"{eni.address}/32", eni.port, scope_link=True)
 
     def drop_port(eni: hp.HyperplaneEni) -> None:
         with Netlink(vpc_netns) as v:
-            v.delete_link(f"p{eni.n}")
+            v.delete_link(eni.port)
 
     return make_port, drop_port
 
@@ -49,7 +48,7 @@ def test_each_environment_gets_its_own_eni_and_address(env: Env) -> None:
     made: list[legacy.DedicatedEni] = []
     try:
         for k, box in enumerate(env.boxes):
-            eni = hp.HyperplaneEni(100 + k, "vpc-a", f"10.0.1.{100 + k}", GW)
+            eni = hp.HyperplaneEni(100 + k, "vpc-a", f"10.0.1.{100 + k}", GW, f"p{100 + k}")
             made.append(legacy.attach_dedicated(env.names, steering, eni, box.address, make_port))
         answers = [ask(box.netns) for box in env.boxes]
         assert answers == ["A 10.0.1.100", "A 10.0.1.101"]
@@ -71,7 +70,7 @@ def test_measure_legacy_cold_start_cost(env: Env) -> None:
     build, release = [], []
     try:
         for i in range(40):
-            eni = hp.HyperplaneEni(200 + i, "vpc-a", f"10.0.1.{150 + i}", GW)
+            eni = hp.HyperplaneEni(200 + i, "vpc-a", f"10.0.1.{150 + i}", GW, f"p{200 + i}")
             dedicated = legacy.attach_dedicated(env.names, steering, eni, box.address, make_port)
             build.append(dedicated.build_ms)
             t0 = time.perf_counter()

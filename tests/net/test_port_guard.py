@@ -13,7 +13,6 @@ import pytest
 
 from lambdaplane.net import hyperplane as hp
 from lambdaplane.net import nft
-from lambdaplane.net.netlink import Netlink
 from tests.net.test_hyperplane import ENI_ADDR, RESOURCE, Env, connect, environment
 
 pytestmark = pytest.mark.root
@@ -44,18 +43,11 @@ def narrowed(env: Env, guard: bool) -> Iterator[tuple[int, str]]:
         hp.ensure_eni(names, eni)
 
 
-def _fwmark_rules(env: Env) -> set[tuple[int | None, int]]:
-    with Netlink(env.names.hyperplane_netns("vpc-b")) as hpl:
-        return {(r.fwmark, r.table) for r in hpl.rules()
-                if r.priority == hp.PORT_GUARD_RULE_PRIORITY}
-
-
 def test_guard_refuses_at_once_and_counts_per_eni(env: Env) -> None:
     names = env.names
     with narrowed(env, guard=True) as (n, netns):
         assert hp.port_guards(names, "vpc-b") == {n: 2}
         assert hp.ensure_port_guard(names, "vpc-b", n, NARROW)  # same range: left alone
-        assert _fwmark_rules(env) == {(n, hp.back_table(n))}
         before = hp.plane_ports(names, "vpc-b")
         held = [connect(netns, RESOURCE) for _ in range(2)]
         try:
@@ -75,9 +67,8 @@ def test_guard_refuses_at_once_and_counts_per_eni(env: Env) -> None:
         # vpc-a's ENI (full range) is not guarded and has its own counters
         assert env.vpcs["vpc-a"].eni.n not in hp.port_guards(names, "vpc-a")
     assert hp.port_guards(names, "vpc-b") == {}
-    assert _fwmark_rules(env) == set()
     objects = nft.list_json(f"table ip {hp.port_guard_table(names)}",
-                            names.hyperplane_netns("vpc-b"))
+                            names.vpc_netns("vpc-b"))
     left = {o[kind]["name"] for o in objects for kind in ("chain", "set", "counter") if kind in o}
     assert not left & {f"guard{n}", f"dst{n}", f"refused{n}"}
 
