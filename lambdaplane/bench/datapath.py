@@ -69,8 +69,8 @@ EXHAUST_PORTS = 8  # ENI 2's narrowed SNAT range
 PATHS = {
     "direct_veth": "sandbox with its own veth in the subnet -> VPC router (security groups, "
                    "conntrack) -> resource: one routed hop",
-    "eni": "sandbox -> worker (steering) -> hyperplane (SNAT, conntrack) -> VPC router "
-           "(security groups, conntrack) -> resource: three routed hops",
+    "eni": "sandbox -> worker (eBPF redirect into the ENI's port, no routing) -> VPC router "
+           "(security groups, conntrack, SNAT to the ENI address) -> resource: one routed hop",
     "in_vpc": "resource -> VPC router (security groups, conntrack) -> resource: one routed hop",
     "runtime_api": "sandbox -> worker 169.254.1.1:9001 over its veth, untracked, no routing "
                    "(the Runtime API path; this benchmark's baseline until 2026-11-27)"}
@@ -312,7 +312,7 @@ def _exhaust(env: Lab) -> dict:
 
 
 def run(out_dir: Path, quick: bool) -> dict:
-    seconds, rounds, hold = (1.0, 1, 300) if quick else (3.0, 3, 60_000)
+    seconds, rounds, hold = (1.0, 1, 300) if quick else (3.0, 5, 60_000)
     from lambdaplane.net.worker import GATEWAY
 
     with lab(sandboxes=max(4, -(-hold // HOLD_PER_PROCESS) + 2)) as env:

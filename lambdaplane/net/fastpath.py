@@ -17,6 +17,8 @@ The program, for an Ethernet + IPv4 frame arriving on link L:
 A redirect scrubs the packet (pkt_type HOST), so the peer takes it whatever its MAC."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import ipaddress
 import logging
 import os
@@ -25,7 +27,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from . import bpf
+from . import bpf, ns
 from .bpf import JEQ, JGT, JNE, BpfError, HashMap, Insn, Label
 from .names import Names
 from .netlink import Netlink
@@ -112,6 +114,31 @@ class FastPath:
     def close(self) -> None:
         self.map.close()
         os.close(self.prog_fd)
+
+
+class LinkIndexes:
+    """Link name → ifindex in one namespace, through a socket kept there (SIOCGIFINDEX: a few
+    µs, where a netlink lookup by name dumps every link — a thousand sandbox veths)."""
+
+    _SIOCGIFINDEX = 0x8933
+    _IFREQ = struct.Struct("16si")
+
+    def __init__(self, netns: str) -> None:
+        with ns.entered(netns):
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def get(self, name: str) -> int | None:
+        try:
+            reply = fcntl.ioctl(self._sock, self._SIOCGIFINDEX,
+                                self._IFREQ.pack(name.encode(), 0))
+        except OSError as e:
+            if e.errno == errno.ENODEV:
+                return None
+            raise
+        return int(self._IFREQ.unpack(reply)[1])
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _key(address: str) -> bytes:

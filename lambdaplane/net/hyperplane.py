@@ -4,25 +4,27 @@ A Hyperplane ENI n is a veth between the worker and the VPC namespace: its VPC e
 ENI's port (made by net/reconcile.py like every interface's port, named by net/vpc.py, with
 the security groups of the ENI), its worker end is the transit `lp<i>t<n>`. The ENI's address
 is on no link: it is the address the VPC namespace SNATs the ENI's flows to. So each flow is
-tracked once, by the conntrack that enforces the security groups anyway, and crosses no
-namespace between the sandbox's and the VPC's (docs/design.md: where the 0.9 goes).
+tracked once, by the conntrack that enforces the security groups anyway, and its packets pass
+the worker without its IP stack (docs/design.md: where the 0.9 goes).
 
 Owns, per VPC, the plane table `lp<i>-hp` in the VPC namespace (per-ENI filter, counters,
 SNAT, reply routing by connection mark, the idle timeout of the ENI's flows) and the port guard
 table; per ENI the routes and rules on both sides of its transit; and in the worker the
-steering table, whose map `sandbox address → mark n` is the *only* thing a cold start touches
-(one element). Not owned: the VPC namespace, the ENI's port and the transit link themselves
-(net/reconcile.py), security groups (net/security_groups.py), the worker namespace and its
-table (net/worker.py).
+steering: the map `sandbox address → mark n` of an nft table and the same pairing in the
+fast path (net/fastpath.py) — one element each is all a cold start touches. Not owned: the VPC
+namespace, the ENI's port and the transit link themselves (net/reconcile.py), security groups
+(net/security_groups.py), the worker namespace and its table (net/worker.py).
 
 Packet path of a steered sandbox (mark n):
-  sandbox eth0 → worker `lp<i>s<slot>` → [steer: mark n, untracked in the worker] → rule
-  fwmark n → table 1000+n: default via <subnet gateway> dev lp<i>t<n> → VPC port →
-  [plane out<n>: counters, TCP/UDP from sandboxes only, ct mark n; security groups; SNAT to
-  ENI:1024-65535] → the resource's port.
+  sandbox eth0 → worker `lp<i>s<slot>`, whose tc ingress program moves the packet straight
+  into the transit's peer, the VPC port (bpf_redirect_peer: no routing, no second backlog);
+  without a fast-path entry: [steer: mark n, untracked] → rule fwmark n → table 1000+n:
+  default via <subnet gateway> dev lp<i>t<n> → VPC port. In the VPC: [plane out<n>: counters,
+  TCP/UDP from sandboxes only, ct mark n; security groups; SNAT to ENI:1024-65535] → the
+  resource's port.
 Replies: → VPC [de-NAT; ct mark n → mark n] → rule fwmark n → table 100000+n:
   100.64.0.0/10 via 169.254.200.1 dev <port> → [plane in<n>: established/related only]
-  → worker lp<i>t<n> → /32 route to the sandbox.
+  → worker lp<i>t<n>, whose program moves it into the sandbox's eth0 (else: /32 route).
 Nothing from the VPC may open a flow to a sandbox (in<n>), and nothing reaches one unmarked.
 
 Every function is synchronous kernel work for the NetThread. Everything is idempotent, and
@@ -30,6 +32,7 @@ Every function is synchronous kernel work for the NetThread. Everything is idemp
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +43,8 @@ from .names import Names
 from .netlink import Netlink
 from .nft_elements import MapElements
 from .worker import GATEWAY, SANDBOX_NET, sandbox_slot
+
+log = logging.getLogger(__name__)
 
 # The worker end of every transit holds this /32 (like 169.254.1.1 on every sandbox veth); the
 # VPC routes replies to sandboxes via it. Outside the gateway /24 (169.254.1.x), the uplink
@@ -200,7 +205,7 @@ class Steering:
         self.names = names
         self._elements = MapElements(names.worker_netns, steer_table(names), "steer")
         self._fast = fastpath.shared(names)
-        self._links = Netlink(names.worker_netns) if self._fast is not None else None
+        self._links = fastpath.LinkIndexes(names.worker_netns) if self._fast else None
 
     def attach(self, sandbox_addr: str, n: int) -> None:
         """Steer a sandbox into ENI n: one map element, one transaction."""
@@ -210,10 +215,13 @@ class Steering:
             self._elements.replace(sandbox_addr, eni_mark(n))
         if self._fast is not None and self._links is not None:
             links = _fast_path_links(self.names, self._links, sandbox_addr, n)
-            if links is None:
-                self._fast.delete(sandbox_addr)
-            else:
-                self._fast.set(sandbox_addr, *links)
+            try:
+                if links is not None:
+                    self._fast.set(sandbox_addr, *links)
+                    return
+            except OSError:  # e.g. a full map: the routed path serves this sandbox
+                log.warning("fast path: no entry for %s", sandbox_addr, exc_info=True)
+            self._fast.delete(sandbox_addr)
 
     def detach(self, sandbox_addr: str) -> None:
         """Stop steering a sandbox (idempotent): its next packets find no path to any VPC."""
@@ -228,12 +236,12 @@ class Steering:
             self._links.close()
 
 
-def _fast_path_links(names: Names, wl: Netlink, sandbox_addr: str,
+def _fast_path_links(names: Names, links: fastpath.LinkIndexes, sandbox_addr: str,
                      n: int) -> tuple[int, int] | None:
     """(sandbox veth, transit) ifindexes for a fast-path entry; None if either is missing."""
     slot = sandbox_slot(sandbox_addr)
-    sandbox = wl.index(names.sandbox_veth(slot)) if slot is not None else None
-    transit = wl.index(names.transit_veth(n))
+    sandbox = links.get(names.sandbox_veth(slot)) if slot is not None else None
+    transit = links.get(names.transit_veth(n))
     return None if sandbox is None or transit is None else (sandbox, transit)
 
 
@@ -249,9 +257,12 @@ def _reconcile_fast_path(names: Names, attachments: Mapping[str, int]) -> list[s
     fast = fastpath.shared(names)
     if fast is None or not ns.exists(names.worker_netns):
         return []
-    with Netlink(names.worker_netns) as wl:
+    indexes = fastpath.LinkIndexes(names.worker_netns)
+    try:
         wanted = {addr: links for addr, n in attachments.items()
-                  if (links := _fast_path_links(names, wl, addr, n)) is not None}
+                  if (links := _fast_path_links(names, indexes, addr, n)) is not None}
+    finally:
+        indexes.close()
     done: list[str] = []
     actual = fast.entries()
     for addr in sorted(set(actual) - set(wanted)):

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
+from lambdaplane.net import fastpath, nft, ns
 from lambdaplane.net import hyperplane as hp
-from lambdaplane.net import nft, ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
 from lambdaplane.net.worker import GATEWAY, WorkerNet
@@ -216,6 +216,36 @@ def test_same_cidr_in_two_vpcs_stays_apart(env: Env) -> None:
         hp.detach(env.names, box2.address)
 
 
+def _forwarded_by_worker(names: Names) -> int:
+    """IP datagrams the worker's own stack has forwarded (Ip: ForwDatagrams)."""
+    with ns.entered(names.worker_netns), open("/proc/thread-self/net/snmp") as f:
+        header, values = [line.split() for line in f if line.startswith("Ip:")][:2]
+    return int(values[header.index("ForwDatagrams")])
+
+
+def test_steered_flows_skip_the_worker_and_fall_back_to_its_routes(env: Env) -> None:
+    """The fast path (net/fastpath.py) carries a steered sandbox's packets between its veth
+    and the ENI's transit without the worker's IP stack; without its entry (a kernel without
+    BPF) the marked route takes them to the same ENI, and reconcile puts the entry back."""
+    names, box = env.names, env.boxes[0]
+    fast = fastpath.loaded(names)
+    assert fast is not None
+    hp.attach(names, box.address, 1)
+    try:
+        before = _forwarded_by_worker(names)
+        assert ask(box.netns) == f"A {ENI_ADDR}"
+        assert _forwarded_by_worker(names) == before
+        fast.delete(box.address)
+        assert ask(box.netns) == f"A {ENI_ADDR}"
+        assert _forwarded_by_worker(names) > before
+        enis = [v.eni for v in env.vpcs.values()]
+        assert hp.reconcile(names, enis, {box.address: 1}) == [f"fast path: {box.address}"]
+        assert box.address in fast.entries()
+    finally:
+        hp.detach(names, box.address)
+    assert box.address not in fast.entries()
+
+
 def test_unsteered_and_detached_sandboxes_cannot_reach_the_vpc(env: Env) -> None:
     box = env.boxes[1]
     assert cannot_connect(box.netns, RESOURCE)
@@ -298,15 +328,21 @@ def test_reconcile_converges_and_a_second_run_changes_nothing(env: Env) -> None:
     names = env.names
     enis = [v.eni for v in env.vpcs.values()]
     wanted = {env.boxes[0].address: 1, env.boxes[2].address: 2}
-    # drift: a stray attachment, a wrongly steered sandbox, a broken ENI (route gone)
+    # drift: a stray attachment, a wrongly steered sandbox, a broken ENI (route gone), an ENI
+    # whose transit runs another server's fast-path program
     hp.attach(names, "100.64.9.9", 1)
     hp.attach(names, env.boxes[2].address, 1)
     with Netlink(names.worker_netns) as wl:
         wl.delete_route("0.0.0.0/0", table=hp.out_table(1))
-    assert hp.eni_state(names, "vpc-a", 1) is None
+        other = fastpath.FastPath.load()
+        try:
+            other.attach(wl, names.transit_veth(2))
+        finally:
+            other.close()
+    assert hp.eni_state(names, "vpc-a", 1) is None and hp.eni_state(names, "vpc-b", 2) is None
     try:
         first = hp.reconcile(names, enis, wanted)
-        assert "eni 1" in first and "eni 2" not in first
+        assert "eni 1" in first and "eni 2" in first
         assert "detached 100.64.9.9" in first
         assert hp.list_attachments(names) == wanted
         assert hp.eni_state(names, "vpc-a", 1) == env.vpcs["vpc-a"].eni
@@ -365,10 +401,10 @@ def test_measure_attach_and_connect_latency(env: Env) -> None:
         print(f"{label}: median {statistics.median(values_ms):.3f} ms, "
               f"p99 {values_ms[int(len(values_ms) * 0.99) - 1]:.3f} ms")
     print()
-    show("Steering.attach() one map element", [s * 1e3 for s in attach_s])
+    show("Steering.attach() (nft element + fast-path entry)", [s * 1e3 for s in attach_s])
     show("Steering.detach()", [s * 1e3 for s in detach_s])
     show("one-shot attach()+detach() (fresh nft context each)", [s * 1e3 for s in oneshot_s])
-    show("TCP connect via Hyperplane NAT (sandbox→worker→hp→VPC→resource)", nat)
+    show("TCP connect via Hyperplane NAT (sandbox→VPC, SNAT there→resource)", nat)
     show("TCP connect over the direct veth (sandbox→worker 169.254.1.1)", veth)
 
 
