@@ -106,6 +106,23 @@ def transit_number(names: Names, netns: str, ifname: str) -> int | None:
     return int(tail)
 
 
+# Until 2026-12-06 an ENI's port led to `e<n>` in a namespace per VPC, `lp<i>-h-<vpc>`, where
+# the SNAT was; stores of that time are moved to the transits at start (service/hyperplane.py).
+def old_layout_number(names: Names, netns: str, ifname: str) -> int | None:
+    """n of an ENI whose port's far end is in the old layout, else None."""
+    if netns.startswith(f"{names.prefix}-h-") and ifname[:1] == "e" and ifname[1:].isdigit():
+        return int(ifname[1:])
+    return None
+
+
+def remove_old_planes(names: Names) -> list[str]:
+    """The old layout's namespaces (their veths go with them)."""
+    gone = ns.list_named(f"{names.prefix}-h-")
+    for netns in gone:
+        ns.delete(netns)
+    return gone
+
+
 def hp_table(names: Names) -> str:
     return f"{names.nft_table}-hp"
 

@@ -86,6 +86,24 @@ class SteeredSandbox:
     n: int
 
 
+async def upgrade_far_ends(vpc: VpcService, net: NetThread, names: Names) -> None:
+    """Interfaces stored before the plane moved into the VPC namespace (2026-12-06) lead to
+    `e<n>` in a namespace of their own: point them at their transit instead, and remove those
+    namespaces (reconcile then makes the ports anew)."""
+    moved = []
+    for eni in vpc.store.enis():
+        far = eni.far_end
+        n = hp.old_layout_number(names, far.netns, far.ifname) if far else None
+        if n is not None:
+            moved.append((eni.id, FarEnd(names.worker_netns, names.transit_veth(n), False)))
+    if moved:
+        with vpc.db.transaction():
+            for eni_id, far in moved:
+                vpc.store.set_eni_far_end(eni_id, far)
+        log.info("moved %d interfaces to the plane in the VPC namespace", len(moved))
+    await net.run(hp.remove_old_planes, names)
+
+
 class HyperplaneService:
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread,
                  vpc: VpcService, functions: FunctionService) -> None:
@@ -111,6 +129,7 @@ class HyperplaneService:
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        await upgrade_far_ends(self.vpc, self.net, self.names)
         self._rows = {r.n: r for r in self.store.all()}
         await self._drop_orphans()
         changes = await self.reconcile()

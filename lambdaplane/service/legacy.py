@@ -32,6 +32,7 @@ from ..sandbox.types import FunctionSpec
 from ..store.ec2 import Eni, FarEnd
 from ..store.functions import FunctionRecord
 from . import ipam
+from .hyperplane import upgrade_far_ends
 from .vpc import VpcService
 
 log = logging.getLogger("lambdaplane.legacy")
@@ -75,6 +76,7 @@ class LegacyVpc:
     async def start(self) -> None:
         """Environments do not survive a restart, so every legacy ENI in the store is a
         leftover of a crash: delete it, and every data-path object of this instance."""
+        await upgrade_far_ends(self.vpc, self.net, self.names)
         leftovers = [e for e in self.vpc.store.enis() if legacy_n(e, self.names) is not None]
         if leftovers:
             log.info("removing %d legacy ENIs of environments that are gone", len(leftovers))

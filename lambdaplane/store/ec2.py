@@ -237,6 +237,10 @@ class Ec2Store:
         self.db.conn.execute("UPDATE ec2_enis SET process_pid=?, process_start=? WHERE id=?",
                              (pid, start, eni_id))
 
+    def set_eni_far_end(self, eni_id: str, far: FarEnd) -> None:
+        self.db.conn.execute("UPDATE ec2_enis SET far_netns=?, far_ifname=?, owns_netns=? "
+                             "WHERE id=?", (far.netns, far.ifname, int(far.owns_netns), eni_id))
+
     def delete_eni(self, eni_id: str) -> None:
         self.db.conn.execute("DELETE FROM ec2_enis WHERE id=?", (eni_id,))
         self.delete_tags(eni_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import pwd
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
+from lambdaplane.net import ns
+from lambdaplane.net.names import Names
 from tests.conftest import live_server
 from tests.e2e.vpc_support import PG_BIN, Resource, postgres_cluster, resource, wait_until
 from tests.harness import LiveServer, create_python_function
@@ -587,3 +590,51 @@ def test_idle_inactive_restore_flow_limit_and_restart(idle_server: LiveServer) -
         lam.delete_function(FunctionName="hp-idle")
         assert wait_until(lambda: _lambda_enis(server.ec2(), subnet_id=subnet) == [],
                           timeout_s=20)
+
+
+def test_a_store_of_the_old_layout_moves_to_the_vpc_namespace(server: LiveServer) -> None:
+    """A server from before 2026-12-06 kept each ENI's far end as `e<n>` in a namespace per
+    VPC (`lp<i>-h-<vpc>`). Started on such a store, a server points the interfaces at their
+    transits, removes the old namespaces, and the function reaches its VPC as before."""
+    lam, ec2 = server.lambda_(), server.ec2()
+    vpc = ec2.create_vpc(CidrBlock="10.91.0.0/16")["Vpc"]["VpcId"]
+    subnet = _subnet(ec2, vpc, "10.91.1.0/24")
+    group, svc = _group(ec2, vpc, "fn"), _group(ec2, vpc, "svc")
+    ec2.authorize_security_group_ingress(GroupId=svc, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": LABEL_PORT, "ToPort": LABEL_PORT,
+         "UserIdGroupPairs": [{"GroupId": group}]}])
+    names = Names(server.instance)
+    old_plane = f"{names.prefix}-h-{vpc}"
+    try:
+        with resource(server, subnet, [svc], ip="10.91.1.10", name="label", argv=[
+                sys.executable, "-u", "-c", LABEL_SERVER, "svc", str(LABEL_PORT)]) as label:
+            _started(label)
+            _python(server, "hp-old", **_vpc_config([subnet], [group]))
+            lam.get_waiter("function_active_v2").wait(FunctionName="hp-old", WaiterConfig=WAIT)
+            probe = {"kind": "tcp", "host": "10.91.1.10", "port": LABEL_PORT}
+            (eni,) = _lambda_enis(ec2, subnet_id=subnet)
+            address = eni["PrivateIpAddress"]
+            assert _invoke(lam, "hp-old", probe) == f"svc {address}"
+
+            server.stop()
+            with sqlite3.connect(server.data_dir / "lambdaplane.sqlite3") as db:
+                (transit,) = db.execute("SELECT far_ifname FROM ec2_enis WHERE id=?",
+                                        (eni["NetworkInterfaceId"],)).fetchone()
+                n = int(transit.removeprefix(names.transit_veth(0)[:-1]))
+                db.execute("UPDATE ec2_enis SET far_netns=?, far_ifname=? WHERE id=?",
+                           (old_plane, f"e{n}", eni["NetworkInterfaceId"]))
+            ns.create(old_plane)  # as the old server left it
+
+            server.start()
+            lam = server.lambda_()
+            assert _invoke(lam, "hp-old", probe) == f"svc {address}"
+            assert not ns.exists(old_plane)
+            with sqlite3.connect(server.data_dir / "lambdaplane.sqlite3") as db:
+                assert db.execute("SELECT far_netns, far_ifname FROM ec2_enis WHERE id=?",
+                                  (eni["NetworkInterfaceId"],)).fetchone() \
+                    == (names.worker_netns, names.transit_veth(n))
+            lam.delete_function(FunctionName="hp-old")
+            assert wait_until(lambda: _lambda_enis(server.ec2(), subnet_id=subnet) == [],
+                              timeout_s=20)
+    finally:
+        ns.delete(old_plane)
