@@ -2,13 +2,14 @@
 resource-to-resource traffic inside the VPC, in one run, on namespaces of its own (no server).
 
 Builds a private instance (`fresh_instance("d")`): the real worker netns and sandboxes
-(net/worker.py, sandbox/pool.py), a hyperplane plane with two ENIs (net/hyperplane.py) and a
-stand-in VPC (a routed netns, like tests/net/test_hyperplane.py) with two resources, enforcing
+(net/worker.py, sandbox/pool.py), the Hyperplane plane with two ENIs (net/hyperplane.py, with
+the eBPF fast path of net/fastpath.py) in a stand-in VPC (a routed netns, like
+tests/net/test_hyperplane.py) with two resources, enforcing
 security groups with the real renderer (net/security_groups.py: stateful, so conntrack runs in
 the VPC namespace as in production). Paths (PATHS, also written to the JSON):
   direct_veth:  sandbox with its own veth in the subnet → VPC router → resource (what a legacy
                 VPC function's own interface gives: one routed, conntracked hop)
-  eni:          sandbox → worker (steering) → hp (SNAT) → VPC router → resource (three hops)
+  eni:          sandbox → worker (eBPF redirect) → VPC router (SNAT) → resource (one hop)
   in_vpc:       resource → VPC router → resource (one hop)
   runtime_api:  sandbox → worker 169.254.1.1:9001 over its veth (untracked, local, no routing;
                 this benchmark's baseline, called "direct", until 2026-11-27)
@@ -25,21 +26,15 @@ range (net/hyperplane.py's port guard), one connection more than it has, the err
 function sees (a refusal at once), the count the service makes of it, and a sandbox steered to
 ENI 1 (the further ENI the service moves new environments to) connecting fine.
 
-Measured here (2 shared cores, 2026-11-27, full run, medians of 3): direct_veth 16.0 Gbit/s and
-19.2k conn/s, eni 12.8 Gbit/s and 12.6k conn/s, in_vpc 16.6 Gbit/s and 16.3k conn/s,
-runtime_api 14.7 Gbit/s and 23.5k conn/s: ENI / direct veth 0.80 (throughput) and 0.65 (new
-connections/s), both short of 0.9. Why (perf, CPU per connection of the two loops; the
-client's process also pays the softirq work of the whole path, so its CPU sets the rate):
-runtime_api ~45 µs, direct_veth ~54 µs, eni ~83 µs. The ENI path's extra cost is its two
-extra routed hops, each crossed by all six packets of a short connection (SYN, SYN-ACK, ACK,
-RST, FIN, RST): the worker hop ~15–17 µs and the hyperplane hop (conntrack, SNAT) ~18 µs per
-connection, spread over netfilter (~6 µs), routing incl. policy rules (~6 µs) and veth/IP
-forwarding (~6 µs) — no single slow spot. Measured and ruled out as causes: the worker's
-own conntrack pass (~1 µs; now skipped anyway, see net/hyperplane.py), `fully-random` SNAT
-(no difference), CLOSE entries left by RST (a hash of 262,144 buckets; port clashes cost
-~0.5 µs), per-ENI counters (not visible). Throughput the same way: iperf3 spends ~1.0 s of
-CPU per GB through the ENI vs ~0.78 s through a direct veth (per-packet hook, FIB and
-conntrack work on each hop; GSO stays intact, ~51 KB per packet through the plane).
+Measured here (2 shared cores, 2026-12-06, full run, medians of 5 interleaved rounds):
+direct_veth 16.6 Gbit/s and 18.9k conn/s, eni 14.8 Gbit/s and 17.0k conn/s, in_vpc 15.5 Gbit/s
+and 18.0k conn/s: ENI / direct veth 0.891 (throughput) and 0.896 (new connections/s); four full
+runs of this code gave 0.88–0.96 and 0.83–0.92. The connection loops are CPU-bound on these
+two cores (the client's process also pays the softirq work of the whole path), so every
+microsecond of kernel work per connection shows. Until 2026-12-06 the ENI path crossed a
+hyperplane namespace per VPC as well (0.78 / 0.64): docs/design.md has the variants measured
+and why the path now has one conntrack and skips the worker's stack. What is left is NAT:
+without SNAT the ENI path matched the direct veth (1.01, six paired rounds).
 
 Writes datapath.json and datapath.png. Everything is removed in `finally`."""
 from __future__ import annotations

@@ -328,9 +328,9 @@ def list_attachments(names: Names) -> dict[str, int]:
 # Reply routing: a new flow from a transit gets ct mark n; its replies (after de-NAT) take mark
 # n from it and so ENI n's back table. Unmarked packets never find a route to a sandbox.
 # The idle timeout: a ct timeout object (named after its value, so a change is a new object)
-# given to each new flow from an ENI's port (after conntrack made the entry, before it is
-# confirmed); the VPC's own flows keep conntrack's defaults.
-PLANE_VERSION = "plane-1"
+# that out<n> gives each new flow it admits (conntrack has made the entry and not yet confirmed
+# it) in chain `new_flow`; the VPC's own flows keep conntrack's defaults.
+PLANE_VERSION = "plane-2"
 
 
 def plane_ruleset(names: Names) -> str:
@@ -338,12 +338,10 @@ def plane_ruleset(names: Names) -> str:
     return (
         f"table ip {table} {{\n"
         f'    comment "{PLANE_VERSION}"\n'
-        f"    set ports {{ type ifname; }}\n"
         f"    map from_port {{ type ifname : verdict; }}\n"
         f"    map to_port {{ type ifname : verdict; }}\n"
         f"    map snat_port {{ type ifname : verdict; }}\n"
-        f"    chain idle {{\n"
-        f"        type filter hook prerouting priority mangle; policy accept;\n"
+        f"    chain new_flow {{\n"
         f"    }}\n"
         f"    chain replies {{\n"
         f"        type filter hook prerouting priority mangle; policy accept;\n"
@@ -394,15 +392,15 @@ def ensure_vpc_plane(names: Names, vpc_id: str,
     objects = _hp_objects(names, netns)
     timeouts = {item["ct timeout"]["name"] for item in objects if "ct timeout" in item}
     in_use = {stmt["ct timeout"] for item in objects if "rule" in item
-              and item["rule"]["chain"] == "idle" for stmt in item["rule"]["expr"]
+              and item["rule"]["chain"] == "new_flow" for stmt in item["rule"]["expr"]
               if "ct timeout" in stmt}
     if in_use != {idle}:
         t = f"ip {table}"
         nft.apply("\n".join(
             [f"add ct timeout {t} {idle} {{ protocol tcp; l3proto ip; "
              f"policy = {{ established: {int(idle_timeout_s)} }}; }}",
-             f"flush chain {t} idle",
-             f'add rule {t} idle iifname @ports ct state new ct timeout set "{idle}"']
+             f"flush chain {t} new_flow",
+             f'add rule {t} new_flow ct timeout set "{idle}" accept']
             + [f"delete ct timeout {t} {old}" for old in sorted(timeouts - {idle})]), netns)
         changed = True
     with ns.entered(netns):
@@ -767,7 +765,7 @@ def _eni_nft_script(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -
         # AWS: TCP and UDP only; from sandbox addresses only
         # new<n>: flows opened (SYN retries of a flow that found no port count again)
         f"add rule {t} out{n} ct state new ip saddr {SANDBOX_NET} meta l4proto {{ tcp, udp }} "
-        f'ct mark set {eni_mark(n)} counter name "new{n}" accept',
+        f'ct mark set {eni_mark(n)} counter name "new{n}" goto new_flow',
         f'add rule {t} out{n} counter name "drop{n}" drop',
         f"add chain {t} in{n}",
         f"flush chain {t} in{n}",
@@ -781,7 +779,6 @@ def _eni_nft_script(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -
         # neither kept nor guessable; `persistent` only matters for several addresses
         f"add rule {t} snat{n} meta l4proto {{ tcp, udp }} "
         f"snat to {eni.address}:{ports} fully-random",
-        f'add element {t} ports {{ "{port}" }}',
         f'add element {t} from_port {{ "{port}" : jump out{n} }}',
         f'add element {t} to_port {{ "{port}" : jump in{n} }}',
         f'add element {t} snat_port {{ "{port}" : jump snat{n} }}',
@@ -800,22 +797,13 @@ def _eni_nft_removal(names: Names, n: int, netns: str) -> str:
     objects = _hp_objects(names, netns)
     ours = {f"out{n}", f"in{n}", f"snat{n}"}
     lines: list[str] = []
-    ports: set[str] = set()
     for item in objects:
         m = item.get("map")
         if m:
             keys = [k for k, v in m.get("elem", []) if v.get("jump", {}).get("target") in ours]
-            ports.update(keys)
             if keys:
                 lines.append(f"delete element {t} {m['name']} {{ "
                              + ", ".join(f'"{k}"' for k in keys) + " }")
-    for item in objects:
-        s = item.get("set")
-        if s and s["name"] == "ports":
-            present = ports & set(s.get("elem", []))
-            if present:
-                lines.append(f"delete element {t} ports {{ "
-                             + ", ".join(f'"{k}"' for k in sorted(present)) + " }")
     chains = {item["chain"]["name"] for item in objects if "chain" in item}
     lines += [f"delete chain {t} {c}" for c in sorted(ours & chains)]
     counters = {item["counter"]["name"] for item in objects if "counter" in item}
@@ -833,9 +821,6 @@ def _nft_dispatch(names: Names, n: int, netns: str) -> tuple[str, str] | None:
         if m:
             for key, verdict in m.get("elem", []):
                 targets.setdefault(verdict.get("jump", {}).get("target"), set()).add(key)
-        s = item.get("set")
-        if s and s["name"] == "ports":
-            targets["ports"] = set(s.get("elem", []))
         rule = item.get("rule")
         if rule and rule["chain"] == f"snat{n}":
             for expr in rule["expr"]:
@@ -844,8 +829,7 @@ def _nft_dispatch(names: Names, n: int, netns: str) -> tuple[str, str] | None:
     found = [targets.get(c, set()) for c in (f"out{n}", f"in{n}", f"snat{n}")]
     if address is None or len(found[0]) != 1 or not all(f == found[0] for f in found):
         return None
-    port = next(iter(found[0]))
-    return (port, address) if port in targets.get("ports", set()) else None
+    return next(iter(found[0])), address
 
 
 def _worker_egress_has(names: Names, ifname: str) -> bool | None:

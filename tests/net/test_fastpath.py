@@ -17,6 +17,7 @@ import pytest
 from lambdaplane.cleanup import leftovers
 from lambdaplane.net import bpf, fastpath, ns
 from lambdaplane.net.fastpath import FastPath
+from lambdaplane.net.hyperplane import TRANSIT_WORKER_ADDR
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
 from lambdaplane.net.worker import GATEWAY
@@ -26,7 +27,6 @@ from .worker_fixtures import connects, socket_in, unique_names
 pytestmark = pytest.mark.root
 
 SANDBOX_ADDRS = ("100.64.0.2", "100.64.0.3")  # slots 0 and 1
-TRANSIT_WORKER_ADDR = "169.254.200.1"  # as net/hyperplane.py: the far side's route back
 SERVER = "10.9.0.20"  # in the far namespace only; the worker has no route to it
 PORT = 8080
 
