@@ -48,6 +48,13 @@ class RouteInfo:
     gateway: str | None
 
 
+def _link_info(msg: object) -> LinkInfo:
+    linkinfo = msg.get_attr("IFLA_LINKINFO")  # type: ignore[attr-defined]
+    kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else None
+    return LinkInfo(msg.get_attr("IFLA_IFNAME"), msg["index"], kind,  # type: ignore
+                    bool(msg["flags"] & 1))  # type: ignore[index]
+
+
 class Netlink:
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
@@ -69,15 +76,19 @@ class Netlink:
         return found[0] if found else None
 
     def links(self, prefix: str = "") -> list[LinkInfo]:
-        out = []
-        for msg in self._ipr.get_links():
-            name = msg.get_attr("IFLA_IFNAME")
-            if not name.startswith(prefix):
-                continue
-            linkinfo = msg.get_attr("IFLA_LINKINFO")
-            kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else None
-            out.append(LinkInfo(name, msg["index"], kind, bool(msg["flags"] & 1)))
-        return out
+        """Every link (a dump: ~0.3 ms of parsing per link; see link() for one)."""
+        return [info for info in map(_link_info, self._ipr.get_links())
+                if info.name.startswith(prefix)]
+
+    def link(self, name: str) -> LinkInfo | None:
+        """One link by name, without dumping the namespace's others (the worker has one per
+        sandbox)."""
+        try:
+            return _link_info(self._ipr.link("get", ifname=name)[0])
+        except NetlinkError as e:
+            if e.code in _GONE:
+                return None
+            raise
 
     def add_veth(self, name: str, peer_name: str, peer_netns: str | None = None,
                  peer_index: int | None = None, mac: str | None = None,
@@ -110,6 +121,14 @@ class Netlink:
         """(address, prefixlen) of the link's IPv4 addresses."""
         return {(m.get_attr("IFA_ADDRESS"), m["prefixlen"])
                 for m in self._ipr.get_addr(family=2, index=self._idx(name_or_index))}
+
+    def addresses_by_link(self) -> dict[int, set[tuple[str, int]]]:
+        """Every link's IPv4 addresses from one dump (a dump per link costs as much as one
+        of all: the kernel does not filter it)."""
+        out: dict[int, set[tuple[str, int]]] = {}
+        for m in self._ipr.get_addr(family=2):
+            out.setdefault(m["index"], set()).add((m.get_attr("IFA_ADDRESS"), m["prefixlen"]))
+        return out
 
     def delete_address(self, name_or_index: str | int, address: str, prefixlen: int) -> None:
         try:

@@ -76,15 +76,15 @@ def _sysctl(key: str, value: str, netns: str, changes: list[str]) -> None:
 
 
 def _ensure_up(nl: Netlink, name: str, changes: list[str]) -> None:
-    link = next((link for link in nl.links(name) if link.name == name), None)
+    link = nl.link(name)
     if link is not None and not link.up:
         nl.set_up(name)
         changes.append(f"set {name} up in {nl.netns}")
 
 
 def _ensure_addresses(nl: Netlink, name: str, wanted: set[tuple[str, int]],
-                      changes: list[str]) -> None:
-    have = nl.addresses(name)
+                      changes: list[str], have: set[tuple[str, int]] | None = None) -> None:
+    have = nl.addresses(name) if have is None else have
     for addr, plen in sorted(have - wanted):
         nl.delete_address(name, addr, plen)
         changes.append(f"removed {addr}/{plen} from {name} in {nl.netns}")
@@ -113,26 +113,62 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
             veths.discard(name)
             changes.append(f"removed port {name} from {spec.netns}")
         ready: list[PortSpec] = []
-        for port in spec.ports:
-            if not _ensure_far_netns(port, changes):
-                if port.ifname in veths:
-                    nl.delete_link(port.ifname)
-                    changes.append(f"removed port {port.ifname} (no far end) from {spec.netns}")
-                continue
-            if port.ifname in veths and not _far_link_exists(port):
-                nl.delete_link(port.ifname)
-                veths.discard(port.ifname)
-                changes.append(f"removed port {port.ifname} (far end lost) from {spec.netns}")
-            if port.ifname not in veths:
-                nl.add_veth(port.ifname, port.far.ifname, peer_netns=port.far.netns)
-                changes.append(f"created port {port.ifname} ↔ {port.far.netns}/{port.far.ifname}")
-            _ensure_up(nl, port.ifname, changes)
-            _sysctl(f"net.ipv4.conf.{port.ifname}.proxy_arp", "1", spec.netns, changes)
-            _sysctl(f"net.ipv4.neigh.{port.ifname}.proxy_delay", "0", spec.netns, changes)
-            _configure_far(port, changes)
-            ready.append(port)
+        far_ends = _FarEnds()
+        try:
+            for port in spec.ports:
+                if _reconcile_port(nl, port, veths, far_ends, spec.netns, changes):
+                    ready.append(port)
+        finally:
+            far_ends.close()
         _reconcile_routes(nl, ready, changes)
     _reconcile_nft(spec, changes)
+
+
+class _FarEnds:
+    """One netlink handle and one address dump per far namespace, for one reconcile: a shared
+    far namespace (the worker) has hundreds of links and addresses."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, Netlink] = {}
+        self._addresses: dict[str, dict[int, set[tuple[str, int]]]] = {}
+
+    def netlink(self, netns: str) -> Netlink:
+        if netns not in self._links:
+            self._links[netns] = Netlink(netns)
+        return self._links[netns]
+
+    def addresses(self, netns: str, index: int) -> set[tuple[str, int]]:
+        if netns not in self._addresses:
+            self._addresses[netns] = self.netlink(netns).addresses_by_link()
+        return self._addresses[netns].get(index, set())
+
+    def close(self) -> None:
+        for nl in self._links.values():
+            nl.close()
+
+
+def _reconcile_port(nl: Netlink, port: PortSpec, veths: set[str], far_ends: _FarEnds,
+                    netns: str, changes: list[str]) -> bool:
+    """One port of VPC namespace `netns` (handle `nl`) and its far end; False when the far
+    end cannot exist yet."""
+    if not _ensure_far_netns(port, changes):
+        if port.ifname in veths:
+            nl.delete_link(port.ifname)
+            changes.append(f"removed port {port.ifname} (no far end) from {netns}")
+        return False
+    far = far_ends.netlink(port.far.netns)
+    if port.ifname in veths and far.index(port.far.ifname) is None:
+        nl.delete_link(port.ifname)
+        veths.discard(port.ifname)
+        changes.append(f"removed port {port.ifname} (far end lost) from {netns}")
+    if port.ifname not in veths:
+        nl.add_veth(port.ifname, port.far.ifname, peer_netns=port.far.netns)
+        changes.append(f"created port {port.ifname} ↔ {port.far.netns}/{port.far.ifname}")
+    _ensure_up(nl, port.ifname, changes)
+    _sysctl(f"net.ipv4.conf.{port.ifname}.proxy_arp", "1", netns, changes)
+    _sysctl(f"net.ipv4.neigh.{port.ifname}.proxy_delay", "0", netns, changes)
+    _configure_far(port, far, far_ends, changes)
+    return True
 
 
 def _ensure_far_netns(port: PortSpec, changes: list[str]) -> bool:
@@ -150,26 +186,23 @@ def _ensure_far_netns(port: PortSpec, changes: list[str]) -> bool:
     return True
 
 
-def _far_link_exists(port: PortSpec) -> bool:
-    with Netlink(port.far.netns) as far:
-        return far.index(port.far.ifname) is not None
-
-
-def _configure_far(port: PortSpec, changes: list[str]) -> None:
-    with Netlink(port.far.netns) as far:
-        if port.far.owns_netns:
-            _ensure_up(far, "lo", changes)
-        if far.mac(port.far.ifname) != port.mac:
-            far.set_mac(port.far.ifname, port.mac)
-            changes.append(f"set {port.far.ifname} mac {port.mac} in {port.far.netns}")
-        _ensure_up(far, port.far.ifname, changes)
-        _ensure_addresses(far, port.far.ifname, set(port.far_addresses), changes)
-        if port.far.owns_netns:
-            index = far.index(port.far.ifname)
-            default = [r for r in far.routes() if r[1] == 0]
-            if default != [("", 0, index, port.gateway)]:
-                far.add_default_route(port.gateway, port.far.ifname)
-                changes.append(f"set default route via {port.gateway} in {port.far.netns}")
+def _configure_far(port: PortSpec, far: Netlink, far_ends: _FarEnds,
+                   changes: list[str]) -> None:
+    if port.far.owns_netns:
+        _ensure_up(far, "lo", changes)
+    if far.mac(port.far.ifname) != port.mac:
+        far.set_mac(port.far.ifname, port.mac)
+        changes.append(f"set {port.far.ifname} mac {port.mac} in {port.far.netns}")
+    _ensure_up(far, port.far.ifname, changes)
+    index = far.index(port.far.ifname)
+    assert index is not None
+    _ensure_addresses(far, port.far.ifname, set(port.far_addresses), changes,
+                      far_ends.addresses(port.far.netns, index))
+    if port.far.owns_netns:
+        default = [r for r in far.routes() if r[1] == 0]
+        if default != [("", 0, index, port.gateway)]:
+            far.add_default_route(port.gateway, port.far.ifname)
+            changes.append(f"set default route via {port.gateway} in {port.far.netns}")
 
 
 def _reconcile_routes(nl: Netlink, ports: list[PortSpec], changes: list[str]) -> None:
