@@ -73,19 +73,21 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
     for vpc in snap.vpcs:
         vpc_subnets = sorted((s for s in snap.subnets if s.vpc_id == vpc.id), key=lambda s: s.cidr)
         ports = []
+        transits: set[str] = set()
         for eni in snap.enis:
             if eni.vpc_id != vpc.id or eni.far_end is None:
                 continue
             subnet = subnets[eni.subnet_id]
             prefixlen = ipaddress.IPv4Network(subnet.cidr).prefixlen
-            transit = eni.far_end.netns == names.worker_netns
+            transit = eni.far_end.netns == names.worker_netns  # a Hyperplane ENI's
+            if transit:
+                transits.add(port_ifname(eni.id))
             far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else ((eni.ip, prefixlen),)
             ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
                                   ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
                                   far_addresses, eni.process_pid, eni.process_start))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
-        rules = [PortRules(p.ifname, p.group_ids, p.ip,
-                           nat=p.far.netns == names.worker_netns) for p in ports]
+        rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members)
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),

@@ -50,8 +50,8 @@ from ..config import Settings
 from ..errors import AwsError
 from ..net import hyperplane as hp
 from ..net.executor import NetThread
-from ..net.vpc import port_ifname
 from ..net.names import Names
+from ..net.vpc import port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
 from ..store.db import Database

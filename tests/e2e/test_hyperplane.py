@@ -11,6 +11,7 @@ configuration serving, Failed with reason codes, Inactive → 502 → Restoring 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import pwd
 import sqlite3
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.config
@@ -523,6 +525,27 @@ def test_two_vpcs_with_one_cidr_stay_apart(server: LiveServer) -> None:
         ec2.delete_vpc(VpcId=vpc)
 
 
+def _vpc_with_a_service(ec2: Any, prefix: str) -> tuple[str, str, str, str]:
+    """A VPC `<prefix>.0.0/16` with subnet `<prefix>.1.0/24`, a function group and a service
+    group that admits the label port from it: (vpc, subnet, function group, service group)."""
+    vpc = ec2.create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
+    subnet = _subnet(ec2, vpc, f"{prefix}.1.0/24")
+    group, svc = _group(ec2, vpc, "fn"), _group(ec2, vpc, "svc")
+    ec2.authorize_security_group_ingress(GroupId=svc, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": LABEL_PORT, "ToPort": LABEL_PORT,
+         "UserIdGroupPairs": [{"GroupId": group}]}])
+    return vpc, subnet, group, svc
+
+
+@contextlib.contextmanager
+def _label_service(server: LiveServer, subnet: str, group: str, ip: str) -> Iterator[None]:
+    """The label server as a `lambdaplane run` resource at `ip`, started."""
+    with resource(server, subnet, [group], ip=ip, name="label", argv=[
+            sys.executable, "-u", "-c", LABEL_SERVER, "svc", str(LABEL_PORT)]) as label:
+        _started(label)
+        yield
+
+
 @pytest.fixture
 def idle_server(tmp_path: Path) -> Iterator[LiveServer]:
     yield from live_server(tmp_path, "--inactive-after", "3", "--eni-flow-limit", "3")
@@ -531,16 +554,8 @@ def idle_server(tmp_path: Path) -> Iterator[LiveServer]:
 def test_idle_inactive_restore_flow_limit_and_restart(idle_server: LiveServer) -> None:
     server = idle_server
     lam, ec2 = server.lambda_(), server.ec2()
-    vpc = ec2.create_vpc(CidrBlock="10.90.0.0/16")["Vpc"]["VpcId"]
-    subnet = _subnet(ec2, vpc, "10.90.1.0/24")
-    group = _group(ec2, vpc, "fn")
-    svc = _group(ec2, vpc, "svc")
-    ec2.authorize_security_group_ingress(GroupId=svc, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": LABEL_PORT, "ToPort": LABEL_PORT,
-         "UserIdGroupPairs": [{"GroupId": group}]}])
-    with resource(server, subnet, [svc], ip="10.90.1.10", name="label", argv=[
-            sys.executable, "-u", "-c", LABEL_SERVER, "svc", str(LABEL_PORT)]) as label:
-        _started(label)
+    _vpc, subnet, group, svc = _vpc_with_a_service(ec2, "10.90")
+    with _label_service(server, subnet, svc, "10.90.1.10"):
         _python(server, "hp-idle", **_vpc_config([subnet], [group]))
         lam.get_waiter("function_active_v2").wait(FunctionName="hp-idle", WaiterConfig=WAIT)
         probe = {"kind": "tcp", "host": "10.90.1.10", "port": LABEL_PORT}
@@ -597,18 +612,11 @@ def test_a_store_of_the_old_layout_moves_to_the_vpc_namespace(server: LiveServer
     VPC (`lp<i>-h-<vpc>`). Started on such a store, a server points the interfaces at their
     transits, removes the old namespaces, and the function reaches its VPC as before."""
     lam, ec2 = server.lambda_(), server.ec2()
-    vpc = ec2.create_vpc(CidrBlock="10.91.0.0/16")["Vpc"]["VpcId"]
-    subnet = _subnet(ec2, vpc, "10.91.1.0/24")
-    group, svc = _group(ec2, vpc, "fn"), _group(ec2, vpc, "svc")
-    ec2.authorize_security_group_ingress(GroupId=svc, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": LABEL_PORT, "ToPort": LABEL_PORT,
-         "UserIdGroupPairs": [{"GroupId": group}]}])
+    vpc, subnet, group, svc = _vpc_with_a_service(ec2, "10.91")
     names = Names(server.instance)
     old_plane = f"{names.prefix}-h-{vpc}"
     try:
-        with resource(server, subnet, [svc], ip="10.91.1.10", name="label", argv=[
-                sys.executable, "-u", "-c", LABEL_SERVER, "svc", str(LABEL_PORT)]) as label:
-            _started(label)
+        with _label_service(server, subnet, svc, "10.91.1.10"):
             _python(server, "hp-old", **_vpc_config([subnet], [group]))
             lam.get_waiter("function_active_v2").wait(FunctionName="hp-old", WaiterConfig=WAIT)
             probe = {"kind": "tcp", "host": "10.91.1.10", "port": LABEL_PORT}

@@ -99,3 +99,23 @@ def test_filters() -> None:
     assert matches([{"Name": "tag-key", "Values": ["Name"]}], attrs, tags)
     assert not matches([{"Name": "vpc-id", "Values": ["vpc-1"]},
                         {"Name": "cidr", "Values": ["10.1.0.0/16"]}], attrs, tags)
+
+
+def test_ingress_rules_naming_sources_admit_the_hyperplane_ports_they_name() -> None:
+    """A Hyperplane port's flows are SNATed to its ENI address after the forward chain, so
+    the receiver's rules that name sources also match the ports whose address they name."""
+    db = [SgRule("r1", "sg-db", False, "tcp", 5432, 5432, None, "sg-fn"),
+          SgRule("r2", "sg-db", False, "tcp", 6379, 6379, "10.0.1.0/24", None),
+          SgRule("r3", "sg-db", False, "tcp", 22, 22, "0.0.0.0/0", None)]
+    ports = [PortRules("edb", ("sg-db",), "10.0.2.20"),
+             PortRules("efn1", ("sg-fn",), "10.0.1.10", nat=True),  # in sg-fn and 10.0.1.0/24
+             PortRules("efn2", ("sg-fn",), "10.0.3.10", nat=True),  # in sg-fn only
+             PortRules("eother", ("sg-x",), "10.0.1.11", nat=True)]  # in 10.0.1.0/24 only
+    script = render("lpx", ports, {"sg-db": db},
+                    {"sg-fn": ["10.0.1.10", "10.0.3.10"]})
+    ingress = script[script.index("chain in_edb"):script.index("chain out_efn1")]
+    assert 'iifname { "efn1", "efn2" } meta l4proto tcp th dport 5432 accept' in ingress
+    assert 'iifname { "efn1", "eother" } meta l4proto tcp th dport 6379 accept' in ingress
+    assert "ip saddr @g_sg_fn meta l4proto tcp th dport 5432 accept" in ingress
+    # a rule for any source needs no second line
+    assert ingress.count("th dport 22") == 1
