@@ -27,11 +27,11 @@ function sees (a refusal at once), the count the service makes of it, and a sand
 ENI 1 (the further ENI the service moves new environments to) connecting fine.
 
 Measured here (2 shared cores, 2026-12-06, full run, medians of 5 interleaved rounds):
-direct_veth 16.6 Gbit/s and 18.9k conn/s, eni 14.8 Gbit/s and 17.0k conn/s, in_vpc 15.5 Gbit/s
-and 18.0k conn/s: ENI / direct veth 0.891 (throughput) and 0.896 (new connections/s); four full
-runs of this code gave 0.88–0.96 and 0.83–0.92. The connection loops are CPU-bound on these
-two cores (the client's process also pays the softirq work of the whole path), so every
-microsecond of kernel work per connection shows. Until 2026-12-06 the ENI path crossed a
+direct_veth 15.2 Gbit/s and 17.8k conn/s, eni 15.2 Gbit/s and 17.0k conn/s, in_vpc 15.4 Gbit/s
+and 17.0k conn/s: ENI / direct veth 0.999 (throughput) and 0.955 (new connections/s); four full
+runs of this code gave 0.88–1.04 and 0.90–0.96. Each connection loop waits on a ping-pong of
+client, server and kernel sharing two cores (the client's process also pays the softirq work
+of the whole path), so every microsecond of kernel work per connection shows. Until 2026-12-06 the ENI path crossed a
 hyperplane namespace per VPC as well (0.78 / 0.64): docs/design.md has the variants measured
 and why the path now has one conntrack and skips the worker's stack. What is left is NAT:
 without SNAT the ENI path matched the direct veth (1.01, six paired rounds).
