@@ -31,9 +31,10 @@ direct_veth 15.2 Gbit/s and 17.8k conn/s, eni 15.2 Gbit/s and 17.0k conn/s, in_v
 and 17.0k conn/s: ENI / direct veth 0.999 (throughput) and 0.955 (new connections/s); four full
 runs of this code gave 0.88–1.04 and 0.90–0.96. Each connection loop waits on a ping-pong of
 client, server and kernel sharing two cores (the client's process also pays the softirq work
-of the whole path), so every microsecond of kernel work per connection shows. Until 2026-12-06 the ENI path crossed a
-hyperplane namespace per VPC as well (0.78 / 0.64): docs/design.md has the variants measured
-and why the path now has one conntrack and skips the worker's stack. What is left is NAT:
+of the whole path), so every microsecond of kernel work per connection shows. Until
+2026-12-06 the ENI path crossed a hyperplane namespace per VPC as well (0.78 / 0.64):
+docs/design.md has the variants measured and why the path now has one conntrack and skips the
+worker's stack. What is left is NAT:
 without SNAT the ENI path matched the direct veth (1.01, six paired rounds).
 
 Writes datapath.json and datapath.png. Everything is removed in `finally`."""
@@ -170,7 +171,8 @@ def _security_groups(names) -> str:
                        SgRule("r3", "sg-db", False, "tcp", 0, 65535, None, "sg-fn"),
                        SgRule("r4", "sg-db", False, "tcp", 0, 65535, None, "sg-db")]}
     members = {"sg-fn": [ENI1, ENI2, DIRECT_VETH], "sg-db": [R1, R2]}
-    ports = [PortRules("p1", ("sg-fn",), ENI1, nat=True), PortRules("p2", ("sg-fn",), ENI2, nat=True),
+    ports = [PortRules("p1", ("sg-fn",), ENI1, nat=True),
+             PortRules("p2", ("sg-fn",), ENI2, nat=True),
              PortRules("d1", ("sg-fn",), DIRECT_VETH)] \
         + [PortRules(q, ("sg-db",), ip) for q, ip in (("q1", R1), ("q2", R2))]
     return render(names.nft_table, ports, rules, members)

@@ -230,15 +230,16 @@ class Steering:
             self._elements.add(sandbox_addr, eni_mark(n))
         except FileExistsError:  # steered to another ENI: move it, in one transaction
             self._elements.replace(sandbox_addr, eni_mark(n))
-        if self._fast is not None and self._links is not None:
-            links = _fast_path_links(self.names, self._links, sandbox_addr, n)
-            try:
-                if links is not None:
-                    self._fast.set(sandbox_addr, *links)
-                    return
-            except OSError:  # e.g. a full map: the routed path serves this sandbox
-                log.warning("fast path: no entry for %s", sandbox_addr, exc_info=True)
-            self._fast.delete(sandbox_addr)
+        if self._fast is None or self._links is None:
+            return
+        links = _fast_path_links(self.names, self._links, sandbox_addr, n)
+        try:
+            if links is not None:
+                self._fast.set(sandbox_addr, *links)
+                return
+        except OSError:  # e.g. a full map: the routed path serves this sandbox
+            log.warning("fast path: no entry for %s", sandbox_addr, exc_info=True)
+        self._fast.delete(sandbox_addr)  # an entry for another ENI must not outlive the move
 
     def detach(self, sandbox_addr: str) -> None:
         """Stop steering a sandbox (idempotent): its next packets find no path to any VPC."""
@@ -454,8 +455,10 @@ def ensure_eni(names: Names, eni: HyperplaneEni, ports: str = SNAT_PORTS) -> Non
         _replace_table(vl, back_table(n), [(f"{TRANSIT_WORKER_ADDR}/32", eni.port, None),
                                            (str(SANDBOX_NET), eni.port, TRANSIT_WORKER_ADDR)])
         vl.add_rule(eni_mark(n), back_table(n), RULE_PRIORITY)
-    stale = _eni_nft_removal(names, n, vpc)  # e.g. its port was renamed: old elements go
-    nft.apply("\n".join(filter(None, [stale, _eni_nft_script(names, eni, ports)])), vpc)
+    # dispatch under another port name goes (adding an element whose key is mapped to another
+    # chain fails); chains and counters stay, rewritten in place
+    stale = _dispatch_removal(names, n, _hp_objects(names, vpc))
+    nft.apply("\n".join(stale + [_eni_nft_script(names, eni, ports)]), vpc)
     _allow_worker_egress(names, transit)
 
 
@@ -792,10 +795,13 @@ def _hp_objects(names: Names, netns: str) -> list[dict[str, Any]]:
         return []
 
 
-def _eni_nft_removal(names: Names, n: int, netns: str) -> str:
-    t = f"ip {hp_table(names)}"
-    objects = _hp_objects(names, netns)
-    ours = {f"out{n}", f"in{n}", f"snat{n}"}
+def _eni_chains(n: int) -> set[str]:
+    return {f"out{n}", f"in{n}", f"snat{n}"}
+
+
+def _dispatch_removal(names: Names, n: int, objects: list[dict[str, Any]]) -> list[str]:
+    """Commands deleting the map elements that dispatch to ENI n's chains."""
+    t, ours = f"ip {hp_table(names)}", _eni_chains(n)
     lines: list[str] = []
     for item in objects:
         m = item.get("map")
@@ -804,8 +810,15 @@ def _eni_nft_removal(names: Names, n: int, netns: str) -> str:
             if keys:
                 lines.append(f"delete element {t} {m['name']} {{ "
                              + ", ".join(f'"{k}"' for k in keys) + " }")
+    return lines
+
+
+def _eni_nft_removal(names: Names, n: int, netns: str) -> str:
+    t = f"ip {hp_table(names)}"
+    objects = _hp_objects(names, netns)
+    lines = _dispatch_removal(names, n, objects)
     chains = {item["chain"]["name"] for item in objects if "chain" in item}
-    lines += [f"delete chain {t} {c}" for c in sorted(ours & chains)]
+    lines += [f"delete chain {t} {c}" for c in sorted(_eni_chains(n) & chains)]
     counters = {item["counter"]["name"] for item in objects if "counter" in item}
     lines += [f"delete counter {t} {c}" for c in sorted(
         {f"tx{n}", f"rx{n}", f"drop{n}", f"new{n}"} & counters)]
@@ -826,7 +839,7 @@ def _nft_dispatch(names: Names, n: int, netns: str) -> tuple[str, str] | None:
             for expr in rule["expr"]:
                 if "snat" in expr:
                     address = expr["snat"].get("addr")
-    found = [targets.get(c, set()) for c in (f"out{n}", f"in{n}", f"snat{n}")]
+    found = [targets.get(c, set()) for c in sorted(_eni_chains(n))]
     if address is None or len(found[0]) != 1 or not all(f == found[0] for f in found):
         return None
     return next(iter(found[0])), address

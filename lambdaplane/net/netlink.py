@@ -1,4 +1,5 @@
-"""The only pyroute2 user: a small typed layer over netlink for links, addresses and routes.
+"""The only pyroute2 user: a small typed layer over netlink for links, addresses, routes,
+policy rules and the tc hook of an eBPF program (net/fastpath.py).
 
 A Netlink object is opened *inside* one network namespace and keeps operating there after the
 thread leaves it (a netlink socket belongs to the namespace it was created in), so the worker
@@ -30,6 +31,7 @@ class LinkInfo:
     index: int
     kind: str | None
     up: bool
+    mac: str
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def _link_info(msg: object) -> LinkInfo:
     linkinfo = msg.get_attr("IFLA_LINKINFO")  # type: ignore[attr-defined]
     kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else None
     return LinkInfo(msg.get_attr("IFLA_IFNAME"), msg["index"], kind,  # type: ignore
-                    bool(msg["flags"] & 1))  # type: ignore[index]
+                    bool(msg["flags"] & 1), msg.get_attr("IFLA_ADDRESS"))  # type: ignore
 
 
 class Netlink:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import nft, ns
 from .names import Names
-from .netlink import Netlink
+from .netlink import LinkInfo, Netlink
 from .security_groups import script_fingerprint
 from .vpc import GATEWAY_LINK, PortSpec, VpcNetSpec
 
@@ -76,10 +76,13 @@ def _sysctl(key: str, value: str, netns: str, changes: list[str]) -> None:
 
 
 def _ensure_up(nl: Netlink, name: str, changes: list[str]) -> None:
-    link = nl.link(name)
+    _set_up(nl, nl.link(name), changes)
+
+
+def _set_up(nl: Netlink, link: LinkInfo | None, changes: list[str]) -> None:
     if link is not None and not link.up:
-        nl.set_up(name)
-        changes.append(f"set {name} up in {nl.netns}")
+        nl.set_up(link.index)
+        changes.append(f"set {link.name} up in {nl.netns}")
 
 
 def _ensure_addresses(nl: Netlink, name: str, wanted: set[tuple[str, int]],
@@ -190,17 +193,17 @@ def _configure_far(port: PortSpec, far: Netlink, far_ends: _FarEnds,
                    changes: list[str]) -> None:
     if port.far.owns_netns:
         _ensure_up(far, "lo", changes)
-    if far.mac(port.far.ifname) != port.mac:
-        far.set_mac(port.far.ifname, port.mac)
+    link = far.link(port.far.ifname)  # one read: a shared far namespace has hundreds
+    assert link is not None
+    if link.mac != port.mac:
+        far.set_mac(link.index, port.mac)
         changes.append(f"set {port.far.ifname} mac {port.mac} in {port.far.netns}")
-    _ensure_up(far, port.far.ifname, changes)
-    index = far.index(port.far.ifname)
-    assert index is not None
+    _set_up(far, link, changes)
     _ensure_addresses(far, port.far.ifname, set(port.far_addresses), changes,
-                      far_ends.addresses(port.far.netns, index))
+                      far_ends.addresses(port.far.netns, link.index))
     if port.far.owns_netns:
         default = [r for r in far.routes() if r[1] == 0]
-        if default != [("", 0, index, port.gateway)]:
+        if default != [("", 0, link.index, port.gateway)]:
             far.add_default_route(port.gateway, port.far.ifname)
             changes.append(f"set default route via {port.gateway} in {port.far.netns}")
 

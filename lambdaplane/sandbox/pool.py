@@ -2,7 +2,8 @@
 veth + addresses (≈5–7 ms here).
 
 Owns the sandbox namespaces `lp<i>-s<slot>` and their veths: worker end `lp<i>s<slot>` (holding
-the /32 gateway 169.254.1.1 and a /32 route to the sandbox), peer `eth0` created directly inside
+the /32 gateway 169.254.1.1, a /32 route to the sandbox and the fast-path program at its
+ingress, net/fastpath.py), peer `eth0` created directly inside
 the sandbox namespace (never moved), with the slot's 100.64.x.y/32, a scope-link route to the
 gateway and a default route via it. All kernel work runs on the NetThread; `take()` only touches
 the kernel when the pool is empty.

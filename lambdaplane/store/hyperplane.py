@@ -1,6 +1,7 @@
 """Hyperplane ENIs in SQLite: which EC2 interface (ec2_enis) serves which sharing key
 (region, subnet, sorted security groups), and the small number `n` that names its kernel objects
-(mark, routing tables, transit link lp<i>t<n>). Rows only; the rules live in service/hyperplane.py."""
+(mark, routing tables, transit link lp<i>t<n>). Rows only; the rules live in
+service/hyperplane.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass

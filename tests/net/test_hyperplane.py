@@ -194,6 +194,8 @@ def test_steered_sandboxes_reach_vpc_as_the_eni_address(env: Env) -> None:
         after = hp.eni_counters(env.names, "vpc-a", a.eni.n)
         assert after.tx_packets > before.tx_packets and after.rx_packets > before.rx_packets
         assert after.tx_bytes > before.tx_bytes
+        hp.ensure_eni(env.names, a.eni)  # a repair rewrites the chains, not the counts
+        assert hp.eni_counters(env.names, "vpc-a", a.eni.n) == after
         assert b.server is not None and a.server is not None
         assert b.server.peers == [] and set(a.server.peers) == {ENI_ADDR}
         assert hp.list_attachments(env.names) == {box0.address: 1, box1.address: 1}
