@@ -16,6 +16,7 @@ from aiohttp import web
 from ..errors import AwsError, RequestTooLarge, ServiceError
 from ..service.invoke import SYNC_PAYLOAD_LIMIT
 from ..store.functions import FunctionRecord
+from . import lambda_versions
 from .wire import (JSON_TYPE, Router, WireResponse, error_response, lambda_model, parse_input,
                    region_from_authorization, serialize_output)
 
@@ -40,6 +41,13 @@ def unknown_operation(method: str, path: str) -> AwsError:
                     f"Unknown operation: {method} {path}", 404)
 
 
+def not_implemented(operation: str, method: str, path: str) -> AwsError:
+    """An operation of the Lambda model that lambdaplane does not serve: named, not a 404."""
+    return AwsError("UnknownOperationException",
+                    f"The Lambda operation {operation} ({method} {path}) is not implemented "
+                    f"by lambdaplane.", 400)
+
+
 class LambdaApi:
     def __init__(self, platform: Any) -> None:
         self.platform = platform
@@ -59,6 +67,7 @@ class LambdaApi:
             "DeleteFunctionConcurrency": self.delete_function_concurrency,
             "GetAccountSettings": self.get_account_settings,
         }
+        self.handlers.update(lambda_versions.handlers(self))  # versions and aliases
 
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
@@ -66,8 +75,10 @@ class LambdaApi:
         try:
             query = {k: request.query[k] for k in request.query}
             match = self.router.match(request.method, request.rel_url.raw_path, query)
-            if match is None or match.operation.name not in self.handlers:
+            if match is None:
                 raise unknown_operation(request.method, request.path)
+            if match.operation.name not in self.handlers:
+                raise not_implemented(match.operation.name, request.method, request.path)
             op = match.operation
             body = await _read_body(request, op.name)
             params = parse_input(op, match.labels, query, request.headers, body)
@@ -108,6 +119,9 @@ class LambdaApi:
     async def list_functions(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         page, marker = self.platform.functions.list(call.region, p.get("Marker"),
                                                     p.get("MaxItems"))
+        if p.get("FunctionVersion") == "ALL":  # each function's published versions follow it
+            page = [v for r in page for v in
+                    [r, *self.platform.functions.versions.all_of(r.region, r.name)]]
         return {"Functions": [configuration(r) for r in page], "NextMarker": marker}
 
     async def update_function_code(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:

@@ -380,7 +380,7 @@ class ExecutionEnvironments:
             if not fetched.done():
                 fetched.set_result(time.monotonic())
 
-        pending = env.channel.submit(inv, spec.arn, int((time.time() + spec.timeout_s) * 1000),
+        pending = env.channel.submit(inv, inv.function_arn or spec.arn, int((time.time() + spec.timeout_s) * 1000),
                                      on_fetch)
         assert env.exited is not None
         await _first_of((pending.outcome, env.exited, fetched),

@@ -34,8 +34,12 @@ class FunctionSpec:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Identifies the function (not the revision) across regions."""
-        return (self.region, self.name)
+        """Identifies the function version (not the revision) across regions: $LATEST is
+        (region, name), a published version (region, "name:N"); each has its own
+        environments."""
+        if self.version == "$LATEST":
+            return (self.region, self.name)
+        return (self.region, f"{self.name}:{self.version}")
 
     @property
     def log_group(self) -> str:
@@ -49,6 +53,7 @@ class Invocation:
     client_context: str | None = None  # base64 JSON, as sent in X-Amz-Client-Context
     cognito_identity: str | None = None
     trace_id: str = ""
+    function_arn: str = ""  # the ARN it was invoked by (alias/version-qualified); spec.arn if ""
 
 
 @dataclass

@@ -25,12 +25,14 @@ from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
 from .function_config import apply_options, check_config, set_code, touch, zip_from
+from .aliases import Aliases
 from .function_lifecycle import (
     ExecutionEnvironmentsLike,
     FunctionLifecycle,
     NetworkPreparer,
     pending_message,
 )
+from .versions import Versions
 
 log = logging.getLogger("lambdaplane.functions")
 
@@ -62,6 +64,9 @@ class FunctionService:
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
+        self.versions = Versions(self)  # published versions (service/versions.py)
+        self.aliases = Aliases(self, self.versions)
+        self.versions.aliases = self.aliases
 
     @property
     def network(self) -> NetworkPreparer | None:
@@ -104,10 +109,23 @@ class FunctionService:
     def get(self, region: str, ref: str, qualifier: str | None = None) -> FunctionRecord:
         name, qualifier = self.resolve(region, ref, qualifier)
         record = self.store.get(region, name)
-        # Only $LATEST exists here (no published versions or aliases).
-        if record is None or (qualifier and qualifier != LATEST):
+        if record is None:
             raise ResourceNotFound(f"Function not found: {self.arn(region, name, qualifier)}")
+        if qualifier and qualifier != LATEST:
+            return self.versions.read(region, name, qualifier)  # a version or an alias
         return record
+
+    def target(self, region: str, ref: str,
+               qualifier: str | None = None) -> tuple[FunctionRecord, str]:
+        """What an invoke runs and the ARN it was invoked by (unqualified, :$LATEST, a
+        version's or an alias's, which picks a version by its routing weights)."""
+        name, qualifier = self.resolve(region, ref, qualifier)
+        if self.store.get(region, name) is None:
+            raise ResourceNotFound(f"Function not found: {self.arn(region, name, qualifier)}")
+        if qualifier and qualifier != LATEST:
+            return self.versions.route(region, name, qualifier)
+        record = self.get(region, name)
+        return record, self.arn(region, name, qualifier)
 
     def list(self, region: str, marker: str | None,
              max_items: int | None) -> tuple[list[FunctionRecord], str | None]:
@@ -165,6 +183,8 @@ class FunctionService:
             raise ResourceConflict(f"Function already exist: {name}") from None
         self.lifecycle.created(record)
         log.info("created %s", record.arn)
+        if params.get("Publish"):
+            return self.versions.publish_locked(region, name)
         return record
 
     async def update_code(self, region: str, params: dict[str, Any]) -> FunctionRecord:
@@ -181,7 +201,10 @@ class FunctionService:
                 return record
             previous = replace(record)
             set_code(record, stored)
-            return await self.lifecycle.commit_update(previous, record)
+            updated = await self.lifecycle.commit_update(previous, record)
+            if params.get("Publish"):
+                return self.versions.publish_locked(region, name)
+            return updated
 
     async def update_configuration(self, region: str, params: dict[str, Any]) -> FunctionRecord:
         name, _ = self.get_name(region, params["FunctionName"])
@@ -203,8 +226,11 @@ class FunctionService:
 
     async def delete(self, region: str, ref: str, qualifier: str | None = None) -> None:
         name, qualifier = self.resolve(region, ref, qualifier)
-        if qualifier and qualifier != LATEST:
-            raise ResourceNotFound(f"Function not found: {self.arn(region, name, qualifier)}")
+        if qualifier:
+            if self.store.get(region, name) is None:
+                raise ResourceNotFound(f"Function not found: {self.arn(region, name)}")
+            await self.versions.delete(region, name, qualifier)
+            return
         async with self.lifecycle.lock(region, name):
             record = self.store.get(region, name)
             if record is None:
@@ -212,6 +238,7 @@ class FunctionService:
             self.store.delete(region, name)
             self._reserved.pop(region, None)
             self.lifecycle.forget(region, name)
+            await self.versions.function_deleted(region, name)
         await self.environments.retire((region, name))
         self.lifecycle.deleted(record)
         log.info("deleted %s", record.arn)
@@ -226,6 +253,7 @@ class FunctionService:
     # -- concurrency and account --------------------------------------------------------------
     def put_concurrency(self, region: str, ref: str, reserved: int) -> int:
         record = self.get(region, ref)
+        self._unqualified_only(record)
         others = self.store.reserved_total(region, excluding=record.name)
         if self.settings.account_concurrency - others - reserved < MIN_UNRESERVED:
             raise InvalidParameterValue(
@@ -238,6 +266,7 @@ class FunctionService:
 
     def delete_concurrency(self, region: str, ref: str) -> None:
         record = self.get(region, ref)
+        self._unqualified_only(record)
         record.reserved_concurrency = None
         self.store.save(record)
         self._reserved.pop(region, None)
@@ -249,6 +278,7 @@ class FunctionService:
 
     def account_settings(self, region: str) -> dict[str, dict[str, int]]:
         count, code_size = self.store.usage(region)
+        code_size += self.versions.usage(region)[1]  # published versions keep their code
         return {
             "AccountLimit": {
                 "TotalCodeSize": TOTAL_CODE_SIZE,
@@ -269,12 +299,14 @@ class FunctionService:
     def serving_spec(self, record: FunctionRecord) -> FunctionSpec:
         """What an invoke runs now: the previous configuration while an update is InProgress.
         Counts as a use of the function (Inactive is measured from the last one)."""
+        if record.version != LATEST:
+            return self.spec_for(record)  # a published version never changes
         return self.spec_for(self.lifecycle.serving(record))
 
     def vpc_configs_in_use(self) -> list[tuple[str, str, dict[str, object]]]:
         """(region, function name, VpcConfig) of every configuration that needs its network
         (see FunctionLifecycle.vpc_configs_in_use)."""
-        return self.lifecycle.vpc_configs_in_use()
+        return self.lifecycle.vpc_configs_in_use() + self.versions.vpc_configs_in_use()
 
     def spec_for(self, record: FunctionRecord) -> FunctionSpec:
         vpc = None
@@ -294,6 +326,12 @@ class FunctionService:
         return self.code.read_zip(code_hex) if re.fullmatch(r"[0-9a-f]{64}", code_hex) else None
 
     # -- checks ---------------------------------------------------------------------------------
+    def _unqualified_only(self, record: FunctionRecord) -> None:
+        if record.version != LATEST or record.arn != self.arn(record.region, record.name):
+            raise InvalidParameterValue(
+                "This operation applies to the function, not to a version or alias: use the "
+                "unqualified function name or ARN.")
+
     def _check_vpc(self, record: FunctionRecord, params: dict[str, Any]) -> None:
         """Validate a VpcConfig given in this request against the EC2 store; VpcId is known
         from the subnets at once (as AWS answers it)."""

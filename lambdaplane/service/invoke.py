@@ -120,7 +120,7 @@ class Invoker:
     async def invoke(self, region: str, ref: str, qualifier: str | None, invocation_type: str,
                      payload: bytes, log_type: str = "None",
                      client_context: str | None = None) -> InvokeOutcome:
-        record = self.functions.get(region, ref, qualifier)
+        record, invoked_arn = self.functions.target(region, ref, qualifier)
         request_id = str(uuid.uuid4())
         limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
         if len(payload) > limit:
@@ -132,10 +132,14 @@ class Invoker:
         if invocation_type == "DryRun":
             return InvokeOutcome(204, request_id)
         if invocation_type == "Event":
-            self.events.enqueue(request_id, region, record.name, payload, client_context)
+            # a qualified invoke queues name:qualifier; the attempt resolves it again
+            queued_name = record.name if invoked_arn == self.functions.arn(region, record.name) \
+                else f"{record.name}:{invoked_arn.rsplit(':', 1)[1]}"
+            self.events.enqueue(request_id, region, queued_name, payload, client_context)
             self._wake.set()
             return InvokeOutcome(202, request_id)
-        result = await self._run(record, Invocation(request_id, payload, client_context))
+        result = await self._run(record, Invocation(request_id, payload, client_context,
+                                                    function_arn=invoked_arn))
         outcome = InvokeOutcome(200, request_id, result.payload, result.function_error,
                                 executed_version=record.version)
         if len(result.payload) > SYNC_PAYLOAD_LIMIT:
@@ -195,7 +199,10 @@ class Invoker:
             self._wake.set()
 
     async def _attempt_event(self, event: QueuedEvent) -> None:
-        record = self.functions.store.get(event.region, event.name)
+        try:
+            record, invoked_arn = self.functions.target(event.region, event.name)
+        except AwsError:
+            record = None
         if record is None:
             log.info("dropping event %s: function %s was deleted", event.request_id, event.name)
             self.events.finish(event.id, "dropped", event.attempts, None)
@@ -203,7 +210,8 @@ class Invoker:
         try:
             self.functions.check_invocable(record)
             result = await self._run(record, Invocation(event.request_id, event.payload,
-                                                        event.client_context))
+                                                        event.client_context,
+                                                        function_arn=invoked_arn))
         except AwsError as e:
             if e.code in ("TooManyRequestsException", "ResourceConflictException",
                           "ResourceNotReadyException"):
