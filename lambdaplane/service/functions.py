@@ -24,14 +24,15 @@ from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
-from .function_config import apply_options, check_config, set_code, touch, zip_from
 from .aliases import Aliases
+from .function_config import apply_options, check_config, set_code, touch, zip_from
 from .function_lifecycle import (
     ExecutionEnvironmentsLike,
     FunctionLifecycle,
     NetworkPreparer,
     pending_message,
 )
+from .function_settings import FunctionSettings, check_tags
 from .versions import Versions
 
 log = logging.getLogger("lambdaplane.functions")
@@ -67,6 +68,7 @@ class FunctionService:
         self.versions = Versions(self)  # published versions (service/versions.py)
         self.aliases = Aliases(self, self.versions)
         self.versions.aliases = self.aliases
+        self.tags_and_settings = FunctionSettings(self)  # service/function_settings.py
 
     @property
     def network(self) -> NetworkPreparer | None:
@@ -170,6 +172,7 @@ class FunctionService:
             tags=dict(params.get("Tags") or {}))
         apply_options(record, params)
         check_config(record)
+        check_tags(record.tags)
         self._check_vpc(record, params)
         if self.store.get(region, name) is not None:  # before the (slow) unzip
             raise ResourceConflict(f"Function already exist: {name}")
