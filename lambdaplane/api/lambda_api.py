@@ -69,6 +69,7 @@ class LambdaApi:
         }
         self.handlers.update(lambda_versions.handlers(self))  # versions and aliases
         self.handlers.update(lambda_settings.handlers(self))  # tags and settings around
+        self.handlers.update(lambda_settings.permission_handlers(self))  # resource policies
 
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:

@@ -86,3 +86,27 @@ def handlers(api: Any) -> dict[str, Any]:
             "ListProvisionedConcurrencyConfigs": list_provisioned,
             "GetProvisionedConcurrencyConfig": get_provisioned,
             "ListEventSourceMappings": list_event_source_mappings}
+
+
+def permission_handlers(api: Any) -> dict[str, Any]:
+    """AddPermission / RemovePermission / GetPolicy (service/permissions.py)."""
+    import json
+
+    def permissions() -> Any:
+        return api.platform.functions.permissions
+
+    async def add_permission(call: Any, p: dict[str, Any]) -> dict[str, Any]:
+        statement = permissions().add(call.region, p["FunctionName"], p)
+        return {"Statement": json.dumps(statement, separators=(",", ":"))}
+
+    async def remove_permission(call: Any, p: dict[str, Any]) -> dict[str, Any]:
+        permissions().remove(call.region, p["FunctionName"], p["StatementId"],
+                             p.get("Qualifier"), p.get("RevisionId"))
+        return {}
+
+    async def get_policy(call: Any, p: dict[str, Any]) -> dict[str, Any]:
+        policy, revision = permissions().get(call.region, p["FunctionName"], p.get("Qualifier"))
+        return {"Policy": policy, "RevisionId": revision}
+
+    return {"AddPermission": add_permission, "RemovePermission": remove_permission,
+            "GetPolicy": get_policy}

@@ -33,6 +33,7 @@ from .function_lifecycle import (
     pending_message,
 )
 from .function_settings import FunctionSettings, check_tags
+from .permissions import Permissions
 from .versions import Versions
 
 log = logging.getLogger("lambdaplane.functions")
@@ -69,6 +70,7 @@ class FunctionService:
         self.aliases = Aliases(self, self.versions)
         self.versions.aliases = self.aliases
         self.tags_and_settings = FunctionSettings(self)  # service/function_settings.py
+        self.permissions = Permissions(self)  # resource policies (service/permissions.py)
 
     @property
     def network(self) -> NetworkPreparer | None:

@@ -135,3 +135,79 @@ def test_an_operation_lambdaplane_does_not_serve_is_named(server: LiveServer) ->
         urllib.request.urlopen(server.endpoint + "/2015-03-31/nothing-here", timeout=10)
     assert raised.value.code == 404
     assert json.loads(raised.value.read())["Type"] == "User"
+
+
+def test_resource_policies(server: LiveServer) -> None:
+    lam = server.lambda_()
+    create_python_function(lam, "policed", CODE, Publish=True)
+    lam.create_alias(FunctionName="policed", Name="live", FunctionVersion="1")
+    err = _error(lambda: lam.get_policy(FunctionName="policed"))
+    assert err["Error"]["Code"] == "ResourceNotFoundException"
+
+    added = lam.add_permission(FunctionName="policed", StatementId="s3", Action=
+                               "lambda:InvokeFunction", Principal="s3.amazonaws.com",
+                               SourceArn="arn:aws:s3:::my-bucket", SourceAccount="123456789012")
+    assert json.loads(added["Statement"]) == {
+        "Sid": "s3", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "lambda:InvokeFunction", "Resource": _arn("policed"),
+        "Condition": {"StringEquals": {"AWS:SourceAccount": "123456789012"},
+                      "ArnLike": {"AWS:SourceArn": "arn:aws:s3:::my-bucket"}}}
+    lam.add_permission(FunctionName="policed", StatementId="acct", Action="lambda:GetFunction",
+                       Principal="111122223333", PrincipalOrgID="o-abcdefghij")
+    lam.add_permission(FunctionName="policed", StatementId="url", Action=
+                       "lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+    got = lam.get_policy(FunctionName="policed")
+    policy = json.loads(got["Policy"])
+    assert policy["Version"] == "2012-10-17" and policy["Id"] == "default"
+    assert [s["Sid"] for s in policy["Statement"]] == ["s3", "acct", "url"]
+    assert policy["Statement"][1]["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
+    assert policy["Statement"][1]["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}}
+    assert policy["Statement"][2]["Principal"] == "*"
+    assert policy["Statement"][2]["Condition"] == {
+        "StringEquals": {"lambda:FunctionUrlAuthType": "NONE"}}
+
+    # per qualifier: the alias has its own policy, on its own ARN
+    lam.add_permission(FunctionName="policed", Qualifier="live", StatementId="s3",
+                       Action="lambda:InvokeFunction", Principal="sns.amazonaws.com")
+    alias_policy = json.loads(lam.get_policy(FunctionName="policed:live")["Policy"])
+    assert [s["Resource"] for s in alias_policy["Statement"]] == [_arn("policed", "live")]
+    assert len(json.loads(lam.get_policy(FunctionName="policed")["Policy"])["Statement"]) == 3
+
+    def code(call) -> str:
+        return _error(call)["Error"]["Code"]
+
+    assert code(lambda: lam.add_permission(
+        FunctionName="policed", StatementId="s3", Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com")) == "ResourceConflictException"
+    assert code(lambda: lam.add_permission(
+        FunctionName="policed", StatementId="new", Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com", RevisionId="stale")) == "PreconditionFailedException"
+    assert code(lambda: lam.add_permission(
+        FunctionName="policed", StatementId="bad sid", Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com")) == "ValidationException"
+    assert code(lambda: lam.add_permission(
+        FunctionName="policed", StatementId="x", Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com", Qualifier="9")) == "ResourceNotFoundException"
+    assert code(lambda: lam.add_permission(
+        FunctionName="nope", StatementId="x", Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com")) == "ResourceNotFoundException"
+    assert code(lambda: lam.remove_permission(FunctionName="policed", StatementId="absent")) \
+        == "ResourceNotFoundException"
+    assert code(lambda: lam.remove_permission(FunctionName="policed", StatementId="s3",
+                                              RevisionId="stale")) == \
+        "PreconditionFailedException"
+
+    lam.remove_permission(FunctionName="policed", StatementId="s3",
+                          RevisionId=lam.get_policy(FunctionName="policed")["RevisionId"])
+    assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName="policed")["Policy"])[
+        "Statement"]] == ["acct", "url"]
+    lam.remove_permission(FunctionName="policed", StatementId="acct")
+    lam.remove_permission(FunctionName="policed", StatementId="url")
+    assert code(lambda: lam.get_policy(FunctionName="policed")) == "ResourceNotFoundException"
+    # a deleted alias takes its policy along
+    lam.delete_alias(FunctionName="policed", Name="live")
+    lam.create_alias(FunctionName="policed", Name="live", FunctionVersion="1")
+    assert code(lambda: lam.get_policy(FunctionName="policed", Qualifier="live")) == \
+        "ResourceNotFoundException"
+    lam.delete_function(FunctionName="policed")
