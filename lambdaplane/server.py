@@ -91,7 +91,7 @@ class Platform:
 
 def build_app(platform: Platform) -> web.Application:
     from . import metrics
-    from .api import admin_api, ec2_api, lambda_api
+    from .api import admin_api, ec2_api, function_urls, lambda_api
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app["platform"] = platform
@@ -103,6 +103,7 @@ def build_app(platform: Platform) -> web.Application:
         from .api import auth
         assert platform.settings.credentials_file is not None
         auth.install(app, platform.settings.credentials_file)
+    function_urls.install(app, platform)  # first: URLs have their own AuthType
     return app
 
 

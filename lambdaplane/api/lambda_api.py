@@ -16,7 +16,7 @@ from aiohttp import web
 from ..errors import AwsError, RequestTooLarge, ServiceError
 from ..service.invoke import SYNC_PAYLOAD_LIMIT
 from ..store.functions import FunctionRecord
-from . import lambda_settings, lambda_versions
+from . import function_urls, lambda_settings, lambda_versions
 from .wire import (JSON_TYPE, Router, WireResponse, error_response, lambda_model, parse_input,
                    region_from_authorization, serialize_output)
 
@@ -70,6 +70,7 @@ class LambdaApi:
         self.handlers.update(lambda_versions.handlers(self))  # versions and aliases
         self.handlers.update(lambda_settings.handlers(self))  # tags and settings around
         self.handlers.update(lambda_settings.permission_handlers(self))  # resource policies
+        self.handlers.update(function_urls.handlers(self))  # function URL configurations
 
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:

@@ -33,6 +33,7 @@ from .function_lifecycle import (
     pending_message,
 )
 from .function_settings import FunctionSettings, check_tags
+from .function_urls import FunctionUrls
 from .permissions import Permissions
 from .versions import Versions
 
@@ -71,6 +72,7 @@ class FunctionService:
         self.versions.aliases = self.aliases
         self.tags_and_settings = FunctionSettings(self)  # service/function_settings.py
         self.permissions = Permissions(self)  # resource policies (service/permissions.py)
+        self.urls = FunctionUrls(self)  # function URL configurations
 
     @property
     def network(self) -> NetworkPreparer | None:
