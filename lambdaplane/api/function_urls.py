@@ -26,8 +26,14 @@ from multidict import CIMultiDict
 from ..errors import AwsError
 from ..service.function_urls import UrlConfig
 from ..service.invoke import SYNC_PAYLOAD_LIMIT
-from .auth import (BODY_KEY, Endpoint, SigV4Verifier, load_credentials, parse_authorization,
-                   read_body)
+from .auth import (
+    BODY_KEY,
+    Endpoint,
+    SigV4Verifier,
+    load_credentials,
+    parse_authorization,
+    read_body,
+)
 
 log = logging.getLogger("lambdaplane.urls")
 
@@ -75,7 +81,7 @@ def handlers(api: Any) -> dict[str, Any]:
         return {}
 
     async def list_configs(call: Any, p: dict[str, Any]) -> dict[str, Any]:
-        page, marker = urls().list(call.region, p["FunctionName"], p.get("Marker"),
+        page, marker = urls().page(call.region, p["FunctionName"], p.get("Marker"),
                                    p.get("MaxItems"))
         return {"FunctionUrlConfigs": [url_configuration(api, c) for c in page],
                 "NextMarker": marker}
@@ -165,7 +171,8 @@ def map_response(payload: bytes) -> tuple[int, CIMultiDict[str], bytes]:
         if body is None:
             data = b""
         elif isinstance(body, str):
-            data = base64.b64decode(body) if value.get("isBase64Encoded") else body.encode()
+            data = base64.b64decode(body, validate=True) if value.get("isBase64Encoded") \
+                else body.encode()
         else:
             data = json.dumps(body).encode()
     except (ValueError, TypeError, AttributeError):

@@ -31,7 +31,7 @@ def handlers(api: Any) -> dict[str, Any]:
         return configuration(record)
 
     async def list_versions(call: Any, p: dict[str, Any]) -> dict[str, Any]:
-        page, marker = functions().versions.list(call.region, p["FunctionName"],
+        page, marker = functions().versions.page(call.region, p["FunctionName"],
                                                  p.get("Marker"), p.get("MaxItems"))
         return {"Versions": [configuration(r) for r in page], "NextMarker": marker}
 
@@ -53,7 +53,7 @@ def handlers(api: Any) -> dict[str, Any]:
         return {}
 
     async def list_aliases(call: Any, p: dict[str, Any]) -> dict[str, Any]:
-        page, marker = functions().aliases.list(call.region, p["FunctionName"],
+        page, marker = functions().aliases.page(call.region, p["FunctionName"],
                                                 p.get("FunctionVersion"), p.get("Marker"),
                                                 p.get("MaxItems"))
         return {"Aliases": [alias_configuration(a) for a in page], "NextMarker": marker}

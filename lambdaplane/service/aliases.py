@@ -20,7 +20,7 @@ log = logging.getLogger("lambdaplane.aliases")
 
 
 class Aliases:
-    def __init__(self, functions: "FunctionService", versions: Versions) -> None:
+    def __init__(self, functions: FunctionService, versions: Versions) -> None:
         self.functions = functions
         self.versions = versions
         self.store = versions.store
@@ -53,8 +53,7 @@ class Aliases:
         if params.get("RevisionId") and params["RevisionId"] != alias.revision_id:
             raise precondition_failed()
         version = params.get("FunctionVersion", alias.function_version)
-        routing = params["RoutingConfig"] if "RoutingConfig" in params \
-            else {"AdditionalVersionWeights": alias.weights}
+        routing = params.get("RoutingConfig", {"AdditionalVersionWeights": alias.weights})
         version, alias.weights = self._checked(region, alias.function, version, routing)
         alias.function_version = version
         if "Description" in params:
@@ -69,7 +68,7 @@ class Aliases:
         if self.store.delete_alias(region, name, alias_name):
             self.store.forget_qualifier(region, name, alias_name)
 
-    def list(self, region: str, ref: str, function_version: str | None, marker: str | None,
+    def page(self, region: str, ref: str, function_version: str | None, marker: str | None,
              max_items: int | None) -> tuple[list[AliasRecord], str | None]:
         name = self._function(region, ref)
         aliases = [a for a in self.store.aliases(region, name)

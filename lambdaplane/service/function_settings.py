@@ -31,7 +31,7 @@ def check_tags(tags: dict[str, str]) -> None:
 
 
 class FunctionSettings:
-    def __init__(self, functions: "FunctionService") -> None:
+    def __init__(self, functions: FunctionService) -> None:
         self.functions = functions
         self.store = functions.versions.store
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
@@ -23,7 +23,7 @@ HTTP_METHODS = frozenset({"GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "OPTI
 
 def url_timestamp() -> str:
     """Function URLs' CreationTime/LastModifiedTime format: 2026-12-06T10:00:00.000000Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class UrlConfig:
         return dict(self.__dict__)
 
     @classmethod
-    def from_document(cls, document: dict[str, Any]) -> "UrlConfig":
+    def from_document(cls, document: dict[str, Any]) -> UrlConfig:
         return cls(**document)
 
 
@@ -57,7 +57,7 @@ def check_cors(cors: dict[str, Any]) -> None:
 
 
 class FunctionUrls:
-    def __init__(self, functions: "FunctionService") -> None:
+    def __init__(self, functions: FunctionService) -> None:
         self.functions = functions
         self.store = functions.versions.store
 
@@ -115,7 +115,7 @@ class FunctionUrls:
         config = self.get(region, ref, qualifier)
         self.store.delete_extra(config.region, config.function, config.qualifier, URL)
 
-    def list(self, region: str, ref: str, marker: str | None,
+    def page(self, region: str, ref: str, marker: str | None,
              max_items: int | None) -> tuple[list[UrlConfig], str | None]:
         name = self.functions.versions.unqualified(region, ref)
         self.functions.get(region, name)

@@ -52,7 +52,7 @@ def _conditions(p: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 class Permissions:
-    def __init__(self, functions: "FunctionService") -> None:
+    def __init__(self, functions: FunctionService) -> None:
         self.functions = functions
         self.store = functions.versions.store
 

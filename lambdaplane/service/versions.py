@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AwsError, InvalidParameterValue, ResourceConflict, ResourceNotFound
 from ..store.functions import FunctionRecord, aws_timestamp
-from ..store.versions import VersionStore
+from ..store.versions import AliasRecord, VersionStore
 from .function_lifecycle import pending_message
 
 if TYPE_CHECKING:
@@ -47,10 +47,10 @@ def _configuration(record: FunctionRecord) -> dict[str, Any]:
 
 
 class Versions:
-    def __init__(self, functions: "FunctionService") -> None:
+    def __init__(self, functions: FunctionService) -> None:
         self.functions = functions
         self.store = VersionStore(functions.store.db)
-        self.aliases: "Aliases | None" = None  # set once both exist
+        self.aliases: Aliases | None = None  # set once both exist
 
     # -- publish --------------------------------------------------------------------------------
     async def publish(self, region: str, ref: str, code_sha256: str | None = None,
@@ -58,6 +58,11 @@ class Versions:
                       revision_id: str | None = None) -> FunctionRecord:
         name = self.unqualified(region, ref)
         async with self.functions.lifecycle.lock(region, name):
+            latest = self.functions.store.get(region, name)
+            if latest is not None and latest.last_update_status == "InProgress":
+                raise ResourceConflict(
+                    "The operation cannot be performed at this time. An update is in progress "
+                    f"for resource: {latest.arn}")
             return self.publish_locked(region, name, code_sha256, description, revision_id)
 
     def publish_locked(self, region: str, name: str, code_sha256: str | None = None,
@@ -130,13 +135,15 @@ class Versions:
             return record
         return self.get(region, name, version)
 
-    def list(self, region: str, ref: str, marker: str | None,
+    def page(self, region: str, ref: str, marker: str | None,
              max_items: int | None) -> tuple[list[FunctionRecord], str | None]:
         name = self.unqualified(region, ref)
         latest = self.functions.store.get(region, name)
         if latest is None:
             raise ResourceNotFound(f"Function not found: {self.functions.arn(region, name)}")
-        every = [latest] + [self._settled(v) for v in self.store.of(region, name)]
+        # AWS lists $LATEST under its qualified ARN here
+        every = [replace(latest, arn=self.functions.arn(region, name, LATEST))]
+        every += [self._settled(v) for v in self.store.of(region, name)]
         return paginate(every, marker, max_items, lambda r: r.version)
 
     def unqualified(self, region: str, ref: str) -> str:
@@ -195,7 +202,7 @@ class Versions:
         return [self._settled(v) for v in self.store.of(region, name)]
 
     # -- inside ---------------------------------------------------------------------------------
-    def _alias(self, region: str, name: str, alias_name: str):  # -> AliasRecord
+    def _alias(self, region: str, name: str, alias_name: str) -> AliasRecord:
         alias = self.store.alias(region, name, alias_name)
         if alias is None or self.functions.store.get(region, name) is None:
             raise ResourceNotFound(

@@ -59,7 +59,7 @@ class AliasRecord:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "AliasRecord":
+    def from_json(cls, text: str) -> AliasRecord:
         return cls(**json.loads(text))
 
 

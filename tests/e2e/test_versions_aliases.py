@@ -76,6 +76,7 @@ def test_publish_list_get_invoke_and_delete_versions(server: LiveServer) -> None
     versions = lam.list_versions_by_function(FunctionName="ver")["Versions"]
     assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
     assert versions[1]["FunctionArn"] == _arn("ver", "1")
+    assert versions[0]["FunctionArn"] == _arn("ver", "$LATEST")
     page = lam.list_versions_by_function(FunctionName="ver", MaxItems=2)
     assert len(page["Versions"]) == 2 and page["NextMarker"]
     rest = lam.list_versions_by_function(FunctionName="ver", Marker=page["NextMarker"])
@@ -154,7 +155,7 @@ def test_version_errors_are_aws_s(server: LiveServer) -> None:
     err = _error(lambda: lam.publish_version(FunctionName="no-such-function"))
     assert err["Error"]["Code"] == "ResourceNotFoundException"
     for qualifier in ("7", "nosuchalias"):
-        err = _error(lambda: lam.invoke(FunctionName="ver-err", Qualifier=qualifier))
+        err = _error(lambda q=qualifier: lam.invoke(FunctionName="ver-err", Qualifier=q))
         assert err["Error"]["Code"] == "ResourceNotFoundException"
         assert err["Error"]["Message"] == f"Function not found: {_arn('ver-err', qualifier)}"
     err = _error(lambda: lam.invoke(FunctionName="ver-err:1", Qualifier="2"))
@@ -226,9 +227,9 @@ def test_aliases_and_their_errors(server: LiveServer) -> None:
         ("1", {"9": 0.2}, "does not exist"),
     ]
     for primary, weights, message in bad_routing:
-        err = _error(lambda: lam.create_alias(
-            FunctionName="al", Name="w", FunctionVersion=primary,
-            RoutingConfig={"AdditionalVersionWeights": weights}))
+        err = _error(lambda v=primary, w=weights: lam.create_alias(
+            FunctionName="al", Name="w", FunctionVersion=v,
+            RoutingConfig={"AdditionalVersionWeights": w}))
         assert err["Error"]["Code"] == "InvalidParameterValueException", err
         assert message in err["Error"]["Message"]
     err = _error(lambda: lam.create_alias(FunctionName="al", Name="w", FunctionVersion="1",
