@@ -107,9 +107,11 @@ def test_publish_list_get_invoke_and_delete_versions(server: LiveServer) -> None
     assert _invoke(lam, "ver", "3")[1]["label"] == "three"
     assert _invoke(lam, "ver", "1")[1]["label"] == "one"  # versions are immutable
 
-    # an Event invoke of a version runs that version
+    # an Event invoke of a version runs that version (queued as name:qualifier)
     assert lam.invoke(FunctionName="ver", Qualifier="1", InvocationType="Event")[
         "StatusCode"] == 202
+    assert wait_until(lambda: [e["Status"] for e in server.admin("events?function=ver:1")]
+                      == ["succeeded"], timeout_s=30)
 
     # delete a version; $LATEST and the others stay
     lam.delete_function(FunctionName="ver", Qualifier="3")
@@ -314,3 +316,24 @@ def test_a_version_keeps_its_eni_after_latest_leaves_the_vpc(server: LiveServer)
         ec2.delete_subnet(SubnetId=subnet)
         ec2.delete_security_group(GroupId=group)
         ec2.delete_vpc(VpcId=vpc)
+
+
+def test_versions_aliases_and_urls_survive_a_restart(fresh_server: LiveServer) -> None:
+    lam = fresh_server.lambda_()
+    create_python_function(lam, "kept", CODE.format(label="one"), Publish=True)
+    lam.update_function_code(FunctionName="kept", ZipFile=_code("two"), Publish=True)
+    lam.get_waiter("function_updated_v2").wait(FunctionName="kept", WaiterConfig=WAIT)
+    lam.create_alias(FunctionName="kept", Name="live", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+    lam.add_permission(FunctionName="kept", StatementId="s", Action="lambda:InvokeFunction",
+                       Principal="s3.amazonaws.com")
+    fresh_server.restart()
+    lam = fresh_server.lambda_()
+    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName="kept")[
+        "Versions"]] == ["$LATEST", "1", "2"]
+    assert lam.get_alias(FunctionName="kept", Name="live")["RoutingConfig"] == \
+        {"AdditionalVersionWeights": {"2": 0.5}}
+    assert _invoke(lam, "kept", "1")[1]["label"] == "one"
+    assert {_invoke(lam, "kept", "live")[0]["ExecutedVersion"] for _ in range(40)} == {"1", "2"}
+    assert json.loads(lam.get_policy(FunctionName="kept")["Policy"])["Statement"][0]["Sid"] == "s"
+    assert lam.publish_version(FunctionName="kept")["Version"] == "2"  # unchanged: no new one
