@@ -125,7 +125,5 @@ class FunctionUrls:
 
     def by_id(self, url_id: str) -> UrlConfig | None:
         """The configuration a request's url id names (None: no such URL)."""
-        for _region, _name, _qualifier, document in self.store.extras(URL):
-            if document.get("url_id") == url_id:
-                return UrlConfig.from_document(document)
-        return None
+        document = self.store.find_extra(URL, "url_id", url_id)
+        return UrlConfig.from_document(document) if document is not None else None

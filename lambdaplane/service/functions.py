@@ -126,12 +126,12 @@ class FunctionService:
         """What an invoke runs and the ARN it was invoked by (unqualified, :$LATEST, a
         version's or an alias's, which picks a version by its routing weights)."""
         name, qualifier = self.resolve(region, ref, qualifier)
-        if self.store.get(region, name) is None:
+        record = self.store.get(region, name)  # one read: this is every invoke's path
+        if record is None:
             raise ResourceNotFound(f"Function not found: {self.arn(region, name, qualifier)}")
         if qualifier and qualifier != LATEST:
             return self.versions.route(region, name, qualifier)
-        record = self.get(region, name)
-        return record, self.arn(region, name, qualifier)
+        return record, record.arn if qualifier is None else self.arn(region, name, qualifier)
 
     def list(self, region: str, marker: str | None,
              max_items: int | None) -> tuple[list[FunctionRecord], str | None]:

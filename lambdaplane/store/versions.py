@@ -165,6 +165,13 @@ class VersionStore:
         return [(r["region"], r["name"], r["qualifier"], json.loads(r["document"]))
                 for r in rows]
 
+    def find_extra(self, kind: str, key: str, value: str) -> Any:
+        """The first document of that kind whose top-level `key` is `value` (or None)."""
+        row = self.db.conn.execute(
+            "SELECT document FROM function_extras WHERE kind=? "
+            "AND json_extract(document, '$.' || ?)=? LIMIT 1", (kind, key, value)).fetchone()
+        return json.loads(row["document"]) if row else None
+
     def put_extra(self, region: str, name: str, qualifier: str, kind: str,
                   document: Any) -> None:
         self.db.conn.execute(
