@@ -31,6 +31,7 @@ from .function_lifecycle import (
     NetworkPreparer,
     pending_message,
 )
+from .layers import LayerService
 
 log = logging.getLogger("lambdaplane.functions")
 
@@ -59,6 +60,7 @@ class FunctionService:
         self.code = CodeStore(settings.data_dir)
         self.environments = environments
         self.lifecycle = FunctionLifecycle(settings, self.store, environments)
+        self.layers = LayerService(settings, db, self.code)
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
@@ -153,9 +155,12 @@ class FunctionService:
         apply_options(record, params)
         check_config(record)
         self._check_vpc(record, params)
+        if "Layers" in params:
+            record.layers = self.layers.resolve_for_function(region, params["Layers"] or [])
         if self.store.get(region, name) is not None:  # before the (slow) unzip
             raise ResourceConflict(f"Function already exist: {name}")
         stored = await self._store_code(zip_bytes)
+        await self.layers.prepare(stored.directory, record.layers)
         set_code(record, stored)
         touch(record)
         self.lifecycle.start_create(record)
@@ -177,6 +182,7 @@ class FunctionService:
             record = self._updatable(region, name, params.get("RevisionId"))
             stored = await self._store_code(zip_bytes)
             record = self._updatable(region, name, params.get("RevisionId"))
+            await self.layers.prepare(stored.directory, record.layers)
             if params.get("DryRun"):
                 return record
             previous = replace(record)
@@ -199,6 +205,9 @@ class FunctionService:
             apply_options(updated, params)
             check_config(updated)
             self._check_vpc(updated, params)
+            if "Layers" in params:
+                updated.layers = self.layers.resolve_for_function(region, params["Layers"] or [])
+                await self.layers.prepare(self.code.directory(updated.code_hex), updated.layers)
             return await self.lifecycle.commit_update(record, updated)
 
     async def delete(self, region: str, ref: str, qualifier: str | None = None) -> None:
@@ -288,7 +297,7 @@ class FunctionService:
             timeout_s=record.timeout, environment=dict(record.environment),
             code_sha256=record.code_hex, code_dir=self.code.directory(record.code_hex),
             revision_id=record.revision_id, reserved_concurrency=record.reserved_concurrency,
-            vpc=vpc)
+            vpc=vpc, opt_dir=self.layers.opt_dir(record.layers))
 
     def code_zip(self, code_hex: str) -> bytes | None:
         return self.code.read_zip(code_hex) if re.fullmatch(r"[0-9a-f]{64}", code_hex) else None
