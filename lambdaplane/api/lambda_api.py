@@ -16,6 +16,7 @@ from aiohttp import web
 from ..errors import AwsError, RequestTooLarge, ServiceError
 from ..service.invoke import SYNC_PAYLOAD_LIMIT
 from ..store.functions import FunctionRecord
+from .lambda_event_invoke_config import event_invoke_config_handlers
 from .lambda_layers import layer_handlers
 from .wire import (JSON_TYPE, Router, WireResponse, error_response, lambda_model, parse_input,
                    region_from_authorization, serialize_output)
@@ -60,6 +61,7 @@ class LambdaApi:
             "DeleteFunctionConcurrency": self.delete_function_concurrency,
             "GetAccountSettings": self.get_account_settings,
             **layer_handlers(platform),
+            **event_invoke_config_handlers(platform),
         }
 
     # -- the one entry point ------------------------------------------------------------------

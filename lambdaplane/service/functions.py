@@ -31,6 +31,7 @@ from .function_lifecycle import (
     NetworkPreparer,
     pending_message,
 )
+from .event_invoke_config import EventInvokeConfigs
 from .layers import LayerService
 
 log = logging.getLogger("lambdaplane.functions")
@@ -61,6 +62,7 @@ class FunctionService:
         self.environments = environments
         self.lifecycle = FunctionLifecycle(settings, self.store, environments)
         self.layers = LayerService(settings, db, self.code)
+        self.event_invoke_configs = EventInvokeConfigs(db, self)
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
@@ -219,6 +221,7 @@ class FunctionService:
             if record is None:
                 raise ResourceNotFound(f"Function not found: {self.arn(region, name)}")
             self.store.delete(region, name)
+            self.event_invoke_configs.forget_function(region, name)
             self._reserved.pop(region, None)
             self.lifecycle.forget(region, name)
         await self.environments.retire((region, name))
