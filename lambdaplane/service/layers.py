@@ -25,6 +25,7 @@ from ..store.opt_dirs import opt_dir, opt_dir_name, tree_size
 
 MAX_FUNCTION_LAYERS = 5
 DEFAULT_PAGE = 50
+MAX_VERSION = 2**63 - 1  # SQLite's integers
 LAYER_ARN = re.compile(r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
                        r"layer:(?P<name>[a-zA-Z0-9_-]+)")
 NOT_FOUND = "The resource you requested does not exist."
@@ -53,7 +54,7 @@ class LayerService:
     def _version_from_arn(self, region: str, arn: str) -> LayerVersionRecord | None:
         ref, _, version = arn.rpartition(":")
         name = self.layer_name(region, ref) if LAYER_ARN.fullmatch(ref) else None
-        if name is None or not version.isdigit():
+        if name is None or not version.isdigit() or not 0 < int(version) <= MAX_VERSION:
             return None
         return self.store.get(region, name, int(version))
 
@@ -86,7 +87,8 @@ class LayerService:
 
     def get(self, region: str, ref: str, version: int) -> LayerVersionRecord:
         name = self.layer_name(region, ref)
-        record = self.store.get(region, name, version) if name is not None else None
+        record = (self.store.get(region, name, version)
+                  if name is not None and 0 < version <= MAX_VERSION else None)
         if record is None:
             raise ResourceNotFound(NOT_FOUND)
         return record
@@ -101,7 +103,7 @@ class LayerService:
         """Idempotent, as AWS's. The content stays in the code store for the functions that
         were created with it."""
         name = self.layer_name(region, ref)
-        if name is not None:
+        if name is not None and 0 < version <= MAX_VERSION:
             self.store.delete(region, name, version)
 
     def list_versions(self, region: str, ref: str, runtime: str | None, architecture: str | None,

@@ -4,6 +4,7 @@ in order into a read-only /opt that its Python code imports from; the 250 MB lim
 plus layers; a deleted layer version still serving the function that uses it."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -265,7 +266,7 @@ def test_code_plus_layers_over_250mb_is_refused(server: LiveServer) -> None:
 
 def test_layers_without_preforked_sandboxes(tmp_path: Path) -> None:
     """The zygote's own spawn path (no pre-forked sandbox) mounts /opt the same way."""
-    for server in live_server(tmp_path, "--prefork", "0"):
+    with contextlib.contextmanager(live_server)(tmp_path, "--prefork", "0") as server:
         lam = server.lambda_()
         a = _publish(lam, "ly-a", {"python/shared.py": "VALUE = 'a'\n", "bin/tool": "t",
                                    "lib/l.so": ""})
