@@ -24,7 +24,8 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_EVENT_AGE_S = 21_600
 DEFAULT_PAGE = 50
 FUNCTION_ARN = re.compile(r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-                          r"function:(?P<name>[a-zA-Z0-9_.-]+)(?::(?P<qualifier>[a-zA-Z0-9_$.-]+))?")
+                          r"function:(?P<name>[a-zA-Z0-9_.-]+)"
+                          r"(?::(?P<qualifier>[a-zA-Z0-9_$.-]+))?")
 
 
 class EventInvokeConfigs:

@@ -24,6 +24,7 @@ from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
+from .event_invoke_config import EventInvokeConfigs
 from .function_config import apply_options, check_config, set_code, touch, zip_from
 from .function_lifecycle import (
     ExecutionEnvironmentsLike,
@@ -31,7 +32,6 @@ from .function_lifecycle import (
     NetworkPreparer,
     pending_message,
 )
-from .event_invoke_config import EventInvokeConfigs
 from .layers import LayerService
 
 log = logging.getLogger("lambdaplane.functions")

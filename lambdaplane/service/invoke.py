@@ -21,6 +21,7 @@ from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge,
                       ServiceError, too_many_requests)
 from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
 from ..store.db import Database
+from ..store.event_invoke_config import EventInvokeConfig
 from ..store.events import EventStore, QueuedEvent
 from ..store.functions import FunctionRecord
 from .event_invoke_config import LATEST, destination_record
@@ -203,13 +204,13 @@ class Invoker:
             log.info("dropping event %s: function %s was deleted", event.request_id, event.name)
             self.events.finish(event.id, "dropped", event.attempts, None)
             return
-        retries, max_age_s, _ = self.functions.event_invoke_configs.for_event(event.region,
-                                                                              event.name)
+        retries, max_age_s, config = self.functions.event_invoke_configs.for_event(
+            event.region, event.name)
         if time.time() - event.accepted_at > max_age_s:
             log.info("dropping event %s for %s: older than %d s", event.request_id, record.arn,
                      max_age_s)
-            self._finish_event(event, record, "dropped", event.attempts, "EventAgeExceeded",
-                               None)
+            self._finish_event(event, record, config, "dropped", event.attempts,
+                               "EventAgeExceeded", None)
             return
         try:
             self.functions.check_invocable(record)
@@ -225,25 +226,24 @@ class Invoker:
             result = InvocationResult(b"", function_error="Unhandled", error_type=e.code)
         attempts = event.attempts + 1
         if result.function_error is None:
-            self._finish_event(event, record, "succeeded", attempts, None, result)
+            self._finish_event(event, record, config, "succeeded", attempts, None, result)
             return
         error_type = result.error_type or result.function_error
         delays = self.settings.event_retry_delays_s
         if attempts > min(retries, len(delays)):
             log.info("event %s for %s failed %d times (%s); discarded", event.request_id,
                      record.arn, attempts, error_type)
-            self._finish_event(event, record, "failed", attempts, error_type, result)
+            self._finish_event(event, record, config, "failed", attempts, error_type, result)
             return
         self.events.retry_later(event.id, time.time() + delays[attempts - 1], attempts,
                                 error_type)
 
-    def _finish_event(self, event: QueuedEvent, record: FunctionRecord, status: str,
-                      attempts: int, error_type: str | None,
-                      result: InvocationResult | None) -> None:
+    def _finish_event(self, event: QueuedEvent, record: FunctionRecord,
+                      config: EventInvokeConfig | None, status: str, attempts: int,
+                      error_type: str | None, result: InvocationResult | None) -> None:
         """Record the outcome, and queue the invocation record for the destination the
         function's configuration names for it (OnSuccess, or OnFailure for a failed or
         expired event), in one transaction."""
-        _, _, config = self.functions.event_invoke_configs.for_event(event.region, event.name)
         destination = None
         if config is not None:
             destination = config.on_success if status == "succeeded" else config.on_failure
