@@ -17,6 +17,8 @@ from ..errors import AwsError, RequestTooLarge, ServiceError
 from ..service.invoke import SYNC_PAYLOAD_LIMIT
 from ..store.functions import FunctionRecord
 from . import function_urls, lambda_settings, lambda_versions
+from .lambda_event_invoke_config import event_invoke_config_handlers
+from .lambda_layers import layer_handlers
 from .wire import (JSON_TYPE, Router, WireResponse, error_response, lambda_model, parse_input,
                    region_from_authorization, serialize_output)
 
@@ -66,6 +68,8 @@ class LambdaApi:
             "GetFunctionConcurrency": self.get_function_concurrency,
             "DeleteFunctionConcurrency": self.delete_function_concurrency,
             "GetAccountSettings": self.get_account_settings,
+            **layer_handlers(platform),
+            **event_invoke_config_handlers(platform),
         }
         self.handlers.update(lambda_versions.handlers(self))  # versions and aliases
         self.handlers.update(lambda_settings.handlers(self))  # tags and settings around
@@ -222,13 +226,16 @@ def configuration(record: FunctionRecord) -> dict[str, Any]:
         out["DeadLetterConfig"] = {"TargetArn": record.dead_letter_target}
     if record.kms_key_arn:
         out["KMSKeyArn"] = record.kms_key_arn
+    if record.layers:
+        out["Layers"] = [{"Arn": e["Arn"], "CodeSize": e["CodeSize"]} for e in record.layers]
     return out
 
 
 async def _read_body(request: web.Request, operation: str) -> bytes:
     """Read the body ourselves so each operation has AWS's own limit (the app-wide
     client_max_size would answer a bare 413 page instead)."""
-    limit = CODE_REQUEST_LIMIT if operation in ("CreateFunction", "UpdateFunctionCode") \
+    limit = CODE_REQUEST_LIMIT if operation in ("CreateFunction", "UpdateFunctionCode",
+                                                "PublishLayerVersion") \
         else SYNC_PAYLOAD_LIMIT
     verified = request.get("lp_body")  # api/auth.py read it already to check the signature
     if verified is not None:

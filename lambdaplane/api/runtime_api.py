@@ -2,7 +2,8 @@
 
 Owns the HTTP listener inside the worker netns (its socket is created there on the NetThread,
 then served on the event loop by a small asyncio.Protocol speaking just the HTTP/1.1 this API
-needs: Content-Length bodies, keep-alive, pipelining, 100-continue — three requests per invoke
+needs: Content-Length and chunked bodies, keep-alive, pipelining, 100-continue — three requests
+per invoke
 go through here, so a general web framework's per-request work is a visible share of an
 invoke) and one `RuntimeChannel` per execution environment.
 An environment is identified by the request's source address — the sandbox's own 100.64.x.y,
@@ -293,6 +294,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: asyncio.Task[PendingInvocation] | None = None
         self.discard = 0  # bytes of a refused body still to swallow before closing
         self.continued = False  # 100 Continue sent for the request at the head of `buf`
+        self.chunked: _ChunkedRequest | None = None  # a chunked body being read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses; same methods)
@@ -327,6 +329,10 @@ class _Connection(asyncio.Protocol):
 
     def _serve(self) -> None:
         while self.transport is not None and self.waiting is None and self.buf:
+            if self.chunked is not None:
+                if not self._read_chunked():
+                    return
+                continue
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD_BYTES:
@@ -337,13 +343,23 @@ class _Connection(asyncio.Protocol):
                 return
             try:
                 method, path, headers, keep_alive = _parse_head(bytes(self.buf[:end]))
+                encoding = headers.get("transfer-encoding")
+                if encoding is not None and (encoding.lower() != "chunked"
+                                             or "content-length" in headers):
+                    raise ValueError("only chunked or Content-Length bodies")
                 length = int(headers.get("content-length", "0"))
-                if length < 0 or "transfer-encoding" in headers:
-                    raise ValueError("only Content-Length bodies")
+                if length < 0:
+                    raise ValueError("negative Content-Length")
             except (ValueError, UnicodeDecodeError):
                 self._refuse(400, "InvalidRequest", "Bad Request")
                 return
             start = end + 4
+            if encoding is not None:
+                del self.buf[:start]
+                self.chunked = _ChunkedRequest(method, path, headers, keep_alive)
+                if headers.get("expect", "").lower() == "100-continue":
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                continue
             if length > MAX_RESPONSE_BYTES:
                 # refused unread, as the old server did: answer now, swallow the rest, close
                 del self.buf[:start]
@@ -366,15 +382,49 @@ class _Connection(asyncio.Protocol):
             body = bytes(self.buf[start:start + length])
             del self.buf[:start + length]
             self.continued = False
-            answer = self.api.dispatch(self, method, path, headers, body)
-            if answer is None:
-                channel = self.api._channels.get(self.remote)
-                assert channel is not None
-                self.waiting = asyncio.ensure_future(channel.next())
-                self.waiting.add_done_callback(
-                    lambda task, keep=keep_alive: self._polled(task, keep))
-                return
-            self._write(*answer, close=not keep_alive)
+            self._answer(method, path, headers, body, keep_alive)
+
+    def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                keep_alive: bool) -> None:
+        answer = self.api.dispatch(self, method, path, headers, body)
+        if answer is None:
+            channel = self.api._channels.get(self.remote)
+            assert channel is not None
+            self.waiting = asyncio.ensure_future(channel.next())
+            self.waiting.add_done_callback(
+                lambda task, keep=keep_alive: self._polled(task, keep))
+            return
+        self._write(*answer, close=not keep_alive)
+
+    def _read_chunked(self) -> bool:
+        """Decode what has arrived of a chunked body; True once the request was answered.
+        Over the limit, the runtime is answered at once (413, as for a Content-Length body),
+        the rest of the body is swallowed and the connection closed after it."""
+        request = self.chunked
+        assert request is not None
+        try:
+            done = request.body.feed(self.buf)
+        except ValueError:
+            self.chunked = None
+            self._refuse(400, "InvalidRequest", "Bad Request")
+            return False
+        if request.body.too_large and not request.answered:
+            request.answered = True
+            answer = (self.api.dispatch(self, request.method, request.path, request.headers, None)
+                      if request.method == "POST" else None)
+            self._write(*(answer or _error(413, "RequestEntityTooLarge",
+                                           "Request Entity Too Large")), close=False)
+        if not done:
+            return False
+        self.chunked = None
+        if request.answered:
+            self.buf.clear()
+            if self.transport is not None:
+                self.transport.close()
+            return False
+        self._answer(request.method, request.path, request.headers, bytes(request.body.data),
+                     request.keep_alive)
+        return True
 
     def _polled(self, task: asyncio.Task[PendingInvocation], keep_alive: bool) -> None:
         self.waiting = None
@@ -407,6 +457,86 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head.encode("utf-8", "replace") + body)
         if close:
             self.transport.close()
+
+
+class _ChunkedBody:
+    """An incremental decoder of one `Transfer-Encoding: chunked` body (RFC 9112 §7.1):
+    consumes from the connection's buffer what it can, keeps at most `limit` decoded bytes
+    (beyond that it only counts and discards) and skips chunk extensions and trailers."""
+
+    _MAX_LINE = 4096
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.received = 0
+        self.too_large = False
+        self._state = "size"  # size | data | data_end | trailer
+        self._remaining = 0
+
+    def feed(self, buf: bytearray) -> bool:
+        """Consume from `buf`; True when the body (with its trailers) is complete.
+        ValueError on a malformed body."""
+        while True:
+            if self._state == "data":
+                take = min(self._remaining, len(buf))
+                if not take:
+                    return False
+                self.received += take
+                if self.received > self.limit:
+                    self.too_large = True
+                    self.data.clear()
+                else:
+                    self.data += buf[:take]
+                del buf[:take]
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = "data_end"
+                continue
+            if self._state == "data_end":
+                if len(buf) < 2:
+                    return False
+                if buf[:2] != b"\r\n":
+                    raise ValueError("chunk not followed by CRLF")
+                del buf[:2]
+                self._state = "size"
+                continue
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                if len(buf) > self._MAX_LINE:
+                    raise ValueError("chunk line too long")
+                return False
+            if eol > self._MAX_LINE:
+                raise ValueError("chunk line too long")
+            line = bytes(buf[:eol])
+            del buf[:eol + 2]
+            if self._state == "trailer":
+                if not line:
+                    return True
+                continue
+            size_text = line.split(b";", 1)[0].strip()
+            if not size_text or len(size_text) > 16 or size_text.strip(_HEX_DIGITS):
+                raise ValueError("bad chunk size")
+            size = int(size_text, 16)
+            if size:
+                self._remaining = size
+                self._state = "data"
+            else:
+                self._state = "trailer"
+
+
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+@dataclass
+class _ChunkedRequest:
+    """A request whose head was read and whose chunked body is still arriving."""
+    method: str
+    path: str
+    headers: dict[str, str]
+    keep_alive: bool
+    body: _ChunkedBody = field(default_factory=lambda: _ChunkedBody(MAX_RESPONSE_BYTES))
+    answered: bool = False  # refused (413) before the body was complete
 
 
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",

@@ -292,7 +292,9 @@ class ExecutionEnvironments:
                 gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
                                                tmp_size_mb(spec.memory_mb),
                                                env.output.write_fd,
-                                               network_pending=spec.vpc is not None)
+                                               network_pending=spec.vpc is not None,
+                                               opt_name=spec.opt_dir.name if spec.opt_dir
+                                               else "")
                 t3 = time.monotonic()
                 if gate is not None:
                     vpc_ms = await self._attach_then_open(env, gate)
@@ -306,7 +308,8 @@ class ExecutionEnvironments:
                     cgroup_procs=env.cgroup.procs_files, code_dir=str(spec.code_dir),
                     runtime=spec.runtime, handler=spec.handler, environ=environ,
                     uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
-                    tmp_size_mb=tmp_size_mb(spec.memory_mb))
+                    tmp_size_mb=tmp_size_mb(spec.memory_mb),
+                    opt_dir=str(spec.opt_dir or ""))
                 # A VPC function's spawn request goes first, gated, and the sandbox is
                 # attached as soon as it is sent: the `go` then waits in the sandbox's socket
                 # when it is forked. (Attached before the request, each VPC cold start of a

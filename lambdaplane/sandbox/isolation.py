@@ -181,6 +181,7 @@ class SandboxSpec:
     gid: int
     tmp_size_mb: int
     hostname: str
+    opt_dir: str = ""  # the function's merged layers: read-only at /opt
 
 
 def private_mount_namespace() -> None:
@@ -279,6 +280,8 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
         bind_readonly(code_store, r + CODE_STASH[1:])
     else:
         bind_readonly(spec.code_dir, r + "var/task")
+        if spec.opt_dir:
+            bind_readonly(spec.opt_dir, r + "opt")
     mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={spec.tmp_size_mb}m,mode=1777")
     mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
@@ -299,13 +302,17 @@ def seal_root() -> None:
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def assign_code(code_name: str, tmp_size_mb: int) -> None:
+def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "") -> None:
     """A pre-forked sandbox becomes one function's: its code (a directory of the store,
-    by name) at /var/task, the rest of the store gone, /tmp sized for its memory, the root
-    read-only. Runs before any of the function's code, still as root."""
-    if not code_name or "/" in code_name or code_name in (".", ".."):
-        raise SandboxError(22, f"bad code name {code_name!r}")
+    by name) at /var/task, its merged layers (another, if any) at /opt, the rest of the store
+    gone, /tmp sized for its memory, the root read-only. Runs before any of the function's
+    code, still as root."""
+    for name in (code_name, opt_name) if opt_name else (code_name,):
+        if not name or "/" in name or name in (".", ".."):
+            raise SandboxError(22, f"bad code name {name!r}")
     bind_readonly(f"{CODE_STASH}/{code_name}", "/var/task")
+    if opt_name:
+        bind_readonly(f"{CODE_STASH}/{opt_name}", "/opt")
     _check(_libc.umount2(CODE_STASH.encode(), MNT_DETACH), "umount code store")
     os.rmdir(CODE_STASH)
     mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV,

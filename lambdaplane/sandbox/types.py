@@ -31,6 +31,7 @@ class FunctionSpec:
     revision_id: str  # changes with code or configuration; warm environments match it
     reserved_concurrency: int | None = None
     vpc: VpcAttachment | None = None
+    opt_dir: Path | None = None  # the function's layers merged, read-only; mounted at /opt
 
     @property
     def key(self) -> tuple[str, str]:

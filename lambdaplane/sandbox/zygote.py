@@ -109,6 +109,7 @@ class SpawnRequest:
     uid: int
     gid: int
     tmp_size_mb: int = 512
+    opt_dir: str = ""  # host dir of the merged layers, bind-mounted read-only at /opt
 
 
 class NetworkGate:
@@ -143,14 +144,15 @@ class PreforkedEnv:
     control: socket.socket
 
     def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
-               output_fd: int, network_pending: bool = False) -> NetworkGate | None:
+               output_fd: int, network_pending: bool = False,
+               opt_name: str = "") -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
         network_pending: it sets itself up but runs no function code until the returned
-        gate is opened."""
+        gate is opened. opt_name: its merged layers (a directory of the store) for /opt."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
-                              "network_pending": network_pending}).encode()
+                              "network_pending": network_pending, "opt": opt_name}).encode()
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                               array.array("i", [output_fd]))])

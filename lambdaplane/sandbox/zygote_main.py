@@ -104,7 +104,8 @@ def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None
     os.dup2(fds[0], 1)
     os.dup2(fds[0], 2)
     assignment: dict[str, Any] = json.loads(data)
-    isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]))
+    isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
+                          str(assignment.get("opt") or ""))
     if assignment.get("network_pending"):
         return assignment, ctl
     ctl.close()
@@ -143,7 +144,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         spec = isolation.SandboxSpec(
             env_id=req["env_id"], cgroup_procs=list(req["cgroup_procs"]),
             code_dir=req["code_dir"], uid=int(req["uid"]), gid=int(req["gid"]),
-            tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
+            tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]),
+            opt_dir=str(req.get("opt_dir") or ""))
         isolation.join_cgroups(spec.cgroup_procs)
         isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
         pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None

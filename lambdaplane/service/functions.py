@@ -25,6 +25,7 @@ from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
 from .aliases import Aliases
+from .event_invoke_config import EventInvokeConfigs
 from .function_config import apply_options, check_config, set_code, touch, zip_from
 from .function_lifecycle import (
     ExecutionEnvironmentsLike,
@@ -34,6 +35,7 @@ from .function_lifecycle import (
 )
 from .function_settings import FunctionSettings, check_tags
 from .function_urls import FunctionUrls
+from .layers import LayerService
 from .permissions import Permissions
 from .versions import Versions
 
@@ -64,6 +66,8 @@ class FunctionService:
         self.code = CodeStore(settings.data_dir)
         self.environments = environments
         self.lifecycle = FunctionLifecycle(settings, self.store, environments)
+        self.layers = LayerService(settings, db, self.code)
+        self.event_invoke_configs = EventInvokeConfigs(db, self)
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
@@ -178,9 +182,12 @@ class FunctionService:
         check_config(record)
         check_tags(record.tags)
         self._check_vpc(record, params)
+        if "Layers" in params:
+            record.layers = self.layers.resolve_for_function(region, params["Layers"] or [])
         if self.store.get(region, name) is not None:  # before the (slow) unzip
             raise ResourceConflict(f"Function already exist: {name}")
         stored = await self._store_code(zip_bytes)
+        await self.layers.prepare(stored.directory, record.layers)
         set_code(record, stored)
         touch(record)
         self.lifecycle.start_create(record)
@@ -204,6 +211,7 @@ class FunctionService:
             record = self._updatable(region, name, params.get("RevisionId"))
             stored = await self._store_code(zip_bytes)
             record = self._updatable(region, name, params.get("RevisionId"))
+            await self.layers.prepare(stored.directory, record.layers)
             if params.get("DryRun"):
                 return record
             previous = replace(record)
@@ -229,6 +237,9 @@ class FunctionService:
             apply_options(updated, params)
             check_config(updated)
             self._check_vpc(updated, params)
+            if "Layers" in params:
+                updated.layers = self.layers.resolve_for_function(region, params["Layers"] or [])
+                await self.layers.prepare(self.code.directory(updated.code_hex), updated.layers)
             return await self.lifecycle.commit_update(record, updated)
 
     async def delete(self, region: str, ref: str, qualifier: str | None = None) -> None:
@@ -243,6 +254,7 @@ class FunctionService:
             if record is None:
                 raise ResourceNotFound(f"Function not found: {self.arn(region, name)}")
             self.store.delete(region, name)
+            self.event_invoke_configs.forget_function(region, name)
             self._reserved.pop(region, None)
             self.lifecycle.forget(region, name)
             await self.versions.function_deleted(region, name)
@@ -327,7 +339,7 @@ class FunctionService:
             timeout_s=record.timeout, environment=dict(record.environment),
             code_sha256=record.code_hex, code_dir=self.code.directory(record.code_hex),
             revision_id=record.revision_id, reserved_concurrency=record.reserved_concurrency,
-            vpc=vpc)
+            vpc=vpc, opt_dir=self.layers.opt_dir(record.layers))
 
     def code_zip(self, code_hex: str) -> bytes | None:
         return self.code.read_zip(code_hex) if re.fullmatch(r"[0-9a-f]{64}", code_hex) else None

@@ -1,7 +1,9 @@
 """Invoke: the three invocation types, payload limits, concurrency admission (reserved caps and
 the account's unreserved pool) and asynchronous events — written to SQLite before the 202,
-run by background workers, retried twice on function error, resumed after a restart
-(at-least-once, same request id). Execution itself is `environments.invoke`. No HTTP here."""
+run by background workers, retried on function error (twice, or the function's
+MaximumRetryAttempts), dropped past their MaximumEventAgeInSeconds, their records sent to the
+OnSuccess / OnFailure destination, resumed after a restart (at-least-once, same request id).
+Execution itself is `environments.invoke`. No HTTP here."""
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +21,10 @@ from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge,
                       ServiceError, too_many_requests)
 from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
 from ..store.db import Database
+from ..store.event_invoke_config import EventInvokeConfig
 from ..store.events import EventStore, QueuedEvent
 from ..store.functions import FunctionRecord
+from .event_invoke_config import LATEST, destination_record
 from .functions import FunctionService
 
 log = logging.getLogger("lambdaplane.invoke")
@@ -207,6 +211,15 @@ class Invoker:
             log.info("dropping event %s: function %s was deleted", event.request_id, event.name)
             self.events.finish(event.id, "dropped", event.attempts, None)
             return
+        name, _, qualifier = event.name.partition(":")  # a qualified invoke queued name:qualifier
+        retries, max_age_s, config = self.functions.event_invoke_configs.for_event(
+            event.region, name, qualifier or LATEST)
+        if time.time() - event.accepted_at > max_age_s:
+            log.info("dropping event %s for %s: older than %d s", event.request_id, record.arn,
+                     max_age_s)
+            self._finish_event(event, record, config, "dropped", event.attempts,
+                               "EventAgeExceeded", None)
+            return
         try:
             self.functions.check_invocable(record)
             result = await self._run(record, Invocation(event.request_id, event.payload,
@@ -222,17 +235,43 @@ class Invoker:
             result = InvocationResult(b"", function_error="Unhandled", error_type=e.code)
         attempts = event.attempts + 1
         if result.function_error is None:
-            self.events.finish(event.id, "succeeded", attempts, None)
+            self._finish_event(event, record, config, "succeeded", attempts, None, result)
             return
         error_type = result.error_type or result.function_error
         delays = self.settings.event_retry_delays_s
-        if attempts > min(2, len(delays)):
+        if attempts > min(retries, len(delays)):
             log.info("event %s for %s failed %d times (%s); discarded", event.request_id,
                      record.arn, attempts, error_type)
-            self.events.finish(event.id, "failed", attempts, error_type)
+            self._finish_event(event, record, config, "failed", attempts, error_type, result)
             return
         self.events.retry_later(event.id, time.time() + delays[attempts - 1], attempts,
                                 error_type)
+
+    def _finish_event(self, event: QueuedEvent, record: FunctionRecord,
+                      config: EventInvokeConfig | None, status: str, attempts: int,
+                      error_type: str | None, result: InvocationResult | None) -> None:
+        """Record the outcome, and queue the invocation record for the destination the
+        function's configuration names for it (OnSuccess, or OnFailure for a failed or
+        expired event), in one transaction."""
+        destination = None
+        if config is not None:
+            destination = config.on_success if status == "succeeded" else config.on_failure
+        target = (self.functions.event_invoke_configs.destination_function(event.region,
+                                                                           destination)
+                  if destination else None)
+        if target is None:
+            self.events.finish(event.id, status, attempts, error_type)
+            return
+        condition = {"succeeded": "Success", "failed": "RetriesExhausted"}.get(
+            status, "EventAgeExceeded")
+        response = None if result is None else (result.payload, result.function_error)
+        qualifier = event.name.partition(":")[2] or LATEST
+        body = destination_record(event.request_id, self.functions.arn(
+            event.region, record.name, qualifier), condition, attempts, event.payload, response,
+            executed_version=record.version)
+        self.events.finish(event.id, status, attempts, error_type,
+                           then_enqueue=(str(uuid.uuid4()), event.region, target, body))
+        self._wake.set()
 
 
 def _checked_json(payload: bytes) -> bytes:

@@ -40,6 +40,7 @@ class QueuedEvent:
     attempts: int
     status: str = "queued"
     error_type: str | None = None
+    accepted_at: float = 0.0  # epoch seconds: the event's age counts from here
 
 
 class EventStore:
@@ -75,7 +76,19 @@ class EventStore:
             "UPDATE event_invocations SET not_before=?, attempts=?, error_type=? WHERE id=?",
             (not_before, attempts, error_type, event_id))
 
-    def finish(self, event_id: int, status: str, attempts: int, error_type: str | None) -> None:
+    def finish(self, event_id: int, status: str, attempts: int, error_type: str | None,
+               then_enqueue: tuple[str, str, str, bytes] | None = None) -> None:
+        """Record an event's outcome; with `then_enqueue` (request id, region, function,
+        payload: a destination's invocation record) the new event is queued in the same
+        transaction, so a crash loses neither and delivers no record twice."""
+        if then_enqueue is None:
+            self._finish(event_id, status, attempts, error_type)
+            return
+        with self.db.transaction():
+            self._finish(event_id, status, attempts, error_type)
+            self.enqueue(*then_enqueue, None)
+
+    def _finish(self, event_id: int, status: str, attempts: int, error_type: str | None) -> None:
         now = time.time()
         self.db.conn.execute(
             "UPDATE event_invocations SET status=?, attempts=?, error_type=?, finished_at=? "
@@ -101,4 +114,4 @@ class EventStore:
 def _event(row) -> QueuedEvent:  # sqlite3.Row
     return QueuedEvent(row["id"], row["request_id"], row["region"], row["name"],
                        bytes(row["payload"]), row["client_context"], row["attempts"],
-                       row["status"], row["error_type"])
+                       row["status"], row["error_type"], float(row["accepted_at"]))

@@ -62,6 +62,8 @@ class FunctionRecord:
     last_update_status_reason_code: str | None = None
     package_type: str = "Zip"
     version: str = "$LATEST"
+    # Layers: [{Arn, CodeSize, CodeHex, UnzippedSize}] in order (service/layers.py)
+    layers: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -18,7 +18,7 @@ from lambdaplane.net.worker import GATEWAY
 from lambdaplane.sandbox.pool import Sandbox, SandboxPool
 from lambdaplane.sandbox.types import Invocation
 
-from .worker_fixtures import Worker, session_in, worker  # noqa: F401
+from .worker_fixtures import Worker, session_in, socket_in, worker  # noqa: F401
 
 pytestmark = pytest.mark.root
 
@@ -161,3 +161,115 @@ async def test_response_over_6mb_is_413(api: Api) -> None:
                              data=b"y" * MAX_RESPONSE_BYTES) as r:
             assert r.status == 202
     assert len((await asyncio.wait_for(pending.outcome, 1)).body) == MAX_RESPONSE_BYTES
+
+
+async def _raw_request(netns: str, head: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """Send a request whose body goes out in `chunks` (each written separately, as a runtime
+    streaming its answer would) and return (status, body) of the answer."""
+    sock = socket_in(netns)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (GATEWAY, PORT))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(head.encode())
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        status = int(status_line.split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return status, await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+def _chunked(body: bytes, size: int) -> list[bytes]:
+    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+             for i in range(0, len(body), size)]
+    return parts + [b"0\r\n\r\n"]
+
+
+def _chunked_head(path: str, extra: str = "") -> str:
+    return (f"POST {PREFIX_PATH}{path} HTTP/1.1\r\nHost: {GATEWAY}:{PORT}\r\n"
+            f"Transfer-Encoding: chunked\r\n{extra}\r\n")
+
+
+PREFIX_PATH = "/2018-06-01/runtime"
+
+
+async def test_chunked_bodies_are_accepted_on_response_error_and_init_error(api: Api) -> None:
+    """Node's http.request sends chunked bodies by default; AWS's Runtime API takes them."""
+    channel = api.api.open_channel(api.a.address)
+    body = json.dumps({"result": "x" * 5000}).encode()
+    for request_id, what in (("req-c1", "response"), ("req-c2", "error")):
+        pending = _submit(channel, request_id)
+        async with session_in(api.a.netns) as http:
+            async with http.get(f"{BASE}/invocation/next") as resp:
+                assert resp.headers["Lambda-Runtime-Aws-Request-Id"] == request_id
+        # a chunk extension, a chunk split across writes and a trailer, as RFC 9112 allows
+        raw = _chunked(body, 1000)
+        raw[1] = raw[1].replace(b"\r\n", b";name=value\r\n", 1)
+        raw[-1] = b"0\r\nX-Trailer: 1\r\n\r\n"
+        split = [raw[0][:3], raw[0][3:]] + raw[1:]
+        status, answer = await _raw_request(api.a.netns, _chunked_head(
+            f"/invocation/{request_id}/{what}",
+            "Lambda-Runtime-Function-Error-Type: Custom\r\n"), split)
+        assert (status, json.loads(answer)) == (202, {"status": "OK"})
+        outcome = await asyncio.wait_for(pending.outcome, 1)
+        assert outcome.body == body
+        assert outcome.kind == what
+        if what == "error":
+            assert outcome.error_type == "Custom"
+    pending = _submit(channel, "req-c3")
+    init_error = json.dumps({"errorMessage": "bad", "errorType": "Runtime.Init"}).encode()
+    status, _ = await _raw_request(api.a.netns, _chunked_head("/init/error"),
+                                   _chunked(init_error, 7))
+    assert status == 202
+    outcome = await asyncio.wait_for(pending.outcome, 1)
+    assert (outcome.kind, outcome.body, outcome.error_type) == (
+        "init_error", init_error, "Runtime.Init")
+
+
+async def test_chunked_response_over_6mb_is_413_while_reading(api: Api) -> None:
+    channel = api.api.open_channel(api.a.address)
+    pending = _submit(channel, "req-cbig")
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 200
+    status, answer = await _raw_request(
+        api.a.netns, _chunked_head("/invocation/req-cbig/response"),
+        _chunked(b"z" * (MAX_RESPONSE_BYTES + 1), 256 * 1024))
+    assert status == 413
+    assert json.loads(answer)["errorType"] == "RequestEntityTooLarge"
+    outcome = await asyncio.wait_for(pending.outcome, 1)
+    assert outcome.error_type == "Function.ResponseSizeTooLarge"
+    # exactly 6 MB, chunked, is fine
+    pending = _submit(channel, "req-cok")
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 200
+    status, _ = await _raw_request(api.a.netns, _chunked_head("/invocation/req-cok/response"),
+                                   _chunked(b"y" * MAX_RESPONSE_BYTES, 300 * 1024))
+    assert status == 202
+    assert len((await asyncio.wait_for(pending.outcome, 1)).body) == MAX_RESPONSE_BYTES
+
+
+async def test_malformed_chunked_body_is_400(api: Api) -> None:
+    channel = api.api.open_channel(api.a.address)
+    _submit(channel, "req-bad")
+    async with session_in(api.a.netns) as http:
+        async with http.get(f"{BASE}/invocation/next") as resp:
+            assert resp.status == 200
+    for chunks in ([b"zz\r\nab\r\n0\r\n\r\n"], [b"2\r\nabc\r\n0\r\n\r\n"]):
+        status, answer = await _raw_request(
+            api.a.netns, _chunked_head("/invocation/req-bad/response"), chunks)
+        assert status == 400
+        assert json.loads(answer)["errorType"] == "InvalidRequest"
+    status, _ = await _raw_request(api.a.netns, _chunked_head(
+        "/invocation/req-bad/response", "Content-Length: 5\r\n"), [b"hello"])
+    assert status == 400
