@@ -25,6 +25,7 @@ from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
 from . import cgroups
 from .cgroups import EnvCgroup
+from ..store.log_store import LogIngest
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
@@ -143,6 +144,7 @@ class ExecutionEnvironments:
         self._reaper: asyncio.Task[None] | None = None
         self._started = False
         self.vpc_attacher: VpcAttacher | None = None  # set by the server (service/hyperplane.py)
+        self.log_ingest: LogIngest | None = None  # set by the server (service/logs.py)
         self._moves_favored: cgroups.Cgroup2Mount | None = None
         self._moves_record = settings.data_dir / "cgroup2-options"
 
@@ -274,6 +276,9 @@ class ExecutionEnvironments:
                           OutputCapture(FunctionLog(self.settings.data_dir, spec.region,
                                                     spec.name)),
                           log_stream=log_stream)
+        if self.log_ingest is not None:  # the Logs API's group and stream of this environment
+            env.output.function_log.feed = self.log_ingest.feed_for(spec.region, spec.log_group,
+                                                                    log_stream)
         if prewarmed:  # from here on the environment's: its teardown frees all of it
             env.cgroup, env.process = prewarmed.cgroup, prewarmed.forked.process
             env.exited = prewarmed.exited

@@ -31,6 +31,7 @@ class FunctionSpec:
     revision_id: str  # changes with code or configuration; warm environments match it
     reserved_concurrency: int | None = None
     vpc: VpcAttachment | None = None
+    custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
 
     @property
     def key(self) -> tuple[str, str]:
@@ -39,7 +40,7 @@ class FunctionSpec:
 
     @property
     def log_group(self) -> str:
-        return f"/aws/lambda/{self.name}"
+        return self.custom_log_group or f"/aws/lambda/{self.name}"
 
 
 @dataclass(frozen=True)

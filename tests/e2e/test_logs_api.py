@@ -1,0 +1,239 @@
+"""The CloudWatch Logs API through boto3 against a live server: a function's group and stream
+made by its first invoke, with START/END/REPORT and its own lines; GetLogEvents tokens both
+ways; FilterLogEvents with each kind of pattern; retention really deleting old events; tags;
+AWS's errors; durability across a restart."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.harness import LiveServer, create_python_function
+
+pytestmark = pytest.mark.root
+
+APP = """
+import json
+
+def handler(event, context):
+    print("hello from", event.get("tag", "-"))
+    print(json.dumps({"level": event.get("level", "INFO"), "latency": event.get("latency", 1)}))
+    return "ok"
+"""
+STREAM_NAME = re.compile(r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}")
+MINUTE_MS = 60_000
+
+
+def _code(call) -> str:
+    with pytest.raises(ClientError) as err:
+        call()
+    return err.value.response["Error"]["Code"]
+
+
+def _wait_for(fetch, check, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = fetch()
+        if check(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _put(logs, group: str, stream: str, messages: list[str], first_ms: int,
+         step_ms: int = 1) -> None:
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+        {"timestamp": first_ms + i * step_ms, "message": m} for i, m in enumerate(messages)])
+
+
+def test_invoke_makes_group_and_stream_with_aws_lines(server: LiveServer) -> None:
+    lam, logs = server.lambda_(), server.client("logs")
+    create_python_function(lam, "lg-fn", APP)
+    lam.invoke(FunctionName="lg-fn", Payload=json.dumps({"tag": "first"}))
+    lam.invoke(FunctionName="lg-fn", Payload=json.dumps({"tag": "second", "level": "ERROR",
+                                                         "latency": 250}))
+    groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/lg-")["logGroups"]
+    assert [g["logGroupName"] for g in groups] == ["/aws/lambda/lg-fn"]
+    assert groups[0]["arn"].endswith(":log-group:/aws/lambda/lg-fn:*")
+    streams = _wait_for(
+        lambda: logs.describe_log_streams(logGroupName="/aws/lambda/lg-fn")["logStreams"],
+        lambda s: len(s) == 1 and s[0].get("lastEventTimestamp"))
+    assert len(streams) == 1 and STREAM_NAME.fullmatch(streams[0]["logStreamName"])
+    stream = streams[0]["logStreamName"]
+    events = _wait_for(
+        lambda: logs.get_log_events(logGroupName="/aws/lambda/lg-fn", logStreamName=stream,
+                                    startFromHead=True)["events"],
+        lambda e: sum(m["message"].startswith("REPORT") for m in e) == 2)
+    messages = [e["message"] for e in events]
+    assert messages[0].startswith("START RequestId: ") and "Version: $LATEST" in messages[0]
+    assert "hello from first" in messages and "hello from second" in messages
+    assert any(m.startswith("END RequestId: ") for m in messages)
+    assert all(e["ingestionTime"] >= e["timestamp"] - 1000 for e in events)
+    found = logs.filter_log_events(logGroupName="/aws/lambda/lg-fn",
+                                   filterPattern='{ $.level = "ERROR" }')["events"]
+    assert [json.loads(e["message"])["latency"] for e in found] == [250]
+    assert found[0]["logStreamName"] == stream and len(found[0]["eventId"]) == 56
+
+
+def test_get_log_events_tokens_both_ways(server: LiveServer) -> None:
+    logs = server.client("logs")
+    logs.create_log_group(logGroupName="tok")
+    logs.create_log_stream(logGroupName="tok", logStreamName="s")
+    now = int(time.time() * 1000) - 10 * MINUTE_MS
+    _put(logs, "tok", "s", [f"m{i}" for i in range(10)], now)
+
+    def page(**kw) -> dict:
+        return logs.get_log_events(logGroupName="tok", logStreamName="s", limit=3, **kw)
+
+    def texts(resp: dict) -> list[str]:
+        return [e["message"] for e in resp["events"]]
+
+    latest = page()  # without startFromHead: the newest events
+    assert texts(latest) == ["m7", "m8", "m9"]
+    older = page(nextToken=latest["nextBackwardToken"])
+    assert texts(older) == ["m4", "m5", "m6"]
+    assert texts(page(nextToken=older["nextForwardToken"])) == ["m7", "m8", "m9"]
+    # at the end, the same forward token comes back with no events
+    end = page(nextToken=latest["nextForwardToken"])
+    assert texts(end) == [] and end["nextForwardToken"] == latest["nextForwardToken"]
+    head = page(startFromHead=True)
+    assert texts(head) == ["m0", "m1", "m2"]
+    start = page(nextToken=head["nextBackwardToken"])
+    assert texts(start) == [] and start["nextBackwardToken"] == head["nextBackwardToken"]
+    # new events appear after the forward token (what a follower relies on)
+    _put(logs, "tok", "s", ["m10"], now + 100)
+    assert texts(page(nextToken=latest["nextForwardToken"])) == ["m10"]
+    ranged = logs.get_log_events(logGroupName="tok", logStreamName="s", startFromHead=True,
+                                 startTime=now + 2, endTime=now + 5)
+    assert texts(ranged) == ["m2", "m3", "m4"]  # endTime is exclusive
+
+
+def test_filter_log_events_patterns_interleaved_and_paged(server: LiveServer) -> None:
+    logs = server.client("logs")
+    logs.create_log_group(logGroupName="flt")
+    for s in ("app-1", "app-2", "other"):
+        logs.create_log_stream(logGroupName="flt", logStreamName=s)
+    base = int(time.time() * 1000) - 30 * MINUTE_MS
+    _put(logs, "flt", "app-1", ["[ERROR] disk full", "[INFO] ok",
+                                '{"level": "ERROR", "latency": 300}'], base, 10)
+    _put(logs, "flt", "app-2", ["[WARN] slow", "[ERROR] Exiting now",
+                                '{"level": "INFO", "latency": 20}'], base + 5, 10)
+    _put(logs, "flt", "other", ["request timed out", "[ERROR] other"], base + 1, 10)
+
+    def messages(**kw) -> list[str]:
+        return [e["message"] for e in logs.filter_log_events(logGroupName="flt", **kw)["events"]]
+
+    assert messages(filterPattern="ERROR") == [
+        "[ERROR] disk full", "[ERROR] other", "[ERROR] Exiting now",
+        '{"level": "ERROR", "latency": 300}']  # interleaved by time across streams
+    assert messages(filterPattern="ERROR -Exiting", logStreamNamePrefix="app-") == [
+        "[ERROR] disk full", '{"level": "ERROR", "latency": 300}']
+    assert messages(filterPattern="?WARN ?timed") == ["request timed out", "[WARN] slow"]
+    assert messages(filterPattern='"timed out"') == ["request timed out"]
+    assert messages(filterPattern="{ $.latency > 100 }") == ['{"level": "ERROR", "latency": 300}']
+    assert messages(filterPattern='{ $.level = "INFO" || $.latency > 100 }') == [
+        '{"level": "ERROR", "latency": 300}', '{"level": "INFO", "latency": 20}']
+    assert messages(logStreamNames=["other"]) == ["request timed out", "[ERROR] other"]
+    assert messages(startTime=base + 10, endTime=base + 11) == ["[INFO] ok", "[ERROR] other"]
+    pages, token = [], None
+    while True:
+        kw = {"nextToken": token} if token else {}
+        resp = logs.filter_log_events(logGroupName="flt", limit=3, **kw)
+        pages.append([e["message"] for e in resp["events"]])
+        token = resp.get("nextToken")
+        if not token:
+            break
+    assert sum(len(p) for p in pages) == 8 and len(pages[0]) == 3
+    assert _code(lambda: logs.filter_log_events(logGroupName="flt", filterPattern="{ $.a > }")) \
+        == "InvalidParameterException"
+
+
+def test_retention_deletes_old_events(server: LiveServer) -> None:
+    logs = server.client("logs")
+    logs.create_log_group(logGroupName="ret")
+    logs.create_log_stream(logGroupName="ret", logStreamName="s")
+    now = int(time.time() * 1000)
+    _put(logs, "ret", "s", ["three days old", "two days old"], now - 3 * 24 * 60 * MINUTE_MS,
+         24 * 60 * MINUTE_MS)
+    _put(logs, "ret", "s", ["fresh"], now - MINUTE_MS)
+    logs.put_retention_policy(logGroupName="ret", retentionInDays=1)
+    group = logs.describe_log_groups(logGroupNamePrefix="ret")["logGroups"][0]
+    assert group["retentionInDays"] == 1
+    events = logs.get_log_events(logGroupName="ret", logStreamName="s",
+                                 startFromHead=True)["events"]
+    assert [e["message"] for e in events] == ["fresh"]
+    # an event older than the retention is refused, not stored
+    resp = logs.put_log_events(logGroupName="ret", logStreamName="s", logEvents=[
+        {"timestamp": now - 2 * 24 * 60 * MINUTE_MS, "message": "too old"}])
+    assert resp["rejectedLogEventsInfo"] == {"expiredLogEventEndIndex": 0}
+    logs.delete_retention_policy(logGroupName="ret")
+    assert "retentionInDays" not in logs.describe_log_groups(
+        logGroupNamePrefix="ret")["logGroups"][0]
+    assert _code(lambda: logs.put_retention_policy(logGroupName="ret", retentionInDays=2)) \
+        == "InvalidParameterException"
+
+
+def test_groups_streams_tags_and_errors(server: LiveServer) -> None:
+    logs = server.client("logs")
+    for name in ("pg/a", "pg/b", "pg/c", "other/pg"):
+        logs.create_log_group(logGroupName=name, **({"tags": {"team": "x"}} if name == "pg/a"
+                                                    else {}))
+    assert _code(lambda: logs.create_log_group(logGroupName="pg/a")) == \
+        "ResourceAlreadyExistsException"
+    first = logs.describe_log_groups(logGroupNamePrefix="pg/", limit=2)
+    assert [g["logGroupName"] for g in first["logGroups"]] == ["pg/a", "pg/b"]
+    rest = logs.describe_log_groups(logGroupNamePrefix="pg/", limit=2,
+                                    nextToken=first["nextToken"])
+    assert [g["logGroupName"] for g in rest["logGroups"]] == ["pg/c"] and \
+        "nextToken" not in rest
+    assert [g["logGroupName"] for g in logs.describe_log_groups(
+        logGroupNamePattern="PG")["logGroups"] if "pg" in g["logGroupName"]] == \
+        ["other/pg", "pg/a", "pg/b", "pg/c"]
+    assert _code(lambda: logs.describe_log_groups(logGroupNamePrefix="a",
+                                                  logGroupNamePattern="b")) == \
+        "InvalidParameterException"
+    # tags, by name and by ARN
+    assert logs.list_tags_log_group(logGroupName="pg/a")["tags"] == {"team": "x"}
+    logs.tag_log_group(logGroupName="pg/a", tags={"env": "dev"})
+    logs.untag_log_group(logGroupName="pg/a", tags=["team"])
+    arn = logs.describe_log_groups(logGroupNamePrefix="pg/a")["logGroups"][0]["logGroupArn"]
+    assert logs.list_tags_for_resource(resourceArn=arn)["tags"] == {"env": "dev"}
+    logs.tag_resource(resourceArn=arn, tags={"k": "v"})
+    logs.untag_resource(resourceArn=arn, tagKeys=["env"])
+    assert logs.list_tags_log_group(logGroupName="pg/a")["tags"] == {"k": "v"}
+    # streams: order, prefix, pagination
+    for s in ("b", "a", "c"):
+        logs.create_log_stream(logGroupName="pg/b", logStreamName=s)
+    now = int(time.time() * 1000)
+    _put(logs, "pg/b", "a", ["x"], now - 3000)
+    _put(logs, "pg/b", "c", ["x"], now - 2000)
+    _put(logs, "pg/b", "b", ["x"], now - 1000)
+    names = [s["logStreamName"] for s in logs.describe_log_streams(
+        logGroupName="pg/b", orderBy="LastEventTime", descending=True)["logStreams"]]
+    assert names == ["b", "c", "a"]
+    page = logs.describe_log_streams(logGroupName="pg/b", limit=2)
+    assert [s["logStreamName"] for s in page["logStreams"]] == ["a", "b"]
+    assert [s["logStreamName"] for s in logs.describe_log_streams(
+        logGroupName="pg/b", nextToken=page["nextToken"])["logStreams"]] == ["c"]
+    assert _code(lambda: logs.describe_log_streams(logGroupName="pg/b", orderBy="LastEventTime",
+                                                   logStreamNamePrefix="a")) == \
+        "InvalidParameterException"
+    assert _code(lambda: logs.create_log_stream(logGroupName="pg/b", logStreamName="a")) == \
+        "ResourceAlreadyExistsException"
+    # errors
+    assert _code(lambda: logs.describe_log_streams(logGroupName="nope")) == \
+        "ResourceNotFoundException"
+    assert _code(lambda: logs.get_log_events(logGroupName="pg/b", logStreamName="zz")) == \
+        "ResourceNotFoundException"
+    assert _code(lambda: logs.put_log_events(
+        logGroupName="pg/b", logStreamName="a",
+        logEvents=[{"timestamp": now, "message": "2"}, {"timestamp": now - 5, "message": "1"}])) \
+        == "InvalidParameterException"
+    assert _code(lambda: logs.get_log_events(logGroupName="pg/b", logStreamName="a",
+                                             nextToken="f/bogus")) == \
+        "InvalidParameterException"
+    logs.delete_log_group(logGroupName="pg/c")
+    assert _code(lambda: logs.delete_log_group(logGroupName="pg/c")) == \
+        "ResourceNotFoundException"
