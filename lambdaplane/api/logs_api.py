@@ -18,8 +18,12 @@ from botocore.model import OperationModel, ServiceModel
 
 from ..errors import AwsError
 from ..service.logs import LogsService
-from .wire import decode_json_member, encode_json_member, region_from_authorization, \
-    validate_shape
+from .wire import (
+    decode_json_member,
+    encode_json_member,
+    region_from_authorization,
+    validate_shape,
+)
 
 log = logging.getLogger("lambdaplane.logs")
 

@@ -25,7 +25,7 @@ from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
 from . import cgroups
 from .cgroups import EnvCgroup
-from ..store.log_store import LogIngest
+from ..store.log_ingest import LogIngest
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 
 class FilterPatternError(ValueError):
@@ -128,7 +129,7 @@ _NUMERIC: dict[str, Callable[[float, float], bool]] = {
 @dataclass(frozen=True)
 class Logical:
     operator: str  # && or ||
-    operands: tuple["JsonExpr", ...] = field(default_factory=tuple)
+    operands: tuple[JsonExpr, ...] = field(default_factory=tuple)
 
     def evaluate(self, document: Any) -> bool:
         if self.operator == "&&":

@@ -5,7 +5,7 @@ Owns: what each Logs operation means (inputs already parsed and type-checked by 
 GetLogEvents f/ b/ token semantics, FilterLogEvents paging and patterns, retention (events
 older than a group's retention really deleted: at once when the policy is set, then every
 minute) and the store-wide size bound (oldest events go first). Function output reaches the
-store through store.log_store.LogIngest, not through here."""
+store through store/log_ingest.py's LogIngest, not through here."""
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +18,15 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import AwsError
-from ..store.log_store import (EventQuery, LogGroup, LogIngest, LogStore, LogStream,
-                               StoredEvent, now_ms)
+from ..store.log_ingest import LogIngest
+from ..store.log_store import (
+    EventQuery,
+    LogGroup,
+    LogStore,
+    LogStream,
+    StoredEvent,
+    now_ms,
+)
 from . import filter_pattern
 
 log = logging.getLogger(__name__)
@@ -60,7 +67,7 @@ class Position:
         return f"{direction}/{self.timestamp:020d}{self.event_id:036d}"
 
     @classmethod
-    def parse(cls, token: str) -> tuple[str, "Position"]:
+    def parse(cls, token: str) -> tuple[str, Position]:
         direction, _, digits = token.partition("/")
         if direction not in ("f", "b") or len(digits) != 56 or not digits.isdigit():
             raise invalid("The specified nextToken is invalid.")
@@ -346,6 +353,8 @@ class LogsService:
                 query.condition = pattern.sql("e.message")
         else:
             query.matcher = pattern.matches
+            if isinstance(pattern, filter_pattern.JsonPattern):  # only JSON objects can match
+                query.condition = ("instr(e.message, '{') > 0", [])
         if p.get("nextToken"):
             query.after = tuple(_unwrap(p["nextToken"], 2))  # type: ignore[assignment]
         found = self.store.events(query)
@@ -356,6 +365,25 @@ class LogsService:
                             "message": e.message, "ingestionTime": e.ingestion_time,
                             "eventId": f"{e.id:056d}"} for e in events],
                 "searchedLogStreams": [], "nextToken": token}
+
+    # -- `lambdaplane logs` (not AWS) --------------------------------------------------------------
+    def function_lines(self, region: str, group_name: str, tail: int,
+                       after: str | None = None) -> tuple[list[str], str] | None:
+        """A function's group as lines: the last `tail` events across its streams, or (with
+        `after`, a token this returned) the events written since, oldest first; with the
+        token to follow on. None if the group does not exist."""
+        group = self.store.group(region, group_name)
+        if group is None:
+            return None
+        query = EventQuery(group.id, limit=max(1, min(tail, 10000)))
+        if after:
+            query.after = tuple(_unwrap(after, 2))  # type: ignore[assignment]
+        else:
+            query.backward = True
+        events = self.store.events(query)
+        if events:
+            after = _opaque(events[-1].timestamp, events[-1].id)
+        return [e.message for e in events], after or _opaque(0, 0)
 
     # -- retention and the size bound ----------------------------------------------------------
     def sweep(self, store: LogStore | None = None) -> int:

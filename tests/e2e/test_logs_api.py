@@ -5,7 +5,12 @@ AWS's errors; durability across a restart."""
 from __future__ import annotations
 
 import json
+import queue
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -237,3 +242,45 @@ def test_groups_streams_tags_and_errors(server: LiveServer) -> None:
     logs.delete_log_group(logGroupName="pg/c")
     assert _code(lambda: logs.delete_log_group(logGroupName="pg/c")) == \
         "ResourceNotFoundException"
+
+
+def _cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lambdaplane.cli", *args,
+                           "--endpoint", server.endpoint], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_cli_logs_reads_the_store_follows_and_survives_restart(fresh_server: LiveServer) -> None:
+    server = fresh_server
+    lam, logs = server.lambda_(), server.client("logs")
+    create_python_function(lam, "lg-cli", APP, LoggingConfig={"LogGroup": "/custom/lg-cli"})
+    lam.invoke(FunctionName="lg-cli", Payload=json.dumps({"tag": "one"}))
+    shown = _cli(server, "logs", "lg-cli")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("START RequestId:") and "hello from one" in lines
+    assert lines[-1].startswith("REPORT RequestId:")
+    # the function's LoggingConfig.LogGroup is its group: nothing under /aws/lambda/
+    assert [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]] == \
+        ["/custom/lg-cli"]
+    follower = subprocess.Popen([sys.executable, "-m", "lambdaplane.cli", "logs", "lg-cli",
+                                 "-f", "--tail", "1", "--endpoint", server.endpoint],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    printed: queue.Queue[str] = queue.Queue()
+    assert follower.stdout is not None
+    threading.Thread(target=lambda: [printed.put(line.rstrip("\n")) for line in follower.stdout],
+                     daemon=True).start()
+    try:
+        assert printed.get(timeout=30).startswith("REPORT RequestId:")  # the tail of 1
+        lam.invoke(FunctionName="lg-cli", Payload=json.dumps({"tag": "two"}))
+        followed = [printed.get(timeout=30) for _ in range(5)]
+        assert followed[0].startswith("START RequestId:") and "hello from two" in followed
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(10)
+    assert follower.returncode == 0
+    server.restart()
+    events = logs.filter_log_events(logGroupName="/custom/lg-cli",
+                                    filterPattern='"hello from"')["events"]
+    assert [e["message"] for e in events] == ["hello from one", "hello from two"]
+    assert "hello from two" in _cli(server, "logs", "lg-cli").stdout.splitlines()

@@ -6,8 +6,12 @@ import sqlite3
 
 import pytest
 
-from lambdaplane.service.filter_pattern import (FilterPatternError, JsonPattern, TermPattern,
-                                                 parse)
+from lambdaplane.service.filter_pattern import (
+    FilterPatternError,
+    JsonPattern,
+    TermPattern,
+    parse,
+)
 
 LINES = [
     "[ERROR] A fatal exception has occurred",
