@@ -354,7 +354,7 @@ class LogsService:
         else:
             query.matcher = pattern.matches
             if isinstance(pattern, filter_pattern.JsonPattern):  # only JSON objects can match
-                query.condition = ("instr(e.message, '{') > 0", [])
+                query.condition = ("e.message GLOB '*{*'", [])
         if p.get("nextToken"):
             query.after = tuple(_unwrap(p["nextToken"], 2))  # type: ignore[assignment]
         found = self.store.events(query)

@@ -22,6 +22,7 @@ LINES = [
     '{"level": "ERROR", "latency": 250, "user": {"id": 7, "tags": ["a", "b"]}, "ok": false}',
     '{"level": "INFO", "latency": 50, "user": {"id": 8}, "ok": true, "gone": null}',
     '{"level": "WARN", "latency": "slow"}',
+    "odd [chars]* and a? too",
 ]
 
 
@@ -39,7 +40,8 @@ def matching(pattern: str) -> list[int]:
     ('"timed out"', [3]),
     ('"fatal exception" ERROR', [0]),
     ("error", [4]),  # case-sensitive, as AWS
-    ('-"[ERROR]"', [2, 3, 4, 5, 6, 7]),
+    ('-"[ERROR]"', [2, 3, 4, 5, 6, 7, 8]),
+    ('"[chars]*" "a?"', [8]),
     ("%\\[[A-Z]+\\] [A-Z]%", [0, 1]),
 ])
 def test_terms_phrases_any_and_exclusions(pattern: str, expected: list[int]) -> None:
@@ -80,7 +82,8 @@ def test_invalid_patterns_raise(pattern: str) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["ERROR", "ERROR -Exiting", "?WARN ?Exiting", '"timed out"',
-                                     "-ERROR ?disk ?request", ""])
+                                     "-ERROR ?disk ?request", "", '"[chars]*"', '"a?"',
+                                     '"s]"', "*", "-?"])
 def test_sql_form_agrees_with_python(pattern: str) -> None:
     parsed = parse(pattern)
     assert isinstance(parsed, TermPattern)
