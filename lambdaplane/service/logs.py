@@ -161,8 +161,7 @@ class LogsService:
         groups = self.store.groups(region, prefix, pattern)
         wanted = p.get("logGroupIdentifiers")
         if wanted:
-            names = {w.split(":", 6)[6].removesuffix(":*") if w.startswith("arn:") else w
-                     for w in wanted}
+            names = {_name_in_arn(w) if w.startswith("arn:") else w for w in wanted}
             groups = [g for g in groups if g.name in names]
         page, token = self._page(groups, p.get("nextToken"), p.get("limit") or 50)
         return {"logGroups": [self._group_out(g) for g in page], "nextToken": token}
@@ -408,6 +407,11 @@ class LogsService:
                     log.exception("log retention sweep failed")
         finally:
             own.close()
+
+
+def _name_in_arn(arn: str) -> str:
+    parts = arn.split(":", 6)
+    return parts[6].removesuffix(":*") if len(parts) == 7 else arn
 
 
 def _within_size(events: list[StoredEvent], from_end: bool) -> list[StoredEvent]:

@@ -106,7 +106,11 @@ class LogIngest:
                     self._ids.clear()
                     continue
                 group_id, stream_id = self._stream_ids(conn, batch, ingested)
-                insert_events(conn, group_id, stream_id, batch.events, ingested)
+                if not insert_events(conn, group_id, stream_id, batch.events, ingested):
+                    # deleted through the API since cached: made again, as Lambda does
+                    self._ids.pop((batch.region, batch.group, batch.stream), None)
+                    group_id, stream_id = self._stream_ids(conn, batch, ingested)
+                    insert_events(conn, group_id, stream_id, batch.events, ingested)
                 self.written += len(batch.events)
 
     def _stream_ids(self, conn: sqlite3.Connection, batch: OutputBatch,

@@ -218,9 +218,9 @@ class LogStore:
 
     # -- events -----------------------------------------------------------------------------
     def put_events(self, group_id: int, stream_id: int,
-                   events: Iterable[tuple[int, str]]) -> None:
+                   events: Iterable[tuple[int, str]]) -> bool:
         with transaction(self.conn):
-            insert_events(self.conn, group_id, stream_id, list(events), now_ms())
+            return insert_events(self.conn, group_id, stream_id, list(events), now_ms())
 
     def events(self, q: EventQuery) -> list[StoredEvent]:
         """The events `q` asks for, in (timestamp, id) order.
@@ -339,20 +339,25 @@ class transaction:
 
 
 def insert_events(conn: sqlite3.Connection, group_id: int, stream_id: int,
-                   events: list[tuple[int, str]], ingested: int) -> None:
+                   events: list[tuple[int, str]], ingested: int) -> bool:
+    """Add events to a stream (inside the caller's transaction). False, and nothing added,
+    if the stream no longer exists (deleted since its id was looked up)."""
     if not events:
-        return
-    conn.executemany("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
-                     "VALUES (?, ?, ?, ?, ?)",
-                     [(group_id, stream_id, ts, ingested, message) for ts, message in events])
+        return True
     size = sum(len(m.encode(errors="replace")) + EVENT_OVERHEAD for _, m in events)
     first = min(ts for ts, _ in events)
     last = max(ts for ts, _ in events)
-    conn.execute(
+    updated = conn.execute(
         "UPDATE log_streams SET first_event_ms = min(coalesce(first_event_ms, ?), ?), "
         "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ?, "
-        "stored_bytes = stored_bytes + ? WHERE id = ?",
-        (first, first, last, last, ingested, size, stream_id))
+        "stored_bytes = stored_bytes + ? WHERE id = ? AND group_id = ?",
+        (first, first, last, last, ingested, size, stream_id, group_id)).rowcount
+    if not updated:
+        return False
+    conn.executemany("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
+                     "VALUES (?, ?, ?, ?, ?)",
+                     [(group_id, stream_id, ts, ingested, message) for ts, message in events])
+    return True
 
 
 def _refresh_streams(conn: sqlite3.Connection, group_id: int) -> None:

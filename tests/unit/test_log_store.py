@@ -51,6 +51,14 @@ def test_ingest_makes_group_and_stream_and_splits_lines(service: LogsService) ->
     feed("again\n")
     assert service.ingest.flush(10)
     assert _messages(service, "/aws/lambda/f") == ["again"]
+    # even when the ingest thread's cached ids are stale, nothing is written to a dead stream
+    group = service.store.group(REGION, "/aws/lambda/f")
+    assert group is not None
+    service.store.delete_group(group.id)  # behind the ingest thread's back: no forget()
+    feed("once more\n")
+    assert service.ingest.flush(10)
+    assert _messages(service, "/aws/lambda/f") == ["once more"]
+    assert service.store.conn.execute("SELECT count(*) FROM log_events").fetchone()[0] == 1
 
 
 def test_events_survive_a_reopen(tmp_path: Path) -> None:
