@@ -26,7 +26,8 @@ from ..net.worker import GATEWAY, WorkerNet
 from . import cgroups
 from .cgroups import EnvCgroup
 from ..store.log_ingest import LogIngest
-from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
+from .log_format import InvocationFacts, LogSettings, end_lines, start_line
+from .logs import FunctionLog, OutputCapture, aws_timestamp
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
 from .types import FunctionSpec, Invocation, InvocationResult
@@ -102,11 +103,21 @@ def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict
         "PATH": PATH,
         "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
     })
+    env.update(LogSettings.from_config(spec.logging_config).environment())
     if spec.runtime.startswith("provided"):
         env.pop("AWS_EXECUTION_ENV", None)
     else:
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{spec.runtime}"
     return env
+
+
+def _status(result: InvocationResult) -> str:
+    """The invocation's outcome as platform.runtimeDone/report name it."""
+    if result.error_type == "Sandbox.Timedout":
+        return "timeout"
+    if result.error_type in ("Runtime.ExitError", "Runtime.OutOfMemory"):
+        return "failure"
+    return "error" if result.function_error else "success"
 
 
 def tmp_size_mb(memory_mb: int) -> int:
@@ -401,12 +412,11 @@ class ExecutionEnvironments:
         result, error_line, healthy = await self._outcome(env, pending, inv)
         output = env.output.end() if fetched.done() else env.output.take_outside()
         max_used = _max_memory_mb(env.cgroup)
-        lines = [outside_text[0] if outside_text else "",
-                 f"START RequestId: {inv.request_id} Version: {spec.version}\n",
-                 output, error_line,
-                 f"END RequestId: {inv.request_id}\n",
-                 report_line(inv.request_id, duration_ms, spec.memory_mb, max_used, init_ms)
-                 + "\n"]
+        facts = InvocationFacts(inv.request_id, spec.version, duration_ms, spec.memory_mb,
+                                max_used, init_ms, _status(result))
+        settings = LogSettings.from_config(spec.logging_config)
+        lines = [outside_text[0] if outside_text else "", start_line(settings, facts),
+                 output, error_line, end_lines(settings, facts)]
         result.log_text = "".join(line if not line or line.endswith("\n") else line + "\n"
                                   for line in lines)
         env.output.function_log.append(result.log_text)

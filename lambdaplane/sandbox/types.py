@@ -32,6 +32,7 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
     vpc: VpcAttachment | None = None
     custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
+    logging_config: dict[str, str] = field(default_factory=dict)  # LogFormat, log levels
 
     @property
     def key(self) -> tuple[str, str]:

@@ -4,6 +4,7 @@ ways; FilterLogEvents with each kind of pattern; retention really deleting old e
 AWS's errors; durability across a restart."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -350,3 +351,54 @@ def test_sigv4_mode_verifies_logs_requests(tmp_path: Path) -> None:
         with pytest.raises(ClientError) as err:
             logs("wrong").describe_log_groups()
         assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+
+JSON_APP = """
+import logging
+
+def handler(event, context):
+    logging.getLogger().info("info from the app")
+    logging.getLogger("orders").warning("low stock: %d", 3)
+    print("plain print")
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    return "ok"
+"""
+
+
+def test_logging_config_json_with_application_and_system_levels(server: LiveServer) -> None:
+    """LogFormat JSON (AWS's advanced logging controls): the platform's records as JSON,
+    the runtime's logging records as JSON filtered by ApplicationLogLevel, and
+    SystemLogLevel WARN hiding the platform's INFO records."""
+    lam, logs = server.lambda_(), server.client("logs")
+    create_python_function(lam, "lg-json", JSON_APP, LoggingConfig={
+        "LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "INFO"})
+    lam.invoke(FunctionName="lg-json", Payload=b"{}")
+    lam.invoke(FunctionName="lg-json", Payload=json.dumps({"fail": True}))
+    group = "/aws/lambda/lg-json"
+    reports = _wait_for(
+        lambda: logs.filter_log_events(logGroupName=group,
+                                       filterPattern='{ $.type = "platform.report" }')["events"],
+        lambda found: len(found) == 2)
+    report = json.loads(reports[0]["message"])
+    assert report["record"]["metrics"]["memorySizeMB"] == 128
+    assert report["record"]["status"] == "success" and "initDurationMs" in report["record"][
+        "metrics"]
+    assert json.loads(reports[1]["message"])["record"]["status"] == "error"
+    messages = [e["message"] for e in logs.filter_log_events(logGroupName=group)["events"]]
+    assert json.loads(messages[0])["type"] == "platform.start"
+    assert not any("info from the app" in m for m in messages)  # below WARN: filtered
+    warning = json.loads(next(m for m in messages if "low stock" in m))
+    assert warning["level"] == "WARN" and warning["logger"] == "orders" and \
+        warning["message"] == "low stock: 3" and warning["requestId"]
+    assert "plain print" in messages  # print is not a logging record: as printed
+    error = json.loads(next(m for m in messages if "asked to fail" in m))
+    assert error["log_level"] == "ERROR" and error["errorType"] == "ValueError"
+    # SystemLogLevel WARN: no platform INFO records at all
+    lam.update_function_configuration(FunctionName="lg-json", LoggingConfig={
+        "LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "WARN"})
+    lam.get_waiter("function_updated_v2").wait(FunctionName="lg-json",
+                                               WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    out = lam.invoke(FunctionName="lg-json", Payload=b"{}", LogType="Tail")
+    tail = base64.b64decode(out["LogResult"]).decode()
+    assert "low stock" in tail and "platform." not in tail and "START" not in tail
