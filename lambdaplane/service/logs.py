@@ -20,6 +20,7 @@ from ..config import Settings
 from ..errors import AwsError
 from ..store.log_ingest import LogIngest
 from ..store.log_store import (
+    EVENT_OVERHEAD,
     EventQuery,
     LogGroup,
     LogStore,
@@ -37,6 +38,8 @@ DAY_MS = 24 * 3600 * 1000
 MAX_AGE_MS = 14 * DAY_MS  # PutLogEvents refuses events older than this
 MAX_FUTURE_MS = 2 * 3600 * 1000  # … or more than this ahead
 MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_BATCH_BYTES = 1024 * 1024  # PutLogEvents: messages + 26 bytes each
+MAX_EVENT_SIZE = 256 * 1024  # one event, with its 26 bytes
 SWEEP_INTERVAL_S = 60.0
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # the store's bound unless settings.extra says otherwise
 
@@ -270,6 +273,13 @@ class LogsService:
         group = self._group(region, p["logGroupName"])
         stream = self._stream(group, p["logStreamName"])
         events = p["logEvents"]
+        sizes = [len(e["message"].encode(errors="replace")) + EVENT_OVERHEAD for e in events]
+        if any(size > MAX_EVENT_SIZE for size in sizes):
+            raise invalid(f"Log event too large: {max(sizes)} bytes exceeds limit of "
+                          f"{MAX_EVENT_SIZE}")
+        if sum(sizes) > MAX_BATCH_BYTES:
+            raise invalid(f"Upload too large: {sum(sizes)} bytes exceeds limit of "
+                          f"{MAX_BATCH_BYTES}")
         stamps = [e["timestamp"] for e in events]
         if stamps != sorted(stamps):
             raise invalid("Log events in a single PutLogEvents request must be in "

@@ -155,6 +155,19 @@ def test_bad_tokens_are_invalid_parameter(service: LogsService) -> None:
         assert err.value.code == "InvalidParameterException"
 
 
+def test_put_log_events_size_limits(service: LogsService) -> None:
+    service.create_log_group(REGION, {"logGroupName": "big"})
+    service.create_log_stream(REGION, {"logGroupName": "big", "logStreamName": "s"})
+    now = int(time.time() * 1000)
+    for events in ([{"timestamp": now, "message": "x" * (256 * 1024)}],
+                   [{"timestamp": now, "message": "x" * 200_000}] * 6):
+        with pytest.raises(AwsError) as err:
+            service.put_log_events(REGION, {"logGroupName": "big", "logStreamName": "s",
+                                            "logEvents": events})
+        assert err.value.code == "InvalidParameterException"
+    assert _messages(service, "big") == []
+
+
 def test_ingest_stop_writes_what_is_queued(tmp_path: Path) -> None:
     store = LogStore(tmp_path)
     ingest = LogIngest(store.path)
