@@ -9,11 +9,8 @@ store through store/log_ingest.py's LogIngest, not through here."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
@@ -25,10 +22,20 @@ from ..store.log_store import (
     LogGroup,
     LogStore,
     LogStream,
-    StoredEvent,
     now_ms,
 )
 from . import filter_pattern
+from .log_paging import (
+    GROUP_MISSING,
+    STREAM_MISSING,
+    Position,
+    already_exists,
+    invalid,
+    not_found,
+    opaque,
+    unwrap,
+    within_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,58 +44,10 @@ RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
 DAY_MS = 24 * 3600 * 1000
 MAX_AGE_MS = 14 * DAY_MS  # PutLogEvents refuses events older than this
 MAX_FUTURE_MS = 2 * 3600 * 1000  # … or more than this ahead
-MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_BATCH_BYTES = 1024 * 1024  # PutLogEvents: messages + 26 bytes each
 MAX_EVENT_SIZE = 256 * 1024  # one event, with its 26 bytes
 SWEEP_INTERVAL_S = 60.0
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # the store's bound unless settings.extra says otherwise
-
-
-def invalid(message: str) -> AwsError:
-    return AwsError("InvalidParameterException", message)
-
-
-def not_found(message: str) -> AwsError:
-    return AwsError("ResourceNotFoundException", message)
-
-
-def already_exists(message: str) -> AwsError:
-    return AwsError("ResourceAlreadyExistsException", message)
-
-
-GROUP_MISSING = "The specified log group does not exist."
-STREAM_MISSING = "The specified log stream does not exist."
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where GetLogEvents stands in a stream: just after/before event (timestamp, id)."""
-    timestamp: int
-    event_id: int
-
-    def token(self, direction: str) -> str:
-        return f"{direction}/{self.timestamp:020d}{self.event_id:036d}"
-
-    @classmethod
-    def parse(cls, token: str) -> tuple[str, Position]:
-        direction, _, digits = token.partition("/")
-        if direction not in ("f", "b") or len(digits) != 56 or not digits.isdigit():
-            raise invalid("The specified nextToken is invalid.")
-        return direction, cls(int(digits[:20]), int(digits[20:]))
-
-
-def _opaque(*parts: int) -> str:
-    return base64.urlsafe_b64encode(":".join(map(str, parts)).encode()).decode()
-
-
-def _unwrap(token: str, count: int) -> list[int]:
-    try:
-        parts = [int(p) for p in base64.urlsafe_b64decode(token.encode()).decode().split(":")]
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        parts = []
-    if len(parts) != count:
-        raise invalid("The specified nextToken is invalid.")
-    return parts
 
 
 class LogsService:
@@ -179,10 +138,10 @@ class LogsService:
 
     @staticmethod
     def _page(items: list[Any], token: str | None, limit: int) -> tuple[list[Any], str | None]:
-        start = _unwrap(token, 1)[0] if token else 0
+        start = unwrap(token, 1)[0] if token else 0
         page = items[start:start + limit]
         more = start + limit < len(items)
-        return page, (_opaque(start + limit) if more else None)
+        return page, (opaque(start + limit) if more else None)
 
     def put_retention_policy(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         days = p["retentionInDays"]
@@ -323,7 +282,7 @@ class LogsService:
                 query.before = (given.timestamp, given.event_id)
             else:
                 query.after = (given.timestamp, given.event_id)
-        events = _within_size(self.store.events(query), query.backward)
+        events = within_size(self.store.events(query), query.backward)
         if events:
             forward = Position(events[-1].timestamp, events[-1].id)
             backward = Position(events[0].timestamp, events[0].id)
@@ -365,11 +324,11 @@ class LogsService:
             if isinstance(pattern, filter_pattern.JsonPattern):  # only JSON objects can match
                 query.condition = ("e.message GLOB '*{*'", [])
         if p.get("nextToken"):
-            query.after = tuple(_unwrap(p["nextToken"], 2))  # type: ignore[assignment]
+            query.after = tuple(unwrap(p["nextToken"], 2))  # type: ignore[assignment]
         found = self.store.events(query)
-        events = _within_size(found, False)
+        events = within_size(found, False)
         more = len(found) == query.limit or len(events) < len(found)
-        token = _opaque(events[-1].timestamp, events[-1].id) if events and more else None
+        token = opaque(events[-1].timestamp, events[-1].id) if events and more else None
         return {"events": [{"logStreamName": e.stream_name, "timestamp": e.timestamp,
                             "message": e.message, "ingestionTime": e.ingestion_time,
                             "eventId": f"{e.id:056d}"} for e in events],
@@ -386,13 +345,13 @@ class LogsService:
             return None
         query = EventQuery(group.id, limit=max(1, min(tail, 10000)))
         if after:
-            query.after = tuple(_unwrap(after, 2))  # type: ignore[assignment]
+            query.after = tuple(unwrap(after, 2))  # type: ignore[assignment]
         else:
             query.backward = True
         events = self.store.events(query)
         if events:
-            after = _opaque(events[-1].timestamp, events[-1].id)
-        return [e.message for e in events], after or _opaque(0, 0)
+            after = opaque(events[-1].timestamp, events[-1].id)
+        return [e.message for e in events], after or opaque(0, 0)
 
     # -- retention and the size bound ----------------------------------------------------------
     def sweep(self, store: LogStore | None = None) -> int:
@@ -422,15 +381,3 @@ class LogsService:
 def _name_in_arn(arn: str) -> str:
     parts = arn.split(":", 6)
     return parts[6].removesuffix(":*") if len(parts) == 7 else arn
-
-
-def _within_size(events: list[StoredEvent], from_end: bool) -> list[StoredEvent]:
-    """AWS answers at most 1 MB of events: keep those nearest the reading position."""
-    total, kept = 0, 0
-    ordered = reversed(events) if from_end else iter(events)
-    for event in ordered:
-        total += len(event.message.encode(errors="replace")) + 26
-        if total > MAX_RESPONSE_BYTES and kept:
-            break
-        kept += 1
-    return events[len(events) - kept:] if from_end else events[:kept]
