@@ -128,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     lg = client("logs", "show a function's captured stdout/stderr")
     lg.add_argument("name")
     lg.add_argument("--tail", type=int, default=200, help="last N lines")
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="keep printing new lines as the function writes them (Ctrl-C stops)")
 
     r = client("run", "run a program with an interface in a VPC subnet")
     r.add_argument("--subnet", required=True)
@@ -143,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
     b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
-                                       "all", "report"],
+                                       "all", "report", "logs"],
                    help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)

@@ -57,6 +57,11 @@ class Platform:
             self.environments.vpc_attacher = self.hyperplane
             # after the worker netns exists (steering, transits), before functions settle
             self._components.insert(2, self.hyperplane)
+        # CloudWatch Logs: started first and stopped last, so environments' output is written
+        from .service.logs import LogsService
+        self.logs = LogsService(settings)
+        self.environments.log_ingest = self.logs.ingest
+        self._components.insert(0, self.logs)
 
     async def start(self) -> None:
         started = []

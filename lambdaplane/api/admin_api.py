@@ -2,7 +2,12 @@
 reconcile; run/ps/net through api/vpc_admin.py). Not part of any AWS API."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
+
+from ..errors import AwsError
 
 
 def add_routes(app: web.Application, platform: object) -> None:
@@ -45,4 +50,29 @@ def add_routes(app: web.Application, platform: object) -> None:
             return web.json_response({"message": "invalid region, name or tail"}, status=400)
         return web.json_response({"lines": lines or []})
 
-    app.router.add_get("/_lambdaplane/logs/{region}/{name}", function_logs)
+    async def function_logs_from_store(request: web.Request) -> web.StreamResponse:
+        """The function's log group in the Logs store, when it has one: `tail` lines, or with
+        `after` (the `next` of an earlier answer) what was written since — `logs -f`."""
+        region, name = request.match_info["region"], request.match_info["name"]
+        logs = getattr(platform, "logs", None)
+        # source=file: the per-function file, written synchronously at each invocation's end
+        # (the store is fed from a queue: a SIGKILL can lose its last milliseconds)
+        if logs is None or request.query.get("source") == "file":
+            return await function_logs(request)
+        try:
+            tail = int(request.query.get("tail", "200"))
+            group = f"/aws/lambda/{name}"
+            with contextlib.suppress(AwsError):
+                record = platform.functions.get(region, name)  # type: ignore[attr-defined]
+                group = record.logging_config.get("LogGroup") or group
+            await asyncio.to_thread(logs.ingest.flush, 2.0)
+            found = logs.function_lines(region, group, tail, request.query.get("after"))
+        except (ValueError, AwsError):
+            return web.json_response({"message": "invalid region, name, tail or after"},
+                                     status=400)
+        if found is None:  # nothing in the store (yet): the file, as before
+            return await function_logs(request)
+        lines, after = found
+        return web.json_response({"lines": lines, "next": after, "group": group})
+
+    app.router.add_get("/_lambdaplane/logs/{region}/{name}", function_logs_from_store)

@@ -86,6 +86,8 @@ class Endpoint:
 def endpoint_of(request: web.Request) -> Endpoint:
     path = request.path
     if path == "/" or path == "":
+        if request.headers.get("X-Amz-Target", "").startswith("Logs_20140328."):
+            return Endpoint("logs", "logs")  # CloudWatch Logs (JSON 1.1) shares POST /
         return Endpoint("ec2", "ec2")
     if path.startswith("/_lambdaplane/"):
         return Endpoint("admin", None)
@@ -145,6 +147,10 @@ def _respond(endpoint: Endpoint, failure: Failure) -> web.Response:
                             content_type="text/xml")
     status = {"IncompleteSignatureException": 400, "RequestTooLargeException": 413}.get(
         failure.lambda_code, 403)
+    if endpoint.kind == "logs":  # JSON 1.1: the code is the body's __type
+        return web.json_response({"__type": failure.lambda_code, "message": failure.message},
+                                 status=status, headers={"x-amzn-RequestId": request_id},
+                                 content_type="application/x-amz-json-1.1")
     wire_response = wire.error_response(AwsError(failure.lambda_code, failure.message, status))
     return web.Response(status=wire_response.status, body=wire_response.body,
                         headers={"x-amzn-RequestId": request_id, **wire_response.headers},

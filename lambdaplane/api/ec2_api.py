@@ -312,6 +312,9 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 def add_routes(app: web.Application, platform: Any) -> None:
     async def ec2(request: web.Request) -> web.Response:
+        from . import logs_api  # CloudWatch Logs (JSON 1.1) shares POST /
+        if logs_api.is_logs_request(request):
+            return await logs_api.handle(platform.logs, platform.settings.default_region, request)
         return await handle(platform.vpc, platform.settings.default_region, request)
 
     app.router.add_post("/", ec2)

@@ -371,3 +371,10 @@ def region_from_authorization(header: str | None, default: str) -> str:
         if m:
             return m.group(1)
     return default
+
+
+# Shared with the JSON 1.1 protocol of the Logs API (api/logs_api.py): the same type checks,
+# constraint messages and blob encoding, on a JSON document's members.
+decode_json_member = _decode_json
+validate_shape = _validate
+encode_json_member = _encode_json

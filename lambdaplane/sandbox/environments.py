@@ -25,7 +25,9 @@ from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
 from . import cgroups
 from .cgroups import EnvCgroup
-from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
+from ..store.log_ingest import LogIngest
+from .log_format import InvocationFacts, LogSettings, end_lines, start_line
+from .logs import FunctionLog, OutputCapture, aws_timestamp
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
 from .types import FunctionSpec, Invocation, InvocationResult
@@ -101,11 +103,21 @@ def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict
         "PATH": PATH,
         "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
     })
+    env.update(LogSettings.from_config(spec.logging_config).environment())
     if spec.runtime.startswith("provided"):
         env.pop("AWS_EXECUTION_ENV", None)
     else:
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{spec.runtime}"
     return env
+
+
+def _status(result: InvocationResult) -> str:
+    """The invocation's outcome as platform.runtimeDone/report name it."""
+    if result.error_type == "Sandbox.Timedout":
+        return "timeout"
+    if result.error_type in ("Runtime.ExitError", "Runtime.OutOfMemory"):
+        return "failure"
+    return "error" if result.function_error else "success"
 
 
 def tmp_size_mb(memory_mb: int) -> int:
@@ -143,6 +155,7 @@ class ExecutionEnvironments:
         self._reaper: asyncio.Task[None] | None = None
         self._started = False
         self.vpc_attacher: VpcAttacher | None = None  # set by the server (service/hyperplane.py)
+        self.log_ingest: LogIngest | None = None  # set by the server (service/logs.py)
         self._moves_favored: cgroups.Cgroup2Mount | None = None
         self._moves_record = settings.data_dir / "cgroup2-options"
 
@@ -274,6 +287,9 @@ class ExecutionEnvironments:
                           OutputCapture(FunctionLog(self.settings.data_dir, spec.region,
                                                     spec.name)),
                           log_stream=log_stream)
+        if self.log_ingest is not None:  # the Logs API's group and stream of this environment
+            env.output.function_log.feed = self.log_ingest.feed_for(spec.region, spec.log_group,
+                                                                    log_stream)
         if prewarmed:  # from here on the environment's: its teardown frees all of it
             env.cgroup, env.process = prewarmed.cgroup, prewarmed.forked.process
             env.exited = prewarmed.exited
@@ -399,12 +415,11 @@ class ExecutionEnvironments:
         result, error_line, healthy = await self._outcome(env, pending, inv)
         output = env.output.end() if fetched.done() else env.output.take_outside()
         max_used = _max_memory_mb(env.cgroup)
-        lines = [outside_text[0] if outside_text else "",
-                 f"START RequestId: {inv.request_id} Version: {spec.version}\n",
-                 output, error_line,
-                 f"END RequestId: {inv.request_id}\n",
-                 report_line(inv.request_id, duration_ms, spec.memory_mb, max_used, init_ms)
-                 + "\n"]
+        facts = InvocationFacts(inv.request_id, spec.version, duration_ms, spec.memory_mb,
+                                max_used, init_ms, _status(result))
+        settings = LogSettings.from_config(spec.logging_config)
+        lines = [outside_text[0] if outside_text else "", start_line(settings, facts),
+                 output, error_line, end_lines(settings, facts)]
         result.log_text = "".join(line if not line or line.endswith("\n") else line + "\n"
                                   for line in lines)
         env.output.function_log.append(result.log_text)

@@ -12,6 +12,7 @@ import math
 import os
 import re
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,6 +62,8 @@ class FunctionLog:
     def __init__(self, data_dir: Path, region: str, name: str) -> None:
         self.path = log_path(data_dir, region, name)
         self._fd = -1
+        # the log store's writer for this environment's group/stream (store/log_store.py)
+        self.feed: Callable[[str], None] | None = None
 
     def append(self, text: str) -> None:
         if not text:
@@ -73,6 +76,8 @@ class FunctionLog:
                                0o644)
         while data:
             data = data[os.write(self._fd, data):]
+        if self.feed is not None:
+            self.feed(text)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -32,6 +32,8 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
     vpc: VpcAttachment | None = None
     opt_dir: Path | None = None  # the function's layers merged, read-only; mounted at /opt
+    custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
+    logging_config: dict[str, str] = field(default_factory=dict)  # LogFormat, log levels
 
     @property
     def key(self) -> tuple[str, str]:
@@ -44,7 +46,7 @@ class FunctionSpec:
 
     @property
     def log_group(self) -> str:
-        return f"/aws/lambda/{self.name}"
+        return self.custom_log_group or f"/aws/lambda/{self.name}"
 
 
 @dataclass(frozen=True)

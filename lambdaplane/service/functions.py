@@ -339,7 +339,9 @@ class FunctionService:
             timeout_s=record.timeout, environment=dict(record.environment),
             code_sha256=record.code_hex, code_dir=self.code.directory(record.code_hex),
             revision_id=record.revision_id, reserved_concurrency=record.reserved_concurrency,
-            vpc=vpc, opt_dir=self.layers.opt_dir(record.layers))
+            vpc=vpc, opt_dir=self.layers.opt_dir(record.layers),
+            custom_log_group=record.logging_config.get("LogGroup"),
+            logging_config=dict(record.logging_config))
 
     def code_zip(self, code_hex: str) -> bytes | None:
         return self.code.read_zip(code_hex) if re.fullmatch(r"[0-9a-f]{64}", code_hex) else None

@@ -113,7 +113,9 @@ def _events_ran(server: LiveServer, accepted: dict[str, str]) -> list[str]:
                  for rid in accepted if rid in rows and rows[rid][0] != "succeeded"]
     logged: set[str] = set()
     for name in set(accepted.values()):
-        lines = server.admin(f"logs/{REGION}/{name}?tail=100000000")["lines"]  # type: ignore[index]
+        # the file: written before the invocation is settled, unlike the queue-fed Logs store
+        lines = server.admin(f"logs/{REGION}/{name}?tail=100000000&source=file"  # type: ignore[index]
+                             )["lines"]
         logged.update(line.split()[1] for line in lines if line.startswith("RAN "))
     problems += [f"event {rid} for {name} succeeded but its run is not in the log"
                  for rid, name in accepted.items() if rid not in logged]

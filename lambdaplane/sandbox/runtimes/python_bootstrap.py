@@ -68,7 +68,16 @@ def fault_from(exc: BaseException, request_id: str = "") -> dict[str, Any]:
 
 
 def log_error(payload: dict[str, Any]) -> None:
-    """The `[ERROR] Type: message` + traceback lines AWS's runtime writes to the log."""
+    """The `[ERROR] Type: message` + traceback lines AWS's runtime writes to the log (with
+    LogFormat JSON: one JSON object, as AWS's runtime writes it then)."""
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        sys.stdout.write(json.dumps({
+            "timestamp": _utc_now(), "log_level": "ERROR",
+            "errorMessage": payload.get("errorMessage"), "errorType": payload.get("errorType"),
+            "requestId": payload.get("requestId", ""),
+            "stackTrace": payload.get("stackTrace") or []}) + "\n")
+        sys.stdout.flush()
+        return
     line = "[ERROR]"
     if payload.get("errorType"):
         line += " " + payload["errorType"]
@@ -363,11 +372,46 @@ class _RequestIdFilter:
         return True
 
 
+def _utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+# AWS_LAMBDA_LOG_LEVEL (the function's ApplicationLogLevel) as Python logging levels
+_APPLICATION_LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40,
+                       "FATAL": 50}
+
+
+class _JsonFormatter:
+    """LogFormat JSON: each logging record as one JSON object (timestamp, level, message,
+    logger, requestId), the shape AWS's Python runtime writes."""
+
+    def format(self, record: Any) -> str:
+        out = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+               + f".{int(record.msecs):03d}Z",
+               "level": {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(record.levelname,
+                                                                      record.levelname),
+               "message": record.getMessage(), "logger": record.name,
+               "requestId": getattr(record, "aws_request_id", "")}
+        if record.exc_info:
+            out["errorType"] = record.exc_info[0].__name__
+            out["stackTrace"] = traceback.format_exception(*record.exc_info)
+        return json.dumps(out, default=str)
+
+
 def _setup_logging() -> _RequestIdFilter:
     import logging
 
     flt = _RequestIdFilter()
     handler = logging.StreamHandler(sys.stdout)
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        handler.setFormatter(_JsonFormatter())  # type: ignore[arg-type]
+        handler.addFilter(flt)  # type: ignore[arg-type]
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(_APPLICATION_LEVELS.get(os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+                                              logging.INFO))
+        return flt
     formatter = logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t"
                                   "%(aws_request_id)s\t%(message)s\n", "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime

@@ -1,0 +1,133 @@
+"""LogIngest: the thread that writes the functions' output into the log store, so the invoke
+path only puts a batch on a queue. Whatever is queued at once goes in one transaction, on a
+connection of the thread's own; a function's group and an environment's stream are created
+on first use (the group at the function's first invoke, as on AWS)."""
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .log_store import connect, insert_events, now_ms, split_message, transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OutputBatch:
+    """Lines one execution environment printed, for its group and stream."""
+    region: str
+    group: str
+    stream: str
+    events: list[tuple[int, str]] = field(default_factory=list)
+
+
+class LogIngest:
+    """One queue, one thread, one connection; `submit` never blocks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[OutputBatch | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ids: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self.written = 0
+        self._pending = 0  # batches submitted and not yet written
+        self._settled = threading.Condition()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="lp-log-ingest", daemon=True)
+            self._thread.start()
+
+    def submit(self, batch: OutputBatch) -> None:
+        if batch.events:
+            with self._settled:
+                self._pending += 1
+            self._queue.put(batch)
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written (tests, `logs -f`)."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._pending <= 0, timeout_s)
+
+    def feed_for(self, region: str, group: str, stream: str) -> Callable[[str], None]:
+        """A writer of one environment's output text: each line becomes one event."""
+        def feed(text: str) -> None:
+            stamp = now_ms()
+            events = [(stamp, part) for line in text.splitlines() if line.strip()
+                      for part in split_message(line)]
+            self.submit(OutputBatch(region, group, stream, events))
+        return feed
+
+    def forget(self) -> None:
+        """Groups or streams were deleted: look their ids up again."""
+        self._queue.put(OutputBatch("", "", ""))  # a marker the thread acts on in order
+
+    def _run(self) -> None:
+        conn = connect(self.path)
+        try:
+            running = True
+            while running:
+                batches = [self._queue.get()]
+                while True:
+                    try:
+                        batches.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if None in batches:
+                    running = False
+                try:
+                    self._write(conn, [b for b in batches if b is not None])
+                except Exception:  # a bad batch must not stop logging for everyone
+                    log.exception("writing function output to the log store failed")
+                    self._ids.clear()
+                with self._settled:
+                    self._pending -= sum(1 for b in batches if b is not None and b.region)
+                    self._settled.notify_all()
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batches: list[OutputBatch]) -> None:
+        ingested = now_ms()
+        with transaction(conn):
+            for batch in batches:
+                if not batch.region:
+                    self._ids.clear()
+                    continue
+                group_id, stream_id = self._stream_ids(conn, batch, ingested)
+                if not insert_events(conn, group_id, stream_id, batch.events, ingested):
+                    # deleted through the API since cached: made again, as Lambda does
+                    self._ids.pop((batch.region, batch.group, batch.stream), None)
+                    group_id, stream_id = self._stream_ids(conn, batch, ingested)
+                    insert_events(conn, group_id, stream_id, batch.events, ingested)
+                self.written += len(batch.events)
+
+    def _stream_ids(self, conn: sqlite3.Connection, batch: OutputBatch,
+                    ingested: int) -> tuple[int, int]:
+        key = (batch.region, batch.group, batch.stream)
+        ids = self._ids.get(key)
+        if ids is not None:
+            return ids
+        conn.execute("INSERT OR IGNORE INTO log_groups (region, name, created_ms) "
+                     "VALUES (?, ?, ?)", (batch.region, batch.group, ingested))
+        group_id = conn.execute("SELECT id FROM log_groups WHERE region = ? AND name = ?",
+                                (batch.region, batch.group)).fetchone()[0]
+        conn.execute("INSERT OR IGNORE INTO log_streams (group_id, name, created_ms) "
+                     "VALUES (?, ?, ?)", (group_id, batch.stream, ingested))
+        stream_id = conn.execute("SELECT id FROM log_streams WHERE group_id = ? AND name = ?",
+                                 (group_id, batch.stream)).fetchone()[0]
+        if len(self._ids) > 10000:
+            self._ids.clear()
+        self._ids[key] = (group_id, stream_id)
+        return group_id, stream_id
