@@ -85,8 +85,9 @@ class Endpoint:
 
 def endpoint_of(request: web.Request) -> Endpoint:
     path = request.path
-    if path == "/" or path == "":
-        return Endpoint("ec2", "ec2")
+    if path == "/" or path == "":  # EC2, STS, IAM, …: api/dispatch.py knows whose
+        found = request.app.get("lp_dispatch")
+        return Endpoint("ec2", found.signing_service(request) if found else "ec2")
     if path.startswith("/_lambdaplane/"):
         return Endpoint("admin", None)
     return Endpoint("lambda", "lambda")
