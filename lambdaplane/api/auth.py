@@ -76,6 +76,24 @@ def load_credentials(path: Path) -> dict[str, str]:
     return keys
 
 
+def profiles_of(path: Path) -> dict[str, str]:
+    """access key id → the name of its profile (section) in the credentials file."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path) as f:
+            parser.read_file(f)
+    except (OSError, configparser.Error):
+        return {}
+    return {parser.get(section, "aws_access_key_id", fallback="").strip(): section
+            for section in parser.sections()}
+
+
+def access_key_of(request: web.Request) -> str:
+    """The access key id the request was signed with ("" when unsigned)."""
+    found = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    return found.group(1) if found else ""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Which API a path belongs to: decides the error shape and the expected signing service."""
@@ -137,8 +155,22 @@ def _too_large() -> Failure:
                    f"Request must be smaller than {MAX_SIGNED_BODY - 1} bytes")
 
 
+# IAM's and STS's codes (Query protocol, <ErrorResponse>) for the same failures
+_QUERY_CODES = {"UnrecognizedClientException": ("InvalidClientTokenId", 403),
+                "InvalidSignatureException": ("SignatureDoesNotMatch", 403),
+                "MissingAuthenticationTokenException": ("MissingAuthenticationToken", 403),
+                "IncompleteSignatureException": ("IncompleteSignature", 400),
+                "RequestTooLargeException": ("RequestEntityTooLarge", 413)}
+
+
 def _respond(endpoint: Endpoint, failure: Failure) -> web.Response:
     request_id = str(uuid.uuid4())
+    if endpoint.service in ("iam", "sts"):
+        from .query_protocol import error_xml, service_model
+        code, status = _QUERY_CODES[failure.lambda_code]
+        err = AwsError(code, failure.message, status, "Sender")
+        return web.Response(text=error_xml(service_model(endpoint.service), err, request_id),
+                            status=status, content_type="text/xml")
     if endpoint.kind == "ec2":
         err = AwsError(failure.ec2_code, failure.ec2_message or failure.message,
                        failure.ec2_status, "Sender")

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -60,6 +61,8 @@ class FunctionService:
         self.environments = environments
         self.lifecycle = FunctionLifecycle(settings, self.store, environments)
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
+        # set with IAM: raises Lambda's error for a known role Lambda may not assume
+        self.role_validator: Callable[[str], None] | None = None
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
 
@@ -152,6 +155,8 @@ class FunctionService:
             tags=dict(params.get("Tags") or {}))
         apply_options(record, params)
         check_config(record)
+        if self.role_validator is not None:
+            self.role_validator(record.role)
         self._check_vpc(record, params)
         if self.store.get(region, name) is not None:  # before the (slow) unzip
             raise ResourceConflict(f"Function already exist: {name}")
@@ -198,6 +203,8 @@ class FunctionService:
                 updated.environment = dict((params["Environment"] or {}).get("Variables") or {})
             apply_options(updated, params)
             check_config(updated)
+            if "Role" in params and self.role_validator is not None:
+                self.role_validator(updated.role)
             self._check_vpc(updated, params)
             return await self.lifecycle.commit_update(record, updated)
 
