@@ -92,14 +92,16 @@ class Sts:
                 "PackedPolicySize": 0}
 
 
+ACTIONS = {"GetCallerIdentity": Sts.get_caller_identity, "AssumeRole": Sts.assume_role}
+
+
 def add_routes(app: web.Application, platform: Any) -> None:
     from .dispatch import serve_query
 
     sts = Sts(platform)
 
     async def handle(request: web.Request) -> web.Response:
-        actions = {"GetCallerIdentity": lambda p: sts.get_caller_identity(request, p),
-                   "AssumeRole": lambda p: sts.assume_role(request, p)}
-        return await query_protocol.handle("sts", actions, request)
+        bound = {name: (lambda p, m=method: m(sts, request, p)) for name, method in ACTIONS.items()}
+        return await query_protocol.handle("sts", bound, request)
 
     serve_query(app, "sts", API_VERSION, handle)
