@@ -28,7 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
-                        credentials_file=Path(args.credentials) if args.credentials else None)
+                        credentials_file=Path(args.credentials) if args.credentials else None,
+                        s3_endpoint=args.s3_endpoint or "")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -124,6 +125,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--credentials", default=None,
                    help="INI file like ~/.aws/credentials (aws_access_key_id, "
                         "aws_secret_access_key per profile) for --auth sigv4")
+    s.add_argument("--s3-endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint that Code.S3Bucket/S3Key of CreateFunction and "
+                        "UpdateFunctionCode are fetched from (credentials: the AWS environment)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

@@ -44,6 +44,9 @@ class Platform:
             lambda region, config: validate_vpc_config(self.vpc, region, config).vpc_id
         self.iam = IamService(settings, self.db)  # roles and policies (durable, no kernel)
         self.functions.role_validator = self.iam.check_lambda_role
+        if settings.s3_endpoint:
+            from .service.s3_code import S3CodeSource
+            self.functions.s3_code = S3CodeSource(settings.s3_endpoint)
         # start order; stop is the reverse
         self._components = [self.vpc, self.environments, self.functions, self.invoker]
         if settings.vpc_mode == "legacy":

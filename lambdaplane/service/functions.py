@@ -32,6 +32,7 @@ from .function_lifecycle import (
     NetworkPreparer,
     pending_message,
 )
+from .s3_code import S3CodeSource, code_from_s3
 
 log = logging.getLogger("lambdaplane.functions")
 
@@ -63,6 +64,7 @@ class FunctionService:
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
         # set with IAM: raises Lambda's error for a known role Lambda may not assume
         self.role_validator: Callable[[str], None] | None = None
+        self.s3_code: S3CodeSource | None = None  # set by `serve --s3-endpoint`
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
 
@@ -127,6 +129,12 @@ class FunctionService:
             return page, base64.urlsafe_b64encode(page[-1].name.encode()).decode()
         return page, None
 
+    async def _zip_of(self, region: str, code: dict[str, Any]) -> bytes:
+        """The deployment package: Code.ZipFile, or the object S3Bucket/S3Key names."""
+        if code.get("S3Bucket") or code.get("S3Key") or code.get("S3ObjectVersion"):
+            return await code_from_s3(self.s3_code, region, code)
+        return zip_from(code)
+
     # -- create / update / delete -------------------------------------------------------------
     async def create(self, region: str, params: dict[str, Any]) -> FunctionRecord:
         name, qualifier = self.resolve(region, params["FunctionName"])
@@ -145,7 +153,7 @@ class FunctionService:
         if not runtime or not handler:
             raise InvalidParameterValue("Runtime and Handler are mandatory parameters for "
                                         "functions created with deployment packages.")
-        zip_bytes = zip_from(params.get("Code") or {})
+        zip_bytes = await self._zip_of(region, params.get("Code") or {})
         record = FunctionRecord(
             region=region, name=name, arn=self.arn(region, name), runtime=runtime,
             role=params["Role"], handler=handler, code_hex="", code_sha256="", code_size=0,
@@ -174,10 +182,10 @@ class FunctionService:
 
     async def update_code(self, region: str, params: dict[str, Any]) -> FunctionRecord:
         name, _ = self.get_name(region, params["FunctionName"])
-        if params.get("ImageUri") or params.get("S3Bucket"):
+        if params.get("ImageUri"):
             raise InvalidParameterValue(
-                "Only ZipFile code is supported: upload the zip with ZipFile.")
-        zip_bytes = zip_from(params)
+                "Only zip code is supported: upload the zip with ZipFile, or name it in S3.")
+        zip_bytes = await self._zip_of(region, params)
         async with self.lifecycle.lock(region, name):
             record = self._updatable(region, name, params.get("RevisionId"))
             stored = await self._store_code(zip_bytes)
