@@ -207,6 +207,13 @@ async def list_role_tags(svc: IamService, p: dict[str, Any]) -> dict[str, Any]:
     return page(tags, lambda t: t["Key"], p, "Tags")
 
 
+async def list_instance_profiles_for_role(svc: IamService, p: dict[str, Any]) -> dict[str, Any]:
+    """lambdaplane has no instance profiles (no EC2 instances): always none, for a real role.
+    The Terraform provider lists them before it deletes a role."""
+    svc.role(p.get("RoleName"))
+    return {"InstanceProfiles": [], "IsTruncated": False}
+
+
 ACTIONS: dict[str, Handler] = {
     "CreateRole": create_role, "GetRole": get_role, "ListRoles": list_roles,
     "DeleteRole": delete_role, "UpdateAssumeRolePolicy": update_assume_role_policy,
@@ -219,6 +226,7 @@ ACTIONS: dict[str, Handler] = {
     "GetPolicyVersion": get_policy_version, "ListPolicyVersions": list_policy_versions,
     "DeletePolicy": delete_policy, "ListPolicies": list_policies,
     "TagRole": tag_role, "UntagRole": untag_role, "ListRoleTags": list_role_tags,
+    "ListInstanceProfilesForRole": list_instance_profiles_for_role,
 }
 
 

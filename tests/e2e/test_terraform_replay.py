@@ -1,0 +1,139 @@
+"""Terraform's AWS provider, replayed call by call with boto3 (Terraform itself cannot be installed
+here). The sequences follow the provider's source (internal/service/iam/role.go and
+role_policy_attachment.go; provider start-up in aws-sdk-go-base): what `terraform apply`, a
+second `terraform plan` (every read must return what was written, or Terraform sees a change)
+and `terraform destroy` send, in their order, including how the provider tolerates or fails on
+each error code. Covered so far: provider start-up, aws_iam_role, aws_iam_role_policy_attachment.
+"""
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.harness import LiveServer
+
+pytestmark = pytest.mark.root
+
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Action": "sts:AssumeRole", "Effect": "Allow",
+    "Principal": {"Service": "lambda.amazonaws.com"}}]})
+BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+def code_of(call, **kwargs) -> str:
+    with pytest.raises(ClientError) as err:
+        call(**kwargs)
+    return err.value.response["Error"]["Code"]
+
+
+def provider_start(server: LiveServer) -> str:
+    """configure: credentials validated and the account id read with sts:GetCallerIdentity
+    (skip_credentials_validation / skip_requesting_account_id false); IMDS skipped."""
+    identity = server.client("sts").get_caller_identity()
+    assert identity["Arn"].startswith("arn:aws:iam::")
+    return identity["Account"]
+
+
+def read_role(iam, name: str) -> dict:
+    """resourceRoleRead: GetRole, ListRolePolicies (+ GetRolePolicy each), and
+    ListAttachedRolePolicies (paged)."""
+    role = iam.get_role(RoleName=name)["Role"]
+    inline = {}
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+        for policy in page["PolicyNames"]:
+            inline[policy] = iam.get_role_policy(RoleName=name,
+                                                 PolicyName=policy)["PolicyDocument"]
+    attached = [a["PolicyArn"] for page in iam.get_paginator(
+        "list_attached_role_policies").paginate(RoleName=name) for a in page["AttachedPolicies"]]
+    return {"arn": role["Arn"], "create_date": role["CreateDate"],
+            "unique_id": role["RoleId"], "path": role["Path"],
+            "max_session_duration": role["MaxSessionDuration"],
+            "description": role.get("Description", ""),
+            "assume_role_policy": role["AssumeRolePolicyDocument"], "inline": inline,
+            "managed": attached, "tags": role.get("Tags", [])}
+
+
+def attachment_exists(iam, role: str, arn: str) -> bool:
+    """RoleHasPolicyARNAttachment: ListAttachedRolePolicies pages, looking for the ARN."""
+    return any(a["PolicyArn"] == arn for page in iam.get_paginator(
+        "list_attached_role_policies").paginate(RoleName=role) for a in page["AttachedPolicies"])
+
+
+def raw_get_role(server: LiveServer, name: str) -> str:
+    body = urllib.parse.urlencode({"Action": "GetRole", "Version": "2010-05-08",
+                                   "RoleName": name}).encode()
+    request = urllib.request.Request(server.endpoint + "/", data=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request"
+                         ", SignedHeaders=host, Signature=00"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return resp.read().decode()
+
+
+def test_iam_role_with_policy_attachment(server: LiveServer) -> None:
+    account = provider_start(server)
+    iam = server.client("iam")
+
+    # apply: aws_iam_role.fn
+    created = iam.create_role(RoleName="tf-fn", Path="/", AssumeRolePolicyDocument=TRUST,
+                              MaxSessionDuration=3600,
+                              Tags=[{"Key": "managed-by", "Value": "terraform"}])["Role"]
+    assert created["Arn"] == f"arn:aws:iam::{account}:role/tf-fn"
+    state = read_role(iam, "tf-fn")
+    assert state["arn"] == created["Arn"] and state["unique_id"] == created["RoleId"]
+    assert state["assume_role_policy"] == json.loads(TRUST)
+    # Go's url.QueryUnescape reads the wire form: the document must survive it exactly
+    raw = raw_get_role(server, "tf-fn")
+    wire = raw.split("<AssumeRolePolicyDocument>")[1].split("</AssumeRolePolicyDocument>")[0]
+    assert json.loads(urllib.parse.unquote_plus(wire)) == json.loads(TRUST)
+
+    # apply: aws_iam_role_policy_attachment.basic (depends on the role)
+    iam.attach_role_policy(RoleName="tf-fn", PolicyArn=BASIC)
+    assert attachment_exists(iam, "tf-fn", BASIC)
+
+    # plan: refresh reads everything again; nothing may differ from what apply saw
+    provider_start(server)
+    again = read_role(iam, "tf-fn")
+    assert {k: v for k, v in again.items() if k != "managed"} == \
+        {k: v for k, v in state.items() if k != "managed"}
+    assert again["managed"] == [BASIC]
+    assert attachment_exists(iam, "tf-fn", BASIC)
+
+    # destroy, in dependency order: the attachment, then the role
+    iam.detach_role_policy(RoleName="tf-fn", PolicyArn=BASIC)
+    # DeleteRole (managed_policy_arns/inline_policy unset): instance profiles first
+    assert iam.list_instance_profiles_for_role(RoleName="tf-fn")["InstanceProfiles"] == []
+    iam.delete_role(RoleName="tf-fn")
+    # a refresh after destroy sees NoSuchEntity, which the provider takes as "gone"
+    assert code_of(iam.get_role, RoleName="tf-fn") == "NoSuchEntity"
+    assert code_of(iam.list_attached_role_policies, RoleName="tf-fn") == "NoSuchEntity"
+    assert code_of(iam.detach_role_policy, RoleName="tf-fn", PolicyArn=BASIC) == "NoSuchEntity"
+
+
+def test_role_with_inline_and_managed_policies_destroys_in_the_providers_order(
+        server: LiveServer) -> None:
+    """managed_policy_arns + inline_policy on aws_iam_role: destroy lists and detaches the
+    managed ones, lists and deletes the inline ones, then DeleteRole succeeds (no
+    DeleteConflict for the provider to retry on)."""
+    iam = server.client("iam")
+    iam.create_role(RoleName="tf-full", AssumeRolePolicyDocument=TRUST)
+    iam.put_role_policy(RoleName="tf-full", PolicyName="logs", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "logs:*",
+                                                "Resource": "*"}]}))
+    iam.attach_role_policy(RoleName="tf-full", PolicyArn=BASIC)
+    state = read_role(iam, "tf-full")
+    assert list(state["inline"]) == ["logs"] and state["managed"] == [BASIC]
+    assert code_of(iam.delete_role, RoleName="tf-full") == "DeleteConflict"
+
+    assert iam.list_instance_profiles_for_role(RoleName="tf-full")["InstanceProfiles"] == []
+    for arn in read_role(iam, "tf-full")["managed"]:
+        iam.detach_role_policy(RoleName="tf-full", PolicyArn=arn)
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName="tf-full"):
+        for name in page["PolicyNames"]:
+            iam.delete_role_policy(RoleName="tf-full", PolicyName=name)
+    iam.delete_role(RoleName="tf-full")
+    assert code_of(iam.list_instance_profiles_for_role, RoleName="tf-full") == "NoSuchEntity"
