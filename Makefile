@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(VENV)/bin/python || { echo "lambdaplane: creating $(VENV)"; $(PY) -m venv $(VENV); }
 	@echo "lambdaplane: updating pip in $(VENV)"
 	$(VENV)/bin/pip install -q --upgrade pip
-	@echo "lambdaplane: installing lambdaplane and its Python dependencies into $(VENV) (first time: ~20 s)"
+	@echo "lambdaplane: installing lambdaplane and its Python dependencies into $(VENV) (the first time takes a few minutes)"
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $@
 	@echo "lambdaplane: installed"

@@ -12,6 +12,7 @@ import code
 import re
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def test_every_python_block_pastes_and_runs_as_printed(readme_server: LiveServer
     assert "eni-" in console.output[1]
     group = ns["ec2"].describe_security_groups(GroupIds=[ns["sg"]])["SecurityGroups"][0]
     assert {(p["IpProtocol"], p.get("FromPort")) for p in group["IpPermissions"]} == {("tcp", 8080)}
+    # "Then `lambdaplane logs hello` shows what the function printed"
+    logs = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "logs", "hello",
+                           "--endpoint", readme_server.endpoint],
+                          capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0 and "hello, world" in logs.stdout, logs
     # leave nothing for the server's stop to trip over: the README's functions go
     for name in ("hello", "in-vpc"):
         ns["lam"].delete_function(FunctionName=name)
