@@ -43,8 +43,8 @@ def not_served(reply: tuple[int, dict[str, str], bytes], *words: str) -> dict:
 
 def test_get_root_names_the_path_and_what_is_served(server: LiveServer) -> None:
     not_served(call(server, "GET", "/"), "GET /")
-    not_served(call(server, "POST", "/", b"", {"Content-Type": "application/x-www-form-urlencoded"}),
-               "POST /")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    not_served(call(server, "POST", "/", b"", form), "POST /")
 
 
 def test_a_path_nothing_serves(server: LiveServer) -> None:

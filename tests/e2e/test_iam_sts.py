@@ -161,8 +161,10 @@ def test_paging(iam) -> None:
     first = iam.list_roles(PathPrefix="/paging/", MaxItems=2)
     assert first["IsTruncated"] and len(first["Roles"]) == 2
     names = [r["RoleName"] for r in first["Roles"]]
-    names += [r["RoleName"] for p in iam.get_paginator("list_roles").paginate(
-        PathPrefix="/paging/", PaginationConfig={"PageSize": 2, "StartingToken": first["Marker"]}) for r in p["Roles"]]
+    pages = iam.get_paginator("list_roles").paginate(
+        PathPrefix="/paging/",
+        PaginationConfig={"PageSize": 2, "StartingToken": first["Marker"]})
+    names += [r["RoleName"] for page in pages for r in page["Roles"]]
     assert names == [f"page{i}" for i in range(5)]
     for i in range(5):
         iam.delete_role(RoleName=f"page{i}")
