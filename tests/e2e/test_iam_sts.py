@@ -263,3 +263,8 @@ def test_caller_identity_from_the_credentials_file(sigv4_server: LiveServer) -> 
     iam = boto3.client("iam", endpoint_url=sigv4_server.endpoint, region_name=REGION,
                        aws_access_key_id="AKIDDEPLOYER", aws_secret_access_key="s2")
     assert iam.list_roles()["Roles"] == []  # signed for "iam": the scope check follows
+    # a well-signed request for a service not served here: the JSON answer, not an auth error
+    dynamodb = boto3.client("dynamodb", endpoint_url=sigv4_server.endpoint, region_name=REGION,
+                            aws_access_key_id="AKIDDEPLOYER", aws_secret_access_key="s2",
+                            config=botocore.config.Config(retries={"max_attempts": 1}))
+    assert error(dynamodb.list_tables)[:2] == (404, "UnknownServiceException")
