@@ -344,3 +344,15 @@ def sigv4_middleware(verifier: SigV4Verifier) -> Callable[..., Awaitable[web.Str
 def install(app: web.Application, credentials_file: Path) -> None:
     """Make `app` verify SigV4 on every request but the health probe (first middleware)."""
     app.middlewares.insert(0, sigv4_middleware(SigV4Verifier(load_credentials(credentials_file))))
+    app[SIGV4_ON] = True
+
+
+SIGV4_ON = "lp_sigv4"  # set on the app when signatures are verified (api/dispatch.py reads it)
+
+
+def wrong_scope(service: str, json_protocol: bool) -> web.Response:
+    """A request to `/` whose body names one service but whose signature is scoped to another:
+    refused as that service refuses a wrong scope (api/dispatch.py knows only after routing)."""
+    endpoint = Endpoint("lambda" if json_protocol else "ec2", service)
+    return _respond(endpoint, _bad_signature(
+        f"Credential should be scoped to correct service: '{service}'. "))

@@ -82,18 +82,18 @@ class Dispatcher:
             prefix = target.split(".", 1)[0]
             found = self.by_target.get(prefix)
             if found is not None:
-                return await found.handler(request)
+                return await self._serve(found, request)
             owner = catalog().by_target.get(prefix)
             return not_served(self, f"X-Amz-Target {target!r}"
                                     + (f" (service {owner})" if owner else ""))
         form = await _form_or_none(request)
         ec2 = self.by_version.get("2016-11-15")
         if form is None:  # not form encoding at all: the Query services' own error
-            return await ec2.handler(request) if ec2 else not_served(self, "this request")
+            return await self._serve(ec2, request) if ec2 else not_served(self, "this request")
         version, action = form.get("Version", ""), form.get("Action", "")
         scoped = scope_service(request)
         if version in self.by_version:
-            return await self.by_version[version].handler(request)
+            return await self._serve(self.by_version[version], request)
         owners = catalog().by_version.get(version, [])
         if version and owners:
             return not_served(self, f"API Version {version!r} (service "
@@ -102,11 +102,23 @@ class Dispatcher:
                 scoped in catalog().signing_names:
             return not_served(self, f"service {scoped!r} (from the request's credential scope)")
         if scoped in self.by_signing_name:
-            return await self.by_signing_name[scoped].handler(request)
+            return await self._serve(self.by_signing_name[scoped], request)
         if action and ec2 is not None:
-            return await ec2.handler(request)
+            return await self._serve(ec2, request)
         return not_served(self, f"{request.method} {request.path} (no Action, Version or "
                                 f"X-Amz-Target names a service)")
+
+
+    @staticmethod
+    async def _serve(served: Served, request: web.Request) -> web.StreamResponse:
+        """Hand over; under `--auth sigv4`, only a request signed for this very service (the
+        middleware checked the scope before the body said which service it is for)."""
+        from .auth import SIGV4_ON, wrong_scope
+
+        scoped = scope_service(request)
+        if request.app.get(SIGV4_ON) and scoped and scoped != served.signing_name:
+            return wrong_scope(served.signing_name, served.protocol == "json")
+        return await served.handler(request)
 
 
 def scope_service(request: web.Request) -> str:

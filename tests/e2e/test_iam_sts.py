@@ -268,3 +268,13 @@ def test_caller_identity_from_the_credentials_file(sigv4_server: LiveServer) -> 
                             aws_access_key_id="AKIDDEPLOYER", aws_secret_access_key="s2",
                             config=botocore.config.Config(retries={"max_attempts": 1}))
     assert error(dynamodb.list_tables)[:2] == (404, "UnknownServiceException")
+    # an IAM request signed for STS (both served) is refused as IAM refuses a wrong scope
+    signer = iam._request_signer  # noqa: SLF001
+    signer._signing_name = "sts"  # noqa: SLF001
+    status, code, message = error(iam.list_roles)
+    assert (status, code) == (403, "SignatureDoesNotMatch")
+    assert "scoped to correct service: 'iam'" in message
+    ec2 = boto3.client("ec2", endpoint_url=sigv4_server.endpoint, region_name=REGION,
+                       aws_access_key_id="AKIDDEPLOYER", aws_secret_access_key="s2")
+    ec2._request_signer._signing_name = "iam"  # noqa: SLF001
+    assert error(ec2.describe_vpcs)[:2] == (401, "AuthFailure")
