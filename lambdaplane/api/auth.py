@@ -282,6 +282,17 @@ class SigV4Verifier:
                  ) -> None:
         self.keys = keys
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        # temporary keys sts:AssumeRole handed out: access key → (secret, expiry); in memory
+        self.sessions: dict[str, tuple[str, dt.datetime]] = {}
+
+    def secret_of(self, access_key: str) -> str | None:
+        secret = self.keys.get(access_key)
+        if secret is None and access_key in self.sessions:
+            session_secret, expires = self.sessions[access_key]
+            if self.clock() < expires:
+                return session_secret
+            del self.sessions[access_key]
+        return secret
 
     async def verify(self, request: web.Request, endpoint: Endpoint) -> Failure | None:
         header = request.headers.get("Authorization")
@@ -294,7 +305,7 @@ class SigV4Verifier:
         if stamp is None:
             return _incomplete("Authorization header requires existence of either a "
                                "'X-Amz-Date' or a 'Date' header.")
-        secret = self.keys.get(auth.access_key)
+        secret = self.secret_of(auth.access_key)
         if secret is None:
             return _unknown_key()
         skew = check_skew(stamp, self.clock())
@@ -343,11 +354,14 @@ def sigv4_middleware(verifier: SigV4Verifier) -> Callable[..., Awaitable[web.Str
 
 def install(app: web.Application, credentials_file: Path) -> None:
     """Make `app` verify SigV4 on every request but the health probe (first middleware)."""
-    app.middlewares.insert(0, sigv4_middleware(SigV4Verifier(load_credentials(credentials_file))))
+    verifier = SigV4Verifier(load_credentials(credentials_file))
+    app.middlewares.insert(0, sigv4_middleware(verifier))
     app[SIGV4_ON] = True
+    app[SESSIONS] = verifier.sessions  # api/sts_api.py adds the keys AssumeRole issues
 
 
 SIGV4_ON = "lp_sigv4"  # set on the app when signatures are verified (api/dispatch.py reads it)
+SESSIONS = "lp_sigv4_sessions"
 
 
 def wrong_scope(service: str, json_protocol: bool) -> web.Response:

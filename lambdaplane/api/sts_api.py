@@ -3,8 +3,8 @@
 Who the caller is: with `--auth sigv4` the profile of the credentials file the request's access
 key belongs to (`default` is the account's root, any other profile an IAM user of that name);
 without authentication, the account's root. Keys AssumeRole handed out identify their assumed
-role until the server stops (they are not kept, and `--auth sigv4` does not accept them: it
-verifies only the credentials file's keys)."""
+role until they expire or the server stops (they are kept in memory only); under
+`--auth sigv4` they sign requests like the credentials file's keys, until they expire."""
 from __future__ import annotations
 
 import datetime as dt
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..errors import AwsError
 from . import query_protocol
-from .auth import access_key_of, profiles_of
+from .auth import SESSIONS, access_key_of, profiles_of
 
 API_VERSION = "2011-06-15"
 SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
@@ -82,11 +82,15 @@ class Sts:
                 f"1 validation error detected: Value '{duration}' at 'durationSeconds' failed "
                 f"to satisfy constraint: Member must have value greater than or equal to 900")
         key = "ASIA" + "".join(secrets.choice(KEY_CHARS) for _ in range(16))
+        secret = secrets.token_urlsafe(30)
         expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=duration)
         assumed = Caller(f"{role.role_id}:{session}", self.account,
                          f"arn:aws:sts::{self.account}:assumed-role/{role.name}/{session}")
         self.sessions[key] = assumed
-        return {"Credentials": {"AccessKeyId": key, "SecretAccessKey": secrets.token_urlsafe(30),
+        verified = request.app.get(SESSIONS)  # --auth sigv4: the key signs until it expires
+        if verified is not None:
+            verified[key] = (secret, expires)
+        return {"Credentials": {"AccessKeyId": key, "SecretAccessKey": secret,
                                 "SessionToken": secrets.token_urlsafe(96), "Expiration": expires},
                 "AssumedRoleUser": {"AssumedRoleId": assumed.user_id, "Arn": assumed.arn},
                 "PackedPolicySize": 0}

@@ -263,6 +263,20 @@ def test_caller_identity_from_the_credentials_file(sigv4_server: LiveServer) -> 
     iam = boto3.client("iam", endpoint_url=sigv4_server.endpoint, region_name=REGION,
                        aws_access_key_id="AKIDDEPLOYER", aws_secret_access_key="s2")
     assert iam.list_roles()["Roles"] == []  # signed for "iam": the scope check follows
+    # AssumeRole's temporary keys sign requests like the file's keys
+    role = iam.create_role(RoleName="deploy", AssumeRolePolicyDocument=json.dumps(
+        LAMBDA_TRUST))["Role"]
+    got = sts("AKIDDEPLOYER", "s2").assume_role(RoleArn=role["Arn"], RoleSessionName="ci",
+                                                DurationSeconds=900)["Credentials"]
+    session = boto3.client("sts", endpoint_url=sigv4_server.endpoint, region_name=REGION,
+                           aws_access_key_id=got["AccessKeyId"],
+                           aws_secret_access_key=got["SecretAccessKey"],
+                           aws_session_token=got["SessionToken"])
+    assert session.get_caller_identity()["Arn"] == \
+        "arn:aws:sts::000000000000:assumed-role/deploy/ci"
+    assert error(sts(got["AccessKeyId"], "not-its-secret").get_caller_identity)[1] == \
+        "SignatureDoesNotMatch"
+    iam.delete_role(RoleName="deploy")
     # a well-signed request for a service not served here: the JSON answer, not an auth error
     dynamodb = boto3.client("dynamodb", endpoint_url=sigv4_server.endpoint, region_name=REGION,
                             aws_access_key_id="AKIDDEPLOYER", aws_secret_access_key="s2",
