@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import LiveServer
+from tests.harness import LiveServer, free_port
 
 pytestmark = pytest.mark.root
 
@@ -75,7 +75,14 @@ def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     if port_free(4747):
         server.port = 4747
     try:
-        server.start()
+        try:
+            server.start()
+        except RuntimeError:  # 4747 taken between the check and the bind: any free port
+            if server.port != 4747:
+                raise
+            server.stop()
+            server.port = free_port()
+            server.start()
         yield server
     finally:
         server.stop()
