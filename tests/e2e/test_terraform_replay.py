@@ -137,3 +137,79 @@ def test_role_with_inline_and_managed_policies_destroys_in_the_providers_order(
             iam.delete_role_policy(RoleName="tf-full", PolicyName=name)
     iam.delete_role(RoleName="tf-full")
     assert code_of(iam.list_instance_profiles_for_role, RoleName="tf-full") == "NoSuchEntity"
+
+
+def ec2_code(call, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as err:
+        call(**kwargs)
+    return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
+
+
+def read_security_group(ec2, group_id: str) -> dict:
+    """findSecurityGroupByID: DescribeSecurityGroups with GroupIds."""
+    return ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+
+
+def test_security_group_and_ingress_rule(server: LiveServer) -> None:
+    """aws_security_group (vpc_security_group.go) with no inline rules, and
+    aws_vpc_security_group_ingress_rule; the VPC is made directly (aws_vpc's own reads —
+    DescribeVpcAttribute, the main route table, the default network ACL — are not replayed)."""
+    ec2 = server.ec2()
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+
+    # apply: aws_security_group.fn
+    group = ec2.create_security_group(
+        GroupName="tf-fn", Description="Managed by Terraform", VpcId=vpc,
+        TagSpecifications=[{"ResourceType": "security-group",
+                            "Tags": [{"Key": "Name", "Value": "tf-fn"}]}])["GroupId"]
+    assert read_security_group(ec2, group)["GroupId"] == group  # waitSecurityGroupCreated
+    # the default allow-all egress rules are revoked: IPv4 must succeed …
+    ec2.revoke_security_group_egress(GroupId=group, IpPermissions=[{
+        "IpProtocol": "-1", "FromPort": 0, "ToPort": 0, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    # … and IPv6 may only fail with InvalidPermission.NotFound or an InvalidParameterValue
+    # about remote-ipv6-range (anything else fails the apply)
+    try:
+        ec2.revoke_security_group_egress(GroupId=group, IpPermissions=[{
+            "IpProtocol": "-1", "FromPort": 0, "ToPort": 0,
+            "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    except ClientError as err:
+        code = err.response["Error"]["Code"]
+        message = err.response["Error"]["Message"]
+        assert code == "InvalidPermission.NotFound" or (
+            code == "InvalidParameterValue" and "remote-ipv6-range" in message), (code, message)
+    state = read_security_group(ec2, group)  # update → read
+    assert state["IpPermissions"] == [] and state["IpPermissionsEgress"] == []
+    assert (state["GroupName"], state["Description"], state["VpcId"]) == \
+        ("tf-fn", "Managed by Terraform", vpc)
+
+    # apply: aws_vpc_security_group_ingress_rule.http
+    rule = ec2.authorize_security_group_ingress(
+        GroupId=group, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
+                                       "IpRanges": [{"CidrIp": "10.77.0.0/16"}]}],
+        TagSpecifications=[{"ResourceType": "security-group-rule",
+                            "Tags": [{"Key": "Name", "Value": "http"}]}]
+    )["SecurityGroupRules"][0]
+    rule_id = rule["SecurityGroupRuleId"]
+    read = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])[
+        "SecurityGroupRules"][0]
+    assert (read["GroupId"], read["IsEgress"], read["IpProtocol"], read["FromPort"],
+            read["ToPort"], read["CidrIpv4"]) == (group, False, "tcp", 8080, 8080,
+                                                  "10.77.0.0/16")
+    assert {"Key": "Name", "Value": "http"} in read["Tags"]
+
+    # plan: both reads return what apply saw
+    assert read_security_group(ec2, group)["IpPermissionsEgress"] == []
+    assert ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])[
+        "SecurityGroupRules"][0] == read
+
+    # destroy: the rule (by id), then the group
+    ec2.revoke_security_group_ingress(GroupId=group, SecurityGroupRuleIds=[rule_id])
+    assert ec2_code(ec2.describe_security_group_rules,
+                    SecurityGroupRuleIds=[rule_id])[0] == "InvalidSecurityGroupRuleId.NotFound"
+    # deleteLingeringENIs: none use the group
+    assert ec2.describe_network_interfaces(Filters=[
+        {"Name": "group-id", "Values": [group]}])["NetworkInterfaces"] == []
+    ec2.delete_security_group(GroupId=group)
+    # RetryUntilNotFound: the provider waits for InvalidGroup.NotFound
+    assert ec2_code(read_security_group, ec2=ec2, group_id=group)[0] == "InvalidGroup.NotFound"
+    ec2.delete_vpc(VpcId=vpc)
