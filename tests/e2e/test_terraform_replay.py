@@ -3,18 +3,21 @@ here). The sequences follow the provider's source (internal/service/iam/role.go 
 role_policy_attachment.go; provider start-up in aws-sdk-go-base): what `terraform apply`, a
 second `terraform plan` (every read must return what was written, or Terraform sees a change)
 and `terraform destroy` send, in their order, including how the provider tolerates or fails on
-each error code. Covered so far: provider start-up, aws_iam_role, aws_iam_role_policy_attachment.
+each error code. Covered so far: provider start-up, aws_iam_role, aws_iam_role_policy_attachment,
+aws_security_group, aws_vpc_security_group_ingress_rule, and the destroy of a VPC function's
+group and subnet (the provider's wait for the Lambda ENI).
 """
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.harness import LiveServer
+from tests.harness import LiveServer, make_zip
 
 pytestmark = pytest.mark.root
 
@@ -213,3 +216,69 @@ def test_security_group_and_ingress_rule(server: LiveServer) -> None:
     # RetryUntilNotFound: the provider waits for InvalidGroup.NotFound
     assert ec2_code(read_security_group, ec2=ec2, group_id=group)[0] == "InvalidGroup.NotFound"
     ec2.delete_vpc(VpcId=vpc)
+
+
+def delete_lingering_enis(ec2, filter_name: str, resource_id: str,
+                          patience_s: float = 120.0) -> list[str]:
+    """deleteLingeringENIs: each Lambda ENI (Description `AWS Lambda VPC ENI…`) attached by
+    `amazon-aws` is polled until `available` (then deleted) or gone (NotFound: nothing to do);
+    returns what it saw. The provider waits up to 45 minutes; lambdaplane should need seconds."""
+    seen = []
+    enis = ec2.describe_network_interfaces(Filters=[
+        {"Name": filter_name, "Values": [resource_id]}])["NetworkInterfaces"]
+    for eni in enis:
+        if not eni.get("Description", "").startswith("AWS Lambda VPC ENI"):
+            continue
+        eni_id = eni["NetworkInterfaceId"]
+        seen.append(eni_id)
+        assert eni["InterfaceType"] == "lambda" and eni["RequesterManaged"]
+        if (eni.get("Attachment") or {}).get("InstanceOwnerId") == "amazon-aws":
+            deadline = time.monotonic() + patience_s
+            while True:  # waitNetworkInterfaceAvailableAfterUse
+                try:
+                    eni = ec2.describe_network_interfaces(
+                        NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+                except ClientError as err:
+                    assert err.response["Error"]["Code"] == "InvalidNetworkInterfaceID.NotFound"
+                    eni = None
+                    break
+                if eni["Status"] == "available":
+                    break
+                assert time.monotonic() < deadline, f"{eni_id} still {eni['Status']}"
+                time.sleep(0.5)
+        if eni is not None:
+            assert "Attachment" not in eni  # available: nothing to detach
+            ec2.delete_network_interface(NetworkInterfaceId=eni_id)
+    return seen
+
+
+def test_vpc_function_destroy_waits_for_its_eni_in_seconds(server: LiveServer) -> None:
+    """aws_lambda_function with vpc_config, destroyed before its aws_security_group and
+    aws_subnet: the provider's wait for the Lambda ENI, then the group, subnet and VPC go."""
+    ec2, lam = server.ec2(), server.lambda_()
+    vpc = ec2.create_vpc(CidrBlock="10.78.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.78.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="tf-vpc-fn", Description="Managed by Terraform",
+                                      VpcId=vpc)["GroupId"]
+    lam.create_function(FunctionName="tf-vpc-fn", Runtime="python3.11", Handler="app.handler",
+                        Role="arn:aws:iam::000000000000:role/lambda",
+                        Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n"
+                                                             "    return 1\n"})},
+                        VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]})
+    lam.get_waiter("function_active_v2").wait(FunctionName="tf-vpc-fn",
+                                              WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    assert lam.invoke(FunctionName="tf-vpc-fn")["StatusCode"] == 200
+    eni = ec2.describe_network_interfaces(Filters=[
+        {"Name": "group-id", "Values": [group]}])["NetworkInterfaces"][0]
+    assert eni["Description"].startswith("AWS Lambda VPC ENI")
+    assert eni["Attachment"]["InstanceOwnerId"] == "amazon-aws"
+
+    started = time.monotonic()
+    lam.delete_function(FunctionName="tf-vpc-fn")  # aws_lambda_function destroy
+    assert delete_lingering_enis(ec2, "group-id", group) == [eni["NetworkInterfaceId"]]
+    ec2.delete_security_group(GroupId=group)  # no DependencyViolation left to retry on
+    delete_lingering_enis(ec2, "subnet-id", subnet)
+    ec2.delete_subnet(SubnetId=subnet)
+    ec2.delete_vpc(VpcId=vpc)
+    elapsed = time.monotonic() - started
+    print(f"destroy after the VPC function: {elapsed:.1f} s")  # measured, not asserted
