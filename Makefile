@@ -5,23 +5,42 @@ PY ?= /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3
 ARGS ?=
+BIN_DIR ?= /usr/local/bin
 
-.PHONY: install run test test-fast clean bench faults soak hostile fuzz
+.PHONY: install link run test test-fast clean bench faults soak hostile fuzz
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed link
 
 $(VENV)/.installed: pyproject.toml
+	@echo "lambdaplane: checking Debian packages ($(APT_PACKAGES))"
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
+	  echo "lambdaplane: installing Debian packages: $$missing (apt-get, may take a minute)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	@test -x $(VENV)/bin/python || { echo "lambdaplane: creating $(VENV)"; $(PY) -m venv $(VENV); }
+	@echo "lambdaplane: updating pip in $(VENV)"
 	$(VENV)/bin/pip install -q --upgrade pip
+	@echo "lambdaplane: installing lambdaplane and its Python dependencies into $(VENV) (the first time takes a few minutes)"
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $@
+	@echo "lambdaplane: installed"
+
+# As root, put the command on every shell's PATH: $(BIN_DIR)/lambdaplane → .venv/bin/lambdaplane
+# (an existing file there that is not such a link is left alone, with a word).
+link:
+	@target=$(BIN_DIR)/lambdaplane; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "lambdaplane: not root, so not linking $$target; use $(CURDIR)/$(VENV)/bin/lambdaplane"; \
+	elif [ -e "$$target" ] && [ ! -L "$$target" ]; then \
+	  echo "lambdaplane: $$target exists and is not a link; left alone"; \
+	elif [ "$$(readlink "$$target")" != "$(CURDIR)/$(VENV)/bin/lambdaplane" ]; then \
+	  ln -sfn "$(CURDIR)/$(VENV)/bin/lambdaplane" "$$target" && \
+	  echo "lambdaplane: linked $$target -> $(CURDIR)/$(VENV)/bin/lambdaplane"; \
+	fi
 
 run: install
+	@echo "lambdaplane: starting the server (Ctrl-C stops it and removes what it made)"
 	$(VENV)/bin/lambdaplane serve $(ARGS)
 
 test: install

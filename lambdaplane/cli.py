@@ -15,7 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.auth == "sigv4" and not args.credentials:
         raise SystemExit("lambdaplane serve: --auth sigv4 needs --credentials FILE")
-    settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir),
+    settings = _settings(host=args.host, port=args.port, data_dir=Path(args.data_dir),
                         account_id=args.account_id, uplink=not args.no_uplink,
                         vpc_mode=args.vpc_mode, keep_alive_s=args.keep_alive,
                         pool_size=args.pool_size, prefork=args.prefork,
@@ -28,7 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
-                        credentials_file=Path(args.credentials) if args.credentials else None)
+                        credentials_file=Path(args.credentials) if args.credentials else None,
+                        s3_endpoint=args.s3_endpoint or "")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -40,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from .cleanup import clean_instance
 
-    settings = Settings(data_dir=Path(args.data_dir), instance=args.instance or "")
+    settings = _settings(data_dir=Path(args.data_dir), instance=args.instance or "")
     instance = settings.instance or _stored_instance(settings.data_dir)
     if instance is None:
         print(f"no lambdaplane instance recorded in {settings.data_dir}; nothing to clean")
@@ -52,6 +53,14 @@ def _clean(args: argparse.Namespace) -> int:
     if restore_moves_from_record(settings.data_dir / "cgroup2-options"):
         print("restored the cgroup2 mount options the server had changed")
     return 0
+
+
+def _settings(**values: object) -> Settings:
+    """Settings from the command line; a value they refuse is a message, not a traceback."""
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise SystemExit(f"lambdaplane: {e}") from None
 
 
 def _stored_instance(data_dir: Path) -> str | None:
@@ -69,6 +78,12 @@ def _client_command(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run as bench_run
 
+    if args.endpoint:  # say so at once when the server named is not there
+        from .commands.admin_client import ServerError, call
+        try:
+            call(args.endpoint, "GET", "health", timeout=10)
+        except ServerError as e:
+            raise SystemExit(f"lambdaplane bench: {e.message}") from None
     return bench_run.main(args)
 
 
@@ -110,6 +125,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--credentials", default=None,
                    help="INI file like ~/.aws/credentials (aws_access_key_id, "
                         "aws_secret_access_key per profile) for --auth sigv4")
+    s.add_argument("--s3-endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint that Code.S3Bucket/S3Key of CreateFunction and "
+                        "UpdateFunctionCode are fetched from (credentials: the AWS environment)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

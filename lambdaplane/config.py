@@ -38,6 +38,7 @@ class Settings:
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
+    s3_endpoint: str = ""  # S3-compatible endpoint Code.S3Bucket/S3Key are read from ("" = none)
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ class Platform:
         from .sandbox.environments import ExecutionEnvironments
         from .service.functions import FunctionService
         from .service.hyperplane import HyperplaneService
+        from .service.iam import IamService
         from .service.invoke import Invoker
         from .service.vpc import VpcService
         from .service.vpc_config import validate_vpc_config
@@ -41,6 +42,11 @@ class Platform:
         self.invoker = Invoker(settings, self.db, self.functions, self.environments)
         self.functions.vpc_validator = \
             lambda region, config: validate_vpc_config(self.vpc, region, config).vpc_id
+        self.iam = IamService(settings, self.db)  # roles and policies (durable, no kernel)
+        self.functions.role_validator = self.iam.check_lambda_role
+        if settings.s3_endpoint:
+            from .service.s3_code import S3CodeSource
+            self.functions.s3_code = S3CodeSource(settings.s3_endpoint)
         # start order; stop is the reverse
         self._components = [self.vpc, self.environments, self.functions, self.invoker]
         if settings.vpc_mode == "legacy":
@@ -103,6 +109,10 @@ def build_app(platform: Platform) -> web.Application:
     admin_api.add_routes(app, platform)
     lambda_api.add_routes(app, platform)
     ec2_api.add_routes(app, platform)
+    from .api import iam_api, logs_api, sts_api  # services on POST / (api/dispatch.py)
+    iam_api.add_routes(app, platform)
+    sts_api.add_routes(app, platform)
+    logs_api.add_routes(app, platform)
     metrics.add_routes(app, platform)  # GET /metrics (Prometheus); instruments the invoker
     if platform.settings.auth == "sigv4":
         from .api import auth

@@ -39,9 +39,15 @@ def add_routes(app: web.Application, platform: object) -> None:
     add_admin_routes(app, platform)
 
     async def function_logs(request: web.Request) -> web.Response:
-        """The last `tail` lines of a function's log (empty if it never ran)."""
+        """The last `tail` lines of a function's log (empty if it never ran); 404 with a
+        message for a function that does not exist."""
         from ..sandbox.logs import tail_lines
 
+        region, name = request.match_info["region"], request.match_info["name"]
+        if platform.functions.store.get(region, name) is None:  # type: ignore[attr-defined]
+            return web.json_response(
+                {"code": "ResourceNotFoundException",
+                 "message": f"no function named {name!r} in region {region}"}, status=404)
         try:
             tail = int(request.query.get("tail", "200"))
             lines = tail_lines(platform.settings.data_dir, request.match_info["region"],  # type: ignore[attr-defined]

@@ -76,6 +76,24 @@ def load_credentials(path: Path) -> dict[str, str]:
     return keys
 
 
+def profiles_of(path: Path) -> dict[str, str]:
+    """access key id → the name of its profile (section) in the credentials file."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path) as f:
+            parser.read_file(f)
+    except (OSError, configparser.Error):
+        return {}
+    return {parser.get(section, "aws_access_key_id", fallback="").strip(): section
+            for section in parser.sections()}
+
+
+def access_key_of(request: web.Request) -> str:
+    """The access key id the request was signed with ("" when unsigned)."""
+    found = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    return found.group(1) if found else ""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Which API a path belongs to: decides the error shape and the expected signing service."""
@@ -85,10 +103,11 @@ class Endpoint:
 
 def endpoint_of(request: web.Request) -> Endpoint:
     path = request.path
-    if path == "/" or path == "":
+    if path == "/" or path == "":  # EC2, STS, IAM, Logs…: api/dispatch.py knows whose
         if request.headers.get("X-Amz-Target", "").startswith("Logs_20140328."):
-            return Endpoint("logs", "logs")  # CloudWatch Logs (JSON 1.1) shares POST /
-        return Endpoint("ec2", "ec2")
+            return Endpoint("logs", "logs")  # CloudWatch Logs answers errors in JSON 1.1
+        found = request.app.get("lp_dispatch")
+        return Endpoint("ec2", found.signing_service(request) if found else "ec2")
     if path.startswith("/_lambdaplane/"):
         return Endpoint("admin", None)
     return Endpoint("lambda", "lambda")
@@ -138,8 +157,22 @@ def _too_large() -> Failure:
                    f"Request must be smaller than {MAX_SIGNED_BODY - 1} bytes")
 
 
+# IAM's and STS's codes (Query protocol, <ErrorResponse>) for the same failures
+_QUERY_CODES = {"UnrecognizedClientException": ("InvalidClientTokenId", 403),
+                "InvalidSignatureException": ("SignatureDoesNotMatch", 403),
+                "MissingAuthenticationTokenException": ("MissingAuthenticationToken", 403),
+                "IncompleteSignatureException": ("IncompleteSignature", 400),
+                "RequestTooLargeException": ("RequestEntityTooLarge", 413)}
+
+
 def _respond(endpoint: Endpoint, failure: Failure) -> web.Response:
     request_id = str(uuid.uuid4())
+    if endpoint.service in ("iam", "sts"):
+        from .query_protocol import error_xml, service_model
+        code, status = _QUERY_CODES[failure.lambda_code]
+        err = AwsError(code, failure.message, status, "Sender")
+        return web.Response(text=error_xml(service_model(endpoint.service), err, request_id),
+                            status=status, content_type="text/xml")
     if endpoint.kind == "ec2":
         err = AwsError(failure.ec2_code, failure.ec2_message or failure.message,
                        failure.ec2_status, "Sender")
@@ -255,6 +288,17 @@ class SigV4Verifier:
                  ) -> None:
         self.keys = keys
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        # temporary keys sts:AssumeRole handed out: access key → (secret, expiry); in memory
+        self.sessions: dict[str, tuple[str, dt.datetime]] = {}
+
+    def secret_of(self, access_key: str) -> str | None:
+        secret = self.keys.get(access_key)
+        if secret is None and access_key in self.sessions:
+            session_secret, expires = self.sessions[access_key]
+            if self.clock() < expires:
+                return session_secret
+            del self.sessions[access_key]
+        return secret
 
     async def verify(self, request: web.Request, endpoint: Endpoint) -> Failure | None:
         header = request.headers.get("Authorization")
@@ -267,7 +311,7 @@ class SigV4Verifier:
         if stamp is None:
             return _incomplete("Authorization header requires existence of either a "
                                "'X-Amz-Date' or a 'Date' header.")
-        secret = self.keys.get(auth.access_key)
+        secret = self.secret_of(auth.access_key)
         if secret is None:
             return _unknown_key()
         skew = check_skew(stamp, self.clock())
@@ -316,4 +360,19 @@ def sigv4_middleware(verifier: SigV4Verifier) -> Callable[..., Awaitable[web.Str
 
 def install(app: web.Application, credentials_file: Path) -> None:
     """Make `app` verify SigV4 on every request but the health probe (first middleware)."""
-    app.middlewares.insert(0, sigv4_middleware(SigV4Verifier(load_credentials(credentials_file))))
+    verifier = SigV4Verifier(load_credentials(credentials_file))
+    app.middlewares.insert(0, sigv4_middleware(verifier))
+    app[SIGV4_ON] = True
+    app[SESSIONS] = verifier.sessions  # api/sts_api.py adds the keys AssumeRole issues
+
+
+SIGV4_ON = "lp_sigv4"  # set on the app when signatures are verified (api/dispatch.py reads it)
+SESSIONS = "lp_sigv4_sessions"
+
+
+def wrong_scope(service: str, json_protocol: bool) -> web.Response:
+    """A request to `/` whose body names one service but whose signature is scoped to another:
+    refused as that service refuses a wrong scope (api/dispatch.py knows only after routing)."""
+    endpoint = Endpoint("lambda" if json_protocol else "ec2", service)
+    return _respond(endpoint, _bad_signature(
+        f"Credential should be scoped to correct service: '{service}'. "))

@@ -296,6 +296,8 @@ async def _form(request: web.Request) -> dict[str, str]:
     """Query string and form body together (AWS accepts either). A body that is not valid
     form encoding is the caller's fault: EC2's MalformedQueryString, not a 500."""
     try:
+        if "lp_form_error" in request:  # api/dispatch.py tried already and read the body
+            raise request["lp_form_error"]
         posted = await request.post()
         form = {**request.query, **posted}
     except (ValueError, UnicodeDecodeError, AssertionError, web.HTTPException,
@@ -312,11 +314,8 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 def add_routes(app: web.Application, platform: Any) -> None:
     async def ec2(request: web.Request) -> web.Response:
-        from . import logs_api  # CloudWatch Logs (JSON 1.1) shares POST /
-        if logs_api.is_logs_request(request):
-            return await logs_api.handle(platform.logs, platform.settings.default_region, request)
         return await handle(platform.vpc, platform.settings.default_region, request)
 
-    app.router.add_post("/", ec2)
-    app.router.add_get("/", ec2)  # the Query protocol also comes as GET /?Action=…
+    from .dispatch import serve_query  # POST / and GET /?Action=… by Version (api/dispatch.py)
+    serve_query(app, "ec2", query_xml.API_VERSION, ec2)
 

@@ -6,6 +6,7 @@ that GetFunction returns, and a small view of queued/finished Event invocations.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ log = logging.getLogger("lambdaplane.api")
 CODE_REQUEST_LIMIT = 69_905_067  # AWS: a 50 MB zip, base64 in JSON
 DRAIN_LIMIT = 128 * 1024 * 1024  # read (and drop) this much of an oversized body, then give up
 CODE_PATH = "/_lambdaplane/code/"
+_DATED_PATH = re.compile(r"^/\d\d\d\d-\d\d-\d\d(/|$)")  # where Lambda's API lives
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,9 @@ async def unknown_route_to_aws(request: web.Request, handler: Any) -> web.Stream
     """No route matched at all: answer as AWS does (404 UnknownOperationException), not with
     aiohttp's text page. Handlers that raise their own 404s are left alone."""
     if getattr(request.match_info, "http_exception", None) is not None:
+        if not _DATED_PATH.match(request.path):  # not a Lambda path at all
+            from .dispatch import not_served
+            return not_served(request.app.get("lp_dispatch"), f"{request.method} {request.path}")
         return _response(error_response(unknown_operation(request.method, request.path)),
                          str(uuid.uuid4()))
     return await handler(request)

@@ -59,10 +59,6 @@ def logs_model() -> ServiceModel:
     return botocore.session.get_session().get_service_model("logs")
 
 
-def is_logs_request(request: web.Request) -> bool:
-    return request.headers.get("X-Amz-Target", "").startswith(TARGET_PREFIX)
-
-
 def _operation(target: str) -> OperationModel:
     name = target[len(TARGET_PREFIX):]
     if name not in HANDLERS or name not in logs_model().operation_names:
@@ -136,3 +132,14 @@ async def handle(service: LogsService, default_region: str,
                        f"An internal error occurred in lambdaplane; see the server log for "
                        f"request {request_id}.", 500)
         return _respond(500, error_body(err), request_id)
+
+
+def add_routes(app: web.Application, platform: Any) -> None:
+    """CloudWatch Logs shares POST / with the Query services: api/dispatch.py routes a request
+    here by its X-Amz-Target prefix."""
+    from .dispatch import serve_json
+
+    async def logs(request: web.Request) -> web.Response:
+        return await handle(platform.logs, platform.settings.default_region, request)
+
+    serve_json(app, "logs", TARGET_PREFIX.rstrip("."), logs)

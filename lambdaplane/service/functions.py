@@ -9,6 +9,7 @@ import asyncio
 import base64
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from .function_settings import FunctionSettings, check_tags
 from .function_urls import FunctionUrls
 from .layers import LayerService
 from .permissions import Permissions
+from .s3_code import S3CodeSource, code_from_s3
 from .versions import Versions
 
 log = logging.getLogger("lambdaplane.functions")
@@ -69,6 +71,9 @@ class FunctionService:
         self.layers = LayerService(settings, db, self.code)
         self.event_invoke_configs = EventInvokeConfigs(db, self)
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
+        # set with IAM: raises Lambda's error for a known role Lambda may not assume
+        self.role_validator: Callable[[str], None] | None = None
+        self.s3_code: S3CodeSource | None = None  # set by `serve --s3-endpoint`
         # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
         self._reserved: dict[str, int] = {}
         self.versions = Versions(self)  # published versions (service/versions.py)
@@ -152,6 +157,12 @@ class FunctionService:
             return page, base64.urlsafe_b64encode(page[-1].name.encode()).decode()
         return page, None
 
+    async def _zip_of(self, region: str, code: dict[str, Any]) -> bytes:
+        """The deployment package: Code.ZipFile, or the object S3Bucket/S3Key names."""
+        if code.get("S3Bucket") or code.get("S3Key") or code.get("S3ObjectVersion"):
+            return await code_from_s3(self.s3_code, region, code)
+        return zip_from(code)
+
     # -- create / update / delete -------------------------------------------------------------
     async def create(self, region: str, params: dict[str, Any]) -> FunctionRecord:
         name, qualifier = self.resolve(region, params["FunctionName"])
@@ -170,7 +181,7 @@ class FunctionService:
         if not runtime or not handler:
             raise InvalidParameterValue("Runtime and Handler are mandatory parameters for "
                                         "functions created with deployment packages.")
-        zip_bytes = zip_from(params.get("Code") or {})
+        zip_bytes = await self._zip_of(region, params.get("Code") or {})
         record = FunctionRecord(
             region=region, name=name, arn=self.arn(region, name), runtime=runtime,
             role=params["Role"], handler=handler, code_hex="", code_sha256="", code_size=0,
@@ -181,6 +192,8 @@ class FunctionService:
         apply_options(record, params)
         check_config(record)
         check_tags(record.tags)
+        if self.role_validator is not None:
+            self.role_validator(record.role)
         self._check_vpc(record, params)
         if "Layers" in params:
             record.layers = self.layers.resolve_for_function(region, params["Layers"] or [])
@@ -203,10 +216,10 @@ class FunctionService:
 
     async def update_code(self, region: str, params: dict[str, Any]) -> FunctionRecord:
         name, _ = self.get_name(region, params["FunctionName"])
-        if params.get("ImageUri") or params.get("S3Bucket"):
+        if params.get("ImageUri"):
             raise InvalidParameterValue(
-                "Only ZipFile code is supported: upload the zip with ZipFile.")
-        zip_bytes = zip_from(params)
+                "Only zip code is supported: upload the zip with ZipFile, or name it in S3.")
+        zip_bytes = await self._zip_of(region, params)
         async with self.lifecycle.lock(region, name):
             record = self._updatable(region, name, params.get("RevisionId"))
             stored = await self._store_code(zip_bytes)
@@ -236,6 +249,8 @@ class FunctionService:
                 updated.environment = dict((params["Environment"] or {}).get("Variables") or {})
             apply_options(updated, params)
             check_config(updated)
+            if "Role" in params and self.role_validator is not None:
+                self.role_validator(updated.role)
             self._check_vpc(updated, params)
             if "Layers" in params:
                 updated.layers = self.layers.resolve_for_function(region, params["Layers"] or [])

@@ -150,9 +150,12 @@ class SecurityGroups:
                 raise ec2_error("InvalidPermission.Duplicate",
                                 f'the specified rule "{describe_rule(rule)}" already exists')
             seen.add(rule.key)
+        tags = self._tag_specs(params.get("TagSpecifications"), "security-group-rule")
         with self.db.transaction():
             for rule in new:
                 self.store.add_rule(rule)
+                if tags:  # TagSpecifications of the new rules (Terraform's *_rule resources)
+                    self.store.set_tags(rule.id, tags)
         await self.reconcile()
         return new
 
@@ -168,6 +171,11 @@ class SecurityGroups:
                                 f"The security group rule ID '{rid}' does not exist")
             doomed.append(rule)
         perms = (params.get("IpPermissions") or []) + legacy_permissions(params)
+        if any(p.get("Ipv6Ranges") or p.get("PrefixListIds") for p in perms):
+            # none can exist here (lambdaplane holds IPv4 rules only): AWS's answer for a rule
+            # that is not there, which Terraform expects when it revokes the default ::/0 egress
+            raise ec2_error("InvalidPermission.NotFound",
+                            "The specified rule does not exist in this security group.")
         if perms:
             by_key = {r.key: r for r in have}
             for wanted in rules_from_permissions(group.id, egress, perms,

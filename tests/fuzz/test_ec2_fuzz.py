@@ -5,6 +5,7 @@ EC2's XML error shape (`<Response><Errors><Error><Code>`, read by botocore's own
 never a 5xx; successful answers are well-formed `<ActionResponse>` documents."""
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
@@ -130,6 +131,10 @@ def check_ec2_reply(reply: Reply) -> str | None:
     if http_level_refusal(reply):
         return "HTTP-400"
     assert reply.status < 500, f"internal fault on bad input: {reply}"
+    if reply.headers.get("x-amzn-errortype") == "UnknownServiceException":
+        # no Action/Version of EC2's, or another service's Version: api/dispatch.py's JSON
+        assert reply.status == 404 and "does not serve" in json.loads(reply.body)["message"]
+        return "UnknownServiceException"
     root = ET.fromstring(reply.body)  # always well-formed XML
     if reply.status < 300:
         assert root.tag.endswith("Response") and root.find("{*}requestId") is not None, reply

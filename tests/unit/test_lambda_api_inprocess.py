@@ -161,12 +161,18 @@ def test_malformed_json_and_unknown_route(api):
     assert err.value.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
     body = json.loads(err.value.read())
     assert body["Type"] == "User" and "Could not parse request body" in body["message"]
-    for path in ("/2015-03-31/no-such-thing", "/totally/unknown"):
+    for path in ("/2015-03-31/no-such-thing", "/2015-03-31"):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(api.endpoint + path)
         assert err.value.code == 404
         assert err.value.headers["x-amzn-ErrorType"] == "UnknownOperationException"
         assert json.loads(err.value.read())["Type"] == "User"
+    # a path outside Lambda's API dates: api/dispatch.py's JSON naming it (tests/e2e/test_dispatch)
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(api.endpoint + "/totally/unknown")
+    assert err.value.code == 404
+    assert err.value.headers["x-amzn-ErrorType"] == "UnknownServiceException"
+    assert "GET /totally/unknown" in json.loads(err.value.read())["message"]
 
 
 def test_unexpected_exception_is_a_service_exception(api, monkeypatch):

@@ -79,7 +79,10 @@ def test_tail_lines(tmp_path: Path) -> None:
 async def test_logs_route_and_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     FunctionLog(tmp_path, "eu-west-1", "fn").append("START RequestId: a\nhello\nEND RequestId: a")
     app = web.Application()
-    admin_api.add_routes(app, SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path)))
+    existing = {("eu-west-1", "fn"), ("us-east-1", "never-ran")}
+    store = SimpleNamespace(get=lambda region, name: (region, name) in existing or None)
+    admin_api.add_routes(app, SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path),
+                                              functions=SimpleNamespace(store=store)))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -93,5 +96,8 @@ async def test_logs_route_and_command(tmp_path: Path, capsys: pytest.CaptureFixt
         args = argparse.Namespace(name="never-ran", tail=5, region=None)
         assert await asyncio.to_thread(logs_command.main, endpoint, args) == 0
         assert capsys.readouterr().out == ""
+        args = argparse.Namespace(name="nosuch", tail=5, region=None)
+        assert await asyncio.to_thread(logs_command.main, endpoint, args) == 1
+        assert "no function named 'nosuch'" in capsys.readouterr().err
     finally:
         await runner.cleanup()
