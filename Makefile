@@ -4,13 +4,15 @@ SHELL := /bin/bash
 PY ?= /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3
+# the console's libraries (npm) and its browser test (headless Chromium driven by selenium)
+APT_PACKAGES += nodejs chromium chromium-driver
 ARGS ?=
 
 .PHONY: install run test test-fast clean bench faults soak hostile fuzz
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml lambdaplane/console/package.json lambdaplane/console/package-lock.json
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
@@ -19,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+	cd lambdaplane/console && npm ci --ignore-scripts --no-audit --no-fund  # -> node_modules, served
 	@touch $@
 
 run: install
