@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..service.log_tail import FileLogTail, LogTail
-from .console_state import console_state
+from .console_state import EniCounters, console_state
 
 log = logging.getLogger("lambdaplane.console")
 
@@ -86,6 +86,7 @@ class StateFeed:
     def __init__(self, platform: Any, metrics: Any) -> None:
         self.platform = platform
         self.metrics = metrics
+        self.counters = EniCounters()
         self._text = ""
         self._built_at = 0.0
         self._lock = asyncio.Lock()
@@ -93,7 +94,8 @@ class StateFeed:
     async def current(self) -> str:
         async with self._lock:
             if time.monotonic() - self._built_at >= STATE_EVERY_S or not self._text:
-                self._text = json.dumps(await console_state(self.platform, self.metrics))
+                self._text = json.dumps(await console_state(self.platform, self.metrics,
+                                                            self.counters))
                 self._built_at = time.monotonic()
             return self._text
 

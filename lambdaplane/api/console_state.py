@@ -14,6 +14,22 @@ from ..store.hyperplane import group_key
 from .vpc_admin import network_tree
 
 LATEST = "$LATEST"
+COUNTERS_EVERY_S = 2.0  # the ENIs' kernel counters (an nft read per ENI) are read this often
+
+
+class EniCounters:
+    """The Hyperplane ENIs' packet counters (metrics.eni_levels), read at most every
+    COUNTERS_EVERY_S however often the console's state is built."""
+
+    def __init__(self) -> None:
+        self._levels: dict[str, dict[str, Any]] = {}
+        self._read_at = float("-inf")
+
+    async def get(self, platform: Any, hyperplane: Any) -> dict[str, dict[str, Any]]:
+        if time.monotonic() - self._read_at >= COUNTERS_EVERY_S:
+            self._levels = {item["eni"]: item for item in await eni_levels(platform, hyperplane)}
+            self._read_at = time.monotonic()
+        return self._levels
 
 
 def _functions(platform: Any, metrics: Metrics | None,
@@ -53,14 +69,16 @@ def _functions(platform: Any, metrics: Metrics | None,
 
 
 def _environments(platform: Any, eni_of_address: dict[str, str]) -> list[dict[str, Any]]:
+    # a moment rather than a duration, so that the document changes only when something does
+    now = time.time()
     return [{"id": e.env_id, "region": e.region, "function": e.function, "version": e.version,
              "state": e.state, "sandbox": e.sandbox_address, "log_stream": e.log_stream,
-             "idle_s": e.idle_s, "eni": eni_of_address.get(e.sandbox_address)}
+             "idle_since": int(now - e.idle_s), "eni": eni_of_address.get(e.sandbox_address)}
             for e in sorted(platform.environments.environments(),
                             key=lambda e: (e.region, e.function, e.env_id))]
 
 
-async def _hyperplane(platform: Any, functions: list[dict[str, Any]]
+async def _hyperplane(platform: Any, functions: list[dict[str, Any]], counters: EniCounters
                       ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Per Hyperplane ENI id: its functions, sandboxes and counters; sandbox → ENI id."""
     hyperplane = getattr(platform, "hyperplane", None)
@@ -69,7 +87,7 @@ async def _hyperplane(platform: Any, functions: list[dict[str, Any]]
     rows = hyperplane.enis()
     by_n = {r.n: r for r in rows}
     flows = hyperplane.flows()
-    levels = {item["eni"]: item for item in await eni_levels(platform, hyperplane)}
+    levels = await counters.get(platform, hyperplane)
     sandboxes: dict[str, list[str]] = {}
     eni_of_address: dict[str, str] = {}
     for address, n in hyperplane.attachments().items():
@@ -97,14 +115,15 @@ async def _hyperplane(platform: Any, functions: list[dict[str, Any]]
     return info, eni_of_address
 
 
-async def console_state(platform: Any, metrics: Metrics | None) -> dict[str, Any]:
+async def console_state(platform: Any, metrics: Metrics | None,
+                        counters: EniCounters) -> dict[str, Any]:
     env_list = platform.environments.environments()
     envs_by_function: dict[tuple[str, str], int] = {}
     for e in env_list:
         envs_by_function[(e.region, e.function)] = envs_by_function.get(
             (e.region, e.function), 0) + 1
     functions = _functions(platform, metrics, envs_by_function)
-    hyperplane, eni_of_address = await _hyperplane(platform, functions)
+    hyperplane, eni_of_address = await _hyperplane(platform, functions, counters)
     tree = network_tree(platform.vpc)
     resources = {e.id for e in platform.vpc.resources()}
     for region in tree["regions"]:
@@ -115,7 +134,6 @@ async def console_state(platform: Any, metrics: Metrics | None) -> dict[str, Any
                     eni.update(hyperplane.get(eni["id"], {"hyperplane": False}))
     stats = platform.environments.stats()
     return {
-        "time": time.time(),
         "instance": f"lp{platform.names.instance}",
         "vpc_mode": platform.settings.vpc_mode,
         "functions": functions,

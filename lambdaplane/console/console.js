@@ -70,7 +70,7 @@
       cell(tr, e.state, "state " + e.state);
       cell(tr, e.sandbox, "mono");
       cell(tr, e.eni || "–", "mono");
-      cell(tr, fmt(e.idle_s), "n");
+      cell(tr, e.state === "idle" ? new Date(e.idle_since * 1000).toLocaleTimeString() : "–", "n");
       cell(tr, e.log_stream, "mono small");
       return tr;
     });

@@ -90,7 +90,7 @@ class EnvironmentInfo:
     state: str
     sandbox_address: str
     log_stream: str
-    idle_s: int  # seconds since its last invocation ended (or it was made)
+    idle_s: float  # since its last invocation ended (or it was made)
 
 
 def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict[str, str]:
@@ -224,7 +224,7 @@ class ExecutionEnvironments:
         now = time.monotonic()
         return [EnvironmentInfo(env.env_id, env.spec.region, env.spec.name, env.spec.version,
                                 env.state, env.sandbox.address, env.log_stream,
-                                int(now - env.last_used))
+                                now - env.last_used)
                 for env in self._envs.values()]
 
     async def retire(self, key: tuple[str, str]) -> None:

@@ -25,12 +25,7 @@ from tests.harness import REGION, LiveServer, create_python_function
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                       reason="needs Debian's chromium and chromium-driver (make install "
-                              "installs them)"),
-]
+pytestmark = pytest.mark.root
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 WAIT_S = 30.0  # generous on a busy machine; how long it really took is printed
@@ -49,6 +44,8 @@ def handler(event, context):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (make install installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -308,3 +305,40 @@ def test_sigv4_mode_puts_the_console_behind_a_login(signed_server: LiveServer,
     driver.find_element(By.CSS_SELECTOR, "#logout button").click()
     wait_for("the login form again", lambda: driver.find_elements(By.ID, "login"))
     assert browser_errors(driver) == []
+
+
+# -- routing and legacy mode (no browser needed) --------------------------------------------
+
+@pytest.fixture(scope="module")
+def legacy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path_factory.mktemp("lpconsolelegacy"), "--vpc-mode", "legacy")
+
+
+def test_root_is_the_console_for_browsers_only_and_legacy_mode_has_a_map(
+        legacy_server: LiveServer) -> None:
+    endpoint = legacy_server.endpoint
+    page = urllib.request.urlopen(urllib.request.Request(
+        endpoint + "/", headers={"Accept": "text/html,*/*;q=0.8"}), timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert b"lambdaplane console" in page.read()
+    with pytest.raises(urllib.error.HTTPError) as ec2:  # not a browser: EC2's Query API
+        urllib.request.urlopen(endpoint + "/", timeout=10)
+    assert b"<Response><Errors>" in ec2.value.read()
+    assert legacy_server.ec2().describe_vpcs()["Vpcs"]  # GET/POST / still EC2's
+
+    ec2c, lam = legacy_server.ec2(), legacy_server.lambda_()
+    vpc = ec2c.create_vpc(CidrBlock="10.93.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2c.create_subnet(VpcId=vpc, CidrBlock="10.93.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2c.create_security_group(GroupName="g", Description="g", VpcId=vpc)["GroupId"]
+    create_python_function(lam, "console-legacy", HANDLER,
+                           VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]})
+    lam.invoke(FunctionName="console-legacy", Payload=b"{}")
+    state = json.loads(urllib.request.urlopen(endpoint + "/_lambdaplane/console/state",
+                                              timeout=10).read())
+    assert state["vpc_mode"] == "legacy"
+    (fn,) = state["functions"]
+    assert fn["name"] == "console-legacy" and fn["invocations"] == 1
+    assert fn["vpc"] == {"vpc_id": vpc, "subnets": [subnet], "groups": [group]}
+    (ours,) = [v for r in state["network"]["regions"] for v in r["vpcs"] if v["id"] == vpc]
+    interfaces = [e for s in ours["subnets"] for e in s["interfaces"]]
+    assert interfaces and not any(e["hyperplane"] for e in interfaces)
