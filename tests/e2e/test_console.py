@@ -57,8 +57,12 @@ def browser() -> Iterator[object]:
                  "--disable-component-update", "--disable-sync", "--disable-default-apps",
                  "--disable-domain-reliability", "--no-default-browser-check",
                  "--disable-features=Translate,OptimizationHints,MediaRouter",
+                 "--disable-client-side-phishing-detection", "--no-pings",
+                 "--disable-breakpad", "--metrics-recording-only",
+                 # no name resolves: nothing but the loopback address the test uses is reached
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                  "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-                 "--window-size=1440,2000"):
+                 "--window-size=1440,1400"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
