@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PY ?= /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3
+# the console's libraries (npm) and its browser test (headless Chromium driven by selenium)
+APT_PACKAGES += nodejs chromium chromium-driver
 ARGS ?=
 BIN_DIR ?= /usr/local/bin
 
@@ -11,7 +13,7 @@ BIN_DIR ?= /usr/local/bin
 
 install: $(VENV)/.installed link
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml lambdaplane/console/package.json lambdaplane/console/package-lock.json
 	@echo "lambdaplane: checking Debian packages ($(APT_PACKAGES))"
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -23,6 +25,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	@echo "lambdaplane: installing lambdaplane and its Python dependencies into $(VENV) (the first time takes a few minutes)"
 	$(VENV)/bin/pip install -q -e '.[test]'
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+	cd lambdaplane/console && npm ci --ignore-scripts --no-audit --no-fund  # -> node_modules, served
 	@touch $@
 	@echo "lambdaplane: installed"
 

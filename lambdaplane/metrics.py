@@ -10,6 +10,7 @@ read when scraped: the kernel's part on the NetThread, then rendered from that s
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,26 @@ PHASE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02
                  0.25, 0.5, 1.0, 5.0, 10.0)
 # InvocationResult.extra keys (milliseconds) that are phases of a cold start.
 COLD_PHASES = ("pool_take_ms", "vpc_attach_ms", "cgroup_ms", "spawn_ms")
+
+
+RECENT_DURATIONS = 1000  # per function: what the console's p50/p99 are taken over
+
+
+@dataclass
+class FunctionCounts:
+    """One function's numbers since the server started (the console's columns)."""
+    invocations: int = 0
+    errors: int = 0  # function errors (CloudWatch's Errors)
+    throttles: int = 0  # refused before running (TooManyRequestsException ...)
+    cold_starts: int = 0
+    recent_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_DURATIONS))
+
+    def percentile(self, q: float) -> float | None:
+        """The q-th percentile (0..1, nearest rank) of the recent durations, in ms."""
+        if not self.recent_ms:
+            return None
+        ordered = sorted(self.recent_ms)
+        return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
 
 
 @dataclass
@@ -77,10 +98,20 @@ class Metrics:
         self.snapshot = Snapshot()
         self.registry.register(_Levels(self))
         self._ok: dict[str, tuple[Any, Any]] = {}
+        self._counts: dict[str, FunctionCounts] = {}
 
     # -- feeding ---------------------------------------------------------------------------
     def observe(self, spec: FunctionSpec, result: InvocationResult) -> None:
         name = spec.name
+        counts = self._counts.get(name)
+        if counts is None:
+            counts = self._counts[name] = FunctionCounts()
+        counts.invocations += 1
+        counts.recent_ms.append(result.duration_ms)
+        if result.function_error is not None:
+            counts.errors += 1
+        if result.cold_start:
+            counts.cold_starts += 1
         if result.function_error is None:
             # the warm path: labelled children looked up once per function, not per invoke
             ok = self._ok.get(name)
@@ -107,8 +138,13 @@ class Metrics:
                     max(result.init_duration_ms - phases_ms, 0.0) / 1000)
 
     def refused(self, function: str, error: AwsError) -> None:
+        self._counts.setdefault(function, FunctionCounts()).throttles += 1
         reason = error.extra.get("Reason") if isinstance(error.extra, dict) else None
         self.errors.labels(function, f"{error.code}:{reason}" if reason else error.code).inc()
+
+    def function_counts(self, function: str) -> FunctionCounts:
+        """A function's numbers (all zero if it never ran); by name, as the metrics label."""
+        return self._counts.get(function) or FunctionCounts()
 
     def instrument(self, platform: Any) -> None:
         """Observe the platform's invoker (call once, before serving)."""

@@ -82,6 +82,19 @@ class Environment:
     vpc_handle: object | None = None  # what the VpcAttacher returned; detached on teardown
 
 
+@dataclass(frozen=True)
+class EnvironmentInfo:
+    """What the console shows of one environment."""
+    env_id: str
+    region: str
+    function: str
+    version: str
+    state: str
+    sandbox_address: str
+    log_stream: str
+    idle_s: float  # since its last invocation ended (or it was made)
+
+
 def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict[str, str]:
     """The variables Lambda sets in every environment (user variables cannot override them)."""
     env = dict(spec.environment)
@@ -218,6 +231,14 @@ class ExecutionEnvironments:
             states[env.state] = states.get(env.state, 0) + 1
         return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
                 "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
+
+    def environments(self) -> list[EnvironmentInfo]:
+        """Every execution environment now, for the console (read-only copies)."""
+        now = time.monotonic()
+        return [EnvironmentInfo(env.env_id, env.spec.region, env.spec.name, env.spec.version,
+                                env.state, env.sandbox.address, env.log_stream,
+                                now - env.last_used)
+                for env in self._envs.values()]
 
     async def retire(self, key: tuple[str, str]) -> None:
         for env in list(self._envs.values()):

@@ -429,6 +429,18 @@ class HyperplaneService:
                 errors.count += count
                 errors.last_at = now
 
+    def enis(self) -> list[HyperplaneEniRow]:
+        """The Hyperplane ENIs this server keeps, in creation order."""
+        return [self._rows[n] for n in sorted(self._rows)]
+
+    def attachments(self) -> dict[str, int]:
+        """Sandbox address → the ENI n it is steered to, now."""
+        return dict(self._attached)
+
+    def flows(self) -> dict[int, int]:
+        """Tracked flows per ENI n, as of the last sample."""
+        return dict(self._flows)
+
     def port_errors(self) -> dict[int, int]:
         """Port-allocation errors counted per ENI n (as of the last sample)."""
         return {n: e.count for n, e in self._port_errors.items()}
