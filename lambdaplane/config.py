@@ -39,6 +39,7 @@ class Settings:
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     extra: dict[str, str] = field(default_factory=dict)
+    runtimes: dict[str, str] = field(default_factory=dict)  # serve --runtime NAME=PATH
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -28,12 +28,14 @@ from .cgroups import EnvCgroup
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
+from .runtimes import registry
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import (
     NetworkGate,
     SpawnedEnv,
     SpawnRequest,
     Zygote,
+    default_interpreter,
     interpreter_for,
     supported_runtimes,
 )
@@ -101,11 +103,21 @@ def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict
         "PATH": PATH,
         "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
     })
+    if spec.runtime.startswith("nodejs"):
+        env["NODE_PATH"] = node_path(spec.runtime)
     if spec.runtime.startswith("provided"):
         env.pop("AWS_EXECUTION_ENV", None)
     else:
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{spec.runtime}"
     return env
+
+
+def node_path(runtime: str) -> str:
+    """AWS's NODE_PATH: layers' node_modules first (per major, then shared), then the
+    runtime's, then the function's own directory."""
+    major = runtime[len("nodejs"):].split(".")[0]
+    return (f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:"
+            f"/var/runtime/node_modules:/var/runtime:/var/task")
 
 
 def tmp_size_mb(memory_mb: int) -> int:
@@ -128,6 +140,7 @@ class ExecutionEnvironments:
         self.settings = settings
         self.names = names
         self.net = net
+        registry.configure(settings.runtimes)
         self.worker = WorkerNet(names, settings.uplink, settings.runtime_api_port)
         self.pool = SandboxPool(names, net, settings.pool_size,
                                 busy=lambda: bool(self._busy))
@@ -159,7 +172,10 @@ class ExecutionEnvironments:
             await self.runtime_api.start()
             self._started = True
             # Zygotes in parallel; one that fails to start is retried on first use.
-            interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))}
+            # Zygotes in parallel for python3.11/provided.*/nodejs* (the default interpreter)
+            # and every python mapped with --runtime; other pythons found start on first use.
+            interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))
+                            and (r in self.settings.runtimes or i == default_interpreter())}
             await asyncio.gather(*(self._zygote(i) for i in interpreters), return_exceptions=True)
             await self.prewarmed.start()
             self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
@@ -258,13 +274,17 @@ class ExecutionEnvironments:
             idle.remove(env)
 
     async def _cold_start(self, spec: FunctionSpec, timings: dict[str, float]) -> Environment:
-        interpreter = interpreter_for(spec.runtime)
-        if interpreter is None:
+        install = registry.get(spec.runtime)
+        if install is None:
             raise AwsError("InvalidRuntimeException",
                            f"The runtime parameter of {spec.runtime} is not supported.", 502,
                            "User")
+        interpreter = install.interpreter
         t0 = time.monotonic()
-        prewarmed = self.prewarmed.take(interpreter, spec.code_dir)
+        zygote_now = self._zygotes.get(interpreter)
+        stashed = zygote_now is not None and \
+            {source for source, _ in install.mounts} <= zygote_now.runtime_sources
+        prewarmed = self.prewarmed.take(interpreter, spec.code_dir) if stashed else None
         sandbox = prewarmed.sandbox if prewarmed else await self.pool.take()
         t1 = time.monotonic()
         env_id = prewarmed.env_id if prewarmed else secrets.token_hex(8)
@@ -292,7 +312,9 @@ class ExecutionEnvironments:
                 gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
                                                tmp_size_mb(spec.memory_mb),
                                                env.output.write_fd,
-                                               network_pending=spec.vpc is not None)
+                                               network_pending=spec.vpc is not None,
+                                               mounts=install.mounts,
+                                               exec_argv=install.exec_argv)
                 t3 = time.monotonic()
                 if gate is not None:
                     vpc_ms = await self._attach_then_open(env, gate)
@@ -306,7 +328,8 @@ class ExecutionEnvironments:
                     cgroup_procs=env.cgroup.procs_files, code_dir=str(spec.code_dir),
                     runtime=spec.runtime, handler=spec.handler, environ=environ,
                     uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
-                    tmp_size_mb=tmp_size_mb(spec.memory_mb))
+                    tmp_size_mb=tmp_size_mb(spec.memory_mb), mounts=install.mounts,
+                    exec_argv=install.exec_argv)
                 # A VPC function's spawn request goes first, gated, and the sandbox is
                 # attached as soon as it is sent: the `go` then waits in the sandbox's socket
                 # when it is forked. (Attached before the request, each VPC cold start of a
@@ -467,7 +490,8 @@ class ExecutionEnvironments:
             if interpreter not in self._zygotes:
                 work_dir = self.settings.data_dir / "zygotes"
                 work_dir.mkdir(parents=True, exist_ok=True)
-                self._zygotes[interpreter] = await Zygote.start(interpreter, self.names, work_dir)
+                self._zygotes[interpreter] = await Zygote.start(
+                    interpreter, self.names, work_dir, registry.mount_sources(interpreter))
             return self._zygotes[interpreter]
 
     # teardown ----------------------------------------------------------------------------

@@ -45,6 +45,9 @@ from types import ModuleType
 from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# --runtime-source DIRs: what runtimes of this zygote mount (a pre-forked sandbox stashes them
+# all, since its runtime is not known yet; isolation.RUNTIME_STASH)
+_RUNTIME_SOURCES: list[str] = []
 MAX_MESSAGE = 256 * 1024
 SETUP_FAILED = 125  # exit status when the sandbox could not be built
 ZYGOTE_NICE = -10
@@ -89,6 +92,30 @@ def _exec_provided(environ: dict[str, str]) -> None:
         os._exit(127 if e.errno == errno.ENOENT else 126)
 
 
+def _closerange(low: int, high: int) -> None:
+    """os.closerange; before Python 3.10 it closes every number one by one (billions, for
+    2**31), so there only the fds that are open (/proc/self/fd) are closed."""
+    if sys.version_info >= (3, 10):
+        os.closerange(low, high)
+        return
+    for name in os.listdir("/proc/self/fd"):
+        if low <= int(name) < high:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the directory's own fd, closed by now
+
+
+def _exec_runtime(argv: list[str], environ: dict[str, str]) -> None:
+    """A runtime with its own program (Node.js: node + its bootstrap in /var/runtime)."""
+    try:
+        os.execve(argv[0], argv, environ)
+    except OSError as e:
+        os.write(2, f"lambdaplane: cannot execute the runtime {argv[0]}: {e.strerror}\n"
+                 .encode())
+        os._exit(SETUP_FAILED)
+
+
 def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None]:
     """A pre-forked child's wait for its function (blocking; no function code has run).
     Returns the assignment, and the control socket if a `go` is still to come (a VPC
@@ -104,7 +131,8 @@ def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None
     os.dup2(fds[0], 1)
     os.dup2(fds[0], 2)
     assignment: dict[str, Any] = json.loads(data)
-    isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]))
+    isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
+                          assignment.get("mounts") or (), _RUNTIME_SOURCES)
     if assignment.get("network_pending"):
         return assignment, ctl
     ctl.close()
@@ -145,7 +173,9 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             code_dir=req["code_dir"], uid=int(req["uid"]), gid=int(req["gid"]),
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
         isolation.join_cgroups(spec.cgroup_procs)
-        isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
+        isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "",
+                             runtime_mounts=() if prefork else req.get("mounts") or (),
+                             runtime_stash=_RUNTIME_SOURCES if prefork else ())
         pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None
         if prefork:
             isolation.limit_future_privileges(host.cap_last)
@@ -156,10 +186,10 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         os.dup2(stdin, 0)
         # whatever the zygote inherited (close_range(2)), but a control socket still needed
         if pending is None:
-            os.closerange(3, 2**31 - 1)
+            _closerange(3, 2**31 - 1)
         else:
-            os.closerange(3, pending.fileno())
-            os.closerange(pending.fileno() + 1, 2**31 - 1)
+            _closerange(3, pending.fileno())
+            _closerange(pending.fileno() + 1, 2**31 - 1)
         if prefork:
             isolation.become_user(spec.uid, spec.gid)
         else:
@@ -177,6 +207,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             os._exit(SETUP_FAILED)
     if req["runtime"].startswith("provided"):
         _exec_provided(environ)
+    if req.get("exec_argv"):
+        _exec_runtime(list(req["exec_argv"]), environ)
     code = 1
     try:
         sys.argv = ["/var/runtime/bootstrap"]
@@ -332,6 +364,8 @@ def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
             root_dir = argv[i + 1]
         elif argv[i] == "--cgroup":
             cgroups.append(argv[i + 1])
+        elif argv[i] == "--runtime-source":
+            _RUNTIME_SOURCES.append(argv[i + 1])
         else:
             raise SystemExit(f"zygote: unknown argument {argv[i]!r}")
         i += 2

@@ -24,6 +24,7 @@ from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
+from . import runtime_state
 from .function_config import apply_options, check_config, set_code, touch, zip_from
 from .function_lifecycle import (
     ExecutionEnvironmentsLike,
@@ -73,6 +74,7 @@ class FunctionService:
         self.lifecycle.network = network
 
     async def start(self) -> None:
+        runtime_state.reconcile(self.store)
         await self.lifecycle.start()
 
     async def stop(self) -> None:
@@ -159,6 +161,7 @@ class FunctionService:
         set_code(record, stored)
         touch(record)
         self.lifecycle.start_create(record)
+        runtime_state.mark(record)  # a runtime not installed here: Failed/InvalidRuntime
         try:
             self.store.insert(record)
         except FunctionExists:
@@ -199,6 +202,7 @@ class FunctionService:
             apply_options(updated, params)
             check_config(updated)
             self._check_vpc(updated, params)
+            runtime_state.mark(updated)
             return await self.lifecycle.commit_update(record, updated)
 
     async def delete(self, region: str, ref: str, qualifier: str | None = None) -> None:
