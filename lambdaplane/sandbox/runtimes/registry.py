@@ -47,6 +47,7 @@ class _Config:
     mapped: dict[str, str] = field(default_factory=dict)
     node_root: Path = Path(sys.prefix) / "nodejs"
     python_sdk: Path = Path(sys.prefix) / "runtime-sdk" / "python"
+    node_sdk: Path = Path(sys.prefix) / "nodejs" / "sdk" / "node_modules"  # @aws-sdk/* v3
 
 
 _config = _Config()
@@ -58,7 +59,8 @@ def configure(mapped: dict[str, str] | None = None, node_root: Path | None = Non
     """Set by the server (settings.runtimes) before the first question; tests too."""
     global _config, _seen
     _config = _Config(dict(mapped or {}), node_root or _Config.node_root,
-                      python_sdk or _Config.python_sdk)
+                      python_sdk or _Config.python_sdk,
+                      node_root / "sdk" / "node_modules" if node_root else _Config.node_sdk)
     _seen = None
 
 
@@ -186,6 +188,8 @@ def _python(runtime: str, executable: str, source: str) -> RuntimeInstall:
 
 def _node(runtime: str, node: str, source: str, zygote_python: str) -> RuntimeInstall:
     mounts: tuple[tuple[str, str], ...] = ((str(NODE_BOOTSTRAP_DIR), "/var/runtime"),)
+    if _config.node_sdk.is_dir():  # the AWS SDK for JavaScript v3, as AWS's runtimes have it
+        mounts += ((str(_config.node_sdk), "/var/runtime/node_modules"),)
     if node.startswith(_VISIBLE):
         in_sandbox = node
     else:  # bin/node of an install prefix: the prefix becomes /var/lang, as on AWS

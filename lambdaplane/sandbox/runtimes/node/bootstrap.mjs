@@ -10,7 +10,7 @@ import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
 import util from "node:util";
-import { createRequire } from "node:module";
+import module, { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
 const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
@@ -123,6 +123,16 @@ function loadError(error, moduleName) {
   return error;
 }
 
+let esmPathsRegistered = false;
+
+function importFromNodePath() {
+  // only for ES modules (the hook runs on a thread of its own: not paid by CommonJS functions)
+  if (esmPathsRegistered || typeof module.register !== "function") return;
+  esmPathsRegistered = true;
+  module.register("./esm_paths.mjs", import.meta.url,
+    { data: { nodePath: process.env.NODE_PATH || "" } });
+}
+
 async function loadModule(moduleRoot, moduleName) {
   const base = path.resolve(TASK_ROOT, moduleRoot, moduleName);
   const requireFromTask = createRequire(path.join(TASK_ROOT, "index.js"));
@@ -132,6 +142,7 @@ async function loadModule(moduleRoot, moduleName) {
     const file = base + extension;
     if (!fs.existsSync(file)) continue;
     try {
+      if (how === "import") importFromNodePath();
       return how === "import" ? await import(pathToFileURL(file).href) : requireFromTask(file);
     } catch (error) {
       throw loadError(error, moduleName);
