@@ -161,3 +161,48 @@ def test_runtimes_command_lists_what_runs_here() -> None:
                           "--runtime", "python3.7=/usr/bin/python3.11"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "no longer supported" in bad.stderr
+
+
+VPC_CLIENT = """
+import socket
+def handler(event, context):
+    with socket.create_connection((event["host"], event["port"]), timeout=5) as s:
+        return s.recv(100).decode()
+"""
+
+
+@pytest.mark.parametrize("runtime", ["python3.12", "python3.13"])
+def test_vpc_function_on_another_python_reaches_a_service(server: LiveServer,
+                                                          runtime: str) -> None:
+    from tests.e2e.vpc_support import resource, wait_until
+
+    if registry.get(runtime) is None:
+        pytest.skip(f"{runtime} is not installed on this host")
+    lam, ec2 = server.lambda_(), server.ec2()
+    octet = 70 + int(runtime.split(".")[1])
+    vpc = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{octet}.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}
+    ])["SecurityGroups"][0]["GroupId"]
+    name = "vpc-" + runtime.replace(".", "")
+    try:
+        with resource(server, subnet, [group], ports=(8080,), ip=f"10.{octet}.1.50"):
+            lam.create_function(FunctionName=name, Runtime=runtime, Handler="app.handler",
+                                Role=ROLE, Code={"ZipFile": make_zip({"app.py": VPC_CLIENT})},
+                                VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]})
+            lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAIT)
+            resp = lam.invoke(FunctionName=name,
+                              Payload=json.dumps({"host": f"10.{octet}.1.50", "port": 8080}))
+            body = json.loads(resp["Payload"].read())
+            assert "FunctionError" not in resp, body
+            assert body.startswith("hello from "), body
+    finally:
+        try:
+            lam.delete_function(FunctionName=name)
+        except ClientError:
+            pass
+        wait_until(lambda: not ec2.describe_network_interfaces(Filters=[
+            {"Name": "subnet-id", "Values": [subnet]}])["NetworkInterfaces"], timeout_s=30)
+        ec2.delete_subnet(SubnetId=subnet)
+        ec2.delete_vpc(VpcId=vpc)
