@@ -283,9 +283,13 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
     else:
         bind_readonly(spec.code_dir, r + "var/task")
     bind_runtime(runtime_mounts, r)
-    for index, source in enumerate(runtime_stash):  # pre-forked: every runtime's, until assigned
-        os.makedirs(f"{r}{RUNTIME_STASH[1:]}/{index}", 0o755)
-        bind_readonly(source, f"{r}{RUNTIME_STASH[1:]}/{index}")
+    if runtime_stash:  # pre-forked: every runtime's dirs, under one tmpfs, until assigned
+        stash = r + RUNTIME_STASH[1:]
+        os.mkdir(stash, 0o755)
+        mount("lpstash", stash, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for index, source in enumerate(runtime_stash):
+            os.mkdir(f"{stash}/{index}", 0o755)
+            bind_readonly(source, f"{stash}/{index}")
     mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={spec.tmp_size_mb}m,mode=1777")
     mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
@@ -333,11 +337,8 @@ def assign_code(code_name: str, tmp_size_mb: int,
             raise SandboxError(2, f"runtime dir {source} was not stashed in this sandbox")
         os.makedirs(target, 0o755, exist_ok=True)
         bind_readonly(f"{RUNTIME_STASH}/{list(runtime_stash).index(source)}", target)
-    for index in range(len(runtime_stash)):
-        _check(_libc.umount2(f"{RUNTIME_STASH}/{index}".encode(), MNT_DETACH),
-               "umount runtime stash")
-        os.rmdir(f"{RUNTIME_STASH}/{index}")
-    if runtime_stash:
+    if runtime_stash:  # one detach takes the tmpfs and every bind under it
+        _check(_libc.umount2(RUNTIME_STASH.encode(), MNT_DETACH), "umount runtime stash")
         os.rmdir(RUNTIME_STASH)
     seal_root()
 

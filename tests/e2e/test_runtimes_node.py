@@ -60,6 +60,7 @@ export const handler = async (event) => ({ module: "esm", node: process.versions
 """
 
 CONTEXT = """
+import fs from "node:fs";
 export const handler = async (event, context) => {
   console.log("hello", {a: 1});
   console.warn("careful");
@@ -70,6 +71,8 @@ export const handler = async (event, context) => {
     awsRequestId: context.awsRequestId, logGroupName: context.logGroupName,
     logStreamName: context.logStreamName, remaining: context.getRemainingTimeInMillis(),
     waits: context.callbackWaitsForEmptyEventLoop,
+    stashes: ["/.lp-runtime", "/.lp-code"].filter((p) => fs.existsSync(p)),
+    user: process.getuid(),
   };
 };
 """
@@ -105,6 +108,7 @@ def test_context_and_console_lines(server: LiveServer, runtime: str) -> None:
     assert body["awsRequestId"] == request_id
     assert body["logGroupName"] == f"/aws/lambda/{name}" and body["logStreamName"]
     assert 0 < body["remaining"] <= 7000 and body["waits"] is True
+    assert body["stashes"] == [] and body["user"] != 0  # nothing left of the pre-forked build
     lines = {line.split("\t")[2]: line.split("\t") for line in log.split("\n")
              if line.count("\t") >= 3}
     assert lines["INFO"][1] == request_id and lines["INFO"][3] == "hello { a: 1 }"
