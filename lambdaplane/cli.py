@@ -28,7 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
-                        credentials_file=Path(args.credentials) if args.credentials else None)
+                        credentials_file=Path(args.credentials) if args.credentials else None,
+                        prestart=args.prestart)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -123,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run runtime NAME on the interpreter at PATH, e.g. "
                         "python3.14=/opt/python3.14/bin/python3 or nodejs22.x=/usr/bin/node "
                         "(repeatable; see `lambdaplane runtimes`)")
+    s.add_argument("--prestart", type=int, default=2,
+                   help="per Node.js runtime in use: sandboxes kept with node already started, "
+                        "waiting for a function's code (0: none; node is exec'd at cold start)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

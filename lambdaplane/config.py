@@ -40,6 +40,7 @@ class Settings:
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     extra: dict[str, str] = field(default_factory=dict)
     runtimes: dict[str, str] = field(default_factory=dict)  # serve --runtime NAME=PATH
+    prestart: int = 2  # per Node.js runtime in use: sandboxes with node started, waiting
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -27,7 +27,7 @@ from . import cgroups
 from .cgroups import EnvCgroup
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
-from .prewarm import PrewarmedSandboxes
+from .prewarm import Prewarmed, PrewarmedSandboxes
 from .runtimes import registry
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import (
@@ -147,6 +147,8 @@ class ExecutionEnvironments:
         self.runtime_api = RuntimeApi(net, names.worker_netns, settings.runtime_api_port)
         self.prewarmed = PrewarmedSandboxes(settings, names, self.pool, self._zygote,
                                             busy=lambda: bool(self._busy))
+        # per Node.js runtime that had a cold start: sandboxes with node started (prestart.py)
+        self.prestarted: dict[str, PrewarmedSandboxes] = {}
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._envs: dict[str, Environment] = {}
@@ -191,6 +193,9 @@ class ExecutionEnvironments:
                 await self._reaper
             self._reaper = None
         await self.prewarmed.stop()  # first: it would go on making sandboxes meanwhile
+        for prestarted in list(self.prestarted.values()):
+            await prestarted.stop()
+        self.prestarted.clear()
         for env in list(self._envs.values()):
             self._destroy_soon(env)
         while self._teardowns:
@@ -220,6 +225,7 @@ class ExecutionEnvironments:
         for env in self._envs.values():
             states[env.state] = states.get(env.state, 0) + 1
         return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
+                "prestarted": {rt: p.stats() for rt, p in self.prestarted.items()},
                 "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
 
     async def retire(self, key: tuple[str, str]) -> None:
@@ -284,7 +290,10 @@ class ExecutionEnvironments:
         zygote_now = self._zygotes.get(interpreter)
         stashed = zygote_now is not None and \
             {source for source, _ in install.mounts} <= zygote_now.runtime_sources
-        prewarmed = self.prewarmed.take(interpreter, spec.code_dir) if stashed else None
+        prewarmed = self._take_prestarted(install, spec)
+        started_already = prewarmed is not None
+        if prewarmed is None and stashed:
+            prewarmed = self.prewarmed.take(interpreter, spec.code_dir)
         sandbox = prewarmed.sandbox if prewarmed else await self.pool.take()
         t1 = time.monotonic()
         env_id = prewarmed.env_id if prewarmed else secrets.token_hex(8)
@@ -313,8 +322,10 @@ class ExecutionEnvironments:
                                                tmp_size_mb(spec.memory_mb),
                                                env.output.write_fd,
                                                network_pending=spec.vpc is not None,
-                                               mounts=install.mounts,
-                                               exec_argv=install.exec_argv)
+                                               mounts=() if started_already
+                                               else install.mounts,
+                                               exec_argv=() if started_already
+                                               else install.exec_argv)
                 t3 = time.monotonic()
                 if gate is not None:
                     vpc_ms = await self._attach_then_open(env, gate)
@@ -379,6 +390,24 @@ class ExecutionEnvironments:
                        zygote_fork_ms=0.0 if prewarmed else env.process.fork_ms)
         timings["cold_start_began"] = t0
         return env
+
+    def _take_prestarted(self, install: registry.RuntimeInstall,
+                         spec: FunctionSpec) -> Prewarmed | None:
+        """A sandbox with the runtime started already (Node.js), if one is ready. The first
+        cold start of a runtime makes its pool, which fills in the background."""
+        if not install.exec_argv or self.settings.prestart <= 0 or not self._started:
+            return None
+        pool = self.prestarted.get(install.runtime)
+        if pool is None:
+            pool = PrewarmedSandboxes(self.settings, self.names, self.pool, self._zygote,
+                                      busy=lambda: bool(self._busy), runtime=install,
+                                      size=self.settings.prestart)
+            self.prestarted[install.runtime] = pool
+            task = asyncio.create_task(pool.start(), name=f"lp-prestart-{install.runtime}")
+            self._teardowns.add(task)
+            task.add_done_callback(self._teardowns.discard)
+            return None
+        return pool.take(install.interpreter, spec.code_dir)
 
     async def _attach_then_open(self, env: Environment, gate: NetworkGate) -> float:
         """Attach a gated VPC environment and let it run; the milliseconds attaching took."""

@@ -1,4 +1,5 @@
-"""Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) through boto3 against a live server,
+"""Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) through boto3 against a live server
+(node pre-started in pre-forked sandboxes, and node exec'd at cold start: `--prestart 0`),
 each on its own Node major from `make install`: CommonJS and ES modules, async and callback
 handlers, the context object, AWS's error payloads, console lines, timeouts, a handler in a
 subdirectory, AWS's sample handlers unchanged, a real npm package in node_modules, and a VPC
@@ -9,12 +10,14 @@ import base64
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
 from lambdaplane.sandbox.runtimes import registry
 from tests.e2e.vpc_support import resource, wait_until
+from tests.conftest import live_server
 from tests.harness import LiveServer, make_zip
 
 pytestmark = pytest.mark.root
@@ -22,6 +25,14 @@ pytestmark = pytest.mark.root
 NODE_RUNTIMES = ["nodejs20.x", "nodejs22.x", "nodejs24.x"]
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 WAIT = {"Delay": 0.2, "MaxAttempts": 150}
+
+
+@pytest.fixture(scope="module", params=["prestarted", "exec"])
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Node started ahead in pre-forked sandboxes (the default), and exec'd at cold start."""
+    args = ("--prestart", "0") if request.param == "exec" else ()
+    yield from live_server(tmp_path_factory.mktemp("lp"), *args)
 
 
 @pytest.fixture(params=NODE_RUNTIMES)
@@ -115,6 +126,7 @@ def test_context_and_console_lines(server: LiveServer, runtime: str) -> None:
     assert lines["INFO"][0].endswith("Z") and "T" in lines["INFO"][0]
     assert lines["WARN"][3] == "careful"
     assert lines["ERROR"][3] == "multi\rline"  # one line per call, as AWS writes it
+    assert "lambdaplane-flush" not in log
 
 
 CALLBACK = """

@@ -13,6 +13,24 @@ import util from "node:util";
 import module, { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
+// Pre-started (sandbox/prestart.py): node and this bootstrap are loaded before the function is
+// known; its environment arrives on a pipe (JSON, then EOF) once the sandbox is assigned.
+// Its output is relayed by the sandbox's PID 1: flushOutput() makes sure all of it is in the
+// environment's output pipe before each Runtime API call (a mark, then PID 1's ack on fd 4).
+const PRESTARTED = Boolean(process.env.LAMBDAPLANE_PRESTART_FD);
+const FLUSH_MARK = "\u0000lambdaplane-flush\u0000";
+const ACK_FD = 4;
+let unflushed = false;
+if (PRESTARTED) {
+  const fd = Number(process.env.LAMBDAPLANE_PRESTART_FD);
+  const { environ } = JSON.parse(fs.readFileSync(fd, "utf8"));
+  fs.closeSync(fd);
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  Object.assign(process.env, environ);
+  process.chdir(process.env.LAMBDA_TASK_ROOT || "/var/task");
+  if (typeof module._initPaths === "function") module._initPaths(); // NODE_PATH, for require
+}
+
 const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
 const [API_HOST, API_PORT] = (process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001").split(":");
 const API_PREFIX = "/2018-06-01/runtime";
@@ -23,10 +41,28 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 // --- console: AWS's line format ----------------------------------------------------------
 let currentRequestId; // undefined before the first invocation, as AWS prints it
 const stdoutWrite = process.stdout.write.bind(process.stdout);
+if (PRESTARTED) { // whatever is written, by us or by the function, is to be flushed
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream);
+    stream.write = (...args) => { unflushed = true; return write(...args); };
+  }
+}
+
+function flushOutput() {
+  if (!PRESTARTED || !unflushed) return;
+  unflushed = false;
+  try {
+    fs.writeSync(1, FLUSH_MARK); // pipes are written synchronously: after everything before
+    fs.readSync(ACK_FD, Buffer.alloc(1));
+  } catch {
+    // PID 1 gone: the environment is ending anyway
+  }
+}
 
 function logLine(level, args) {
   // one line per call: newlines inside a message become \r, as AWS's runtime writes them
   const message = util.format(...args).replace(/\n/g, "\r");
+  unflushed = true;
   stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
 }
 
@@ -56,6 +92,7 @@ function request(method, urlPath, body, headers = {}) {
 }
 
 async function post(urlPath, payload, errorType) {
+  flushOutput();
   const headers = errorType ? { "Lambda-Runtime-Function-Error-Type": errorType } : {};
   const res = await request("POST", urlPath, payload, headers);
   if (res.status >= 300) {
@@ -263,6 +300,7 @@ function run(handler, event, headers) {
 }
 
 async function invokeOnce(handler) {
+  flushOutput();
   const next = await request("GET", "/invocation/next");
   const headers = next.headers;
   const requestId = headers["lambda-runtime-aws-request-id"];
