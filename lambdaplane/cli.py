@@ -1,4 +1,4 @@
-"""Command line: serve | run | ps | logs | net show | clean | status | bench | demo.
+"""Command line: serve | runtimes | run | ps | logs | net show | clean | status | bench | demo.
 Client commands find the server from --endpoint, else AWS_ENDPOINT_URL, else the default."""
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ def _serve(args: argparse.Namespace) -> int:
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None,
-                        s3_endpoint=args.s3_endpoint or "")
+                        s3_endpoint=args.s3_endpoint or "", prestart=args.prestart)
+    from .commands.runtimes import parse_mappings
+
+    settings.runtimes = parse_mappings(args.runtime or [])
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -73,6 +76,12 @@ def _client_command(args: argparse.Namespace) -> int:
 
     endpoint = endpoint_from(args.endpoint)
     return client_commands.run(args.command, endpoint, args)
+
+
+def _runtimes(args: argparse.Namespace) -> int:
+    from .commands import runtimes
+
+    return runtimes.main(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -128,8 +137,24 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--s3-endpoint", default=None, metavar="URL",
                    help="S3-compatible endpoint that Code.S3Bucket/S3Key of CreateFunction and "
                         "UpdateFunctionCode are fetched from (credentials: the AWS environment)")
+    s.add_argument("--runtime", action="append", metavar="NAME=PATH",
+                   help="run runtime NAME on the interpreter at PATH, e.g. "
+                        "python3.14=/opt/python3.14/bin/python3 or nodejs22.x=/usr/bin/node "
+                        "(repeatable; see `lambdaplane runtimes`)")
+    s.add_argument("--prestart", type=int, default=2,
+                   help="per Node.js runtime in use: sandboxes kept with node already started, "
+                        "waiting for a function's code (0: none; node is exec'd at cold start)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
+
+    rt = sub.add_parser("runtimes", help="list the Lambda runtimes that run on this host")
+    rt.add_argument("--runtime", action="append", metavar="NAME=PATH",
+                    help="as for serve: show what a server with these mappings would run")
+    rt.add_argument("--all", action="store_true",
+                    help="also the runtimes AWS accepts that are not installed here")
+    rt.add_argument("--pythons", action="store_true",
+                    help="only the distinct python interpreters, one path a line")
+    rt.set_defaults(func=_runtimes)
 
     c = sub.add_parser("clean", help="remove every kernel object and process a server made")
     c.add_argument("--data-dir", default="/var/lib/lambdaplane")
@@ -168,6 +193,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)
     b.add_argument("--quick", action="store_true", help="tiny sizes (used by the test suite)")
+    b.add_argument("--runtimes", default="",
+                   help="invoke: comma-separated runtimes measured side by side, e.g. "
+                        "python3.11,nodejs20.x,nodejs22.x,nodejs24.x")
     b.set_defaults(func=_bench)
 
     d = client("demo", "VPC + PostgreSQL + a function that queries it")

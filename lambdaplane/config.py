@@ -40,6 +40,8 @@ class Settings:
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     s3_endpoint: str = ""  # S3-compatible endpoint Code.S3Bucket/S3Key are read from ("" = none)
     extra: dict[str, str] = field(default_factory=dict)
+    runtimes: dict[str, str] = field(default_factory=dict)  # serve --runtime NAME=PATH
+    prestart: int = 2  # per Node.js runtime in use: sandboxes with node started, waiting
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -1,6 +1,9 @@
 """`lambdaplane bench invoke`: cold-start and warm-invoke latency of a hello-world Python
 function through the HTTP API. A cold start is forced by changing the function's description
-(which retires its environments) before each cold sample; warm samples reuse one environment."""
+(which retires its environments) before each cold sample; warm samples reuse one environment.
+With `--runtimes python3.11,nodejs22.x,...` the same hello world runs in each runtime, side by
+side in one run (cold samples taken in turn), reported under `per_runtime`; the top-level
+figures are then the first runtime's."""
 from __future__ import annotations
 
 import json
@@ -9,38 +12,61 @@ from pathlib import Path
 from .common import LambdaHttp, machine, plot_cdfs, summary, write_json, zip_bytes
 
 HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+NODE_HELLO = "exports.handler = async (event) => ({hello: event.name || 'world'});\n"
 GOALS = {"cold_p50_ms": 15.0, "warm_p50_ms": 2.0}
 
 
-def run(endpoint: str, out_dir: Path, cold_n: int, warm_n: int) -> dict:
+def run(endpoint: str, out_dir: Path, cold_n: int, warm_n: int,
+        runtimes: list[str] | None = None) -> dict:
+    chosen = runtimes or ["python3.11"]
     client = LambdaHttp(endpoint)
-    name = "bench-hello"
+    names = {rt: "bench-hello" if rt == "python3.11" and not runtimes
+             else "bench-hello-" + rt.replace(".", "") for rt in chosen}
+    cold: dict[str, list[float]] = {rt: [] for rt in chosen}
+    warm: dict[str, list[float]] = {rt: [] for rt in chosen}
     try:
-        client.call("DELETE", f"/2015-03-31/functions/{name}")
-        client.create_function(name, zip_bytes({"app.py": HELLO}))
-        cold, warm = [], []
-        for i in range(cold_n):
-            client.json("PUT", f"/2015-03-31/functions/{name}/configuration",
-                        {"Description": f"cold sample {i}"})
-            client.wait_for(name, lambda c: c.get("LastUpdateStatus") == "Successful")
-            status, ms, body = client.invoke(name, b'{"name": "cold"}')
-            _check(status, body)
-            cold.append(ms)
-        for _ in range(min(20, warm_n)):  # warm-up, not recorded
-            client.invoke(name)
-        for _ in range(warm_n):
-            status, ms, body = client.invoke(name, b'{"name": "warm"}')
-            _check(status, body)
-            warm.append(ms)
-        client.call("DELETE", f"/2015-03-31/functions/{name}")
+        for rt, name in names.items():
+            client.call("DELETE", f"/2015-03-31/functions/{name}")
+            if rt.startswith("nodejs"):
+                client.create_function(name, zip_bytes({"index.js": NODE_HELLO}), runtime=rt,
+                                       handler="index.handler")
+            else:
+                client.create_function(name, zip_bytes({"app.py": HELLO}), runtime=rt)
+        for i in range(cold_n):  # in turn: every runtime sees the same machine
+            for rt, name in names.items():
+                client.json("PUT", f"/2015-03-31/functions/{name}/configuration",
+                            {"Description": f"cold sample {i}"})
+                client.wait_for(name, lambda c: c.get("LastUpdateStatus") == "Successful")
+                status, ms, body = client.invoke(name, b'{"name": "cold"}')
+                _check(status, body)
+                cold[rt].append(ms)
+        for rt, name in names.items():
+            for _ in range(min(20, warm_n)):  # warm-up, not recorded
+                client.invoke(name)
+            for _ in range(warm_n):
+                status, ms, body = client.invoke(name, b'{"name": "warm"}')
+                _check(status, body)
+                warm[rt].append(ms)
+        for name in names.values():
+            client.call("DELETE", f"/2015-03-31/functions/{name}")
     finally:
         client.close()
+    first = chosen[0]
     result = {"benchmark": "invoke", "machine": machine(), "goals": GOALS,
-              "cold_start": summary(cold), "warm_invoke": summary(warm),
-              "samples_ms": {"cold": [round(x, 3) for x in cold], "warm": [round(x, 3) for x in warm]}}
+              "cold_start": summary(cold[first]), "warm_invoke": summary(warm[first]),
+              "samples_ms": {"cold": [round(x, 3) for x in cold[first]],
+                             "warm": [round(x, 3) for x in warm[first]]}}
+    if runtimes:
+        result["runtime"] = first
+        result["per_runtime"] = {rt: {"cold_start": summary(cold[rt]),
+                                      "warm_invoke": summary(warm[rt])} for rt in chosen}
     write_json(out_dir, "invoke", result)
-    plot_cdfs(out_dir, "invoke", "hello-world invoke latency through the HTTP API",
-              {"cold start": cold, "warm invoke": warm})
+    series = {}
+    for rt in chosen:
+        label = f"{rt} " if runtimes else ""
+        series[f"{label}cold start"] = cold[rt]
+        series[f"{label}warm invoke"] = warm[rt]
+    plot_cdfs(out_dir, "invoke", "hello-world invoke latency through the HTTP API", series)
     return result
 
 

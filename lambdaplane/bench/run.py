@@ -15,8 +15,12 @@ ALL = ["invoke", "throughput", "burst", "scale", "vpc", "datapath"]
 SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 
+_RUNTIMES: list[str] = []  # bench invoke --runtimes
+
+
 def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
+    _RUNTIMES[:] = [r for r in (getattr(args, "runtimes", "") or "").split(",") if r]
     if args.which == "report":
         found = {name: json.loads((out_dir / f"{name}.json").read_text()) for name in ALL
                  if (out_dir / f"{name}.json").exists()}
@@ -55,7 +59,8 @@ def _run(which: list[str], endpoint: str, out_dir: Path, cold_n: int, warm_n: in
          quick: bool) -> dict:
     results = {}
     if "invoke" in which:
-        results["invoke"] = invoke.run(endpoint, out_dir, cold_n, warm_n)
+        results["invoke"] = invoke.run(endpoint, out_dir, cold_n, warm_n,
+                                       _RUNTIMES or None)
     if "throughput" in which:
         results["throughput"] = throughput.run(endpoint, out_dir, quick)
     if "burst" in which:

@@ -29,13 +29,15 @@ from ..store.log_ingest import LogIngest
 from .log_format import InvocationFacts, LogSettings, end_lines, start_line
 from .logs import FunctionLog, OutputCapture, aws_timestamp
 from .pool import Sandbox, SandboxPool
-from .prewarm import PrewarmedSandboxes
+from .prewarm import Prewarmed, PrewarmedSandboxes
+from .runtimes import registry
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import (
     NetworkGate,
     SpawnedEnv,
     SpawnRequest,
     Zygote,
+    default_interpreter,
     interpreter_for,
     supported_runtimes,
 )
@@ -117,6 +119,8 @@ def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict
         "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
     })
     env.update(LogSettings.from_config(spec.logging_config).environment())
+    if spec.runtime.startswith("nodejs"):
+        env["NODE_PATH"] = node_path(spec.runtime)
     if spec.runtime.startswith("provided"):
         env.pop("AWS_EXECUTION_ENV", None)
     else:
@@ -131,6 +135,14 @@ def _status(result: InvocationResult) -> str:
     if result.error_type in ("Runtime.ExitError", "Runtime.OutOfMemory"):
         return "failure"
     return "error" if result.function_error else "success"
+
+
+def node_path(runtime: str) -> str:
+    """AWS's NODE_PATH: layers' node_modules first (per major, then shared), then the
+    runtime's, then the function's own directory."""
+    major = runtime[len("nodejs"):].split(".")[0]
+    return (f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:"
+            f"/var/runtime/node_modules:/var/runtime:/var/task")
 
 
 def tmp_size_mb(memory_mb: int) -> int:
@@ -153,12 +165,15 @@ class ExecutionEnvironments:
         self.settings = settings
         self.names = names
         self.net = net
+        registry.configure(settings.runtimes)
         self.worker = WorkerNet(names, settings.uplink, settings.runtime_api_port)
         self.pool = SandboxPool(names, net, settings.pool_size,
                                 busy=lambda: bool(self._busy))
         self.runtime_api = RuntimeApi(net, names.worker_netns, settings.runtime_api_port)
         self.prewarmed = PrewarmedSandboxes(settings, names, self.pool, self._zygote,
                                             busy=lambda: bool(self._busy))
+        # per Node.js runtime that had a cold start: sandboxes with node started (prestart.py)
+        self.prestarted: dict[str, PrewarmedSandboxes] = {}
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._envs: dict[str, Environment] = {}
@@ -185,7 +200,10 @@ class ExecutionEnvironments:
             await self.runtime_api.start()
             self._started = True
             # Zygotes in parallel; one that fails to start is retried on first use.
-            interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))}
+            # Zygotes in parallel for python3.11/provided.*/nodejs* (the default interpreter)
+            # and every python mapped with --runtime; other pythons found start on first use.
+            interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))
+                            and (r in self.settings.runtimes or i == default_interpreter())}
             await asyncio.gather(*(self._zygote(i) for i in interpreters), return_exceptions=True)
             await self.prewarmed.start()
             self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
@@ -201,6 +219,9 @@ class ExecutionEnvironments:
                 await self._reaper
             self._reaper = None
         await self.prewarmed.stop()  # first: it would go on making sandboxes meanwhile
+        for prestarted in list(self.prestarted.values()):
+            await prestarted.stop()
+        self.prestarted.clear()
         for env in list(self._envs.values()):
             self._destroy_soon(env)
         while self._teardowns:
@@ -230,6 +251,7 @@ class ExecutionEnvironments:
         for env in self._envs.values():
             states[env.state] = states.get(env.state, 0) + 1
         return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
+                "prestarted": {rt: p.stats() for rt, p in self.prestarted.items()},
                 "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
 
     def environments(self) -> list[EnvironmentInfo]:
@@ -292,13 +314,20 @@ class ExecutionEnvironments:
             idle.remove(env)
 
     async def _cold_start(self, spec: FunctionSpec, timings: dict[str, float]) -> Environment:
-        interpreter = interpreter_for(spec.runtime)
-        if interpreter is None:
+        install = registry.get(spec.runtime)
+        if install is None:
             raise AwsError("InvalidRuntimeException",
                            f"The runtime parameter of {spec.runtime} is not supported.", 502,
                            "User")
+        interpreter = install.interpreter
         t0 = time.monotonic()
-        prewarmed = self.prewarmed.take(interpreter, spec.code_dir)
+        zygote_now = self._zygotes.get(interpreter)
+        stashed = zygote_now is not None and \
+            {source for source, _ in install.mounts} <= zygote_now.runtime_sources
+        prewarmed = self._take_prestarted(install, spec)
+        started_already = prewarmed is not None
+        if prewarmed is None and stashed:
+            prewarmed = self.prewarmed.take(interpreter, spec.code_dir)
         sandbox = prewarmed.sandbox if prewarmed else await self.pool.take()
         t1 = time.monotonic()
         env_id = prewarmed.env_id if prewarmed else secrets.token_hex(8)
@@ -331,7 +360,11 @@ class ExecutionEnvironments:
                                                env.output.write_fd,
                                                network_pending=spec.vpc is not None,
                                                opt_name=spec.opt_dir.name if spec.opt_dir
-                                               else "")
+                                               else "",
+                                               mounts=() if started_already
+                                               else install.mounts,
+                                               exec_argv=() if started_already
+                                               else install.exec_argv)
                 t3 = time.monotonic()
                 if gate is not None:
                     vpc_ms = await self._attach_then_open(env, gate)
@@ -346,7 +379,8 @@ class ExecutionEnvironments:
                     runtime=spec.runtime, handler=spec.handler, environ=environ,
                     uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
                     tmp_size_mb=tmp_size_mb(spec.memory_mb),
-                    opt_dir=str(spec.opt_dir or ""))
+                    opt_dir=str(spec.opt_dir or ""), mounts=install.mounts,
+                    exec_argv=install.exec_argv)
                 # A VPC function's spawn request goes first, gated, and the sandbox is
                 # attached as soon as it is sent: the `go` then waits in the sandbox's socket
                 # when it is forked. (Attached before the request, each VPC cold start of a
@@ -396,6 +430,24 @@ class ExecutionEnvironments:
                        zygote_fork_ms=0.0 if prewarmed else env.process.fork_ms)
         timings["cold_start_began"] = t0
         return env
+
+    def _take_prestarted(self, install: registry.RuntimeInstall,
+                         spec: FunctionSpec) -> Prewarmed | None:
+        """A sandbox with the runtime started already (Node.js), if one is ready. The first
+        cold start of a runtime makes its pool, which fills in the background."""
+        if not install.exec_argv or self.settings.prestart <= 0 or not self._started:
+            return None
+        pool = self.prestarted.get(install.runtime)
+        if pool is None:
+            pool = PrewarmedSandboxes(self.settings, self.names, self.pool, self._zygote,
+                                      busy=lambda: bool(self._busy), runtime=install,
+                                      size=self.settings.prestart)
+            self.prestarted[install.runtime] = pool
+            task = asyncio.create_task(pool.start(), name=f"lp-prestart-{install.runtime}")
+            self._teardowns.add(task)
+            task.add_done_callback(self._teardowns.discard)
+            return None
+        return pool.take(install.interpreter, spec.code_dir)
 
     async def _attach_then_open(self, env: Environment, gate: NetworkGate) -> float:
         """Attach a gated VPC environment and let it run; the milliseconds attaching took."""
@@ -506,7 +558,8 @@ class ExecutionEnvironments:
             if interpreter not in self._zygotes:
                 work_dir = self.settings.data_dir / "zygotes"
                 work_dir.mkdir(parents=True, exist_ok=True)
-                self._zygotes[interpreter] = await Zygote.start(interpreter, self.names, work_dir)
+                self._zygotes[interpreter] = await Zygote.start(
+                    interpreter, self.names, work_dir, registry.mount_sources(interpreter))
             return self._zygotes[interpreter]
 
     # teardown ----------------------------------------------------------------------------

@@ -242,9 +242,12 @@ _DIRS = ("etc", "etc/ssl", "usr", "var", "var/task", "opt", "tmp", "proc", "dev"
 
 
 CODE_STASH = "/.lp-code"  # a pre-forked sandbox: the whole code store, until it is assigned
+RUNTIME_STASH = "/.lp-runtime"  # a pre-forked sandbox: each runtime source dir, by index
 
 
-def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = "") -> None:
+def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = "",
+               runtime_mounts: list[list[str]] | tuple = (),
+               runtime_stash: list[str] | tuple = ()) -> None:
     """Make `root` (an empty host dir) the sandbox's root and pivot into it. Caller is PID 1 of
     a new pid namespace (so the /proc mounted here shows only the environment's processes).
 
@@ -282,6 +285,14 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
         bind_readonly(spec.code_dir, r + "var/task")
         if spec.opt_dir:
             bind_readonly(spec.opt_dir, r + "opt")
+    bind_runtime(runtime_mounts, r)
+    if runtime_stash:  # pre-forked: every runtime's dirs, under one tmpfs, until assigned
+        stash = r + RUNTIME_STASH[1:]
+        os.mkdir(stash, 0o755)
+        mount("lpstash", stash, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for index, source in enumerate(runtime_stash):
+            os.mkdir(f"{stash}/{index}", 0o755)
+            bind_readonly(source, f"{stash}/{index}")
     mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={spec.tmp_size_mb}m,mode=1777")
     mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
@@ -302,7 +313,18 @@ def seal_root() -> None:
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "") -> None:
+def bind_runtime(runtime_mounts: list[list[str]] | tuple, root: str = "/") -> None:
+    """The runtime's own files, read-only (runtimes/registry.py: an interpreter's prefix,
+    /var/lang, /var/runtime). `root` must still be writable (its mount points are made)."""
+    for source, target in runtime_mounts:
+        path = root + target.lstrip("/")
+        os.makedirs(path, 0o755, exist_ok=True)
+        bind_readonly(source, path)
+
+
+def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
+                runtime_mounts: list[list[str]] | tuple = (),
+                runtime_stash: list[str] | tuple = ()) -> None:
     """A pre-forked sandbox becomes one function's: its code (a directory of the store,
     by name) at /var/task, its merged layers (another, if any) at /opt, the rest of the store
     gone, /tmp sized for its memory, the root read-only. Runs before any of the function's
@@ -317,6 +339,14 @@ def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "") -> None:
     os.rmdir(CODE_STASH)
     mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV,
           f"size={tmp_size_mb}m,mode=1777")
+    for source, target in runtime_mounts:  # from the stash: the host's paths are gone
+        if source not in runtime_stash:
+            raise SandboxError(2, f"runtime dir {source} was not stashed in this sandbox")
+        os.makedirs(target, 0o755, exist_ok=True)
+        bind_readonly(f"{RUNTIME_STASH}/{list(runtime_stash).index(source)}", target)
+    if runtime_stash:  # one detach takes the tmpfs and every bind under it
+        _check(_libc.umount2(RUNTIME_STASH.encode(), MNT_DETACH), "umount runtime stash")
+        os.rmdir(RUNTIME_STASH)
     seal_root()
 
 

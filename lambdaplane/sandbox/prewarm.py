@@ -11,7 +11,11 @@ cold-start path, which is what decides how long a burst of cold starts takes on 
 Only the default interpreter's zygote pre-forks (python3.11, which also serves provided.*);
 other runtimes, and cold starts that find none ready, take the fork path. Refills wait while
 invocations run, as the pool's do, so a burst does not pay for the next one. The server keeps
-`settings.prefork` of them (`serve --prefork N`, default 4; 0: none)."""
+`settings.prefork` of them (`serve --prefork N`, default 4; 0: none).
+
+With `runtime` (a RuntimeInstall with a program to exec: Node.js) the sandboxes are that
+runtime's own and its program is started in them already (prestart.py), waiting for code:
+environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`)."""
 from __future__ import annotations
 
 import asyncio
@@ -29,6 +33,7 @@ from ..net.names import Names
 from . import cgroups
 from .cgroups import EnvCgroup
 from .pool import Sandbox, SandboxPool
+from .runtimes.registry import RuntimeInstall
 from .zygote import PreforkedEnv, SpawnRequest, Zygote, default_interpreter
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,8 @@ class Prewarmed:
 
 class PrewarmedSandboxes:
     def __init__(self, settings: Settings, names: Names, pool: SandboxPool,
-                 zygote: Callable[[str], Awaitable[Zygote]], busy: Callable[[], bool]) -> None:
+                 zygote: Callable[[str], Awaitable[Zygote]], busy: Callable[[], bool],
+                 runtime: RuntimeInstall | None = None, size: int | None = None) -> None:
         self.settings = settings
         self.names = names
         self.pool = pool
@@ -65,13 +71,16 @@ class PrewarmedSandboxes:
         self._task: asyncio.Task[None] | None = None
         self._discards: set[asyncio.Task[None]] = set()
         self._interpreter = ""
+        self.runtime = runtime
+        self.size = settings.prefork if size is None else size
         self._making = 0
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
-        if self.settings.prefork > 0 and self.code_root.is_dir():
-            self._interpreter = default_interpreter()
+        if self.size > 0 and self.code_root.is_dir():
+            self._interpreter = self.runtime.interpreter if self.runtime else \
+                default_interpreter()
             self._task = asyncio.create_task(self._fill_loop(), name="lp-prefork")
 
     async def stop(self) -> None:
@@ -101,14 +110,14 @@ class PrewarmedSandboxes:
     def stats(self) -> dict[str, int]:
         # sandboxes being made or discarded hold a cgroup too (stats must account for them)
         return {"prewarmed_ready": len(self._ready),
-                "prewarmed_target": self.settings.prefork if self._task is not None else 0,
+                "prewarmed_target": self.size if self._task is not None else 0,
                 "prewarmed_other": self._making + len(self._discards)}
 
     # internals ---------------------------------------------------------------------------
     async def _fill_loop(self) -> None:
         deferred_since: float | None = None
         while True:
-            if len(self._ready) >= self.settings.prefork:
+            if len(self._ready) >= self.size:
                 deferred_since = None
                 self._wanted.clear()
                 await self._wanted.wait()
@@ -146,8 +155,11 @@ class PrewarmedSandboxes:
             zygote = await self.zygote(self._interpreter)
             request = SpawnRequest(
                 env_id=env_id, netns_path=sandbox.netns_path, cgroup_procs=cgroup.procs_files,
-                code_dir=str(self.code_root), runtime="", handler="", environ={},
-                uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid)
+                code_dir=str(self.code_root),
+                runtime=self.runtime.runtime if self.runtime else "", handler="", environ={},
+                uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
+                mounts=self.runtime.mounts if self.runtime else (),
+                exec_argv=self.runtime.exec_argv if self.runtime else ())
             forked = await asyncio.wait_for(zygote.prefork(request), START_TIMEOUT_S)
         except BaseException:
             if cgroup is not None:

@@ -17,10 +17,8 @@ import itertools
 import json
 import logging
 import os
-import re
 import signal
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +27,12 @@ from typing import Any
 from ..cleanup import kill_cgroup_tree
 from ..net.names import Names
 from . import cgroups
+from .runtimes import registry
 
 log = logging.getLogger("lambdaplane.zygote")
 
 ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
-PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2")
-_PYTHON_RE = re.compile(r"python(3\.\d+)")
+PROVIDED_RUNTIMES = registry.PROVIDED
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 _KILLED = -signal.SIGKILL
@@ -48,53 +46,24 @@ class ZygoteError(RuntimeError):
     pass
 
 
-_PYTHONS_TTL_S = 10.0
-_pythons_seen: tuple[float, dict[str, str]] | None = None
-
-
-def _pythons() -> dict[str, str]:
-    """The /usr/bin/python3.x interpreters. Asked at every cold start: scanning /usr/bin
-    each time cost more than a millisecond of the event loop, so the answer is kept a while."""
-    global _pythons_seen
-    now = time.monotonic()
-    if _pythons_seen is None or now - _pythons_seen[0] > _PYTHONS_TTL_S:
-        _pythons_seen = (now, _scan_pythons())
-    return dict(_pythons_seen[1])
-
-
-def _scan_pythons() -> dict[str, str]:
-    found: dict[str, str] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir("/usr/bin"):
-            m = _PYTHON_RE.fullmatch(entry.name)
-            if m and os.access(entry.path, os.X_OK):
-                found[f"python{m[1]}"] = entry.path
-    return found
-
-
 def default_interpreter() -> str:
-    """The interpreter that runs the zygote for provided.* (it only builds the sandbox and
-    execs /var/task/bootstrap): python3.11 if present, else the newest python3.x."""
-    pythons = _pythons()
-    if "python3.11" in pythons:
-        return pythons["python3.11"]
-    if not pythons:
-        raise ZygoteError("no /usr/bin/python3.x found to run the zygote")
-    return pythons[max(pythons, key=lambda r: int(r.split(".")[1]))]
+    """The interpreter that runs the zygote for provided.* and nodejs* (it only builds the
+    sandbox and execs their program): python3.11 if present, else the newest python3.x."""
+    interpreter = registry.default_interpreter()
+    if interpreter is None:
+        raise ZygoteError("no python3.x interpreter found to run the zygote")
+    return interpreter
 
 
 def interpreter_for(runtime: str) -> str | None:
-    if runtime in PROVIDED_RUNTIMES:
-        try:
-            return default_interpreter()
-        except ZygoteError:
-            return None
-    return _pythons().get(runtime) if _PYTHON_RE.fullmatch(runtime) else None
+    """The python whose zygote runs `runtime` here (runtimes/registry.py), or None."""
+    install = registry.get(runtime)
+    return install.interpreter if install is not None else None
 
 
 def supported_runtimes() -> list[str]:
-    pythons = sorted(_pythons(), key=lambda r: int(r.split(".")[1]))
-    return pythons + (list(PROVIDED_RUNTIMES) if pythons else [])
+    """The runtimes that can run on this host."""
+    return sorted(registry.installed())
 
 
 @dataclass(frozen=True)
@@ -110,6 +79,10 @@ class SpawnRequest:
     gid: int
     tmp_size_mb: int = 512
     opt_dir: str = ""  # host dir of the merged layers, bind-mounted read-only at /opt
+    # the runtime's read-only binds [(host dir, sandbox dir)] and the program it execs ([] =
+    # the zygote's own python bootstrap): runtimes/registry.py RuntimeInstall
+    mounts: tuple[tuple[str, str], ...] = ()
+    exec_argv: tuple[str, ...] = ()
 
 
 class NetworkGate:
@@ -145,14 +118,16 @@ class PreforkedEnv:
 
     def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
                output_fd: int, network_pending: bool = False,
-               opt_name: str = "") -> NetworkGate | None:
+               opt_name: str = "", mounts: tuple[tuple[str, str], ...] = (),
+               exec_argv: tuple[str, ...] = ()) -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
         network_pending: it sets itself up but runs no function code until the returned
         gate is opened. opt_name: its merged layers (a directory of the store) for /opt."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
-                              "network_pending": network_pending, "opt": opt_name}).encode()
+                              "network_pending": network_pending, "opt": opt_name,
+                              "mounts": mounts, "exec_argv": exec_argv}).encode()
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                               array.array("i", [output_fd]))])
@@ -208,6 +183,7 @@ class Zygote:
                  conn: socket.socket, cgroup: cgroups.EnvCgroup, work_dir: Path,
                  socket_path: Path | None) -> None:
         self.interpreter = interpreter
+        self.runtime_sources: frozenset[str] = frozenset()
         self.pid = proc.pid
         self._proc = proc
         self._conn = conn
@@ -225,7 +201,10 @@ class Zygote:
         self._loop.add_reader(conn.fileno(), self._on_readable)
 
     @classmethod
-    async def start(cls, interpreter: str, names: Names, work_dir: Path) -> "Zygote":
+    async def start(cls, interpreter: str, names: Names, work_dir: Path,
+                    runtime_sources: tuple[str, ...] = ()) -> "Zygote":
+        """runtime_sources: the host dirs its runtimes mount (RuntimeInstall.mounts); a
+        pre-forked sandbox can take only runtimes whose dirs are among them."""
         work_dir.mkdir(parents=True, exist_ok=True)
         tag = Path(interpreter).name
         root_dir = work_dir / "sandbox-root"  # each child mounts its own tmpfs over it
@@ -252,12 +231,15 @@ class Zygote:
             args = [str(ZYGOTE_MAIN), address, "--root", str(root_dir)]
             for procs in cgroup.procs_files:
                 args += ["--cgroup", procs]
+            for source in runtime_sources:
+                args += ["--runtime-source", source]
             proc = await asyncio.create_subprocess_exec(
                 interpreter, "-I", "-S", *args, stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True)  # a terminal's ^C is for the server, not the zygote
             conn = await _accept_or_exit(listener, proc)
             conn.setblocking(False)
             zygote = cls(interpreter, proc, conn, cgroup, work_dir, socket_path)
+            zygote.runtime_sources = frozenset(runtime_sources)
             try:
                 await asyncio.wait_for(asyncio.shield(zygote._ready), _START_TIMEOUT_S)
             except BaseException:

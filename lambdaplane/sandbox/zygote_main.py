@@ -45,6 +45,9 @@ from types import ModuleType
 from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# --runtime-source DIRs: what runtimes of this zygote mount (a pre-forked sandbox stashes them
+# all, since its runtime is not known yet; isolation.RUNTIME_STASH)
+_RUNTIME_SOURCES: list[str] = []
 MAX_MESSAGE = 256 * 1024
 SETUP_FAILED = 125  # exit status when the sandbox could not be built
 ZYGOTE_NICE = -10
@@ -65,6 +68,7 @@ def _load_by_path(name: str, path: str) -> ModuleType:
 isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolation.py"))
 written_pages = _load_by_path("_lambdaplane_written_pages",
                               os.path.join(_HERE, "written_pages.py"))
+prestart = _load_by_path("_lambdaplane_prestart", os.path.join(_HERE, "prestart.py"))
 bootstrap = _load_by_path("_lambdaplane_bootstrap",
                           os.path.join(_HERE, "runtimes", "python_bootstrap.py"))
 for _name in _PRELOAD:
@@ -89,7 +93,32 @@ def _exec_provided(environ: dict[str, str]) -> None:
         os._exit(127 if e.errno == errno.ENOENT else 126)
 
 
-def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None]:
+def _closerange(low: int, high: int) -> None:
+    """os.closerange; before Python 3.10 it closes every number one by one (billions, for
+    2**31), so there only the fds that are open (/proc/self/fd) are closed."""
+    if sys.version_info >= (3, 10):
+        os.closerange(low, high)
+        return
+    for name in os.listdir("/proc/self/fd"):
+        if low <= int(name) < high:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the directory's own fd, closed by now
+
+
+def _exec_runtime(argv: list[str], environ: dict[str, str]) -> None:
+    """A runtime with its own program (Node.js: node + its bootstrap in /var/runtime)."""
+    try:
+        os.execve(argv[0], argv, environ)
+    except OSError as e:
+        os.write(2, f"lambdaplane: cannot execute the runtime {argv[0]}: {e.strerror}\n"
+                 .encode())
+        os._exit(SETUP_FAILED)
+
+
+def _await_assignment(ctl_fd: int, stash: list[str] | None = None
+                      ) -> tuple[dict[str, Any], socket.socket | None]:
     """A pre-forked child's wait for its function (blocking; no function code has run).
     Returns the assignment, and the control socket if a `go` is still to come (a VPC
     function's network is being attached meanwhile)."""
@@ -105,7 +134,8 @@ def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None
     os.dup2(fds[0], 2)
     assignment: dict[str, Any] = json.loads(data)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
-                          str(assignment.get("opt") or ""))
+                          str(assignment.get("opt") or ""), assignment.get("mounts") or (),
+                          _RUNTIME_SOURCES if stash is None else stash)
     if assignment.get("network_pending"):
         return assignment, ctl
     ctl.close()
@@ -147,21 +177,33 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]),
             opt_dir=str(req.get("opt_dir") or ""))
         isolation.join_cgroups(spec.cgroup_procs)
-        isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
+        # a pre-forked sandbox with exec_argv starts its runtime now (prestart.py)
+        prestarting = prefork and bool(req.get("exec_argv"))
+        isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "",
+                             runtime_mounts=(req.get("mounts") or ())
+                             if prestarting or not prefork else (),
+                             runtime_stash=_RUNTIME_SOURCES if prefork and not prestarting
+                             else ())
         pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None
+        prestarted = None
         if prefork:
             isolation.limit_future_privileges(host.cap_last)
             written_pages.copy_now(copy_first)
-            assignment, pending = _await_assignment(out_fd)
+            if prestarting:
+                prestarted = prestart.start(list(req["exec_argv"]), spec.uid, spec.gid,
+                                            isolation)
+            assignment, pending = _await_assignment(out_fd, [] if prestarting else None)
             req = {**req, **assignment}
         stdin = os.open("/dev/null", os.O_RDONLY)
         os.dup2(stdin, 0)
         # whatever the zygote inherited (close_range(2)), but a control socket still needed
-        if pending is None:
-            os.closerange(3, 2**31 - 1)
-        else:
-            os.closerange(3, pending.fileno())
-            os.closerange(pending.fileno() + 1, 2**31 - 1)
+        keep = sorted([pending.fileno()] if pending is not None else []) + \
+            (sorted(prestarted.fds()) if prestarted is not None else [])
+        low = 3
+        for fd in sorted(keep):
+            _closerange(low, fd)
+            low = fd + 1
+        _closerange(low, 2**31 - 1)
         if prefork:
             isolation.become_user(spec.uid, spec.gid)
         else:
@@ -172,6 +214,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         os.chdir("/var/task")
         if pending is not None:
             _await_network(pending)
+        if prestarted is not None:
+            prestart.hand_over(prestarted, environ)  # never returns
     except BaseException as e:  # noqa: BLE001 - whatever happened, this child must not return
         try:
             os.write(2, f"lambdaplane: sandbox setup failed: {e!r}\n".encode())
@@ -179,6 +223,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             os._exit(SETUP_FAILED)
     if req["runtime"].startswith("provided"):
         _exec_provided(environ)
+    if req.get("exec_argv"):
+        _exec_runtime(list(req["exec_argv"]), environ)
     code = 1
     try:
         sys.argv = ["/var/runtime/bootstrap"]
@@ -334,6 +380,8 @@ def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
             root_dir = argv[i + 1]
         elif argv[i] == "--cgroup":
             cgroups.append(argv[i + 1])
+        elif argv[i] == "--runtime-source":
+            _RUNTIME_SOURCES.append(argv[i + 1])
         else:
             raise SystemExit(f"zygote: unknown argument {argv[i]!r}")
         i += 2

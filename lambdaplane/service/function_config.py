@@ -11,9 +11,10 @@ import re
 import uuid
 from typing import Any
 
-from ..errors import InvalidParameterValue
+from ..errors import AwsError, InvalidParameterValue
 from ..store.code import StoredCode
 from ..store.functions import FunctionRecord, aws_timestamp
+from . import runtime_names
 
 MAX_MEMORY_MB, MAX_TIMEOUT_S = 10_240, 900
 ENV_LIMIT_BYTES = 4096
@@ -39,9 +40,9 @@ def supported_runtimes() -> set[str]:
 
 def check_config(record: FunctionRecord) -> None:
     """Raise what AWS answers a configuration outside its limits."""
-    if record.runtime not in supported_runtimes():
-        raise InvalidParameterValue(
-            f"The runtime parameter of {record.runtime} is not supported for this function")
+    refused = runtime_names.refusal(record.runtime)
+    if refused is not None:
+        raise AwsError(refused[0], refused[1], 400)
     if not 128 <= record.memory_size <= MAX_MEMORY_MB:
         raise InvalidParameterValue(
             "'MemorySize' value failed to satisfy constraint: Member must have value "

@@ -25,6 +25,7 @@ from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
+from . import runtime_state
 from .aliases import Aliases
 from .event_invoke_config import EventInvokeConfigs
 from .function_config import apply_options, check_config, set_code, touch, zip_from
@@ -93,6 +94,7 @@ class FunctionService:
         self.lifecycle.network = network
 
     async def start(self) -> None:
+        runtime_state.reconcile(self.store)
         await self.lifecycle.start()
 
     async def stop(self) -> None:
@@ -204,6 +206,7 @@ class FunctionService:
         set_code(record, stored)
         touch(record)
         self.lifecycle.start_create(record)
+        runtime_state.mark(record)  # a runtime not installed here: Failed/InvalidRuntime
         try:
             self.store.insert(record)
         except FunctionExists:
@@ -255,6 +258,7 @@ class FunctionService:
             if "Layers" in params:
                 updated.layers = self.layers.resolve_for_function(region, params["Layers"] or [])
                 await self.layers.prepare(self.code.directory(updated.code_hex), updated.layers)
+            runtime_state.mark(updated)
             return await self.lifecycle.commit_update(record, updated)
 
     async def delete(self, region: str, ref: str, qualifier: str | None = None) -> None:

@@ -126,8 +126,10 @@ ERRORS = [
     ({"zip": make_zip({"../escape.py": "x"})}, ("InvalidParameterValueException", 400,
      "Could not unzip uploaded file: the entry '../escape.py' points outside the deployment "
      "package.")),
-    ({"Runtime": "nodejs20.x"}, ("InvalidParameterValueException", 400,
-     "The runtime parameter of nodejs20.x is not supported for this function")),
+    ({"Runtime": "nodejs12.x"}, ("InvalidParameterValueException", 400,
+     "The runtime parameter of nodejs12.x is no longer supported for creating or updating AWS "
+     "Lambda functions. We recommend you use the new runtime (nodejs24.x) while creating or "
+     "updating functions.")),
     ({"MemorySize": 10241}, ("InvalidParameterValueException", 400,
      "'MemorySize' value failed to satisfy constraint: Member must have value less than or "
      "equal to 10240")),

@@ -553,8 +553,9 @@ def test_runtime_interpreters() -> None:
     assert interpreter_for("python3.11") == "/usr/bin/python3.11"
     assert os.access("/usr/bin/python3.11", os.X_OK)
     assert interpreter_for("provided.al2023") == default_interpreter()
-    assert interpreter_for("nodejs20.x") is None
+    assert interpreter_for("nodejs16.x") is None  # no Node.js 16 here (make install: 20-24)
     assert interpreter_for("python2.7") is None
+    assert interpreter_for("python3.8") is None  # refused by AWS, so never looked for
 
 
 # --- pre-forked sandboxes copy what environments write (sandbox/written_pages.py) ----------

@@ -98,7 +98,7 @@ async def test_duplicate_is_a_conflict(service):
 
 
 @pytest.mark.parametrize("extra,fragment", [
-    ({"Runtime": "nodejs20.x"}, "The runtime parameter of nodejs20.x is not supported"),
+    ({"Runtime": "python3.8"}, "The runtime parameter of python3.8 is no longer supported"),
     ({"MemorySize": 10241}, "less than or equal to 10240"),
     ({"Timeout": 901}, "less than or equal to 900"),
     ({"Environment": {"Variables": {"AWS_REGION": "x", "LAMBDA_TASK_ROOT": "y"}}},

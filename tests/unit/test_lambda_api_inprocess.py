@@ -108,9 +108,11 @@ def test_paging_with_marker(api):
     (lambda lam: _create(lam, "bad", zip=b"not a zip"),
      ("InvalidParameterValueException", 400,
       "Could not unzip uploaded file. Please check your file, then try to upload again.")),
-    (lambda lam: _create(lam, "bad", Runtime="nodejs20.x"),
+    (lambda lam: _create(lam, "bad", Runtime="nodejs12.x"),
      ("InvalidParameterValueException", 400,
-      "The runtime parameter of nodejs20.x is not supported for this function")),
+      "The runtime parameter of nodejs12.x is no longer supported for creating or updating "
+      "AWS Lambda functions. We recommend you use the new runtime (nodejs24.x) while creating "
+      "or updating functions.")),
     (lambda lam: _create(lam, "bad", MemorySize=10241),
      ("InvalidParameterValueException", 400,
       "'MemorySize' value failed to satisfy constraint: Member must have value less than or "

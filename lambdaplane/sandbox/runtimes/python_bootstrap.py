@@ -351,8 +351,10 @@ def _dumps(value: Any) -> bytes:
 
 def _setup_paths_and_streams() -> None:
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or TASK_ROOT
+    # AWS's order; /var/runtime holds boto3/botocore (the server's runtime-sdk, if present)
     for path in reversed((task_root, f"/opt/python/lib/python{sys.version_info[0]}."
-                          f"{sys.version_info[1]}/site-packages", "/opt/python")):
+                          f"{sys.version_info[1]}/site-packages", "/opt/python",
+                          "/var/runtime")):
         if path not in sys.path:
             sys.path.insert(0, path)
     os.chdir(task_root)

@@ -1,0 +1,120 @@
+"""A runtime started ahead of its function, in a pre-forked sandbox (Node.js: exec'ing node
+and loading its bootstrap cost more than the rest of a cold start). The sandbox's PID 1 forks
+the runtime, as the unprivileged user, before the function is known; the runtime waits on a
+pipe. On assignment PID 1 mounts the code (the runtime shares its mount namespace, so it sees
+it), drops its own privileges, writes the function's environment (JSON) to that pipe, then
+relays the runtime's output to the environment's output pipe and exits with its status. So
+that a log line is in the output pipe before the response that follows it (as when the
+runtime writes there itself), the runtime ends what it wrote with FLUSH before each Runtime
+API call and waits for PID 1's ack (one byte on a pipe of its own) once all of it is relayed.
+
+STDLIB ONLY: loaded by path in the zygote (zygote_main.py), under the runtime's interpreter."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+SETUP_FAILED = 125
+FLUSH = b"\x00lambdaplane-flush\x00"
+PRESTART_FD = 3  # the runtime reads its environment from here (LAMBDAPLANE_PRESTART_FD)
+ACK_FD = 4  # ... and PID 1's acks of its FLUSH marks from here
+_START_ENV = {"PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin", "TZ": "UTC",
+              "LANG": "en_US.UTF-8", "LAMBDAPLANE_PRESTART_FD": str(PRESTART_FD)}
+
+
+@dataclass(frozen=True)
+class Prestarted:
+    pid: int
+    control: int  # write end: the environment goes here, then EOF
+    output: int  # read end of the runtime's stdout/stderr
+    ack: int  # write end: one byte per FLUSH relayed
+
+    def fds(self) -> tuple[int, int, int]:
+        return (self.control, self.output, self.ack)
+
+
+def start(argv: list[str], uid: int, gid: int, isolation: Any) -> Prestarted:
+    """Fork and exec the runtime as uid/gid (the caller, PID 1, is still root)."""
+    control_r, control_w = os.pipe2(os.O_CLOEXEC)
+    output_r, output_w = os.pipe2(os.O_CLOEXEC)
+    ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(output_w, 1)
+            os.dup2(output_w, 2)
+            os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+            os.dup2(control_r, PRESTART_FD)
+            os.dup2(ack_r, ACK_FD)
+            for name in os.listdir("/proc/self/fd"):
+                if int(name) > ACK_FD:
+                    try:
+                        os.close(int(name))
+                    except OSError:
+                        pass
+            isolation.become_user(uid, gid)
+            os.chdir("/")
+            os.execve(argv[0], argv, _START_ENV)
+        except BaseException as e:  # noqa: BLE001 - the child must not return
+            try:
+                os.write(2, f"lambdaplane: cannot start the runtime {argv[0]}: {e!r}\n".encode())
+            finally:
+                os._exit(SETUP_FAILED)
+    os.close(control_r)
+    os.close(output_w)
+    os.close(ack_r)
+    return Prestarted(pid, control_w, output_r, ack_w)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+        return True
+    except BrokenPipeError:
+        return False  # nobody reads: keep draining so that the runtime never blocks
+
+
+def hand_over(runtime: Prestarted, environ: dict[str, str]) -> None:
+    """Give the runtime its environment, relay its output to fd 1 (acking each FLUSH) and
+    exit with its status. Never returns. The caller has dropped its privileges."""
+    code = SETUP_FAILED
+    try:
+        data = json.dumps({"environ": environ}).encode()
+        while data:
+            data = data[os.write(runtime.control, data):]
+        os.close(runtime.control)
+        writable, held = True, b""
+        keep = len(FLUSH) - 1  # a mark may be split between two reads
+        while True:
+            try:
+                chunk = os.read(runtime.output, 65536)
+            except InterruptedError:
+                continue
+            if not chunk:
+                break
+            held += chunk
+            while (at := held.find(FLUSH)) >= 0:
+                writable = writable and _write_all(1, held[:at])
+                held = held[at + len(FLUSH):]
+                try:
+                    os.write(runtime.ack, b".")
+                except OSError:
+                    pass  # the runtime is gone
+            if len(held) > keep:
+                writable = writable and _write_all(1, held[:-keep])
+                held = held[-keep:]
+        if writable and held:
+            _write_all(1, held)
+        while True:
+            try:
+                _, status = os.waitpid(runtime.pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        code = code if code >= 0 else 128 - code
+    finally:
+        os._exit(code & 0xFF)
