@@ -1,8 +1,9 @@
 """The EC2 network model VpcService serves: regions (a default VPC on first use), zones, tags,
 VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-Security groups (service/security_groups.py) and network interfaces (service/interfaces.py)
-are mixed into the same service: one object, one store, one reconcile. No HTTP and no kernel
+Security groups (service/security_groups.py), network interfaces (service/interfaces.py), tags
+(service/ec2_tags.py) and VPC/subnet attributes (service/ec2_attributes.py) are mixed into the
+same service: one object, one store, one reconcile. No HTTP and no kernel
 calls of its own."""
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ from ..net.names import Names
 from ..net.vpc import desired_state
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
+from ..store.ec2_attributes import AttributeStore
 from . import ipam
+from .ec2_attributes import Ec2Attributes, SubnetSettings
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import Ec2Tags
 from .interfaces import NetworkInterfaces
 from .security_groups import SecurityGroups
+from .sg_rule_edits import SecurityGroupRuleEdits
 from .sg_rules import new_rule_id
 
 log = logging.getLogger("lambdaplane.vpc")
@@ -32,6 +37,35 @@ DEFAULT_VPC_CIDR = "172.31.0.0/16"
 _ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4}
 _DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c",
                "northeast": "ne", "southeast": "se", "northwest": "nw", "southwest": "sw"}
+
+
+_IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
+                             "ipv6-cidr-block-association.ipv6-pool",
+                             "ipv6-cidr-block-association.association-id",
+                             "ipv6-cidr-block-association.state")
+_SUBNET_SETTING_FILTERS = ("map-public-ip-on-launch", "map-customer-owned-ip-on-launch",
+                           "enable-dns64", "ipv6-native", "enable-lni-at-device-index",
+                           "private-dns-name-options-on-launch.hostname-type",
+                           "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
+                           "private-dns-name-options-on-launch."
+                           "enable-resource-name-dns-aaaa-record")
+
+
+def cidr_association_id(vpc: Vpc) -> str:
+    """The association id of a VPC's primary CIDR block (stable: derived from the VPC id)."""
+    return "vpc-cidr-assoc-" + vpc.id[4:]
+
+
+def subnet_setting_attributes(s: SubnetSettings) -> dict[str, list[str]]:
+    """DescribeSubnets' filter values of a subnet's launch settings."""
+    return {"map-public-ip-on-launch": [bool_text(s.map_public_ip_on_launch)],
+            "map-customer-owned-ip-on-launch": [bool_text(s.map_customer_owned_ip_on_launch)],
+            "enable-dns64": [bool_text(s.enable_dns64)], "ipv6-native": ["false"],
+            "private-dns-name-options-on-launch.hostname-type": [s.hostname_type],
+            "private-dns-name-options-on-launch.enable-resource-name-dns-a-record":
+                [bool_text(s.enable_resource_name_dns_a_record)],
+            "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record":
+                [bool_text(s.enable_resource_name_dns_aaaa_record)]}
 
 
 @dataclass(frozen=True)
@@ -48,13 +82,15 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{chr(ord('a') + i)}", f"{abbr}-az{i + 1}", region) for i in range(count)]
 
 
-class VpcService(SecurityGroups, NetworkInterfaces):
+class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2Tags,
+                 Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
         self.db = db
         self.net = net
         self.store = Ec2Store(db)
+        self.attributes = AttributeStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -140,34 +176,6 @@ class VpcService(SecurityGroups, NetworkInterfaces):
                         "Subnets can currently only be created in the following availability "
                         f"zones: {', '.join(z.name for z in all_zones)}.")
 
-    # tags --------------------------------------------------------------------------------
-    def tags_of(self, resource_id: str) -> dict[str, str]:
-        return self.store.tags().get(resource_id, {})
-
-    def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]:
-        tags: dict[str, str] = {}
-        for spec in specs or []:
-            if spec.get("ResourceType") in (None, resource_type):
-                tags.update({t["Key"]: t.get("Value") or "" for t in spec.get("Tags") or []})
-        return tags
-
-    async def create_tags(self, region: str, resource_ids: list[str], tags: list[dict]) -> None:
-        self.ensure_region(region)
-        known = ({v.id for v in self.store.vpcs(region)} | {s.id for s in self.store.subnets(region)}
-                 | {g.id for g in self.store.groups(region)} | {e.id for e in self.store.enis(region)}
-                 | {r.id for r in self.store.rules()})
-        for rid in resource_ids:
-            if rid not in known:
-                prefix = rid.split("-")[0]
-                kinds = {"vpc": "InvalidVpcID.NotFound", "subnet": "InvalidSubnetID.NotFound",
-                         "sg": "InvalidGroup.NotFound", "eni": "InvalidNetworkInterfaceID.NotFound"}
-                if prefix in kinds:
-                    raise ec2_error(kinds[prefix], f"The ID '{rid}' does not exist")
-                raise ec2_error("InvalidID", f"The ID '{rid}' is not valid")
-        with self.db.transaction():
-            for rid in resource_ids:
-                self.store.set_tags(rid, {t["Key"]: t.get("Value") or "" for t in tags})
-
     # VPCs --------------------------------------------------------------------------------
     def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
         vpc = Vpc(new_id("vpc"), region, cidr, is_default)
@@ -201,7 +209,10 @@ class VpcService(SecurityGroups, NetworkInterfaces):
     def describe_vpcs(self, region: str, ids: list[str], filters: list[dict]) -> list[Vpc]:
         self.ensure_region(region)
         check_names(filters, ["vpc-id", "cidr", "cidr-block", "cidr-block-association.cidr-block",
-                              "is-default", "state", "owner-id", "dhcp-options-id"])
+                              "cidr-block-association.association-id",
+                              "cidr-block-association.state", "is-default", "isDefault", "state",
+                              "owner-id", "dhcp-options-id", *_IPV6_ASSOCIATION_FILTERS,
+                              "ipv6-cidr-block-association.ipv6-pool"])
         for vid in ids:
             self.vpc(region, vid)
         tags = self.store.tags()
@@ -209,7 +220,10 @@ class VpcService(SecurityGroups, NetworkInterfaces):
         for v in self.store.vpcs(region):
             attrs = {"vpc-id": [v.id], "cidr": [v.cidr], "cidr-block": [v.cidr],
                      "cidr-block-association.cidr-block": [v.cidr],
-                     "is-default": [bool_text(v.is_default)], "state": ["available"],
+                     "cidr-block-association.association-id": [cidr_association_id(v)],
+                     "cidr-block-association.state": ["associated"],
+                     "is-default": [bool_text(v.is_default)],
+                     "isDefault": [bool_text(v.is_default)], "state": ["available"],
                      "owner-id": [self.settings.account_id], "dhcp-options-id": ["default"]}
             if (not ids or v.id in ids) and matches(filters, attrs, tags.get(v.id, {})):
                 out.append(v)
@@ -227,6 +241,7 @@ class VpcService(SecurityGroups, NetworkInterfaces):
             for g in groups:
                 self.store.delete_group(g.id)
             self.store.delete_vpc(vpc.id)
+            self.attributes.delete(vpc.id)
         await self.reconcile()
 
     # subnets -----------------------------------------------------------------------------
@@ -237,6 +252,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
             raise ec2_error("InvalidSubnetID.NotFound",
                             f"The subnet ID '{subnet_id}' does not exist")
         return subnet
+
+    def subnet_arn(self, subnet: Subnet) -> str:
+        return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
 
     def available_ips(self, subnet: Subnet) -> int:
         used = sum(1 for e in self.store.enis() if e.subnet_id == subnet.id)
@@ -269,7 +287,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
         check_names(filters, ["subnet-id", "vpc-id", "cidr-block", "cidr", "cidrBlock",
                               "availability-zone", "availability-zone-id", "availabilityZone",
                               "default-for-az", "defaultForAz", "state", "owner-id",
-                              "available-ip-address-count"])
+                              "available-ip-address-count", *_SUBNET_SETTING_FILTERS,
+                              *_IPV6_ASSOCIATION_FILTERS[:1], *_IPV6_ASSOCIATION_FILTERS[2:],
+                              "customer-owned-ipv4-pool", "outpost-arn", "subnet-arn"])
         for sid in ids:
             self.subnet(region, sid)
         tags = self.store.tags()
@@ -282,7 +302,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
                      "default-for-az": [bool_text(s.default_for_az)],
                      "defaultForAz": [bool_text(s.default_for_az)], "state": ["available"],
                      "owner-id": [self.settings.account_id],
-                     "available-ip-address-count": [str(self.available_ips(s))]}
+                     "available-ip-address-count": [str(self.available_ips(s))],
+                     "subnet-arn": [self.subnet_arn(s)],
+                     **subnet_setting_attributes(self.subnet_settings(s))}
             if (not ids or s.id in ids) and matches(filters, attrs, tags.get(s.id, {})):
                 out.append(s)
         return out
@@ -295,4 +317,5 @@ class VpcService(SecurityGroups, NetworkInterfaces):
                             f"The subnet '{subnet.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():
             self.store.delete_subnet(subnet.id)
+            self.attributes.delete(subnet.id)
         await self.reconcile()

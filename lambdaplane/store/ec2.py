@@ -207,6 +207,13 @@ class Ec2Store:
         return [SgRule(r["id"], r["group_id"], bool(r["egress"]), r["protocol"], r["from_port"],
                        r["to_port"], r["cidr"], r["ref_group_id"], r["description"]) for r in rows]
 
+    def update_rule(self, r: SgRule) -> None:
+        """Rewrite rule `r.id` in place (its id, group, direction and order stay)."""
+        self.db.conn.execute("UPDATE ec2_sg_rules SET protocol=?, from_port=?, to_port=?, cidr=?, "
+                             "ref_group_id=?, description=? WHERE id=?",
+                             (r.protocol, r.from_port, r.to_port, r.cidr, r.ref_group_id,
+                              r.description, r.id))
+
     def delete_rule(self, rule_id: str) -> None:
         self.db.conn.execute("DELETE FROM ec2_sg_rules WHERE id=?", (rule_id,))
         self.delete_tags(rule_id)
