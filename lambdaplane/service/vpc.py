@@ -1,10 +1,11 @@
 """The EC2 network model VpcService serves: regions (a default VPC on first use), zones, tags,
 VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-Security groups (service/security_groups.py), network interfaces (service/interfaces.py), tags
-(service/ec2_tags.py) and VPC/subnet attributes (service/ec2_attributes.py) are mixed into the
-same service: one object, one store, one reconcile. No HTTP and no kernel
-calls of its own."""
+Security groups (service/security_groups.py, sg_rule_edits.py), network interfaces
+(service/interfaces.py), route tables (service/route_tables.py), network ACLs
+(service/network_acls.py), tags (service/ec2_tags.py) and
+VPC/subnet attributes (service/ec2_attributes.py) are mixed into the same service: one object,
+one store, one reconcile. No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
@@ -21,12 +22,16 @@ from ..net.vpc import desired_state
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
+from ..store.ec2_network_acls import NetworkAclStore
+from ..store.ec2_routes import RouteStore
 from . import ipam
 from .ec2_attributes import Ec2Attributes, SubnetSettings
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
 from .ec2_tags import Ec2Tags
 from .interfaces import NetworkInterfaces
+from .network_acls import NetworkAcls
+from .route_tables import RouteTables
 from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
 from .sg_rules import new_rule_id
@@ -82,8 +87,8 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{chr(ord('a') + i)}", f"{abbr}-az{i + 1}", region) for i in range(count)]
 
 
-class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2Tags,
-                 Ec2Attributes):
+class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
+                 NetworkAcls, Ec2Tags, Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -91,6 +96,8 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
         self.net = net
         self.store = Ec2Store(db)
         self.attributes = AttributeStore(db)
+        self.routes = RouteStore(db)
+        self.acls = NetworkAclStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -100,6 +107,12 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await self._release_orphans()
+        made = self.ensure_main_route_tables()  # VPCs stored before route tables existed
+        if made:
+            log.info("made the main route table of %d VPCs", made)
+        made = self.ensure_default_acls()  # VPCs and subnets stored before network ACLs
+        if made:
+            log.info("made %d default network ACLs and associations", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
         self._watcher = asyncio.create_task(self._watch_owners())
@@ -144,7 +157,9 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
             vpc = self._insert_vpc(region, DEFAULT_VPC_CIDR, is_default=True)
             for zone, cidr in zip(zones(region), ipam.default_subnets(DEFAULT_VPC_CIDR,
                                                                       len(zones(region)))):
-                self.store.add_subnet(Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True))
+                subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
+                self.store.add_subnet(subnet)
+                self._join_default_acl(subnet)
         return True
 
     def availability_zones(self, region: str, names: list[str], ids: list[str],
@@ -180,6 +195,8 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
     def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
         vpc = Vpc(new_id("vpc"), region, cidr, is_default)
         self.store.add_vpc(vpc)
+        self._insert_main_route_table(vpc)
+        self._insert_default_acl(vpc)
         group = SecurityGroup(new_id("sg"), region, vpc.id, "default",
                               "default VPC security group")
         self.store.add_group(group)
@@ -234,12 +251,15 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
         vpc = self.vpc(region, vpc_id)
         groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
         if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
-                any(g.name != "default" for g in groups):
+                any(g.name != "default" for g in groups) or \
+                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc):
             raise ec2_error("DependencyViolation",
                             f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():
             for g in groups:
                 self.store.delete_group(g.id)
+            self.delete_vpc_route_tables(vpc)
+            self.delete_vpc_acls(vpc)
             self.store.delete_vpc(vpc.id)
             self.attributes.delete(vpc.id)
         await self.reconcile()
@@ -278,6 +298,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
         subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
         with self.db.transaction():
             self.store.add_subnet(subnet)
+            self._join_default_acl(subnet)
             self.store.set_tags(subnet.id, self._tag_specs(tag_specs, "subnet"))
         await self.reconcile()
         return subnet
@@ -316,6 +337,8 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Ec2T
             raise ec2_error("DependencyViolation",
                             f"The subnet '{subnet.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():
+            self.routes.delete_subnet_association(subnet.id)
+            self.acls.delete_association_of(subnet.id)
             self.store.delete_subnet(subnet.id)
             self.attributes.delete(subnet.id)
         await self.reconcile()

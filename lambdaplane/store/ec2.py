@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .db import Database, schema
+from .ec2_network_acls import AclSnapshot, NetworkAclStore
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_regions (region TEXT PRIMARY KEY);
@@ -125,6 +126,7 @@ class Snapshot:
     groups: list[SecurityGroup] = field(default_factory=list)
     rules: list[SgRule] = field(default_factory=list)
     enis: list[Eni] = field(default_factory=list)
+    network_acls: AclSnapshot = field(default_factory=AclSnapshot)
 
 
 class Ec2Store:
@@ -277,7 +279,8 @@ class Ec2Store:
 
     # all -------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis())
+        return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis(),
+                        NetworkAclStore(self.db).snapshot())
 
     def _select(self, table: str, region: str | None) -> list[object]:
         if region is None:
