@@ -14,7 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import AwsError, ec2_error
 from ..service.ec2_paging import paginate
-from ..service.vpc import VpcService, cidr_association_id
+from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
 from . import ec2_more_api, ec2_network_acls_api, ec2_routes_api, query_xml
 
@@ -40,9 +40,10 @@ def vpc_out(svc: VpcService, v: Vpc) -> dict[str, Any]:
     return {"VpcId": v.id, "OwnerId": svc.settings.account_id, "InstanceTenancy": "default",
             "CidrBlock": v.cidr, "DhcpOptionsId": "default", "State": "available",
             "IsDefault": v.is_default, "Tags": _tags(svc, v.id),
-            "CidrBlockAssociationSet": [{"AssociationId": cidr_association_id(v),
-                                         "CidrBlock": v.cidr,
-                                         "CidrBlockState": {"State": "associated"}}],
+            "CidrBlockAssociationSet": [{"AssociationId": b.association_id,
+                                         "CidrBlock": b.cidr,
+                                         "CidrBlockState": {"State": "associated"}}
+                                        for b in svc.cidr_associations(v)],
             "Ipv6CidrBlockAssociationSet": []}
 
 

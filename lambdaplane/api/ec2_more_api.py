@@ -1,7 +1,8 @@
 """EC2 Query actions added around the VPC core of api/ec2_api.py: VPC and subnet attributes
 (Describe/ModifyVpcAttribute, ModifySubnetAttribute), the tag calls (DeleteTags,
 DescribeTags) and security group rules by id (ModifySecurityGroupRules,
-UpdateSecurityGroupRuleDescriptions*). Same shape as ec2_api's handlers: (service, region, params) → the output dict;
+UpdateSecurityGroupRuleDescriptions*) and secondary CIDR blocks (Associate/
+DisassociateVpcCidrBlock). Same shape as ec2_api's handlers: (service, region, params) → the output dict;
 ec2_api merges `ACTIONS` into its table."""
 from __future__ import annotations
 
@@ -61,10 +62,28 @@ def _update_descriptions(egress: bool) -> Handler:
     return handler
 
 
+async def associate_vpc_cidr_block(svc: VpcService, region: str,
+                                   p: dict[str, Any]) -> dict[str, Any]:
+    vpc, block = await svc.associate_vpc_cidr_block(region, p)
+    return {"VpcId": vpc.id, "CidrBlockAssociation": {
+        "AssociationId": block.association_id, "CidrBlock": block.cidr,
+        "CidrBlockState": {"State": "associated"}}}
+
+
+async def disassociate_vpc_cidr_block(svc: VpcService, region: str,
+                                      p: dict[str, Any]) -> dict[str, Any]:
+    vpc, block = await svc.disassociate_vpc_cidr_block(region, p.get("AssociationId"))
+    return {"VpcId": vpc.id, "CidrBlockAssociation": {
+        "AssociationId": block.association_id, "CidrBlock": block.cidr,
+        "CidrBlockState": {"State": "disassociating"}}}
+
+
 ACTIONS: dict[str, Handler] = {
     "DescribeVpcAttribute": describe_vpc_attribute, "ModifyVpcAttribute": modify_vpc_attribute,
     "ModifySubnetAttribute": modify_subnet_attribute, "DeleteTags": delete_tags,
     "DescribeTags": describe_tags, "ModifySecurityGroupRules": modify_security_group_rules,
     "UpdateSecurityGroupRuleDescriptionsIngress": _update_descriptions(False),
     "UpdateSecurityGroupRuleDescriptionsEgress": _update_descriptions(True),
+    "AssociateVpcCidrBlock": associate_vpc_cidr_block,
+    "DisassociateVpcCidrBlock": disassociate_vpc_cidr_block,
 }

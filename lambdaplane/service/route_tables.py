@@ -65,6 +65,7 @@ class RouteTables:
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
         def more_taggable_ids(self, region: str) -> set[str]: ...
+        def vpc_cidrs(self, vpc: Vpc) -> list[str]: ...
 
     # made with VPCs ----------------------------------------------------------------------
     def _insert_main_route_table(self, vpc: Vpc) -> RouteTable:
@@ -138,8 +139,9 @@ class RouteTables:
         table = RouteTable(new_id("rtb"), region, vpc.id)
         with self.db.transaction():
             self.routes.add_table(table)
-            self.routes.put_route(Route(table.id, vpc.cidr, "GatewayId", LOCAL,
-                                        "CreateRouteTable"))
+            for cidr in self.vpc_cidrs(vpc):
+                self.routes.put_route(Route(table.id, cidr, "GatewayId", LOCAL,
+                                            "CreateRouteTable"))
             self.store.set_tags(table.id, self._tag_specs(tag_specs, "route-table"))
         return table
 

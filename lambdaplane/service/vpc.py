@@ -3,7 +3,7 @@ VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), pl
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
 Security groups (service/security_groups.py, sg_rule_edits.py), network interfaces
 (service/interfaces.py), route tables (service/route_tables.py), network ACLs
-(service/network_acls.py), tags (service/ec2_tags.py) and
+(service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), tags (service/ec2_tags.py) and
 VPC/subnet attributes (service/ec2_attributes.py) are mixed into the same service: one object,
 one store, one reconcile. No HTTP and no kernel calls of its own."""
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
 from ..store.ec2_network_acls import NetworkAclStore
 from ..store.ec2_routes import RouteStore
+from ..store.ec2_vpc_cidrs import VpcCidrStore
 from . import ipam
 from .ec2_attributes import Ec2Attributes, SubnetSettings
 from .ec2_filters import bool_text, check_names, matches
@@ -34,6 +35,7 @@ from .network_acls import NetworkAcls
 from .route_tables import RouteTables
 from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
+from .vpc_cidrs import VpcCidrs
 from .sg_rules import new_rule_id
 
 log = logging.getLogger("lambdaplane.vpc")
@@ -54,11 +56,6 @@ _SUBNET_SETTING_FILTERS = ("map-public-ip-on-launch", "map-customer-owned-ip-on-
                            "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
                            "private-dns-name-options-on-launch."
                            "enable-resource-name-dns-aaaa-record")
-
-
-def cidr_association_id(vpc: Vpc) -> str:
-    """The association id of a VPC's primary CIDR block (stable: derived from the VPC id)."""
-    return "vpc-cidr-assoc-" + vpc.id[4:]
 
 
 def subnet_setting_attributes(s: SubnetSettings) -> dict[str, list[str]]:
@@ -88,7 +85,7 @@ def zones(region: str) -> list[Zone]:
 
 
 class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
-                 NetworkAcls, Ec2Tags, Ec2Attributes):
+                 NetworkAcls, VpcCidrs, Ec2Tags, Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -98,6 +95,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         self.attributes = AttributeStore(db)
         self.routes = RouteStore(db)
         self.acls = NetworkAclStore(db)
+        self.vpc_cidr_store = VpcCidrStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -235,9 +233,11 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         tags = self.store.tags()
         out = []
         for v in self.store.vpcs(region):
+            blocks = self.cidr_associations(v)
             attrs = {"vpc-id": [v.id], "cidr": [v.cidr], "cidr-block": [v.cidr],
-                     "cidr-block-association.cidr-block": [v.cidr],
-                     "cidr-block-association.association-id": [cidr_association_id(v)],
+                     "cidr-block-association.cidr-block": [b.cidr for b in blocks],
+                     "cidr-block-association.association-id": [b.association_id
+                                                                for b in blocks],
                      "cidr-block-association.state": ["associated"],
                      "is-default": [bool_text(v.is_default)],
                      "isDefault": [bool_text(v.is_default)], "state": ["available"],
@@ -260,6 +260,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
                 self.store.delete_group(g.id)
             self.delete_vpc_route_tables(vpc)
             self.delete_vpc_acls(vpc)
+            self.vpc_cidr_store.delete_of(vpc.id)
             self.store.delete_vpc(vpc.id)
             self.attributes.delete(vpc.id)
         await self.reconcile()
@@ -294,7 +295,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         vpc = self.vpc(region, vpc_id)
         zone = self._zone(region, az, az_id)
         siblings = [s.cidr for s in self.store.subnets(region) if s.vpc_id == vpc.id]
-        net = ipam.check_subnet_cidr(cidr, vpc.cidr, siblings)
+        net = ipam.check_subnet_cidr(cidr, self.containing_cidr(vpc, cidr), siblings)
         subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
         with self.db.transaction():
             self.store.add_subnet(subnet)

@@ -5,9 +5,13 @@ connection the groups allowed; traffic within a subnet is never judged by an ACL
 take effect at once."""
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 
 from tests.e2e.vpc_support import resource, wait_until
+from tests.harness import create_python_function
 
 pytestmark = pytest.mark.root
 
@@ -49,6 +53,13 @@ def net(server):
         ec2.delete_subnet(SubnetId=a)
         ec2.delete_subnet(SubnetId=b)
         ec2.delete_vpc(VpcId=vpc)
+
+
+def _reconcile(server) -> list[str]:
+    req = urllib.request.Request(server.endpoint + "/_lambdaplane/vpc/reconcile", data=b"{}",
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())["changes"]
 
 
 def _association(ec2, subnet: str) -> str:
@@ -112,6 +123,9 @@ def test_acls_decide_at_the_subnet_boundary(server, net) -> None:
         ec2.delete_network_acl_entry(NetworkAclId=acl, RuleNumber=95, Egress=True)
         assert client.probe(srv.ip, 80) == HELLO
 
+        # the ACL chains are part of the table's fingerprint: a second reconcile changes nothing
+        assert _reconcile(server) == []
+
         # UDP and ICMP are judged the same way
         assert client.probe(srv.ip, 80, proto="udp") == "echo ping"
         _entry(ec2, acl, 70, False, "deny", "0.0.0.0/0", "17", (80, 80))
@@ -144,9 +158,6 @@ def handler(event, context):
 def test_acls_judge_a_vpc_function_through_its_hyperplane_eni(server, net) -> None:
     """The function's flows cross the boundary of its ENI's subnet: the ACLs there and at the
     destination judge them by the ENI's address, as on AWS."""
-    import json
-
-    from tests.harness import create_python_function
 
     ec2, lam = server.ec2(), server.lambda_()
     second = ec2.create_network_acl(VpcId=net["vpc"])["NetworkAcl"]["NetworkAclId"]
@@ -185,3 +196,29 @@ def test_acls_judge_a_vpc_function_through_its_hyperplane_eni(server, net) -> No
         _use_default(ec2, net["vpc"], net["b"])
         lam.delete_function(FunctionName="acl-probe")
         ec2.delete_network_acl(NetworkAclId=second)
+
+
+def test_acls_survive_restart_and_crash(fresh_server) -> None:
+    """ACLs live in the store: a restart (clean or after SIGKILL) enforces them as before."""
+    server = fresh_server
+    ec2 = server.ec2()
+    vpc = ec2.create_vpc(CidrBlock="10.80.0.0/16")["Vpc"]["VpcId"]
+    a = ec2.create_subnet(VpcId=vpc, CidrBlock="10.80.1.0/24")["Subnet"]["SubnetId"]
+    b = ec2.create_subnet(VpcId=vpc, CidrBlock="10.80.2.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="open", Description="o", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.80.0.0/16"}]}])
+    (default,) = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [vpc]}])[
+        "NetworkAcls"]
+    _entry(ec2, default["NetworkAclId"], 90, False, "deny", "10.80.1.0/24", "6", (81, 81))
+    with resource(server, b, [group], ports=(80, 81), ip="10.80.2.10") as srv, \
+            resource(server, a, [group]) as client:
+        expected = [HELLO, "timeout"]
+        assert [client.probe(srv.ip, p) for p in (80, 81)] == expected
+        server.restart()
+        assert [client.probe(srv.ip, p) for p in (80, 81)] == expected
+        assert _reconcile(server) == []
+        server.kill()
+        server.start()
+        assert _reconcile(server) == []
+        assert [client.probe(srv.ip, p) for p in (80, 81)] == expected
