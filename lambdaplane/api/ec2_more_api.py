@@ -1,9 +1,9 @@
 """EC2 Query actions added around the VPC core of api/ec2_api.py: VPC and subnet attributes
 (Describe/ModifyVpcAttribute, ModifySubnetAttribute), the tag calls (DeleteTags,
-DescribeTags) and security group rules by id (ModifySecurityGroupRules,
+DescribeTags), security group rules by id (ModifySecurityGroupRules,
 UpdateSecurityGroupRuleDescriptions*) and secondary CIDR blocks (Associate/
-DisassociateVpcCidrBlock). Same shape as ec2_api's handlers: (service, region, params) → the output dict;
-ec2_api merges `ACTIONS` into its table."""
+DisassociateVpcCidrBlock). Same shape as ec2_api's handlers: (service, region, params) → the
+output dict; ec2_api merges `ACTIONS` into its table."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

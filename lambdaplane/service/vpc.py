@@ -41,7 +41,11 @@ from .sg_rules import new_rule_id
 log = logging.getLogger("lambdaplane.vpc")
 
 DEFAULT_VPC_CIDR = "172.31.0.0/16"
-_ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4}
+_ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4, "ap-northeast-2": 4}
+# Regions whose zones are not a, b, c… numbered in order: (letter, zone id number), as AWS
+# lists them (the letter ↔ id mapping differs between AWS accounts; this is a common one).
+_ZONE_LETTERS = {"ap-northeast-1": (("a", 4), ("c", 1), ("d", 2)),
+                 "ca-central-1": (("a", 1), ("b", 2), ("d", 4))}
 _DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c",
                "northeast": "ne", "southeast": "se", "northwest": "nw", "southwest": "sw"}
 
@@ -80,8 +84,9 @@ class Zone:
 def zones(region: str) -> list[Zone]:
     parts = region.split("-")
     abbr = parts[0] + "".join(_DIRECTIONS.get(p, p[:1]) for p in parts[1:-1]) + parts[-1]
-    count = _ZONE_COUNT.get(region, 3)
-    return [Zone(f"{region}{chr(ord('a') + i)}", f"{abbr}-az{i + 1}", region) for i in range(count)]
+    letters = _ZONE_LETTERS.get(region) or \
+        tuple((chr(ord("a") + i), i + 1) for i in range(_ZONE_COUNT.get(region, 3)))
+    return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
 class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
@@ -282,7 +287,12 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         return ipam.capacity(subnet.cidr) - used
 
     def zone_of(self, subnet: Subnet) -> Zone:
-        return next(z for z in zones(subnet.region) if z.name == subnet.az)
+        found = next((z for z in zones(subnet.region) if z.name == subnet.az), None)
+        if found is None:  # stored when this region's zones were listed otherwise
+            abbr = zones(subnet.region)[0].zone_id.split("-")[0]
+            found = Zone(subnet.az, f"{abbr}-az{ord(subnet.az[-1]) - ord('a') + 1}",
+                         subnet.region)
+        return found
 
     async def create_subnet(self, region: str, vpc_id: str | None, cidr: str | None,
                             az: str | None, az_id: str | None,

@@ -162,3 +162,30 @@ def test_default_subnets_map_public_ips(server) -> None:
         "Subnets"]
     assert subnets and all(s["MapPublicIpOnLaunch"] for s in subnets)
     assert {s["AvailabilityZoneId"] for s in subnets} == {f"use1-az{i}" for i in range(1, 7)}
+
+
+def test_zones_as_aws_lists_them(server) -> None:
+    """Tokyo has no zone b: its zones are a, c and d, with ids apne1-az4, -az1, -az2."""
+    import boto3
+    import botocore.config
+
+    tokyo = boto3.client("ec2", endpoint_url=server.endpoint, region_name="ap-northeast-1",
+                         aws_access_key_id="t", aws_secret_access_key="t",
+                         config=botocore.config.Config(retries={"max_attempts": 1}))
+    zones = tokyo.describe_availability_zones()["AvailabilityZones"]
+    assert [(z["ZoneName"], z["ZoneId"]) for z in zones] == [
+        ("ap-northeast-1a", "apne1-az4"), ("ap-northeast-1c", "apne1-az1"),
+        ("ap-northeast-1d", "apne1-az2")]
+    defaults = tokyo.describe_subnets()["Subnets"]
+    assert sorted(s["AvailabilityZone"] for s in defaults) == [z["ZoneName"] for z in zones]
+    vpc = tokyo.create_vpc(CidrBlock="10.43.0.0/16")["Vpc"]["VpcId"]
+    try:
+        subnet = tokyo.create_subnet(VpcId=vpc, CidrBlock="10.43.1.0/24",
+                                     AvailabilityZoneId="apne1-az1")["Subnet"]
+        assert (subnet["AvailabilityZone"], subnet["AvailabilityZoneId"]) == \
+            ("ap-northeast-1c", "apne1-az1")
+        assert _code(tokyo.create_subnet, VpcId=vpc, CidrBlock="10.43.2.0/24",
+                     AvailabilityZone="ap-northeast-1b") == "InvalidParameterValue"
+        tokyo.delete_subnet(SubnetId=subnet["SubnetId"])
+    finally:
+        tokyo.delete_vpc(VpcId=vpc)
