@@ -1,9 +1,9 @@
 """EC2 Query actions added around the VPC core of api/ec2_api.py: VPC and subnet attributes
 (Describe/ModifyVpcAttribute, ModifySubnetAttribute), the tag calls (DeleteTags,
 DescribeTags), security group rules by id (ModifySecurityGroupRules,
-UpdateSecurityGroupRuleDescriptions*) and secondary CIDR blocks (Associate/
-DisassociateVpcCidrBlock). Same shape as ec2_api's handlers: (service, region, params) → the
-output dict; ec2_api merges `ACTIONS` into its table."""
+UpdateSecurityGroupRuleDescriptions*), secondary CIDR blocks (Associate/
+DisassociateVpcCidrBlock) and subnet CIDR reservations. Same shape as ec2_api's handlers:
+(service, region, params) → the output dict; ec2_api merges `ACTIONS` into its table."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -78,6 +78,42 @@ async def disassociate_vpc_cidr_block(svc: VpcService, region: str,
         "CidrBlockState": {"State": "disassociating"}}}
 
 
+def reservation_out(svc: VpcService, r: Any) -> dict[str, Any]:
+    tags = svc.tags_of(r.id)
+    out = {"SubnetCidrReservationId": r.id, "SubnetId": r.subnet_id, "Cidr": r.cidr,
+           "ReservationType": r.reservation_type, "OwnerId": svc.settings.account_id,
+           "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    if r.description:
+        out["Description"] = r.description
+    return out
+
+
+async def create_subnet_cidr_reservation(svc: VpcService, region: str,
+                                         p: dict[str, Any]) -> dict[str, Any]:
+    reservation = await svc.create_subnet_cidr_reservation(region, p)
+    return {"SubnetCidrReservation": reservation_out(svc, reservation)}
+
+
+async def delete_subnet_cidr_reservation(svc: VpcService, region: str,
+                                         p: dict[str, Any]) -> dict[str, Any]:
+    out = None
+    reservation_id = p.get("SubnetCidrReservationId")
+    if reservation_id:  # describe it before it (and its tags) go
+        found = [r for r in svc.reservations.all() if r.id == reservation_id]
+        out = reservation_out(svc, found[0]) if found else None
+    await svc.delete_subnet_cidr_reservation(region, reservation_id)
+    return {"DeletedSubnetCidrReservation": out}
+
+
+async def get_subnet_cidr_reservations(svc: VpcService, region: str,
+                                       p: dict[str, Any]) -> dict[str, Any]:
+    found, token = paginate(svc.get_subnet_cidr_reservations(region, p.get("SubnetId"),
+                                                             p.get("Filters") or []),
+                            p.get("MaxResults"), p.get("NextToken"))
+    return {"SubnetIpv4CidrReservations": [reservation_out(svc, r) for r in found],
+            "SubnetIpv6CidrReservations": [], "NextToken": token}
+
+
 ACTIONS: dict[str, Handler] = {
     "DescribeVpcAttribute": describe_vpc_attribute, "ModifyVpcAttribute": modify_vpc_attribute,
     "ModifySubnetAttribute": modify_subnet_attribute, "DeleteTags": delete_tags,
@@ -86,4 +122,7 @@ ACTIONS: dict[str, Handler] = {
     "UpdateSecurityGroupRuleDescriptionsEgress": _update_descriptions(True),
     "AssociateVpcCidrBlock": associate_vpc_cidr_block,
     "DisassociateVpcCidrBlock": disassociate_vpc_cidr_block,
+    "CreateSubnetCidrReservation": create_subnet_cidr_reservation,
+    "DeleteSubnetCidrReservation": delete_subnet_cidr_reservation,
+    "GetSubnetCidrReservations": get_subnet_cidr_reservations,
 }

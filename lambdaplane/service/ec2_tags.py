@@ -31,6 +31,7 @@ TAGGABLE: dict[str, Taggable] = {
     "eni": Taggable("network-interface", "InvalidNetworkInterfaceID.NotFound"),
     "rtb": Taggable("route-table", "InvalidRouteTableID.NotFound"),
     "acl": Taggable("network-acl", "InvalidNetworkAclID.NotFound"),
+    "scr": Taggable("subnet-cidr-reservation", "InvalidSubnetCidrReservationID.NotFound"),
 }
 
 

@@ -3,9 +3,10 @@ VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), pl
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
 Security groups (service/security_groups.py, sg_rule_edits.py), network interfaces
 (service/interfaces.py), route tables (service/route_tables.py), network ACLs
-(service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), tags (service/ec2_tags.py) and
-VPC/subnet attributes (service/ec2_attributes.py) are mixed into the same service: one object,
-one store, one reconcile. No HTTP and no kernel calls of its own."""
+(service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), subnet CIDR
+reservations (service/subnet_reservations.py), tags (service/ec2_tags.py) and VPC/subnet
+attributes (service/ec2_attributes.py) are mixed into the same service: one object, one store,
+one reconcile. No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
@@ -24,6 +25,7 @@ from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
 from ..store.ec2_network_acls import NetworkAclStore
 from ..store.ec2_routes import RouteStore
+from ..store.ec2_subnet_reservations import SubnetReservationStore
 from ..store.ec2_vpc_cidrs import VpcCidrStore
 from . import ipam
 from .ec2_attributes import Ec2Attributes, SubnetSettings
@@ -35,6 +37,7 @@ from .network_acls import NetworkAcls
 from .route_tables import RouteTables
 from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
+from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
 from .sg_rules import new_rule_id
 
@@ -90,7 +93,7 @@ def zones(region: str) -> list[Zone]:
 
 
 class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
-                 NetworkAcls, VpcCidrs, Ec2Tags, Ec2Attributes):
+                 NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags, Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -101,6 +104,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         self.routes = RouteStore(db)
         self.acls = NetworkAclStore(db)
         self.vpc_cidr_store = VpcCidrStore(db)
+        self.reservations = SubnetReservationStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -350,6 +354,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         with self.db.transaction():
             self.routes.delete_subnet_association(subnet.id)
             self.acls.delete_association_of(subnet.id)
+            self.delete_subnet_reservations(subnet)
             self.store.delete_subnet(subnet.id)
             self.attributes.delete(subnet.id)
         await self.reconcile()
