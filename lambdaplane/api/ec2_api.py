@@ -16,7 +16,7 @@ from ..errors import AwsError, ec2_error
 from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
-from . import ec2_more_api, ec2_network_acls_api, ec2_routes_api, query_xml
+from . import ec2_eni_api, ec2_more_api, ec2_network_acls_api, ec2_routes_api, query_xml
 
 log = logging.getLogger("lambdaplane.ec2")
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
@@ -125,7 +125,8 @@ def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
         "InterfaceType": e.interface_type, "MacAddress": e.mac,
         "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip,
         "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": e.ip}],
-        "Ipv6Addresses": [], "RequesterManaged": e.requester_managed, "SourceDestCheck": True,
+        "Ipv6Addresses": [], "RequesterManaged": e.requester_managed,
+        "SourceDestCheck": svc.source_dest_check(e),
         "Status": e.status, "TagSet": _tags(svc, e.id) or []}
     if e.requester_managed:
         out["RequesterId"] = "AROA" + e.id[4:].upper()
@@ -279,6 +280,7 @@ ACTIONS: dict[str, Handler] = {
 ACTIONS.update(ec2_more_api.ACTIONS)
 ACTIONS.update(ec2_routes_api.ACTIONS)
 ACTIONS.update(ec2_network_acls_api.ACTIONS)
+ACTIONS.update(ec2_eni_api.ACTIONS)
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

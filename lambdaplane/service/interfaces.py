@@ -153,6 +153,7 @@ class NetworkInterfaces:
                             f"The network interface '{eni.id}' is currently in use.")
         with self.db.transaction():
             self.store.delete_eni(eni.id)
+            self.attributes.delete(eni.id)  # type: ignore[attr-defined]
         await self.reconcile()
 
     # `lambdaplane run` ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
 Security groups (service/security_groups.py, sg_rule_edits.py), network interfaces
-(service/interfaces.py), route tables (service/route_tables.py), network ACLs
+(service/interfaces.py, eni_attributes.py), route tables (service/route_tables.py), network ACLs
 (service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), subnet CIDR
 reservations (service/subnet_reservations.py), tags (service/ec2_tags.py) and VPC/subnet
 attributes (service/ec2_attributes.py) are mixed into the same service: one object, one store,
@@ -32,6 +32,7 @@ from .ec2_attributes import Ec2Attributes, SubnetSettings
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
 from .ec2_tags import Ec2Tags
+from .eni_attributes import EniAttributes
 from .interfaces import NetworkInterfaces
 from .network_acls import NetworkAcls
 from .route_tables import RouteTables
@@ -92,8 +93,9 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
-                 NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags, Ec2Attributes):
+class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
+                 RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
+                 Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names

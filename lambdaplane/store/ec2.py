@@ -250,6 +250,14 @@ class Ec2Store:
         self.db.conn.execute("UPDATE ec2_enis SET far_netns=?, far_ifname=?, owns_netns=? "
                              "WHERE id=?", (far.netns, far.ifname, int(far.owns_netns), eni_id))
 
+    def set_eni_groups(self, eni_id: str, group_ids: tuple[str, ...]) -> None:
+        self.db.conn.execute("DELETE FROM ec2_eni_groups WHERE eni_id=?", (eni_id,))
+        self.db.conn.executemany("INSERT INTO ec2_eni_groups VALUES (?,?,?)",
+                                 [(eni_id, g, i) for i, g in enumerate(group_ids)])
+
+    def set_eni_description(self, eni_id: str, description: str) -> None:
+        self.db.conn.execute("UPDATE ec2_enis SET description=? WHERE id=?", (description, eni_id))
+
     def delete_eni(self, eni_id: str) -> None:
         self.db.conn.execute("DELETE FROM ec2_enis WHERE id=?", (eni_id,))
         self.delete_tags(eni_id)
