@@ -13,9 +13,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import AwsError, ec2_error
+from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
-from . import query_xml
+from . import ec2_eni_api, ec2_more_api, ec2_network_acls_api, ec2_routes_api, query_xml
 
 log = logging.getLogger("lambdaplane.ec2")
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
@@ -39,19 +40,28 @@ def vpc_out(svc: VpcService, v: Vpc) -> dict[str, Any]:
     return {"VpcId": v.id, "OwnerId": svc.settings.account_id, "InstanceTenancy": "default",
             "CidrBlock": v.cidr, "DhcpOptionsId": "default", "State": "available",
             "IsDefault": v.is_default, "Tags": _tags(svc, v.id),
-            "CidrBlockAssociationSet": [{"AssociationId": "vpc-cidr-assoc-" + v.id[4:],
-                                         "CidrBlock": v.cidr,
-                                         "CidrBlockState": {"State": "associated"}}]}
+            "CidrBlockAssociationSet": [{"AssociationId": b.association_id,
+                                         "CidrBlock": b.cidr,
+                                         "CidrBlockState": {"State": "associated"}}
+                                        for b in svc.cidr_associations(v)],
+            "Ipv6CidrBlockAssociationSet": []}
 
 
 def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
+    settings = svc.subnet_settings(s)
     return {"SubnetId": s.id, "VpcId": s.vpc_id, "CidrBlock": s.cidr, "State": "available",
             "AvailabilityZone": s.az, "AvailabilityZoneId": svc.zone_of(s).zone_id,
             "AvailableIpAddressCount": svc.available_ips(s), "DefaultForAz": s.default_for_az,
-            "MapPublicIpOnLaunch": s.default_for_az, "OwnerId": svc.settings.account_id,
-            "AssignIpv6AddressOnCreation": False, "Ipv6CidrBlockAssociationSet": [],
-            "SubnetArn": f"arn:aws:ec2:{s.region}:{svc.settings.account_id}:subnet/{s.id}",
-            "Tags": _tags(svc, s.id)}
+            "MapPublicIpOnLaunch": settings.map_public_ip_on_launch,
+            "MapCustomerOwnedIpOnLaunch": settings.map_customer_owned_ip_on_launch,
+            "OwnerId": svc.settings.account_id,
+            "AssignIpv6AddressOnCreation": settings.assign_ipv6_address_on_creation,
+            "Ipv6CidrBlockAssociationSet": [], "EnableDns64": settings.enable_dns64,
+            "Ipv6Native": False, "PrivateDnsNameOptionsOnLaunch": {
+                "HostnameType": settings.hostname_type,
+                "EnableResourceNameDnsARecord": settings.enable_resource_name_dns_a_record,
+                "EnableResourceNameDnsAAAARecord": settings.enable_resource_name_dns_aaaa_record},
+            "SubnetArn": svc.subnet_arn(s), "Tags": _tags(svc, s.id)}
 
 
 def _ports(rule: SgRule) -> dict[str, Any]:
@@ -115,7 +125,8 @@ def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
         "InterfaceType": e.interface_type, "MacAddress": e.mac,
         "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip,
         "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": e.ip}],
-        "Ipv6Addresses": [], "RequesterManaged": e.requester_managed, "SourceDestCheck": True,
+        "Ipv6Addresses": [], "RequesterManaged": e.requester_managed,
+        "SourceDestCheck": svc.source_dest_check(e),
         "Status": e.status, "TagSet": _tags(svc, e.id) or []}
     if e.requester_managed:
         out["RequesterId"] = "AROA" + e.id[4:].upper()
@@ -133,14 +144,18 @@ def _filters(p: dict[str, Any]) -> list[dict]:
     return p.get("Filters") or []
 
 
+def _page(p: dict[str, Any], items: list[Any]) -> tuple[list[Any], str | None]:
+    return paginate(items, p.get("MaxResults"), p.get("NextToken"))
+
+
 async def create_vpc(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
     vpc = await svc.create_vpc(region, p.get("CidrBlock"), p.get("TagSpecifications"))
     return {"Vpc": vpc_out(svc, vpc)}
 
 
 async def describe_vpcs(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
-    vpcs = svc.describe_vpcs(region, p.get("VpcIds") or [], _filters(p))
-    return {"Vpcs": [vpc_out(svc, v) for v in vpcs]}
+    vpcs, token = _page(p, svc.describe_vpcs(region, p.get("VpcIds") or [], _filters(p)))
+    return {"Vpcs": [vpc_out(svc, v) for v in vpcs], "NextToken": token}
 
 
 async def delete_vpc(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +172,9 @@ async def create_subnet(svc: VpcService, region: str, p: dict[str, Any]) -> dict
 
 
 async def describe_subnets(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
-    subnets = svc.describe_subnets(region, p.get("SubnetIds") or [], _filters(p))
-    return {"Subnets": [subnet_out(svc, s) for s in subnets]}
+    subnets, token = _page(p, svc.describe_subnets(region, p.get("SubnetIds") or [],
+                                                   _filters(p)))
+    return {"Subnets": [subnet_out(svc, s) for s in subnets], "NextToken": token}
 
 
 async def delete_subnet(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -176,9 +192,10 @@ async def create_security_group(svc: VpcService, region: str, p: dict[str, Any])
 
 async def describe_security_groups(svc: VpcService, region: str,
                                    p: dict[str, Any]) -> dict[str, Any]:
-    groups = svc.describe_security_groups(region, p.get("GroupIds") or [],
-                                          p.get("GroupNames") or [], _filters(p))
-    return {"SecurityGroups": [group_out(svc, g) for g in groups]}
+    groups, token = _page(p, svc.describe_security_groups(region, p.get("GroupIds") or [],
+                                                          p.get("GroupNames") or [],
+                                                          _filters(p)))
+    return {"SecurityGroups": [group_out(svc, g) for g in groups], "NextToken": token}
 
 
 async def delete_security_group(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +219,9 @@ def _revoke(egress: bool) -> Handler:
 
 async def describe_security_group_rules(svc: VpcService, region: str,
                                         p: dict[str, Any]) -> dict[str, Any]:
-    rules = svc.describe_rules(region, p.get("SecurityGroupRuleIds") or [], _filters(p))
-    return {"SecurityGroupRules": [rule_out(svc, r) for r in rules]}
+    rules, token = _page(p, svc.describe_rules(region, p.get("SecurityGroupRuleIds") or [],
+                                               _filters(p)))
+    return {"SecurityGroupRules": [rule_out(svc, r) for r in rules], "NextToken": token}
 
 
 async def create_network_interface(svc: VpcService, region: str,
@@ -216,8 +234,9 @@ async def create_network_interface(svc: VpcService, region: str,
 
 async def describe_network_interfaces(svc: VpcService, region: str,
                                       p: dict[str, Any]) -> dict[str, Any]:
-    enis = svc.describe_interfaces(region, p.get("NetworkInterfaceIds") or [], _filters(p))
-    return {"NetworkInterfaces": [eni_out(svc, e) for e in enis]}
+    enis, token = _page(p, svc.describe_interfaces(region, p.get("NetworkInterfaceIds") or [],
+                                                   _filters(p)))
+    return {"NetworkInterfaces": [eni_out(svc, e) for e in enis], "NextToken": token}
 
 
 async def delete_network_interface(svc: VpcService, region: str,
@@ -258,6 +277,10 @@ ACTIONS: dict[str, Handler] = {
     "DeleteNetworkInterface": delete_network_interface,
     "DescribeAvailabilityZones": describe_availability_zones, "CreateTags": create_tags,
 }
+ACTIONS.update(ec2_more_api.ACTIONS)
+ACTIONS.update(ec2_routes_api.ACTIONS)
+ACTIONS.update(ec2_network_acls_api.ACTIONS)
+ACTIONS.update(ec2_eni_api.ACTIONS)
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

@@ -102,8 +102,9 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
 
 
 def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, list[SgRule]],
-           members: Mapping[str, Iterable[str]]) -> str:
-    """The whole table as one script that replaces any previous version atomically."""
+           members: Mapping[str, Iterable[str]], extra: str = "") -> str:
+    """The whole table as one script that replaces any previous version atomically; `extra`:
+    more of the table's body, loaded in the same transaction (the network ACL chains)."""
     ports = sorted(ports, key=lambda p: p.ifname)
     nat_ports = [p for p in ports if p.nat]
     referenced = sorted({r.ref_group_id for rs in rules_by_group.values() for r in rs
@@ -139,6 +140,8 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
         body.append(f"  chain in_{p.ifname} {{")
         body += [f"    {line}" for line in inn]
         body.append("  }")
+    if extra:
+        body.append(extra)
     text = "\n".join(body)
     digest = fingerprint(text)
     # Declaring the table first makes `delete` valid even when it does not exist yet; the

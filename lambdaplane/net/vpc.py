@@ -8,7 +8,8 @@ interface's own namespace (`lambdaplane run`), holds the address with the subnet
 A Hyperplane ENI's far end is its transit in the worker namespace instead, holding only the
 transit address: the VPC namespace SNATs the ENI's flows to the ENI's address
 (net/hyperplane.py). Every packet between two interfaces is therefore forwarded by the VPC
-namespace, where security groups are enforced (net/security_groups.py)."""
+namespace, where security groups are enforced (net/security_groups.py), and network ACLs at
+subnet boundaries (net/network_acls.py)."""
 from __future__ import annotations
 
 import ipaddress
@@ -19,6 +20,7 @@ from ..service import ipam
 from ..store.ec2 import FarEnd, SgRule, Snapshot
 from .hyperplane import TRANSIT_WORKER_ADDR
 from .names import Names
+from .network_acls import AclPort, render_chains
 from .security_groups import PortRules, render
 
 # The subnet routers' addresses live on the VPC namespace's loopback (this kernel has no dummy
@@ -69,10 +71,12 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
     for eni in snap.enis:
         for gid in eni.group_ids:
             members[gid].append(eni.ip)
+    acl_of_subnet = {a.subnet_id: a.acl_id for a in snap.network_acls.associations}
     out = []
     for vpc in snap.vpcs:
         vpc_subnets = sorted((s for s in snap.subnets if s.vpc_id == vpc.id), key=lambda s: s.cidr)
         ports = []
+        acl_ports = []
         transits: set[str] = set()
         for eni in snap.enis:
             if eni.vpc_id != vpc.id or eni.far_end is None:
@@ -83,13 +87,16 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
             if transit:
                 transits.add(port_ifname(eni.id))
             far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else ((eni.ip, prefixlen),)
+            acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else ""))
             ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
                                   ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
                                   far_addresses, eni.process_pid, eni.process_start))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
         rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
+        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries)
         script = render(names.nft_table, rules,
-                        {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members)
+                        {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
+                        acls)
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
                               tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table, script))

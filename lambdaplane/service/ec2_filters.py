@@ -1,6 +1,7 @@
 """EC2 `Filters` on Describe calls: each resource offers a set of values per filter name; a
 filter matches when any of its values (with `*` and `?` wildcards, as AWS allows) matches any of
-the resource's values; all filters must match. `tag:<key>` and `tag-key` work on every type."""
+the resource's values; all filters must match. `tag:<key>`, `tag-key` and `tag-value` work on
+every type."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,8 @@ def check_names(filters: list[dict], known: Iterable[str]) -> None:
     allowed = set(known)
     for f in filters:
         name = f.get("Name") or ""
-        if name not in allowed and not name.startswith("tag:") and name != "tag-key":
+        if name not in allowed and not name.startswith("tag:") \
+                and name not in ("tag-key", "tag-value"):
             raise ec2_error("InvalidParameterValue", f"The filter '{name}' is invalid")
 
 
@@ -27,6 +29,8 @@ def matches(filters: list[dict], attrs: Attributes, tags: Mapping[str, str]) -> 
             have: Iterable[str] = [tags[name[4:]]] if name[4:] in tags else []
         elif name == "tag-key":
             have = list(tags)
+        elif name == "tag-value":
+            have = list(tags.values())
         else:
             have = [str(v) for v in attrs.get(name, ())]
         if not any(fnmatchcase(h, w) for h in have for w in wanted):

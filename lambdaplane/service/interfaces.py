@@ -38,6 +38,7 @@ class NetworkInterfaces:
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def group(self, region: str, group_id: str) -> SecurityGroup: ...
         def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
+        def reserved_addresses(self, subnet: Subnet) -> set[str]: ...
         async def reconcile(self) -> list[str]: ...
 
     # interfaces of exited `lambdaplane run` programs ----------------------------------------
@@ -93,7 +94,7 @@ class NetworkInterfaces:
                                 f"'{subnet.vpc_id}'")
         in_use = {e.ip for e in self.store.enis() if e.subnet_id == subnet.id}
         address = ipam.check_requested(ip, subnet.cidr, in_use) if ip \
-            else ipam.pick_free(subnet.cidr, in_use)
+            else ipam.pick_free(subnet.cidr, in_use | self.reserved_addresses(subnet))
         eni_id = new_id("eni")
         if own_netns:
             far_end = FarEnd(self.names.resource_netns(eni_id), "eth0", True)
@@ -152,6 +153,7 @@ class NetworkInterfaces:
                             f"The network interface '{eni.id}' is currently in use.")
         with self.db.transaction():
             self.store.delete_eni(eni.id)
+            self.attributes.delete(eni.id)  # type: ignore[attr-defined]
         await self.reconcile()
 
     # `lambdaplane run` ---------------------------------------------------------------------

@@ -13,9 +13,11 @@ from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Vpc
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
 from .sg_rules import (
+    PERMISSION_FILTERS,
     describe_rule,
     legacy_permissions,
     new_rule_id,
+    permission_filter_values,
     rules_from_permissions,
 )
 
@@ -89,14 +91,26 @@ class SecurityGroups:
     def describe_security_groups(self, region: str, ids: list[str], names: list[str],
                                  filters: list[dict]) -> list[SecurityGroup]:
         self.ensure_region(region)
-        check_names(filters, ["group-id", "group-name", "vpc-id", "description", "owner-id"])
+        check_names(filters, ["group-id", "group-name", "vpc-id", "description", "owner-id",
+                              *(p + f for p in ("ip-permission.", "egress.ip-permission.")
+                                for f in PERMISSION_FILTERS)])
         wanted = {self.group(region, gid).id for gid in ids}
         wanted |= {self.group_by_name(region, n).id for n in names}
         tags = self.store.tags()
+        groups = self.store.groups(region)
+        names_by_id = {g.id: g.name for g in groups}
+        rules = self.store.rules()
         out = []
-        for g in self.store.groups(region):
+        for g in groups:
+            mine = [r for r in rules if r.group_id == g.id]
             attrs = {"group-id": [g.id], "group-name": [g.name], "vpc-id": [g.vpc_id],
-                     "description": [g.description], "owner-id": [self.settings.account_id]}
+                     "description": [g.description], "owner-id": [self.settings.account_id],
+                     **permission_filter_values([r for r in mine if not r.egress],
+                                                "ip-permission.", names_by_id,
+                                                self.settings.account_id),
+                     **permission_filter_values([r for r in mine if r.egress],
+                                                "egress.ip-permission.", names_by_id,
+                                                self.settings.account_id)}
             if (not wanted or g.id in wanted) and matches(filters, attrs, tags.get(g.id, {})):
                 out.append(g)
         return out
@@ -150,12 +164,11 @@ class SecurityGroups:
                 raise ec2_error("InvalidPermission.Duplicate",
                                 f'the specified rule "{describe_rule(rule)}" already exists')
             seen.add(rule.key)
-        tags = self._tag_specs(params.get("TagSpecifications"), "security-group-rule")
+        rule_tags = self._tag_specs(params.get("TagSpecifications"), "security-group-rule")
         with self.db.transaction():
             for rule in new:
                 self.store.add_rule(rule)
-                if tags:  # TagSpecifications of the new rules (Terraform's *_rule resources)
-                    self.store.set_tags(rule.id, tags)
+                self.store.set_tags(rule.id, rule_tags)
         await self.reconcile()
         return new
 
@@ -196,6 +209,8 @@ class SecurityGroups:
     def describe_rules(self, region: str, ids: list[str], filters: list[dict]) -> list[SgRule]:
         self.ensure_region(region)
         check_names(filters, ["group-id", "security-group-rule-id"])
+        for rid in ids:
+            check_id(rid, "sgr", "InvalidSecurityGroupRuleId.Malformed")
         groups = {g.id for g in self.store.groups(region)}
         rules = [r for r in self.store.rules() if r.group_id in groups]
         for rid in ids:

@@ -106,3 +106,27 @@ def describe_rule(rule: SgRule) -> str:
     if rule.protocol in ("tcp", "udp"):
         return f"peer: {peer}, {proto}, from port: {rule.from_port}, to port: {rule.to_port}, ALLOW"
     return f"peer: {peer}, {proto}, ALLOW"
+
+
+PERMISSION_FILTERS = ("cidr", "from-port", "to-port", "group-id", "group-name", "protocol",
+                      "user-id", "ipv6-cidr", "prefix-list-id")
+
+
+def permission_filter_values(rules: list[SgRule], prefix: str, group_names: dict[str, str],
+                             account_id: str) -> dict[str, list[str]]:
+    """DescribeSecurityGroups' `ip-permission.*` (prefix "ip-permission.") or
+    `egress.ip-permission.*` values of a group's rules in one direction. As on AWS, each filter
+    looks at all the rules on its own (two filters may match two different rules)."""
+    values: dict[str, list[str]] = {prefix + name: [] for name in PERMISSION_FILTERS}
+    for r in rules:
+        values[prefix + "protocol"].append(r.protocol)
+        if r.protocol in ("tcp", "udp", "icmp"):
+            values[prefix + "from-port"].append(str(r.from_port))
+            values[prefix + "to-port"].append(str(r.to_port))
+        if r.cidr:
+            values[prefix + "cidr"].append(r.cidr)
+        if r.ref_group_id:
+            values[prefix + "group-id"].append(r.ref_group_id)
+            values[prefix + "group-name"].append(group_names.get(r.ref_group_id, ""))
+            values[prefix + "user-id"].append(account_id)
+    return values

@@ -1,9 +1,12 @@
 """The EC2 network model VpcService serves: regions (a default VPC on first use), zones, tags,
 VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-Security groups (service/security_groups.py) and network interfaces (service/interfaces.py)
-are mixed into the same service: one object, one store, one reconcile. No HTTP and no kernel
-calls of its own."""
+Security groups (service/security_groups.py, sg_rule_edits.py), network interfaces
+(service/interfaces.py, eni_attributes.py), route tables (service/route_tables.py), network ACLs
+(service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), subnet CIDR
+reservations (service/subnet_reservations.py), tags (service/ec2_tags.py) and VPC/subnet
+attributes (service/ec2_attributes.py) are mixed into the same service: one object, one store,
+one reconcile. No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
@@ -19,19 +22,60 @@ from ..net.names import Names
 from ..net.vpc import desired_state
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
+from ..store.ec2_attributes import AttributeStore
+from ..store.ec2_network_acls import NetworkAclStore
+from ..store.ec2_routes import RouteStore
+from ..store.ec2_subnet_reservations import SubnetReservationStore
+from ..store.ec2_vpc_cidrs import VpcCidrStore
 from . import ipam
+from .ec2_attributes import Ec2Attributes, SubnetSettings
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import Ec2Tags
+from .eni_attributes import EniAttributes
 from .interfaces import NetworkInterfaces
+from .network_acls import NetworkAcls
+from .route_tables import RouteTables
 from .security_groups import SecurityGroups
+from .sg_rule_edits import SecurityGroupRuleEdits
+from .subnet_reservations import SubnetReservations
+from .vpc_cidrs import VpcCidrs
 from .sg_rules import new_rule_id
 
 log = logging.getLogger("lambdaplane.vpc")
 
 DEFAULT_VPC_CIDR = "172.31.0.0/16"
-_ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4}
+_ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4, "ap-northeast-2": 4}
+# Regions whose zones are not a, b, c… numbered in order: (letter, zone id number), as AWS
+# lists them (the letter ↔ id mapping differs between AWS accounts; this is a common one).
+_ZONE_LETTERS = {"ap-northeast-1": (("a", 4), ("c", 1), ("d", 2)),
+                 "ca-central-1": (("a", 1), ("b", 2), ("d", 4))}
 _DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c",
                "northeast": "ne", "southeast": "se", "northwest": "nw", "southwest": "sw"}
+
+
+_IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
+                             "ipv6-cidr-block-association.ipv6-pool",
+                             "ipv6-cidr-block-association.association-id",
+                             "ipv6-cidr-block-association.state")
+_SUBNET_SETTING_FILTERS = ("map-public-ip-on-launch", "map-customer-owned-ip-on-launch",
+                           "enable-dns64", "ipv6-native", "enable-lni-at-device-index",
+                           "private-dns-name-options-on-launch.hostname-type",
+                           "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
+                           "private-dns-name-options-on-launch."
+                           "enable-resource-name-dns-aaaa-record")
+
+
+def subnet_setting_attributes(s: SubnetSettings) -> dict[str, list[str]]:
+    """DescribeSubnets' filter values of a subnet's launch settings."""
+    return {"map-public-ip-on-launch": [bool_text(s.map_public_ip_on_launch)],
+            "map-customer-owned-ip-on-launch": [bool_text(s.map_customer_owned_ip_on_launch)],
+            "enable-dns64": [bool_text(s.enable_dns64)], "ipv6-native": ["false"],
+            "private-dns-name-options-on-launch.hostname-type": [s.hostname_type],
+            "private-dns-name-options-on-launch.enable-resource-name-dns-a-record":
+                [bool_text(s.enable_resource_name_dns_a_record)],
+            "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record":
+                [bool_text(s.enable_resource_name_dns_aaaa_record)]}
 
 
 @dataclass(frozen=True)
@@ -44,17 +88,25 @@ class Zone:
 def zones(region: str) -> list[Zone]:
     parts = region.split("-")
     abbr = parts[0] + "".join(_DIRECTIONS.get(p, p[:1]) for p in parts[1:-1]) + parts[-1]
-    count = _ZONE_COUNT.get(region, 3)
-    return [Zone(f"{region}{chr(ord('a') + i)}", f"{abbr}-az{i + 1}", region) for i in range(count)]
+    letters = _ZONE_LETTERS.get(region) or \
+        tuple((chr(ord("a") + i), i + 1) for i in range(_ZONE_COUNT.get(region, 3)))
+    return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(SecurityGroups, NetworkInterfaces):
+class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
+                 RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
+                 Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
         self.db = db
         self.net = net
         self.store = Ec2Store(db)
+        self.attributes = AttributeStore(db)
+        self.routes = RouteStore(db)
+        self.acls = NetworkAclStore(db)
+        self.vpc_cidr_store = VpcCidrStore(db)
+        self.reservations = SubnetReservationStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -64,6 +116,12 @@ class VpcService(SecurityGroups, NetworkInterfaces):
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await self._release_orphans()
+        made = self.ensure_main_route_tables()  # VPCs stored before route tables existed
+        if made:
+            log.info("made the main route table of %d VPCs", made)
+        made = self.ensure_default_acls()  # VPCs and subnets stored before network ACLs
+        if made:
+            log.info("made %d default network ACLs and associations", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
         self._watcher = asyncio.create_task(self._watch_owners())
@@ -108,7 +166,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
             vpc = self._insert_vpc(region, DEFAULT_VPC_CIDR, is_default=True)
             for zone, cidr in zip(zones(region), ipam.default_subnets(DEFAULT_VPC_CIDR,
                                                                       len(zones(region)))):
-                self.store.add_subnet(Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True))
+                subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
+                self.store.add_subnet(subnet)
+                self._join_default_acl(subnet)
         return True
 
     def availability_zones(self, region: str, names: list[str], ids: list[str],
@@ -140,38 +200,12 @@ class VpcService(SecurityGroups, NetworkInterfaces):
                         "Subnets can currently only be created in the following availability "
                         f"zones: {', '.join(z.name for z in all_zones)}.")
 
-    # tags --------------------------------------------------------------------------------
-    def tags_of(self, resource_id: str) -> dict[str, str]:
-        return self.store.tags().get(resource_id, {})
-
-    def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]:
-        tags: dict[str, str] = {}
-        for spec in specs or []:
-            if spec.get("ResourceType") in (None, resource_type):
-                tags.update({t["Key"]: t.get("Value") or "" for t in spec.get("Tags") or []})
-        return tags
-
-    async def create_tags(self, region: str, resource_ids: list[str], tags: list[dict]) -> None:
-        self.ensure_region(region)
-        known = ({v.id for v in self.store.vpcs(region)} | {s.id for s in self.store.subnets(region)}
-                 | {g.id for g in self.store.groups(region)} | {e.id for e in self.store.enis(region)}
-                 | {r.id for r in self.store.rules()})
-        for rid in resource_ids:
-            if rid not in known:
-                prefix = rid.split("-")[0]
-                kinds = {"vpc": "InvalidVpcID.NotFound", "subnet": "InvalidSubnetID.NotFound",
-                         "sg": "InvalidGroup.NotFound", "eni": "InvalidNetworkInterfaceID.NotFound"}
-                if prefix in kinds:
-                    raise ec2_error(kinds[prefix], f"The ID '{rid}' does not exist")
-                raise ec2_error("InvalidID", f"The ID '{rid}' is not valid")
-        with self.db.transaction():
-            for rid in resource_ids:
-                self.store.set_tags(rid, {t["Key"]: t.get("Value") or "" for t in tags})
-
     # VPCs --------------------------------------------------------------------------------
     def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
         vpc = Vpc(new_id("vpc"), region, cidr, is_default)
         self.store.add_vpc(vpc)
+        self._insert_main_route_table(vpc)
+        self._insert_default_acl(vpc)
         group = SecurityGroup(new_id("sg"), region, vpc.id, "default",
                               "default VPC security group")
         self.store.add_group(group)
@@ -201,15 +235,23 @@ class VpcService(SecurityGroups, NetworkInterfaces):
     def describe_vpcs(self, region: str, ids: list[str], filters: list[dict]) -> list[Vpc]:
         self.ensure_region(region)
         check_names(filters, ["vpc-id", "cidr", "cidr-block", "cidr-block-association.cidr-block",
-                              "is-default", "state", "owner-id", "dhcp-options-id"])
+                              "cidr-block-association.association-id",
+                              "cidr-block-association.state", "is-default", "isDefault", "state",
+                              "owner-id", "dhcp-options-id", *_IPV6_ASSOCIATION_FILTERS,
+                              "ipv6-cidr-block-association.ipv6-pool"])
         for vid in ids:
             self.vpc(region, vid)
         tags = self.store.tags()
         out = []
         for v in self.store.vpcs(region):
+            blocks = self.cidr_associations(v)
             attrs = {"vpc-id": [v.id], "cidr": [v.cidr], "cidr-block": [v.cidr],
-                     "cidr-block-association.cidr-block": [v.cidr],
-                     "is-default": [bool_text(v.is_default)], "state": ["available"],
+                     "cidr-block-association.cidr-block": [b.cidr for b in blocks],
+                     "cidr-block-association.association-id": [b.association_id
+                                                                for b in blocks],
+                     "cidr-block-association.state": ["associated"],
+                     "is-default": [bool_text(v.is_default)],
+                     "isDefault": [bool_text(v.is_default)], "state": ["available"],
                      "owner-id": [self.settings.account_id], "dhcp-options-id": ["default"]}
             if (not ids or v.id in ids) and matches(filters, attrs, tags.get(v.id, {})):
                 out.append(v)
@@ -220,13 +262,18 @@ class VpcService(SecurityGroups, NetworkInterfaces):
         vpc = self.vpc(region, vpc_id)
         groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
         if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
-                any(g.name != "default" for g in groups):
+                any(g.name != "default" for g in groups) or \
+                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc):
             raise ec2_error("DependencyViolation",
                             f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():
             for g in groups:
                 self.store.delete_group(g.id)
+            self.delete_vpc_route_tables(vpc)
+            self.delete_vpc_acls(vpc)
+            self.vpc_cidr_store.delete_of(vpc.id)
             self.store.delete_vpc(vpc.id)
+            self.attributes.delete(vpc.id)
         await self.reconcile()
 
     # subnets -----------------------------------------------------------------------------
@@ -238,12 +285,20 @@ class VpcService(SecurityGroups, NetworkInterfaces):
                             f"The subnet ID '{subnet_id}' does not exist")
         return subnet
 
+    def subnet_arn(self, subnet: Subnet) -> str:
+        return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
+
     def available_ips(self, subnet: Subnet) -> int:
         used = sum(1 for e in self.store.enis() if e.subnet_id == subnet.id)
         return ipam.capacity(subnet.cidr) - used
 
     def zone_of(self, subnet: Subnet) -> Zone:
-        return next(z for z in zones(subnet.region) if z.name == subnet.az)
+        found = next((z for z in zones(subnet.region) if z.name == subnet.az), None)
+        if found is None:  # stored when this region's zones were listed otherwise
+            abbr = zones(subnet.region)[0].zone_id.split("-")[0]
+            found = Zone(subnet.az, f"{abbr}-az{ord(subnet.az[-1]) - ord('a') + 1}",
+                         subnet.region)
+        return found
 
     async def create_subnet(self, region: str, vpc_id: str | None, cidr: str | None,
                             az: str | None, az_id: str | None,
@@ -256,10 +311,11 @@ class VpcService(SecurityGroups, NetworkInterfaces):
         vpc = self.vpc(region, vpc_id)
         zone = self._zone(region, az, az_id)
         siblings = [s.cidr for s in self.store.subnets(region) if s.vpc_id == vpc.id]
-        net = ipam.check_subnet_cidr(cidr, vpc.cidr, siblings)
+        net = ipam.check_subnet_cidr(cidr, self.containing_cidr(vpc, cidr), siblings)
         subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
         with self.db.transaction():
             self.store.add_subnet(subnet)
+            self._join_default_acl(subnet)
             self.store.set_tags(subnet.id, self._tag_specs(tag_specs, "subnet"))
         await self.reconcile()
         return subnet
@@ -269,7 +325,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
         check_names(filters, ["subnet-id", "vpc-id", "cidr-block", "cidr", "cidrBlock",
                               "availability-zone", "availability-zone-id", "availabilityZone",
                               "default-for-az", "defaultForAz", "state", "owner-id",
-                              "available-ip-address-count"])
+                              "available-ip-address-count", *_SUBNET_SETTING_FILTERS,
+                              *_IPV6_ASSOCIATION_FILTERS[:1], *_IPV6_ASSOCIATION_FILTERS[2:],
+                              "customer-owned-ipv4-pool", "outpost-arn", "subnet-arn"])
         for sid in ids:
             self.subnet(region, sid)
         tags = self.store.tags()
@@ -282,7 +340,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
                      "default-for-az": [bool_text(s.default_for_az)],
                      "defaultForAz": [bool_text(s.default_for_az)], "state": ["available"],
                      "owner-id": [self.settings.account_id],
-                     "available-ip-address-count": [str(self.available_ips(s))]}
+                     "available-ip-address-count": [str(self.available_ips(s))],
+                     "subnet-arn": [self.subnet_arn(s)],
+                     **subnet_setting_attributes(self.subnet_settings(s))}
             if (not ids or s.id in ids) and matches(filters, attrs, tags.get(s.id, {})):
                 out.append(s)
         return out
@@ -294,5 +354,9 @@ class VpcService(SecurityGroups, NetworkInterfaces):
             raise ec2_error("DependencyViolation",
                             f"The subnet '{subnet.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():
+            self.routes.delete_subnet_association(subnet.id)
+            self.acls.delete_association_of(subnet.id)
+            self.delete_subnet_reservations(subnet)
             self.store.delete_subnet(subnet.id)
+            self.attributes.delete(subnet.id)
         await self.reconcile()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .db import Database, schema
+from .ec2_network_acls import AclSnapshot, NetworkAclStore
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_regions (region TEXT PRIMARY KEY);
@@ -125,6 +126,7 @@ class Snapshot:
     groups: list[SecurityGroup] = field(default_factory=list)
     rules: list[SgRule] = field(default_factory=list)
     enis: list[Eni] = field(default_factory=list)
+    network_acls: AclSnapshot = field(default_factory=AclSnapshot)
 
 
 class Ec2Store:
@@ -207,6 +209,13 @@ class Ec2Store:
         return [SgRule(r["id"], r["group_id"], bool(r["egress"]), r["protocol"], r["from_port"],
                        r["to_port"], r["cidr"], r["ref_group_id"], r["description"]) for r in rows]
 
+    def update_rule(self, r: SgRule) -> None:
+        """Rewrite rule `r.id` in place (its id, group, direction and order stay)."""
+        self.db.conn.execute("UPDATE ec2_sg_rules SET protocol=?, from_port=?, to_port=?, cidr=?, "
+                             "ref_group_id=?, description=? WHERE id=?",
+                             (r.protocol, r.from_port, r.to_port, r.cidr, r.ref_group_id,
+                              r.description, r.id))
+
     def delete_rule(self, rule_id: str) -> None:
         self.db.conn.execute("DELETE FROM ec2_sg_rules WHERE id=?", (rule_id,))
         self.delete_tags(rule_id)
@@ -241,6 +250,14 @@ class Ec2Store:
         self.db.conn.execute("UPDATE ec2_enis SET far_netns=?, far_ifname=?, owns_netns=? "
                              "WHERE id=?", (far.netns, far.ifname, int(far.owns_netns), eni_id))
 
+    def set_eni_groups(self, eni_id: str, group_ids: tuple[str, ...]) -> None:
+        self.db.conn.execute("DELETE FROM ec2_eni_groups WHERE eni_id=?", (eni_id,))
+        self.db.conn.executemany("INSERT INTO ec2_eni_groups VALUES (?,?,?)",
+                                 [(eni_id, g, i) for i, g in enumerate(group_ids)])
+
+    def set_eni_description(self, eni_id: str, description: str) -> None:
+        self.db.conn.execute("UPDATE ec2_enis SET description=? WHERE id=?", (description, eni_id))
+
     def delete_eni(self, eni_id: str) -> None:
         self.db.conn.execute("DELETE FROM ec2_enis WHERE id=?", (eni_id,))
         self.delete_tags(eni_id)
@@ -270,7 +287,8 @@ class Ec2Store:
 
     # all -------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis())
+        return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis(),
+                        NetworkAclStore(self.db).snapshot())
 
     def _select(self, table: str, region: str | None) -> list[object]:
         if region is None:

@@ -1,0 +1,117 @@
+"""Network ACLs in SQLite: the ACLs, their numbered entries (rule 32767 is the `*` rule every
+ACL ends with) and the association of each subnet with exactly one ACL. Plain rows in,
+dataclasses out; AWS's rules live in service/network_acls.py, the kernel rendering in
+net/network_acls.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .db import Database, schema
+
+schema("""
+CREATE TABLE IF NOT EXISTS ec2_network_acls (
+  id TEXT PRIMARY KEY, region TEXT NOT NULL, vpc_id TEXT NOT NULL, is_default INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ec2_network_acl_entries (
+  acl_id TEXT NOT NULL REFERENCES ec2_network_acls(id) ON DELETE CASCADE,
+  egress INTEGER NOT NULL, rule_number INTEGER NOT NULL, protocol TEXT NOT NULL,
+  allow INTEGER NOT NULL, cidr TEXT NOT NULL, from_port INTEGER, to_port INTEGER,
+  icmp_type INTEGER, icmp_code INTEGER, PRIMARY KEY (acl_id, egress, rule_number));
+CREATE TABLE IF NOT EXISTS ec2_network_acl_associations (
+  id TEXT PRIMARY KEY, acl_id TEXT NOT NULL REFERENCES ec2_network_acls(id),
+  subnet_id TEXT NOT NULL UNIQUE);
+""")
+
+STAR_RULE = 32767  # the `*` rule: what DescribeNetworkAcls shows as the last entry
+
+
+@dataclass(frozen=True)
+class NetworkAcl:
+    id: str
+    region: str
+    vpc_id: str
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    acl_id: str
+    egress: bool
+    rule_number: int
+    protocol: str  # "-1" (all) or an IP protocol number: "6", "17", "1", …
+    allow: bool
+    cidr: str
+    from_port: int | None = None  # tcp/udp: the destination port range, in both directions
+    to_port: int | None = None
+    icmp_type: int | None = None  # icmp: -1 for all
+    icmp_code: int | None = None
+
+
+@dataclass(frozen=True)
+class AclAssociation:
+    id: str
+    acl_id: str
+    subnet_id: str
+
+
+@dataclass
+class AclSnapshot:
+    """Every ACL entry and association, for the kernel rendering."""
+    entries: list[AclEntry] = field(default_factory=list)
+    associations: list[AclAssociation] = field(default_factory=list)
+
+
+class NetworkAclStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add_acl(self, a: NetworkAcl) -> None:
+        self.db.conn.execute("INSERT INTO ec2_network_acls VALUES (?,?,?,?)",
+                             (a.id, a.region, a.vpc_id, int(a.is_default)))
+
+    def acls(self, region: str | None = None) -> list[NetworkAcl]:
+        sql, args = "SELECT * FROM ec2_network_acls", ()
+        if region is not None:
+            sql, args = sql + " WHERE region=?", (region,)
+        return [NetworkAcl(r["id"], r["region"], r["vpc_id"], bool(r["is_default"]))
+                for r in self.db.conn.execute(sql + " ORDER BY rowid", args)]
+
+    def acl(self, acl_id: str) -> NetworkAcl | None:
+        return next((a for a in self.acls() if a.id == acl_id), None)
+
+    def delete_acl(self, acl_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_network_acls WHERE id=?", (acl_id,))
+
+    def put_entry(self, e: AclEntry) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO ec2_network_acl_entries VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (e.acl_id, int(e.egress), e.rule_number, e.protocol, int(e.allow), e.cidr,
+             e.from_port, e.to_port, e.icmp_type, e.icmp_code))
+
+    def entries(self, acl_id: str | None = None) -> list[AclEntry]:
+        sql, args = "SELECT * FROM ec2_network_acl_entries", ()
+        if acl_id is not None:
+            sql, args = sql + " WHERE acl_id=?", (acl_id,)
+        rows = self.db.conn.execute(sql + " ORDER BY acl_id, egress, rule_number", args)
+        return [AclEntry(r["acl_id"], bool(r["egress"]), r["rule_number"], r["protocol"],
+                         bool(r["allow"]), r["cidr"], r["from_port"], r["to_port"],
+                         r["icmp_type"], r["icmp_code"]) for r in rows]
+
+    def delete_entry(self, acl_id: str, egress: bool, rule_number: int) -> None:
+        self.db.conn.execute("DELETE FROM ec2_network_acl_entries WHERE acl_id=? AND egress=? "
+                             "AND rule_number=?", (acl_id, int(egress), rule_number))
+
+    def associate(self, a: AclAssociation) -> None:
+        self.db.conn.execute("INSERT OR REPLACE INTO ec2_network_acl_associations "
+                             "VALUES (?,?,?)", (a.id, a.acl_id, a.subnet_id))
+
+    def associations(self) -> list[AclAssociation]:
+        rows = self.db.conn.execute(
+            "SELECT * FROM ec2_network_acl_associations ORDER BY rowid").fetchall()
+        return [AclAssociation(r["id"], r["acl_id"], r["subnet_id"]) for r in rows]
+
+    def delete_association_of(self, subnet_id: str) -> None:
+        self.db.conn.execute("DELETE FROM ec2_network_acl_associations WHERE subnet_id=?",
+                             (subnet_id,))
+
+    def snapshot(self) -> AclSnapshot:
+        return AclSnapshot(self.entries(), self.associations())
