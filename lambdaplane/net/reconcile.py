@@ -12,6 +12,7 @@ from pathlib import Path
 from . import nft, ns
 from .names import Names
 from .netlink import LinkInfo, Netlink
+from .processes import process_alive
 from .security_groups import script_fingerprint
 from .vpc import GATEWAY_LINK, PortSpec, VpcNetSpec
 
@@ -24,23 +25,6 @@ def vpc_prefix(names: Names) -> str:
 
 def resource_prefix(names: Names) -> str:
     return names.resource_netns("")
-
-
-def process_start(pid: int) -> int | None:
-    """The start time of process `pid` (clock ticks since boot), None when it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may contain spaces; fields after its closing ')' are fixed.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def process_alive(pid: int | None, start: int | None) -> bool:
-    if pid is None:
-        return False
-    now = process_start(pid)
-    return now is not None and (start is None or now == start)
 
 
 def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:

@@ -230,14 +230,14 @@ class WorkerNet:
 def host_attached_networks(names: Names) -> tuple[str, ...]:
     """The root namespace's directly attached IPv4 networks that no blocked range covers
     (e.g. a public or TEST-NET LAN): sandboxes must not reach the host's neighbours either."""
-    blocked = [ipaddress.ip_network(b) for b in BLOCKED_DESTINATIONS]
+    blocked = [ipaddress.IPv4Network(b) for b in BLOCKED_DESTINATIONS]
     found: set[str] = set()
     with open("/proc/net/route") as f:  # the main table, no pyroute2 needed for a read
         for line in f.readlines()[1:]:
             iface, dest, gateway, _flags, _ref, _use, _metric, mask = line.split()[:8]
             if iface.startswith(names.prefix) or int(gateway, 16) != 0 or int(mask, 16) == 0:
                 continue
-            net = ipaddress.ip_network(
+            net = ipaddress.IPv4Network(
                 (str(ipaddress.IPv4Address(bytes.fromhex(dest)[::-1])),
                  bin(int(mask, 16)).count("1")), strict=False)
             if not any(net.subnet_of(b) for b in blocked):

@@ -424,7 +424,7 @@ def test_removing_everything_leaves_nothing() -> None:
         with Netlink(names.worker_netns) as wl:
             assert [r for r in wl.rules() if r.fwmark] == []
             assert wl.table_routes(hp.out_table(1)) == [] == wl.table_routes(hp.out_table(2))
-        assert nft.tables(hp.steer_table(names), names.worker_netns) == []
+        assert nft.tables(names.steer_table, names.worker_netns) == []
         for vpc in e.vpcs.values():  # the VPC namespaces are the VPC code's: only ours went
             assert nft.tables(names.prefix, vpc.netns) == []
             with Netlink(vpc.netns) as vl:
@@ -473,5 +473,5 @@ def test_eni_stats_count_new_flows_port_exhaustion_and_idle_expiry(env: Env) -> 
 def _idle_timeouts(names: Names, netns: str) -> list[int]:
     """The established-TCP timeouts the plane gives its flows (ct timeout objects)."""
     return [item["ct timeout"]["policy"]["established"]
-            for item in nft.list_json(f"table ip {hp.hp_table(names)}", netns)
+            for item in nft.list_json(f"table ip {names.plane_table}", netns)
             if "ct timeout" in item]
