@@ -27,7 +27,7 @@ def clean_instance(instance: str) -> list[str]:
         if cg.exists():
             kill_cgroup_tree(cg)
             done.append(f"removed cgroup {cg}")
-    for name in ns.list_named(names.prefix + "-"):
+    for name in ns.list_named(names.netns_prefix):
         ns.delete(name)
         done.append(f"removed netns {name}")
     with Netlink() as nl:
@@ -35,7 +35,7 @@ def clean_instance(instance: str) -> list[str]:
             nl.delete_link(link.name)
             done.append(f"removed link {link.name}")
     for family, table in nft.tables(names.nft_table):
-        if table == names.nft_table or table.startswith(names.nft_table + "-"):
+        if names.owns_nft_table(table):
             nft.delete_table(family, table)
             done.append(f"removed nft table {family} {table}")
     return done
@@ -49,8 +49,8 @@ def fresh_instance(first: str) -> str:
         instance = first + "".join(secrets.choice(alphabet) for _ in range(2))
         names = Names(instance)
         # A cheap look (no netlink: callers may be inside an event loop): names and cgroups.
-        in_use = (ns.list_named(names.prefix + "-")
-                  or any(p.name.startswith(names.prefix) for p in Path("/sys/class/net").iterdir())
+        in_use = (ns.list_named(names.netns_prefix)
+                  or any(names.owns(p.name) for p in Path("/sys/class/net").iterdir())
                   or any(cg.exists() for cg in cgroup_dirs(names)))
         if not in_use:
             return instance
@@ -59,11 +59,11 @@ def fresh_instance(first: str) -> str:
 def leftovers(instance: str) -> list[str]:
     """What of this instance still exists in the kernel (empty after a clean stop)."""
     names = Names(instance)
-    found = [f"netns {n}" for n in ns.list_named(names.prefix + "-")]
+    found = [f"netns {n}" for n in ns.list_named(names.netns_prefix)]
     with Netlink() as nl:
         found += [f"link {link.name}" for link in nl.links(names.prefix)]
     found += [f"nft table {f} {t}" for f, t in nft.tables(names.nft_table)
-              if t == names.nft_table or t.startswith(names.nft_table + "-")]
+              if names.owns_nft_table(t)]
     for cg in cgroup_dirs(names):
         pids = _pids_in(cg)
         if pids:

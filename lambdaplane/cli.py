@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None)
+    settings.reconcile_interval_s = args.reconcile_interval
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -90,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--prefork", type=int, default=4,
                    help="sandboxes to fork and build ahead of demand: a cold start that finds "
                         "one skips the fork and the sandbox build (python3.11, provided.*)")
+    s.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the kernel's VPC and Hyperplane state is checked against the "
+                        "store and repaired where it drifted")
     s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
                    help="seconds without invokes before a VPC function goes Inactive")
     s.add_argument("--eni-flow-limit", type=int, default=65000,

@@ -38,7 +38,7 @@ class Settings:
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
-    extra: dict[str, str] = field(default_factory=dict)
+    reconcile_interval_s: float = 30.0  # kernel state re-checked against the store (drift)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -17,6 +17,10 @@ OUT_TABLE_BASE = 1000  # worker: routing table of ENI n's outbound path
 BACK_TABLE_BASE = 100000  # VPC: routing table of ENI n's replies towards the worker
 
 
+# The worker's end of the uplink, inside the worker namespace (net/worker.py).
+UPLINK_WORKER_IFNAME = "up0"
+
+
 def eni_mark(n: int) -> int:
     """The packet and connection mark of ENI n's flows."""
     return n
@@ -115,14 +119,26 @@ class Names:
         return f"{self.prefix}-h-"
 
     @property
+    def netns_prefix(self) -> str:
+        """Every namespace of this instance starts with it."""
+        return f"{self.prefix}-"
+
+    @property
     def vpc_netns_prefix(self) -> str:
-        return self.vpc_netns("")
+        return self.vpc_netns("vpc-")
 
     @property
     def resource_netns_prefix(self) -> str:
         return self.resource_netns("")
 
     # parse-back: the owner of a name, None when the name is not of this kind (or instance)
+    def owns(self, name: str) -> bool:
+        """Whether a link, namespace or nft table name is this instance's."""
+        return name.startswith(self.prefix)
+
+    def owns_nft_table(self, table: str) -> bool:
+        return table == self.nft_table or table.startswith(f"{self.nft_table}-")
+
     def transit_number(self, ifname: str) -> int | None:
         """n of the transit `ifname` (worker namespace), else None."""
         return _number_after(f"{self.prefix}t", ifname)
@@ -139,9 +155,8 @@ class Names:
 
     def vpc_of_netns(self, netns: str) -> str | None:
         """The VPC id whose namespace is `netns`, else None."""
-        vpc_id = netns.removeprefix(self.vpc_netns_prefix)
-        return vpc_id if netns.startswith(self.vpc_netns_prefix) and \
-            vpc_id.startswith("vpc-") else None
+        vpc_id = netns.removeprefix(self.vpc_netns(""))
+        return vpc_id if netns.startswith(self.vpc_netns_prefix) else None
 
     def eni_of_resource_netns(self, netns: str) -> str | None:
         eni_id = netns.removeprefix(self.resource_netns_prefix)

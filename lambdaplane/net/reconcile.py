@@ -19,23 +19,15 @@ from .vpc import GATEWAY_LINK, PortSpec, VpcNetSpec
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
 
-def vpc_prefix(names: Names) -> str:
-    return names.vpc_netns("vpc-")
-
-
-def resource_prefix(names: Names) -> str:
-    return names.resource_netns("")
-
-
 def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
     changes: list[str] = []
     wanted_vpcs = {spec.netns for spec in desired}
     wanted_far = {p.far.netns for spec in desired for p in spec.ports if p.far.owns_netns}
-    for name in ns.list_named(vpc_prefix(names)):
+    for name in ns.list_named(names.vpc_netns_prefix):
         if name not in wanted_vpcs:
             ns.delete(name)
             changes.append(f"removed netns {name}")
-    for name in ns.list_named(resource_prefix(names)):
+    for name in ns.list_named(names.resource_netns_prefix):
         if name not in wanted_far:
             ns.delete(name)
             changes.append(f"removed netns {name}")

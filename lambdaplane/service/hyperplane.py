@@ -140,6 +140,7 @@ class HyperplaneService:
         # (the loop busy) waited tens of ms. Its netlink socket lives in the worker netns.
         self._steering: Steering | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self._reconciler: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,22 +159,52 @@ class HyperplaneService:
                 continue
             self._seen[vpc_id] = (ports.insert_failed, ports.refused)
         self._sampler = asyncio.get_running_loop().create_task(self._sample_flows())
+        self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_on_timer())
         await self.collect()  # functions deleted or idled while the server was down
 
     async def stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-            self._sampler = None
+        for task in (self._sampler, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sampler = self._reconciler = None
         steering, self._steering = self._steering, None
         if steering is not None:
             steering.close()
         self._attached.clear()
         await self.net.run(hp_reconcile.remove_all, self.names)
 
-    async def reconcile(self) -> list[str]:
-        """Make the kernel hold exactly the stored ENIs (and the live attachments)."""
+    async def _reconcile_on_timer(self) -> None:
+        """Every settings.reconcile_interval_s: repair what drifted from the store (a link, a
+        table, a route removed by hand) without a restart."""
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+            try:
+                done = await self.repair()
+            except Exception:  # noqa: BLE001 - logged; the next period tries again
+                log.exception("Hyperplane reconcile on timer failed")
+                continue
+            if done:
+                log.warning("Hyperplane: repaired drift from the store: %s", "; ".join(done))
+
+    async def repair(self) -> list[str]:
+        """One reconcile of the VPCs' and the data path's kernel state against the store,
+        between ENI changes (the lock). Steering is live state of the event loop: the
+        reconcile leaves it alone, and when it repaired anything (an ENI rebuilt drops its
+        steering elements; a remade transit has a new ifindex for the fast path) every live
+        attachment is steered again here, on the loop (idempotent, ~0.01 ms each)."""
+        async with self._lock:
+            done = await self.reconcile(attachments=False)
+        if done and self._steering is not None:
+            for addr, n in sorted(self._attached.items()):
+                self._steering.attach(addr, n)
+            done.append(f"steered {len(self._attached)} attachments again")
+        return done
+
+    async def reconcile(self, attachments: bool = True) -> list[str]:
+        """Make the kernel hold exactly the stored ENIs (and, with `attachments`, the live
+        attachments)."""
         vpc_ids = sorted({r.vpc_id for r in self._rows.values()})
         idle = self.settings.flow_idle_timeout_s
         for vpc_id in vpc_ids:  # planes first: their ENIs are set up after the ports exist
@@ -181,7 +212,7 @@ class HyperplaneService:
         await self.vpc.reconcile()
         enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
         done = await self.net.run(hp_reconcile.reconcile, self.names, enis,
-                                  dict(self._attached), vpc_ids, idle)
+                                  dict(self._attached) if attachments else None, vpc_ids, idle)
         for vpc_id in vpc_ids:  # port guards of ENIs that are gone
             for n in await self.net.run(hp_port_guard.port_guards, self.names, vpc_id):
                 if n not in self._rows or self._rows[n].vpc_id != vpc_id:

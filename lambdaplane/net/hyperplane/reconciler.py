@@ -38,12 +38,13 @@ def list_enis(names: Names) -> dict[int, str | None]:
     return out
 
 
-def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[str, int],
-              vpc_ids: Iterable[str] = (),
+def reconcile(names: Names, enis: Iterable[HyperplaneEni],
+              attachments: Mapping[str, int] | None, vpc_ids: Iterable[str] = (),
               idle_timeout_s: int = FLOW_IDLE_TIMEOUT_S) -> list[str]:
     """Make the kernel hold exactly these planes, ENIs and attachments; returns what it did
     (empty when nothing differed). ENIs whose link the VPC code has not made yet are skipped
-    (listed as waiting) and picked up by the next run."""
+    (listed as waiting) and picked up by the next run. `attachments` None: leave steering
+    elements and fast-path entries alone (they are live state of the thread that steers)."""
     done: list[str] = []
     desired = {e.n: e for e in enis}
     planes = set(vpc_ids) | {e.vpc_id for e in desired.values()}
@@ -69,6 +70,8 @@ def reconcile(names: Names, enis: Iterable[HyperplaneEni], attachments: Mapping[
                 continue
         ensure_eni(names, want)
         done.append(f"eni {n}")
+    if attachments is None:
+        return done
     actual = list_attachments(names)
     for addr, n in sorted(actual.items()):
         if attachments.get(addr) != n:
