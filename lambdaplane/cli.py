@@ -29,7 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None,
-                        s3_endpoint=args.s3_endpoint or "", prestart=args.prestart)
+                        s3_endpoint=args.s3_endpoint or "", prestart=args.prestart,
+                        reconcile_interval_s=args.reconcile_interval)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -114,6 +115,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--prefork", type=int, default=4,
                    help="sandboxes to fork and build ahead of demand: a cold start that finds "
                         "one skips the fork and the sandbox build (python3.11, provided.*)")
+    s.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the kernel's VPC and Hyperplane state is checked against the "
+                        "store and repaired where it drifted")
     s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
                    help="seconds without invokes before a VPC function goes Inactive")
     s.add_argument("--eni-flow-limit", type=int, default=65000,

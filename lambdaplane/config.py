@@ -39,9 +39,10 @@ class Settings:
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     s3_endpoint: str = ""  # S3-compatible endpoint Code.S3Bucket/S3Key are read from ("" = none)
-    extra: dict[str, str] = field(default_factory=dict)
     runtimes: dict[str, str] = field(default_factory=dict)  # serve --runtime NAME=PATH
     prestart: int = 2  # per Node.js runtime in use: sandboxes with node started, waiting
+    reconcile_interval_s: float = 30.0  # kernel state re-checked against the store (drift)
+    logs_max_bytes: int = 2 * 1024 ** 3  # the log store's bound; the oldest events go first
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -28,6 +28,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .errors import AwsError
 from .sandbox.types import FunctionSpec, Invocation, InvocationResult
+
+if TYPE_CHECKING:
+    from .service.hyperplane import HyperplaneService
 
 log = logging.getLogger("lambdaplane.metrics")
 
@@ -215,35 +218,38 @@ async def read_levels(platform: Any) -> Snapshot:
     return snap
 
 
-async def eni_levels(platform: Any, hyperplane: Any) -> list[dict[str, Any]]:
+async def eni_levels(platform: Any, hyperplane: HyperplaneService) -> list[dict[str, Any]]:
     """Per ENI: tracked flows (sampled by the service), and its plane's nftables counters
-    plus any further per-ENI counters the data path keeps (`eni_stats`, when present)."""
-    from .net import hyperplane as hp
+    plus the further per-ENI counters the data path keeps (`eni_stats`)."""
+    import asyncio
 
-    rows = list(getattr(hyperplane, "_rows", {}).values())
-    if not rows:
+    from .net.hyperplane.counters import (ConntrackReading, eni_counters, eni_stats,
+                                          read_conntrack)
+
+    enis = hyperplane.sampled_enis()
+    if not enis:
         return []
-    flows = dict(getattr(hyperplane, "_flows", {}))
     # the service attributes port-allocation errors to ENIs (the kernel counts them per VPC)
-    port_errors = getattr(hyperplane, "port_errors", None)
-    attributed = port_errors() if port_errors is not None else None
+    attributed = hyperplane.port_errors()
     names = platform.names
+    # conntrack dumps walk the kernel's whole table: off the NetThread, one per plane
+    readings: dict[str, ConntrackReading] = {}
+    for vpc_id in sorted({e.row.vpc_id for e in enis}):
+        readings[vpc_id] = await asyncio.to_thread(read_conntrack, names, vpc_id)
 
     def read() -> list[dict[str, Any]]:
         out = []
-        for row in rows:
-            counters = hp.eni_counters(names, row.vpc_id, row.n)
+        for sampled in enis:
+            row = sampled.row
+            counters = eni_counters(names, row.vpc_id, row.n)
             item: dict[str, Any] = {"eni": row.eni_id, "n": row.n, "vpc": row.vpc_id,
                                     "subnet": row.key.subnet_id,
-                                    "active_connections": flows.get(row.n, 0),
+                                    "active_connections": sampled.active_connections,
                                     **{k: getattr(counters, k) for k in (
                                         "tx_packets", "tx_bytes", "rx_packets", "rx_bytes",
                                         "dropped_packets")}}
-            extra = getattr(hp, "eni_stats", None)
-            if extra is not None:
-                item.update(extra(names, row.vpc_id, row.n))
-            if attributed is not None:
-                item["port_allocation_errors"] = attributed.get(row.n, 0)
+            item.update(eni_stats(names, row.vpc_id, row.n, readings[row.vpc_id]))
+            item["port_allocation_errors"] = attributed.get(row.n, 0)
             out.append(item)
         return out
 

@@ -118,8 +118,8 @@ def build_app(platform: Platform) -> web.Application:
         from .api import auth
         assert platform.settings.credentials_file is not None
         auth.install(app, platform.settings.credentials_file)
-    from .api import console
-    console.install(app, platform)  # ahead of SigV4: browsers log in to it (api/console.py)
+    from .console import routes as console
+    console.install(app, platform)  # ahead of SigV4: browsers log in to it (console/routes.py)
     function_urls.install(app, platform)  # first: URLs have their own AuthType
     return app
 

@@ -38,9 +38,6 @@ class NetThread:
         """Like run, but yields to everything submitted with run."""
         return await asyncio.wrap_future(self._submit(1, functools.partial(fn, *args, **kwargs)))
 
-    def run_sync(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        return self._submit(0, functools.partial(fn, *args, **kwargs)).result()
-
     def close(self) -> None:
         with self._wake:
             self._closed = True

@@ -3,50 +3,56 @@ environment gets an ENI of its own, made during its cold start and removed with 
 one subnet address.
 
 Owns nothing of its own in the kernel: it drives the same mechanism as the Hyperplane data path
-(net/hyperplane.py: policy routes, SNAT, filter, one steering element) for a single
+(net/hyperplane/: policy routes, SNAT, filter, one steering element) for a single
 sandbox, so the two modes differ only in *when* the ENI is built and how many there are. From
 the VPC's side this is what AWS did then: one address per environment, seen as the source of its
-flows. The VPC port whose peer is the ENI's transit comes from net/vpc.py through `make_port` /
-`drop_port`, the address from the service's IPAM. All functions run on the NetThread."""
+flows. The VPC port whose peer is the ENI's transit is made by the VPC reconcile (stand-alone:
+by the optional `make_port` / `drop_port` hooks), the address by the service's IPAM. All
+functions run on the NetThread."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import hyperplane as hp
+from .hyperplane.eni import ensure_eni, remove_eni
+from .hyperplane.model import HyperplaneEni
+from .hyperplane.plane import ensure_vpc_plane
+from .hyperplane.steering import Steering
 from .names import Names
 
 
 @dataclass(frozen=True)
 class DedicatedEni:
     """One environment's own ENI and what its cold start spent building it."""
-    eni: hp.HyperplaneEni
+    eni: HyperplaneEni
     sandbox_addr: str
     build_ms: float
 
 
-def attach_dedicated(names: Names, steering: hp.Steering, eni: hp.HyperplaneEni,
+def attach_dedicated(names: Names, steering: Steering, eni: HyperplaneEni,
                      sandbox_addr: str,
-                     make_port: Callable[[hp.HyperplaneEni], None]) -> DedicatedEni:
+                     make_port: Callable[[HyperplaneEni], None] | None = None) -> DedicatedEni:
     """At cold start: build ENI `eni` for this one sandbox and steer the sandbox into it.
     On failure everything built so far is removed again."""
     t0 = time.perf_counter()
     try:
-        hp.ensure_vpc_plane(names, eni.vpc_id)
-        make_port(eni)  # the VPC port; its peer is the transit in the worker
-        hp.ensure_eni(names, eni)
+        ensure_vpc_plane(names, eni.vpc_id)
+        if make_port is not None:
+            make_port(eni)  # the VPC port; its peer is the transit in the worker
+        ensure_eni(names, eni)
         steering.attach(sandbox_addr, eni.n)
     except BaseException:
-        hp.remove_eni(names, eni.vpc_id, eni.n)
+        remove_eni(names, eni.vpc_id, eni.n)
         raise
     return DedicatedEni(eni, sandbox_addr, (time.perf_counter() - t0) * 1e3)
 
 
-def release_dedicated(names: Names, steering: hp.Steering, dedicated: DedicatedEni,
-                      drop_port: Callable[[hp.HyperplaneEni], None]) -> None:
+def release_dedicated(names: Names, steering: Steering, dedicated: DedicatedEni,
+                      drop_port: Callable[[HyperplaneEni], None] | None = None) -> None:
     """With the environment: unsteer it, take its ENI down, give the VPC port back
     (idempotent)."""
     steering.detach(dedicated.sandbox_addr)
-    hp.remove_eni(names, dedicated.eni.vpc_id, dedicated.eni.n)
-    drop_port(dedicated.eni)
+    remove_eni(names, dedicated.eni.vpc_id, dedicated.eni.n)
+    if drop_port is not None:
+        drop_port(dedicated.eni)

@@ -117,7 +117,7 @@ class Netlink:
         self._ipr.link("set", index=self._idx(name_or_index), address=mac)
 
     def mac(self, name_or_index: str | int) -> str:
-        return self._ipr.get_links(self._idx(name_or_index))[0].get_attr("IFLA_ADDRESS")
+        return str(self._ipr.get_links(self._idx(name_or_index))[0].get_attr("IFLA_ADDRESS"))
 
     def addresses(self, name_or_index: str | int) -> set[tuple[str, int]]:
         """(address, prefixlen) of the link's IPv4 addresses."""
@@ -218,21 +218,6 @@ class Netlink:
     def delete_rule(self, fwmark: int, table: int, priority: int) -> None:
         try:
             self._ipr.rule("del", fwmark=fwmark, table=table, priority=priority)
-        except NetlinkError as e:
-            if e.code not in _GONE:
-                raise
-
-    def add_iif_rule(self, iifname: str, table: int, priority: int) -> None:
-        """`ip rule add iif <iifname> lookup <table>`: policy routing by ingress link."""
-        try:
-            self._ipr.rule("add", iifname=iifname, table=table, priority=priority)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
-                raise
-
-    def delete_iif_rule(self, iifname: str, table: int, priority: int) -> None:
-        try:
-            self._ipr.rule("del", iifname=iifname, table=table, priority=priority)
         except NetlinkError as e:
             if e.code not in _GONE:
                 raise

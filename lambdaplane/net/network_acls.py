@@ -20,7 +20,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..store.ec2_network_acls import STAR_RULE, AclEntry
+from ..model.network_acls import STAR_RULE, AclEntry
 
 ANY_V4 = "0.0.0.0/0"
 PRIORITY = "filter - 1"  # before the security groups' forward chain (priority filter)

@@ -27,7 +27,8 @@ def apply(script: str, netns: str | None = None) -> None:
     with ns.entered(netns):
         rc, _out, err = _ctx().cmd(script)
     if rc != 0:
-        raise NftError(f"nft failed in {netns or 'current netns'}: {err.strip()}\n--- script ---\n{script}")
+        raise NftError(f"nft failed in {netns or 'current netns'}: {err.strip()}\n"
+                       f"--- script ---\n{script}")
 
 
 def list_json(what: str = "ruleset", netns: str | None = None) -> list[dict[str, Any]]:
@@ -35,7 +36,8 @@ def list_json(what: str = "ruleset", netns: str | None = None) -> list[dict[str,
         rc, out, err = _ctx(json_output=True).cmd(f"list {what}")
     if rc != 0:
         raise NftError(err.strip())
-    return [item for item in json.loads(out or '{"nftables": []}')["nftables"] if "metainfo" not in item]
+    return [item for item in json.loads(out or '{"nftables": []}')["nftables"]
+            if "metainfo" not in item]
 
 
 def list_text(what: str, netns: str | None = None) -> str | None:

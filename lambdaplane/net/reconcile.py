@@ -12,46 +12,22 @@ from pathlib import Path
 from . import nft, ns
 from .names import Names
 from .netlink import LinkInfo, Netlink
+from .processes import process_alive
 from .security_groups import script_fingerprint
 from .vpc import GATEWAY_LINK, PortSpec, VpcNetSpec
 
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
 
-def vpc_prefix(names: Names) -> str:
-    return names.vpc_netns("vpc-")
-
-
-def resource_prefix(names: Names) -> str:
-    return names.resource_netns("")
-
-
-def process_start(pid: int) -> int | None:
-    """The start time of process `pid` (clock ticks since boot), None when it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may contain spaces; fields after its closing ')' are fixed.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def process_alive(pid: int | None, start: int | None) -> bool:
-    if pid is None:
-        return False
-    now = process_start(pid)
-    return now is not None and (start is None or now == start)
-
-
 def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
     changes: list[str] = []
     wanted_vpcs = {spec.netns for spec in desired}
     wanted_far = {p.far.netns for spec in desired for p in spec.ports if p.far.owns_netns}
-    for name in ns.list_named(vpc_prefix(names)):
+    for name in ns.list_named(names.vpc_netns_prefix):
         if name not in wanted_vpcs:
             ns.delete(name)
             changes.append(f"removed netns {name}")
-    for name in ns.list_named(resource_prefix(names)):
+    for name in ns.list_named(names.resource_netns_prefix):
         if name not in wanted_far:
             ns.delete(name)
             changes.append(f"removed netns {name}")

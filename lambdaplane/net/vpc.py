@@ -7,7 +7,7 @@ namespace (proxy ARP on, a /32 route to the interface's address) and whose far e
 interface's own namespace (`lambdaplane run`), holds the address with the subnet's prefix.
 A Hyperplane ENI's far end is its transit in the worker namespace instead, holding only the
 transit address: the VPC namespace SNATs the ENI's flows to the ENI's address
-(net/hyperplane.py). Every packet between two interfaces is therefore forwarded by the VPC
+(net/hyperplane/). Every packet between two interfaces is therefore forwarded by the VPC
 namespace, where security groups are enforced (net/security_groups.py), and network ACLs at
 subnet boundaries (net/network_acls.py)."""
 from __future__ import annotations
@@ -16,10 +16,10 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..service import ipam
+from ..model import ipam
 from ..store.ec2 import FarEnd, SgRule, Snapshot
-from .hyperplane import TRANSIT_WORKER_ADDR
-from .names import Names
+from .hyperplane.model import TRANSIT_WORKER_ADDR
+from .names import Names, port_ifname
 from .network_acls import AclPort, render_chains
 from .security_groups import PortRules, render
 
@@ -55,11 +55,6 @@ class VpcNetSpec:
     ports: tuple[PortSpec, ...]
     nft_table: str
     nft_script: str
-
-
-def port_ifname(eni_id: str) -> str:
-    """VPC-side link name of an interface: `e` + 14 of its 17 hex digits (IFNAMSIZ is 16)."""
-    return "e" + eni_id.removeprefix("eni-")[:14]
 
 
 def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
@@ -99,5 +94,6 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                         acls)
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
-                              tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table, script))
+                              tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table,
+                              script))
     return out

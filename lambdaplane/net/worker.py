@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import nft, ns
-from .names import Names
+from .names import UPLINK_WORKER_IFNAME, Names
 from .netlink import Netlink
 
 GATEWAY = "169.254.1.1"
 RUNTIME_API_PORT = 9001
 SANDBOX_NET = ipaddress.IPv4Network("100.64.0.0/10")
-UPLINK_WORKER_IFNAME = "up0"
 # What a sandbox must never reach through the uplink: the host's own and every private network.
 BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
                         "169.254.0.0/16", "127.0.0.0/8", "224.0.0.0/4", "0.0.0.0/8",
@@ -78,7 +77,7 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
     the uplink; nothing else — not to each other, not with a forged source address, no IPv6.
     `egress_ifnames` lets other parts (VPC steering) allow more exits without editing this."""
     table = names.nft_table
-    sandboxes = f'"{names.sandbox_veth(0)[:-1]}*"'  # every sandbox veth: lp<i>s<slot>
+    sandboxes = names.sandbox_veth_glob  # every sandbox veth: lp<i>s<slot>
     blocked = ", ".join(BLOCKED_DESTINATIONS)
     uplink_rules = ""
     nat_chain = ""
@@ -230,14 +229,14 @@ class WorkerNet:
 def host_attached_networks(names: Names) -> tuple[str, ...]:
     """The root namespace's directly attached IPv4 networks that no blocked range covers
     (e.g. a public or TEST-NET LAN): sandboxes must not reach the host's neighbours either."""
-    blocked = [ipaddress.ip_network(b) for b in BLOCKED_DESTINATIONS]
+    blocked = [ipaddress.IPv4Network(b) for b in BLOCKED_DESTINATIONS]
     found: set[str] = set()
     with open("/proc/net/route") as f:  # the main table, no pyroute2 needed for a read
         for line in f.readlines()[1:]:
             iface, dest, gateway, _flags, _ref, _use, _metric, mask = line.split()[:8]
-            if iface.startswith(names.prefix) or int(gateway, 16) != 0 or int(mask, 16) == 0:
+            if names.owns(iface) or int(gateway, 16) != 0 or int(mask, 16) == 0:
                 continue
-            net = ipaddress.ip_network(
+            net = ipaddress.IPv4Network(
                 (str(ipaddress.IPv4Address(bytes.fromhex(dest)[::-1])),
                  bin(int(mask, 16)).count("1")), strict=False)
             if not any(net.subnet_of(b) for b in blocked):

@@ -14,7 +14,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cleanup import CGROUP_ROOT, kill_cgroup_tree
+from .cgroup_tree import CGROUP_ROOT, kill_cgroup_tree
 from ..net.names import Names
 
 MEMORY = "memory"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cleanup import kill_cgroup_tree
+from .cgroup_tree import kill_cgroup_tree
 from ..net.names import Names
 from . import cgroups
 from .runtimes import registry

@@ -17,10 +17,10 @@ Port exhaustion (AWS's ErrorPortAllocation). An ENI has one source port per flow
 destination (protocol, address, port); `settings.eni_snat_ports` narrows the SNAT range of ENIs
 made from then on (a testing knob: `serve --eni-snat-ports LO-HI`; a data path rebuilt by a
 reconcile gets the full range back). What the function sees when its ENI has no port left for a
-destination: with a range of at most hp.PORT_GUARD_MAX_PORTS ports, an immediate "connection
+destination: with a range of at most PORT_GUARD_MAX_PORTS ports, an immediate "connection
 refused" (TCP reset; ICMP port unreachable for UDP) from the ENI's port guard; with a wider range
 (the default 64,512) its SYN is dropped and it waits for its connect timeout, because the guard's
-per-destination count costs too much at that size (net/hyperplane.py says what was measured).
+per-destination count costs too much at that size (net/hyperplane/port_guard.py says what was measured).
 The sampler (every FLOW_SAMPLE_S, never on the cold-start path) counts port-allocation errors
 per ENI (`port_errors`, exported as lambdaplane_eni_port_allocation_errors_total):
   - flows the ENI's port guard refused: exact, per ENI;
@@ -35,7 +35,7 @@ the same (subnet, groups) key, made if none has room — the same path as the 65
 Environments already on it stay. It takes new environments again once it has had no new error
 for PORT_QUIET_S seconds and is under the flow limit.
 
-Kernel work runs on the NetThread, except steering: the one long-lived `hp.Steering` is used on
+Kernel work runs on the NetThread, except steering: the one long-lived `Steering` is used on
 the event loop (a map element is cheaper than a thread hop)."""
 from __future__ import annotations
 
@@ -48,10 +48,17 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..errors import AwsError
-from ..net import hyperplane as hp
+from ..net.hyperplane import counters as hp_counters
+from ..net.hyperplane import migration as hp_migration
+from ..net.hyperplane import plane as hp_plane
+from ..net.hyperplane import port_guard as hp_port_guard
+from ..net.hyperplane import reconciler as hp_reconcile
+from ..net.hyperplane.eni import ensure_eni, remove_eni
+from ..net.hyperplane.model import SNAT_PORTS, HyperplaneEni, port_range_size
+from ..net.hyperplane.steering import Steering
+from ..net.conntrack import ConntrackUnavailable
 from ..net.executor import NetThread
-from ..net.names import Names
-from ..net.vpc import port_ifname
+from ..net.names import LEGACY_ENI_FIRST, Names, port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
 from ..store.db import Database
@@ -67,7 +74,7 @@ log = logging.getLogger("lambdaplane.hyperplane")
 
 FLOW_SAMPLE_S = 1.0
 PORT_QUIET_S = 60.0  # an ENI without port-allocation errors this long takes environments again
-MAX_N = 50_000  # legacy mode's per-environment ENIs use n above this (service/legacy.py)
+MAX_N = LEGACY_ENI_FIRST - 1  # legacy mode's per-environment ENIs use n above this
 NO_ADDRESS = ("Lambda was not able to create an ENI in the VPC of the Lambda function because "
               "one or more configured subnets has no available IP addresses.")
 
@@ -93,7 +100,7 @@ async def upgrade_far_ends(vpc: VpcService, net: NetThread, names: Names) -> Non
     moved = []
     for eni in vpc.store.enis():
         far = eni.far_end
-        n = hp.old_layout_number(names, far.netns, far.ifname) if far else None
+        n = hp_migration.old_layout_number(names, far.netns, far.ifname) if far else None
         if n is not None:
             moved.append((eni.id, FarEnd(names.worker_netns, names.transit_veth(n), False)))
     if moved:
@@ -101,7 +108,14 @@ async def upgrade_far_ends(vpc: VpcService, net: NetThread, names: Names) -> Non
             for eni_id, far in moved:
                 vpc.store.set_eni_far_end(eni_id, far)
         log.info("moved %d interfaces to the plane in the VPC namespace", len(moved))
-    await net.run(hp.remove_old_planes, names)
+    await net.run(hp_migration.remove_old_planes, names)
+
+
+@dataclass(frozen=True)
+class SampledEni:
+    """One Hyperplane ENI as the sampler last saw it."""
+    row: HyperplaneEniRow
+    active_connections: int  # tracked flows through it at the last sample
 
 
 class HyperplaneService:
@@ -124,8 +138,9 @@ class HyperplaneService:
         # Steering runs on the event loop itself: one map element is ~0.01 ms of CPU, while a
         # hop to any thread costs a GIL hand-over each way, which under a burst of cold starts
         # (the loop busy) waited tens of ms. Its netlink socket lives in the worker netns.
-        self._steering: hp.Steering | None = None
+        self._steering: Steering | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self._reconciler: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,40 +149,74 @@ class HyperplaneService:
         await self._drop_orphans()
         changes = await self.reconcile()
         log.info("Hyperplane reconcile at start: %d changes", len(changes))
-        self._steering = hp.Steering(self.names)
+        self._steering = Steering(self.names)
         for vpc_id in sorted({r.vpc_id for r in self._rows.values()}):
             # planes that survived a crash: errors from before are not this run's to count
-            ports = await self.net.run(hp.plane_ports, self.names, vpc_id)
+            try:
+                ports = await self._read_plane(vpc_id)
+            except ConntrackUnavailable as e:  # flows and port errors cannot be counted
+                log.error("Hyperplane: %s", e)
+                continue
             self._seen[vpc_id] = (ports.insert_failed, ports.refused)
         self._sampler = asyncio.get_running_loop().create_task(self._sample_flows())
+        self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_on_timer())
         await self.collect()  # functions deleted or idled while the server was down
 
     async def stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-            self._sampler = None
+        for task in (self._sampler, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sampler = self._reconciler = None
         steering, self._steering = self._steering, None
         if steering is not None:
             steering.close()
         self._attached.clear()
-        await self.net.run(hp.remove_all, self.names)
+        await self.net.run(hp_reconcile.remove_all, self.names)
 
-    async def reconcile(self) -> list[str]:
-        """Make the kernel hold exactly the stored ENIs (and the live attachments)."""
+    async def _reconcile_on_timer(self) -> None:
+        """Every settings.reconcile_interval_s: repair what drifted from the store (a link, a
+        table, a route removed by hand) without a restart."""
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+            try:
+                done = await self.repair()
+            except Exception:  # noqa: BLE001 - logged; the next period tries again
+                log.exception("Hyperplane reconcile on timer failed")
+                continue
+            if done:
+                log.warning("Hyperplane: repaired drift from the store: %s", "; ".join(done))
+
+    async def repair(self) -> list[str]:
+        """One reconcile of the VPCs' and the data path's kernel state against the store,
+        between ENI changes (the lock). Steering is live state of the event loop: the
+        reconcile leaves it alone, and when it repaired anything (an ENI rebuilt drops its
+        steering elements; a remade transit has a new ifindex for the fast path) every live
+        attachment is steered again here, on the loop (idempotent, ~0.01 ms each)."""
+        async with self._lock:
+            done = await self.reconcile(attachments=False)
+        if done and self._steering is not None:
+            for addr, n in sorted(self._attached.items()):
+                self._steering.attach(addr, n)
+            done.append(f"steered {len(self._attached)} attachments again")
+        return done
+
+    async def reconcile(self, attachments: bool = True) -> list[str]:
+        """Make the kernel hold exactly the stored ENIs (and, with `attachments`, the live
+        attachments)."""
         vpc_ids = sorted({r.vpc_id for r in self._rows.values()})
         idle = self.settings.flow_idle_timeout_s
         for vpc_id in vpc_ids:  # planes first: their ENIs are set up after the ports exist
-            await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id, idle)
+            await self.net.run(hp_plane.ensure_vpc_plane, self.names, vpc_id, idle)
         await self.vpc.reconcile()
         enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
-        done = await self.net.run(hp.reconcile, self.names, enis, dict(self._attached), vpc_ids,
-                                  idle)
+        done = await self.net.run(hp_reconcile.reconcile, self.names, enis,
+                                  dict(self._attached) if attachments else None, vpc_ids, idle)
         for vpc_id in vpc_ids:  # port guards of ENIs that are gone
-            for n in await self.net.run(hp.port_guards, self.names, vpc_id):
+            for n in await self.net.run(hp_port_guard.port_guards, self.names, vpc_id):
                 if n not in self._rows or self._rows[n].vpc_id != vpc_id:
-                    await self.net.run(hp.remove_port_guard, self.names, vpc_id, n)
+                    await self.net.run(hp_port_guard.remove_port_guard, self.names, vpc_id, n)
                     done.append(f"removed port guard {n}")
         return done
 
@@ -297,7 +346,7 @@ class HyperplaneService:
         if n > MAX_N:
             raise AwsError("ENILimitReachedException", "Hyperplane ENI numbers are exhausted",
                            502, "Service", extra={"ReasonCode": "EniLimitExceeded"})
-        await self.net.run(hp.ensure_vpc_plane, self.names, vpc_id,
+        await self.net.run(hp_plane.ensure_vpc_plane, self.names, vpc_id,
                            self.settings.flow_idle_timeout_s)
         far = FarEnd(self.names.worker_netns, self.names.transit_veth(n), False)
         try:
@@ -314,9 +363,9 @@ class HyperplaneService:
         try:
             kernel = self._kernel_eni(row)
             assert kernel is not None
-            ports = self.settings.eni_snat_ports or hp.SNAT_PORTS
-            await self.net.run(hp.ensure_eni, self.names, kernel, ports)
-            await self.net.run(hp.ensure_port_guard, self.names, vpc_id, n, ports)
+            ports = self.settings.eni_snat_ports or SNAT_PORTS
+            await self.net.run(ensure_eni, self.names, kernel, ports)
+            await self.net.run(hp_port_guard.ensure_port_guard, self.names, vpc_id, n, ports)
         except BaseException:
             log.exception("the data path of %s (e%d) failed; removing it", eni.id, n)
             await self._remove(row)
@@ -326,8 +375,8 @@ class HyperplaneService:
         return row
 
     async def _remove(self, row: HyperplaneEniRow) -> None:
-        await self.net.run(hp.remove_port_guard, self.names, row.vpc_id, row.n)
-        await self.net.run(hp.remove_eni, self.names, row.vpc_id, row.n)
+        await self.net.run(hp_port_guard.remove_port_guard, self.names, row.vpc_id, row.n)
+        await self.net.run(remove_eni, self.names, row.vpc_id, row.n)
         if self.vpc.store.eni(row.eni_id) is not None:
             await self.vpc.delete_interface(row.key.region, row.eni_id, by_user=False)
         self.store.delete(row.n)
@@ -339,7 +388,7 @@ class HyperplaneService:
 
     async def _drop_plane_if_unused(self, vpc_id: str) -> None:
         if not any(r.vpc_id == vpc_id for r in self._rows.values()):
-            await self.net.run(hp.remove_vpc_plane, self.names, vpc_id)
+            await self.net.run(hp_plane.remove_vpc_plane, self.names, vpc_id)
             self._seen.pop(vpc_id, None)  # a new plane's counters start at zero
 
     async def _drop_orphans(self) -> None:
@@ -351,21 +400,27 @@ class HyperplaneService:
         ours = {r.eni_id for r in self._rows.values()}
         for eni in self.vpc.store.enis():
             far = eni.far_end
-            n = hp.transit_number(self.names, far.netns, far.ifname) if far else None
+            n = self.names.eni_of_far_end(far.netns, far.ifname) if far else None
             if (eni.interface_type == "lambda" and n is not None and eni.id not in ours
                     and n <= MAX_N):
                 log.info("removing %s: a Hyperplane ENI the store lost", eni.id)
                 await self.vpc.delete_interface(eni.region, eni.id, by_user=False)
 
-    def _kernel_eni(self, row: HyperplaneEniRow) -> hp.HyperplaneEni | None:
+    def _kernel_eni(self, row: HyperplaneEniRow) -> HyperplaneEni | None:
         eni = self.vpc.store.eni(row.eni_id)
         subnet = self.vpc.store.subnet(row.key.subnet_id)
         if eni is None or subnet is None:
             return None
-        return hp.HyperplaneEni(row.n, row.vpc_id, eni.ip, ipam.gateway(subnet.cidr),
+        return HyperplaneEni(row.n, row.vpc_id, eni.ip, ipam.gateway(subnet.cidr),
                                 port_ifname(eni.id))
 
     # flows ----------------------------------------------------------------------------------
+    async def _read_plane(self, vpc_id: str) -> hp_counters.PlanePorts:
+        """One read of a plane for the port rule; its conntrack dump (a walk of the kernel's
+        whole table) runs on a thread of its own, not the NetThread."""
+        reading = await asyncio.to_thread(hp_counters.read_conntrack, self.names, vpc_id)
+        return await self.net.run(hp_counters.plane_ports, self.names, vpc_id, False, reading)
+
     async def _sample_flows(self) -> None:
         while True:
             await asyncio.sleep(FLOW_SAMPLE_S)
@@ -382,7 +437,9 @@ class HyperplaneService:
             return {}
         counts: dict[int, int] = {}
         for vpc_id in sorted({r.vpc_id for r in self._rows.values()}):
-            ports = await self.net.run(hp.plane_ports, self.names, vpc_id)
+            reading = await asyncio.to_thread(hp_counters.read_conntrack, self.names, vpc_id)
+            ports = await self.net.run(hp_counters.plane_ports, self.names, vpc_id, False,
+                                       reading)
             addresses: dict[int, str] = {}
             for row in [r for r in self._rows.values() if r.vpc_id == vpc_id]:
                 eni = self.vpc.store.eni(row.eni_id)
@@ -392,15 +449,17 @@ class HyperplaneService:
             failed_before = self._seen.get(vpc_id, (0, {}))[0]
             destinations = None
             if ports.insert_failed > failed_before and len(addresses) > 1:
-                # several ENIs share the plane's count: who is out of ports (rare, so a
-                # second, costlier read)
-                destinations = await self.net.run(hp.plane_ports, self.names, vpc_id, True)
+                # several ENIs share the plane's count: who is out of ports (rare, so the
+                # reading is parsed again, per destination)
+                destinations = await self.net.run(hp_counters.plane_ports, self.names,
+                                                  vpc_id, True, reading)
             self._count_port_errors(vpc_id, ports, addresses, destinations)
         self._flows = counts
         return counts
 
-    def _count_port_errors(self, vpc_id: str, ports: hp.PlanePorts, addresses: dict[int, str],
-                           destinations: hp.PlanePorts | None = None) -> None:
+    def _count_port_errors(self, vpc_id: str, ports: hp_counters.PlanePorts,
+                           addresses: dict[int, str],
+                           destinations: hp_counters.PlanePorts | None = None) -> None:
         """Attribute a plane's new port-allocation errors to its ENIs (module docstring);
         `destinations`: a read with each ENI's busiest destination, when several ENIs may
         share the plane's conntrack count."""
@@ -413,7 +472,7 @@ class HyperplaneService:
                 if destinations is None:
                     return 0.0  # one ENI (or no read): every candidate shares the top rank
                 used = destinations.busiest.get(addresses[n], 0)
-                full = destinations.ranges.get(n, hp.port_range_size(hp.SNAT_PORTS))
+                full = destinations.ranges.get(n, port_range_size(SNAT_PORTS))
                 return used / max(1, full)
             fullest = max(share(n) for n in addresses)
             for n in addresses:
@@ -440,6 +499,10 @@ class HyperplaneService:
     def flows(self) -> dict[int, int]:
         """Tracked flows per ENI n, as of the last sample."""
         return dict(self._flows)
+
+    def sampled_enis(self) -> list[SampledEni]:
+        """Every ENI with its tracked flows as of the last sample (the metrics' read)."""
+        return [SampledEni(row, self._flows.get(n, 0)) for n, row in sorted(self._rows.items())]
 
     def port_errors(self) -> dict[int, int]:
         """Port-allocation errors counted per ENI n (as of the last sample)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ec2_error
-from ..net import reconcile as net_reconcile
+from ..net.processes import process_alive, process_start
 from ..net.names import Names
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, Eni, FarEnd, SecurityGroup, Subnet
@@ -52,7 +52,7 @@ class NetworkInterfaces:
 
     async def _release_orphans(self) -> None:
         dead = [e for e in self.store.enis() if e.owner_pid is not None
-                and not net_reconcile.process_alive(e.owner_pid, e.owner_start)]
+                and not process_alive(e.owner_pid, e.owner_start)]
         if not dead:
             return
         with self.db.transaction():
@@ -98,7 +98,7 @@ class NetworkInterfaces:
         eni_id = new_id("eni")
         if own_netns:
             far_end = FarEnd(self.names.resource_netns(eni_id), "eth0", True)
-        owner_start = net_reconcile.process_start(owner_pid) if owner_pid else None
+        owner_start = process_start(owner_pid) if owner_pid else None
         if owner_pid and owner_start is None:
             raise ec2_error("InvalidParameterValue", f"no process {owner_pid}")
         eni = Eni(eni_id, region, subnet.id, subnet.vpc_id, address, new_mac(), interface_type,
@@ -171,7 +171,7 @@ class NetworkInterfaces:
             raise ec2_error("InvalidNetworkInterfaceID.NotFound",
                             f"The networkInterface ID '{eni_id}' does not exist")
         with self.db.transaction():
-            self.store.set_eni_process(eni_id, pid, net_reconcile.process_start(pid))
+            self.store.set_eni_process(eni_id, pid, process_start(pid))
         return replace(eni, process_pid=pid)
 
     async def release_resource(self, eni_id: str) -> None:

@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from ..errors import ec2_error
+from ..model.ipam import capacity, gateway, reserved  # noqa: F401 - the arithmetic
 
 MIN_PREFIX, MAX_PREFIX = 16, 28
 
@@ -38,21 +39,6 @@ def check_subnet_cidr(cidr: str, vpc_cidr: str, siblings: Iterable[str]) -> ipad
             raise ec2_error("InvalidSubnet.Conflict",
                             f"The CIDR '{cidr}' conflicts with another subnet")
     return net
-
-
-def gateway(subnet_cidr: str) -> str:
-    """The subnet's router: its first usable address, as in AWS."""
-    return str(ipaddress.IPv4Network(subnet_cidr).network_address + 1)
-
-
-def reserved(subnet_cidr: str) -> set[str]:
-    net = ipaddress.IPv4Network(subnet_cidr)
-    first = net.network_address
-    return {str(first + i) for i in range(4)} | {str(net.broadcast_address)}
-
-
-def capacity(subnet_cidr: str) -> int:
-    return ipaddress.IPv4Network(subnet_cidr).num_addresses - 5
 
 
 def check_requested(address: str, subnet_cidr: str, in_use: set[str]) -> str:

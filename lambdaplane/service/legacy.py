@@ -25,7 +25,7 @@ from ..errors import AwsError, SubnetIPAddressLimitReached
 from ..net import hyperplane as hp
 from ..net import legacy as net_legacy
 from ..net.executor import NetThread
-from ..net.names import Names
+from ..net.names import ENI_LAST, LEGACY_ENI_FIRST, Names
 from ..net.vpc import port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
@@ -37,7 +37,7 @@ from .vpc import VpcService
 
 log = logging.getLogger("lambdaplane.legacy")
 
-LEGACY_BASE = 50_001  # ENI ids n from here to hp.MAX_ENI are legacy ENIs
+LEGACY_BASE = LEGACY_ENI_FIRST  # legacy ENI ids: LEGACY_BASE..ENI_LAST (net/names.py)
 DESCRIPTION = "AWS Lambda VPC ENI: {}"  # pre-2019 Lambda's description (a uuid follows)
 NO_ADDRESS_MESSAGE = ("Lambda was not able to set up VPC access for the Lambda function because "
                       "one or more configured subnets has no available IP addresses.")
@@ -54,7 +54,7 @@ class LegacyHandle:
 def legacy_n(eni: Eni, names: Names) -> int | None:
     """The data-path id of a legacy ENI, None for any other interface."""
     far = eni.far_end
-    n = hp.transit_number(names, far.netns, far.ifname) if far else None
+    n = names.eni_of_far_end(far.netns, far.ifname) if far else None
     return n if n is not None and n >= LEGACY_BASE else None
 
 
@@ -159,7 +159,7 @@ class LegacyVpc:
         n = LEGACY_BASE
         while n in self._used:
             n += 1
-        if n > hp.MAX_ENI:
+        if n > ENI_LAST:
             raise AwsError("ENILimitReachedException",
                            "Lambda was not able to create an ENI in the VPC of the Lambda "
                            "function because the limit for Network Interfaces has been reached.",
@@ -206,9 +206,7 @@ class LegacyVpc:
     def _attach_on_net_thread(self, eni: hp.HyperplaneEni,
                               sandbox_addr: str) -> net_legacy.DedicatedEni:
         # The VPC port and its transit were made by VpcService's reconcile already.
-        return net_legacy.attach_dedicated(self.names, self._steer(), eni, sandbox_addr,
-                                           make_port=lambda _eni: None)
+        return net_legacy.attach_dedicated(self.names, self._steer(), eni, sandbox_addr)
 
     def _detach_on_net_thread(self, dedicated: net_legacy.DedicatedEni) -> None:
-        net_legacy.release_dedicated(self.names, self._steer(), dedicated,
-                                     drop_port=lambda _eni: None)
+        net_legacy.release_dedicated(self.names, self._steer(), dedicated)

@@ -47,7 +47,6 @@ MAX_FUTURE_MS = 2 * 3600 * 1000  # … or more than this ahead
 MAX_BATCH_BYTES = 1024 * 1024  # PutLogEvents: messages + 26 bytes each
 MAX_EVENT_SIZE = 256 * 1024  # one event, with its 26 bytes
 SWEEP_INTERVAL_S = 60.0
-DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # the store's bound unless settings.extra says otherwise
 
 
 class LogsService:
@@ -55,7 +54,7 @@ class LogsService:
         self.settings = settings
         self.store = LogStore(settings.data_dir)
         self.ingest = LogIngest(self.store.path)
-        self.max_bytes = int(settings.extra.get("logs_max_bytes", DEFAULT_MAX_BYTES))
+        self.max_bytes = settings.logs_max_bytes
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

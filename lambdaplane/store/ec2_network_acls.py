@@ -1,11 +1,12 @@
-"""Network ACLs in SQLite: the ACLs, their numbered entries (rule 32767 is the `*` rule every
-ACL ends with) and the association of each subnet with exactly one ACL. Plain rows in,
-dataclasses out; AWS's rules live in service/network_acls.py, the kernel rendering in
-net/network_acls.py."""
+"""Network ACLs in SQLite: the ACLs, their numbered entries and the association of each
+subnet with exactly one ACL. Plain rows in, model/network_acls.py dataclasses out; AWS's
+rules live in service/network_acls.py, the kernel rendering in net/network_acls.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..model.network_acls import (  # noqa: F401 - re-exported for the service and api
+    STAR_RULE, AclAssociation, AclEntry, NetworkAcl)
 from .db import Database, schema
 
 schema("""
@@ -20,37 +21,6 @@ CREATE TABLE IF NOT EXISTS ec2_network_acl_associations (
   id TEXT PRIMARY KEY, acl_id TEXT NOT NULL REFERENCES ec2_network_acls(id),
   subnet_id TEXT NOT NULL UNIQUE);
 """)
-
-STAR_RULE = 32767  # the `*` rule: what DescribeNetworkAcls shows as the last entry
-
-
-@dataclass(frozen=True)
-class NetworkAcl:
-    id: str
-    region: str
-    vpc_id: str
-    is_default: bool
-
-
-@dataclass(frozen=True)
-class AclEntry:
-    acl_id: str
-    egress: bool
-    rule_number: int
-    protocol: str  # "-1" (all) or an IP protocol number: "6", "17", "1", …
-    allow: bool
-    cidr: str
-    from_port: int | None = None  # tcp/udp: the destination port range, in both directions
-    to_port: int | None = None
-    icmp_type: int | None = None  # icmp: -1 for all
-    icmp_code: int | None = None
-
-
-@dataclass(frozen=True)
-class AclAssociation:
-    id: str
-    acl_id: str
-    subnet_id: str
 
 
 @dataclass

@@ -175,6 +175,18 @@ def env() -> Iterator[Env]:
         yield e
 
 
+def _settled_counters(names: Names, vpc_id: str, n: int) -> hp.EniCounters:
+    """ENI n's counters once packets still in flight (a close's last ACKs) have passed."""
+    last = hp.eni_counters(names, vpc_id, n)
+    for _ in range(50):
+        time.sleep(0.1)
+        now = hp.eni_counters(names, vpc_id, n)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def test_steered_sandboxes_reach_vpc_as_the_eni_address(env: Env) -> None:
     a, b = env.vpcs["vpc-a"], env.vpcs["vpc-b"]
     box0, box1 = env.boxes[0], env.boxes[1]
@@ -191,7 +203,7 @@ def test_steered_sandboxes_reach_vpc_as_the_eni_address(env: Env) -> None:
         finally:
             for s in held:
                 s.close()
-        after = hp.eni_counters(env.names, "vpc-a", a.eni.n)
+        after = _settled_counters(env.names, "vpc-a", a.eni.n)  # the closes' FIN/ACKs
         assert after.tx_packets > before.tx_packets and after.rx_packets > before.rx_packets
         assert after.tx_bytes > before.tx_bytes
         hp.ensure_eni(env.names, a.eni)  # a repair rewrites the chains, not the counts
@@ -424,7 +436,7 @@ def test_removing_everything_leaves_nothing() -> None:
         with Netlink(names.worker_netns) as wl:
             assert [r for r in wl.rules() if r.fwmark] == []
             assert wl.table_routes(hp.out_table(1)) == [] == wl.table_routes(hp.out_table(2))
-        assert nft.tables(hp.steer_table(names), names.worker_netns) == []
+        assert nft.tables(names.steer_table, names.worker_netns) == []
         for vpc in e.vpcs.values():  # the VPC namespaces are the VPC code's: only ours went
             assert nft.tables(names.prefix, vpc.netns) == []
             with Netlink(vpc.netns) as vl:
@@ -473,5 +485,5 @@ def test_eni_stats_count_new_flows_port_exhaustion_and_idle_expiry(env: Env) -> 
 def _idle_timeouts(names: Names, netns: str) -> list[int]:
     """The established-TCP timeouts the plane gives its flows (ct timeout objects)."""
     return [item["ct timeout"]["policy"]["established"]
-            for item in nft.list_json(f"table ip {hp.hp_table(names)}", netns)
+            for item in nft.list_json(f"table ip {names.plane_table}", netns)
             if "ct timeout" in item]

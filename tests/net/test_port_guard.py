@@ -67,7 +67,7 @@ def test_guard_refuses_at_once_and_counts_per_eni(env: Env) -> None:
         # vpc-a's ENI (full range) is not guarded and has its own counters
         assert env.vpcs["vpc-a"].eni.n not in hp.port_guards(names, "vpc-a")
     assert hp.port_guards(names, "vpc-b") == {}
-    objects = nft.list_json(f"table ip {hp.port_guard_table(names)}",
+    objects = nft.list_json(f"table ip {names.port_guard_table}",
                             names.vpc_netns("vpc-b"))
     left = {o[kind]["name"] for o in objects for kind in ("chain", "set", "counter") if kind in o}
     assert not left & {f"guard{n}", f"dst{n}", f"refused{n}"}

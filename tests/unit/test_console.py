@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from lambdaplane.api.console import Sessions, is_console_request
+from lambdaplane.console.routes import Sessions, is_console_request
 from lambdaplane.metrics import FunctionCounts, Metrics
 from lambdaplane.sandbox.logs import FunctionLog
 from lambdaplane.sandbox.types import InvocationResult
@@ -59,7 +59,7 @@ def test_only_the_credentials_files_keys_log_in() -> None:
 
 
 def test_a_session_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lambdaplane.api.console as console
+    import lambdaplane.console.routes as console
     sessions = Sessions({"AKID1": "s"})
     token = sessions.login("AKID1", "s")
     now = console.time.time()

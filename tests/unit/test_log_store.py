@@ -21,7 +21,7 @@ REGION = "us-east-1"
 
 @pytest.fixture
 def service(tmp_path: Path):
-    svc = LogsService(Settings(data_dir=tmp_path, extra={"logs_max_bytes": "1000000"}))
+    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=1_000_000))
     svc.ingest.start()
     try:
         yield svc

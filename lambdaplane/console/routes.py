@@ -22,12 +22,12 @@ from typing import Any
 from aiohttp import web
 
 from ..service.log_tail import FileLogTail, LogTail
-from .console_state import EniCounters, console_state
+from .state import EniCounters, console_state
 
 log = logging.getLogger("lambdaplane.console")
 
 PREFIX = "/_lambdaplane/console"
-PAGE_DIR = Path(__file__).resolve().parent.parent / "console"
+PAGE_DIR = Path(__file__).resolve().parent
 VENDOR_FILES = {"cytoscape.min.js": "cytoscape/dist/cytoscape.min.js",
                 "layout-base.js": "layout-base/layout-base.js",
                 "cose-base.js": "cose-base/cose-base.js",
@@ -226,7 +226,7 @@ def install(app: web.Application, platform: Any) -> Console:
     """Answer the console's requests ahead of the other middlewares (SigV4 included)."""
     sessions = None
     if platform.settings.auth == "sigv4":
-        from .auth import load_credentials
+        from ..api.auth import load_credentials
         sessions = Sessions(load_credentials(platform.settings.credentials_file))
     console = Console(platform, app.get("metrics"), sessions,
                       FileLogTail(platform.settings.data_dir))

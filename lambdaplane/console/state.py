@@ -11,7 +11,7 @@ from typing import Any
 
 from ..metrics import Metrics, eni_levels
 from ..store.hyperplane import group_key
-from .vpc_admin import network_tree
+from ..api.vpc_admin import network_tree
 
 LATEST = "$LATEST"
 COUNTERS_EVERY_S = 2.0  # the ENIs' kernel counters (an nft read per ENI) are read this often

@@ -1,0 +1,67 @@
+"""Drift repair on a timer (issue 11): kernel state removed by hand behind a running server's
+back — a Hyperplane ENI's transit link (and with it the ENI's port), the VPC's plane table —
+is put back by the periodic reconcile (`--reconcile-interval`), without a restart, and the
+function reaches its VPC through the same ENI again."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lambdaplane.net import nft, ns
+from lambdaplane.net.names import Names
+from lambdaplane.net.netlink import Netlink
+from tests.conftest import live_server
+from tests.e2e.test_hyperplane import (LABEL_PORT, WAIT, _invoke, _label_service, _lambda_enis,
+                                       _python, _vpc_config, _vpc_with_a_service)
+from tests.e2e.vpc_support import wait_until
+from tests.harness import LiveServer
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def drift_server(tmp_path: Path) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path, "--reconcile-interval", "1")
+
+
+def _transits(names: Names) -> list[str]:
+    with Netlink(names.worker_netns) as wl:
+        return sorted(link.name for link in wl.links(names.prefix)
+                      if names.transit_number(link.name) is not None)
+
+
+def test_drift_injected_by_hand_is_repaired_without_a_restart(drift_server: LiveServer) -> None:
+    server = drift_server
+    names = Names(server.instance)
+    lam, ec2 = server.lambda_(), server.ec2()
+    vpc, subnet, group, svc = _vpc_with_a_service(ec2, "10.92")
+    with _label_service(server, subnet, svc, "10.92.1.10"):
+        _python(server, "hp-drift", **_vpc_config([subnet], [group]))
+        lam.get_waiter("function_active_v2").wait(FunctionName="hp-drift", WaiterConfig=WAIT)
+        probe = {"kind": "tcp", "host": "10.92.1.10", "port": LABEL_PORT}
+        (eni,) = _lambda_enis(ec2, subnet_id=subnet)
+        expected = f"svc {eni['PrivateIpAddress']}"
+        assert _invoke(lam, "hp-drift", probe) == expected
+        (transit,) = _transits(names)
+        vpc_netns = names.vpc_netns(vpc)
+
+        assert "repaired drift" not in server.log()
+
+        # drift: the transit goes (its peer, the ENI's port, with it), then the plane table
+        with Netlink(names.worker_netns) as wl:
+            wl.delete_link(transit)
+        nft.delete_table("ip", names.plane_table, vpc_netns)
+
+        # the next period(s) put both back, and the same ENI carries the function's flows
+        assert wait_until(lambda: "repaired drift" in server.log(), timeout_s=30, interval_s=0.5)
+        assert wait_until(lambda: _transits(names) == [transit]
+                          and nft.tables(names.plane_table, vpc_netns) != [], timeout_s=30,
+                          interval_s=0.5)
+        assert _invoke(lam, "hp-drift", probe) == expected
+        assert [e["NetworkInterfaceId"] for e in _lambda_enis(ec2, subnet_id=subnet)] \
+            == [eni["NetworkInterfaceId"]]
+        assert ns.exists(vpc_netns)
+        lam.delete_function(FunctionName="hp-drift")
+        assert wait_until(lambda: _lambda_enis(ec2, subnet_id=subnet) == [], timeout_s=20)

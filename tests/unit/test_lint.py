@@ -1,0 +1,25 @@
+"""ruff (E, F, W, I) and mypy --strict over net/ and model/, clean (configuration in
+pyproject.toml: [tool.ruff], [tool.mypy])."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKED = ["lambdaplane/net", "lambdaplane/model"]
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_ruff_is_clean() -> None:
+    result = _run("ruff", "check", "--no-cache", *CHECKED)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean() -> None:
+    result = _run("mypy", "--strict", "--no-incremental", "--cache-dir", "/dev/null", *CHECKED)
+    assert result.returncode == 0, result.stdout + result.stderr
