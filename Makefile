@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PY ?= /usr/bin/python3
 VENV := .venv
-APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3
+APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3 python3-seccomp
 ARGS ?=
 
 .PHONY: install run test test-fast clean bench faults soak hostile fuzz

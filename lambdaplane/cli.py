@@ -29,6 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None)
+    settings.seccomp = args.seccomp == "on"
+    if settings.seccomp:
+        from .sandbox.seccomp_profile import SeccompUnavailable, load_libseccomp
+        try:
+            load_libseccomp()
+        except SeccompUnavailable as e:
+            raise SystemExit(f"lambdaplane serve: {e}") from None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -110,6 +117,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--credentials", default=None,
                    help="INI file like ~/.aws/credentials (aws_access_key_id, "
                         "aws_secret_access_key per profile) for --auth sigv4")
+    s.add_argument("--seccomp", choices=["on", "off"], default="on",
+                   help="the sandboxes' system call filter (off: for debugging only, never "
+                        "with untrusted code)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

@@ -38,6 +38,7 @@ class Settings:
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS retries async twice
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
+    seccomp: bool = True  # every sandbox process under sandbox/seccomp_profile.py's filter
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

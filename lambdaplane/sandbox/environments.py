@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Protocol
 
 from ..api.runtime_api import Outcome, PendingInvocation, RuntimeApi, RuntimeChannel
@@ -23,7 +24,7 @@ from ..errors import AwsError
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
-from . import cgroups
+from . import cgroups, seccomp_profile
 from .cgroups import EnvCgroup
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
@@ -136,6 +137,7 @@ class ExecutionEnvironments:
                                             busy=lambda: bool(self._busy))
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
+        self._seccomp_file: Path | None = None
         self._envs: dict[str, Environment] = {}
         self._idle: dict[tuple[str, str], list[Environment]] = {}
         self._busy: dict[tuple[str, str], int] = {}
@@ -467,8 +469,18 @@ class ExecutionEnvironments:
             if interpreter not in self._zygotes:
                 work_dir = self.settings.data_dir / "zygotes"
                 work_dir.mkdir(parents=True, exist_ok=True)
-                self._zygotes[interpreter] = await Zygote.start(interpreter, self.names, work_dir)
+                self._zygotes[interpreter] = await Zygote.start(
+                    interpreter, self.names, work_dir, await self._seccomp_program(work_dir))
             return self._zygotes[interpreter]
+
+    async def _seccomp_program(self, work_dir: Path) -> Path | None:
+        """The sandboxes' seccomp filter, compiled once per server (None: --seccomp off)."""
+        if not self.settings.seccomp:
+            return None
+        if self._seccomp_file is None:
+            self._seccomp_file = await asyncio.to_thread(
+                seccomp_profile.compile_to, work_dir / "seccomp-x86_64.bpf")
+        return self._seccomp_file
 
     # teardown ----------------------------------------------------------------------------
     def _on_exit(self, env: Environment) -> None:

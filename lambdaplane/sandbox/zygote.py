@@ -223,7 +223,10 @@ class Zygote:
         self._loop.add_reader(conn.fileno(), self._on_readable)
 
     @classmethod
-    async def start(cls, interpreter: str, names: Names, work_dir: Path) -> "Zygote":
+    async def start(cls, interpreter: str, names: Names, work_dir: Path,
+                    seccomp_program: Path | None = None) -> "Zygote":
+        """seccomp_program: the compiled filter (seccomp_profile.compile_to) every
+        environment of this zygote loads before function code; None: no filter."""
         work_dir.mkdir(parents=True, exist_ok=True)
         tag = Path(interpreter).name
         root_dir = work_dir / "sandbox-root"  # each child mounts its own tmpfs over it
@@ -250,6 +253,8 @@ class Zygote:
             args = [str(ZYGOTE_MAIN), address, "--root", str(root_dir)]
             for procs in cgroup.procs_files:
                 args += ["--cgroup", procs]
+            if seccomp_program is not None:
+                args += ["--seccomp", str(seccomp_program)]
             proc = await asyncio.create_subprocess_exec(
                 interpreter, "-I", "-S", *args, stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True)  # a terminal's ^C is for the server, not the zygote

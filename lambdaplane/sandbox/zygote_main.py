@@ -1,5 +1,6 @@
 """The zygote: a fork server for one runtime interpreter. Started by the server (zygote.py) as
-`<python3.x> -I -S zygote_main.py <socket> --root DIR [--cgroup PROCS_FILE]...`, it joins its
+`<python3.x> -I -S zygote_main.py <socket> --root DIR [--cgroup PROCS_FILE]... [--seccomp
+BPF_FILE]`, it joins its
 own cgroup, pre-imports the Python bootstrap and the stdlib it (and typical handlers) use, then
 connects to the server's unix SEQPACKET socket and serves spawn requests.
 
@@ -7,7 +8,9 @@ A spawn forks ONE child, already PID 1 of a new pid namespace and inside the tar
 zygote enters both just for the fork and steps back out); the child builds the sandbox
 (isolation.py) and runs the runtime: the pre-imported bootstrap's main loop for python, or an
 execve of /var/task/bootstrap for provided.*. The zygote is the only one that reaps those
-children and reports each exit status to the server; on stop or EOF it kills what is left. It
+children and reports each exit status to the server; on stop or EOF it kills what is left.
+With --seccomp, every child loads that compiled filter (seccomp_load.py) after dropping its
+privileges and before any function code: it and all it forks or execs are filtered. It
 learns which of its pages its environments write, and a pre-forked child copies those while it
 waits for its function (written_pages.py).
 
@@ -65,6 +68,7 @@ def _load_by_path(name: str, path: str) -> ModuleType:
 isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolation.py"))
 written_pages = _load_by_path("_lambdaplane_written_pages",
                               os.path.join(_HERE, "written_pages.py"))
+seccomp_load = _load_by_path("_lambdaplane_seccomp_load", os.path.join(_HERE, "seccomp_load.py"))
 bootstrap = _load_by_path("_lambdaplane_bootstrap",
                           os.path.join(_HERE, "runtimes", "python_bootstrap.py"))
 for _name in _PRELOAD:
@@ -119,12 +123,13 @@ def _await_network(ctl: socket.socket) -> None:
 
 
 def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: str,
-               host: Any, conn: socket.socket, copy_first: list[tuple[int, int]]) -> None:
+               host: Any, conn: socket.socket, copy_first: list[tuple[int, int]],
+               seccomp: Any) -> None:
     """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns.
     Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now, takes
     its own copy of the pages `copy_first` (written_pages.py), and the function arrives later
     (_await_assignment). gate_fd (req["gated"]): no function code runs until a `go` arrives
-    on it."""
+    on it. seccomp: the SeccompProgram every sandbox loads (None: --seccomp off)."""
     try:
         conn.detach()  # its fd is closed below with the rest; the object must not close it later
         signal.set_wakeup_fd(-1)
@@ -164,6 +169,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             isolation.become_user(spec.uid, spec.gid)
         else:
             isolation.drop_privileges(spec.uid, spec.gid, host.cap_last)
+        if seccomp is not None:  # no_new_privs is set: the last step before function code
+            seccomp.install()
         environ = {str(k): str(v) for k, v in req["environ"].items()}
         os.environ.clear()
         os.environ.update(environ)
@@ -197,9 +204,10 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
 
 
 class ZygoteServer:
-    def __init__(self, conn: socket.socket, root_dir: str) -> None:
+    def __init__(self, conn: socket.socket, root_dir: str, seccomp: Any = None) -> None:
         self.conn = conn
         self.root_dir = root_dir
+        self.seccomp = seccomp
         self.host = isolation.HostFiles.load()
         self.live: set[int] = set()
         self.written = written_pages.WrittenPagesLearner()
@@ -287,7 +295,7 @@ class ZygoteServer:
                 pid = os.fork()
                 if pid == 0:
                     _run_child(req, out_fd, gate_fd, self.root_dir, self.host, self.conn,
-                               self.written.runs)
+                               self.written.runs, self.seccomp)
             finally:
                 isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
         finally:
@@ -324,24 +332,27 @@ class ZygoteServer:
         self.conn.close()
 
 
-def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
-    socket_path, root_dir, cgroups = argv[1], "", []
+def _parse_args(argv: list[str]) -> tuple[str, str, list[str], str]:
+    socket_path, root_dir, cgroups, seccomp_file = argv[1], "", [], ""
     i = 2
     while i < len(argv):
         if argv[i] == "--root":
             root_dir = argv[i + 1]
         elif argv[i] == "--cgroup":
             cgroups.append(argv[i + 1])
+        elif argv[i] == "--seccomp":
+            seccomp_file = argv[i + 1]
         else:
             raise SystemExit(f"zygote: unknown argument {argv[i]!r}")
         i += 2
     if not root_dir:
         raise SystemExit("zygote: --root DIR is required")
-    return socket_path, root_dir, cgroups
+    return socket_path, root_dir, cgroups, seccomp_file
 
 
 def main(argv: list[str]) -> int:
-    socket_path, root_dir, cgroups = _parse_args(argv)
+    socket_path, root_dir, cgroups, seccomp_file = _parse_args(argv)
+    seccomp = seccomp_load.SeccompProgram.from_file(seccomp_file) if seccomp_file else None
     isolation.join_cgroups(cgroups)  # before any fork, so `clean` finds us and our children
     isolation.private_mount_namespace()
     # Forks are serial here: in a burst, the environments already forked must not starve the
@@ -357,7 +368,7 @@ def main(argv: list[str]) -> int:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     # "@name" is an abstract socket (used when the work dir's path is too long for sun_path).
     conn.connect("\0" + socket_path[1:] if socket_path.startswith("@") else socket_path)
-    ZygoteServer(conn, root_dir).serve()
+    ZygoteServer(conn, root_dir, seccomp).serve()
     return 0
 
 
