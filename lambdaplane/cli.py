@@ -45,9 +45,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
+    from . import datadir_lock
     from .cleanup import clean_instance
 
     settings = Settings(data_dir=Path(args.data_dir), instance=args.instance or "")
+    data_lock = None
+    if settings.data_dir.is_dir():  # a running server's objects are its own to remove
+        try:
+            data_lock = datadir_lock.acquire(settings.data_dir, "clean")
+        except datadir_lock.DataDirBusy as e:
+            raise SystemExit(f"lambdaplane clean: refused, nothing removed: {e}") from None
     instance = settings.instance or _stored_instance(settings.data_dir)
     if instance is None:
         print(f"no lambdaplane instance recorded in {settings.data_dir}; nothing to clean")
@@ -58,6 +65,8 @@ def _clean(args: argparse.Namespace) -> int:
 
     if restore_moves_from_record(settings.data_dir / "cgroup2-options"):
         print("restored the cgroup2 mount options the server had changed")
+    if data_lock is not None:
+        data_lock.release()
     return 0
 
 
