@@ -33,6 +33,7 @@ from . import cgroups
 log = logging.getLogger("lambdaplane.zygote")
 
 ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
+ZYGOTE_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2")
 _PYTHON_RE = re.compile(r"python(3\.\d+)")
 _START_TIMEOUT_S = 10.0
@@ -257,7 +258,8 @@ class Zygote:
                 args += ["--seccomp", str(seccomp_program)]
             proc = await asyncio.create_subprocess_exec(
                 interpreter, "-I", "-S", *args, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True)  # a terminal's ^C is for the server, not the zygote
+                start_new_session=True,  # a terminal's ^C is for the server, not the zygote
+                env=ZYGOTE_ENVIRONMENT)  # sandboxes inherit its environ block: nothing of ours
             conn = await _accept_or_exit(listener, proc)
             conn.setblocking(False)
             zygote = cls(interpreter, proc, conn, cgroup, work_dir, socket_path)

@@ -56,7 +56,16 @@ _PRELOAD = ("json", "http.client", "traceback", "importlib", "importlib.util", "
             "hashlib", "random", "typing", "dataclasses", "collections", "re", "io")
 
 
-def _load_by_path(name: str, path: str) -> ModuleType:
+def _load_by_path(name: str, path: str, shown_as: str = "") -> ModuleType:
+    """shown_as: the file name its code and tracebacks carry instead of the host path (what
+    function code can see of it)."""
+    if shown_as:
+        module = ModuleType(name)
+        module.__file__ = shown_as
+        sys.modules[name] = module
+        with open(path, encoding="utf-8") as f:
+            exec(compile(f.read(), shown_as, "exec"), module.__dict__)
+        return module
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -69,8 +78,11 @@ isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolati
 written_pages = _load_by_path("_lambdaplane_written_pages",
                               os.path.join(_HERE, "written_pages.py"))
 seccomp_load = _load_by_path("_lambdaplane_seccomp_load", os.path.join(_HERE, "seccomp_load.py"))
+masking = _load_by_path("_lambdaplane_masking", os.path.join(_HERE, "masking.py"))
 bootstrap = _load_by_path("_lambdaplane_bootstrap",
-                          os.path.join(_HERE, "runtimes", "python_bootstrap.py"))
+                          os.path.join(_HERE, "runtimes", "python_bootstrap.py"),
+                          shown_as="/var/runtime/bootstrap.py")
+RUNTIME_COMMAND_LINE = ["/var/runtime/bootstrap"]  # what the sandbox sees as its argv
 for _name in _PRELOAD:
     importlib.import_module(_name)
 
@@ -137,6 +149,9 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setpriority(os.PRIO_PROCESS, 0, 0)  # function code at the default priority
+        # the zygote's argv names host paths: the sandbox sees the runtime's own instead
+        masking.set_command_line([sys.executable, *RUNTIME_COMMAND_LINE])
+        sys.orig_argv = [sys.executable, *RUNTIME_COMMAND_LINE]
         prefork = bool(req.get("prefork"))
         if prefork:
             null = os.open("/dev/null", os.O_WRONLY)
@@ -151,6 +166,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]))
         isolation.join_cgroups(spec.cgroup_procs)
         isolation.build_root(root_dir, spec, host, code_store=spec.code_dir if prefork else "")
+        masking.mask_proc()
         pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None
         if prefork:
             isolation.limit_future_privileges(host.cap_last)
@@ -186,7 +202,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         _exec_provided(environ)
     code = 1
     try:
-        sys.argv = ["/var/runtime/bootstrap"]
+        sys.argv = list(RUNTIME_COMMAND_LINE)
         code = bootstrap.main()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
