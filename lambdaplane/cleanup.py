@@ -17,7 +17,7 @@ from .net.names import Names
 from .net.netlink import Netlink
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("memory", "pids")
+CONTROLLERS = ("memory", "pids", "cpu")
 
 
 def cgroup_dirs(names: Names) -> list[Path]:

@@ -1,8 +1,15 @@
-"""Server-side cgroup v1 management for execution environments and zygotes: one memory + one
-pids cgroup per environment (sized from MemorySize, 1,024 tasks like AWS) and one per zygote,
-all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each controller, so
-`cleanup.clean_instance` finds and kills everything. This machine has cgroup v1 memory and pids
-controllers at /sys/fs/cgroup/{memory,pids}; v2 is mounted without controllers."""
+"""Server-side cgroup v1 management for execution environments and zygotes: one memory, one
+pids and one cpu cgroup per environment (sized from MemorySize; 1,024 tasks like AWS) and one
+of each per zygote, all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each
+controller, so `cleanup.clean_instance` finds and kills everything. This machine has cgroup v1
+memory, pids and cpu controllers at /sys/fs/cgroup/{memory,pids,cpu}; v2 is mounted without
+controllers. Without a v1 cpu hierarchy, environments simply get no cpu cgroup.
+
+CPU follows memory as on AWS, where 1,769 MB is one vCPU: an environment's cpu.shares is
+1024 x MemorySize / 1769 (its weight against its neighbours when the CPU is contended, so a
+function spinning at full concurrency gets no more than its memory's share), and cpu.cfs_quota
+caps it at ceil(MemorySize / 1769) CPUs (AWS's vCPU count: 1 up to 1,769 MB, 6 at 10,240 MB).
+Shares are work-conserving: on an idle host a 128 MB function still runs at full speed."""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +26,9 @@ from ..net.names import Names
 
 MEMORY = "memory"
 PIDS = "pids"
+CPU = "cpu"
+MB_PER_VCPU = 1769  # AWS: a function with 1,769 MB has the equivalent of one vCPU
+CFS_PERIOD_US = 100_000
 FAVORDYNMODS = "favordynmods"
 _MS_REMOUNT = 32
 
@@ -42,21 +52,37 @@ class EnvCgroup:
     env_id: str
     memory_dir: Path
     pids_dir: Path
+    cpu_dir: Path | None = None  # None: no v1 cpu hierarchy on this host
 
     @property
     def procs_files(self) -> list[str]:
         """The cgroup.procs files a child joins (it writes "0" = itself to each)."""
-        return [str(self.memory_dir / "cgroup.procs"), str(self.pids_dir / "cgroup.procs")]
+        return [str(d / "cgroup.procs") for d in self.dirs]
 
     @property
-    def dirs(self) -> tuple[Path, Path]:
-        return (self.memory_dir, self.pids_dir)
+    def dirs(self) -> tuple[Path, ...]:
+        if self.cpu_dir is None:
+            return (self.memory_dir, self.pids_dir)
+        return (self.memory_dir, self.pids_dir, self.cpu_dir)
+
+
+def has_cpu_controller() -> bool:
+    return (CGROUP_ROOT / CPU / "cpu.shares").exists()
+
+
+def cpu_shares_for(memory_mb: int) -> int:
+    return max(2, round(1024 * memory_mb / MB_PER_VCPU))
+
+
+def cpu_quota_us_for(memory_mb: int) -> int:
+    return -(-memory_mb // MB_PER_VCPU) * CFS_PERIOD_US  # ceil(vCPUs) whole CPUs
 
 
 def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
     memory_dir = instance_dir(names, MEMORY) / leaf
     pids_dir = instance_dir(names, PIDS) / leaf
-    for d in (memory_dir, pids_dir):
+    cpu_dir = instance_dir(names, CPU) / leaf if has_cpu_controller() else None
+    for d in (memory_dir, pids_dir, *((cpu_dir,) if cpu_dir else ())):
         for attempt in range(3):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -64,7 +90,7 @@ def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
             except FileNotFoundError:  # the shared parent was removed by another instance's
                 if attempt == 2:       # clean just now: make it again
                     raise
-    return EnvCgroup(key, memory_dir, pids_dir)
+    return EnvCgroup(key, memory_dir, pids_dir, cpu_dir)
 
 
 def create_env_cgroup(names: Names, env_id: str, memory_mb: int,
@@ -77,6 +103,8 @@ def create_env_cgroup(names: Names, env_id: str, memory_mb: int,
 
 
 def set_memory_limit(cg: EnvCgroup, memory_mb: int) -> None:
+    """MemorySize, and the CPU that comes with it (set_cpu_for_memory)."""
+    set_cpu_for_memory(cg, memory_mb)
     limit = str(memory_mb * 1024 * 1024)
     memory = cg.memory_dir / "memory.limit_in_bytes"
     # memory+swap no larger than memory: an environment must not swap its way past its size.
@@ -95,6 +123,14 @@ def set_memory_limit(cg: EnvCgroup, memory_mb: int) -> None:
         _write(memory, limit)
     else:
         _write(memsw, limit)
+
+
+def set_cpu_for_memory(cg: EnvCgroup, memory_mb: int) -> None:
+    """cpu.shares and cpu.cfs_quota_us from MemorySize (see the module's docstring)."""
+    if cg.cpu_dir is None:
+        return
+    _write(cg.cpu_dir / "cpu.shares", str(cpu_shares_for(memory_mb)))
+    _write(cg.cpu_dir / "cpu.cfs_quota_us", str(cpu_quota_us_for(memory_mb)))
 
 
 def create_zygote_cgroup(names: Names, tag: str) -> EnvCgroup:
@@ -171,7 +207,7 @@ def remove_instance_cgroups(names: Names) -> None:
     """Remove lambdaplane/lp<instance> in each controller, killing anything still in it. For
     server stop, after all environments and zygotes are gone. The shared `lambdaplane` parent
     goes with its last instance (`_make` copes with it vanishing under a concurrent start)."""
-    for controller in (MEMORY, PIDS):
+    for controller in (MEMORY, PIDS, CPU):
         kill_cgroup_tree(instance_dir(names, controller))
 
 
