@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None)
     settings.seccomp = args.seccomp == "on"
+    settings.log_max_bytes = int(args.log_max_mb * 1024 * 1024)
     if settings.seccomp:
         from .sandbox.seccomp_profile import SeccompUnavailable, load_libseccomp
         try:
@@ -129,6 +130,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seccomp", choices=["on", "off"], default="on",
                    help="the sandboxes' system call filter (off: for debugging only, never "
                         "with untrusted code)")
+    s.add_argument("--log-max-mb", type=float, default=64.0,
+                   help="a function's log file rotates past this size (2 older files kept)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

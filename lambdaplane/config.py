@@ -39,6 +39,8 @@ class Settings:
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     seccomp: bool = True  # every sandbox process under sandbox/seccomp_profile.py's filter
+    log_max_bytes: int = 64 * 1024 * 1024  # a function's log file rotates past this
+    log_rotations: int = 2  # rotated log files kept per function (<name>.log.1, .2)
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

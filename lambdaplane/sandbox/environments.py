@@ -274,7 +274,8 @@ class ExecutionEnvironments:
                       f"{env_id}{secrets.token_hex(8)}")
         env = Environment(env_id, spec, sandbox, self.runtime_api.open_channel(sandbox.address),
                           OutputCapture(FunctionLog(self.settings.data_dir, spec.region,
-                                                    spec.name)),
+                                                    spec.name, self.settings.log_max_bytes,
+                                                    self.settings.log_rotations)),
                           log_stream=log_stream)
         if prewarmed:  # from here on the environment's: its teardown frees all of it
             env.cgroup, env.process = prewarmed.cgroup, prewarmed.forked.process
