@@ -6,19 +6,23 @@ memory, pids and cpu controllers at /sys/fs/cgroup/{memory,pids,cpu}; v2 is moun
 controllers. Without a v1 cpu hierarchy, environments simply get no cpu cgroup.
 
 CPU follows memory as on AWS, where 1,769 MB is one vCPU: an environment's cpu.shares is
-1024 x MemorySize / 1769 (its weight against its neighbours when the CPU is contended, so a
-function spinning at full concurrency gets no more than its memory's share), and cpu.cfs_quota
-caps it at ceil(MemorySize / 1769) CPUs (AWS's vCPU count: 1 up to 1,769 MB, 6 at 10,240 MB).
-Shares are work-conserving: on an idle host a 128 MB function still runs at full speed."""
+1024 x MemorySize / 1769 and cpu.cfs_quota caps it at ceil(MemorySize / 1769) CPUs (AWS's
+vCPU count: 1 up to 1,769 MB, 6 at 10,240 MB). Environments sit in a cpu group of their
+function (cpu/<instance>/fn-<hash>/env-<id>), all functions with one weight: a function
+spinning at full concurrency shares the CPU with its neighbours as one function, not as one
+neighbour per environment. Shares are work-conserving: on an idle host a 128 MB function
+still runs at full speed. A pre-forked sandbox (function unknown) is moved into its
+function's group when it is assigned, before any function code runs."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import errno
+import hashlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..cleanup import CGROUP_ROOT, kill_cgroup_tree
@@ -78,10 +82,18 @@ def cpu_quota_us_for(memory_mb: int) -> int:
     return -(-memory_mb // MB_PER_VCPU) * CFS_PERIOD_US  # ceil(vCPUs) whole CPUs
 
 
-def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
+def function_group(region: str, name: str) -> str:
+    """The cpu group of one function (a short stable name: cgroup paths stay short)."""
+    return "fn-" + hashlib.sha1(f"{region}/{name}".encode()).hexdigest()[:12]
+
+
+def _make(names: Names, key: str, leaf: str, group: str = "") -> EnvCgroup:
     memory_dir = instance_dir(names, MEMORY) / leaf
     pids_dir = instance_dir(names, PIDS) / leaf
-    cpu_dir = instance_dir(names, CPU) / leaf if has_cpu_controller() else None
+    cpu_dir = None
+    if has_cpu_controller():
+        cpu_dir = instance_dir(names, CPU) / group / leaf if group else \
+            instance_dir(names, CPU) / leaf
     for d in (memory_dir, pids_dir, *((cpu_dir,) if cpu_dir else ())):
         for attempt in range(3):
             try:
@@ -94,9 +106,10 @@ def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
 
 
 def create_env_cgroup(names: Names, env_id: str, memory_mb: int,
-                      pids_max: int = 1024) -> EnvCgroup:
-    """Make (or reset) the environment's cgroups with its limits; nothing has joined yet."""
-    cg = _make(names, env_id, f"env-{env_id}")
+                      pids_max: int = 1024, group: str = "") -> EnvCgroup:
+    """Make (or reset) the environment's cgroups with its limits; nothing has joined yet.
+    group: its function's cpu group (function_group); "" for a pre-forked sandbox."""
+    cg = _make(names, env_id, f"env-{env_id}", group)
     set_memory_limit(cg, memory_mb)
     _write(cg.pids_dir / "pids.max", str(pids_max))
     return cg
@@ -131,6 +144,22 @@ def set_cpu_for_memory(cg: EnvCgroup, memory_mb: int) -> None:
         return
     _write(cg.cpu_dir / "cpu.shares", str(cpu_shares_for(memory_mb)))
     _write(cg.cpu_dir / "cpu.cfs_quota_us", str(cpu_quota_us_for(memory_mb)))
+
+
+def move_to_function(names: Names, cg: EnvCgroup, group: str, pid: int,
+                     memory_mb: int) -> EnvCgroup:
+    """A pre-forked sandbox (one process, no function code has run, so no children) joins
+    its function's cpu group; the cgroups it is in from now on are returned."""
+    if cg.cpu_dir is None:
+        return cg
+    moved = replace(cg, cpu_dir=instance_dir(names, CPU) / group / cg.cpu_dir.name)
+    assert moved.cpu_dir is not None
+    moved.cpu_dir.mkdir(parents=True, exist_ok=True)
+    set_cpu_for_memory(moved, memory_mb)
+    _write(moved.cpu_dir / "cgroup.procs", str(pid))
+    with contextlib.suppress(OSError):
+        cg.cpu_dir.rmdir()
+    return moved
 
 
 def create_zygote_cgroup(names: Names, tag: str) -> EnvCgroup:
@@ -201,6 +230,9 @@ def destroy_env_cgroup(cg: EnvCgroup) -> None:
     _forget_peak_fd(cg)
     for d in cg.dirs:
         kill_cgroup_tree(d)
+    if cg.cpu_dir is not None and cg.cpu_dir.parent.name.startswith("fn-"):
+        with contextlib.suppress(OSError):  # busy: the function has other environments
+            cg.cpu_dir.parent.rmdir()
 
 
 def remove_instance_cgroups(names: Names) -> None:

@@ -289,6 +289,9 @@ class ExecutionEnvironments:
             environ = reserved_environment(spec, log_stream, self.settings.runtime_api_port)
             if prewarmed:
                 cgroups.set_memory_limit(prewarmed.cgroup, spec.memory_mb)
+                env.cgroup = prewarmed.cgroup = cgroups.move_to_function(
+                    self.names, prewarmed.cgroup, cgroups.function_group(spec.region, spec.name),
+                    prewarmed.forked.process.pid, spec.memory_mb)
                 t2 = time.monotonic()
                 # A VPC function's sandbox sets itself up while its steering element is
                 # added, and runs no function code until told the network is there.
@@ -301,7 +304,9 @@ class ExecutionEnvironments:
                     vpc_ms = await self._attach_then_open(env, gate)
             else:
                 t_cgroup = time.monotonic()
-                env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
+                env.cgroup = cgroups.create_env_cgroup(
+                    self.names, env_id, spec.memory_mb,
+                    group=cgroups.function_group(spec.region, spec.name))
                 t2 = time.monotonic()
                 zygote = await self._zygote(interpreter)
                 request = SpawnRequest(
