@@ -138,6 +138,7 @@ class ExecutionEnvironments:
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._seccomp_file: Path | None = None
+        self.zygote_restarts = 0  # zygotes found gone and replaced (status shows it)
         self._envs: dict[str, Environment] = {}
         self._idle: dict[tuple[str, str], list[Environment]] = {}
         self._busy: dict[tuple[str, str], int] = {}
@@ -206,7 +207,9 @@ class ExecutionEnvironments:
         for env in self._envs.values():
             states[env.state] = states.get(env.state, 0) + 1
         return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
-                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
+                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes),
+                "zygotes_down": sorted(i for i, z in self._zygotes.items() if not z.running),
+                "zygote_restarts": self.zygote_restarts}
 
     async def retire(self, key: tuple[str, str]) -> None:
         for env in list(self._envs.values()):
@@ -468,10 +471,17 @@ class ExecutionEnvironments:
     # zygotes -----------------------------------------------------------------------------
     async def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
-        if zygote is not None:
+        if zygote is not None and zygote.running:
             return zygote
         lock = self._zygote_locks.setdefault(interpreter, asyncio.Lock())
         async with lock:
+            dead = self._zygotes.get(interpreter)
+            if dead is not None and not dead.running:  # it vanished: a new one replaces it
+                del self._zygotes[interpreter]
+                self.zygote_restarts += 1
+                log.warning("zygote %s (pid %d) is gone; starting a new one", interpreter,
+                            dead.pid)
+                await dead.stop()  # reaps it and removes its cgroup
             if interpreter not in self._zygotes:
                 work_dir = self.settings.data_dir / "zygotes"
                 work_dir.mkdir(parents=True, exist_ok=True)

@@ -282,6 +282,11 @@ class Zygote:
                 with contextlib.suppress(FileNotFoundError):
                     socket_path.unlink()  # connected already: the name is no longer needed
 
+    @property
+    def running(self) -> bool:
+        """False once the zygote exited or its connection broke (it is then replaced)."""
+        return not self._closed
+
     async def spawn(self, req: SpawnRequest, output_fd: int,
                     gate: socket.socket | None = None,
                     sent: Callable[[], None] | None = None) -> SpawnedEnv:

@@ -143,7 +143,9 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
     (_await_assignment). gate_fd (req["gated"]): no function code runs until a `go` arrives
     on it. seccomp: the SeccompProgram every sandbox loads (None: --seccomp off)."""
     try:
-        conn.detach()  # its fd is closed below with the rest; the object must not close it later
+        # The zygote's connection is closed at once: a sandbox that kept it (a pre-forked one
+        # waits long) would hide the zygote's death from the server, which sees it as EOF.
+        os.close(conn.detach())
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
