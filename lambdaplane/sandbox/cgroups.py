@@ -57,17 +57,24 @@ class EnvCgroup:
     memory_dir: Path
     pids_dir: Path
     cpu_dir: Path | None = None  # None: no v1 cpu hierarchy on this host
+    # cgroups it has left (a pre-forked sandbox's first cpu cgroup): removed with the rest
+    left: tuple[Path, ...] = ()
 
     @property
     def procs_files(self) -> list[str]:
         """The cgroup.procs files a child joins (it writes "0" = itself to each)."""
-        return [str(d / "cgroup.procs") for d in self.dirs]
+        return [str(d / "cgroup.procs") for d in self.joined]
 
     @property
-    def dirs(self) -> tuple[Path, ...]:
+    def joined(self) -> tuple[Path, ...]:
         if self.cpu_dir is None:
             return (self.memory_dir, self.pids_dir)
         return (self.memory_dir, self.pids_dir, self.cpu_dir)
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        """Every directory to kill and remove when the environment goes."""
+        return self.joined + self.left
 
 
 def has_cpu_controller() -> bool:
@@ -146,19 +153,22 @@ def set_cpu_for_memory(cg: EnvCgroup, memory_mb: int) -> None:
     _write(cg.cpu_dir / "cpu.cfs_quota_us", str(cpu_quota_us_for(memory_mb)))
 
 
-def move_to_function(names: Names, cg: EnvCgroup, group: str, pid: int,
-                     memory_mb: int) -> EnvCgroup:
-    """A pre-forked sandbox (one process, no function code has run, so no children) joins
-    its function's cpu group; the cgroups it is in from now on are returned."""
+def cpu_procs(cg: EnvCgroup) -> list[str]:
+    return [str(cg.cpu_dir / "cgroup.procs")] if cg.cpu_dir is not None else []
+
+
+def for_function(names: Names, cg: EnvCgroup, group: str, memory_mb: int) -> EnvCgroup:
+    """The cgroups of a pre-forked sandbox once assigned: a cpu cgroup of its own in its
+    function's group (made here, sized for `memory_mb`), which the sandbox joins itself
+    when it takes the assignment — after it surely joined its first one, and before any
+    function code. The first is removed with the rest (`left`)."""
     if cg.cpu_dir is None:
         return cg
-    moved = replace(cg, cpu_dir=instance_dir(names, CPU) / group / cg.cpu_dir.name)
+    moved = replace(cg, cpu_dir=instance_dir(names, CPU) / group / cg.cpu_dir.name,
+                    left=(*cg.left, cg.cpu_dir))
     assert moved.cpu_dir is not None
     moved.cpu_dir.mkdir(parents=True, exist_ok=True)
     set_cpu_for_memory(moved, memory_mb)
-    _write(moved.cpu_dir / "cgroup.procs", str(pid))
-    with contextlib.suppress(OSError):
-        cg.cpu_dir.rmdir()
     return moved
 
 

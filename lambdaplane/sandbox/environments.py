@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -292,16 +293,23 @@ class ExecutionEnvironments:
             environ = reserved_environment(spec, log_stream, self.settings.runtime_api_port)
             if prewarmed:
                 cgroups.set_memory_limit(prewarmed.cgroup, spec.memory_mb)
-                env.cgroup = prewarmed.cgroup = cgroups.move_to_function(
+                env.cgroup = prewarmed.cgroup = cgroups.for_function(
                     self.names, prewarmed.cgroup, cgroups.function_group(spec.region, spec.name),
-                    prewarmed.forked.process.pid, spec.memory_mb)
+                    spec.memory_mb)
                 t2 = time.monotonic()
                 # A VPC function's sandbox sets itself up while its steering element is
                 # added, and runs no function code until told the network is there.
-                gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
-                                               tmp_size_mb(spec.memory_mb),
-                                               env.output.write_fd,
-                                               network_pending=spec.vpc is not None)
+                join = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+                        for p in cgroups.cpu_procs(env.cgroup)]
+                try:
+                    gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
+                                                   tmp_size_mb(spec.memory_mb),
+                                                   env.output.write_fd,
+                                                   network_pending=spec.vpc is not None,
+                                                   join_cgroups=join)
+                finally:
+                    for fd in join:
+                        os.close(fd)
                 t3 = time.monotonic()
                 if gate is not None:
                     vpc_ms = await self._attach_then_open(env, gate)

@@ -144,17 +144,20 @@ class PreforkedEnv:
     control: socket.socket
 
     def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
-               output_fd: int, network_pending: bool = False) -> NetworkGate | None:
+               output_fd: int, network_pending: bool = False,
+               join_cgroups: list[int] | None = None) -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
         network_pending: it sets itself up but runs no function code until the returned
-        gate is opened."""
+        gate is opened. join_cgroups: open cgroup.procs files (fds, sent along) it joins
+        first: its function's cpu cgroup (cgroups.for_function), not in its mount namespace."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
                               "network_pending": network_pending}).encode()
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                              array.array("i", [output_fd]))])
+                                              array.array("i", [output_fd,
+                                                                *(join_cgroups or [])]))])
         except BaseException:
             self.close()
             raise

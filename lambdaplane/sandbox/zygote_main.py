@@ -22,7 +22,8 @@ Wire format (one JSON object per SEQPACKET message):
                    {"op": "spawn", "id": n, "prefork": true, ...} + [control socket, netns fd]
   server → a pre-forked child, on its control socket, once:
                    {"code": "<dir name in the code store>", "environ": {...}, "runtime": ...,
-                   "tmp_size_mb": n} + SCM_RIGHTS [output fd]   (EOF instead: it exits)
+                   "tmp_size_mb": n} + SCM_RIGHTS [output fd, cgroup.procs fds to join...]
+                   (EOF instead: it exits)
                    {"op": "stop"}
   zygote → server  {"op": "ready", "pid": p}
                    {"op": "spawned", "id": n, "pid": p} | {"op": "spawn_failed", "id": n,
@@ -110,7 +111,7 @@ def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None
     Returns the assignment, and the control socket if a `go` is still to come (a VPC
     function's network is being attached meanwhile)."""
     ctl = socket.socket(fileno=ctl_fd)
-    data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4))
+    data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
     if not data:
         os._exit(0)  # the server let this sandbox go unused
     fds = array.array("i")
@@ -120,6 +121,9 @@ def _await_assignment(ctl_fd: int) -> tuple[dict[str, Any], socket.socket | None
     os.dup2(fds[0], 1)
     os.dup2(fds[0], 2)
     assignment: dict[str, Any] = json.loads(data)
+    for procs in fds[1:]:  # its function's cpu cgroup (opened by the server: not in our view)
+        os.write(procs, b"0")
+        os.close(procs)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]))
     if assignment.get("network_pending"):
         return assignment, ctl

@@ -52,15 +52,18 @@ def test_preforked_sandbox_moves_into_its_function_group(names: Names) -> None:
             with open(procs_file, "w") as f:
                 f.write(str(sleeper.pid))
         group = cgroups.function_group("us-east-1", "f")
-        moved = cgroups.move_to_function(names, cg, group, sleeper.pid, 3538)
+        moved = cgroups.for_function(names, cg, group, 3538)
         assert moved.cpu_dir is not None and moved.cpu_dir.parent.name == group
-        assert sleeper.pid in procs(moved.cpu_dir)
-        assert not cg.cpu_dir.exists()  # the pre-fork cpu cgroup is gone
+        assert cgroups.cpu_procs(moved) == [str(moved.cpu_dir / "cgroup.procs")]
+        with open(cgroups.cpu_procs(moved)[0], "w") as f:  # what the sandbox does itself
+            f.write(str(sleeper.pid))
+        assert sleeper.pid in procs(moved.cpu_dir) and not procs(cg.cpu_dir)
         assert moved.memory_dir == cg.memory_dir and sleeper.pid in procs(cg.memory_dir)
+        assert cg.cpu_dir in moved.dirs and cg.cpu_dir not in moved.joined
         assert int((moved.cpu_dir / "cpu.shares").read_text()) == 2048
         assert int((moved.cpu_dir / "cpu.cfs_quota_us").read_text()) == 200_000
     finally:
         sleeper.kill()
         sleeper.wait()
     cgroups.destroy_env_cgroup(moved)
-    assert not moved.cpu_dir.parent.exists()
+    assert not moved.cpu_dir.parent.exists() and not cg.cpu_dir.exists()
