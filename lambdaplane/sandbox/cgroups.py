@@ -157,6 +157,19 @@ def cpu_procs(cg: EnvCgroup) -> list[str]:
     return [str(cg.cpu_dir / "cgroup.procs")] if cg.cpu_dir is not None else []
 
 
+def remove_left(cg: EnvCgroup) -> EnvCgroup:
+    """Remove the cgroups it has left (empty once the sandbox joined its new ones)."""
+    kept = []
+    for d in cg.left:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # still has a task: try again at teardown
+            kept.append(d)
+    return replace(cg, left=tuple(kept))
+
+
 def for_function(names: Names, cg: EnvCgroup, group: str, memory_mb: int) -> EnvCgroup:
     """The cgroups of a pre-forked sandbox once assigned: a cpu cgroup of its own in its
     function's group (made here, sized for `memory_mb`), which the sandbox joins itself

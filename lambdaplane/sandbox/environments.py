@@ -475,6 +475,8 @@ class ExecutionEnvironments:
         env.state = "idle"
         env.last_used = time.monotonic()
         self._idle.setdefault(env.spec.key, []).append(env)
+        if env.cgroup is not None and env.cgroup.left:  # its pre-fork cpu cgroup, empty now
+            env.cgroup = cgroups.remove_left(env.cgroup)
 
     # zygotes -----------------------------------------------------------------------------
     async def _zygote(self, interpreter: str) -> Zygote:
