@@ -45,7 +45,7 @@ class SeccompProgram:
         self._fprog = _SockFprog(count, ctypes.cast(self._buffer, ctypes.c_void_p))
 
     @classmethod
-    def from_file(cls, path: str) -> "SeccompProgram":
+    def from_file(cls, path: str) -> SeccompProgram:
         with open(path, "rb") as f:
             return cls(f.read())
 

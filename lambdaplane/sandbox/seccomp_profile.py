@@ -2,16 +2,17 @@
 by libseccomp into the classic-BPF program the sandboxes load (seccomp_load.py).
 
 The shape is Docker's default profile (an allowlist with an EPERM default): every x86_64
-system call that libseccomp knows is allowed except the ones denied below; a number it does
-not know (a kernel newer than the profile) fails with ENOSYS, so libc falls back as on an
-older kernel; clone3 fails with ENOSYS too (its flags sit in memory a filter cannot read, so
-glibc falls back to clone, whose flags the filter does check). 32-bit (i386) and x32 calls
-fail with EPERM: the filter's architecture check. Loading it costs a sandbox ~0.2-0.3 ms
-(the kernel checks and JIT-compiles ~500 instructions), on the cold-start path. Nothing is ever killed: a denied call
-returns an error the runtime can handle. docs/security.md compares this with Docker's list.
+system call that libseccomp knows is allowed except the ones denied below; a number the
+kernel may add next (beyond what libseccomp knows) fails with ENOSYS, so libc falls back as
+on an older kernel; clone3 fails with ENOSYS too (its flags sit in memory a filter cannot
+read, so glibc falls back to clone, whose flags the filter does check). 32-bit (i386) and
+x32 calls fail with EPERM: the filter's architecture check. Nothing is ever killed: a denied
+call returns an error the runtime can handle. docs/security.md compares this with Docker's.
 
 Compiled ONCE per server (`compile_to`) by the server's interpreter, which loads Debian's
 python3-seccomp extension by path (the venv does not see /usr/lib/python3/dist-packages).
+Loading it costs a sandbox ~0.2-0.3 ms (the kernel checks and JIT-compiles ~470
+instructions), on the cold-start path.
 """
 from __future__ import annotations
 

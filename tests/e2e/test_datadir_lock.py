@@ -18,7 +18,7 @@ HANDLER = "def handler(event, context):\n    return {'n': event['n']}\n"
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lambdaplane.cli", *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def invoke(server: LiveServer, name: str, n: int) -> None:

@@ -39,7 +39,7 @@ def metric(server: LiveServer, name: str) -> dict[str, float]:
     with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:
         text = r.read().decode()
     found = {}
-    for m in re.finditer(rf'^{name}(?:{{part="([^"]*)"}})? (\S+)$', text, re.M):
+    for m in re.finditer(rf'^{name}(?:{{part="([^"]*)"}})? (\S+)$', text, re.MULTILINE):
         found[m[1] or ""] = float(m[2])
     return found
 

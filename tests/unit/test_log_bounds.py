@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lambdaplane.sandbox.logs import (MAX_EVENT_BYTES, FunctionLog, rotated_path, split_events,
-                                      tail_lines)
+from lambdaplane.sandbox.logs import (
+    MAX_EVENT_BYTES,
+    FunctionLog,
+    rotated_path,
+    split_events,
+    tail_lines,
+)
 
 
 def test_a_line_longer_than_256_kb_becomes_several_events() -> None:
@@ -58,5 +63,6 @@ def test_one_append_larger_than_a_file_keeps_head_and_tail(tmp_path: Path) -> No
     log.close()
     text = log.path.read_text()
     assert len(text.encode()) == 5_000
-    assert text.startswith("START RequestId: r1") and text.endswith("END RequestId: r1\nREPORT r1\n")
+    assert text.startswith("START RequestId: r1")
+    assert text.endswith("END RequestId: r1\nREPORT r1\n")
     assert "bytes of output left out]" in text
