@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PY ?= /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3
+# the sandboxes' seccomp filter is compiled by libseccomp (sandbox/seccomp_profile.py)
+APT_PACKAGES += python3-seccomp
 # the console's libraries (npm) and its browser test (headless Chromium driven by selenium)
 APT_PACKAGES += nodejs chromium chromium-driver
 ARGS ?=

@@ -13,7 +13,7 @@ from .net.netlink import Netlink
 from .sandbox.cgroup_tree import CGROUP_ROOT, kill_cgroup_tree
 from .sandbox.cgroup_tree import pids_in as _pids_in
 
-CONTROLLERS = ("memory", "pids")
+CONTROLLERS = ("memory", "pids", "cpu")
 
 
 def cgroup_dirs(names: Names) -> list[Path]:

@@ -34,6 +34,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
+    settings.seccomp = args.seccomp == "on"
+    settings.log_max_bytes = int(args.log_max_mb * 1024 * 1024)
+    if settings.seccomp:
+        from .sandbox.seccomp_profile import SeccompUnavailable, load_libseccomp
+        try:
+            load_libseccomp()
+        except SeccompUnavailable as e:
+            raise SystemExit(f"lambdaplane serve: {e}") from None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -43,9 +51,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
+    from . import datadir_lock
     from .cleanup import clean_instance
 
     settings = _settings(data_dir=Path(args.data_dir), instance=args.instance or "")
+    data_lock = None
+    if settings.data_dir.is_dir():  # a running server's objects are its own to remove
+        try:
+            data_lock = datadir_lock.acquire(settings.data_dir, "clean")
+        except datadir_lock.DataDirBusy as e:
+            raise SystemExit(f"lambdaplane clean: refused, nothing removed: {e}") from None
     instance = settings.instance or _stored_instance(settings.data_dir)
     if instance is None:
         print(f"no lambdaplane instance recorded in {settings.data_dir}; nothing to clean")
@@ -56,6 +71,8 @@ def _clean(args: argparse.Namespace) -> int:
 
     if restore_moves_from_record(settings.data_dir / "cgroup2-options"):
         print("restored the cgroup2 mount options the server had changed")
+    if data_lock is not None:
+        data_lock.release()
     return 0
 
 
@@ -148,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--prestart", type=int, default=2,
                    help="per Node.js runtime in use: sandboxes kept with node already started, "
                         "waiting for a function's code (0: none; node is exec'd at cold start)")
+    s.add_argument("--seccomp", choices=["on", "off"], default="on",
+                   help="the sandboxes' system call filter (off: for debugging only, never "
+                        "with untrusted code)")
+    s.add_argument("--log-max-mb", type=float, default=64.0,
+                   help="a function's log file rotates past this size (2 older files kept)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 
@@ -192,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
     b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
-                                       "all", "report", "logs"],
+                                       "all", "report", "logs", "neighbours"],
                    help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)

@@ -43,6 +43,9 @@ class Settings:
     prestart: int = 2  # per Node.js runtime in use: sandboxes with node started, waiting
     reconcile_interval_s: float = 30.0  # kernel state re-checked against the store (drift)
     logs_max_bytes: int = 2 * 1024 ** 3  # the log store's bound; the oldest events go first
+    seccomp: bool = True  # every sandbox process under sandbox/seccomp_profile.py's filter
+    log_max_bytes: int = 64 * 1024 * 1024  # a function's log file rotates past this
+    log_rotations: int = 2  # rotated log files kept per function (<name>.log.1, .2)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -154,6 +154,8 @@ class Metrics:
         invoker = platform.invoker
         invoker.environments = MeteredEnvironments(invoker.environments, self)
         invoker.admission = MeteredAdmission(invoker.admission, self)
+        from .data_dir_usage import DataDirCollector
+        self.registry.register(DataDirCollector(platform.settings.data_dir))
 
     # -- scraping --------------------------------------------------------------------------
     async def render(self, platform: Any) -> bytes:

@@ -11,6 +11,7 @@ import signal
 
 from aiohttp import web
 
+from . import datadir_lock
 from .config import Settings
 from .net.executor import NetThread
 from .net.names import Names
@@ -143,8 +144,16 @@ async def serve(settings: Settings) -> None:
             load_credentials(settings.credentials_file)  # type: ignore[arg-type]
         except CredentialsError as e:
             raise SystemExit(f"lambdaplane serve: {e}") from None
-    platform = Platform(settings)
-    await platform.start()
+    try:  # before anything of the data dir or the kernel is touched
+        data_lock = datadir_lock.acquire(settings.data_dir, "serve")
+    except datadir_lock.DataDirBusy as e:
+        raise SystemExit(f"lambdaplane serve: {e}") from None
+    try:
+        platform = Platform(settings)
+        await platform.start()
+    except BaseException:
+        data_lock.release()
+        raise
     runner = web.AppRunner(build_app(platform), access_log=None)
     try:
         await runner.setup()
@@ -166,3 +175,4 @@ async def serve(settings: Settings) -> None:
     finally:
         await runner.cleanup()
         await platform.stop()
+        data_lock.release()

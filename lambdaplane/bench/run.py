@@ -67,6 +67,9 @@ def _run(which: list[str], endpoint: str, out_dir: Path, cold_n: int, warm_n: in
         results["burst"] = burst.run(endpoint, out_dir, quick)
     if "scale" in which:
         results["scale"] = scale.run(endpoint, out_dir, quick)
+    if "neighbours" in which:
+        from . import neighbours
+        results["neighbours"] = neighbours.run(endpoint, out_dir, quick)
     if "vpc" in which:
         from . import vpc
         results["vpc"] = vpc.run(endpoint, out_dir, quick)

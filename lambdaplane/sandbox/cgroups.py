@@ -1,17 +1,28 @@
-"""Server-side cgroup v1 management for execution environments and zygotes: one memory + one
-pids cgroup per environment (sized from MemorySize, 1,024 tasks like AWS) and one per zygote,
-all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each controller, so
-`cleanup.clean_instance` finds and kills everything. This machine has cgroup v1 memory and pids
-controllers at /sys/fs/cgroup/{memory,pids}; v2 is mounted without controllers."""
+"""Server-side cgroup v1 management for execution environments and zygotes: one memory, one
+pids and one cpu cgroup per environment (sized from MemorySize; 1,024 tasks like AWS) and one
+of each per zygote, all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each
+controller, so `cleanup.clean_instance` finds and kills everything. This machine has cgroup v1
+memory, pids and cpu controllers at /sys/fs/cgroup/{memory,pids,cpu}; v2 is mounted without
+controllers. Without a v1 cpu hierarchy, environments simply get no cpu cgroup.
+
+CPU follows memory as on AWS, where 1,769 MB is one vCPU: an environment's cpu.shares is
+1024 x MemorySize / 1769 and cpu.cfs_quota caps it at ceil(MemorySize / 1769) CPUs (AWS's
+vCPU count: 1 up to 1,769 MB, 6 at 10,240 MB). Environments sit in a cpu group of their
+function (cpu/<instance>/fn-<hash>/env-<id>), all functions with one weight: a function
+spinning at full concurrency shares the CPU with its neighbours as one function, not as one
+neighbour per environment. Shares are work-conserving: on an idle host a 128 MB function
+still runs at full speed. A pre-forked sandbox (function unknown) is moved into its
+function's group when it is assigned, before any function code runs."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import errno
+import hashlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cgroup_tree import CGROUP_ROOT, kill_cgroup_tree
@@ -19,6 +30,9 @@ from ..net.names import Names
 
 MEMORY = "memory"
 PIDS = "pids"
+CPU = "cpu"
+MB_PER_VCPU = 1769  # AWS: a function with 1,769 MB has the equivalent of one vCPU
+CFS_PERIOD_US = 100_000
 FAVORDYNMODS = "favordynmods"
 _MS_REMOUNT = 32
 
@@ -42,21 +56,52 @@ class EnvCgroup:
     env_id: str
     memory_dir: Path
     pids_dir: Path
+    cpu_dir: Path | None = None  # None: no v1 cpu hierarchy on this host
+    # cgroups it has left (a pre-forked sandbox's first cpu cgroup): removed with the rest
+    left: tuple[Path, ...] = ()
 
     @property
     def procs_files(self) -> list[str]:
         """The cgroup.procs files a child joins (it writes "0" = itself to each)."""
-        return [str(self.memory_dir / "cgroup.procs"), str(self.pids_dir / "cgroup.procs")]
+        return [str(d / "cgroup.procs") for d in self.joined]
 
     @property
-    def dirs(self) -> tuple[Path, Path]:
-        return (self.memory_dir, self.pids_dir)
+    def joined(self) -> tuple[Path, ...]:
+        if self.cpu_dir is None:
+            return (self.memory_dir, self.pids_dir)
+        return (self.memory_dir, self.pids_dir, self.cpu_dir)
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        """Every directory to kill and remove when the environment goes."""
+        return self.joined + self.left
 
 
-def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
+def has_cpu_controller() -> bool:
+    return (CGROUP_ROOT / CPU / "cpu.shares").exists()
+
+
+def cpu_shares_for(memory_mb: int) -> int:
+    return max(2, round(1024 * memory_mb / MB_PER_VCPU))
+
+
+def cpu_quota_us_for(memory_mb: int) -> int:
+    return -(-memory_mb // MB_PER_VCPU) * CFS_PERIOD_US  # ceil(vCPUs) whole CPUs
+
+
+def function_group(region: str, name: str) -> str:
+    """The cpu group of one function (a short stable name: cgroup paths stay short)."""
+    return "fn-" + hashlib.sha1(f"{region}/{name}".encode()).hexdigest()[:12]
+
+
+def _make(names: Names, key: str, leaf: str, group: str = "") -> EnvCgroup:
     memory_dir = instance_dir(names, MEMORY) / leaf
     pids_dir = instance_dir(names, PIDS) / leaf
-    for d in (memory_dir, pids_dir):
+    cpu_dir = None
+    if has_cpu_controller():
+        cpu_dir = instance_dir(names, CPU) / group / leaf if group else \
+            instance_dir(names, CPU) / leaf
+    for d in (memory_dir, pids_dir, *((cpu_dir,) if cpu_dir else ())):
         for attempt in range(3):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -64,19 +109,22 @@ def _make(names: Names, key: str, leaf: str) -> EnvCgroup:
             except FileNotFoundError:  # the shared parent was removed by another instance's
                 if attempt == 2:       # clean just now: make it again
                     raise
-    return EnvCgroup(key, memory_dir, pids_dir)
+    return EnvCgroup(key, memory_dir, pids_dir, cpu_dir)
 
 
 def create_env_cgroup(names: Names, env_id: str, memory_mb: int,
-                      pids_max: int = 1024) -> EnvCgroup:
-    """Make (or reset) the environment's cgroups with its limits; nothing has joined yet."""
-    cg = _make(names, env_id, f"env-{env_id}")
+                      pids_max: int = 1024, group: str = "") -> EnvCgroup:
+    """Make (or reset) the environment's cgroups with its limits; nothing has joined yet.
+    group: its function's cpu group (function_group); "" for a pre-forked sandbox."""
+    cg = _make(names, env_id, f"env-{env_id}", group)
     set_memory_limit(cg, memory_mb)
     _write(cg.pids_dir / "pids.max", str(pids_max))
     return cg
 
 
 def set_memory_limit(cg: EnvCgroup, memory_mb: int) -> None:
+    """MemorySize, and the CPU that comes with it (set_cpu_for_memory)."""
+    set_cpu_for_memory(cg, memory_mb)
     limit = str(memory_mb * 1024 * 1024)
     memory = cg.memory_dir / "memory.limit_in_bytes"
     # memory+swap no larger than memory: an environment must not swap its way past its size.
@@ -95,6 +143,46 @@ def set_memory_limit(cg: EnvCgroup, memory_mb: int) -> None:
         _write(memory, limit)
     else:
         _write(memsw, limit)
+
+
+def set_cpu_for_memory(cg: EnvCgroup, memory_mb: int) -> None:
+    """cpu.shares and cpu.cfs_quota_us from MemorySize (see the module's docstring)."""
+    if cg.cpu_dir is None:
+        return
+    _write(cg.cpu_dir / "cpu.shares", str(cpu_shares_for(memory_mb)))
+    _write(cg.cpu_dir / "cpu.cfs_quota_us", str(cpu_quota_us_for(memory_mb)))
+
+
+def cpu_procs(cg: EnvCgroup) -> list[str]:
+    return [str(cg.cpu_dir / "cgroup.procs")] if cg.cpu_dir is not None else []
+
+
+def remove_left(cg: EnvCgroup) -> EnvCgroup:
+    """Remove the cgroups it has left (empty once the sandbox joined its new ones)."""
+    kept = []
+    for d in cg.left:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # still has a task: try again at teardown
+            kept.append(d)
+    return replace(cg, left=tuple(kept))
+
+
+def for_function(names: Names, cg: EnvCgroup, group: str, memory_mb: int) -> EnvCgroup:
+    """The cgroups of a pre-forked sandbox once assigned: a cpu cgroup of its own in its
+    function's group (made here, sized for `memory_mb`), which the sandbox joins itself
+    when it takes the assignment — after it surely joined its first one, and before any
+    function code. The first is removed with the rest (`left`)."""
+    if cg.cpu_dir is None:
+        return cg
+    moved = replace(cg, cpu_dir=instance_dir(names, CPU) / group / cg.cpu_dir.name,
+                    left=(*cg.left, cg.cpu_dir))
+    assert moved.cpu_dir is not None
+    moved.cpu_dir.mkdir(parents=True, exist_ok=True)
+    set_cpu_for_memory(moved, memory_mb)
+    return moved
 
 
 def create_zygote_cgroup(names: Names, tag: str) -> EnvCgroup:
@@ -165,13 +253,16 @@ def destroy_env_cgroup(cg: EnvCgroup) -> None:
     _forget_peak_fd(cg)
     for d in cg.dirs:
         kill_cgroup_tree(d)
+    if cg.cpu_dir is not None and cg.cpu_dir.parent.name.startswith("fn-"):
+        with contextlib.suppress(OSError):  # busy: the function has other environments
+            cg.cpu_dir.parent.rmdir()
 
 
 def remove_instance_cgroups(names: Names) -> None:
     """Remove lambdaplane/lp<instance> in each controller, killing anything still in it. For
     server stop, after all environments and zygotes are gone. The shared `lambdaplane` parent
     goes with its last instance (`_make` copes with it vanishing under a concurrent start)."""
-    for controller in (MEMORY, PIDS):
+    for controller in (MEMORY, PIDS, CPU):
         kill_cgroup_tree(instance_dir(names, controller))
 
 

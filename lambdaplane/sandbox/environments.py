@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Protocol
 
 from ..api.runtime_api import Outcome, PendingInvocation, RuntimeApi, RuntimeChannel
@@ -23,7 +25,7 @@ from ..errors import AwsError
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
-from . import cgroups
+from . import cgroups, seccomp_profile
 from .cgroups import EnvCgroup
 from ..store.log_ingest import LogIngest
 from .log_format import InvocationFacts, LogSettings, end_lines, start_line
@@ -176,6 +178,8 @@ class ExecutionEnvironments:
         self.prestarted: dict[str, PrewarmedSandboxes] = {}
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
+        self._seccomp_file: Path | None = None
+        self.zygote_restarts = 0  # zygotes found gone and replaced (status shows it)
         self._envs: dict[str, Environment] = {}
         self._idle: dict[tuple[str, str], list[Environment]] = {}
         self._busy: dict[tuple[str, str], int] = {}
@@ -252,7 +256,9 @@ class ExecutionEnvironments:
             states[env.state] = states.get(env.state, 0) + 1
         return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
                 "prestarted": {rt: p.stats() for rt, p in self.prestarted.items()},
-                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
+                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes),
+                "zygotes_down": sorted(i for i, z in self._zygotes.items() if not z.running),
+                "zygote_restarts": self.zygote_restarts}
 
     def environments(self) -> list[EnvironmentInfo]:
         """Every execution environment now, for the console (read-only copies)."""
@@ -335,7 +341,8 @@ class ExecutionEnvironments:
                       f"{env_id}{secrets.token_hex(8)}")
         env = Environment(env_id, spec, sandbox, self.runtime_api.open_channel(sandbox.address),
                           OutputCapture(FunctionLog(self.settings.data_dir, spec.region,
-                                                    spec.name)),
+                                                    spec.name, self.settings.log_max_bytes,
+                                                    self.settings.log_rotations)),
                           log_stream=log_stream)
         if self.log_ingest is not None:  # the Logs API's group and stream of this environment
             env.output.function_log.feed = self.log_ingest.feed_for(spec.region, spec.log_group,
@@ -352,25 +359,37 @@ class ExecutionEnvironments:
             environ = reserved_environment(spec, log_stream, self.settings.runtime_api_port)
             if prewarmed:
                 cgroups.set_memory_limit(prewarmed.cgroup, spec.memory_mb)
+                env.cgroup = prewarmed.cgroup = cgroups.for_function(
+                    self.names, prewarmed.cgroup, cgroups.function_group(spec.region, spec.name),
+                    spec.memory_mb)
                 t2 = time.monotonic()
                 # A VPC function's sandbox sets itself up while its steering element is
                 # added, and runs no function code until told the network is there.
-                gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
-                                               tmp_size_mb(spec.memory_mb),
-                                               env.output.write_fd,
-                                               network_pending=spec.vpc is not None,
-                                               opt_name=spec.opt_dir.name if spec.opt_dir
-                                               else "",
-                                               mounts=() if started_already
-                                               else install.mounts,
-                                               exec_argv=() if started_already
-                                               else install.exec_argv)
+                join = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+                        for p in cgroups.cpu_procs(env.cgroup)]
+                try:
+                    gate = prewarmed.forked.assign(spec.code_dir.name, spec.runtime, environ,
+                                                   tmp_size_mb(spec.memory_mb),
+                                                   env.output.write_fd,
+                                                   network_pending=spec.vpc is not None,
+                                                   opt_name=spec.opt_dir.name if spec.opt_dir
+                                                   else "",
+                                                   mounts=() if started_already
+                                                   else install.mounts,
+                                                   exec_argv=() if started_already
+                                                   else install.exec_argv,
+                                                   join_cgroups=join)
+                finally:
+                    for fd in join:
+                        os.close(fd)
                 t3 = time.monotonic()
                 if gate is not None:
                     vpc_ms = await self._attach_then_open(env, gate)
             else:
                 t_cgroup = time.monotonic()
-                env.cgroup = cgroups.create_env_cgroup(self.names, env_id, spec.memory_mb)
+                env.cgroup = cgroups.create_env_cgroup(
+                    self.names, env_id, spec.memory_mb,
+                    group=cgroups.function_group(spec.region, spec.name))
                 t2 = time.monotonic()
                 zygote = await self._zygote(interpreter)
                 request = SpawnRequest(
@@ -547,20 +566,39 @@ class ExecutionEnvironments:
         env.state = "idle"
         env.last_used = time.monotonic()
         self._idle.setdefault(env.spec.key, []).append(env)
+        if env.cgroup is not None and env.cgroup.left:  # its pre-fork cpu cgroup, empty now
+            env.cgroup = cgroups.remove_left(env.cgroup)
 
     # zygotes -----------------------------------------------------------------------------
     async def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
-        if zygote is not None:
+        if zygote is not None and zygote.running:
             return zygote
         lock = self._zygote_locks.setdefault(interpreter, asyncio.Lock())
         async with lock:
+            dead = self._zygotes.get(interpreter)
+            if dead is not None and not dead.running:  # it vanished: a new one replaces it
+                del self._zygotes[interpreter]
+                self.zygote_restarts += 1
+                log.warning("zygote %s (pid %d) is gone; starting a new one", interpreter,
+                            dead.pid)
+                await dead.stop()  # reaps it and removes its cgroup
             if interpreter not in self._zygotes:
                 work_dir = self.settings.data_dir / "zygotes"
                 work_dir.mkdir(parents=True, exist_ok=True)
                 self._zygotes[interpreter] = await Zygote.start(
-                    interpreter, self.names, work_dir, registry.mount_sources(interpreter))
+                    interpreter, self.names, work_dir, registry.mount_sources(interpreter),
+                    await self._seccomp_program(work_dir))
             return self._zygotes[interpreter]
+
+    async def _seccomp_program(self, work_dir: Path) -> Path | None:
+        """The sandboxes' seccomp filter, compiled once per server (None: --seccomp off)."""
+        if not self.settings.seccomp:
+            return None
+        if self._seccomp_file is None:
+            self._seccomp_file = await asyncio.to_thread(
+                seccomp_profile.compile_to, work_dir / "seccomp-x86_64.bpf")
+        return self._seccomp_file
 
     # teardown ----------------------------------------------------------------------------
     def _on_exit(self, env: Environment) -> None:

@@ -79,6 +79,23 @@ def bind_readonly(source: str, target: str) -> None:
     mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def mount_code_view(source: str, target: str, empty_dir: str) -> None:
+    """`source` read-only at `target` without naming its host path: a bind mount shows its
+    source path in the sandbox's /proc/self/mountinfo, an overlay (of the source and an empty
+    dir, given as /proc/self/fd links) shows only `lpcode` and those links. Only its
+    sub-directories are bind-mounted on: they show paths relative to `source`, and (present
+    in one layer only) list without the merge of the root, which fails once `empty_dir` is
+    removed."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    lower, empty = os.open(source, flags), os.open(empty_dir, flags)
+    try:
+        mount("lpcode", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV,
+              f"lowerdir=/proc/self/fd/{lower}:/proc/self/fd/{empty}")
+    finally:
+        os.close(lower)
+        os.close(empty)
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(_SYS_PIVOT_ROOT, new_root.encode(), put_old.encode()), "pivot_root")
 
@@ -237,8 +254,8 @@ def _etc_identity(spec: SandboxSpec) -> dict[str, bytes]:
 
 _DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
             "urandom": (1, 9)}
-_DIRS = ("etc", "etc/ssl", "usr", "var", "var/task", "opt", "tmp", "proc", "dev", "dev/shm",
-         "oldroot")
+_DIRS = ("etc", "etc/ssl", "usr", "var", "var/task", "var/runtime", "opt", "tmp", "proc", "dev",
+         "dev/shm", "oldroot", "lp-empty")
 
 
 CODE_STASH = "/.lp-code"  # a pre-forked sandbox: the whole code store, until it is assigned
@@ -279,12 +296,17 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
 
     for d in host.ro_dirs:
         bind_readonly("/" + d, r + d)
-    if code_store:
-        bind_readonly(code_store, r + CODE_STASH[1:])
-    else:
-        bind_readonly(spec.code_dir, r + "var/task")
-        if spec.opt_dir:
-            bind_readonly(spec.opt_dir, r + "opt")
+    stash = r + CODE_STASH[1:]
+    if not code_store:
+        os.mkdir(stash, 0o755)
+    mount_code_view(code_store or os.path.dirname(spec.code_dir), stash, r + "lp-empty")
+    os.rmdir(r + "lp-empty")  # the overlay keeps it as its (empty) second layer
+    if not code_store:
+        bind_readonly(f"{stash}/{os.path.basename(spec.code_dir)}", r + "var/task")
+        if spec.opt_dir:  # the merged layers: another directory of the same code store
+            bind_readonly(f"{stash}/{os.path.basename(spec.opt_dir)}", r + "opt")
+        _check(_libc.umount2(stash.encode(), MNT_DETACH), "umount code store")
+        os.rmdir(stash)
     bind_runtime(runtime_mounts, r)
     if runtime_stash:  # pre-forked: every runtime's dirs, under one tmpfs, until assigned
         stash = r + RUNTIME_STASH[1:]
@@ -292,7 +314,7 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
         mount("lpstash", stash, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
         for index, source in enumerate(runtime_stash):
             os.mkdir(f"{stash}/{index}", 0o755)
-            bind_readonly(source, f"{stash}/{index}")
+            bind_unnamed(source, f"{stash}/{index}", r)
     mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={spec.tmp_size_mb}m,mode=1777")
     mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
@@ -319,7 +341,26 @@ def bind_runtime(runtime_mounts: list[list[str]] | tuple, root: str = "/") -> No
     for source, target in runtime_mounts:
         path = root + target.lstrip("/")
         os.makedirs(path, 0o755, exist_ok=True)
-        bind_readonly(source, path)
+        bind_unnamed(source, path, root)
+
+
+def bind_unnamed(source: str, target: str, root: str) -> None:
+    """`source` read-only at `target` without its host path in mountinfo: an overlay view of
+    its parent (mount_code_view), its one sub-directory bound from the view (shown by its
+    name alone), the view let go. `root` must still be writable (the view's mount point)."""
+    source = source.rstrip("/")
+    view, empty = root + ".lp-view", root + ".lp-view-empty"
+    os.mkdir(view, 0o755)
+    os.mkdir(empty, 0o755)
+    try:
+        mount_code_view(os.path.dirname(source), view, empty)
+        try:
+            bind_readonly(f"{view}/{os.path.basename(source)}", target)
+        finally:
+            _check(_libc.umount2(view.encode(), MNT_DETACH), "umount runtime view")
+    finally:
+        os.rmdir(view)
+        os.rmdir(empty)
 
 
 def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",

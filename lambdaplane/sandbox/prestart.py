@@ -35,8 +35,11 @@ class Prestarted:
         return (self.control, self.output, self.ack)
 
 
-def start(argv: list[str], uid: int, gid: int, isolation: Any) -> Prestarted:
-    """Fork and exec the runtime as uid/gid (the caller, PID 1, is still root)."""
+def start(argv: list[str], uid: int, gid: int, isolation: Any, seccomp: Any = None
+          ) -> Prestarted:
+    """Fork and exec the runtime as uid/gid (the caller, PID 1, is still root), under the
+    sandbox's seccomp filter (seccomp_load.SeccompProgram; None: --seccomp off) like every
+    other process of the sandbox: it runs function code once assigned."""
     control_r, control_w = os.pipe2(os.O_CLOEXEC)
     output_r, output_w = os.pipe2(os.O_CLOEXEC)
     ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
@@ -55,6 +58,8 @@ def start(argv: list[str], uid: int, gid: int, isolation: Any) -> Prestarted:
                     except OSError:
                         pass
             isolation.become_user(uid, gid)
+            if seccomp is not None:  # no_new_privs is inherited from PID 1
+                seccomp.install()
             os.chdir("/")
             os.execve(argv[0], argv, _START_ENV)
         except BaseException as e:  # noqa: BLE001 - the child must not return

@@ -33,6 +33,7 @@ log = logging.getLogger("lambdaplane.zygote")
 
 ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
 PROVIDED_RUNTIMES = registry.PROVIDED
+ZYGOTE_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 _KILLED = -signal.SIGKILL
@@ -119,18 +120,23 @@ class PreforkedEnv:
     def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
                output_fd: int, network_pending: bool = False,
                opt_name: str = "", mounts: tuple[tuple[str, str], ...] = (),
-               exec_argv: tuple[str, ...] = ()) -> NetworkGate | None:
+               exec_argv: tuple[str, ...] = (),
+               join_cgroups: list[int] | None = None) -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
         network_pending: it sets itself up but runs no function code until the returned
-        gate is opened. opt_name: its merged layers (a directory of the store) for /opt."""
+        gate is opened. opt_name: its merged layers (a directory of the store) for /opt.
+        mounts/exec_argv: its runtime's read-only dirs and program (runtimes/registry.py).
+        join_cgroups: open cgroup.procs files (fds, sent along) it joins first: its
+        function's cpu cgroup (cgroups.for_function), not in its mount namespace."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
                               "network_pending": network_pending, "opt": opt_name,
                               "mounts": mounts, "exec_argv": exec_argv}).encode()
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                              array.array("i", [output_fd]))])
+                                              array.array("i", [output_fd,
+                                                                *(join_cgroups or [])]))])
         except BaseException:
             self.close()
             raise
@@ -202,9 +208,12 @@ class Zygote:
 
     @classmethod
     async def start(cls, interpreter: str, names: Names, work_dir: Path,
-                    runtime_sources: tuple[str, ...] = ()) -> "Zygote":
+                    runtime_sources: tuple[str, ...] = (),
+                    seccomp_program: Path | None = None) -> "Zygote":
         """runtime_sources: the host dirs its runtimes mount (RuntimeInstall.mounts); a
-        pre-forked sandbox can take only runtimes whose dirs are among them."""
+        pre-forked sandbox can take only runtimes whose dirs are among them.
+        seccomp_program: the compiled filter (seccomp_profile.compile_to) every
+        environment of this zygote loads before function code; None: no filter."""
         work_dir.mkdir(parents=True, exist_ok=True)
         tag = Path(interpreter).name
         root_dir = work_dir / "sandbox-root"  # each child mounts its own tmpfs over it
@@ -233,9 +242,12 @@ class Zygote:
                 args += ["--cgroup", procs]
             for source in runtime_sources:
                 args += ["--runtime-source", source]
+            if seccomp_program is not None:
+                args += ["--seccomp", str(seccomp_program)]
             proc = await asyncio.create_subprocess_exec(
                 interpreter, "-I", "-S", *args, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True)  # a terminal's ^C is for the server, not the zygote
+                start_new_session=True,  # a terminal's ^C is for the server, not the zygote
+                env=ZYGOTE_ENVIRONMENT)  # sandboxes inherit its environ block: nothing of ours
             conn = await _accept_or_exit(listener, proc)
             conn.setblocking(False)
             zygote = cls(interpreter, proc, conn, cgroup, work_dir, socket_path)
@@ -258,6 +270,11 @@ class Zygote:
             if socket_path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     socket_path.unlink()  # connected already: the name is no longer needed
+
+    @property
+    def running(self) -> bool:
+        """False once the zygote exited or its connection broke (it is then replaced)."""
+        return not self._closed
 
     async def spawn(self, req: SpawnRequest, output_fd: int,
                     gate: socket.socket | None = None,

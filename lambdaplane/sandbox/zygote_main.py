@@ -1,5 +1,6 @@
 """The zygote: a fork server for one runtime interpreter. Started by the server (zygote.py) as
-`<python3.x> -I -S zygote_main.py <socket> --root DIR [--cgroup PROCS_FILE]...`, it joins its
+`<python3.x> -I -S zygote_main.py <socket> --root DIR [--cgroup PROCS_FILE]... [--seccomp
+BPF_FILE]`, it joins its
 own cgroup, pre-imports the Python bootstrap and the stdlib it (and typical handlers) use, then
 connects to the server's unix SEQPACKET socket and serves spawn requests.
 
@@ -7,7 +8,9 @@ A spawn forks ONE child, already PID 1 of a new pid namespace and inside the tar
 zygote enters both just for the fork and steps back out); the child builds the sandbox
 (isolation.py) and runs the runtime: the pre-imported bootstrap's main loop for python, or an
 execve of /var/task/bootstrap for provided.*. The zygote is the only one that reaps those
-children and reports each exit status to the server; on stop or EOF it kills what is left. It
+children and reports each exit status to the server; on stop or EOF it kills what is left.
+With --seccomp, every child loads that compiled filter (seccomp_load.py) after dropping its
+privileges and before any function code: it and all it forks or execs are filtered. It
 learns which of its pages its environments write, and a pre-forked child copies those while it
 waits for its function (written_pages.py).
 
@@ -19,7 +22,8 @@ Wire format (one JSON object per SEQPACKET message):
                    {"op": "spawn", "id": n, "prefork": true, ...} + [control socket, netns fd]
   server → a pre-forked child, on its control socket, once:
                    {"code": "<dir name in the code store>", "environ": {...}, "runtime": ...,
-                   "tmp_size_mb": n} + SCM_RIGHTS [output fd]   (EOF instead: it exits)
+                   "tmp_size_mb": n} + SCM_RIGHTS [output fd, cgroup.procs fds to join...]
+                   (EOF instead: it exits)
                    {"op": "stop"}
   zygote → server  {"op": "ready", "pid": p}
                    {"op": "spawned", "id": n, "pid": p} | {"op": "spawn_failed", "id": n,
@@ -56,7 +60,16 @@ _PRELOAD = ("json", "http.client", "traceback", "importlib", "importlib.util", "
             "hashlib", "random", "typing", "dataclasses", "collections", "re", "io")
 
 
-def _load_by_path(name: str, path: str) -> ModuleType:
+def _load_by_path(name: str, path: str, shown_as: str = "") -> ModuleType:
+    """shown_as: the file name its code and tracebacks carry instead of the host path (what
+    function code can see of it)."""
+    if shown_as:
+        module = ModuleType(name)
+        module.__file__ = shown_as
+        sys.modules[name] = module
+        with open(path, encoding="utf-8") as f:
+            exec(compile(f.read(), shown_as, "exec"), module.__dict__)  # noqa: S102 - our file
+        return module
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -69,8 +82,12 @@ isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolati
 written_pages = _load_by_path("_lambdaplane_written_pages",
                               os.path.join(_HERE, "written_pages.py"))
 prestart = _load_by_path("_lambdaplane_prestart", os.path.join(_HERE, "prestart.py"))
+seccomp_load = _load_by_path("_lambdaplane_seccomp_load", os.path.join(_HERE, "seccomp_load.py"))
+masking = _load_by_path("_lambdaplane_masking", os.path.join(_HERE, "masking.py"))
 bootstrap = _load_by_path("_lambdaplane_bootstrap",
-                          os.path.join(_HERE, "runtimes", "python_bootstrap.py"))
+                          os.path.join(_HERE, "runtimes", "python_bootstrap.py"),
+                          shown_as="/var/runtime/bootstrap.py")
+RUNTIME_COMMAND_LINE = ["/var/runtime/bootstrap"]  # what the sandbox sees as its argv
 for _name in _PRELOAD:
     importlib.import_module(_name)
 
@@ -123,7 +140,7 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None
     Returns the assignment, and the control socket if a `go` is still to come (a VPC
     function's network is being attached meanwhile)."""
     ctl = socket.socket(fileno=ctl_fd)
-    data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4))
+    data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
     if not data:
         os._exit(0)  # the server let this sandbox go unused
     fds = array.array("i")
@@ -133,6 +150,9 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None
     os.dup2(fds[0], 1)
     os.dup2(fds[0], 2)
     assignment: dict[str, Any] = json.loads(data)
+    for procs in fds[1:]:  # its function's cpu cgroup (opened by the server: not in our view)
+        os.write(procs, b"0")
+        os.close(procs)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
                           str(assignment.get("opt") or ""), assignment.get("mounts") or (),
                           _RUNTIME_SOURCES if stash is None else stash)
@@ -150,19 +170,25 @@ def _await_network(ctl: socket.socket) -> None:
 
 
 def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: str,
-               host: Any, conn: socket.socket, copy_first: list[tuple[int, int]]) -> None:
+               host: Any, conn: socket.socket, copy_first: list[tuple[int, int]],
+               seccomp: Any) -> None:
     """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns.
     Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now, takes
     its own copy of the pages `copy_first` (written_pages.py), and the function arrives later
     (_await_assignment). gate_fd (req["gated"]): no function code runs until a `go` arrives
-    on it."""
+    on it. seccomp: the SeccompProgram every sandbox loads (None: --seccomp off)."""
     try:
-        conn.detach()  # its fd is closed below with the rest; the object must not close it later
+        # The zygote's connection is closed at once: a sandbox that kept it (a pre-forked one
+        # waits long) would hide the zygote's death from the server, which sees it as EOF.
+        os.close(conn.detach())
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setpriority(os.PRIO_PROCESS, 0, 0)  # function code at the default priority
+        # the zygote's argv names host paths: the sandbox sees the runtime's own instead
+        masking.set_command_line([sys.executable, *RUNTIME_COMMAND_LINE])
+        sys.orig_argv = [sys.executable, *RUNTIME_COMMAND_LINE]
         prefork = bool(req.get("prefork"))
         if prefork:
             null = os.open("/dev/null", os.O_WRONLY)
@@ -184,6 +210,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
                              if prestarting or not prefork else (),
                              runtime_stash=_RUNTIME_SOURCES if prefork and not prestarting
                              else ())
+        masking.mask_proc()
         pending = socket.socket(fileno=gate_fd) if gate_fd is not None else None
         prestarted = None
         if prefork:
@@ -191,7 +218,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             written_pages.copy_now(copy_first)
             if prestarting:
                 prestarted = prestart.start(list(req["exec_argv"]), spec.uid, spec.gid,
-                                            isolation)
+                                            isolation, seccomp)
             assignment, pending = _await_assignment(out_fd, [] if prestarting else None)
             req = {**req, **assignment}
         stdin = os.open("/dev/null", os.O_RDONLY)
@@ -208,6 +235,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             isolation.become_user(spec.uid, spec.gid)
         else:
             isolation.drop_privileges(spec.uid, spec.gid, host.cap_last)
+        if seccomp is not None:  # no_new_privs is set: the last step before function code
+            seccomp.install()
         environ = {str(k): str(v) for k, v in req["environ"].items()}
         os.environ.clear()
         os.environ.update(environ)
@@ -227,7 +256,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         _exec_runtime(list(req["exec_argv"]), environ)
     code = 1
     try:
-        sys.argv = ["/var/runtime/bootstrap"]
+        sys.argv = list(RUNTIME_COMMAND_LINE)
         code = bootstrap.main()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -245,9 +274,10 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
 
 
 class ZygoteServer:
-    def __init__(self, conn: socket.socket, root_dir: str) -> None:
+    def __init__(self, conn: socket.socket, root_dir: str, seccomp: Any = None) -> None:
         self.conn = conn
         self.root_dir = root_dir
+        self.seccomp = seccomp
         self.host = isolation.HostFiles.load()
         self.live: set[int] = set()
         self.written = written_pages.WrittenPagesLearner()
@@ -335,7 +365,7 @@ class ZygoteServer:
                 pid = os.fork()
                 if pid == 0:
                     _run_child(req, out_fd, gate_fd, self.root_dir, self.host, self.conn,
-                               self.written.runs)
+                               self.written.runs, self.seccomp)
             finally:
                 isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
         finally:
@@ -372,8 +402,8 @@ class ZygoteServer:
         self.conn.close()
 
 
-def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
-    socket_path, root_dir, cgroups = argv[1], "", []
+def _parse_args(argv: list[str]) -> tuple[str, str, list[str], str]:
+    socket_path, root_dir, cgroups, seccomp_file = argv[1], "", [], ""
     i = 2
     while i < len(argv):
         if argv[i] == "--root":
@@ -382,16 +412,19 @@ def _parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
             cgroups.append(argv[i + 1])
         elif argv[i] == "--runtime-source":
             _RUNTIME_SOURCES.append(argv[i + 1])
+        elif argv[i] == "--seccomp":
+            seccomp_file = argv[i + 1]
         else:
             raise SystemExit(f"zygote: unknown argument {argv[i]!r}")
         i += 2
     if not root_dir:
         raise SystemExit("zygote: --root DIR is required")
-    return socket_path, root_dir, cgroups
+    return socket_path, root_dir, cgroups, seccomp_file
 
 
 def main(argv: list[str]) -> int:
-    socket_path, root_dir, cgroups = _parse_args(argv)
+    socket_path, root_dir, cgroups, seccomp_file = _parse_args(argv)
+    seccomp = seccomp_load.SeccompProgram.from_file(seccomp_file) if seccomp_file else None
     isolation.join_cgroups(cgroups)  # before any fork, so `clean` finds us and our children
     isolation.private_mount_namespace()
     # Forks are serial here: in a burst, the environments already forked must not starve the
@@ -407,7 +440,7 @@ def main(argv: list[str]) -> int:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     # "@name" is an abstract socket (used when the work dir's path is too long for sun_path).
     conn.connect("\0" + socket_path[1:] if socket_path.startswith("@") else socket_path)
-    ZygoteServer(conn, root_dir).serve()
+    ZygoteServer(conn, root_dir, seccomp).serve()
     return 0
 
 

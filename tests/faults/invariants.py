@@ -237,6 +237,7 @@ def kernel_problems(instance: str, server_pid: int, status: dict[str, Any],
     for controller in CONTROLLERS:
         base = CGROUP_ROOT / controller / names.cgroup_dir
         env_dirs = [d for d in base.glob("env-*")] if base.is_dir() else []
+        env_dirs += [d for d in base.glob("fn-*/env-*")] if base.is_dir() else []  # cpu
         if len(env_dirs) != envs:
             problems.append(f"{controller}: {len(env_dirs)} environment cgroups, server "
                             f"accounts for {envs} environments")

@@ -395,8 +395,16 @@ def test_env_cgroup_limits_and_idempotent_destroy(names: Names) -> None:
         assert int((cg.memory_dir / "memory.limit_in_bytes").read_text()) == 256 << 20
         assert int((cg.memory_dir / "memory.memsw.limit_in_bytes").read_text()) == 256 << 20
         assert (cg.pids_dir / "pids.max").read_text().strip() == "77"
-        assert cg.procs_files == [str(cg.memory_dir / "cgroup.procs"),
-                                  str(cg.pids_dir / "cgroup.procs")]
+        assert cg.procs_files[:2] == [str(cg.memory_dir / "cgroup.procs"),
+                                      str(cg.pids_dir / "cgroup.procs")]
+        if cgroups.has_cpu_controller():  # CPU follows memory: 1,769 MB = one vCPU
+            assert cg.cpu_dir is not None
+            assert cg.procs_files[2] == str(cg.cpu_dir / "cgroup.procs")
+            assert int((cg.cpu_dir / "cpu.shares").read_text()) == round(1024 * 256 / 1769)
+            assert int((cg.cpu_dir / "cpu.cfs_quota_us").read_text()) == 100_000
+            cgroups.set_memory_limit(cg, 3008)
+            assert int((cg.cpu_dir / "cpu.shares").read_text()) == round(1024 * 3008 / 1769)
+            assert int((cg.cpu_dir / "cpu.cfs_quota_us").read_text()) == 200_000
         assert not cgroups.oom_killed(cg) and cgroups.pids_max_hits(cg) == 0
     finally:
         cgroups.destroy_env_cgroup(cg)

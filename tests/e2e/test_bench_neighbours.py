@@ -1,0 +1,26 @@
+"""`lambdaplane bench neighbours --quick`: the noisy-neighbour benchmark runs and writes its
+figure (victim warm p50/p99 quiet and next to a spinner, and their ratio). Shapes only, never
+a timing: the figure is read from the JSON, not asserted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def test_bench_neighbours_quick_writes_its_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "neighbours",
+                           "--quick", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "neighbours.json").read_text())
+    assert result["quiet"]["n"] == result["noisy"]["n"] == 60
+    assert result["spinner_concurrency"] >= 2
+    assert result["noisy_over_quiet_p99"] > 0
+    assert (out / "neighbours.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

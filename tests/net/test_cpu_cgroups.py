@@ -1,0 +1,69 @@
+"""CPU follows memory (1,769 MB = one vCPU) in the v1 cpu controller, and environments sit in
+their function's cpu group: created there, or moved there from a pre-forked sandbox's cgroup
+when assigned. Real cgroups of a fresh instance, removed by the test."""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from lambdaplane.cleanup import CONTROLLERS, fresh_instance, kill_cgroup_tree
+from lambdaplane.net.names import Names
+from lambdaplane.sandbox import cgroups
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(not cgroups.has_cpu_controller(), reason="no v1 cpu cgroup")]
+
+
+@pytest.fixture
+def names() -> Iterator[Names]:
+    n = Names(fresh_instance("c"))
+    try:
+        yield n
+    finally:
+        for controller in CONTROLLERS:
+            kill_cgroup_tree(cgroups.CGROUP_ROOT / controller / n.cgroup_dir)
+
+
+def procs(path) -> set[int]:  # type: ignore[no-untyped-def]
+    return {int(x) for x in (path / "cgroup.procs").read_text().split()}
+
+
+def test_function_group_and_weights(names: Names) -> None:
+    group = cgroups.function_group("us-east-1", "spinner")
+    assert group == cgroups.function_group("us-east-1", "spinner") != \
+        cgroups.function_group("us-east-1", "victim")
+    cg = cgroups.create_env_cgroup(names, "e1", 1769, group=group)
+    assert cg.cpu_dir is not None and cg.cpu_dir.parent.name == group
+    assert int((cg.cpu_dir / "cpu.shares").read_text()) == 1024
+    assert int((cg.cpu_dir / "cpu.cfs_quota_us").read_text()) == 100_000
+    assert cgroups.cpu_shares_for(128) == 74 and cgroups.cpu_quota_us_for(10240) == 600_000
+    cgroups.destroy_env_cgroup(cg)
+    assert not cg.cpu_dir.parent.exists()  # the function's group goes with its last env
+
+
+def test_preforked_sandbox_moves_into_its_function_group(names: Names) -> None:
+    cg = cgroups.create_env_cgroup(names, "pre", 128)
+    assert cg.cpu_dir is not None and not cg.cpu_dir.parent.name.startswith("fn-")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        for procs_file in cg.procs_files:
+            with open(procs_file, "w") as f:
+                f.write(str(sleeper.pid))
+        group = cgroups.function_group("us-east-1", "f")
+        moved = cgroups.for_function(names, cg, group, 3538)
+        assert moved.cpu_dir is not None and moved.cpu_dir.parent.name == group
+        assert cgroups.cpu_procs(moved) == [str(moved.cpu_dir / "cgroup.procs")]
+        with open(cgroups.cpu_procs(moved)[0], "w") as f:  # what the sandbox does itself
+            f.write(str(sleeper.pid))
+        assert sleeper.pid in procs(moved.cpu_dir) and not procs(cg.cpu_dir)
+        assert moved.memory_dir == cg.memory_dir and sleeper.pid in procs(cg.memory_dir)
+        assert cg.cpu_dir in moved.dirs and cg.cpu_dir not in moved.joined
+        assert int((moved.cpu_dir / "cpu.shares").read_text()) == 2048
+        assert int((moved.cpu_dir / "cpu.cfs_quota_us").read_text()) == 200_000
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    cgroups.destroy_env_cgroup(moved)
+    assert not moved.cpu_dir.parent.exists() and not cg.cpu_dir.exists()
