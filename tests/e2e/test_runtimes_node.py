@@ -357,3 +357,20 @@ def test_aws_sdk_v3_is_there_without_bundling(server: LiveServer, runtime: str) 
     resp, body, _ = _invoke(lam, f"sdke-{tag}")
     assert "FunctionError" not in resp, body
     assert body == {"lambda": "function", "command": "function"}
+
+
+SECCOMP = """
+const fs = require("fs");
+exports.handler = async () => ({
+  status: fs.readFileSync("/proc/self/status", "utf8").split("\\n")
+    .filter((line) => line.startsWith("Seccomp:") || line.startsWith("NoNewPrivs:")),
+});
+"""
+
+
+def test_node_runs_under_the_sandbox_seccomp_filter(server: LiveServer) -> None:
+    """Pre-started (node forked before its function is assigned) and exec'd alike."""
+    lam = server.lambda_()
+    _create(lam, "node-seccomp", "nodejs22.x", {"index.js": SECCOMP})
+    _, result, _ = _invoke(lam, "node-seccomp")
+    assert sorted(line.split()[1] for line in result["status"]) == ["1", "2"], result
