@@ -28,7 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
-                        credentials_file=Path(args.credentials) if args.credentials else None)
+                        credentials_file=Path(args.credentials) if args.credentials else None,
+                        capacity=args.capacity, capacity_max=args.capacity_max,
+                        capacity_window_s=args.capacity_window)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -90,6 +92,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--prefork", type=int, default=4,
                    help="sandboxes to fork and build ahead of demand: a cold start that finds "
                         "one skips the fork and the sandbox build (python3.11, provided.*)")
+    s.add_argument("--capacity", choices=["adaptive", "fixed"], default="adaptive",
+                   help="adaptive: the sandbox pool and the pre-forked sandboxes grow to the "
+                        "recent peak of concurrent cold starts and shrink when idle, "
+                        "--pool-size and --prefork as floors; fixed: exactly those")
+    s.add_argument("--capacity-max", type=int, default=256,
+                   help="ceiling of the adaptive pool and pre-forked sandboxes (each)")
+    s.add_argument("--capacity-window", type=float, default=600.0,
+                   help="seconds over which a burst is remembered (held for half, then "
+                        "decaying): after this long without cold starts, back to the floors")
     s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
                    help="seconds without invokes before a VPC function goes Inactive")
     s.add_argument("--eni-flow-limit", type=int, default=65000,

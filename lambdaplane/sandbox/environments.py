@@ -28,6 +28,7 @@ from .cgroups import EnvCgroup
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
+from .capacity import CapacityController, DemandLearner
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import (
     NetworkGate,
@@ -134,6 +135,11 @@ class ExecutionEnvironments:
         self.runtime_api = RuntimeApi(net, names.worker_netns, settings.runtime_api_port)
         self.prewarmed = PrewarmedSandboxes(settings, names, self.pool, self._zygote,
                                             busy=lambda: bool(self._busy))
+        self.capacity = CapacityController(
+            DemandLearner(settings.capacity_window_s), self.pool, self.prewarmed,
+            pool_floor=settings.pool_size, prefork_floor=settings.prefork,
+            cap=settings.capacity_max, prefork_runtime=lambda: self.prewarmed.interpreter,
+            busy=lambda: bool(self._busy), adaptive=settings.capacity == "adaptive")
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._envs: dict[str, Environment] = {}
@@ -162,6 +168,7 @@ class ExecutionEnvironments:
             interpreters = {i for r in supported_runtimes() if (i := interpreter_for(r))}
             await asyncio.gather(*(self._zygote(i) for i in interpreters), return_exceptions=True)
             await self.prewarmed.start()
+            await self.capacity.start()
             self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
         except BaseException:
             await self.stop()
@@ -174,6 +181,7 @@ class ExecutionEnvironments:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        await self.capacity.stop()
         await self.prewarmed.stop()  # first: it would go on making sandboxes meanwhile
         for env in list(self._envs.values()):
             self._destroy_soon(env)
@@ -204,7 +212,8 @@ class ExecutionEnvironments:
         for env in self._envs.values():
             states[env.state] = states.get(env.state, 0) + 1
         return {**self.pool.stats(), **self.prewarmed.stats(), "environments": states,
-                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes)}
+                "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes),
+                "capacity": self.capacity.stats()}
 
     async def retire(self, key: tuple[str, str]) -> None:
         for env in list(self._envs.values()):
@@ -264,6 +273,7 @@ class ExecutionEnvironments:
                            f"The runtime parameter of {spec.runtime} is not supported.", 502,
                            "User")
         t0 = time.monotonic()
+        self.capacity.cold_start(interpreter)
         prewarmed = self.prewarmed.take(interpreter, spec.code_dir)
         sandbox = prewarmed.sandbox if prewarmed else await self.pool.take()
         t1 = time.monotonic()

@@ -67,6 +67,7 @@ class PrewarmedSandboxes:
         self._interpreter = ""
         self._making = 0
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
+        self.target = settings.prefork  # kept ready; sandbox/capacity.py moves it with demand
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
@@ -98,17 +99,37 @@ class PrewarmedSandboxes:
                 return pw
         return None
 
+    @property
+    def interpreter(self) -> str:
+        return self._interpreter or default_interpreter()
+
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def set_target(self, target: int) -> None:
+        if target != self.target:
+            self.target = target
+            self._wanted.set()
+
+    async def trim(self) -> int:
+        """Discard ready sandboxes beyond the target (oldest first); how many."""
+        trimmed = 0
+        while len(self._ready) > self.target:
+            self._discard_soon(self._ready.popleft())
+            trimmed += 1
+        return trimmed
+
     def stats(self) -> dict[str, int]:
         # sandboxes being made or discarded hold a cgroup too (stats must account for them)
         return {"prewarmed_ready": len(self._ready),
-                "prewarmed_target": self.settings.prefork if self._task is not None else 0,
+                "prewarmed_target": self.target if self._task is not None else 0,
                 "prewarmed_other": self._making + len(self._discards)}
 
     # internals ---------------------------------------------------------------------------
     async def _fill_loop(self) -> None:
         deferred_since: float | None = None
         while True:
-            if len(self._ready) >= self.settings.prefork:
+            if len(self._ready) >= self.target:
                 deferred_since = None
                 self._wanted.clear()
                 await self._wanted.wait()
