@@ -26,6 +26,10 @@ def main(args: argparse.Namespace) -> int:
     which = ALL if args.which == "all" else [args.which]
     results = {}
     for name in which:
+        if name == "default-server":  # two private servers of its own: fixed and adaptive
+            from . import default_server
+            results["default_server"] = default_server.run(out_dir, args.quick)
+            continue
         if name == "datapath":  # namespaces of its own, no server to measure
             from . import datapath
             results["datapath"] = datapath.run(out_dir, args.quick)
