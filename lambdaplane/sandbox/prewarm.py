@@ -37,6 +37,7 @@ PREFORK_MEMORY_MB = 128  # until assigned: the function's own size is set then
 MAX_DEFER_S = 2.0  # under endless load, refills still come this often
 START_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 5.0
+PARALLEL_MAKES = 4  # made at once while no invocation runs
 FAILURE_PAUSE_S = 1.0  # after a sandbox died before being assigned, before the next fork
 
 
@@ -142,21 +143,27 @@ class PrewarmedSandboxes:
             if self.busy() and now - deferred_since < MAX_DEFER_S:
                 await asyncio.sleep(0.02)  # a fork + build would take its CPU from them
                 continue
-            self._making += 1
-            try:
-                made: Prewarmed | None = await self._make()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pre-forking a sandbox failed; retrying shortly")
-                made = None
-            finally:
-                self._making -= 1
-            if made is None:
+            # Nothing runs: several at once (the zygote forks while earlier children build
+            # their sandboxes), so a large target is reached before the next burst.
+            count = 1 if self.busy() else min(PARALLEL_MAKES, self.target - len(self._ready))
+            made = await asyncio.gather(*(self._make_one() for _ in range(max(1, count))))
+            if not all(made):
                 await asyncio.sleep(1.0)  # cold starts fork meanwhile
                 continue
-            self._ready.append(made)
             deferred_since = None
+
+    async def _make_one(self) -> bool:
+        self._making += 1
+        try:
+            self._ready.append(await self._make())
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pre-forking a sandbox failed; retrying shortly")
+            return False
+        finally:
+            self._making -= 1
 
     async def _make(self) -> Prewarmed:
         sandbox = await self.pool.take()
