@@ -25,8 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from .errors import AwsError
 from . import metrics_capacity
+from .errors import AwsError
 from .sandbox.types import FunctionSpec, Invocation, InvocationResult
 
 log = logging.getLogger("lambdaplane.metrics")

@@ -19,8 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-from .common import (LambdaHttp, aws_client, create_network, machine, private_server,
-                     remove_bench_objects, summary, write_json, zip_bytes)
+from .common import (
+    LambdaHttp,
+    aws_client,
+    create_network,
+    machine,
+    private_server,
+    remove_bench_objects,
+    summary,
+    write_json,
+    zip_bytes,
+)
 from .vpc import HANDLER, _burst, _status
 
 GOALS = {"burst1_p99_ms": 1000.0, "burst2plus_p99_ms": 300.0, "distinct_cold_p50_ms": 15.0}
@@ -55,7 +64,7 @@ def run(out_dir: Path, quick: bool = False) -> dict:
         cold["ratio_to_fork_exec_p50"] = round(cold["p50_ms"] / fork_p50, 3) if fork_p50 else None
     comparison = {
         f"burst{i + 1}_p99_ms": {mode: modes[mode]["bursts"][i]["p99_ms"] for mode in MODES}
-        for i in range(plan["bursts"])}
+        for i in range(int(plan["bursts"]))}
     comparison["distinct_cold_p50_ms"] = {m: modes[m]["distinct_cold"]["p50_ms"] for m in MODES}
     result = {"benchmark": "default_server", "machine": machine(), "goals": GOALS,
               "plan": plan, "ceiling": {"fork_exec_python": ceiling},

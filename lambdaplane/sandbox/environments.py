@@ -24,11 +24,11 @@ from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
 from . import cgroups
+from .capacity import CapacityController, DemandLearner
 from .cgroups import EnvCgroup
 from .logs import FunctionLog, OutputCapture, aws_timestamp, report_line
 from .pool import Sandbox, SandboxPool
 from .prewarm import PrewarmedSandboxes
-from .capacity import CapacityController, DemandLearner
 from .types import FunctionSpec, Invocation, InvocationResult
 from .zygote import (
     NetworkGate,

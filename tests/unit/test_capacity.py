@@ -6,8 +6,13 @@ import asyncio
 import pytest
 
 from lambdaplane.sandbox import capacity
-from lambdaplane.sandbox.capacity import (CapacityController, DemandLearner, Target,
-                                          bounded, compute_targets)
+from lambdaplane.sandbox.capacity import (
+    CapacityController,
+    DemandLearner,
+    Target,
+    bounded,
+    compute_targets,
+)
 
 PY = "python3.11"
 
