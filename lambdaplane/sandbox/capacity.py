@@ -16,8 +16,9 @@ target carries the bound that set it (floor, demand, cap or memory), shown by `l
 status` and `/metrics`. `--capacity fixed` keeps the flags as they are (the old behaviour).
 
 Everything here is pure but `CapacityController`, which applies the targets to the pool and
-the pre-forked sandboxes once a second (and at once when a burst raises them), and trims what
-is ready beyond a target that fell, when no invocation runs."""
+the pre-forked sandboxes once a second — a raise once the burst that caused it is over (or 5 s
+into a longer one) — and trims what is ready beyond a target that fell, when no invocation
+runs."""
 from __future__ import annotations
 
 import asyncio
@@ -39,6 +40,7 @@ MEMORY_SHARE = 0.25  # of MemAvailable, at most, for sandboxes kept ready
 PREFORK_COST_MB = 12.0  # a pre-forked sandbox: its process (copy-on-write) and root tmpfs
 POOL_COST_MB = 0.5  # a pooled netns and its veth pair
 TICK_S = 1.0
+RAISE_HOLD_S = 5.0  # a raise waits this long at most for the invocations running to end
 GLOBAL = "*"
 
 
@@ -195,7 +197,7 @@ class CapacityController:
         self.adaptive = adaptive
         self.memory = memory
         self.targets = self.compute()
-        self._raised = asyncio.Event()
+        self._raise_wanted_since: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def compute(self) -> Targets:
@@ -206,14 +208,24 @@ class CapacityController:
             held_prefork=self.prefork.ready_count(), adaptive=self.adaptive)
 
     def cold_start(self, runtime: str) -> None:
-        """Record one cold start of `runtime` (an interpreter: its file name is the key); a
-        burst above the targets raises them at once."""
+        """Record one cold start of `runtime` (an interpreter: its file name is the key)."""
         self.learner.cold_start(os.path.basename(runtime))
-        if self.adaptive and self.learner.peak(GLOBAL) > self.targets.pool.value:
-            self._raised.set()
 
     def apply(self) -> Targets:
-        self.targets = self.compute()
+        """Set the targets for now. A raise waits while invocations run (up to RAISE_HOLD_S):
+        the pool refills whatever else runs once it is low against its target, and during a
+        burst those builds would take their CPU from the burst's own cold starts."""
+        targets = self.compute()
+        raising = (targets.pool.value > self.targets.pool.value
+                   or targets.prefork.value > self.targets.prefork.value)
+        if raising and self.adaptive and self.busy():
+            now = self.learner.clock()
+            if self._raise_wanted_since is None:
+                self._raise_wanted_since = now
+            if now - self._raise_wanted_since < RAISE_HOLD_S:
+                return self.targets
+        self._raise_wanted_since = None
+        self.targets = targets
         self.pool.set_target(self.targets.pool.value)
         self.prefork.set_target(self.targets.prefork.value)
         return self.targets
@@ -238,9 +250,7 @@ class CapacityController:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._raised.wait(), TICK_S)
-            self._raised.clear()
+            await asyncio.sleep(TICK_S)
             try:
                 self.apply()
                 if not self.busy():  # shrinking is never urgent: not while invocations run

@@ -157,11 +157,13 @@ def test_the_controller_raises_targets_on_a_burst_and_trims_after_idleness() -> 
         busy[0] = True
         for _ in range(30):
             controller.cold_start(PY)
-        assert controller._raised.is_set()  # the loop applies it at once
-        controller.apply()
-        assert (pool.target, prefork.target) == (30, 30)
-        pool.ready, prefork.ready = 30, 30
+        controller.apply()  # the burst is running: its cold starts come first
+        assert (pool.target, prefork.target) == (8, 4)
         busy[0] = False
+        controller.apply()  # over: refilled ahead of the next one
+        assert (pool.target, prefork.target) == (30, 30)
+        assert controller.stats()["pool_bound"] == "demand"
+        pool.ready, prefork.ready = 30, 30
         clock.now += 11
         controller.apply()
         assert (pool.target, prefork.target) == (8, 4)
@@ -169,3 +171,18 @@ def test_the_controller_raises_targets_on_a_burst_and_trims_after_idleness() -> 
         assert controller.stats()["pool_bound"] == "floor"
 
     asyncio.run(scenario())
+
+
+def test_under_endless_load_a_raise_waits_only_so_long() -> None:
+    clock = FakeClock()
+    pool, prefork = FakeSized(8), FakeSized(4)
+    controller = CapacityController(
+        DemandLearner(600, clock), pool, prefork, pool_floor=8, prefork_floor=4, cap=256,
+        prefork_runtime=lambda: PY, busy=lambda: True, memory=lambda: 20_000)
+    for _ in range(50):
+        controller.cold_start(PY)
+    controller.apply()
+    assert controller.targets.pool.value == 8
+    clock.now += capacity.RAISE_HOLD_S + 0.1
+    controller.apply()
+    assert (pool.target, prefork.target) == (50, 50)
