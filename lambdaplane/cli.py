@@ -30,7 +30,9 @@ def _serve(args: argparse.Namespace) -> int:
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None,
                         s3_endpoint=args.s3_endpoint or "", prestart=args.prestart,
-                        reconcile_interval_s=args.reconcile_interval)
+                        reconcile_interval_s=args.reconcile_interval,
+                        capacity=args.capacity, capacity_max=args.capacity_max,
+                        capacity_window_s=args.capacity_window)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -135,6 +137,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS",
                    help="how often the kernel's VPC and Hyperplane state is checked against the "
                         "store and repaired where it drifted")
+    s.add_argument("--capacity", choices=["adaptive", "fixed"], default="adaptive",
+                   help="adaptive: the sandbox pool and the pre-forked sandboxes grow to the "
+                        "recent peak of concurrent cold starts and shrink when idle, "
+                        "--pool-size and --prefork as floors; fixed: exactly those")
+    s.add_argument("--capacity-max", type=int, default=256,
+                   help="ceiling of the adaptive pool and pre-forked sandboxes (each)")
+    s.add_argument("--capacity-window", type=float, default=600.0,
+                   help="seconds over which a burst is remembered (held for half, then "
+                        "decaying): after this long without cold starts, back to the floors")
     s.add_argument("--inactive-after", type=float, default=14 * 24 * 3600.0,
                    help="seconds without invokes before a VPC function goes Inactive")
     s.add_argument("--eni-flow-limit", type=int, default=65000,
@@ -214,7 +225,8 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
     b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
-                                       "all", "report", "logs", "neighbours"],
+                                       "all", "report", "logs", "neighbours",
+                                       "default-server"],
                    help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)

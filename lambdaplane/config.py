@@ -27,6 +27,12 @@ class Settings:
     pool_size: int = 8  # pre-made sandbox network namespaces kept ready
     prefork: int = 4  # sandboxes forked and built ahead of demand (sandbox/prewarm.py)
     account_concurrency: int = 1000
+    # sandbox/capacity.py: "adaptive" (pool and prefork follow demand, the two above as floors)
+    # or "fixed" (exactly the two above); at most capacity_max of each; demand is forgotten
+    # over capacity_window_s
+    capacity: str = "adaptive"
+    capacity_max: int = 256
+    capacity_window_s: float = 600.0
     inactive_after_s: float = 14 * 24 * 3600.0  # idle VPC functions become Inactive
     eni_flow_limit: int = 65000  # tracked flows on a Hyperplane ENI before a further one is used
     flow_idle_timeout_s: int = 350  # established TCP flows through an ENI expire after this idle
@@ -49,6 +55,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.capacity not in ("adaptive", "fixed"):
+            raise ValueError("capacity must be 'adaptive' or 'fixed'")
         if self.auth not in ("none", "sigv4"):
             raise ValueError("auth must be 'none' or 'sigv4'")
         if self.auth == "sigv4" and self.credentials_file is None:

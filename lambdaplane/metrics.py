@@ -26,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from . import metrics_capacity
 from .errors import AwsError
 from .sandbox.types import FunctionSpec, Invocation, InvocationResult
 
@@ -70,6 +71,7 @@ class Snapshot:
     environments: dict[str, int] = field(default_factory=dict)
     pool: dict[str, int] = field(default_factory=dict)
     enis: list[dict[str, Any]] = field(default_factory=list)
+    capacity: dict[str, Any] = field(default_factory=dict)  # sandbox/capacity.py's targets
 
 
 class Metrics:
@@ -210,7 +212,8 @@ async def read_levels(platform: Any) -> Snapshot:
     snap = Snapshot(in_flight=int(stats.get("in_flight", 0)),
                     environments=dict(stats.get("environments", {})),
                     pool={k: int(v) for k, v in stats.items()
-                          if k.startswith(("pool_", "sandboxes_")) and isinstance(v, int)})
+                          if k.startswith(("pool_", "sandboxes_")) and isinstance(v, int)},
+                    capacity=dict(stats.get("capacity") or {}))
     hyperplane = getattr(platform, "hyperplane", None)
     if hyperplane is not None:
         try:
@@ -300,6 +303,7 @@ class _Levels:
                                   help_)
             g.add_metric([], snap.pool.get(key, 0))
             yield g
+        yield from metrics_capacity.families(snap.capacity)
         c = CounterMetricFamily("lambdaplane_pool_recycled",
                                 "Sandboxes handed out again without a rebuild")
         c.add_metric([], snap.pool.get("pool_recycled", 0))

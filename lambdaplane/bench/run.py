@@ -11,7 +11,7 @@ from .common import private_server
 
 # `bench all` runs these, in this order; each gets a private server of its own (unless
 # --endpoint), sized by the benchmark's `server_args` where it has one.
-ALL = ["invoke", "throughput", "burst", "scale", "vpc", "datapath"]
+ALL = ["invoke", "throughput", "burst", "scale", "vpc", "datapath", "default-server"]
 SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 
@@ -22,8 +22,10 @@ def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     _RUNTIMES[:] = [r for r in (getattr(args, "runtimes", "") or "").split(",") if r]
     if args.which == "report":
-        found = {name: json.loads((out_dir / f"{name}.json").read_text()) for name in ALL
-                 if (out_dir / f"{name}.json").exists()}
+        files = {name.replace("-", "_"): out_dir / f"{name.replace('-', '_')}.json"
+                 for name in ALL}
+        found = {name: json.loads(path.read_text()) for name, path in files.items()
+                 if path.exists()}
         print(f"summary of {sorted(found)}: {report.write(out_dir, found)}")
         return 0
     cold_n, warm_n = (5, 20) if args.quick else (200, 1000)
@@ -33,6 +35,10 @@ def main(args: argparse.Namespace) -> int:
         if name == "logs":  # the log store in-process: no server to measure
             from . import logs
             results["logs"] = logs.run(out_dir, args.quick)
+            continue
+        if name == "default-server":  # two private servers of its own: fixed and adaptive
+            from . import default_server
+            results["default_server"] = default_server.run(out_dir, args.quick)
             continue
         if name == "datapath":  # namespaces of its own, no server to measure
             from . import datapath

@@ -18,6 +18,7 @@ HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
 FUNCTION = "bench-throughput"
 GOALS = {"warm_invokes_per_s": 3000.0}
 LEVELS = (1, 2, 4, 8, 16, 32, 64)
+CEILING_LEVEL = 16  # callers at which the platform is compared with the hello-world server
 
 
 def _request(host: str, port: int, name: str, body: bytes) -> bytes:
@@ -104,15 +105,40 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
         client.call("DELETE", f"/2015-03-31/functions/{FUNCTION}")
     finally:
         client.close()
+    ceiling = _hello_world_ceiling(levels[-1] if quick else CEILING_LEVEL, seconds)
+    ours = next((r for r in rows if r["concurrency"] == ceiling["concurrency"]), rows[-1])
     best = max(rows, key=lambda r: r["invokes_per_s"])
     result = {"benchmark": "throughput", "machine": machine(), "goals": GOALS,
               "client": "asyncio HTTP/1.1 keep-alive, one connection per caller, in one "
                         "process on the same cores as the server",
               "levels": rows, "best": {"concurrency": best["concurrency"],
-                                       "invokes_per_s": best["invokes_per_s"]}}
+                                       "invokes_per_s": best["invokes_per_s"]},
+              "ceiling": {"hello_world_aiohttp": ceiling},
+              "ratio_to_hello_world": {
+                  "concurrency": ceiling["concurrency"],
+                  "invokes_per_s": ours["invokes_per_s"],
+                  "ratio": round(ours["invokes_per_s"] / ceiling["invokes_per_s"], 3)
+                  if ceiling["invokes_per_s"] else None,
+                  "warm_p50_ms": ours["latency"]["p50_ms"]}}
     write_json(out_dir, "throughput", result)
     _plot(out_dir, rows)
     return result
+
+
+def _hello_world_ceiling(concurrency: int, seconds: float) -> dict:
+    """The same client against an aiohttp hello-world server, measured now (bench/ceilings.py)."""
+    from .ceilings import hello_world_server
+
+    with hello_world_server() as endpoint:
+        ctx = multiprocessing.get_context("spawn")
+        queue: multiprocessing.Queue[list[dict]] = ctx.Queue()
+        proc = ctx.Process(target=_client_process, args=(endpoint, (concurrency,), seconds,
+                                                         queue))
+        proc.start()
+        row = queue.get(timeout=seconds * 2 + 60)[0]
+        proc.join(30)
+    return {"concurrency": concurrency, "invokes_per_s": row["invokes_per_s"],
+            "latency": row["latency"], "errors": row["errors"]}
 
 
 def _plot(out_dir: Path, rows: list[dict]) -> Path:

@@ -23,6 +23,14 @@ def main(endpoint: str, args: argparse.Namespace) -> int:
                            or "none"))
     envs = execution.get("environments", {})
     print("envs       " + ", ".join(f"{n} {state}" for state, n in sorted(envs.items())))
-    rest = {k: v for k, v in execution.items() if k != "environments"}
+    capacity = execution.get("capacity")
+    if capacity:
+        print(f"capacity   {capacity['mode']}: pool {capacity['pool_target']} "
+              f"({capacity['pool_bound']}), prefork {capacity['prefork_target']} "
+              f"({capacity['prefork_bound']}); learnt peak {capacity['learnt_peak']} "
+              f"{json.dumps(capacity['learnt_peaks'], sort_keys=True)}; floors "
+              f"{capacity['pool_floor']}/{capacity['prefork_floor']}, cap {capacity['cap']}, "
+              f"MemAvailable {capacity['memory_available_mb']} MB")
+    rest = {k: v for k, v in execution.items() if k not in ("environments", "capacity")}
     print("execution  " + json.dumps(rest, sort_keys=True))
     return 0

@@ -26,6 +26,7 @@ from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.worker import GATEWAY, WorkerNet
 from . import cgroups, seccomp_profile
+from .capacity import CapacityController, DemandLearner
 from .cgroups import EnvCgroup
 from ..store.log_ingest import LogIngest
 from .log_format import InvocationFacts, LogSettings, end_lines, start_line
@@ -176,6 +177,11 @@ class ExecutionEnvironments:
                                             busy=lambda: bool(self._busy))
         # per Node.js runtime that had a cold start: sandboxes with node started (prestart.py)
         self.prestarted: dict[str, PrewarmedSandboxes] = {}
+        self.capacity = CapacityController(
+            DemandLearner(settings.capacity_window_s), self.pool, self.prewarmed,
+            pool_floor=settings.pool_size, prefork_floor=settings.prefork,
+            cap=settings.capacity_max, prefork_runtime=lambda: self.prewarmed.interpreter,
+            busy=lambda: bool(self._busy), adaptive=settings.capacity == "adaptive")
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._seccomp_file: Path | None = None
@@ -210,6 +216,7 @@ class ExecutionEnvironments:
                             and (r in self.settings.runtimes or i == default_interpreter())}
             await asyncio.gather(*(self._zygote(i) for i in interpreters), return_exceptions=True)
             await self.prewarmed.start()
+            await self.capacity.start()
             self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
         except BaseException:
             await self.stop()
@@ -222,6 +229,7 @@ class ExecutionEnvironments:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        await self.capacity.stop()
         await self.prewarmed.stop()  # first: it would go on making sandboxes meanwhile
         for prestarted in list(self.prestarted.values()):
             await prestarted.stop()
@@ -258,7 +266,7 @@ class ExecutionEnvironments:
                 "prestarted": {rt: p.stats() for rt, p in self.prestarted.items()},
                 "in_flight": self.total_in_flight(), "zygotes": sorted(self._zygotes),
                 "zygotes_down": sorted(i for i, z in self._zygotes.items() if not z.running),
-                "zygote_restarts": self.zygote_restarts}
+                "zygote_restarts": self.zygote_restarts, "capacity": self.capacity.stats()}
 
     def environments(self) -> list[EnvironmentInfo]:
         """Every execution environment now, for the console (read-only copies)."""
@@ -327,6 +335,7 @@ class ExecutionEnvironments:
                            "User")
         interpreter = install.interpreter
         t0 = time.monotonic()
+        self.capacity.cold_start(interpreter)
         zygote_now = self._zygotes.get(interpreter)
         stashed = zygote_now is not None and \
             {source for source, _ in install.mounts} <= zygote_now.runtime_sources

@@ -234,6 +234,26 @@ class SandboxPool:
         self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, slot))
         self._wanted.set()
 
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def set_target(self, target: int) -> None:
+        """A new size (sandbox/capacity.py): a larger one is refilled soon, a smaller one is
+        reached by `trim` and by releases no longer kept."""
+        if target != self.size:
+            self.size = target
+            self._wanted.set()
+
+    async def trim(self) -> int:
+        """Delete ready sandboxes beyond the size (oldest first); how many."""
+        trimmed = 0
+        while len(self._ready) > self.size and self._worker is not None:
+            box = self._ready.popleft()
+            await self.net.run(destroy_sandbox, self._worker, box)
+            self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, box.slot))
+            trimmed += 1
+        return trimmed
+
     def stats(self) -> dict[str, int]:
         return {"pool_ready": len(self._ready), "pool_target": self.size,
                 "sandboxes_in_use": len(self._in_use), "pool_recycled": self.recycled}

@@ -42,6 +42,7 @@ PREFORK_MEMORY_MB = 128  # until assigned: the function's own size is set then
 MAX_DEFER_S = 2.0  # under endless load, refills still come this often
 START_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 5.0
+PARALLEL_MAKES = 4  # made at once while no invocation runs
 FAILURE_PAUSE_S = 1.0  # after a sandbox died before being assigned, before the next fork
 
 
@@ -72,13 +73,14 @@ class PrewarmedSandboxes:
         self._discards: set[asyncio.Task[None]] = set()
         self._interpreter = ""
         self.runtime = runtime
-        self.size = settings.prefork if size is None else size
         self._making = 0
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
+        # kept ready; sandbox/capacity.py moves the main pool's with demand
+        self.target = settings.prefork if size is None else size
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
-        if self.size > 0 and self.code_root.is_dir():
+        if self.target > 0 and self.code_root.is_dir():
             self._interpreter = self.runtime.interpreter if self.runtime else \
                 default_interpreter()
             self._task = asyncio.create_task(self._fill_loop(), name="lp-prefork")
@@ -107,17 +109,37 @@ class PrewarmedSandboxes:
                 return pw
         return None
 
+    @property
+    def interpreter(self) -> str:
+        return self._interpreter or default_interpreter()
+
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def set_target(self, target: int) -> None:
+        if target != self.target:
+            self.target = target
+            self._wanted.set()
+
+    async def trim(self) -> int:
+        """Discard ready sandboxes beyond the target (oldest first); how many."""
+        trimmed = 0
+        while len(self._ready) > self.target:
+            self._discard_soon(self._ready.popleft())
+            trimmed += 1
+        return trimmed
+
     def stats(self) -> dict[str, int]:
         # sandboxes being made or discarded hold a cgroup too (stats must account for them)
         return {"prewarmed_ready": len(self._ready),
-                "prewarmed_target": self.size if self._task is not None else 0,
+                "prewarmed_target": self.target if self._task is not None else 0,
                 "prewarmed_other": self._making + len(self._discards)}
 
     # internals ---------------------------------------------------------------------------
     async def _fill_loop(self) -> None:
         deferred_since: float | None = None
         while True:
-            if len(self._ready) >= self.size:
+            if len(self._ready) >= self.target:
                 deferred_since = None
                 self._wanted.clear()
                 await self._wanted.wait()
@@ -130,21 +152,27 @@ class PrewarmedSandboxes:
             if self.busy() and now - deferred_since < MAX_DEFER_S:
                 await asyncio.sleep(0.02)  # a fork + build would take its CPU from them
                 continue
-            self._making += 1
-            try:
-                made: Prewarmed | None = await self._make()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pre-forking a sandbox failed; retrying shortly")
-                made = None
-            finally:
-                self._making -= 1
-            if made is None:
+            # Nothing runs: several at once (the zygote forks while earlier children build
+            # their sandboxes), so a large target is reached before the next burst.
+            count = 1 if self.busy() else min(PARALLEL_MAKES, self.target - len(self._ready))
+            made = await asyncio.gather(*(self._make_one() for _ in range(max(1, count))))
+            if not all(made):
                 await asyncio.sleep(1.0)  # cold starts fork meanwhile
                 continue
-            self._ready.append(made)
             deferred_since = None
+
+    async def _make_one(self) -> bool:
+        self._making += 1
+        try:
+            self._ready.append(await self._make())
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pre-forking a sandbox failed; retrying shortly")
+            return False
+        finally:
+            self._making -= 1
 
     async def _make(self) -> Prewarmed:
         sandbox = await self.pool.take()

@@ -27,6 +27,9 @@ def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> 
 
     throughput = json.loads((out / "throughput.json").read_text())
     assert [r["concurrency"] for r in throughput["levels"]] == [1, 4]
+    # the same-run ceiling: an aiohttp hello-world, same client, and the ratio to it
+    assert throughput["ceiling"]["hello_world_aiohttp"]["invokes_per_s"] > 0
+    assert throughput["ratio_to_hello_world"]["ratio"] > 0
     for row in throughput["levels"]:
         assert row["invokes"] > 0 and row["errors"] == 0
         assert row["invokes_per_s"] > 0 and row["latency"]["n"] == row["invokes"]
@@ -53,9 +56,11 @@ def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> 
     assert first["cold_all"]["n"] == 1 and second["cold_all"]["n"] == 3
 
     assert json.loads((out / "vpc.json").read_text())["modes"]
+    assert set(json.loads((out / "default_server.json").read_text())["modes"]) == {
+        "fixed", "adaptive"}
 
     summary = (out / "summary.md").read_text()
-    for name in ("invoke", "throughput", "burst", "scale", "vpc"):
+    for name in ("invoke", "throughput", "burst", "scale", "vpc", "default_server"):
         assert f"| {name} |" in summary
     lines = json.loads((out / "summary.json").read_text())["lines"]
     assert all(line["measured"] not in ("", "—") for line in lines)

@@ -59,7 +59,7 @@ def _wait_prewarmed(server: LiveServer) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         ex = _execution(server)
-        if ex["prewarmed_ready"] == PREFORK:
+        if ex["prewarmed_ready"] >= PREFORK:  # adaptive capacity may keep more
             return ex
         time.sleep(0.05)
     raise AssertionError(f"pre-forked sandboxes not refilled: {_execution(server)}")
@@ -95,7 +95,7 @@ def test_python_function_in_a_preforked_sandbox(server: LiveServer) -> None:
     assert answer["tmp_mb"] == 128 and answer["memory"] == "256" and answer["stage"] == "pre"
     assert answer["root_writable"] is False
     ex = _wait_prewarmed(server)  # the one taken is made again
-    assert ex["prewarmed_target"] == PREFORK
+    assert ex["prewarmed_target"] >= PREFORK
     other, _ = _invoke(lam, "pf-other")
     assert other["task"] == ["app.py", "secret.py"]  # its own code, not the previous one's
 

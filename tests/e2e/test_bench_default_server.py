@@ -1,0 +1,41 @@
+"""`lambdaplane bench default-server --quick`: the before (--capacity fixed) and after
+(adaptive) servers side by side, with the fork+exec ceiling, and its lines in the report.
+Shapes and counts only, never a timing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def test_default_server_bench_measures_both_modes_and_reports_them(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "default-server",
+                           "--quick", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "default_server.json").read_text())
+    plan = result["plan"]
+    assert result["ceiling"]["fork_exec_python"]["n"] > 0
+    for mode in ("fixed", "adaptive"):
+        measured = result["modes"][mode]
+        assert [b["burst"] for b in measured["bursts"]] == list(range(1, plan["bursts"] + 1))
+        # every invoke of a burst was a cold start: one new environment each
+        assert all(b["n"] == plan["burst"] for b in measured["bursts"])
+        assert measured["distinct_cold"]["n"] == plan["distinct"]
+        assert measured["distinct_cold"]["ratio_to_fork_exec_p50"] > 0
+        assert measured["capacity_at_end"]["mode"] == mode
+    # the adaptive server learnt the burst; the fixed one kept its flags
+    assert result["modes"]["adaptive"]["capacity_at_end"]["learnt_peak"] >= plan["burst"]
+    assert result["modes"]["fixed"]["capacity_before_each_burst"][-1]["pool_bound"] == "fixed"
+    assert set(result["before_fixed_vs_after_adaptive"]["burst1_p99_ms"]) == {"fixed",
+                                                                              "adaptive"}
+    subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "report", "--out",
+                    str(out)], check=True, capture_output=True, timeout=120)
+    summary = (out / "summary.md").read_text()
+    assert summary.count("| default_server |") == plan["bursts"] + 1
