@@ -29,6 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None)
+    if args.flow_log_interval:
+        settings.extra["flow_log_interval"] = str(args.flow_log_interval)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -110,6 +112,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--credentials", default=None,
                    help="INI file like ~/.aws/credentials (aws_access_key_id, "
                         "aws_secret_access_key per profile) for --auth sigv4")
+    s.add_argument("--flow-log-interval", type=float, default=None, metavar="SECONDS",
+                   help="aggregate VPC flow-log records over this instead of each flow log's "
+                        "MaxAggregationInterval (for tests)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

@@ -15,7 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..errors import AwsError, ec2_error
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
-from . import query_xml
+from . import flow_logs_api, query_xml
 
 log = logging.getLogger("lambdaplane.ec2")
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
@@ -258,6 +258,7 @@ ACTIONS: dict[str, Handler] = {
     "DeleteNetworkInterface": delete_network_interface,
     "DescribeAvailabilityZones": describe_availability_zones, "CreateTags": create_tags,
 }
+ACTIONS.update(flow_logs_api.ACTIONS)  # VPC flow logs
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:
