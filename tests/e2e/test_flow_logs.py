@@ -187,3 +187,39 @@ def test_records_come_from_the_kernel(server: LiveServer) -> None:
             assert {e: len(_records(logs, "flows-all", e)) for e in before} == before
     finally:
         lam.delete_function(FunctionName="fl-probe")
+
+
+def test_interface_flow_log_shows_its_own_egress_rejects(server: LiveServer) -> None:
+    """A flow log on one `lambdaplane run` resource's ENI: its accepted connection to another
+    resource and the packets its own group does not let out (REJECT, on its ENI, with its own
+    address); nothing of the other resource's ENI."""
+    ec2, logs = server.ec2(), server.client("logs")
+    vpc = ec2.create_vpc(CidrBlock="10.82.0.0/16")["Vpc"]["VpcId"]
+    net = ec2.create_subnet(VpcId=vpc, CidrBlock="10.82.1.0/24")["Subnet"]["SubnetId"]
+    open_in = ec2.create_security_group(GroupName="in", Description="in", VpcId=vpc)["GroupId"]
+    locked = ec2.create_security_group(GroupName="lk", Description="lk", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=open_in, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 7000, "ToPort": 7001,
+         "IpRanges": [{"CidrIp": "10.82.0.0/16"}]}])
+    ec2.revoke_security_group_egress(GroupId=locked, IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.authorize_security_group_egress(GroupId=locked, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 7000, "ToPort": 7000,
+         "IpRanges": [{"CidrIp": "10.82.0.0/16"}]}])
+    with resource(server, net, [open_in], ports=(7000, 7001)) as srv, \
+            resource(server, net, [locked]) as client:
+        made = ec2.create_flow_logs(ResourceType="NetworkInterface", ResourceIds=[client.eni_id],
+                                    TrafficType="ALL", LogGroupName="flows-eni")
+        flow_log = made["FlowLogIds"][0]
+        assert client.probe(srv.ip, 7000) == f"hello from {srv.ip}"
+        assert client.probe(srv.ip, 7001) == "timeout"  # its own group keeps it in
+        mine = {"eni": client.eni_id, "src": client.ip, "dst": srv.ip, "protocol": "6"}
+        assert wait_until(lambda: _has(_records(logs, "flows-eni", client.eni_id),
+                                       dport="7000", action="ACCEPT", **mine), 30)
+        assert wait_until(lambda: _has(_records(logs, "flows-eni", client.eni_id),
+                                       dport="7001", action="REJECT", **mine), 30)
+        assert _records(logs, "flows-eni", srv.eni_id) == []
+        streams = logs.describe_log_streams(logGroupName="flows-eni")["logStreams"]
+        assert [s["logStreamName"] for s in streams] == [client.eni_id]
+    # the interface went with its program: so did its flow log
+    assert wait_until(lambda: ec2.describe_flow_logs(FlowLogIds=[flow_log])["FlowLogs"] == [], 30)
