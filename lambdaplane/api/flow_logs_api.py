@@ -24,7 +24,7 @@ def _service(vpc: Any) -> FlowLogs:
 
 
 def flow_log_out(f: FlowLog) -> dict[str, Any]:
-    return {"CreationTime": dt.datetime.fromtimestamp(f.created_ms / 1000, dt.timezone.utc),
+    return {"CreationTime": dt.datetime.fromtimestamp(f.created_ms / 1000, dt.UTC),
             "DeliverLogsStatus": "SUCCESS", "FlowLogId": f.id, "FlowLogStatus": "ACTIVE",
             "LogGroupName": f.log_group, "ResourceId": f.resource_id,
             "TrafficType": f.traffic_type, "LogDestinationType": "cloud-watch-logs",
@@ -40,7 +40,10 @@ def _unsuccessful(items: list[Unsuccessful]) -> list[dict[str, Any]]:
 
 async def create_flow_logs(vpc: Any, region: str, p: dict[str, Any]) -> dict[str, Any]:
     query_xml.raise_missing(p, "ResourceIds", "ResourceType")
-    created, failed = _service(vpc).create(region, p)
+    service = _service(vpc)
+    created, failed = service.create(region, p)
+    if created and service.after_create is not None:
+        await service.after_create()
     return {"ClientToken": p.get("ClientToken") or str(uuid.uuid4()), "FlowLogIds": created,
             "Unsuccessful": _unsuccessful(failed)}
 

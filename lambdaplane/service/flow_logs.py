@@ -8,7 +8,7 @@ records themselves are made by service/flow_collector.py. No HTTP and no kernel 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,8 @@ class FlowLogs:
         self.account_id = account_id
         self.store = FlowLogStore(db)
         self.ec2 = Ec2Store(db)
+        # set by the collector: run after CreateFlowLogs so that the kernel counts from then on
+        self.after_create: Callable[[], Awaitable[None]] | None = None
 
     # create ------------------------------------------------------------------------------
     def create(self, region: str, p: dict[str, Any]) -> tuple[list[str], list[Unsuccessful]]:

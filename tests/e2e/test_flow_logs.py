@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -105,6 +104,9 @@ def test_flow_log_api_and_errors(server: LiveServer) -> None:
         "arn:aws:logs:us-east-1:000000000000:log-group:flows-api"
     assert shown["LogFormat"].startswith("${version} ${account-id} ${interface-id}")
     assert shown["Tags"] == [{"Key": "team", "Value": "net"}]
+    server.restart()  # durable: the store keeps them
+    ec2 = server.ec2()
+    assert ec2.describe_flow_logs(FlowLogIds=[vpc_log])["FlowLogs"][0]["FlowLogId"] == vpc_log
 
     def ids(*filters: tuple[str, str]) -> list[str]:
         return sorted(f["FlowLogId"] for f in ec2.describe_flow_logs(Filters=[
