@@ -153,11 +153,16 @@ class FlowCollector:
 
     async def _tick(self) -> None:
         flows = self.flow_logs.active()
+        if not flows and not self._drop_logs and not self._windows:
+            return  # nothing logged: no kernel reads at all
         enis = self.ec2.enis()
         covered = {f.id: [e for e in enis if FlowLogs.covers(f, e)] for f in flows}
         vpcs = sorted({e.vpc_id for es in covered.values() for e in es})
         netns_of = {v: self.names.vpc_netns(v) for v in vpcs}
         readings = await asyncio.to_thread(self._read_kernel, list(netns_of.values()))
+        watched = set(netns_of.values())
+        for key in [k for k in self._counters if k[0] not in watched]:
+            del self._counters[key]
         now = int(time.time())
         observations: list[Observation] = []
         for vpc_id, netns in netns_of.items():
