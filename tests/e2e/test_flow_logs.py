@@ -7,8 +7,13 @@ The server aggregates over 2 s (`--flow-log-interval`) instead of 60 s."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -36,6 +41,21 @@ def handler(event, context):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     yield from live_server(tmp_path_factory.mktemp("lp"), "--flow-log-interval", str(INTERVAL_S))
+
+
+def _aws(server: LiveServer, service: str, *args: str) -> dict:
+    """The AWS CLI v1 (awscli from PyPI) against the server; its JSON output."""
+    aws = shutil.which("aws", path=str(Path(sys.executable).parent)) or shutil.which("aws")
+    if aws is None:
+        pytest.skip("awscli is not installed (pip install -e '.[test]')")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    done = subprocess.run([aws, "--endpoint-url", server.endpoint, "--output", "json", service,
+                           *args], capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout or "{}")
 
 
 def _error(call) -> dict:
@@ -192,9 +212,9 @@ def test_records_come_from_the_kernel(server: LiveServer) -> None:
 
 
 def test_interface_flow_log_shows_its_own_egress_rejects(server: LiveServer) -> None:
-    """A flow log on one `lambdaplane run` resource's ENI: its accepted connection to another
-    resource and the packets its own group does not let out (REJECT, on its ENI, with its own
-    address); nothing of the other resource's ENI."""
+    """A flow log on one `lambdaplane run` resource's ENI, made and read with the AWS CLI: its
+    accepted connection to another resource and the packets its own group does not let out
+    (REJECT, on its ENI, with its own address); nothing of the other resource's ENI."""
     ec2, logs = server.ec2(), server.client("logs")
     vpc = ec2.create_vpc(CidrBlock="10.82.0.0/16")["Vpc"]["VpcId"]
     net = ec2.create_subnet(VpcId=vpc, CidrBlock="10.82.1.0/24")["Subnet"]["SubnetId"]
@@ -210,8 +230,9 @@ def test_interface_flow_log_shows_its_own_egress_rejects(server: LiveServer) -> 
          "IpRanges": [{"CidrIp": "10.82.0.0/16"}]}])
     with resource(server, net, [open_in], ports=(7000, 7001)) as srv, \
             resource(server, net, [locked]) as client:
-        made = ec2.create_flow_logs(ResourceType="NetworkInterface", ResourceIds=[client.eni_id],
-                                    TrafficType="ALL", LogGroupName="flows-eni")
+        made = _aws(server, "ec2", "create-flow-logs", "--resource-type", "NetworkInterface",
+                    "--resource-ids", client.eni_id, "--traffic-type", "ALL",
+                    "--log-group-name", "flows-eni", "--max-aggregation-interval", "60")
         flow_log = made["FlowLogIds"][0]
         assert client.probe(srv.ip, 7000) == f"hello from {srv.ip}"
         assert client.probe(srv.ip, 7001) == "timeout"  # its own group keeps it in
@@ -221,6 +242,11 @@ def test_interface_flow_log_shows_its_own_egress_rejects(server: LiveServer) -> 
         assert wait_until(lambda: _has(_records(logs, "flows-eni", client.eni_id),
                                        dport="7001", action="REJECT", **mine), 30)
         assert _records(logs, "flows-eni", srv.eni_id) == []
+        shown = _aws(server, "logs", "filter-log-events", "--log-group-name", "flows-eni",
+                     "--log-stream-names", client.eni_id, "--filter-pattern", "REJECT")
+        assert shown["events"] and all(e["message"].split()[12] == "REJECT"
+                                       and e["message"].split()[6] == "7001"
+                                       for e in shown["events"])
         streams = logs.describe_log_streams(logGroupName="flows-eni")["logStreams"]
         assert [s["logStreamName"] for s in streams] == [client.eni_id]
     # the interface went with its program: so did its flow log
