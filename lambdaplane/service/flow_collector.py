@@ -112,7 +112,7 @@ class FlowCollector:
         self.interval_override_s = interval_override_s
         self.tick_s = min(1.0, (interval_override_s or 60) / 4)
         self._drop_logs: dict[str, DropLog] = {}
-        self._accounting: set[str] = set()
+        self._accounting: set[tuple[str, int]] = set()  # (netns, its inode)
         self._counters: dict[tuple[str, int], tuple[int, int, int, int]] = {}
         self._windows: dict[str, Window] = {}
         self._task: asyncio.Task[None] | None = None
@@ -187,9 +187,14 @@ class FlowCollector:
             if not ns.exists(netns):
                 continue
             try:
-                if netns not in self._accounting:
+                # a namespace made anew under the same name (reconcile after a crash) is
+                # another kernel: its accounting is off and the old socket reads nothing
+                identity = (netns, ns.netns_path(netns).stat().st_ino)
+                if identity not in self._accounting:
                     flow_sources.enable_accounting(netns)
-                    self._accounting.add(netns)
+                    self._accounting.add(identity)
+                    if netns in self._drop_logs:
+                        self._drop_logs.pop(netns).close()
                 if netns not in self._drop_logs:
                     self._drop_logs[netns] = DropLog(netns)
                 drops = self._drop_logs[netns].read()
