@@ -53,8 +53,9 @@ class Tally:
 @dataclass
 class Window:
     """One flow log's records since its interval began."""
-    started: float
+    started: float  # monotonic
     tallies: dict[RecordKey, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    wall_started: int = field(default_factory=lambda: int(time.time()))
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ def drop_observations(drop: DroppedPacket, eni_by_port: Mapping[str, Eni]) -> li
         out.append(Observation((sender.id, src, drop.dst, drop.sport, drop.dport,
                                 drop.protocol, "ACCEPT"), 1, drop.length))
     return out
+
+
+def nodata_line(account_id: str, eni_id: str, start: int, end: int) -> str:
+    """AWS's record for an interface without traffic in the interval."""
+    return f"2 {account_id} {eni_id} - - - - - - - {start} {end} - NODATA"
 
 
 def record_line(account_id: str, key: RecordKey, tally: Tally) -> str:
@@ -175,7 +181,7 @@ class FlowCollector:
             for drop in drops:
                 observations += drop_observations(drop, eni_by_port)
         self._tally(flows, covered, observations, now)
-        self._deliver(flows, time.monotonic())
+        self._deliver(flows, covered, time.monotonic())
 
     def _read_kernel(self, netns_list: list[str]
                      ) -> dict[str, tuple[list[TrackedFlow], list[DroppedPacket]]]:
@@ -236,17 +242,19 @@ class FlowCollector:
         for gone in set(self._windows) - {f.id for f in flows}:
             del self._windows[gone]  # deleted: nothing more is delivered
 
-    def _deliver(self, flows: list[FlowLog], now: float) -> None:
+    def _deliver(self, flows: list[FlowLog], covered: Mapping[str, list[Eni]],
+                 now: float) -> None:
         for flow in flows:
             window = self._windows[flow.id]
             interval = self.interval_override_s or flow.interval_s
             if now - window.started < interval:
                 continue
             self._windows[flow.id] = Window(now)
-            if window.tallies:
-                self._put(flow, window)
+            eni_ids = {e.id for e in covered.get(flow.id, [])}
+            if window.tallies or eni_ids:
+                self._put(flow, window, eni_ids)
 
-    def _put(self, flow: FlowLog, window: Window) -> None:
+    def _put(self, flow: FlowLog, window: Window, eni_ids: set[str]) -> None:
         store = self.logs.store
         group = store.group(flow.region, flow.log_group)
         if group is None:  # AWS makes the group when it does not exist
@@ -258,6 +266,10 @@ class FlowCollector:
         for key, tally in sorted(window.tallies.items(), key=lambda kv: kv[1].start):
             line = record_line(self.flow_logs.account_id, key, tally)
             by_eni[key[0]].append((tally.end * 1000, line))
+        end = int(time.time())
+        for eni_id in sorted(eni_ids - set(by_eni)):
+            line = nodata_line(self.flow_logs.account_id, eni_id, window.wall_started, end)
+            by_eni[eni_id].append((end * 1000, line))
         for eni_id, events in by_eni.items():
             stream = store.stream(group.id, eni_id)
             if stream is None:

@@ -10,6 +10,7 @@ from lambdaplane.service.flow_collector import (
     Tally,
     drop_observations,
     flow_observations,
+    nodata_line,
     record_line,
 )
 from lambdaplane.store.ec2 import Eni
@@ -60,6 +61,8 @@ def test_record_line_is_the_default_format_version_2() -> None:
     assert record_line("123456789012", (SRV_ENI, FN_IP, SRV_IP, 41000, 8080, 6, "ACCEPT"),
                        tally) == (f"2 123456789012 {SRV_ENI} {FN_IP} {SRV_IP} 41000 8080 6 3 "
                                   f"180 1700000000 1700000004 ACCEPT OK")
+    assert nodata_line("123456789012", FN_ENI, 1700000000, 1700000060) == \
+        f"2 123456789012 {FN_ENI} - - - - - - - 1700000000 1700000060 - NODATA"
 
 
 def test_security_group_chains_log_their_drops_to_the_collector() -> None:
