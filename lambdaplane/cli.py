@@ -32,7 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
                         s3_endpoint=args.s3_endpoint or "", prestart=args.prestart,
                         reconcile_interval_s=args.reconcile_interval,
                         capacity=args.capacity, capacity_max=args.capacity_max,
-                        capacity_window_s=args.capacity_window)
+                        capacity_window_s=args.capacity_window,
+                        flow_log_interval_s=args.flow_log_interval)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -181,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
                         "with untrusted code)")
     s.add_argument("--log-max-mb", type=float, default=64.0,
                    help="a function's log file rotates past this size (2 older files kept)")
+    s.add_argument("--flow-log-interval", type=float, default=None, metavar="SECONDS",
+                   help="aggregate VPC flow-log records over this instead of each flow log's "
+                        "MaxAggregationInterval (for tests)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

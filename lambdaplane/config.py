@@ -49,6 +49,8 @@ class Settings:
     prestart: int = 2  # per Node.js runtime in use: sandboxes with node started, waiting
     reconcile_interval_s: float = 30.0  # kernel state re-checked against the store (drift)
     logs_max_bytes: int = 2 * 1024 ** 3  # the log store's bound; the oldest events go first
+    # VPC flow-log records aggregated over this instead of each flow log's own interval (tests)
+    flow_log_interval_s: float | None = None
     seccomp: bool = True  # every sandbox process under sandbox/seccomp_profile.py's filter
     log_max_bytes: int = 64 * 1024 * 1024  # a function's log file rotates past this
     log_rotations: int = 2  # rotated log files kept per function (<name>.log.1, .2)

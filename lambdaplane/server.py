@@ -32,6 +32,7 @@ class Platform:
         from .service.invoke import Invoker
         from .service.vpc import VpcService
         from .service.vpc_config import validate_vpc_config
+        from .service.flow_logs import FlowLogs
 
         self.settings = settings
         self.names = Names(settings.ensure_instance())
@@ -69,6 +70,14 @@ class Platform:
         self.logs = LogsService(settings)
         self.environments.log_ingest = self.logs.ingest
         self._components.insert(0, self.logs)
+        # VPC flow logs: records from the VPC namespaces' kernels into the Logs API's groups;
+        # the collector starts last and stops first (before the VPC namespaces go)
+        from .service.flow_collector import FlowCollector
+        self.vpc.flow_logs = FlowLogs(self.db, settings.account_id)  # type: ignore[attr-defined]
+        self.flow_collector = FlowCollector(
+            self.names, self.vpc.flow_logs, self.logs,  # type: ignore[attr-defined]
+            settings.flow_log_interval_s)
+        self._components.append(self.flow_collector)
 
     async def start(self) -> None:
         started = []

@@ -16,7 +16,8 @@ from ..errors import AwsError, ec2_error
 from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
-from . import ec2_eni_api, ec2_more_api, ec2_network_acls_api, ec2_routes_api, query_xml
+from . import (ec2_eni_api, ec2_more_api, ec2_network_acls_api, ec2_routes_api, flow_logs_api,
+               query_xml)
 
 log = logging.getLogger("lambdaplane.ec2")
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
@@ -281,6 +282,7 @@ ACTIONS.update(ec2_more_api.ACTIONS)
 ACTIONS.update(ec2_routes_api.ACTIONS)
 ACTIONS.update(ec2_network_acls_api.ACTIONS)
 ACTIONS.update(ec2_eni_api.ACTIONS)
+ACTIONS.update(flow_logs_api.ACTIONS)  # VPC flow logs
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

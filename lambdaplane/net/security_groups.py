@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..store.ec2 import SgRule
+from .flow_sources import LOG_PREFIX, NFLOG_GROUP
 
 ANY_V4 = "0.0.0.0/0"
 
@@ -136,9 +137,11 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
                for m in port_rule_lines(p, rules_by_group, egress=False, nat_ports=nat_ports)]
         body.append(f"  chain out_{p.ifname} {{")
         body += [f"    {line}" for line in out]
+        body.append(f"    {drop_log('out', p.ifname)}")
         body.append("  }")
         body.append(f"  chain in_{p.ifname} {{")
         body += [f"    {line}" for line in inn]
+        body.append(f"    {drop_log('in', p.ifname)}")
         body.append("  }")
     if extra:
         body.append(extra)
@@ -148,6 +151,13 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
     # three statements form one transaction, so no packet ever sees a half-built ruleset.
     return (f"add table inet {table}\ndelete table inet {table}\n"
             f"table inet {table} {{\n  comment \"{digest}\"\n{text}\n}}\n")
+
+
+def drop_log(direction: str, ifname: str) -> str:
+    """The last statement of a port's chain: a packet that reaches it matched no rule and is
+    dropped by the forward policy after it; NFLOG hands it to the flow-log collector
+    (net/flow_sources.py) as a REJECT, naming the port and the direction (no listener: no-op)."""
+    return f'log prefix "{LOG_PREFIX} {direction} {ifname}" group {NFLOG_GROUP}'
 
 
 def fingerprint(text: str) -> str:
