@@ -19,10 +19,13 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 NETNS_DIR = Path("/run/netns")
 _libc = ctypes.CDLL(None, use_errno=True)
+_netns_dir_shared = False
 
 
 def _check(result: int, what: str) -> None:
@@ -70,12 +73,30 @@ def entered(name: str | None) -> Iterator[None]:
         os.close(target)
 
 
+def share_netns_dir() -> None:
+    """Make /run/netns a shared mount point of its own, as `ip netns add` does the first time
+    it runs. Done before our first namespace: were `ip netns` to do it later (a test's own
+    namespace, an operator's), its bind would cover the names we had mounted, and deleting one
+    of them would fail with EBUSY for good."""
+    global _netns_dir_shared
+    if _netns_dir_shared:
+        return
+    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    target = str(NETNS_DIR).encode()
+    if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) != 0:
+        if ctypes.get_errno() != errno.EINVAL:  # EINVAL: not a mount point yet
+            _check(-1, "share /run/netns")
+        _check(_libc.mount(target, target, b"none", MS_BIND | MS_REC, None), "bind /run/netns")
+        _check(_libc.mount(b"none", target, None, MS_SHARED | MS_REC, None), "share /run/netns")
+    _netns_dir_shared = True
+
+
 def create(name: str) -> None:
     """Create a named network namespace (idempotent)."""
     path = netns_path(name)
     if path.exists() and _is_mounted(path):
         return
-    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    share_netns_dir()
     path.touch()
     back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
@@ -95,7 +116,7 @@ def adopt(name: str, pid: int) -> None:
     """Name the network namespace process `pid` lives in (bind-mount /proc/<pid>/ns/net), so a
     namespace whose name was removed but which a program still uses can be managed again."""
     path = netns_path(name)
-    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    share_netns_dir()
     path.touch()
     if _libc.mount(f"/proc/{pid}/ns/net".encode(), str(path).encode(), None, MS_BIND, None) != 0:
         err = ctypes.get_errno()

@@ -58,3 +58,23 @@ def test_entered_restores_thread_namespace() -> None:
     finally:
         ns.delete(names.worker_netns)
     assert not ns.exists(names.worker_netns)
+
+
+def test_ip_netns_after_ours_does_not_cover_our_names() -> None:
+    """`ip netns add` binds /run/netns over itself unless it is a mount point already; over
+    names we had mounted, that made them undeletable (EBUSY) until the next reboot."""
+    import subprocess
+
+    names = _names()
+    theirs = f"{names.worker_netns}-ip"
+    try:
+        ns.create(names.worker_netns)
+        with open("/proc/self/mountinfo") as f:
+            assert any(line.split()[4] == str(ns.NETNS_DIR) for line in f)
+        subprocess.run(["ip", "netns", "add", theirs], check=True)
+        ns.delete(names.worker_netns)
+        assert not ns.exists(names.worker_netns)
+    finally:
+        ns.delete(names.worker_netns)
+        subprocess.run(["ip", "netns", "del", theirs], check=False, capture_output=True)
+    assert not ns.exists(theirs)
