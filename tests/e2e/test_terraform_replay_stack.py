@@ -1,0 +1,250 @@
+"""Terraform's AWS provider, replayed call by call with boto3, for a whole function stack:
+aws_vpc (vpc_.go: DescribeVpcAttribute, the main route table, the default network ACL and
+default security group), aws_subnet (vpc_subnet.go), aws_security_group, aws_iam_role,
+aws_lambda_layer_version (layer_version.go), aws_lambda_function with vpc_config, publish and
+layers (function.go: the Active waiter, GetFunctionCodeSigningConfig, ListVersionsByFunction for
+the latest version), aws_lambda_alias (alias.go), aws_lambda_permission (permission.go: the
+statement found in GetPolicy by Sid) and aws_lambda_function_url (function_url.go, with the
+public-access permissions it adds for AuthType NONE); a refresh with no changes (every read
+returns what apply saw); then destroy in Terraform's reverse dependency order, with the
+provider's wait for the Lambda ENIs before the group and subnet go.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.e2e.test_terraform_replay import TRUST, code_of, delete_lingering_enis, provider_start
+from tests.harness import LiveServer, make_zip
+
+pytestmark = pytest.mark.root
+
+TAGS = [{"Key": "managed-by", "Value": "terraform"}]
+
+
+def until(read, done, what: str, patience_s: float = 120.0):
+    """The provider's StateChangeConf: poll `read` until `done(result)`."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        result = read()
+        if done(result):
+            return result
+        assert time.monotonic() < deadline, f"{what}: still {result!r}"
+        time.sleep(0.2)
+
+
+def read_vpc(ec2, vpc_id: str) -> dict:
+    """resourceVPCRead: the VPC, its three attributes, the default network ACL, the default
+    security group and the main route table (each a filtered Describe*)."""
+    vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+    attrs = {name: ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)
+             for name in ("enableDnsHostnames", "enableDnsSupport",
+                          "enableNetworkAddressUsageMetrics")}
+    acls = ec2.describe_network_acls(Filters=[{"Name": "default", "Values": ["true"]},
+                                              {"Name": "vpc-id", "Values": [vpc_id]}])
+    groups = ec2.describe_security_groups(Filters=[
+        {"Name": "group-name", "Values": ["default"]},
+        {"Name": "vpc-id", "Values": [vpc_id]}])
+    mains = ec2.describe_route_tables(Filters=[
+        {"Name": "association.main", "Values": ["true"]},
+        {"Name": "vpc-id", "Values": [vpc_id]}])
+    assert len(acls["NetworkAcls"]) == 1 and len(groups["SecurityGroups"]) == 1
+    assert len(mains["RouteTables"]) == 1
+    return {"cidr_block": vpc["CidrBlock"], "instance_tenancy": vpc["InstanceTenancy"],
+            "owner_id": vpc["OwnerId"], "is_default": vpc["IsDefault"],
+            "dhcp_options_id": vpc.get("DhcpOptionsId"), "tags": vpc.get("Tags", []),
+            "enable_dns_hostnames": attrs["enableDnsHostnames"]["EnableDnsHostnames"]["Value"],
+            "enable_dns_support": attrs["enableDnsSupport"]["EnableDnsSupport"]["Value"],
+            "enable_network_address_usage_metrics": attrs[
+                "enableNetworkAddressUsageMetrics"]["EnableNetworkAddressUsageMetrics"]["Value"],
+            "default_network_acl_id": acls["NetworkAcls"][0]["NetworkAclId"],
+            "default_security_group_id": groups["SecurityGroups"][0]["GroupId"],
+            "main_route_table_id": mains["RouteTables"][0]["RouteTableId"]}
+
+
+def read_subnet(ec2, subnet_id: str) -> dict:
+    """resourceSubnetRead: DescribeSubnets by id, every attribute the schema sets."""
+    subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
+    keys = ("AvailabilityZone", "AvailabilityZoneId", "CidrBlock", "VpcId", "OwnerId",
+            "SubnetArn", "MapPublicIpOnLaunch", "AssignIpv6AddressOnCreation", "EnableDns64",
+            "Ipv6Native", "PrivateDnsNameOptionsOnLaunch", "State")
+    missing = [k for k in keys if k not in subnet]
+    assert not missing, f"DescribeSubnets lacks {missing}"
+    return {k: subnet[k] for k in keys} | {"Tags": subnet.get("Tags", [])}
+
+
+def read_function(lam, name: str) -> dict:
+    """resourceFunctionRead: GetFunction, GetFunctionCodeSigningConfig (zip functions), and
+    the latest version from ListVersionsByFunction (publish = true)."""
+    got = lam.get_function(FunctionName=name)
+    config = got["Configuration"]
+    signing = lam.get_function_code_signing_config(FunctionName=name)
+    assert signing["FunctionName"] == name
+    versions = [v for page in lam.get_paginator("list_versions_by_function").paginate(
+        FunctionName=name) for v in page["Versions"]]
+    latest = versions[-1]
+    return {"arn": config["FunctionArn"], "role": config["Role"], "runtime": config["Runtime"],
+            "handler": config["Handler"], "memory_size": config["MemorySize"],
+            "timeout": config["Timeout"], "code_sha256": config["CodeSha256"],
+            "layers": [layer["Arn"] for layer in config.get("Layers", [])],
+            "vpc_config": {k: sorted(v) if isinstance(v, list) else v
+                           for k, v in config["VpcConfig"].items()},
+            "tracing": config["TracingConfig"]["Mode"],
+            "ephemeral_storage": config["EphemeralStorage"]["Size"],
+            "architectures": config["Architectures"], "package_type": config["PackageType"],
+            "logging": config.get("LoggingConfig"), "tags": got.get("Tags", {}),
+            "code_signing_config_arn": signing.get("CodeSigningConfigArn", ""),
+            "version": latest["Version"], "qualified_arn": latest["FunctionArn"]}
+
+
+def find_statement(lam, name: str, sid: str, qualifier: str | None = None) -> dict | None:
+    """findPolicyStatementByTwoPartKey: GetPolicy (ResourceNotFound = no policy), statement by
+    Sid."""
+    kwargs = {"FunctionName": name} | ({"Qualifier": qualifier} if qualifier else {})
+    try:
+        policy = json.loads(lam.get_policy(**kwargs)["Policy"])
+    except ClientError as err:
+        assert err.response["Error"]["Code"] == "ResourceNotFoundException"
+        return None
+    return next((s for s in policy["Statement"] if s["Sid"] == sid), None)
+
+
+def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
+    account = provider_start(server)
+    ec2, lam, iam = server.ec2(), server.lambda_(), server.client("iam")
+
+    # aws_vpc.main: CreateVpc, wait available, (DNS defaults: no ModifyVpcAttribute), read
+    vpc_id = ec2.create_vpc(CidrBlock="10.91.0.0/16", InstanceTenancy="default",
+                            TagSpecifications=[{"ResourceType": "vpc", "Tags": TAGS}]
+                            )["Vpc"]["VpcId"]
+    until(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["State"],
+          lambda s: s == "available", "vpc")
+    vpc = read_vpc(ec2, vpc_id)
+    assert (vpc["cidr_block"], vpc["enable_dns_support"], vpc["enable_dns_hostnames"],
+            vpc["tags"]) == ("10.91.0.0/16", True, False, TAGS)
+
+    # aws_subnet.private: CreateSubnet, wait available, read
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.91.1.0/24", TagSpecifications=[
+        {"ResourceType": "subnet", "Tags": TAGS}])["Subnet"]["SubnetId"]
+    until(lambda: ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["State"],
+          lambda s: s == "available", "subnet")
+    subnet = read_subnet(ec2, subnet_id)
+    assert (subnet["CidrBlock"], subnet["VpcId"], subnet["Tags"]) == \
+        ("10.91.1.0/24", vpc_id, TAGS)
+
+    # aws_security_group.fn (its default egress rule kept: the function calls out)
+    group_id = ec2.create_security_group(GroupName="tf-stack", VpcId=vpc_id,
+                                         Description="Managed by Terraform")["GroupId"]
+
+    # aws_iam_role.fn
+    role_arn = iam.create_role(RoleName="tf-stack", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+
+    # aws_lambda_layer_version.lib: PublishLayerVersion, read with GetLayerVersion
+    layer_zip = make_zip({"python/tflib.py": "GREETING = 'from the layer'\n"})
+    layer = lam.publish_layer_version(LayerName="tf-lib", Description="lib",
+                                      Content={"ZipFile": layer_zip},
+                                      CompatibleRuntimes=["python3.11"],
+                                      CompatibleArchitectures=["x86_64"])
+    layer_arn = layer["LayerVersionArn"]
+    layer_read = lam.get_layer_version(LayerName="tf-lib", VersionNumber=layer["Version"])
+    assert (layer_read["LayerVersionArn"], layer_read["Description"],
+            layer_read["CompatibleRuntimes"], layer_read["CompatibleArchitectures"],
+            layer_read["Content"]["CodeSha256"]) == (
+        layer_arn, "lib", ["python3.11"], ["x86_64"], layer["Content"]["CodeSha256"])
+
+    # aws_lambda_function.fn: CreateFunction (publish, layers, vpc_config), waitFunctionCreated
+    code = make_zip({"app.py": "import tflib\n\ndef handler(event, context):\n"
+                               "    return tflib.GREETING\n"})
+    created = lam.create_function(
+        FunctionName="tf-stack", Runtime="python3.11", Handler="app.handler", Role=role_arn,
+        Code={"ZipFile": code}, Publish=True, Layers=[layer_arn], MemorySize=128, Timeout=3,
+        VpcConfig={"SubnetIds": [subnet_id], "SecurityGroupIds": [group_id]},
+        Tags={"managed-by": "terraform"})
+    assert created["Version"] == "1"
+    until(lambda: lam.get_function(FunctionName="tf-stack")["Configuration"]["State"],
+          lambda s: s == "Active", "function")
+    function = read_function(lam, "tf-stack")
+    assert (function["version"], function["qualified_arn"]) == \
+        ("1", f"arn:aws:lambda:us-east-1:{account}:function:tf-stack:1")
+    assert function["layers"] == [layer_arn]
+    assert function["vpc_config"]["SubnetIds"] == [subnet_id]
+    assert function["vpc_config"]["SecurityGroupIds"] == [group_id]
+    assert function["vpc_config"]["VpcId"] == vpc_id
+    assert function["tags"] == {"managed-by": "terraform"}
+
+    # aws_lambda_alias.live → version 1
+    alias = lam.create_alias(FunctionName="tf-stack", Name="live", FunctionVersion="1",
+                             Description="live")
+    alias_read = lam.get_alias(FunctionName="tf-stack", Name="live")
+    assert alias_read == {k: v for k, v in alias.items()} | {
+        "ResponseMetadata": alias_read["ResponseMetadata"]}
+
+    # aws_lambda_permission.events, on the alias
+    lam.add_permission(FunctionName="tf-stack", StatementId="AllowEvents",
+                       Action="lambda:InvokeFunction", Principal="events.amazonaws.com",
+                       SourceArn=f"arn:aws:events:us-east-1:{account}:rule/tick",
+                       Qualifier="live")
+    statement = find_statement(lam, "tf-stack", "AllowEvents", "live")
+    assert statement is not None
+    assert (statement["Action"], statement["Principal"], statement["Resource"],
+            statement["Condition"]) == (
+        "lambda:InvokeFunction", {"Service": "events.amazonaws.com"}, alias["AliasArn"],
+        {"ArnLike": {"AWS:SourceArn": f"arn:aws:events:us-east-1:{account}:rule/tick"}})
+
+    # aws_lambda_function_url.live: CreateFunctionUrlConfig on the alias, and for AuthType
+    # NONE the provider's public-access permissions (a conflict means they exist)
+    url = lam.create_function_url_config(FunctionName="tf-stack", Qualifier="live",
+                                         AuthType="NONE", InvokeMode="BUFFERED")
+    for sid, action, extra in (
+            ("FunctionURLAllowPublicAccess", "lambda:InvokeFunctionUrl",
+             {"FunctionUrlAuthType": "NONE"}),
+            ("FunctionURLAllowInvokeAction", "lambda:InvokeFunction",
+             {"InvokedViaFunctionUrl": True})):
+        try:
+            lam.add_permission(FunctionName="tf-stack", Qualifier="live", StatementId=sid,
+                               Action=action, Principal="*", **extra)
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "ResourceConflictException"
+    url_read = lam.get_function_url_config(FunctionName="tf-stack", Qualifier="live")
+    assert (url_read["FunctionUrl"], url_read["FunctionArn"], url_read["AuthType"],
+            url_read["InvokeMode"]) == (url["FunctionUrl"], alias["AliasArn"], "NONE",
+                                        "BUFFERED")
+
+    # the function works: the alias runs version 1 with the layer, in the VPC
+    out = lam.invoke(FunctionName="tf-stack", Qualifier="live")
+    assert json.loads(out["Payload"].read()) == "from the layer"
+
+    # plan: a refresh of every resource reads back exactly what apply saw
+    provider_start(server)
+    assert read_vpc(ec2, vpc_id) == vpc
+    assert read_subnet(ec2, subnet_id) == subnet
+    assert read_function(lam, "tf-stack") == function
+    assert lam.get_alias(FunctionName="tf-stack", Name="live")["FunctionVersion"] == "1"
+    assert find_statement(lam, "tf-stack", "AllowEvents", "live") == statement
+    assert lam.get_function_url_config(FunctionName="tf-stack", Qualifier="live")[
+        "FunctionUrl"] == url["FunctionUrl"]
+    assert lam.get_layer_version(LayerName="tf-lib", VersionNumber=layer["Version"])[
+        "LayerVersionArn"] == layer_arn
+
+    # destroy, in reverse dependency order
+    started = time.monotonic()
+    lam.delete_function_url_config(FunctionName="tf-stack", Qualifier="live")
+    lam.remove_permission(FunctionName="tf-stack", StatementId="AllowEvents", Qualifier="live")
+    assert find_statement(lam, "tf-stack", "AllowEvents", "live") is None
+    lam.delete_alias(FunctionName="tf-stack", Name="live")
+    eni_ids = [e["NetworkInterfaceId"] for e in ec2.describe_network_interfaces(Filters=[
+        {"Name": "group-id", "Values": [group_id]}])["NetworkInterfaces"]]
+    lam.delete_function(FunctionName="tf-stack")
+    lam.delete_layer_version(LayerName="tf-lib", VersionNumber=layer["Version"])
+    iam.delete_role(RoleName="tf-stack")
+    assert delete_lingering_enis(ec2, "group-id", group_id) == eni_ids
+    ec2.delete_security_group(GroupId=group_id)
+    delete_lingering_enis(ec2, "subnet-id", subnet_id)
+    ec2.delete_subnet(SubnetId=subnet_id)
+    assert code_of(ec2.describe_subnets, SubnetIds=[subnet_id]) == "InvalidSubnetID.NotFound"
+    ec2.delete_vpc(VpcId=vpc_id)
+    assert code_of(ec2.describe_vpcs, VpcIds=[vpc_id]) == "InvalidVpcID.NotFound"
+    print(f"terraform destroy of the function stack: {time.monotonic() - started:.1f} s")
