@@ -83,9 +83,13 @@ def read_function(lam, name: str) -> dict:
     config = got["Configuration"]
     signing = lam.get_function_code_signing_config(FunctionName=name)
     assert signing["FunctionName"] == name
-    versions = [v for page in lam.get_paginator("list_versions_by_function").paginate(
-        FunctionName=name) for v in page["Versions"]]
-    latest = versions[-1]
+    marker: dict = {}
+    while True:  # listVersionsByFunctionPages: MaxItems 10000, the last page's last version
+        page = lam.list_versions_by_function(FunctionName=name, MaxItems=10000, **marker)
+        if "NextMarker" not in page:
+            break
+        marker = {"Marker": page["NextMarker"]}
+    latest = page["Versions"][-1]
     return {"arn": config["FunctionArn"], "role": config["Role"], "runtime": config["Runtime"],
             "handler": config["Handler"], "memory_size": config["MemorySize"],
             "timeout": config["Timeout"], "code_sha256": config["CodeSha256"],
@@ -109,6 +113,12 @@ def find_statement(lam, name: str, sid: str, qualifier: str | None = None) -> di
     except ClientError as err:
         assert err.response["Error"]["Code"] == "ResourceNotFoundException"
         return None
+    for statement in policy["Statement"]:
+        # the provider's PolicyStatement: Action, Resource, Sid strings; Condition a
+        # map[string]map[string]string (a list or a bool there fails json.Unmarshal)
+        assert all(isinstance(statement[k], str) for k in ("Action", "Resource", "Sid"))
+        assert all(isinstance(value, str) for test in statement.get("Condition", {}).values()
+                   for value in test.values()), statement
     return next((s for s in policy["Statement"] if s["Sid"] == sid), None)
 
 
@@ -213,16 +223,42 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
             url_read["InvokeMode"]) == (url["FunctionUrl"], alias["AliasArn"], "NONE",
                                         "BUFFERED")
 
+    assert find_statement(lam, "tf-stack", "FunctionURLAllowPublicAccess", "live")[
+        "Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "NONE"}}
+    assert find_statement(lam, "tf-stack", "FunctionURLAllowInvokeAction", "live")[
+        "Principal"] == "*"
+
     # the function works: the alias runs version 1 with the layer, in the VPC
     out = lam.invoke(FunctionName="tf-stack", Qualifier="live")
     assert json.loads(out["Payload"].read()) == "from the layer"
+
+    # a second apply with new code (source_code_hash changed): UpdateFunctionCode,
+    # waitForFunctionUpdate, PublishVersion (retried while "in progress"), the FunctionUpdated
+    # waiter on the new version, the read; then the alias follows the new version
+    code2 = make_zip({"app.py": "import tflib\n\ndef handler(event, context):\n"
+                                "    return tflib.GREETING + ' v2'\n"})
+    lam.update_function_code(FunctionName="tf-stack", ZipFile=code2)
+    until(lambda: lam.get_function(FunctionName="tf-stack")["Configuration"][
+        "LastUpdateStatus"], lambda s: s == "Successful", "code update")
+    published = lam.publish_version(FunctionName="tf-stack")
+    assert published["Version"] == "2"
+    lam.get_waiter("function_updated").wait(
+        FunctionName=published["FunctionArn"], Qualifier=published["Version"],
+        WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    function = read_function(lam, "tf-stack")
+    assert (function["version"], function["qualified_arn"]) == ("2", published["FunctionArn"])
+    lam.update_alias(FunctionName="tf-stack", Name="live", FunctionVersion="2")
+    assert lam.get_alias(FunctionName="tf-stack", Name="live")["FunctionVersion"] == "2"
+    out = lam.invoke(FunctionName="tf-stack", Qualifier="live")
+    assert (json.loads(out["Payload"].read()), out["ExecutedVersion"]) == \
+        ("from the layer v2", "2")
 
     # plan: a refresh of every resource reads back exactly what apply saw
     provider_start(server)
     assert read_vpc(ec2, vpc_id) == vpc
     assert read_subnet(ec2, subnet_id) == subnet
     assert read_function(lam, "tf-stack") == function
-    assert lam.get_alias(FunctionName="tf-stack", Name="live")["FunctionVersion"] == "1"
+    assert lam.get_alias(FunctionName="tf-stack", Name="live")["FunctionVersion"] == "2"
     assert find_statement(lam, "tf-stack", "AllowEvents", "live") == statement
     assert lam.get_function_url_config(FunctionName="tf-stack", Qualifier="live")[
         "FunctionUrl"] == url["FunctionUrl"]
