@@ -1,6 +1,7 @@
 """Terraform's AWS provider, replayed call by call with boto3, for a whole function stack:
 aws_vpc (vpc_.go: DescribeVpcAttribute, the main route table, the default network ACL and
-default security group), aws_subnet (vpc_subnet.go), aws_security_group, aws_iam_role,
+default security group), aws_subnet (vpc_subnet.go, with the attribute
+modifications it makes after the create), aws_security_group, aws_iam_role,
 aws_lambda_layer_version (layer_version.go), aws_lambda_function with vpc_config, publish and
 layers (function.go: the Active waiter, GetFunctionCodeSigningConfig, ListVersionsByFunction for
 the latest version), aws_lambda_alias (alias.go), aws_lambda_permission (permission.go: the
@@ -76,6 +77,59 @@ def read_subnet(ec2, subnet_id: str) -> dict:
     return {k: subnet[k] for k in keys} | {"Tags": subnet.get("Tags", [])}
 
 
+SUBNET_CONFIG = {  # aws_subnet's schema defaults, plus one DNS option set in the config
+    "assign_ipv6_address_on_creation": False, "enable_dns64": False, "ipv6_cidr_block": "",
+    "customer_owned_ipv4_pool": "", "map_customer_owned_ip_on_launch": False,
+    "enable_lni_at_device_index": 0, "enable_resource_name_dns_aaaa_record_on_launch": False,
+    "enable_resource_name_dns_a_record_on_launch": True,
+    "private_dns_hostname_type_on_launch": "", "map_public_ip_on_launch": False}
+
+
+def modify_subnet_attributes_on_create(ec2, subnet: dict, config: dict) -> list[str]:
+    """modifySubnetAttributesOnCreate: each attribute whose config value differs from what
+    DescribeSubnets returned after the create is set by its own ModifySubnetAttribute, then
+    waited for (DescribeSubnets until it reads back). Returns what it modified; a read that
+    disagrees with AWS's defaults makes the provider modify attributes nobody asked for."""
+    subnet_id, modified = subnet["SubnetId"], []
+
+    def modify(attribute: str, value, read) -> None:
+        ec2.modify_subnet_attribute(SubnetId=subnet_id, **{attribute: (
+            {"Value": value} if isinstance(value, bool) else value)})
+        until(lambda: read(ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]),
+              lambda v: v == value, attribute)
+        modified.append(attribute)
+
+    dns = subnet.get("PrivateDnsNameOptionsOnLaunch")
+    checks = [
+        ("AssignIpv6AddressOnCreation", "assign_ipv6_address_on_creation", False),
+        ("EnableDns64", "enable_dns64", False),
+        ("MapCustomerOwnedIpOnLaunch", "map_customer_owned_ip_on_launch", False)]
+    for attribute, key, default in checks:
+        if config[key] != subnet.get(attribute, default):
+            modify(attribute, config[key], lambda s, a=attribute: s.get(a, default))
+    assert config["ipv6_cidr_block"] == "" and not subnet.get("Ipv6CidrBlockAssociationSet")
+    assert config["customer_owned_ipv4_pool"] == subnet.get("CustomerOwnedIpv4Pool", "")
+    assert config["enable_lni_at_device_index"] == subnet.get("EnableLniAtDeviceIndex", 0)
+    if dns is not None:
+        for attribute, key, field in (
+                ("EnableResourceNameDnsAAAARecordOnLaunch",
+                 "enable_resource_name_dns_aaaa_record_on_launch",
+                 "EnableResourceNameDnsAAAARecord"),
+                ("EnableResourceNameDnsARecordOnLaunch",
+                 "enable_resource_name_dns_a_record_on_launch", "EnableResourceNameDnsARecord")):
+            if config[key] != dns.get(field, False):
+                modify(attribute, config[key],
+                       lambda s, f=field: s["PrivateDnsNameOptionsOnLaunch"].get(f, False))
+        wanted = config["private_dns_hostname_type_on_launch"]
+        if wanted and wanted != dns.get("HostnameType", ""):
+            modify("PrivateDnsHostnameTypeOnLaunch", wanted,
+                   lambda s: s["PrivateDnsNameOptionsOnLaunch"]["HostnameType"])
+    if config["map_public_ip_on_launch"] != subnet.get("MapPublicIpOnLaunch", False):
+        modify("MapPublicIpOnLaunch", config["map_public_ip_on_launch"],
+               lambda s: s["MapPublicIpOnLaunch"])
+    return modified
+
+
 def read_function(lam, name: str) -> dict:
     """resourceFunctionRead: GetFunction, GetFunctionCodeSigningConfig (zip functions), and
     the latest version from ListVersionsByFunction (publish = true)."""
@@ -126,24 +180,35 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
     account = provider_start(server)
     ec2, lam, iam = server.ec2(), server.lambda_(), server.client("iam")
 
-    # aws_vpc.main: CreateVpc, wait available, (DNS defaults: no ModifyVpcAttribute), read
+    # aws_vpc.main (enable_dns_hostnames = true): CreateVpc, waitVPCCreated,
+    # modifyVPCAttributesOnCreate (only the attribute that differs from AWS's default, then
+    # waitVPCAttributeUpdated), read
     vpc_id = ec2.create_vpc(CidrBlock="10.91.0.0/16", InstanceTenancy="default",
                             TagSpecifications=[{"ResourceType": "vpc", "Tags": TAGS}]
                             )["Vpc"]["VpcId"]
     until(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["State"],
           lambda s: s == "available", "vpc")
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    until(lambda: ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")[
+        "EnableDnsHostnames"]["Value"], lambda v: v is True, "enableDnsHostnames")
     vpc = read_vpc(ec2, vpc_id)
     assert (vpc["cidr_block"], vpc["enable_dns_support"], vpc["enable_dns_hostnames"],
-            vpc["tags"]) == ("10.91.0.0/16", True, False, TAGS)
+            vpc["enable_network_address_usage_metrics"], vpc["instance_tenancy"],
+            vpc["owner_id"], vpc["tags"]) == \
+        ("10.91.0.0/16", True, True, False, "default", account, TAGS)
 
     # aws_subnet.private: CreateSubnet, wait available, read
     subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.91.1.0/24", TagSpecifications=[
         {"ResourceType": "subnet", "Tags": TAGS}])["Subnet"]["SubnetId"]
-    until(lambda: ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["State"],
-          lambda s: s == "available", "subnet")
+    created_subnet = until(lambda: ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0],
+                           lambda s: s["State"] == "available", "subnet")
+    assert modify_subnet_attributes_on_create(ec2, created_subnet, SUBNET_CONFIG) == \
+        ["EnableResourceNameDnsARecordOnLaunch"]  # only what the config asks for
     subnet = read_subnet(ec2, subnet_id)
-    assert (subnet["CidrBlock"], subnet["VpcId"], subnet["Tags"]) == \
-        ("10.91.1.0/24", vpc_id, TAGS)
+    assert (subnet["CidrBlock"], subnet["VpcId"], subnet["Tags"], subnet[
+        "PrivateDnsNameOptionsOnLaunch"]) == ("10.91.1.0/24", vpc_id, TAGS, {
+            "HostnameType": "ip-name", "EnableResourceNameDnsARecord": True,
+            "EnableResourceNameDnsAAAARecord": False})
 
     # aws_security_group.fn (its default egress rule kept: the function calls out)
     group_id = ec2.create_security_group(GroupName="tf-stack", VpcId=vpc_id,
