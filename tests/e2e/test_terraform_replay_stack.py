@@ -24,6 +24,8 @@ from tests.harness import LiveServer, make_zip
 pytestmark = pytest.mark.root
 
 TAGS = [{"Key": "managed-by", "Value": "terraform"}]
+CORS = {"AllowCredentials": False, "AllowHeaders": ["content-type"], "AllowMethods": ["GET"],
+        "AllowOrigins": ["https://example.com"], "ExposeHeaders": ["x-stage"], "MaxAge": 60}
 
 
 def until(read, done, what: str, patience_s: float = 120.0):
@@ -154,6 +156,8 @@ def read_function(lam, name: str) -> dict:
             "ephemeral_storage": config["EphemeralStorage"]["Size"],
             "architectures": config["Architectures"], "package_type": config["PackageType"],
             "logging": config.get("LoggingConfig"), "tags": got.get("Tags", {}),
+            "description": config.get("Description", ""),
+            "environment": config.get("Environment", {}).get("Variables"),
             "code_signing_config_arn": signing.get("CodeSigningConfigArn", ""),
             "version": latest["Version"], "qualified_arn": latest["FunctionArn"]}
 
@@ -237,6 +241,8 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
         FunctionName="tf-stack", Runtime="python3.11", Handler="app.handler", Role=role_arn,
         Code={"ZipFile": code}, Publish=True, Layers=[layer_arn], MemorySize=128, Timeout=3,
         VpcConfig={"SubnetIds": [subnet_id], "SecurityGroupIds": [group_id]},
+        Description="stack", Environment={"Variables": {"STAGE": "prod"}},
+        EphemeralStorage={"Size": 1024}, TracingConfig={"Mode": "PassThrough"},
         Tags={"managed-by": "terraform"})
     assert created["Version"] == "1"
     until(lambda: lam.get_function(FunctionName="tf-stack")["Configuration"]["State"],
@@ -249,6 +255,8 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
     assert function["vpc_config"]["SecurityGroupIds"] == [group_id]
     assert function["vpc_config"]["VpcId"] == vpc_id
     assert function["tags"] == {"managed-by": "terraform"}
+    assert (function["description"], function["environment"], function["ephemeral_storage"],
+            function["tracing"]) == ("stack", {"STAGE": "prod"}, 1024, "PassThrough")
 
     # aws_lambda_alias.live → version 1
     alias = lam.create_alias(FunctionName="tf-stack", Name="live", FunctionVersion="1",
@@ -261,18 +269,19 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
     lam.add_permission(FunctionName="tf-stack", StatementId="AllowEvents",
                        Action="lambda:InvokeFunction", Principal="events.amazonaws.com",
                        SourceArn=f"arn:aws:events:us-east-1:{account}:rule/tick",
-                       Qualifier="live")
+                       SourceAccount=account, Qualifier="live")
     statement = find_statement(lam, "tf-stack", "AllowEvents", "live")
     assert statement is not None
     assert (statement["Action"], statement["Principal"], statement["Resource"],
             statement["Condition"]) == (
         "lambda:InvokeFunction", {"Service": "events.amazonaws.com"}, alias["AliasArn"],
-        {"ArnLike": {"AWS:SourceArn": f"arn:aws:events:us-east-1:{account}:rule/tick"}})
+        {"ArnLike": {"AWS:SourceArn": f"arn:aws:events:us-east-1:{account}:rule/tick"},
+         "StringEquals": {"AWS:SourceAccount": account}})
 
     # aws_lambda_function_url.live: CreateFunctionUrlConfig on the alias, and for AuthType
     # NONE the provider's public-access permissions (a conflict means they exist)
     url = lam.create_function_url_config(FunctionName="tf-stack", Qualifier="live",
-                                         AuthType="NONE", InvokeMode="BUFFERED")
+                                         AuthType="NONE", InvokeMode="BUFFERED", Cors=CORS)
     for sid, action, extra in (
             ("FunctionURLAllowPublicAccess", "lambda:InvokeFunctionUrl",
              {"FunctionUrlAuthType": "NONE"}),
@@ -284,6 +293,7 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
         except ClientError as err:
             assert err.response["Error"]["Code"] == "ResourceConflictException"
     url_read = lam.get_function_url_config(FunctionName="tf-stack", Qualifier="live")
+    assert url_read["Cors"] == CORS
     assert (url_read["FunctionUrl"], url_read["FunctionArn"], url_read["AuthType"],
             url_read["InvokeMode"]) == (url["FunctionUrl"], alias["AliasArn"], "NONE",
                                         "BUFFERED")
@@ -312,8 +322,16 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
         WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
     function = read_function(lam, "tf-stack")
     assert (function["version"], function["qualified_arn"]) == ("2", published["FunctionArn"])
-    lam.update_alias(FunctionName="tf-stack", Name="live", FunctionVersion="2")
-    assert lam.get_alias(FunctionName="tf-stack", Name="live")["FunctionVersion"] == "2"
+    # the alias follows the new version, with 10% still on version 1 (routing_config)
+    routing = {"AdditionalVersionWeights": {"1": 0.1}}
+    lam.update_alias(FunctionName="tf-stack", Name="live", FunctionVersion="2",
+                     RoutingConfig=routing)
+    alias_read = lam.get_alias(FunctionName="tf-stack", Name="live")
+    assert (alias_read["FunctionVersion"], alias_read["RoutingConfig"]) == ("2", routing)
+    lam.update_alias(FunctionName="tf-stack", Name="live", FunctionVersion="2",
+                     RoutingConfig={"AdditionalVersionWeights": {}})  # routing removed
+    assert lam.get_alias(FunctionName="tf-stack", Name="live").get(
+        "RoutingConfig", {}).get("AdditionalVersionWeights", {}) == {}
     out = lam.invoke(FunctionName="tf-stack", Qualifier="live")
     assert (json.loads(out["Payload"].read()), out["ExecutedVersion"]) == \
         ("from the layer v2", "2")
@@ -325,6 +343,10 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
     assert read_function(lam, "tf-stack") == function
     assert lam.get_alias(FunctionName="tf-stack", Name="live")["FunctionVersion"] == "2"
     assert find_statement(lam, "tf-stack", "AllowEvents", "live") == statement
+    # the unqualified function has no policy: GetPolicy's ResourceNotFoundException
+    with pytest.raises(ClientError) as err:
+        lam.get_policy(FunctionName="tf-stack")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert lam.get_function_url_config(FunctionName="tf-stack", Qualifier="live")[
         "FunctionUrl"] == url["FunctionUrl"]
     assert lam.get_layer_version(LayerName="tf-lib", VersionNumber=layer["Version"])[
