@@ -371,3 +371,14 @@ def test_function_stack_apply_refresh_destroy(server: LiveServer) -> None:
     ec2.delete_vpc(VpcId=vpc_id)
     assert code_of(ec2.describe_vpcs, VpcIds=[vpc_id]) == "InvalidVpcID.NotFound"
     print(f"terraform destroy of the function stack: {time.monotonic() - started:.1f} s")
+
+
+def test_provider_start_with_skip_credentials_validation(server: LiveServer) -> None:
+    """skip_credentials_validation = true, skip_requesting_account_id = false: aws-sdk-go-base
+    asks iam:GetUser first, takes any error as "try the next way" (a 4xx is not retried, so the
+    start-up does not stall on it), then sts:GetCallerIdentity gives the account."""
+    with pytest.raises(ClientError) as err:
+        server.client("iam").get_user()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert err.value.response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert provider_start(server) == "000000000000"
