@@ -8,7 +8,9 @@ the latest version), aws_lambda_alias (alias.go), aws_lambda_permission (permiss
 statement found in GetPolicy by Sid) and aws_lambda_function_url (function_url.go, with the
 public-access permissions it adds for AuthType NONE); a refresh with no changes (every read
 returns what apply saw); then destroy in Terraform's reverse dependency order, with the
-provider's wait for the Lambda ENIs before the group and subnet go.
+provider's wait for the Lambda ENIs before the group and subnet go. Also: a second apply with new
+code (a new version the alias follows), provider start-up with skip_credentials_validation, and
+aws_cloudwatch_log_group for the function's group made before the function.
 """
 from __future__ import annotations
 
@@ -382,3 +384,46 @@ def test_provider_start_with_skip_credentials_validation(server: LiveServer) -> 
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert err.value.response["ResponseMetadata"]["RetryAttempts"] == 0
     assert provider_start(server) == "000000000000"
+
+
+def read_log_group(logs, name: str) -> dict:
+    """resourceGroupRead: DescribeLogGroups by prefix (paged), the exact name picked; tags with
+    ListTagsForResource on the ARN without its ':*'."""
+    found = [g for page in logs.get_paginator("describe_log_groups").paginate(
+        logGroupNamePrefix=name) for g in page["logGroups"] if g["logGroupName"] == name]
+    assert len(found) == 1
+    group = found[0]
+    arn = group["arn"].removesuffix(":*")
+    tags = logs.list_tags_for_resource(resourceArn=arn)["tags"]
+    return {"arn": arn, "retention": group.get("retentionInDays", 0),
+            "class": group.get("logGroupClass", "STANDARD"), "tags": tags}
+
+
+def test_function_log_group_made_by_terraform_first(server: LiveServer) -> None:
+    """aws_cloudwatch_log_group "/aws/lambda/<fn>" made before the function (the usual
+    depends_on): CreateLogGroup, PutRetentionPolicy, the read; the function's invocations log
+    into that group without disturbing what Terraform wrote; destroy deletes it."""
+    logs, lam = server.client("logs"), server.lambda_()
+    name = "/aws/lambda/tf-logged"
+    logs.create_log_group(logGroupName=name, tags={"managed-by": "terraform"})
+    logs.put_retention_policy(logGroupName=name, retentionInDays=14)
+    state = read_log_group(logs, name)
+    assert (state["retention"], state["class"], state["tags"]) == \
+        (14, "STANDARD", {"managed-by": "terraform"})
+
+    lam.create_function(FunctionName="tf-logged", Runtime="python3.11", Handler="app.handler",
+                        Role="arn:aws:iam::000000000000:role/lambda",
+                        Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n"
+                                                             "    print('logged')\n"})})
+    until(lambda: lam.get_function(FunctionName="tf-logged")["Configuration"]["State"],
+          lambda s: s == "Active", "function")
+    lam.invoke(FunctionName="tf-logged")
+    events = until(lambda: logs.filter_log_events(logGroupName=name,
+                                                  filterPattern="logged")["events"],
+                   bool, "the function's log line")
+    assert events[0]["message"].strip() == "logged"
+    assert read_log_group(logs, name) == state  # refresh: no change
+
+    lam.delete_function(FunctionName="tf-logged")
+    logs.delete_log_group(logGroupName=name)
+    assert code_of(logs.delete_log_group, logGroupName=name) == "ResourceNotFoundException"
