@@ -1,7 +1,8 @@
 """The AWS CLI v1 (awscli from PyPI, run as `python -m awscli`) end to end against a live server:
-Lambda (create, wait, invoke with --log-type Tail, update code, get, delete), EC2 (VPC, subnet,
-security group, an ingress rule, a network interface), IAM (role, policies), STS, and the error a
-user sees for a service lambdaplane does not serve. Credentials come from the environment; HOME
+Lambda (create, wait, invoke with --log-type Tail, update code, get, delete; layers, versions,
+aliases, function URLs, permissions, a version invoked with its log tail), Logs (filter-log-events,
+get-log-events of a function's group), EC2 (VPC, subnet, security group, an ingress rule, a network
+interface), IAM (role, policies), STS, and the error a user sees for a service lambdaplane does not serve. Credentials come from the environment; HOME
 and the CLI's config files point into the test's temporary directory."""
 from __future__ import annotations
 
@@ -140,3 +141,97 @@ def test_ec2(aws: Aws) -> None:
 def test_a_service_lambdaplane_does_not_serve(aws: Aws) -> None:
     stderr = aws.fails("dynamodb", "list-tables")
     assert "UnknownServiceException" in stderr and "does not serve" in stderr
+
+
+def test_lambda_versions_aliases_urls_permissions_layers(aws: Aws) -> None:
+    """publish-layer-version, create-function with the layer, publish-version, create-alias,
+    create-function-url-config, add-permission, get-policy, invoke of a version with
+    --log-type Tail; then everything deleted again."""
+    (aws.home / "layer.zip").write_bytes(make_zip({"python/clilib.py": "WORD = 'layered'\n"}))
+    layer = aws("lambda", "publish-layer-version", "--layer-name", "cli-lib",
+                "--zip-file", "fileb://layer.zip", "--compatible-runtimes", "python3.11")
+    assert layer["Version"] == 1 and layer["LayerVersionArn"].endswith(":layer:cli-lib:1")
+    (aws.home / "fn.zip").write_bytes(make_zip({"app.py": (
+        "import clilib\n\ndef handler(event, context):\n"
+        "    print('version', context.function_version)\n"
+        "    return {'word': clilib.WORD, 'version': context.function_version}\n")}))
+    aws("lambda", "create-function", "--function-name", "cli-ver", "--runtime", "python3.11",
+        "--handler", "app.handler", "--role", "arn:aws:iam::000000000000:role/lambda",
+        "--zip-file", "fileb://fn.zip", "--layers", layer["LayerVersionArn"])
+    aws("lambda", "wait", "function-active-v2", "--function-name", "cli-ver")
+
+    version = aws("lambda", "publish-version", "--function-name", "cli-ver",
+                  "--description", "first")
+    assert (version["Version"], version["Description"]) == ("1", "first")
+    assert [v["Version"] for v in aws("lambda", "list-versions-by-function",
+                                      "--function-name", "cli-ver")["Versions"]] == \
+        ["$LATEST", "1"]
+    alias = aws("lambda", "create-alias", "--function-name", "cli-ver", "--name", "live",
+                "--function-version", "1")
+    assert alias["AliasArn"].endswith(":function:cli-ver:live")
+    url = aws("lambda", "create-function-url-config", "--function-name", "cli-ver",
+              "--qualifier", "live", "--auth-type", "NONE")
+    assert url["FunctionUrl"].startswith("http") and url["AuthType"] == "NONE"
+    assert aws("lambda", "get-function-url-config", "--function-name", "cli-ver",
+               "--qualifier", "live")["FunctionUrl"] == url["FunctionUrl"]
+    aws("lambda", "add-permission", "--function-name", "cli-ver", "--qualifier", "live",
+        "--statement-id", "url", "--action", "lambda:InvokeFunctionUrl", "--principal", "*",
+        "--function-url-auth-type", "NONE")
+    added = aws("lambda", "add-permission", "--function-name", "cli-ver", "--statement-id",
+                "s3", "--action", "lambda:InvokeFunction", "--principal", "s3.amazonaws.com",
+                "--source-arn", "arn:aws:s3:::cli-bucket")
+    assert json.loads(added["Statement"])["Sid"] == "s3"
+    policy = json.loads(aws("lambda", "get-policy", "--function-name", "cli-ver")["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["s3"]
+    alias_policy = json.loads(aws("lambda", "get-policy", "--function-name", "cli-ver",
+                                  "--qualifier", "live")["Policy"])
+    assert [s["Sid"] for s in alias_policy["Statement"]] == ["url"]
+    assert "ResourceConflictException" in aws.fails(
+        "lambda", "add-permission", "--function-name", "cli-ver", "--statement-id", "s3",
+        "--action", "lambda:InvokeFunction", "--principal", "s3.amazonaws.com")
+
+    result = aws("lambda", "invoke", "--function-name", "cli-ver", "--qualifier", "1",
+                 "--log-type", "Tail", "out.json")
+    assert result["ExecutedVersion"] == "1"
+    assert json.loads((aws.home / "out.json").read_text()) == {"word": "layered",
+                                                               "version": "1"}
+    tail = base64.b64decode(result["LogResult"]).decode()
+    assert "version 1" in tail and "REPORT RequestId" in tail
+    via_alias = aws("lambda", "invoke", "--function-name", "cli-ver", "--qualifier", "live",
+                    "out2.json")
+    assert via_alias["ExecutedVersion"] == "1"
+
+    aws("lambda", "remove-permission", "--function-name", "cli-ver", "--statement-id", "s3")
+    aws("lambda", "delete-function-url-config", "--function-name", "cli-ver",
+        "--qualifier", "live")
+    aws("lambda", "delete-alias", "--function-name", "cli-ver", "--name", "live")
+    aws("lambda", "delete-function", "--function-name", "cli-ver")
+    aws("lambda", "delete-layer-version", "--layer-name", "cli-lib", "--version-number", "1")
+    assert "ResourceNotFoundException" in aws.fails(
+        "lambda", "get-layer-version", "--layer-name", "cli-lib", "--version-number", "1")
+
+
+def test_logs_of_a_function(aws: Aws) -> None:
+    """What a function printed, read back with logs filter-log-events and get-log-events."""
+    (aws.home / "fn.zip").write_bytes(make_zip({"app.py": (
+        "def handler(event, context):\n    print('marker', event['n'])\n    return 1\n")}))
+    aws("lambda", "create-function", "--function-name", "cli-logs", "--runtime", "python3.11",
+        "--handler", "app.handler", "--role", "arn:aws:iam::000000000000:role/lambda",
+        "--zip-file", "fileb://fn.zip")
+    aws("lambda", "wait", "function-active-v2", "--function-name", "cli-logs")
+    for n in (1, 2):
+        aws("lambda", "invoke", "--function-name", "cli-logs", "--payload",
+            json.dumps({"n": n}), f"out{n}.json")
+    group = "/aws/lambda/cli-logs"
+    groups = aws("logs", "describe-log-groups", "--log-group-name-prefix", group)["logGroups"]
+    assert [g["logGroupName"] for g in groups] == [group]
+    found = aws("logs", "filter-log-events", "--log-group-name", group,
+                "--filter-pattern", "marker")["events"]
+    assert sorted(e["message"].strip() for e in found) == ["marker 1", "marker 2"]
+    streams = aws("logs", "describe-log-streams", "--log-group-name", group)["logStreams"]
+    messages = [e["message"] for s in streams for e in aws(
+        "logs", "get-log-events", "--log-group-name", group, "--log-stream-name",
+        s["logStreamName"], "--start-from-head")["events"]]
+    assert sum(m.startswith("START RequestId") for m in messages) == 2
+    assert any(m.strip() == "marker 2" for m in messages)
+    aws("lambda", "delete-function", "--function-name", "cli-logs")
