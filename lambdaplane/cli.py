@@ -28,7 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
                         event_retry_delays_s=tuple(
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
-                        credentials_file=Path(args.credentials) if args.credentials else None)
+                        credentials_file=Path(args.credentials) if args.credentials else None,
+                        internet_netns=args.internet_netns, public_cidr=args.public_cidr)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -110,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--credentials", default=None,
                    help="INI file like ~/.aws/credentials (aws_access_key_id, "
                         "aws_secret_access_key per profile) for --auth sigv4")
+    s.add_argument("--internet-netns", default="", metavar="NAME",
+                   help="network namespace (made by you) that internet gateways link to")
+    s.add_argument("--public-cidr", default="198.51.100.0/24",
+                   help="pool of public addresses: Elastic IPs, NAT gateways (%(default)s)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

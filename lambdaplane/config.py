@@ -39,6 +39,10 @@ class Settings:
     auth: str = "none"  # or "sigv4": verify AWS Signature V4 on the control plane
     credentials_file: Path | None = None  # INI like ~/.aws/credentials, for auth=sigv4
     extra: dict[str, str] = field(default_factory=dict)
+    # The internet side of internet and NAT gateways: a network namespace made by the caller
+    # (tests), linked to every VPC with an internet gateway; "" = gateways lead nowhere.
+    internet_netns: str = ""
+    public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -49,6 +53,12 @@ class Settings:
         ports = re.fullmatch(r"(\d+)-(\d+)", self.eni_snat_ports)
         if self.eni_snat_ports and not (ports and 1 <= int(ports[1]) <= int(ports[2]) <= 65535):
             raise ValueError("eni_snat_ports must be LO-HI with 1 <= LO <= HI <= 65535")
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Network(self.public_cidr)
+        except ValueError:
+            raise ValueError("public_cidr must be an IPv4 CIDR block") from None
         if self.instance and not re.fullmatch(r"[a-z0-9]{3}", self.instance):
             raise ValueError("instance must be 3 characters of [a-z0-9]")
 

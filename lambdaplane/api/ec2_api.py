@@ -17,6 +17,7 @@ from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
 from . import ec2_more_api, ec2_network_acls_api, ec2_routes_api, query_xml
+from . import ec2_gateways_api
 
 log = logging.getLogger("lambdaplane.ec2")
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
@@ -279,6 +280,7 @@ ACTIONS: dict[str, Handler] = {
 ACTIONS.update(ec2_more_api.ACTIONS)
 ACTIONS.update(ec2_routes_api.ACTIONS)
 ACTIONS.update(ec2_network_acls_api.ACTIONS)
+ACTIONS.update(ec2_gateways_api.ACTIONS)
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

@@ -39,6 +39,9 @@ from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
 from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
+from .gateways import InternetGateways
+from ..net import gateways as net_gateways
+from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 
 log = logging.getLogger("lambdaplane.vpc")
@@ -92,7 +95,7 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
+class VpcService(InternetGateways, SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
                  NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags, Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
@@ -105,6 +108,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         self.acls = NetworkAclStore(db)
         self.vpc_cidr_store = VpcCidrStore(db)
         self.reservations = SubnetReservationStore(db)
+        self.gateway_store = GatewayStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -145,6 +149,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
             upto = self._reconcile_asked
             desired = desired_state(self.names, self.store.snapshot())
             changes = await self.net.run(net_reconcile.reconcile, self.names, desired)
+            changes += await self.net.run(net_gateways.reconcile, self.gateway_desired())
             self._reconcile_served = upto
             return changes
 
@@ -261,7 +266,8 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, Rout
         groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
         if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
                 any(g.name != "default" for g in groups) or \
-                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc):
+                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc) or \
+                self.vpc_gateway_dependencies(vpc):
             raise ec2_error("DependencyViolation",
                             f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():

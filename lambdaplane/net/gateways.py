@@ -1,0 +1,203 @@
+"""Internet gateways in the kernel: the desired state of every VPC's way out (pure, from the
+store) and the code that makes the kernel match it (net thread).
+
+With `serve --internet-netns NAME`, a VPC with an attached internet gateway has a veth between
+its namespace (`igw0`, net/vpc.py's INTERNET_LINK) and the internet namespace
+(`lp<i>g<vpc hex>`); both ends use fixed link-local addresses (each VPC namespace is its own
+world, and each peer is its own link). The internet namespace routes each of the VPC's public
+addresses back over that link. At the gateway, an Elastic IP is 1:1 NAT (table `lp<i>-gw` in
+the VPC namespace): DNAT public→private inbound, SNAT private→public outbound. Nothing else
+crosses: an interface without a public address neither leaves nor is reached (a Hyperplane
+ENI never has one, as on AWS), and only flows made through a public address come in.
+Without --internet-netns, gateways lead nowhere (their routes drop). Removing a VPC
+namespace removes its link with both ends, so stop and `clean` need nothing more.
+Routes (which subnet goes to the gateway) are net/routing.py's."""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+
+from . import nft, ns
+from .names import Names
+from .netlink import Netlink
+from . import routing
+from .routing import TABLE_BASE, KernelRoute, RoutingSpec
+from .vpc import INTERNET_LINK, port_ifname
+
+VPC_SIDE_ADDR = "169.254.253.1"  # the VPC end of its gateway link
+INTERNET_SIDE_ADDR = "169.254.253.2"  # the internet end
+
+
+@dataclass(frozen=True)
+class GatewayNetSpec:
+    vpc_id: str
+    netns: str
+    internet_netns: str  # "" when this VPC has no way to the internet here
+    peer: str  # the link's name in the internet namespace
+    nat: tuple[tuple[str, str], ...]  # (public, private) Elastic IPs mapped in this VPC
+    nft_table: str
+    routing: RoutingSpec
+
+    def nft_script(self) -> str:
+        privates = ", ".join(sorted(p for _, p in self.nat))
+        inbound = ", ".join(f"{pub} : {priv}" for pub, priv in sorted(self.nat))
+        outbound = ", ".join(f"{priv} : {pub}" for pub, priv in sorted(self.nat))
+        link = INTERNET_LINK
+        body = "\n".join([
+            f"  set eip_private {{ type ipv4_addr;"
+            + (f" elements = {{ {privates} }};" if privates else "") + " }",
+            f"  map eip_in {{ type ipv4_addr : ipv4_addr;"
+            + (f" elements = {{ {inbound} }};" if inbound else "") + " }",
+            f"  map eip_out {{ type ipv4_addr : ipv4_addr;"
+            + (f" elements = {{ {outbound} }};" if outbound else "") + " }",
+            "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
+            f'    iifname "{link}" dnat to ip daddr map @eip_in\n  }}',
+            "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;",
+            f'    oifname "{link}" snat to ip saddr map @eip_out\n  }}',
+            "  chain forward { type filter hook forward priority filter - 5; policy accept;",
+            f'    oifname "{link}" ip saddr != @eip_private drop',
+            f'    iifname "{link}" ct state established,related accept',
+            f'    iifname "{link}" ct status dnat accept',
+            f'    iifname "{link}" drop\n  }}'])
+        digest = hashlib.sha256(body.encode()).hexdigest()[:24]
+        t = self.nft_table
+        return (f"add table ip {t}\ndelete table ip {t}\n"
+                f'table ip {t} {{\n  comment "{digest}"\n{body}\n}}\n')
+
+
+def gateway_table(names: Names) -> str:
+    return f"{names.prefix}-gw"
+
+
+def peer_name(names: Names, vpc_id: str) -> str:
+    return f"{names.prefix}g{vpc_id.removeprefix('vpc-')[:9]}"
+
+
+def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, enis: list,
+                  route_tables: list, routes: list, associations: list, gateways: list,
+                  addresses: list) -> list[GatewayNetSpec]:
+    """Every VPC's gateway link, 1:1 NAT and policy routing (store dataclasses in)."""
+    attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
+    eni_by_id = {e.id: e for e in enis}
+    tables_of: dict[str, list[str]] = defaultdict(list)
+    for t in sorted(route_tables, key=lambda t: t.id):
+        tables_of[t.vpc_id].append(t.id)
+    explicit = {a.subnet_id: a.route_table_id for a in associations if a.subnet_id}
+    main = {a.route_table_id for a in associations if a.main}
+    routes_of: dict[str, list] = defaultdict(list)
+    for r in routes:
+        routes_of[r.route_table_id].append(r)
+    out = []
+    for vpc in vpcs:
+        has_internet = bool(internet_netns) and vpc.id in attached
+        rank = {tid: i for i, tid in enumerate(tables_of[vpc.id])}
+        kernel: dict[int, tuple[KernelRoute, ...]] = {}
+        for tid, i in rank.items():
+            table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id)
+                     for r in routes_of[tid]]
+            if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
+                table.append(KernelRoute("0.0.0.0/0", "blackhole"))
+            kernel[TABLE_BASE + i] = tuple(sorted(table))
+        main_table = next((tid for tid in tables_of[vpc.id] if tid in main), None)
+        rules = []
+        for e in enis:
+            if e.vpc_id != vpc.id or e.far_end is None:
+                continue
+            tid = explicit.get(e.subnet_id, main_table)
+            if tid in rank:
+                rules.append((port_ifname(e.id), TABLE_BASE + rank[tid]))
+        nat = tuple(sorted((a.public_ip, a.private_ip) for a in addresses
+                           if a.eni_id in eni_by_id and eni_by_id[a.eni_id].vpc_id == vpc.id
+                           and a.private_ip)) if has_internet else ()
+        netns = names.vpc_netns(vpc.id)
+        out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
+                                  peer_name(names, vpc.id), nat, gateway_table(names),
+                                  RoutingSpec(netns, kernel, tuple(sorted(rules)))))
+    return out
+
+
+def _kernel_route(r, vpc_id: str, attached: dict[str, str], has_internet: bool,
+                  enis: dict) -> KernelRoute:  # type: ignore[no-untyped-def]
+    dst = str(ipaddress.IPv4Network(r.destination))
+    if r.target_kind == "GatewayId" and r.target_id != "local" \
+            and attached.get(vpc_id) == r.target_id and has_internet:
+        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK)
+    if r.target_kind == "NetworkInterfaceId" and r.target_id in enis \
+            and enis[r.target_id].far_end is not None and r.target_id != "local":
+        eni = enis[r.target_id]
+        return KernelRoute(dst, "unicast", eni.ip, port_ifname(eni.id))
+    return KernelRoute(dst, "blackhole")
+
+
+# --- kernel -------------------------------------------------------------------------------
+
+def reconcile(specs: list[GatewayNetSpec]) -> list[str]:
+    changes: list[str] = []
+    for spec in specs:
+        if not ns.exists(spec.netns):
+            continue  # net/reconcile.py makes it first
+        _reconcile_link(spec, changes)
+        _reconcile_nft(spec, changes)
+        changes += routing.reconcile(spec.routing)
+    return changes
+
+
+def _reconcile_link(spec: GatewayNetSpec, changes: list[str]) -> None:
+    with Netlink(spec.netns) as nl:
+        link = nl.link(INTERNET_LINK)
+        if not spec.internet_netns:
+            if link is not None:
+                nl.delete_link(INTERNET_LINK)
+                changes.append(f"removed the internet link of {spec.netns}")
+            return
+        if not ns.exists(spec.internet_netns):
+            raise RuntimeError(f"internet namespace {spec.internet_netns} does not exist")
+        with Netlink(spec.internet_netns) as il:
+            if link is not None and il.index(spec.peer) is None:
+                nl.delete_link(INTERNET_LINK)
+                link = None
+            if link is None:
+                nl.add_veth(INTERNET_LINK, spec.peer, peer_netns=spec.internet_netns)
+                changes.append(f"linked {spec.netns} to {spec.internet_netns}/{spec.peer}")
+            with ns.entered(spec.netns):
+                ns.set_sysctl(f"net.ipv4.conf.{INTERNET_LINK}.rp_filter", "0")
+            if nl.addresses(INTERNET_LINK) != {(VPC_SIDE_ADDR, 32)}:
+                for addr, plen in nl.addresses(INTERNET_LINK):
+                    nl.delete_address(INTERNET_LINK, addr, plen)
+                nl.add_address(INTERNET_LINK, VPC_SIDE_ADDR, 32)
+            nl.set_up(INTERNET_LINK)
+            if il.addresses(spec.peer) != {(INTERNET_SIDE_ADDR, 32)}:
+                il.add_address(spec.peer, INTERNET_SIDE_ADDR, 32)
+            il.set_up(spec.peer)
+            with ns.entered(spec.internet_netns):
+                ns.set_sysctl(f"net.ipv4.conf.{spec.peer}.rp_filter", "0")
+            _reconcile_public_routes(il, spec, changes)
+
+
+def _reconcile_public_routes(il: Netlink, spec: GatewayNetSpec, changes: list[str]) -> None:
+    """The internet namespace routes each public address of the VPC back over its link."""
+    index = il.index(spec.peer)
+    have = {dst for dst, plen, oif, _gw in il.routes() if plen == 32 and oif == index}
+    wanted = {pub for pub, _ in spec.nat}
+    for dst in sorted(have - wanted):
+        il.delete_route(f"{dst}/32")
+        changes.append(f"unrouted {dst} in {spec.internet_netns}")
+    for dst in sorted(wanted - have):
+        il.delete_route(f"{dst}/32")  # routed to another VPC's link before
+        subprocess.run(["ip", "-n", spec.internet_netns, "route", "replace", f"{dst}/32",
+                        "via", VPC_SIDE_ADDR, "dev", spec.peer, "onlink"], check=True,
+                       capture_output=True)
+        changes.append(f"routed {dst} to {spec.vpc_id} in {spec.internet_netns}")
+
+
+def _reconcile_nft(spec: GatewayNetSpec, changes: list[str]) -> None:
+    script = spec.nft_script()
+    current = nft.list_text(f"table ip {spec.nft_table}", spec.netns) or ""
+    marker = script[script.index('comment "'):].split("\n", 1)[0]
+    if marker in current:
+        return
+    nft.apply(script, spec.netns)
+    changes.append(f"applied gateway NAT in {spec.netns}")
