@@ -1,5 +1,6 @@
-"""EC2 Query actions of internet gateways and Elastic IPs: Create/Attach/Detach/Delete/
-DescribeInternetGateways, Allocate/Associate/Disassociate/Release/DescribeAddresses. Also
+"""EC2 Query actions of internet gateways, Elastic IPs and NAT gateways: Create/Attach/Detach/
+Delete/DescribeInternetGateways, Allocate/Associate/Disassociate/Release/DescribeAddresses,
+Create/Delete/DescribeNatGateways. Also
 makes the route table actions take effect in the kernel at once (a reconcile after each).
 Same shape as api/ec2_api.py's handlers, which merges `ACTIONS` into its table."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.gateways import Address, InternetGateway
+from ..store.nat_gateways import NatGateway
 from . import ec2_routes_api
 
 Handler = Callable[[VpcService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -95,6 +97,49 @@ async def describe_addresses(svc: VpcService, region: str, p: dict[str, Any]) ->
     return {"Addresses": [address_out(svc, a) for a in svc.describe_addresses(region, p)]}
 
 
+def _time(t: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def nat_gateway_out(svc: VpcService, n: NatGateway) -> dict[str, Any]:
+    address: dict[str, Any] = {"NetworkInterfaceId": n.eni_id, "PrivateIp": n.private_ip,
+                               "IsPrimary": True,
+                               "Status": "succeeded" if n.state != "deleted" else "deleted"}
+    if n.allocation_id:
+        address.update({"AllocationId": n.allocation_id, "PublicIp": n.public_ip})
+        assoc = next((a.association_id for a in svc.gateway_store.addresses()
+                      if a.allocation_id == n.allocation_id and a.eni_id == n.eni_id), None)
+        if assoc:
+            address["AssociationId"] = assoc
+    out: dict[str, Any] = {"NatGatewayId": n.id, "SubnetId": n.subnet_id, "VpcId": n.vpc_id,
+                           "State": n.state, "ConnectivityType": n.connectivity,
+                           "CreateTime": _time(n.created), "NatGatewayAddresses": [address],
+                           "Tags": _tags(svc, n.id)}
+    if n.deleted is not None:
+        out["DeleteTime"] = _time(n.deleted)
+    return out
+
+
+async def create_nat_gateway(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    n = await svc.create_nat_gateway(region, p)
+    return {"NatGateway": nat_gateway_out(svc, n), "ClientToken": p.get("ClientToken")}
+
+
+async def delete_nat_gateway(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    n = await svc.delete_nat_gateway(region, p.get("NatGatewayId"))
+    return {"NatGatewayId": n.id}
+
+
+async def describe_nat_gateways(svc: VpcService, region: str,
+                                p: dict[str, Any]) -> dict[str, Any]:
+    found = svc.describe_nat_gateways(region, p)
+    page, token = paginate(found, p.get("MaxResults"), p.get("NextToken"), low=5, high=1000)
+    return {"NatGateways": [nat_gateway_out(svc, n) for n in page], "NextToken": token}
+
+
 def _reconciling(handler: Handler) -> Handler:
     """A route table action, then the kernel made to match (routes take effect at once)."""
     async def run(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +158,8 @@ ACTIONS: dict[str, Handler] = {
     "AllocateAddress": allocate_address, "AssociateAddress": associate_address,
     "DisassociateAddress": disassociate_address, "ReleaseAddress": release_address,
     "DescribeAddresses": describe_addresses,
+    "CreateNatGateway": create_nat_gateway, "DeleteNatGateway": delete_nat_gateway,
+    "DescribeNatGateways": describe_nat_gateways,
 }
 ACTIONS.update({name: _reconciling(handler) for name, handler in ec2_routes_api.ACTIONS.items()
                 if not name.startswith("Describe")})

@@ -40,13 +40,34 @@ class GatewayNetSpec:
     nat: tuple[tuple[str, str], ...]  # (public, private) Elastic IPs mapped in this VPC
     nft_table: str
     routing: RoutingSpec
+    # (realm, public address) of each NAT gateway that translates here
+    nat_gateways: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def public_addresses(self) -> set[str]:
+        return {pub for pub, _ in self.nat} | {pub for _, pub in self.nat_gateways}
 
     def nft_script(self) -> str:
         privates = ", ".join(sorted(p for _, p in self.nat))
         inbound = ", ".join(f"{pub} : {priv}" for pub, priv in sorted(self.nat))
         outbound = ", ".join(f"{priv} : {pub}" for pub, priv in sorted(self.nat))
         link = INTERNET_LINK
-        body = "\n".join([
+        nat_out: list[str] = []
+        nat_forward: list[str] = []
+        for realm, pub in self.nat_gateways:
+            # a NAT gateway's flows: its address, ports 1024-65535 (conntrack picks them)
+            nat_out += [f'    oifname "{link}" meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
+                        f" snat to {pub}:1024-65535",
+                        f'    oifname "{link}" meta rtclassid {realm} snat to {pub}']
+            nat_forward += [f'    oifname "{link}" meta rtclassid {realm} ct state new'
+                            f' counter name "nat{realm}_new"',
+                            f'    oifname "{link}" meta rtclassid {realm}'
+                            f' counter name "nat{realm}_out" accept',
+                            f'    iifname "{link}" ip daddr {pub} ct state new'
+                            f' counter name "nat{realm}_drop" drop']
+        counters = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_gateways
+                    for what in ("new", "out", "drop")]
+        body = "\n".join(counters + [
             f"  set eip_private {{ type ipv4_addr;"
             + (f" elements = {{ {privates} }};" if privates else "") + " }",
             f"  map eip_in {{ type ipv4_addr : ipv4_addr;"
@@ -55,9 +76,12 @@ class GatewayNetSpec:
             + (f" elements = {{ {outbound} }};" if outbound else "") + " }",
             "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
             f'    iifname "{link}" dnat to ip daddr map @eip_in\n  }}',
-            "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;",
+            # ahead of the Hyperplane's SNAT (srcnat): the first translation of a flow holds
+            "  chain postrouting { type nat hook postrouting priority srcnat - 10; "
+            "policy accept;", *nat_out,
             f'    oifname "{link}" snat to ip saddr map @eip_out\n  }}',
             "  chain forward { type filter hook forward priority filter - 5; policy accept;",
+            *nat_forward,
             f'    oifname "{link}" ip saddr != @eip_private drop',
             f'    iifname "{link}" ct state established,related accept',
             f'    iifname "{link}" ct status dnat accept',
@@ -78,8 +102,9 @@ def peer_name(names: Names, vpc_id: str) -> str:
 
 def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, enis: list,
                   route_tables: list, routes: list, associations: list, gateways: list,
-                  addresses: list) -> list[GatewayNetSpec]:
-    """Every VPC's gateway link, 1:1 NAT and policy routing (store dataclasses in)."""
+                  addresses: list, nat_gateways: list = ()) -> list[GatewayNetSpec]:  # type: ignore
+    """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
+    in)."""
     attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
     eni_by_id = {e.id: e for e in enis}
     tables_of: dict[str, list[str]] = defaultdict(list)
@@ -94,14 +119,19 @@ def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, 
     for vpc in vpcs:
         has_internet = bool(internet_netns) and vpc.id in attached
         rank = {tid: i for i, tid in enumerate(tables_of[vpc.id])}
+        main_table = next((tid for tid in tables_of[vpc.id] if tid in main), None)
+        realms = {n.id: (i + 1, n.public_ip) for i, n in enumerate(
+            n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"
+            and n.public_ip and has_internet
+            and _routed_to_gateway(routes_of[explicit.get(n.subnet_id, main_table)],
+                                   attached[vpc.id]))}
         kernel: dict[int, tuple[KernelRoute, ...]] = {}
         for tid, i in rank.items():
-            table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id)
+            table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
                      for r in routes_of[tid]]
             if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
                 table.append(KernelRoute("0.0.0.0/0", "blackhole"))
             kernel[TABLE_BASE + i] = tuple(sorted(table))
-        main_table = next((tid for tid in tables_of[vpc.id] if tid in main), None)
         rules = []
         for e in enis:
             if e.vpc_id != vpc.id or e.far_end is None:
@@ -111,17 +141,27 @@ def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, 
                 rules.append((port_ifname(e.id), TABLE_BASE + rank[tid]))
         nat = tuple(sorted((a.public_ip, a.private_ip) for a in addresses
                            if a.eni_id in eni_by_id and eni_by_id[a.eni_id].vpc_id == vpc.id
+                           and eni_by_id[a.eni_id].far_end is not None
                            and a.private_ip)) if has_internet else ()
         netns = names.vpc_netns(vpc.id)
         out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
                                   peer_name(names, vpc.id), nat, gateway_table(names),
-                                  RoutingSpec(netns, kernel, tuple(sorted(rules)))))
+                                  RoutingSpec(netns, kernel, tuple(sorted(rules))),
+                                  tuple(sorted(realms.values()))))
     return out
 
 
+def _routed_to_gateway(routes: list, gateway_id: str) -> bool:  # type: ignore[type-arg]
+    """A public NAT gateway works only from a subnet whose default route is the gateway."""
+    return any(r.destination == "0.0.0.0/0" and r.target_id == gateway_id for r in routes)
+
+
 def _kernel_route(r, vpc_id: str, attached: dict[str, str], has_internet: bool,
-                  enis: dict) -> KernelRoute:  # type: ignore[no-untyped-def]
+                  enis: dict, realms: dict) -> KernelRoute:  # type: ignore[no-untyped-def]
     dst = str(ipaddress.IPv4Network(r.destination))
+    if r.target_kind == "NatGatewayId" and r.target_id in realms:
+        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK,
+                           realms[r.target_id][0])
     if r.target_kind == "GatewayId" and r.target_id != "local" \
             and attached.get(vpc_id) == r.target_id and has_internet:
         return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK)
@@ -181,7 +221,7 @@ def _reconcile_public_routes(il: Netlink, spec: GatewayNetSpec, changes: list[st
     """The internet namespace routes each public address of the VPC back over its link."""
     index = il.index(spec.peer)
     have = {dst for dst, plen, oif, _gw in il.routes() if plen == 32 and oif == index}
-    wanted = {pub for pub, _ in spec.nat}
+    wanted = spec.public_addresses
     for dst in sorted(have - wanted):
         il.delete_route(f"{dst}/32")
         changes.append(f"unrouted {dst} in {spec.internet_netns}")

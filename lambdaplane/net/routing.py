@@ -28,11 +28,13 @@ class KernelRoute:
     kind: str  # "unicast" | "blackhole"
     via: str = ""
     dev: str = ""
+    realm: int = 0  # marks the route to NAT gateway `realm` (net/gateways.py translates)
 
     def ip_args(self) -> list[str]:
         if self.kind == "blackhole":
             return ["blackhole", self.dst]
-        return [self.dst, "via", self.via, "dev", self.dev, "onlink"]
+        realm = ["realm", str(self.realm)] if self.realm else []
+        return [self.dst, "via", self.via, "dev", self.dev, "onlink", *realm]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def kernel_tables(netns: str) -> dict[int, set[KernelRoute]]:
         kind = r.get("type", "unicast")
         out.setdefault(n, set()).add(KernelRoute(
             _dst(r), kind, r.get("gateway", "") if kind != "blackhole" else "",
-            r.get("dev", "") if kind != "blackhole" else ""))
+            r.get("dev", "") if kind != "blackhole" else "",
+            int((r.get("flow") or {}).get("to", 0))))
     return out
 
 

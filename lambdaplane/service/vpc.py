@@ -40,6 +40,8 @@ from .sg_rule_edits import SecurityGroupRuleEdits
 from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
 from .gateways import InternetGateways
+from .nat_gateways import NatGateways
+from ..store.nat_gateways import NatGatewayStore
 from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
@@ -95,7 +97,8 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(InternetGateways, SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
+class VpcService(InternetGateways, NatGateways,
+                 SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, RouteTables,
                  NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags, Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
@@ -109,6 +112,7 @@ class VpcService(InternetGateways, SecurityGroups, SecurityGroupRuleEdits, Netwo
         self.vpc_cidr_store = VpcCidrStore(db)
         self.reservations = SubnetReservationStore(db)
         self.gateway_store = GatewayStore(db)
+        self.nat_store = NatGatewayStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -126,6 +130,7 @@ class VpcService(InternetGateways, SecurityGroups, SecurityGroupRuleEdits, Netwo
             log.info("made %d default network ACLs and associations", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
+        await self.settle_nat_gateways()
         self._watcher = asyncio.create_task(self._watch_owners())
 
     async def stop(self) -> None:

@@ -306,3 +306,67 @@ def test_blackhole_when_the_gateway_goes(server, net) -> None:
     assert "blackhole 0.0.0.0/0" in kernel or "blackhole default" in kernel, kernel
     ec2.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")
     ec2.delete_vpc(VpcId=vpc)
+
+
+def _nat_state(ec2, nat: str) -> str:
+    return ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"]
+
+
+def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
+    """A function and a resource in a private subnet whose default route is a NAT gateway (in
+    the public subnet) get out; the public host sees the NAT gateway's address; nothing comes
+    in through it; once it is deleted the route is a blackhole."""
+    ec2, lam = server.ec2(), server.lambda_()
+    private = ec2.create_subnet(VpcId=net["vpc"], CidrBlock="10.90.2.0/24")["Subnet"]["SubnetId"]
+    table = ec2.create_route_table(VpcId=net["vpc"])["RouteTable"]["RouteTableId"]
+    assoc = ec2.associate_route_table(RouteTableId=table, SubnetId=private)["AssociationId"]
+    a = ec2.allocate_address(Domain="vpc")
+    assert _code(lambda: ec2.create_nat_gateway(SubnetId=net["public"])) == "MissingParameter"
+    nat = ec2.create_nat_gateway(SubnetId=net["public"], AllocationId=a["AllocationId"],
+                                 TagSpecifications=[{"ResourceType": "natgateway", "Tags": [
+                                     {"Key": "Name", "Value": "egress"}]}])["NatGateway"]
+    nat_id = nat["NatGatewayId"]
+    assert nat["State"] == "pending" and nat["NatGatewayAddresses"][0]["PublicIp"] == \
+        a["PublicIp"]
+    assert _code(lambda: ec2.create_nat_gateway(
+        SubnetId=net["public"], AllocationId=a["AllocationId"])) == "Resource.AlreadyAssociated"
+    try:
+        assert wait_until(lambda: _nat_state(ec2, nat_id) == "available", timeout_s=30)
+        assert ec2.describe_nat_gateways(Filter=[{"Name": "tag:Name", "Values": ["egress"]},
+                                                 {"Name": "state", "Values": ["available"]}])[
+            "NatGateways"][0]["NatGatewayId"] == nat_id
+        (eni,) = ec2.describe_network_interfaces(Filters=[
+            {"Name": "interface-type", "Values": ["nat_gateway"]},
+            {"Name": "vpc-id", "Values": [net["vpc"]]}])["NetworkInterfaces"]
+        assert eni["RequesterManaged"] and eni["SubnetId"] == net["public"]
+        assert _code(lambda: ec2.release_address(
+            AllocationId=a["AllocationId"])) == "InvalidIPAddress.InUse"
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0",
+                         NatGatewayId=nat_id)
+        with resource(server, private, [net["group"]], ports=(80,)) as r:
+            assert r.probe(PUBLIC_HOST, 80) == f"you are {a['PublicIp']}"
+            # no inbound connections through a NAT gateway
+            assert probe(internet, a["PublicIp"], 80, src=PUBLIC_HOST) == "timeout"
+            create_python_function(lam, "nat-probe", FUNCTION, Timeout=30, VpcConfig={
+                "SubnetIds": [private], "SecurityGroupIds": [net["group"]]})
+            try:
+                out = json.loads(lam.invoke(FunctionName="nat-probe")["Payload"].read())
+                assert out == f"you are {a['PublicIp']}"
+            finally:
+                lam.delete_function(FunctionName="nat-probe")
+            assert _reconcile(server) == []
+            ec2.delete_nat_gateway(NatGatewayId=nat_id)
+            assert wait_until(lambda: _nat_state(ec2, nat_id) == "deleted", timeout_s=30)
+            assert _route_state(ec2, table, "0.0.0.0/0") == "blackhole"
+            assert r.probe(PUBLIC_HOST, 80) == "timeout"
+    finally:
+        with contextlib.suppress(ClientError):
+            ec2.delete_nat_gateway(NatGatewayId=nat_id)
+        wait_until(lambda: _nat_state(ec2, nat_id) == "deleted", timeout_s=30)
+        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+            {"Name": "subnet-id", "Values": [private]}])["NetworkInterfaces"] == [],
+            timeout_s=30)
+        ec2.disassociate_route_table(AssociationId=assoc)
+        ec2.delete_route_table(RouteTableId=table)
+        ec2.release_address(AllocationId=a["AllocationId"])
+        ec2.delete_subnet(SubnetId=private)
