@@ -29,6 +29,10 @@ from .vpc import INTERNET_LINK, port_ifname
 
 VPC_SIDE_ADDR = "169.254.253.1"  # the VPC end of its gateway link
 INTERNET_SIDE_ADDR = "169.254.253.2"  # the internet end
+# AWS's NAT gateway: simultaneous connections to one destination (address, port, protocol)
+# before new ones fail (ErrorPortAllocation), and the idle timeout of its established flows.
+NAT_CONNECTIONS_PER_DESTINATION = 55000
+NAT_IDLE_TIMEOUT_S = 350
 
 
 @dataclass(frozen=True)
@@ -54,20 +58,30 @@ class GatewayNetSpec:
         link = INTERNET_LINK
         nat_out: list[str] = []
         nat_forward: list[str] = []
+        nat_in: list[str] = []  # no connection comes in through a NAT gateway
         for realm, pub in self.nat_gateways:
             # a NAT gateway's flows: its address, ports 1024-65535 (conntrack picks them)
             nat_out += [f'    oifname "{link}" meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
                         f" snat to {pub}:1024-65535",
                         f'    oifname "{link}" meta rtclassid {realm} snat to {pub}']
-            nat_forward += [f'    oifname "{link}" meta rtclassid {realm} ct state new'
-                            f' counter name "nat{realm}_new"',
+            new = f'    oifname "{link}" meta rtclassid {realm} ct state new'
+            per_destination = (f"add @nat{realm}_dst {{ ip daddr . meta l4proto . th dport "
+                               f"ct count over {NAT_CONNECTIONS_PER_DESTINATION} }}")
+            nat_forward += [f'{new} meta l4proto {{ tcp, udp }} {per_destination}'
+                            f' counter name "nat{realm}_refused" drop',
+                            f'{new} counter name "nat{realm}_new" ct timeout set "idle"',
                             f'    oifname "{link}" meta rtclassid {realm}'
                             f' counter name "nat{realm}_out" accept',
-                            f'    iifname "{link}" ip daddr {pub} ct state new'
-                            f' counter name "nat{realm}_drop" drop']
-        counters = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_gateways
-                    for what in ("new", "out", "drop")]
-        body = "\n".join(counters + [
+                            ]
+            nat_in.append(f'    iifname "{link}" ip daddr {pub} ct state new'
+                          f' counter name "nat{realm}_drop" drop')
+        objects = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_gateways
+                   for what in ("new", "out", "drop", "refused")]
+        objects += [f"  set nat{realm}_dst {{ type ipv4_addr . inet_proto . inet_service; "
+                    "size 65535; flags dynamic; }" for realm, _ in self.nat_gateways]
+        objects.append(f"  ct timeout idle {{ protocol tcp; l3proto ip; "
+                       f"policy = {{ established: {NAT_IDLE_TIMEOUT_S} }}; }}")
+        body = "\n".join(objects + [
             f"  set eip_private {{ type ipv4_addr;"
             + (f" elements = {{ {privates} }};" if privates else "") + " }",
             f"  map eip_in {{ type ipv4_addr : ipv4_addr;"
@@ -76,6 +90,8 @@ class GatewayNetSpec:
             + (f" elements = {{ {outbound} }};" if outbound else "") + " }",
             "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
             f'    iifname "{link}" dnat to ip daddr map @eip_in\n  }}',
+            "  chain inbound { type filter hook prerouting priority filter; policy accept;",
+            *nat_in, "  }",
             # ahead of the Hyperplane's SNAT (srcnat): the first translation of a flow holds
             "  chain postrouting { type nat hook postrouting priority srcnat - 10; "
             "policy accept;", *nat_out,
@@ -241,3 +257,29 @@ def _reconcile_nft(spec: GatewayNetSpec, changes: list[str]) -> None:
         return
     nft.apply(script, spec.netns)
     changes.append(f"applied gateway NAT in {spec.netns}")
+
+
+def nat_levels(names: Names, spec: GatewayNetSpec) -> dict[str, dict[str, int]]:
+    """Per NAT gateway public address translating in this VPC: its CloudWatch metrics, read
+    from the kernel (its nft counters; its tracked flows from conntrack)."""
+    from . import hyperplane as hp  # the conntrack reader of the Hyperplane's flow rule
+
+    if not spec.nat_gateways or not ns.exists(spec.netns):
+        return {}
+    counters: dict[str, dict[str, int]] = {}
+    for item in nft.list_json(f"counters table ip {spec.nft_table}", spec.netns):
+        c = item.get("counter")
+        if c:
+            counters[c["name"]] = c
+    flows = hp.flow_counts(names, spec.vpc_id)
+    out = {}
+    for realm, pub in spec.nat_gateways:
+        def get(what: str, key: str = "packets") -> int:
+            return int(counters.get(f"nat{realm}_{what}", {}).get(key, 0))
+        out[pub] = {"ActiveConnectionCount": flows.get(pub, 0),
+                    "ConnectionAttemptCount": get("new") + get("refused"),
+                    "ErrorPortAllocation": get("refused"),
+                    "BytesOutToDestination": get("out", "bytes"),
+                    "PacketsOutToDestination": get("out"),
+                    "PacketsDropCount": get("drop") + get("refused")}
+    return out

@@ -308,6 +308,17 @@ def test_blackhole_when_the_gateway_goes(server, net) -> None:
     ec2.delete_vpc(VpcId=vpc)
 
 
+def _nat_metrics(server, nat: str) -> dict[str, float]:
+    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("lambdaplane_natgateway_") and f'nat_gateway="{nat}"' in line:
+            name = line.split("{")[0].removeprefix("lambdaplane_natgateway_")
+            out[name.removesuffix("_total")] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def _nat_state(ec2, nat: str) -> str:
     return ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"]
 
@@ -354,6 +365,21 @@ def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
                 assert out == f"you are {a['PublicIp']}"
             finally:
                 lam.delete_function(FunctionName="nat-probe")
+            # its CloudWatch metrics, by AWS's names
+            metrics = _nat_metrics(server, nat_id)
+            assert metrics["ConnectionAttemptCount"] >= 2  # the resource's and the function's
+            assert metrics["BytesOutToDestination"] > 0 and metrics["PacketsDropCount"] >= 1
+            assert metrics["ErrorPortAllocation"] == 0 and "ActiveConnectionCount" in metrics
+            # once the function's ENI is released, the kernel already matches the store
+            assert wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+                {"Name": "interface-type", "Values": ["lambda"]},
+                {"Name": "subnet-id", "Values": [private]}])["NetworkInterfaces"] == [],
+                timeout_s=30)
+            assert _reconcile(server) == []
+            # a restart with nothing changed: the NAT gateway translates as before
+            server.restart()
+            assert _nat_state(ec2, nat_id) == "available"
+            assert r.probe(PUBLIC_HOST, 80) == f"you are {a['PublicIp']}"
             assert _reconcile(server) == []
             ec2.delete_nat_gateway(NatGatewayId=nat_id)
             assert wait_until(lambda: _nat_state(ec2, nat_id) == "deleted", timeout_s=30)
