@@ -92,12 +92,14 @@ class Platform:
 def build_app(platform: Platform) -> web.Application:
     from . import metrics
     from .api import admin_api, ec2_api, lambda_api
+    from .api import gateways_admin
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app["platform"] = platform
     admin_api.add_routes(app, platform)
     lambda_api.add_routes(app, platform)
     ec2_api.add_routes(app, platform)
+    gateways_admin.add_routes(app, platform)  # GET /_lambdaplane/net/routing
     metrics.add_routes(app, platform)  # GET /metrics (Prometheus); instruments the invoker
     if platform.settings.auth == "sigv4":
         from .api import auth

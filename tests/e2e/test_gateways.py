@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import live_server
-from tests.e2e.vpc_support import resource, wait_until
+from tests.e2e.vpc_support import cli, resource, wait_until
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = pytest.mark.root
@@ -376,6 +376,19 @@ def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
                 {"Name": "subnet-id", "Values": [private]}])["NetworkInterfaces"] == [],
                 timeout_s=30)
             assert _reconcile(server) == []
+            # `net show` says who gets out, and why not with the fix
+            shown = cli(server, "net", "show")
+            assert shown.returncode == 0, shown.stderr
+            lines = shown.stdout.splitlines()
+            private_at = lines.index(next(x for x in lines if f"subnet {private}" in x))
+            public_at = lines.index(next(x for x in lines if f"subnet {net['public']}" in x))
+            assert lines[private_at + 1].strip().startswith(
+                f"functions and resources: internet: through NAT gateway {nat_id}")
+            assert "resources: internet only with an Elastic IP" in lines[public_at + 3]
+            assert "functions: NO internet: routed straight to internet gateway" in \
+                lines[public_at + 1]
+            assert "fix: put the function in private subnets" in lines[public_at + 2]
+            assert f"NAT gateway {nat_id} available public" in shown.stdout
             # a restart with nothing changed: the NAT gateway translates as before
             server.restart()
             assert _nat_state(ec2, nat_id) == "available"
