@@ -29,7 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
                             float(x) for x in args.event_retry_delays.split(",") if x),
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None,
-                        internet_netns=args.internet_netns, public_cidr=args.public_cidr)
+                        internet_netns=args.internet_netns, public_cidr=args.public_cidr,
+                        nat_connections_per_destination=args.nat_connection_limit)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
@@ -115,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
                    help="network namespace (made by you) that internet gateways link to")
     s.add_argument("--public-cidr", default="198.51.100.0/24",
                    help="pool of public addresses: Elastic IPs, NAT gateways (%(default)s)")
+    s.add_argument("--nat-connection-limit", type=int, default=55000, metavar="N",
+                   help="testing: a NAT gateway's connections per destination (%(default)s)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

@@ -43,6 +43,8 @@ class Settings:
     # (tests), linked to every VPC with an internet gateway; "" = gateways lead nowhere.
     internet_netns: str = ""
     public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
+    # Testing knob: a NAT gateway's simultaneous connections per destination (AWS: 55,000)
+    nat_connections_per_destination: int = 55000
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -46,6 +46,7 @@ class GatewayNetSpec:
     routing: RoutingSpec
     # (realm, public address) of each NAT gateway that translates here
     nat_gateways: tuple[tuple[int, str], ...] = ()
+    connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION  # per NAT gateway and destination
 
     @property
     def public_addresses(self) -> set[str]:
@@ -66,7 +67,7 @@ class GatewayNetSpec:
                         f'    oifname "{link}" meta rtclassid {realm} snat to {pub}']
             new = f'    oifname "{link}" meta rtclassid {realm} ct state new'
             per_destination = (f"add @nat{realm}_dst {{ ip daddr . meta l4proto . th dport "
-                               f"ct count over {NAT_CONNECTIONS_PER_DESTINATION} }}")
+                               f"ct count over {self.connection_limit} }}")
             nat_forward += [f'{new} meta l4proto {{ tcp, udp }} {per_destination}'
                             f' counter name "nat{realm}_refused" drop',
                             f'{new} counter name "nat{realm}_new" ct timeout set "idle"',
@@ -118,7 +119,9 @@ def peer_name(names: Names, vpc_id: str) -> str:
 
 def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, enis: list,
                   route_tables: list, routes: list, associations: list, gateways: list,
-                  addresses: list, nat_gateways: list = ()) -> list[GatewayNetSpec]:  # type: ignore
+                  addresses: list, nat_gateways: list = (),  # type: ignore[type-arg]
+                  connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION
+                  ) -> list[GatewayNetSpec]:
     """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
     in)."""
     attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
@@ -163,7 +166,7 @@ def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, 
         out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
                                   peer_name(names, vpc.id), nat, gateway_table(names),
                                   RoutingSpec(netns, kernel, tuple(sorted(rules))),
-                                  tuple(sorted(realms.values()))))
+                                  tuple(sorted(realms.values())), connection_limit))
     return out
 
 

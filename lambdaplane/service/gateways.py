@@ -52,7 +52,8 @@ class InternetGateways:
         return net_gateways.desired_state(
             self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,  # type: ignore
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
-            gw.addresses, self.nat_store.all())  # type: ignore[attr-defined]
+            gw.addresses, self.nat_store.all(),  # type: ignore[attr-defined]
+            self.settings.nat_connections_per_destination)
 
     # route targets (service/route_tables.py asks) -----------------------------------------
     def gateway_target_ok(self, vpc_id: str, region: str, gateway_id: str) -> bool:
