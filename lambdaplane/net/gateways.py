@@ -253,8 +253,14 @@ def _reconcile_public_routes(il: Netlink, spec: GatewayNetSpec, changes: list[st
 
 
 def _reconcile_nft(spec: GatewayNetSpec, changes: list[str]) -> None:
+    current = nft.list_text(f"table ip {spec.nft_table}", spec.netns)
+    if not spec.internet_netns:  # no link: nothing to translate or guard, no per-packet cost
+        if current is not None:
+            nft.delete_table("ip", spec.nft_table, spec.netns)
+            changes.append(f"removed gateway NAT in {spec.netns}")
+        return
+    current = current or ""
     script = spec.nft_script()
-    current = nft.list_text(f"table ip {spec.nft_table}", spec.netns) or ""
     marker = script[script.index('comment "'):].split("\n", 1)[0]
     if marker in current:
         return

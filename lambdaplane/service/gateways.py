@@ -12,6 +12,7 @@ from ..errors import ec2_error
 from ..net import gateways as net_gateways
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, Eni, Vpc
+from ..store.ec2_routes import Route
 from ..store.gateways import Address, GatewayStore, InternetGateway
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
@@ -54,6 +55,16 @@ class InternetGateways:
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
             gw.addresses, self.nat_store.all(),  # type: ignore[attr-defined]
             self.settings.nat_connections_per_destination)
+
+    def give_default_vpc_internet(self, vpc: Vpc) -> None:
+        """What AWS gives a default VPC: an internet gateway attached, and the main route
+        table sending 0.0.0.0/0 to it (inside the caller's transaction)."""
+        g = InternetGateway(new_id("igw"), vpc.region, vpc.id)
+        self.gateway_store.put_gateway(g)
+        main = self.main_route_table(vpc.id)  # type: ignore[attr-defined]
+        if main is not None:
+            self.routes.put_route(Route(main, "0.0.0.0/0", "GatewayId",  # type: ignore
+                                        g.id, "CreateRoute"))
 
     # route targets (service/route_tables.py asks) -----------------------------------------
     def gateway_target_ok(self, vpc_id: str, region: str, gateway_id: str) -> bool:

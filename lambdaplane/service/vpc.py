@@ -172,6 +172,7 @@ class VpcService(InternetGateways, NatGateways,
         with self.db.transaction():
             self.store.mark_region(region)
             vpc = self._insert_vpc(region, DEFAULT_VPC_CIDR, is_default=True)
+            self.give_default_vpc_internet(vpc)  # service/gateways.py
             for zone, cidr in zip(zones(region), ipam.default_subnets(DEFAULT_VPC_CIDR,
                                                                       len(zones(region)))):
                 subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
