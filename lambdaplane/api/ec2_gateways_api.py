@@ -100,7 +100,7 @@ async def describe_addresses(svc: VpcService, region: str, p: dict[str, Any]) ->
 def _time(t: float) -> str:
     import datetime
 
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime(
         "%Y-%m-%dT%H:%M:%S.000Z")
 
 

@@ -18,12 +18,13 @@ import hashlib
 import ipaddress
 import subprocess
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from . import nft, ns
+from . import nft, ns, routing
 from .names import Names
 from .netlink import Netlink
-from . import routing
 from .routing import TABLE_BASE, KernelRoute, RoutingSpec
 from .vpc import INTERNET_LINK, port_ifname
 
@@ -83,11 +84,11 @@ class GatewayNetSpec:
         objects.append(f"  ct timeout idle {{ protocol tcp; l3proto ip; "
                        f"policy = {{ established: {NAT_IDLE_TIMEOUT_S} }}; }}")
         body = "\n".join(objects + [
-            f"  set eip_private {{ type ipv4_addr;"
+            "  set eip_private { type ipv4_addr;"
             + (f" elements = {{ {privates} }};" if privates else "") + " }",
-            f"  map eip_in {{ type ipv4_addr : ipv4_addr;"
+            "  map eip_in { type ipv4_addr : ipv4_addr;"
             + (f" elements = {{ {inbound} }};" if inbound else "") + " }",
-            f"  map eip_out {{ type ipv4_addr : ipv4_addr;"
+            "  map eip_out { type ipv4_addr : ipv4_addr;"
             + (f" elements = {{ {outbound} }};" if outbound else "") + " }",
             "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
             f'    iifname "{link}" dnat to ip daddr map @eip_in\n  }}',
@@ -119,7 +120,7 @@ def peer_name(names: Names, vpc_id: str) -> str:
 
 def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, enis: list,
                   route_tables: list, routes: list, associations: list, gateways: list,
-                  addresses: list, nat_gateways: list = (),  # type: ignore[type-arg]
+                  addresses: list, nat_gateways: Sequence[Any] = (),  # type: ignore[type-arg]
                   connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION
                   ) -> list[GatewayNetSpec]:
     """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
@@ -142,12 +143,12 @@ def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, 
         realms = {n.id: (i + 1, n.public_ip) for i, n in enumerate(
             n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"
             and n.public_ip and has_internet
-            and _routed_to_gateway(routes_of[explicit.get(n.subnet_id, main_table)],
-                                   attached[vpc.id]))}
+            and _routed_to_gateway(routes_of.get(explicit.get(n.subnet_id) or main_table or "",
+                                                 []), attached[vpc.id]))}
         kernel: dict[int, tuple[KernelRoute, ...]] = {}
-        for tid, i in rank.items():
+        for table_id, i in rank.items():
             table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
-                     for r in routes_of[tid]]
+                     for r in routes_of[table_id]]
             if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
                 table.append(KernelRoute("0.0.0.0/0", "blackhole"))
             kernel[TABLE_BASE + i] = tuple(sorted(table))
@@ -155,8 +156,8 @@ def desired_state(names: Names, internet_netns: str, vpcs: list, subnets: list, 
         for e in enis:
             if e.vpc_id != vpc.id or e.far_end is None:
                 continue
-            tid = explicit.get(e.subnet_id, main_table)
-            if tid in rank:
+            tid = explicit.get(e.subnet_id) or main_table
+            if tid is not None and tid in rank:
                 rules.append((port_ifname(e.id), TABLE_BASE + rank[tid]))
         nat = tuple(sorted((a.public_ip, a.private_ip) for a in addresses
                            if a.eni_id in eni_by_id and eni_by_id[a.eni_id].vpc_id == vpc.id

@@ -41,9 +41,9 @@ class InternetGateways:
         async def reconcile(self) -> list[str]: ...
 
     def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | \
-            {g.id for g in self.gateway_store.gateways(region)} | \
-            {a.allocation_id for a in self.gateway_store.addresses(region)}  # type: ignore[misc]
+        return super().more_taggable_ids(region) | {  # type: ignore[misc]
+            g.id for g in self.gateway_store.gateways(region)} | \
+            {a.allocation_id for a in self.gateway_store.addresses(region)}
 
     def gateway_desired(self) -> list[net_gateways.GatewayNetSpec]:
         """The kernel's gateways and per-subnet routing, from the store (net/gateways.py)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
@@ -41,15 +42,11 @@ class NatGateways:
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def address(self, region: str, allocation_id: str | None) -> Address: ...
         def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
-        async def create_interface(self, region: str, subnet_id: str | None,
-                                   group_ids: list[str], ip: str | None = None,
-                                   description: str = "", interface_type: str = "interface",
-                                   requester_managed: bool = False, **kw: Any) -> Eni: ...
         async def reconcile(self) -> list[str]: ...
 
     def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | \
-            {n.id for n in self.nat_store.all(region)}  # type: ignore[misc]
+        return super().more_taggable_ids(region) | {  # type: ignore[misc]
+            n.id for n in self.nat_store.all(region)}
 
     def nat_target_ok(self, vpc_id: str, region: str, nat_id: str) -> bool:
         """Whether CreateRoute's NatGatewayId names a NAT gateway of the VPC."""
@@ -104,7 +101,7 @@ class NatGateways:
                             "A private NAT gateway cannot have an Elastic IP address")
         tags = self._tag_specs(params.get("TagSpecifications"), "natgateway")
         nat_id = new_id("nat")
-        eni = await self.create_interface(
+        eni: Eni = await self.create_interface(  # type: ignore[attr-defined]
             region, subnet.id, [], ip=params.get("PrivateIpAddress"),
             description=f"Interface for NAT Gateway {nat_id}", interface_type="nat_gateway",
             requester_managed=True)
@@ -156,9 +153,7 @@ class NatGateways:
                         self.gateway_store.put_address(Address(a.allocation_id, a.region,
                                                                a.public_ip))
                 self.store.delete_eni(n.eni_id)
-                self.nat_store.put(NatGateway(*[getattr(n, f) for f in (
-                    "id", "region", "vpc_id", "subnet_id", "connectivity", "allocation_id",
-                    "eni_id", "private_ip", "public_ip")], "deleted", n.created, time.time()))
+                self.nat_store.put(replace(n, state="deleted", deleted=time.time()))
             await self.reconcile()
         except Exception:
             log.exception("NAT gateway %s failed to go", nat_id)
@@ -192,5 +187,4 @@ class NatGateways:
 
 
 def _with_state(n: NatGateway, state: str) -> NatGateway:
-    return NatGateway(n.id, n.region, n.vpc_id, n.subnet_id, n.connectivity, n.allocation_id,
-                      n.eni_id, n.private_ip, n.public_ip, state, n.created, n.deleted)
+    return replace(n, state=state)

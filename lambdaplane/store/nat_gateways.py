@@ -44,7 +44,7 @@ class NatGatewayStore:
     def all(self, region: str | None = None) -> list[NatGateway]:
         sql, args = "SELECT * FROM ec2_nat_gateways", ()
         if region is not None:
-            sql, args = sql + " WHERE region=?", (region,)
+            sql, args = sql + " WHERE region=?", (region,)  # type: ignore[assignment]
         rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
         return [NatGateway(r["id"], r["region"], r["vpc_id"], r["subnet_id"], r["connectivity"],
                            r["allocation_id"], r["eni_id"], r["private_ip"], r["public_ip"],

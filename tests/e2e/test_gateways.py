@@ -250,6 +250,13 @@ def test_elastic_ip_is_reached_and_reaches_out(server, net, internet) -> None:
         assert _reconcile(server) == []
         assert ec2.describe_addresses(AllocationIds=[a["AllocationId"]])["Addresses"][0][
             "NetworkInterfaceId"] == withip.eni_id
+        # and after SIGKILL: the kernel state kept, the next start finds it right
+        server.kill()
+        server.start()
+        assert probe(internet, eip, 80, src=PUBLIC_HOST) == f"hello from {withip.ip}"
+        assert withip.probe(PUBLIC_HOST, 80) == f"you are {eip}"
+        assert without.probe(PUBLIC_HOST, 80) == "timeout"
+        assert _reconcile(server) == []
 
 
 def _route_state(ec2, table: str, destination: str) -> str:
