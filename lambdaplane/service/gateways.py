@@ -224,6 +224,10 @@ class InternetGateways:
         if not any(g.vpc_id == eni.vpc_id for g in self.gateway_store.gateways()):
             raise ec2_error("Gateway.NotAttached",
                             f"Network {eni.vpc_id} is not attached to any internet gateway")
+        if self._held_by_nat_gateway(a) or eni.interface_type == "nat_gateway":
+            raise ec2_error("InvalidParameterValue",  # [?] AWS's code and wording
+                            f"The address {a.public_ip} or interface {eni.id} belongs to a NAT "
+                            "gateway")
         if a.eni_id and not params.get("AllowReassociation"):
             raise ec2_error("Resource.AlreadyAssociated",
                             f"resource {a.allocation_id} is already associated with "
@@ -260,9 +264,17 @@ class InternetGateways:
         if a is None:
             raise ec2_error("InvalidAssociationID.NotFound",
                             f"The association ID '{association_id}' does not exist")
+        if self._held_by_nat_gateway(a):
+            raise ec2_error("InvalidParameterValue",  # [?] AWS's code and wording
+                            f"The address {a.public_ip} is used by a NAT gateway; delete the "
+                            "NAT gateway to free it")
         with self.db.transaction():
             self.gateway_store.put_address(Address(a.allocation_id, a.region, a.public_ip))
         await self.reconcile()
+
+    def _held_by_nat_gateway(self, a: Address) -> bool:
+        eni = self.store.eni(a.eni_id) if a.eni_id else None
+        return eni is not None and eni.interface_type == "nat_gateway"
 
     async def release_address(self, region: str, allocation_id: str | None) -> None:
         a = self.address(region, allocation_id)

@@ -359,6 +359,10 @@ def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
         assert eni["RequesterManaged"] and eni["SubnetId"] == net["public"]
         assert _code(lambda: ec2.release_address(
             AllocationId=a["AllocationId"])) == "InvalidIPAddress.InUse"
+        (held,) = ec2.describe_addresses(AllocationIds=[a["AllocationId"]])["Addresses"]
+        assert held["NetworkInterfaceId"] == eni["NetworkInterfaceId"]
+        assert _code(lambda: ec2.disassociate_address(
+            AssociationId=held["AssociationId"])) == "InvalidParameterValue"
         ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0",
                          NatGatewayId=nat_id)
         with resource(server, private, [net["group"]], ports=(80,)) as r:
