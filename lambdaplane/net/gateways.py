@@ -199,54 +199,69 @@ def reconcile(specs: list[GatewayNetSpec]) -> list[str]:
     for spec in specs:
         if not ns.exists(spec.netns):
             continue  # net/reconcile.py makes it first
-        _reconcile_link(spec, changes)
-        _reconcile_nft(spec, changes)
-        changes += routing.reconcile(spec.routing)
+        with Netlink(spec.netns) as nl:  # one handle for the link and the routing
+            _reconcile_link(nl, spec, changes)
+            _reconcile_nft(spec, changes)
+            changes += routing.reconcile(spec.routing, nl)
     return changes
 
 
-def _reconcile_link(spec: GatewayNetSpec, changes: list[str]) -> None:
-    with Netlink(spec.netns) as nl:
-        link = nl.link(INTERNET_LINK)
-        if not spec.internet_netns:
-            if link is not None:
-                nl.delete_link(INTERNET_LINK)
-                changes.append(f"removed the internet link of {spec.netns}")
-            return
-        if not ns.exists(spec.internet_netns):
-            raise RuntimeError(f"internet namespace {spec.internet_netns} does not exist")
-        with Netlink(spec.internet_netns) as il:
-            if link is not None and il.index(spec.peer) is None:
-                nl.delete_link(INTERNET_LINK)
-                link = None
-            if link is None:
-                nl.add_veth(INTERNET_LINK, spec.peer, peer_netns=spec.internet_netns)
-                changes.append(f"linked {spec.netns} to {spec.internet_netns}/{spec.peer}")
-            with ns.entered(spec.netns):
-                ns.set_sysctl(f"net.ipv4.conf.{INTERNET_LINK}.rp_filter", "0")
-            if nl.addresses(INTERNET_LINK) != {(VPC_SIDE_ADDR, 32)}:
-                for addr, plen in nl.addresses(INTERNET_LINK):
-                    nl.delete_address(INTERNET_LINK, addr, plen)
-                nl.add_address(INTERNET_LINK, VPC_SIDE_ADDR, 32)
-            nl.set_up(INTERNET_LINK)
-            if il.addresses(spec.peer) != {(INTERNET_SIDE_ADDR, 32)}:
-                il.add_address(spec.peer, INTERNET_SIDE_ADDR, 32)
-            il.set_up(spec.peer)
-            with ns.entered(spec.internet_netns):
-                ns.set_sysctl(f"net.ipv4.conf.{spec.peer}.rp_filter", "0")
-            _reconcile_public_routes(il, spec, changes)
+def _reconcile_link(nl: Netlink, spec: GatewayNetSpec, changes: list[str]) -> None:
+    """The VPC's link into the internet namespace, each end read once and changed only where
+    it differs (this runs for every VPC on every reconcile)."""
+    link = nl.link(INTERNET_LINK)
+    if not spec.internet_netns:
+        if link is not None:
+            nl.delete_link(INTERNET_LINK)
+            changes.append(f"removed the internet link of {spec.netns}")
+        return
+    if not ns.exists(spec.internet_netns):
+        raise RuntimeError(f"internet namespace {spec.internet_netns} does not exist")
+    with Netlink(spec.internet_netns) as il:
+        peer = il.link(spec.peer)
+        if link is not None and peer is None:
+            nl.delete_link(INTERNET_LINK)
+            link = None
+        if link is None:
+            nl.add_veth(INTERNET_LINK, spec.peer, peer_netns=spec.internet_netns)
+            changes.append(f"linked {spec.netns} to {spec.internet_netns}/{spec.peer}")
+            _sysctl_once(spec.netns, f"net.ipv4.conf.{INTERNET_LINK}.rp_filter", "0")
+            _sysctl_once(spec.internet_netns, f"net.ipv4.conf.{spec.peer}.rp_filter", "0")
+            link, peer = nl.link(INTERNET_LINK), il.link(spec.peer)
+        assert link is not None and peer is not None
+        _ensure_only_address(nl, link.index, VPC_SIDE_ADDR, changes)
+        if not link.up:
+            nl.set_up(link.index)
+        _ensure_only_address(il, peer.index, INTERNET_SIDE_ADDR, changes)
+        if not peer.up:
+            il.set_up(peer.index)
+        _reconcile_public_routes(il, peer.index, spec, changes)
 
 
-def _reconcile_public_routes(il: Netlink, spec: GatewayNetSpec, changes: list[str]) -> None:
+def _sysctl_once(netns: str, key: str, value: str) -> None:
+    with ns.entered(netns):
+        ns.set_sysctl(key, value)
+
+
+def _ensure_only_address(nl: Netlink, index: int, address: str, changes: list[str]) -> None:
+    have = nl.addresses(index)
+    if have == {(address, 32)}:
+        return
+    for addr, plen in have:
+        nl.delete_address(index, addr, plen)
+    nl.add_address(index, address, 32)
+    changes.append(f"set {address} on link {index} in {nl.netns}")
+
+
+def _reconcile_public_routes(il: Netlink, index: int, spec: GatewayNetSpec,
+                             changes: list[str]) -> None:
     """The internet namespace routes each public address of the VPC back over its link."""
-    index = il.index(spec.peer)
     have = {dst for dst, plen, oif, _gw in il.routes() if plen == 32 and oif == index}
     wanted = spec.public_addresses
     for dst in sorted(have - wanted):
         il.delete_route(f"{dst}/32")
         changes.append(f"unrouted {dst} in {spec.internet_netns}")
     for dst in sorted(wanted - have):
-        il.delete_route(f"{dst}/32")  # routed to another VPC's link before
         subprocess.run(["ip", "-n", spec.internet_netns, "route", "replace", f"{dst}/32",
                         "via", VPC_SIDE_ADDR, "dev", spec.peer, "onlink"], check=True,
                        capture_output=True)

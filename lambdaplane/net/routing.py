@@ -13,13 +13,15 @@ VPC's own interfaces (their /32s in the main table) on the `local` route. The ro
   anything else (a deleted target; a gateway with no internet here) → blackhole."""
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
+
+from .netlink import Netlink
 
 TABLE_BASE = 300000  # VPC namespace: ranks 0… of its route tables (Hyperplane uses 100000+n)
 MAIN_RULE_PRIORITY = 1500  # after the Hyperplane's fwmark rules (1000)
 SUBNET_RULE_PRIORITY = 2000
+_RTN_BLACKHOLE = 6
 
 
 @dataclass(frozen=True, order=True)
@@ -51,38 +53,27 @@ def _ip(netns: str, *args: str, check: bool = True) -> str:
     return out.stdout
 
 
-def _dst(route: dict) -> str:  # type: ignore[type-arg]
-    dst = route.get("dst", "")
-    if dst == "default":
-        return "0.0.0.0/0"
-    return dst if "/" in dst else f"{dst}/32"
-
-
-def kernel_tables(netns: str) -> dict[int, set[KernelRoute]]:
-    """This module's tables in a namespace, as they are."""
+def kernel_tables(nl: Netlink) -> dict[int, set[KernelRoute]]:
+    """This module's tables in a namespace, as they are (one netlink dump)."""
     out: dict[int, set[KernelRoute]] = {}
-    for r in json.loads(_ip(netns, "-j", "route", "show", "table", "all") or "[]"):
-        table = r.get("table")
-        if not (isinstance(table, str) and table.isdigit()) and not isinstance(table, int):
-            continue
-        n = int(table)
-        if not TABLE_BASE <= n < TABLE_BASE + 100000:
-            continue
-        kind = r.get("type", "unicast")
-        out.setdefault(n, set()).add(KernelRoute(
-            _dst(r), kind, r.get("gateway", "") if kind != "blackhole" else "",
-            r.get("dev", "") if kind != "blackhole" else "",
-            int((r.get("flow") or {}).get("to", 0))))
+    names: dict[int, str] = {}
+    for table, dst, kind, gateway, oif, realm in nl.routes_in_tables(
+            TABLE_BASE, TABLE_BASE + 100000):
+        if kind == _RTN_BLACKHOLE:
+            route = KernelRoute(dst, "blackhole")
+        else:
+            if oif and oif not in names:
+                names = {link.index: link.name for link in nl.links()}
+            route = KernelRoute(dst, "unicast", gateway or "", names.get(oif or 0, ""), realm)
+        out.setdefault(table, set()).add(route)
     return out
 
 
-def _rules(netns: str) -> list[dict]:  # type: ignore[type-arg]
-    return json.loads(_ip(netns, "-j", "rule", "show") or "[]")
-
-
-def reconcile(spec: RoutingSpec) -> list[str]:
+def reconcile(spec: RoutingSpec, nl: Netlink) -> list[str]:
+    """Make the namespace's tables and rules match (`nl`: a handle in spec.netns)."""
+    have = kernel_tables(nl)
+    rules = nl.rules()
     changes: list[str] = []
-    have = kernel_tables(spec.netns)
     for n in sorted(set(have) - set(spec.tables)):
         _ip(spec.netns, "route", "flush", "table", str(n))
         changes.append(f"flushed route table {n} in {spec.netns}")
@@ -94,14 +85,13 @@ def reconcile(spec: RoutingSpec) -> list[str]:
             _ip(spec.netns, "route", "replace", *r.ip_args(), "table", str(n))
         changes.append(f"set route table {n} in {spec.netns}: "
                        + ", ".join(" ".join(r.ip_args()) for r in routes))
-    rules = _rules(spec.netns)
-    has_main = any(r.get("priority") == MAIN_RULE_PRIORITY for r in rules)
+    has_main = any(r.priority == MAIN_RULE_PRIORITY for r in rules)
     if spec.rules and not has_main:
         _ip(spec.netns, "rule", "add", "priority", str(MAIN_RULE_PRIORITY), "lookup", "main",
             "suppress_prefixlength", "0")
         changes.append(f"added rule main first in {spec.netns}")
-    have_rules = {(r.get("iif", ""), int(r["table"])) for r in rules
-                  if r.get("priority") == SUBNET_RULE_PRIORITY and str(r.get("table")).isdigit()}
+    have_rules = {(r.iifname or "", r.table) for r in rules
+                  if r.priority == SUBNET_RULE_PRIORITY}
     wanted = set(spec.rules)
     for iif, table in sorted(have_rules - wanted):
         _ip(spec.netns, "rule", "del", "priority", str(SUBNET_RULE_PRIORITY), "iif", iif,
