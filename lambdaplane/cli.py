@@ -33,7 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
                         reconcile_interval_s=args.reconcile_interval,
                         capacity=args.capacity, capacity_max=args.capacity_max,
                         capacity_window_s=args.capacity_window,
-                        flow_log_interval_s=args.flow_log_interval)
+                        flow_log_interval_s=args.flow_log_interval,
+                        internet_netns=args.internet_netns, public_cidr=args.public_cidr,
+                        nat_connections_per_destination=args.nat_connection_limit)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -185,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--flow-log-interval", type=float, default=None, metavar="SECONDS",
                    help="aggregate VPC flow-log records over this instead of each flow log's "
                         "MaxAggregationInterval (for tests)")
+    s.add_argument("--internet-netns", default="", metavar="NAME",
+                   help="network namespace (made by you) that internet gateways link to")
+    s.add_argument("--public-cidr", default="198.51.100.0/24",
+                   help="pool of public addresses: Elastic IPs, NAT gateways (%(default)s)")
+    s.add_argument("--nat-connection-limit", type=int, default=55000, metavar="N",
+                   help="testing: a NAT gateway's connections per destination (%(default)s)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

@@ -54,6 +54,12 @@ class Settings:
     seccomp: bool = True  # every sandbox process under sandbox/seccomp_profile.py's filter
     log_max_bytes: int = 64 * 1024 * 1024  # a function's log file rotates past this
     log_rotations: int = 2  # rotated log files kept per function (<name>.log.1, .2)
+    # The internet side of internet and NAT gateways: a network namespace made by the caller
+    # (tests), linked to every VPC with an internet gateway; "" = gateways lead nowhere.
+    internet_netns: str = ""
+    public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
+    # Testing knob: a NAT gateway's simultaneous connections per destination (AWS: 55,000)
+    nat_connections_per_destination: int = 55000
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -66,6 +72,12 @@ class Settings:
         ports = re.fullmatch(r"(\d+)-(\d+)", self.eni_snat_ports)
         if self.eni_snat_ports and not (ports and 1 <= int(ports[1]) <= int(ports[2]) <= 65535):
             raise ValueError("eni_snat_ports must be LO-HI with 1 <= LO <= HI <= 65535")
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Network(self.public_cidr)
+        except ValueError:
+            raise ValueError("public_cidr must be an IPv4 CIDR block") from None
         if self.instance and not re.fullmatch(r"[a-z0-9]{3}", self.instance):
             raise ValueError("instance must be 3 characters of [a-z0-9]")
 

@@ -327,7 +327,13 @@ def add_routes(app: web.Application, platform: Any) -> Metrics:
     metrics = Metrics()
     metrics.instrument(platform)
 
+    from .nat_metrics import NatGatewayMetrics
+
+    nat_gateways = NatGatewayMetrics(platform)
+    metrics.registry.register(nat_gateways)
+
     async def scrape(_request: web.Request) -> web.Response:
+        await nat_gateways.refresh()
         body = await metrics.render(platform)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 

@@ -112,7 +112,7 @@ class Platform:
 
 def build_app(platform: Platform) -> web.Application:
     from . import metrics
-    from .api import admin_api, ec2_api, function_urls, lambda_api
+    from .api import admin_api, ec2_api, function_urls, gateways_admin, lambda_api
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app["platform"] = platform
@@ -123,6 +123,7 @@ def build_app(platform: Platform) -> web.Application:
     iam_api.add_routes(app, platform)
     sts_api.add_routes(app, platform)
     logs_api.add_routes(app, platform)
+    gateways_admin.add_routes(app, platform)  # GET /_lambdaplane/net/routing
     metrics.add_routes(app, platform)  # GET /metrics (Prometheus); instruments the invoker
     if platform.settings.auth == "sigv4":
         from .api import auth

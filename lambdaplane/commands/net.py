@@ -50,4 +50,13 @@ def main(endpoint: str, args: argparse.Namespace) -> int:
         return 1
     for line in render(tree):
         print(line)
+    from . import net_routes
+
+    try:
+        routing = call(endpoint, "GET", "net/routing")
+    except ServerError as e:
+        print(f"lambdaplane net: routing: {e}", file=sys.stderr)
+        return 1
+    for line in net_routes.render(routing):
+        print(line)
     return 0

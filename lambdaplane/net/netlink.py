@@ -235,6 +235,19 @@ class Netlink:
                 for m in self._ipr.get_routes(family=2, table=table)
                 if (m.get_attr("RTA_TABLE") or m["table"]) == table]
 
+    def routes_in_tables(self, lo: int, hi: int) -> list[tuple[int, str, int, str | None,
+                                                               int | None, int]]:
+        """(table, "dst/len", route type (1 unicast, 6 blackhole…), gateway, oif, realm) of
+        every IPv4 route in tables lo..hi-1, in one dump (net/routing.py)."""
+        out = []
+        for m in self._ipr.route("dump", family=2):
+            table = m.get_attr("RTA_TABLE") or m["table"]
+            if lo <= table < hi:
+                out.append((table, f"{m.get_attr('RTA_DST') or '0.0.0.0'}/{m['dst_len']}",
+                            m["type"], m.get_attr("RTA_GATEWAY"), m.get_attr("RTA_OIF"),
+                            (m.get_attr("RTA_FLOW") or 0) & 0xFFFF))
+        return out
+
     # eBPF at tc ingress (net/fastpath.py) ---------------------------------------------------
     def attach_ingress_bpf(self, name_or_index: str | int, prog_fd: int, name: str) -> None:
         """Run BPF program `prog_fd` (direct action) at the link's ingress: a clsact qdisc and

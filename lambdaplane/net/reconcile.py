@@ -14,7 +14,7 @@ from .names import Names
 from .netlink import LinkInfo, Netlink
 from .processes import process_alive
 from .security_groups import script_fingerprint
-from .vpc import GATEWAY_LINK, PortSpec, VpcNetSpec
+from .vpc import GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec
 
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
@@ -86,7 +86,8 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
         _ensure_addresses(nl, GATEWAY_LINK,
                           {(g, 32) for g in spec.gateways} | {("127.0.0.1", 8)}, changes)
         wanted = {p.ifname: p for p in spec.ports}
-        veths = {link.name for link in nl.links() if link.kind == "veth"}
+        veths = {link.name for link in nl.links()
+                 if link.kind == "veth" and link.name != INTERNET_LINK}  # net/gateways.py's
         for name in sorted(veths - set(wanted)):
             nl.delete_link(name)
             veths.discard(name)

@@ -103,9 +103,13 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
 
 
 def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, list[SgRule]],
-           members: Mapping[str, Iterable[str]], extra: str = "") -> str:
+           members: Mapping[str, Iterable[str]], extra: str = "",
+           gateway_links: Iterable[str] = ()) -> str:
     """The whole table as one script that replaces any previous version atomically; `extra`:
-    more of the table's body, loaded in the same transaction (the network ACL chains)."""
+    more of the table's body, loaded in the same transaction (the network ACL chains);
+    `gateway_links`: links to a gateway (net/gateways.py), whose traffic in is judged by the
+    receiving port's ingress rules and traffic out by the sending port's egress rules."""
+    gateway_links = sorted(gateway_links)
     ports = sorted(ports, key=lambda p: p.ifname)
     nat_ports = [p for p in ports if p.nat]
     referenced = sorted({r.ref_group_id for rs in rules_by_group.values() for r in rs
@@ -125,12 +129,16 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
     if ports:
         egress_map = ", ".join(f'"{p.ifname}" : jump out_{p.ifname}' for p in ports)
         body.append(f"    iifname vmap {{ {egress_map} }}")
+        if gateway_links:
+            links = ", ".join(f'"{name}"' for name in gateway_links)
+            body.append(f"    iifname {{ {links} }} goto deliver")
     body.append("  }")
     if ports:
         ingress_map = ", ".join(f'"{p.ifname}" : jump in_{p.ifname}' for p in ports)
         # Reached by `goto` from an egress chain: falling off a port's ingress chain returns to
         # the forward chain's end, i.e. the drop policy.
-        body.append(f"  chain deliver {{\n    oifname vmap {{ {ingress_map} }}\n  }}")
+        to_gateway = "".join(f'\n    oifname "{name}" accept' for name in gateway_links)
+        body.append(f"  chain deliver {{\n    oifname vmap {{ {ingress_map} }}{to_gateway}\n  }}")
     for p in ports:
         out = [f"{m} goto deliver".strip() for m in port_rule_lines(p, rules_by_group, egress=True)]
         inn = [f"{m} accept".strip()

@@ -27,6 +27,9 @@ from .security_groups import PortRules, render
 # links): Linux answers ARP for a local address on any interface, so every port answers for its
 # subnet's gateway.
 GATEWAY_LINK = "lo"
+# The VPC end of the VPC's internet gateway link (net/gateways.py owns it): security groups
+# judge traffic through it like traffic between ports.
+INTERNET_LINK = "igw0"
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
         acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries)
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
-                        acls)
+                        acls, gateway_links=(INTERNET_LINK,))
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
                               tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table,

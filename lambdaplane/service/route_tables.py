@@ -122,8 +122,14 @@ class RouteTables:
 
     def route_views(self, table_id: str) -> list[RouteView]:
         enis = {e.id for e in self.store.enis()}
-        return [RouteView(r, "blackhole" if r.target_kind == "NetworkInterfaceId"
-                          and r.target_id not in enis else "active")
+        gateways = self.live_gateway_ids()  # type: ignore[attr-defined]
+        return [RouteView(r, "blackhole" if (r.target_kind == "NetworkInterfaceId"
+                                             and r.target_id not in enis)
+                          or (r.target_kind == "GatewayId" and r.target_id != LOCAL
+                              and r.target_id not in gateways)
+                          or (r.target_kind == "NatGatewayId"
+                              and r.target_id not in self.live_nat_ids())  # type: ignore
+                          else "active")
                 for r in self.routes.routes(table_id)]
 
     def associations_of(self, table_id: str) -> list[RouteTableAssociation]:
@@ -232,6 +238,12 @@ class RouteTables:
                                     f"Route table {table.id} and network interface {value} "
                                     "belong to different networks")
                 return kind, value
+        if kind == "GatewayId" and value.startswith("igw-") and \
+                self.gateway_target_ok(table.vpc_id, table.region, value):  # type: ignore
+            return kind, value
+        if kind == "NatGatewayId" and value.startswith("nat-") and \
+                self.nat_target_ok(table.vpc_id, table.region, value):  # type: ignore
+            return kind, value
         code, noun = TARGETS[kind]
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 

@@ -40,6 +40,11 @@ from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
 from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
+from .gateways import InternetGateways
+from .nat_gateways import NatGateways
+from ..store.nat_gateways import NatGatewayStore
+from ..net import gateways as net_gateways
+from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 
 log = logging.getLogger("lambdaplane.vpc")
@@ -93,7 +98,8 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
+class VpcService(InternetGateways, NatGateways,
+                 SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
                  RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
                  Ec2Attributes):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
@@ -107,6 +113,8 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniA
         self.acls = NetworkAclStore(db)
         self.vpc_cidr_store = VpcCidrStore(db)
         self.reservations = SubnetReservationStore(db)
+        self.gateway_store = GatewayStore(db)
+        self.nat_store = NatGatewayStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
@@ -124,6 +132,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniA
             log.info("made %d default network ACLs and associations", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
+        await self.settle_nat_gateways()
         self._watcher = asyncio.create_task(self._watch_owners())
 
     async def stop(self) -> None:
@@ -147,6 +156,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniA
             upto = self._reconcile_asked
             desired = desired_state(self.names, self.store.snapshot())
             changes = await self.net.run(net_reconcile.reconcile, self.names, desired)
+            changes += await self.net.run(net_gateways.reconcile, self.gateway_desired())
             self._reconcile_served = upto
             return changes
 
@@ -164,6 +174,7 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniA
         with self.db.transaction():
             self.store.mark_region(region)
             vpc = self._insert_vpc(region, DEFAULT_VPC_CIDR, is_default=True)
+            self.give_default_vpc_internet(vpc)  # service/gateways.py
             for zone, cidr in zip(zones(region), ipam.default_subnets(DEFAULT_VPC_CIDR,
                                                                       len(zones(region)))):
                 subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
@@ -263,7 +274,8 @@ class VpcService(SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniA
         groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
         if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
                 any(g.name != "default" for g in groups) or \
-                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc):
+                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc) or \
+                self.vpc_gateway_dependencies(vpc):
             raise ec2_error("DependencyViolation",
                             f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():

@@ -29,8 +29,14 @@ def test_main_route_table_of_every_vpc(server) -> None:
     (main,) = ec2.describe_route_tables(Filters=[
         {"Name": "vpc-id", "Values": [default["VpcId"]]},
         {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    # as on AWS: the default VPC's main table also sends 0.0.0.0/0 to its internet gateway
+    (igw,) = ec2.describe_internet_gateways(Filters=[
+        {"Name": "attachment.vpc-id", "Values": [default["VpcId"]]}])["InternetGateways"]
     assert main["Routes"] == [{"DestinationCidrBlock": "172.31.0.0/16", "GatewayId": "local",
-                               "Origin": "CreateRouteTable", "State": "active"}]
+                               "Origin": "CreateRouteTable", "State": "active"},
+                              {"DestinationCidrBlock": "0.0.0.0/0",
+                               "GatewayId": igw["InternetGatewayId"], "Origin": "CreateRoute",
+                               "State": "active"}]
     (assoc,) = main["Associations"]
     assert assoc["Main"] is True and "SubnetId" not in assoc
     assert assoc["AssociationState"] == {"State": "associated"}

@@ -1,0 +1,311 @@
+"""Internet gateways in the kernel: the desired state of every VPC's way out (pure, from the
+store) and the code that makes the kernel match it (net thread).
+
+With `serve --internet-netns NAME`, a VPC with an attached internet gateway has a veth between
+its namespace (`igw0`, net/vpc.py's INTERNET_LINK) and the internet namespace
+(`lp<i>g<vpc hex>`); both ends use fixed link-local addresses (each VPC namespace is its own
+world, and each peer is its own link). The internet namespace routes each of the VPC's public
+addresses back over that link. At the gateway, an Elastic IP is 1:1 NAT (table `lp<i>-gw` in
+the VPC namespace): DNAT public→private inbound, SNAT private→public outbound. Nothing else
+crosses: an interface without a public address neither leaves nor is reached (a Hyperplane
+ENI never has one, as on AWS), and only flows made through a public address come in.
+Without --internet-netns, gateways lead nowhere (their routes drop). Removing a VPC
+namespace removes its link with both ends, so stop and `clean` need nothing more.
+Routes (which subnet goes to the gateway) are net/routing.py's."""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import subprocess
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import nft, ns, routing
+from .names import Names, port_ifname
+from .netlink import Netlink
+from .routing import TABLE_BASE, KernelRoute, RoutingSpec
+from .vpc import INTERNET_LINK
+
+VPC_SIDE_ADDR = "169.254.253.1"  # the VPC end of its gateway link
+INTERNET_SIDE_ADDR = "169.254.253.2"  # the internet end
+# AWS's NAT gateway: simultaneous connections to one destination (address, port, protocol)
+# before new ones fail (ErrorPortAllocation), and the idle timeout of its established flows.
+NAT_CONNECTIONS_PER_DESTINATION = 55000
+NAT_IDLE_TIMEOUT_S = 350
+
+
+@dataclass(frozen=True)
+class GatewayNetSpec:
+    vpc_id: str
+    netns: str
+    internet_netns: str  # "" when this VPC has no way to the internet here
+    peer: str  # the link's name in the internet namespace
+    nat: tuple[tuple[str, str], ...]  # (public, private) Elastic IPs mapped in this VPC
+    nft_table: str
+    routing: RoutingSpec
+    # (realm, public address) of each NAT gateway that translates here
+    nat_gateways: tuple[tuple[int, str], ...] = ()
+    connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION  # per NAT gateway and destination
+
+    @property
+    def public_addresses(self) -> set[str]:
+        return {pub for pub, _ in self.nat} | {pub for _, pub in self.nat_gateways}
+
+    def nft_script(self) -> str:
+        privates = ", ".join(sorted(p for _, p in self.nat))
+        inbound = ", ".join(f"{pub} : {priv}" for pub, priv in sorted(self.nat))
+        outbound = ", ".join(f"{priv} : {pub}" for pub, priv in sorted(self.nat))
+        link = INTERNET_LINK
+        nat_out: list[str] = []
+        nat_forward: list[str] = []
+        nat_in: list[str] = []  # no connection comes in through a NAT gateway
+        for realm, pub in self.nat_gateways:
+            # a NAT gateway's flows: its address, ports 1024-65535 (conntrack picks them)
+            nat_out += [f'    oifname "{link}" meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
+                        f" snat to {pub}:1024-65535",
+                        f'    oifname "{link}" meta rtclassid {realm} snat to {pub}']
+            new = f'    oifname "{link}" meta rtclassid {realm} ct state new'
+            per_destination = (f"add @nat{realm}_dst {{ ip daddr . meta l4proto . th dport "
+                               f"ct count over {self.connection_limit} }}")
+            nat_forward += [f'{new} meta l4proto {{ tcp, udp }} {per_destination}'
+                            f' counter name "nat{realm}_refused" drop',
+                            f'{new} counter name "nat{realm}_new" ct timeout set "idle"',
+                            f'    oifname "{link}" meta rtclassid {realm}'
+                            f' counter name "nat{realm}_out" accept',
+                            ]
+            nat_in.append(f'    iifname "{link}" ip daddr {pub} ct state new'
+                          f' counter name "nat{realm}_drop" drop')
+        objects = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_gateways
+                   for what in ("new", "out", "drop", "refused")]
+        objects += [f"  set nat{realm}_dst {{ type ipv4_addr . inet_proto . inet_service; "
+                    "size 65535; flags dynamic; }" for realm, _ in self.nat_gateways]
+        objects.append(f"  ct timeout idle {{ protocol tcp; l3proto ip; "
+                       f"policy = {{ established: {NAT_IDLE_TIMEOUT_S} }}; }}")
+        body = "\n".join(objects + [
+            "  set eip_private { type ipv4_addr;"
+            + (f" elements = {{ {privates} }};" if privates else "") + " }",
+            "  map eip_in { type ipv4_addr : ipv4_addr;"
+            + (f" elements = {{ {inbound} }};" if inbound else "") + " }",
+            "  map eip_out { type ipv4_addr : ipv4_addr;"
+            + (f" elements = {{ {outbound} }};" if outbound else "") + " }",
+            "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
+            f'    iifname "{link}" dnat to ip daddr map @eip_in\n  }}',
+            "  chain inbound { type filter hook prerouting priority filter; policy accept;",
+            *nat_in, "  }",
+            # ahead of the Hyperplane's SNAT (srcnat): the first translation of a flow holds
+            "  chain postrouting { type nat hook postrouting priority srcnat - 10; "
+            "policy accept;", *nat_out,
+            f'    oifname "{link}" snat to ip saddr map @eip_out\n  }}',
+            "  chain forward { type filter hook forward priority filter - 5; policy accept;",
+            *nat_forward,
+            f'    oifname "{link}" ip saddr != @eip_private drop',
+            f'    iifname "{link}" ct state established,related accept',
+            f'    iifname "{link}" ct status dnat accept',
+            f'    iifname "{link}" drop\n  }}'])
+        digest = hashlib.sha256(body.encode()).hexdigest()[:24]
+        t = self.nft_table
+        return (f"add table ip {t}\ndelete table ip {t}\n"
+                f'table ip {t} {{\n  comment "{digest}"\n{body}\n}}\n')
+
+
+def gateway_table(names: Names) -> str:
+    return f"{names.prefix}-gw"
+
+
+def peer_name(names: Names, vpc_id: str) -> str:
+    return f"{names.prefix}g{vpc_id.removeprefix('vpc-')[:9]}"
+
+
+def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnets: Sequence[Any],
+                  enis: Sequence[Any], route_tables: Sequence[Any], routes: Sequence[Any],
+                  associations: Sequence[Any], gateways: Sequence[Any],
+                  addresses: Sequence[Any], nat_gateways: Sequence[Any] = (),
+                  connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION
+                  ) -> list[GatewayNetSpec]:
+    """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
+    in)."""
+    attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
+    eni_by_id = {e.id: e for e in enis}
+    tables_of: dict[str, list[str]] = defaultdict(list)
+    for t in sorted(route_tables, key=lambda t: t.id):
+        tables_of[t.vpc_id].append(t.id)
+    explicit = {a.subnet_id: a.route_table_id for a in associations if a.subnet_id}
+    main = {a.route_table_id for a in associations if a.main}
+    routes_of: dict[str, list[Any]] = defaultdict(list)
+    for r in routes:
+        routes_of[r.route_table_id].append(r)
+    out = []
+    for vpc in vpcs:
+        has_internet = bool(internet_netns) and vpc.id in attached
+        rank = {tid: i for i, tid in enumerate(tables_of[vpc.id])}
+        main_table = next((tid for tid in tables_of[vpc.id] if tid in main), None)
+        realms = {n.id: (i + 1, n.public_ip) for i, n in enumerate(
+            n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"
+            and n.public_ip and has_internet
+            and _routed_to_gateway(routes_of.get(explicit.get(n.subnet_id) or main_table or "",
+                                                 []), attached[vpc.id]))}
+        kernel: dict[int, tuple[KernelRoute, ...]] = {}
+        for table_id, i in rank.items():
+            table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
+                     for r in routes_of[table_id]]
+            if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
+                table.append(KernelRoute("0.0.0.0/0", "blackhole"))
+            kernel[TABLE_BASE + i] = tuple(sorted(table))
+        rules = []
+        for e in enis:
+            if e.vpc_id != vpc.id or e.far_end is None:
+                continue
+            tid = explicit.get(e.subnet_id) or main_table
+            if tid is not None and tid in rank:
+                rules.append((port_ifname(e.id), TABLE_BASE + rank[tid]))
+        nat = tuple(sorted((a.public_ip, a.private_ip) for a in addresses
+                           if a.eni_id in eni_by_id and eni_by_id[a.eni_id].vpc_id == vpc.id
+                           and eni_by_id[a.eni_id].far_end is not None
+                           and a.private_ip)) if has_internet else ()
+        netns = names.vpc_netns(vpc.id)
+        out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
+                                  peer_name(names, vpc.id), nat, gateway_table(names),
+                                  RoutingSpec(netns, kernel, tuple(sorted(rules))),
+                                  tuple(sorted(realms.values())), connection_limit))
+    return out
+
+
+def _routed_to_gateway(routes: list, gateway_id: str) -> bool:  # type: ignore[type-arg]
+    """A public NAT gateway works only from a subnet whose default route is the gateway."""
+    return any(r.destination == "0.0.0.0/0" and r.target_id == gateway_id for r in routes)
+
+
+def _kernel_route(r: Any, vpc_id: str, attached: dict[str, str], has_internet: bool,
+                  enis: dict[str, Any], realms: dict[str, Any]) -> KernelRoute:
+    dst = str(ipaddress.IPv4Network(r.destination))
+    if r.target_kind == "NatGatewayId" and r.target_id in realms:
+        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK,
+                           realms[r.target_id][0])
+    if r.target_kind == "GatewayId" and r.target_id != "local" \
+            and attached.get(vpc_id) == r.target_id and has_internet:
+        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK)
+    if r.target_kind == "NetworkInterfaceId" and r.target_id in enis \
+            and enis[r.target_id].far_end is not None and r.target_id != "local":
+        eni = enis[r.target_id]
+        return KernelRoute(dst, "unicast", eni.ip, port_ifname(eni.id))
+    return KernelRoute(dst, "blackhole")
+
+
+# --- kernel -------------------------------------------------------------------------------
+
+def reconcile(specs: list[GatewayNetSpec]) -> list[str]:
+    changes: list[str] = []
+    for spec in specs:
+        if not ns.exists(spec.netns):
+            continue  # net/reconcile.py makes it first
+        with Netlink(spec.netns) as nl:  # one handle for the link and the routing
+            _reconcile_link(nl, spec, changes)
+            _reconcile_nft(spec, changes)
+            changes += routing.reconcile(spec.routing, nl)
+    return changes
+
+
+def _reconcile_link(nl: Netlink, spec: GatewayNetSpec, changes: list[str]) -> None:
+    """The VPC's link into the internet namespace, each end read once and changed only where
+    it differs (this runs for every VPC on every reconcile)."""
+    link = nl.link(INTERNET_LINK)
+    if not spec.internet_netns:
+        if link is not None:
+            nl.delete_link(INTERNET_LINK)
+            changes.append(f"removed the internet link of {spec.netns}")
+        return
+    if not ns.exists(spec.internet_netns):
+        raise RuntimeError(f"internet namespace {spec.internet_netns} does not exist")
+    with Netlink(spec.internet_netns) as il:
+        peer = il.link(spec.peer)
+        if link is not None and peer is None:
+            nl.delete_link(INTERNET_LINK)
+            link = None
+        if link is None:
+            nl.add_veth(INTERNET_LINK, spec.peer, peer_netns=spec.internet_netns)
+            changes.append(f"linked {spec.netns} to {spec.internet_netns}/{spec.peer}")
+            _sysctl_once(spec.netns, f"net.ipv4.conf.{INTERNET_LINK}.rp_filter", "0")
+            _sysctl_once(spec.internet_netns, f"net.ipv4.conf.{spec.peer}.rp_filter", "0")
+            link, peer = nl.link(INTERNET_LINK), il.link(spec.peer)
+        assert link is not None and peer is not None
+        _ensure_only_address(nl, link.index, VPC_SIDE_ADDR, changes)
+        if not link.up:
+            nl.set_up(link.index)
+        _ensure_only_address(il, peer.index, INTERNET_SIDE_ADDR, changes)
+        if not peer.up:
+            il.set_up(peer.index)
+        _reconcile_public_routes(il, peer.index, spec, changes)
+
+
+def _sysctl_once(netns: str, key: str, value: str) -> None:
+    with ns.entered(netns):
+        ns.set_sysctl(key, value)
+
+
+def _ensure_only_address(nl: Netlink, index: int, address: str, changes: list[str]) -> None:
+    have = nl.addresses(index)
+    if have == {(address, 32)}:
+        return
+    for addr, plen in have:
+        nl.delete_address(index, addr, plen)
+    nl.add_address(index, address, 32)
+    changes.append(f"set {address} on link {index} in {nl.netns}")
+
+
+def _reconcile_public_routes(il: Netlink, index: int, spec: GatewayNetSpec,
+                             changes: list[str]) -> None:
+    """The internet namespace routes each public address of the VPC back over its link."""
+    have = {dst for dst, plen, oif, _gw in il.routes() if plen == 32 and oif == index}
+    wanted = spec.public_addresses
+    for dst in sorted(have - wanted):
+        il.delete_route(f"{dst}/32")
+        changes.append(f"unrouted {dst} in {spec.internet_netns}")
+    for dst in sorted(wanted - have):
+        subprocess.run(["ip", "-n", spec.internet_netns, "route", "replace", f"{dst}/32",
+                        "via", VPC_SIDE_ADDR, "dev", spec.peer, "onlink"], check=True,
+                       capture_output=True)
+        changes.append(f"routed {dst} to {spec.vpc_id} in {spec.internet_netns}")
+
+
+def _reconcile_nft(spec: GatewayNetSpec, changes: list[str]) -> None:
+    current = nft.list_text(f"table ip {spec.nft_table}", spec.netns)
+    if not spec.internet_netns:  # no link: nothing to translate or guard, no per-packet cost
+        if current is not None:
+            nft.delete_table("ip", spec.nft_table, spec.netns)
+            changes.append(f"removed gateway NAT in {spec.netns}")
+        return
+    current = current or ""
+    script = spec.nft_script()
+    marker = script[script.index('comment "'):].split("\n", 1)[0]
+    if marker in current:
+        return
+    nft.apply(script, spec.netns)
+    changes.append(f"applied gateway NAT in {spec.netns}")
+
+
+def nat_levels(names: Names, spec: GatewayNetSpec) -> dict[str, dict[str, int]]:
+    """Per NAT gateway public address translating in this VPC: its CloudWatch metrics, read
+    from the kernel (its nft counters; its tracked flows from conntrack)."""
+    from . import hyperplane as hp  # the conntrack reader of the Hyperplane's flow rule
+
+    if not spec.nat_gateways or not ns.exists(spec.netns):
+        return {}
+    counters: dict[str, dict[str, int]] = {}
+    for item in nft.list_json(f"counters table ip {spec.nft_table}", spec.netns):
+        c = item.get("counter")
+        if c:
+            counters[c["name"]] = c
+    flows = hp.flow_counts(names, spec.vpc_id)
+    out = {}
+    for realm, pub in spec.nat_gateways:
+        def get(what: str, key: str = "packets") -> int:
+            return int(counters.get(f"nat{realm}_{what}", {}).get(key, 0))
+        out[pub] = {"ActiveConnectionCount": flows.get(pub, 0),
+                    "ConnectionAttemptCount": get("new") + get("refused"),
+                    "ErrorPortAllocation": get("refused"),
+                    "BytesOutToDestination": get("out", "bytes"),
+                    "PacketsOutToDestination": get("out"),
+                    "PacketsDropCount": get("drop") + get("refused")}
+    return out
