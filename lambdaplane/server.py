@@ -49,6 +49,7 @@ class Platform:
         if settings.s3_endpoint:
             from .service.s3_code import S3CodeSource
             self.functions.s3_code = S3CodeSource(settings.s3_endpoint)
+            self.functions.layers.s3_code = self.functions.s3_code  # layer content too
         # start order; stop is the reverse
         self._components = [self.vpc, self.environments, self.functions, self.invoker]
         if settings.vpc_mode == "legacy":

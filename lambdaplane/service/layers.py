@@ -22,6 +22,7 @@ from ..store.db import Database
 from ..store.functions import aws_timestamp
 from ..store.layers import LayerStore, LayerVersionRecord
 from ..store.opt_dirs import opt_dir, opt_dir_name, tree_size
+from .s3_code import S3CodeSource, code_from_s3
 
 MAX_FUNCTION_LAYERS = 5
 DEFAULT_PAGE = 50
@@ -36,6 +37,7 @@ class LayerService:
         self.settings = settings
         self.store = LayerStore(db)
         self.code = code
+        self.s3_code: S3CodeSource | None = None  # set by `serve --s3-endpoint`
 
     # -- names ----------------------------------------------------------------------------------
     def layer_arn(self, region: str, name: str) -> str:
@@ -64,16 +66,7 @@ class LayerService:
         if name is None:
             raise AwsError("AccessDeniedException", "User is not authorized to publish a layer "
                            "in another region or account.", 403)
-        content = params.get("Content") or {}
-        if content.get("S3Bucket") or content.get("S3Key"):
-            raise InvalidParameterValue(
-                "Layer content from S3 is not supported: upload the zip with Content.ZipFile.")
-        data = content.get("ZipFile")
-        if not data:
-            raise InvalidParameterValue("Please provide a source for layer content: "
-                                        "Content.ZipFile must hold the layer archive.")
-        if len(data) > ZIPPED_LIMIT:
-            raise InvalidParameterValue(f"Zipped size must be smaller than {ZIPPED_LIMIT} bytes")
+        data = await self._content_zip(region, params.get("Content") or {})
         stored = await asyncio.to_thread(self.code.put, data)
         record = LayerVersionRecord(
             region=region, name=name, version=0, layer_arn=self.layer_arn(region, name),
@@ -84,6 +77,21 @@ class LayerService:
             compatible_architectures=list(params.get("CompatibleArchitectures") or []),
             license_info=params.get("LicenseInfo"))
         return self.store.publish(record)
+
+    async def _content_zip(self, region: str, content: dict[str, Any]) -> bytes:
+        """The layer archive: Content.ZipFile (≤ 50 MB, a direct upload's limit, as on AWS), or
+        the object Content.S3Bucket/S3Key/S3ObjectVersion names (read as function code from S3
+        is). Either is then checked by the code store (a zip, ≤ 250 MB unzipped)."""
+        if content.get("S3Bucket") or content.get("S3Key") or content.get("S3ObjectVersion"):
+            return await code_from_s3(self.s3_code, region, content, what="layer content",
+                                      field="Content", shape="LayerVersionContentInput")
+        data = content.get("ZipFile")
+        if not data:
+            raise InvalidParameterValue("Please provide a source for layer content: "
+                                        "Content.ZipFile must hold the layer archive.")
+        if len(data) > ZIPPED_LIMIT:
+            raise InvalidParameterValue(f"Zipped size must be smaller than {ZIPPED_LIMIT} bytes")
+        return data
 
     def get(self, region: str, ref: str, version: int) -> LayerVersionRecord:
         name = self.layer_name(region, ref)

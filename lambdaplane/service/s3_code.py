@@ -1,7 +1,8 @@
 """Deployment packages from S3 (`Code.S3Bucket/S3Key/S3ObjectVersion` of CreateFunction and
-UpdateFunctionCode), fetched from the S3-compatible endpoint the operator names with
-`serve --s3-endpoint URL` (MinIO, moto, Ceph…). lambdaplane is not an object store: it only
-reads the object once, at create/update time, and keeps the zip like an uploaded one.
+UpdateFunctionCode; `Content.S3Bucket/S3Key/S3ObjectVersion` of PublishLayerVersion), fetched
+from the S3-compatible endpoint the operator names with `serve --s3-endpoint URL` (MinIO, moto,
+Ceph…). lambdaplane is not an object store: it only reads the object once, at create/update/
+publish time, and keeps the zip like an uploaded one.
 
 Credentials for that endpoint come from the server's environment (the usual AWS chain); with
 none, requests go unsigned. S3's errors become Lambda's, worded as Lambda words them:
@@ -72,17 +73,21 @@ class S3CodeSource:
                            f"the S3 endpoint {self.endpoint} could not be read: {e}") from None
 
 
-async def code_from_s3(source: S3CodeSource | None, region: str, code: dict[str, Any]) -> bytes:
-    """The zip named by S3Bucket/S3Key/S3ObjectVersion; Lambda's errors when incomplete."""
+async def code_from_s3(source: S3CodeSource | None, region: str, code: dict[str, Any],
+                       what: str = "function code", field: str = "Code",
+                       shape: str = "FunctionCode") -> bytes:
+    """The zip named by S3Bucket/S3Key/S3ObjectVersion; Lambda's errors when incomplete.
+    `what`, `field` and `shape` name the parameter in the errors: a function's Code
+    (FunctionCode) or a layer's Content (LayerVersionContentInput)."""
     bucket, key = code.get("S3Bucket"), code.get("S3Key")
     if code.get("ZipFile"):
-        raise InvalidParameterValue("Please do not provide other FunctionCode parameters when "
+        raise InvalidParameterValue(f"Please do not provide other {shape} parameters when "
                                     "providing a ZipFile.")
     if not bucket or not key:
-        raise InvalidParameterValue("Please provide a source for function code: both "
-                                    "S3Bucket and S3Key are required for code from S3.")
+        raise InvalidParameterValue(f"Please provide a source for {what}: both "
+                                    f"S3Bucket and S3Key are required for {what} from S3.")
     if source is None:
-        raise InvalidParameterValue("Code from S3 needs an S3 endpoint: start the server with "
-                                    "`lambdaplane serve --s3-endpoint URL`, or upload the zip "
-                                    "with Code.ZipFile.")
+        raise InvalidParameterValue(f"{what.capitalize()} from S3 needs an S3 endpoint: start "
+                                    "the server with `lambdaplane serve --s3-endpoint URL`, "
+                                    f"or upload the zip with {field}.ZipFile.")
     return await source.fetch(region, bucket, key, code.get("S3ObjectVersion"))
