@@ -104,9 +104,15 @@
     const kind = eniKind(eni);
     if (kind === "hyperplane")
       return eni.id + "\n" + eni.ip + "\n" + eni.flows + " flows · " + eni.sandboxes.length + " sandboxes";
+    const eip = eni.elastic_ip ? " · EIP " + eni.elastic_ip : "";
     if (kind === "resource")
-      return "▶ " + (eni.name || eni.id) + "\n" + eni.ip + (eni.argv ? "\n" + program(eni.argv) : "");
-    return eni.id + "\n" + eni.ip;
+      return "▶ " + (eni.name || eni.id) + "\n" + eni.ip + eip + (eni.argv ? "\n" + program(eni.argv) : "");
+    return eni.id + "\n" + eni.ip + eip;
+  }
+
+  function natLabel(nat) {
+    return "NAT " + nat.id + "\n" + (nat.public_ip ? nat.public_ip + " → " : "") + nat.private_ip +
+      "\n" + nat.connectivity + " · " + nat.state;
   }
 
   // A default VPC (six empty subnets on a fresh server) only once something is in it.
@@ -117,15 +123,29 @@
   function mapElements(state) {
     const nodes = [], edges = [];
     const envOf = {};
+    const natInterfaces = new Set();  // a NAT gateway's interface is drawn as the NAT gateway
     for (const e of state.environments) envOf[e.sandbox] = e;
     for (const region of state.network.regions)
       for (const vpc of shownVpcs(region)) {
         nodes.push({ data: { id: vpc.id, label: vpc.id + "  " + vpc.cidr + (vpc.default ? " (default)" : "") }, classes: "vpc" });
         for (const subnet of vpc.subnets)
           nodes.push({ data: { id: subnet.id, parent: vpc.id, label: subnet.id + "\n" + subnet.cidr + " · " + subnet.az }, classes: "subnet" });
+        // the internet gateway attached to the VPC; each NAT gateway in its subnet, leading to it
+        const igws = vpc.internet_gateways || [];
+        for (const igw of igws)
+          nodes.push({ data: { id: igw.id, parent: vpc.id, label: "⇅ " + igw.id + "\ninternet gateway · attached" }, classes: "igw" });
+        for (const subnet of vpc.subnets)
+          for (const nat of subnet.nat_gateways || []) {
+            natInterfaces.add(nat.interface);
+            nodes.push({ data: { id: nat.id, parent: subnet.id, label: natLabel(nat) }, classes: "nat " + nat.state });
+            if (nat.connectivity === "public")
+              for (const igw of igws)
+                edges.push({ data: { id: nat.id + ">" + igw.id, source: nat.id, target: igw.id }, classes: "egress" });
+          }
       }
     const functionNodes = new Set();
     for (const { subnet, eni } of interfaces(state)) {
+      if (natInterfaces.has(eni.id)) continue;
       const kind = eniKind(eni);
       nodes.push({ data: { id: eni.id, parent: subnet.id, label: eniLabel(eni), flows: eni.flows || 0 }, classes: "eni " + kind });
       if (kind !== "hyperplane") continue;
@@ -158,9 +178,13 @@
     { selector: ".eni.hyperplane", style: { "background-color": "#ffe9c7", "border-color": "#d08a1c", "border-width": 2,
       "width": "mapData(flows, 0, 200, 160, 220)" } },
     { selector: ".eni.resource", style: { "background-color": "#e3f4e1", "border-color": "#3f8f3a" } },
+    { selector: ".igw", style: { "shape": "diamond", "width": 150, "height": 56, "background-color": "#d9f0f7", "border-color": "#1f7a99", "border-width": 2, "font-weight": "bold" } },
+    { selector: ".nat", style: { "shape": "cut-rectangle", "width": 170, "height": 52, "background-color": "#fbe3ea", "border-color": "#b0395d", "border-width": 2 } },
+    { selector: ".nat.pending, .nat.deleting, .nat.failed", style: { "border-style": "dashed" } },
     { selector: ".function", style: { "shape": "hexagon", "width": 120, "height": 40, "background-color": "#6c4fc1", "color": "#ffffff", "font-weight": "bold" } },
     { selector: ".sandbox", style: { "shape": "ellipse", "width": 96, "height": 30, "background-color": "#f3f3f3", "border-width": 1, "border-color": "#999999", "font-size": 8 } },
     { selector: "edge", style: { "curve-style": "bezier", "width": 2, "target-arrow-shape": "triangle", "line-color": "#6c4fc1", "target-arrow-color": "#6c4fc1" } },
+    { selector: "edge.egress", style: { "line-color": "#1f7a99", "target-arrow-color": "#1f7a99" } },
     { selector: "edge.steered", style: { "line-style": "dashed", "width": 1, "line-color": "#999999", "target-arrow-color": "#999999" } },
   ];
 
@@ -210,7 +234,7 @@
       cy.batch(() => {
         for (const el of elements) {
           const existing = cy.getElementById(el.data.id);
-          if (existing.nonempty()) existing.data(el.data);
+          if (existing.nonempty()) { existing.data(el.data); if (el.classes) existing.classes(el.classes); }
         }
       });
     }
@@ -223,7 +247,7 @@
       const kind = eniKind(eni);
       cell(tr, eni.id, "mono");
       cell(tr, subnet.id, "mono");
-      cell(tr, eni.ip, "mono");
+      cell(tr, eni.ip + (eni.elastic_ip ? " · EIP " + eni.elastic_ip : ""), "mono", "ip");
       cell(tr, kind === "hyperplane" ? "Hyperplane ENI" : kind === "resource" ? "lambdaplane run" : eni.type);
       cell(tr, kind === "hyperplane" ? eni.functions.join(", ") :
                kind === "resource" ? (eni.name ? eni.name + ": " : "") + program(eni.argv || "") : eni.description || "",

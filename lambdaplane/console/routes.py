@@ -21,7 +21,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import AwsError
 from ..service.log_tail import FileLogTail, LogTail
+from ..service.store_log_tail import StoreLogTail
 from .state import EniCounters, console_state
 
 log = logging.getLogger("lambdaplane.console")
@@ -222,14 +224,30 @@ def _json(body: dict[str, Any], status: int) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _log_tail(platform: Any) -> LogTail:
+    """The function's log group in the Logs store; the per-function file only for a
+    platform without one."""
+    logs = getattr(platform, "logs", None)
+    if logs is None:
+        return FileLogTail(platform.settings.data_dir)
+
+    def group_of(region: str, name: str) -> str:
+        default = f"/aws/lambda/{name}"
+        try:
+            return platform.functions.get(region, name).logging_config.get("LogGroup") \
+                or default
+        except AwsError:  # deleted (or not made yet): its default group
+            return default
+    return StoreLogTail(logs, group_of)
+
+
 def install(app: web.Application, platform: Any) -> Console:
     """Answer the console's requests ahead of the other middlewares (SigV4 included)."""
     sessions = None
     if platform.settings.auth == "sigv4":
         from ..api.auth import load_credentials
         sessions = Sessions(load_credentials(platform.settings.credentials_file))
-    console = Console(platform, app.get("metrics"), sessions,
-                      FileLogTail(platform.settings.data_dir))
+    console = Console(platform, app.get("metrics"), sessions, _log_tail(platform))
 
     @web.middleware
     async def console_middleware(request: web.Request,

@@ -1,6 +1,8 @@
 """What the console shows, as one JSON-ready document: functions with their numbers, execution
 environments, and the VPC map (VPCs → subnets → interfaces, the Hyperplane ENIs with the
-functions that share them, their sandboxes and live flow counts, `lambdaplane run` resources).
+functions that share them, their sandboxes and live flow counts, `lambdaplane run` resources,
+each VPC's attached internet gateways, its NAT gateways in their subnets and the Elastic IPs of
+the interfaces that have one).
 
 Owns only the assembling: every fact is read through the services' public methods and the
 metrics module's counts, never from private state."""
@@ -115,6 +117,27 @@ async def _hyperplane(platform: Any, functions: list[dict[str, Any]], counters: 
     return info, eni_of_address
 
 
+def _add_gateways(vpc_service: Any, tree: dict[str, Any]) -> None:
+    """Into the network tree: per VPC its attached internet gateways, per subnet its NAT
+    gateways (state, addresses), per interface its Elastic IP — read through the EC2
+    Describe* reads, as a client would see them."""
+    for region in tree["regions"]:
+        name = region["region"]
+        igws = vpc_service.describe_internet_gateways(name, [], [])
+        nats = [n for n in vpc_service.describe_nat_gateways(name, {}) if n.state != "deleted"]
+        eips = {a.eni_id: a.public_ip for a in vpc_service.describe_addresses(name, {})
+                if a.eni_id}
+        for vpc in region["vpcs"]:
+            vpc["internet_gateways"] = [{"id": g.id} for g in igws if g.vpc_id == vpc["id"]]
+            for subnet in vpc["subnets"]:
+                subnet["nat_gateways"] = [
+                    {"id": n.id, "state": n.state, "connectivity": n.connectivity,
+                     "public_ip": n.public_ip, "private_ip": n.private_ip,
+                     "interface": n.eni_id} for n in nats if n.subnet_id == subnet["id"]]
+                for eni in subnet["interfaces"]:
+                    eni["elastic_ip"] = eips.get(eni["id"])
+
+
 async def console_state(platform: Any, metrics: Metrics | None,
                         counters: EniCounters) -> dict[str, Any]:
     env_list = platform.environments.environments()
@@ -132,6 +155,7 @@ async def console_state(platform: Any, metrics: Metrics | None,
                 for eni in subnet["interfaces"]:
                     eni["run_resource"] = eni["id"] in resources
                     eni.update(hyperplane.get(eni["id"], {"hyperplane": False}))
+    _add_gateways(platform.vpc, tree)
     stats = platform.environments.stats()
     return {
         "instance": f"lp{platform.names.instance}",

@@ -243,6 +243,73 @@ def test_vpc_map_shows_two_functions_sharing_one_eni(server: LiveServer, browser
     assert browser_errors(driver) == []
 
 
+
+def test_vpc_map_shows_the_internet_and_nat_gateways_and_elastic_ips(server: LiveServer,
+                                                                     browser) -> None:
+    """A VPC with an attached internet gateway, a NAT gateway in its public subnet and a
+    `lambdaplane run` program with an Elastic IP: all three on the map, in their places."""
+    driver = browser
+    open_console(driver, server)
+    ec2 = server.ec2()
+    vpc = ec2.create_vpc(CidrBlock="10.94.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.94.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="console-gw", Description="gw",
+                                      VpcId=vpc)["GroupId"]
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    for_nat, for_program = (ec2.allocate_address(Domain="vpc") for _ in range(2))
+    nat = ec2.create_nat_gateway(SubnetId=subnet, AllocationId=for_nat["AllocationId"])[
+        "NatGateway"]["NatGatewayId"]
+    try:
+        with resource(server, subnet, [group], ports=(8080,), name="console-web") as found:
+            ec2.associate_address(AllocationId=for_program["AllocationId"],
+                                  NetworkInterfaceId=found.eni_id)
+            wait_for("the gateways on the map", lambda: driver.execute_script(
+                GATEWAY_QUERY, igw, nat, found.eni_id) is not None)
+            # the labels follow the state: the NAT gateway comes up, the address is associated
+            wait_for("the NAT gateway available and the Elastic IP", lambda: (
+                lambda seen: "available" in seen["nat_label"]
+                and f"EIP {for_program['PublicIp']}" in seen["program_label"])(
+                    driver.execute_script(GATEWAY_QUERY, igw, nat, found.eni_id)))
+            seen = driver.execute_script(GATEWAY_QUERY, igw, nat, found.eni_id)
+            assert seen["igw_parent"] == vpc and "attached" in seen["igw_label"]
+            assert seen["nat_parent"] == subnet
+            assert for_nat["PublicIp"] in seen["nat_label"]
+            assert seen["nat_to_igw"] == [igw]  # a public NAT gateway leads to the gateway
+            assert seen["nat_interface_drawn"] is False  # drawn once: as the NAT gateway
+            # the state document behind it
+            state = json.loads(urllib.request.urlopen(
+                server.endpoint + "/_lambdaplane/console/state", timeout=10).read())
+            (ours,) = [v for r in state["network"]["regions"] for v in r["vpcs"]
+                       if v["id"] == vpc]
+            assert ours["internet_gateways"] == [{"id": igw}]
+            (shown_nat,) = ours["subnets"][0]["nat_gateways"]
+            assert shown_nat["id"] == nat and shown_nat["public_ip"] == for_nat["PublicIp"]
+            assert shown_nat["state"] == "available"
+            (program,) = [e for e in ours["subnets"][0]["interfaces"]
+                          if e["id"] == found.eni_id]
+            assert program["elastic_ip"] == for_program["PublicIp"]
+            assert browser_errors(driver) == []
+    finally:
+        ec2.delete_nat_gateway(NatGatewayId=nat)
+
+
+GATEWAY_QUERY = """
+const cy = window.lpConsole && window.lpConsole.cy;
+if (!cy) return null;
+const [igw, nat, program] = [0, 1, 2].map(i => cy.getElementById(arguments[i]));
+if (igw.empty() || nat.empty() || program.empty()) return null;
+const natInterface = window.lpConsole.state.network.regions.flatMap(r => r.vpcs)
+  .flatMap(v => v.subnets).flatMap(s => s.nat_gateways).find(n => n.id === arguments[1]);
+return {
+  igw_parent: igw.parent().id(), igw_label: igw.data('label'),
+  nat_parent: nat.parent().id(), nat_label: nat.data('label'),
+  nat_to_igw: nat.outgoers('node').map(n => n.id()),
+  nat_interface_drawn: cy.getElementById(natInterface.interface).nonempty(),
+  program_label: program.data('label'),
+};
+"""
+
 MAP_QUERY = """
 const cy = window.lpConsole && window.lpConsole.cy;
 if (!cy) return null;
