@@ -548,7 +548,9 @@ def _label_service(server: LiveServer, subnet: str, group: str, ip: str) -> Iter
 
 @pytest.fixture
 def idle_server(tmp_path: Path) -> Iterator[LiveServer]:
-    yield from live_server(tmp_path, "--inactive-after", "3", "--eni-flow-limit", "3")
+    # long enough that a restart (stop, start, the first requests) stays inside it: with 3 s,
+    # a server that took longer to come up found the function Inactive again
+    yield from live_server(tmp_path, "--inactive-after", "8", "--eni-flow-limit", "3")
 
 
 def test_idle_inactive_restore_flow_limit_and_restart(idle_server: LiveServer) -> None:
