@@ -304,7 +304,10 @@ class Workload:
 
     def _ec2_delete_leftovers(self, counts: Counts, ec2: Any) -> None:
         """Delete what earlier trials left (the ledger holds what the server was seen to have)."""
-        ids = ids_by_token(ec2)
+        try:
+            ids = ids_by_token(ec2)
+        except BotoCoreError:  # a read cut by the kill (connection refused or closed mid-way)
+            raise Killed from None
         for kind, delete, param in (
                 ("eni", ec2.delete_network_interface, "NetworkInterfaceId"),
                 ("sg", None, "GroupId"),
