@@ -114,10 +114,6 @@ def gateway_table(names: Names) -> str:
     return f"{names.prefix}-gw"
 
 
-def peer_name(names: Names, vpc_id: str) -> str:
-    return f"{names.prefix}g{vpc_id.removeprefix('vpc-')[:9]}"
-
-
 def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnets: Sequence[Any],
                   enis: Sequence[Any], route_tables: Sequence[Any], routes: Sequence[Any],
                   associations: Sequence[Any], gateways: Sequence[Any],
@@ -166,7 +162,7 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
                            and a.private_ip)) if has_internet else ()
         netns = names.vpc_netns(vpc.id)
         out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
-                                  peer_name(names, vpc.id), nat, gateway_table(names),
+                                  names.gateway_veth(vpc.id), nat, gateway_table(names),
                                   RoutingSpec(netns, kernel, tuple(sorted(rules))),
                                   tuple(sorted(realms.values())), connection_limit))
     return out

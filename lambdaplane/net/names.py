@@ -83,6 +83,10 @@ class Names:
         """An nft wildcard (quoted) matching every sandbox veth."""
         return f'"{self.prefix}s*"'
 
+    def gateway_veth(self, vpc_id: str) -> str:
+        """Internet end of VPC `vpc_id`'s internet-gateway link (in the --internet-netns)."""
+        return f"{self.prefix}g{vpc_id.removeprefix('vpc-')[:9]}"
+
     @property
     def transit_veth_glob(self) -> str:
         """An nft wildcard (quoted) matching every transit."""

@@ -2,7 +2,8 @@
 the VPC, and at start for VPCs stored before route tables existed), Create/Delete/Describe,
 CreateRoute/ReplaceRoute/DeleteRoute with their targets checked, and the associations (subnets
 and the main one). A mixin of VpcService (service/vpc.py); writes store/ec2_routes.py only.
-The routes have no kernel effect yet: that comes with the gateways they lead to (issue 15)."""
+The kernel side (policy routing per subnet, blackholes) is net/routing.py and net/gateways.py,
+applied by the VPC reconcile."""
 from __future__ import annotations
 
 from dataclasses import dataclass

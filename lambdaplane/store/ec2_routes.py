@@ -1,6 +1,6 @@
 """Route tables in SQLite: the tables, their routes and their associations (with a subnet, or
 the one main association of each VPC). Plain rows in, dataclasses out; AWS's rules live in
-service/route_tables.py. Their kernel effect comes with gateways (issue 15)."""
+service/route_tables.py, the kernel routing in net/routing.py and net/gateways.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
