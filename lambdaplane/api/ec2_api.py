@@ -16,7 +16,8 @@ from ..errors import AwsError, ec2_error
 from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
-from . import (ec2_eni_api, ec2_gateways_api, ec2_more_api, ec2_network_acls_api,
+from .ec2_ipv6_api import eni_ipv6_addresses, subnet_ipv6_set, vpc_ipv6_set
+from . import (ec2_eni_api, ec2_gateways_api, ec2_ipv6_api, ec2_more_api, ec2_network_acls_api,
                ec2_routes_api, flow_logs_api, query_xml)
 
 log = logging.getLogger("lambdaplane.ec2")
@@ -45,7 +46,7 @@ def vpc_out(svc: VpcService, v: Vpc) -> dict[str, Any]:
                                          "CidrBlock": b.cidr,
                                          "CidrBlockState": {"State": "associated"}}
                                         for b in svc.cidr_associations(v)],
-            "Ipv6CidrBlockAssociationSet": []}
+            "Ipv6CidrBlockAssociationSet": vpc_ipv6_set(svc, v)}
 
 
 def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
             "MapCustomerOwnedIpOnLaunch": settings.map_customer_owned_ip_on_launch,
             "OwnerId": svc.settings.account_id,
             "AssignIpv6AddressOnCreation": settings.assign_ipv6_address_on_creation,
-            "Ipv6CidrBlockAssociationSet": [], "EnableDns64": settings.enable_dns64,
+            "Ipv6CidrBlockAssociationSet": subnet_ipv6_set(svc, s), "EnableDns64": settings.enable_dns64,
             "Ipv6Native": False, "PrivateDnsNameOptionsOnLaunch": {
                 "HostnameType": settings.hostname_type,
                 "EnableResourceNameDnsARecord": settings.enable_resource_name_dns_a_record,
@@ -82,6 +83,11 @@ def permissions_out(svc: VpcService, rules: list[SgRule]) -> list[dict[str, Any]
             if r.description:
                 pair["Description"] = r.description
             perm["UserIdGroupPairs"].append(pair)
+        elif r.cidr and ":" in r.cidr:  # IPv6
+            rng6 = {"CidrIpv6": r.cidr}
+            if r.description:
+                rng6["Description"] = r.description
+            perm["Ipv6Ranges"].append(rng6)
         else:
             rng = {"CidrIp": r.cidr}
             if r.description:
@@ -111,6 +117,8 @@ def rule_out(svc: VpcService, r: SgRule) -> dict[str, Any]:
     if r.ref_group_id:
         out["ReferencedGroupInfo"] = {"GroupId": r.ref_group_id,
                                       "UserId": svc.settings.account_id}
+    elif r.cidr and ":" in r.cidr:
+        out["CidrIpv6"] = r.cidr
     else:
         out["CidrIpv4"] = r.cidr
     return out
@@ -126,7 +134,7 @@ def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
         "InterfaceType": e.interface_type, "MacAddress": e.mac,
         "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip,
         "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": e.ip}],
-        "Ipv6Addresses": [], "RequesterManaged": e.requester_managed,
+        "Ipv6Addresses": eni_ipv6_addresses(svc, e), "RequesterManaged": e.requester_managed,
         "SourceDestCheck": svc.source_dest_check(e),
         "Status": e.status, "TagSet": _tags(svc, e.id) or []}
     if e.requester_managed:
@@ -150,7 +158,11 @@ def _page(p: dict[str, Any], items: list[Any]) -> tuple[list[Any], str | None]:
 
 
 async def create_vpc(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    if p.get("AmazonProvidedIpv6CidrBlock") or p.get("Ipv6Pool") or p.get("Ipv6CidrBlock"):
+        svc.ipv6.check_vpc_request(region, {**p, "VpcId": None})  # before anything is made
     vpc = await svc.create_vpc(region, p.get("CidrBlock"), p.get("TagSpecifications"))
+    if p.get("AmazonProvidedIpv6CidrBlock"):
+        await svc.ipv6.associate_vpc_block(region, {**p, "VpcId": vpc.id, "CidrBlock": None})
     return {"Vpc": vpc_out(svc, vpc)}
 
 
@@ -166,9 +178,16 @@ async def delete_vpc(svc: VpcService, region: str, p: dict[str, Any]) -> dict[st
 
 
 async def create_subnet(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    svc.ipv6.check_new_subnet(region, p)  # service/ipv6.py: before anything is made
     subnet = await svc.create_subnet(region, p.get("VpcId"), p.get("CidrBlock"),
                                      p.get("AvailabilityZone"), p.get("AvailabilityZoneId"),
                                      p.get("TagSpecifications"))
+    if p.get("Ipv6CidrBlock"):
+        try:
+            await svc.ipv6.add_subnet_block(region, subnet.id, p["Ipv6CidrBlock"])
+        except Exception:
+            await svc.delete_subnet(region, subnet.id)
+            raise
     return {"Subnet": subnet_out(svc, subnet)}
 
 
@@ -229,7 +248,10 @@ async def create_network_interface(svc: VpcService, region: str,
                                    p: dict[str, Any]) -> dict[str, Any]:
     eni = await svc.create_interface(region, p.get("SubnetId"), p.get("Groups") or [],
                                      p.get("PrivateIpAddress"), p.get("Description") or "",
-                                     tag_specs=p.get("TagSpecifications"))
+                                     tag_specs=p.get("TagSpecifications"),
+                                     ipv6_count=p.get("Ipv6AddressCount"),
+                                     ipv6_addresses=[a.get("Ipv6Address") for a in
+                                                     p.get("Ipv6Addresses") or []])
     return {"NetworkInterface": eni_out(svc, eni)}
 
 
@@ -284,6 +306,7 @@ ACTIONS.update(ec2_network_acls_api.ACTIONS)
 ACTIONS.update(ec2_eni_api.ACTIONS)
 ACTIONS.update(flow_logs_api.ACTIONS)  # VPC flow logs
 ACTIONS.update(ec2_gateways_api.ACTIONS)  # internet and NAT gateways, Elastic IPs
+ACTIONS.update(ec2_ipv6_api.ACTIONS)  # IPv6 blocks and addresses
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from ..errors import ec2_error
 from ..service.ec2_attributes import VPC_ATTRIBUTES
 from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
+from .ec2_ipv6_api import vpc_block_out
 
 Handler = Callable[[VpcService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -64,6 +65,10 @@ def _update_descriptions(egress: bool) -> Handler:
 
 async def associate_vpc_cidr_block(svc: VpcService, region: str,
                                    p: dict[str, Any]) -> dict[str, Any]:
+    if p.get("AmazonProvidedIpv6CidrBlock") or p.get("Ipv6Pool") or p.get("Ipv6CidrBlock") \
+            or p.get("Ipv6IpamPoolId"):  # IPv6: service/ipv6.py
+        vpc6, block6 = await svc.ipv6.associate_vpc_block(region, p)
+        return {"VpcId": vpc6.id, "Ipv6CidrBlockAssociation": vpc_block_out(block6)}
     vpc, block = await svc.associate_vpc_cidr_block(region, p)
     return {"VpcId": vpc.id, "CidrBlockAssociation": {
         "AssociationId": block.association_id, "CidrBlock": block.cidr,
@@ -72,6 +77,10 @@ async def associate_vpc_cidr_block(svc: VpcService, region: str,
 
 async def disassociate_vpc_cidr_block(svc: VpcService, region: str,
                                       p: dict[str, Any]) -> dict[str, Any]:
+    if svc.ipv6.owns_association(p.get("AssociationId")):
+        vpc6, block6 = await svc.ipv6.disassociate_vpc_block(region, p["AssociationId"])
+        return {"VpcId": vpc6.id,
+                "Ipv6CidrBlockAssociation": vpc_block_out(block6, "disassociating")}
     vpc, block = await svc.disassociate_vpc_cidr_block(region, p.get("AssociationId"))
     return {"VpcId": vpc.id, "CidrBlockAssociation": {
         "AssociationId": block.association_id, "CidrBlock": block.cidr,

@@ -16,7 +16,7 @@ Handler = Callable[[VpcService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 def entry_out(e: AclEntry) -> dict[str, Any]:
     out: dict[str, Any] = {"RuleNumber": e.rule_number, "Protocol": e.protocol,
                            "RuleAction": "allow" if e.allow else "deny", "Egress": e.egress,
-                           "CidrBlock": e.cidr}
+                           ("Ipv6CidrBlock" if ":" in e.cidr else "CidrBlock"): e.cidr}
     if e.from_port is not None:
         out["PortRange"] = {"From": e.from_port, "To": e.to_port}
     if e.icmp_type is not None:

@@ -20,6 +20,8 @@ _GONE = {errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL}
 SCOPE_LINK = 253
 _SCOPE_NOWHERE = 255
 _NUD_PERMANENT = 0x80
+_AF_INET6 = 10
+_IFA_F_NODAD = 0x02
 _CLSACT_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
 _BPF_PRIO, _BPF_HANDLE = 1, 1
 _TCA_BPF_ID = 11
@@ -291,6 +293,42 @@ class Netlink:
             self._ipr.tc("del", "clsact", index)
         except NetlinkError as e:
             if e.code not in _GONE | {errno.EINVAL}:  # EINVAL: there is no clsact qdisc
+                raise
+
+    # IPv6 (net/ipv6.py) -----------------------------------------------------------------
+    def addresses6(self, name_or_index: str | int) -> set[tuple[str, int]]:
+        """(address, prefixlen) of the link's IPv6 addresses, link-local ones included."""
+        return {(m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                for m in self._ipr.get_addr(family=_AF_INET6, index=self._idx(name_or_index))}
+
+    def add_address6(self, name_or_index: str | int, address: str, prefixlen: int) -> None:
+        """Without duplicate address detection: the address is usable at once (the store
+        already made it unique)."""
+        try:
+            self._ipr.addr("add", index=self._idx(name_or_index), address=address,
+                           prefixlen=prefixlen, flags=_IFA_F_NODAD)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+
+    def routes6(self) -> list[tuple[str, int, int | None, str | None]]:
+        """(dst, dst_len, oif, gateway) of the main table's IPv6 routes ("" dst: default)."""
+        return [(m.get_attr("RTA_DST") or "", m["dst_len"], m.get_attr("RTA_OIF"),
+                 m.get_attr("RTA_GATEWAY"))
+                for m in self._ipr.get_routes(family=_AF_INET6, table=254)]
+
+    def add_route6(self, dst: str, name_or_index: str | int, gateway: str | None = None) -> None:
+        kwargs: dict[str, object] = {"dst": dst, "oif": self._idx(name_or_index),
+                                     "family": _AF_INET6}
+        if gateway:
+            kwargs["gateway"] = gateway
+        self._ipr.route("replace", **kwargs)
+
+    def delete_route6(self, dst: str) -> None:
+        try:
+            self._ipr.route("del", dst=dst, family=_AF_INET6)
+        except NetlinkError as e:
+            if e.code not in _GONE:
                 raise
 
     def _idx(self, name_or_index: str | int) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ..model.network_acls import STAR_RULE, AclEntry
 
 ANY_V4 = "0.0.0.0/0"
+ANY_V6 = "::/0"
 PRIORITY = "filter - 1"  # before the security groups' forward chain (priority filter)
 
 
@@ -38,10 +39,22 @@ def _name(resource_id: str) -> str:
     return resource_id.replace("-", "_")
 
 
-def _allows_everything(entries: list[AclEntry], egress: bool) -> bool:
-    first = min((e for e in entries if e.egress == egress), key=lambda e: e.rule_number,
-                default=None)
-    return first is not None and first.allow and first.protocol == "-1" and first.cidr == ANY_V4
+def _allows_everything(entries: list[AclEntry], egress: bool, ipv6: bool = False) -> bool:
+    """The first entry of the direction allows all; with IPv6, the first entry of each
+    family (AWS's default ACL: 100 for IPv4, 101 for IPv6)."""
+    if not ipv6:
+        first = min((e for e in entries if e.egress == egress), key=lambda e: e.rule_number,
+                    default=None)
+        return first is not None and first.allow and first.protocol == "-1" and \
+            first.cidr == ANY_V4
+    for family_any in (ANY_V4, ANY_V6):
+        v6 = family_any == ANY_V6
+        first = min((e for e in entries if e.egress == egress and (":" in e.cidr) == v6),
+                    key=lambda e: e.rule_number, default=None)
+        if first is None or not first.allow or first.protocol != "-1" or \
+                first.cidr != family_any:
+            return False
+    return True
 
 
 def _service(e: AclEntry) -> str:
@@ -51,6 +64,13 @@ def _service(e: AclEntry) -> str:
             return f"meta l4proto {proto}"
         ports = str(e.from_port) if e.from_port == e.to_port else f"{e.from_port}-{e.to_port}"
         return f"meta l4proto {proto} th dport {ports}"
+    if e.protocol == "58":
+        parts = ["meta l4proto ipv6-icmp"]
+        if e.icmp_type is not None and e.icmp_type != -1:
+            parts.append(f"icmpv6 type {e.icmp_type}")
+            if e.icmp_code is not None and e.icmp_code != -1:
+                parts.append(f"icmpv6 code {e.icmp_code}")
+        return " ".join(parts)
     if e.protocol == "1":
         parts = ["meta l4proto icmp"]
         if e.icmp_type is not None and e.icmp_type != -1:
@@ -61,12 +81,19 @@ def _service(e: AclEntry) -> str:
     return "" if e.protocol == "-1" else f"meta l4proto {int(e.protocol)}"
 
 
-def entry_lines(e: AclEntry, nat_ports: Iterable[AclPort]) -> list[str]:
-    """One entry's nft rules (the address match, and the Hyperplane ports it names)."""
+def entry_lines(e: AclEntry, nat_ports: Iterable[AclPort], ipv6: bool = False) -> list[str]:
+    """One entry's nft rules (the address match, and the Hyperplane ports it names); with
+    `ipv6`, an entry matches only its own family."""
     verdict = "return" if e.allow else "drop"
     service = _service(e)
     if e.cidr == ANY_V4:
-        return [" ".join(filter(None, [service, verdict]))]
+        family = "meta nfproto ipv4" if ipv6 else ""
+        return [" ".join(filter(None, [family, service, verdict]))]
+    if e.cidr == ANY_V6:
+        return [" ".join(filter(None, ["meta nfproto ipv6", service, verdict]))]
+    if ":" in e.cidr:
+        return [" ".join(filter(None, [f"ip6 {'daddr' if e.egress else 'saddr'} {e.cidr}",
+                                        service, verdict]))]
     lines = [" ".join(filter(None, [f"ip {'daddr' if e.egress else 'saddr'} {e.cidr}", service,
                                     verdict]))]
     network = ipaddress.IPv4Network(e.cidr)
@@ -79,7 +106,7 @@ def entry_lines(e: AclEntry, nat_ports: Iterable[AclPort]) -> list[str]:
 
 
 def render_chains(ports: Iterable[AclPort], acl_of_subnet: Mapping[str, str],
-                  entries: Iterable[AclEntry]) -> str:
+                  entries: Iterable[AclEntry], ipv6: bool = False) -> str:
     """The ACL chains of one VPC, as lines of the security group table's body ("" when no ACL
     of the VPC can refuse anything)."""
     ports = sorted(ports, key=lambda p: p.ifname)
@@ -87,7 +114,7 @@ def render_chains(ports: Iterable[AclPort], acl_of_subnet: Mapping[str, str],
     for e in entries:
         by_acl.setdefault(e.acl_id, []).append(e)
     used = sorted({acl_of_subnet[p.subnet_id] for p in ports if p.subnet_id in acl_of_subnet})
-    if not ports or all(_allows_everything(by_acl.get(a, []), egress)
+    if not ports or all(_allows_everything(by_acl.get(a, []), egress, ipv6)
                         for a in used for egress in (False, True)):
         return ""
     nat_ports = [p for p in ports if p.nat_ip]
@@ -111,8 +138,8 @@ def render_chains(ports: Iterable[AclPort], acl_of_subnet: Mapping[str, str],
         for egress, suffix in ((True, "out"), (False, "in")):
             body.append(f"  chain acl_{_name(acl)}_{suffix} {{")
             for e in sorted((e for e in by_acl.get(acl, [])
-                             if e.egress == egress and e.rule_number != STAR_RULE),
+                             if e.egress == egress and e.rule_number < STAR_RULE),
                             key=lambda e: e.rule_number):
-                body += [f"    {line}" for line in entry_lines(e, nat_ports)]
+                body += [f"    {line}" for line in entry_lines(e, nat_ports, ipv6)]
             body.append("    drop\n  }")  # the `*` rule, whatever the store holds
     return "\n".join(body)

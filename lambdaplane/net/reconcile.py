@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import nft, ns
+from . import ipv6, nft, ns
 from .names import Names
 from .netlink import LinkInfo, Netlink
 from .processes import process_alive
@@ -81,6 +81,8 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
     # of after up to 0.8 s.
     _sysctl("net.ipv4.ip_forward", "1", spec.netns, changes)
     _sysctl("net.ipv4.conf.all.proxy_arp", "1", spec.netns, changes)
+    if spec.ipv6:
+        ipv6.enable_forwarding(spec.netns, changes)
     with Netlink(spec.netns) as nl:
         _ensure_up(nl, GATEWAY_LINK, changes)
         _ensure_addresses(nl, GATEWAY_LINK,
@@ -98,9 +100,13 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
             for port in spec.ports:
                 if _reconcile_port(nl, port, veths, far_ends, spec.netns, changes):
                     ready.append(port)
+                    if spec.ipv6:
+                        ipv6.configure_port(nl, far_ends.netlink(port.far.netns), port, changes)
         finally:
             far_ends.close()
         _reconcile_routes(nl, ready, changes)
+        if spec.ipv6:
+            ipv6.reconcile_routes(nl, ready, changes)
     _reconcile_nft(spec, changes)
 
 

@@ -25,6 +25,7 @@ from ..store.ec2 import SgRule
 from .flow_sources import LOG_PREFIX, NFLOG_GROUP
 
 ANY_V4 = "0.0.0.0/0"
+ANY_V6 = "::/0"
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,42 @@ def set_name(group_id: str) -> str:
     return "g_" + group_id.replace("-", "_")
 
 
+def set_name6(group_id: str) -> str:
+    return "g6_" + group_id.replace("-", "_")
+
+
 def rule_match(rule: SgRule) -> str:
     """The nft match for one rule (empty: matches every IPv4 packet)."""
     return " ".join(filter(None, [_peer_match(rule), _service_match(rule)]))
 
 
+def rule_matches(rule: SgRule, ipv6: bool = False) -> list[str]:
+    """The nft matches for one rule in a VPC with IPv6, where a rule's addresses name one
+    family (IpRanges or Ipv6Ranges) and a group reference both; without IPv6, `rule_match`."""
+    if not ipv6:
+        return [rule_match(rule)]
+    service = _service_match(rule)
+    direction = "daddr" if rule.egress else "saddr"
+    if rule.ref_group_id:
+        peers = [f"ip {direction} @{set_name(rule.ref_group_id)}",
+                 f"ip6 {direction} @{set_name6(rule.ref_group_id)}"]
+    elif rule.cidr == ANY_V6:
+        peers = ["meta nfproto ipv6"]
+    elif rule.cidr and ":" in rule.cidr:
+        peers = [f"ip6 {direction} {rule.cidr}"]
+    elif rule.cidr == ANY_V4 or not rule.cidr:
+        peers = ["meta nfproto ipv4"]
+    else:
+        peers = [f"ip {direction} {rule.cidr}"]
+    return [" ".join(filter(None, [peer, service])) for peer in peers]
+
+
 def _peer_match(rule: SgRule) -> str:
     if rule.ref_group_id:
         return f"ip {'daddr' if rule.egress else 'saddr'} @{set_name(rule.ref_group_id)}"
+    if rule.cidr and ":" in rule.cidr:
+        return f"ip6 {'daddr' if rule.egress else 'saddr'} {rule.cidr}" \
+            if rule.cidr != ANY_V6 else "meta nfproto ipv6"
     if rule.cidr and rule.cidr != ANY_V4:
         return f"ip {'daddr' if rule.egress else 'saddr'} {rule.cidr}"
     return ""
@@ -58,6 +87,8 @@ def _nat_ports_named(rule: SgRule, nat_ports: Iterable[PortRules]) -> list[str]:
     """The Hyperplane ports whose ENI address an ingress rule's source names."""
     if rule.ref_group_id:
         return sorted(p.ifname for p in nat_ports if rule.ref_group_id in p.group_ids)
+    if rule.cidr and ":" in rule.cidr:
+        return []  # Hyperplane ENI addresses are IPv4
     network = ipaddress.IPv4Network(rule.cidr or ANY_V4, strict=False)
     return sorted(p.ifname for p in nat_ports if ipaddress.IPv4Address(p.ip) in network)
 
@@ -77,13 +108,20 @@ def _service_match(rule: SgRule) -> str:
             parts.append(f"icmp type {rule.from_port}")
             if rule.to_port != -1:
                 parts.append(f"icmp code {rule.to_port}")
+    elif proto == "58":  # ICMPv6: its type and code in the port fields, as AWS keeps them
+        parts.append("meta l4proto ipv6-icmp")
+        if rule.from_port != -1:
+            parts.append(f"icmpv6 type {rule.from_port}")
+            if rule.to_port != -1:
+                parts.append(f"icmpv6 code {rule.to_port}")
     elif proto != "-1":
         parts.append(f"meta l4proto {int(proto)}")
     return " ".join(parts)
 
 
 def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
-                    egress: bool, nat_ports: Iterable[PortRules] = ()) -> list[str]:
+                    egress: bool, nat_ports: Iterable[PortRules] = (),
+                    ipv6: bool = False) -> list[str]:
     """Distinct matches of the port's groups in one direction (duplicates across groups merge);
     ingress rules naming sources also match the `nat_ports` whose address they name."""
     nat_ports = list(nat_ports)
@@ -92,7 +130,7 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
         for rule in rules_by_group.get(gid, []):
             if rule.egress != egress:
                 continue
-            matches = [rule_match(rule)]
+            matches = rule_matches(rule, ipv6)
             named = _nat_ports_named(rule, nat_ports) if not egress and _peer_match(rule) else []
             if named:
                 links = ", ".join(f'"{name}"' for name in named)
@@ -104,11 +142,13 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
 
 def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, list[SgRule]],
            members: Mapping[str, Iterable[str]], extra: str = "",
-           gateway_links: Iterable[str] = ()) -> str:
+           gateway_links: Iterable[str] = (), ipv6: bool = False) -> str:
     """The whole table as one script that replaces any previous version atomically; `extra`:
     more of the table's body, loaded in the same transaction (the network ACL chains);
     `gateway_links`: links to a gateway (net/gateways.py), whose traffic in is judged by the
-    receiving port's ingress rules and traffic out by the sending port's egress rules."""
+    receiving port's ingress rules and traffic out by the sending port's egress rules;
+    `ipv6`: the VPC has an IPv6 block, so IPv6 is judged like IPv4 instead of dropped (without
+    it the script is what it was before IPv6 existed)."""
     gateway_links = sorted(gateway_links)
     ports = sorted(ports, key=lambda p: p.ifname)
     nat_ports = [p for p in ports if p.nat]
@@ -116,16 +156,24 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
                          if r.ref_group_id})
     body: list[str] = []
     for gid in referenced:
-        addrs = sorted(set(members.get(gid, ())))
+        addrs = sorted(a for a in set(members.get(gid, ())) if ":" not in a)
         elements = f" elements = {{ {', '.join(addrs)} }};" if addrs else ""
         body.append(f"  set {set_name(gid)} {{ type ipv4_addr;{elements} }}")
+        if ipv6:
+            addrs6 = sorted(a for a in set(members.get(gid, ())) if ":" in a)
+            elements6 = f" elements = {{ {', '.join(addrs6)} }};" if addrs6 else ""
+            body.append(f"  set {set_name6(gid)} {{ type ipv6_addr;{elements6} }}")
+    # IPv6 neighbour discovery with the router (fe80::1 on each port) is not tracked: let it in
+    neighbours = (" meta l4proto ipv6-icmp icmpv6 type { nd-neighbor-solicit,"
+                  " nd-neighbor-advert } accept;") if ipv6 else ""
     body.append("  chain input { type filter hook input priority filter; policy drop;"
-                " ct state established,related accept; }")
+                f" ct state established,related accept;{neighbours} }}")
     body.append("  chain forward {")
     body.append("    type filter hook forward priority filter; policy drop;")
     body.append("    ct state established,related accept")
     body.append("    ct state invalid drop")
-    body.append("    meta nfproto != ipv4 drop")
+    if not ipv6:
+        body.append("    meta nfproto != ipv4 drop")
     if ports:
         egress_map = ", ".join(f'"{p.ifname}" : jump out_{p.ifname}' for p in ports)
         body.append(f"    iifname vmap {{ {egress_map} }}")
@@ -140,9 +188,11 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
         to_gateway = "".join(f'\n    oifname "{name}" accept' for name in gateway_links)
         body.append(f"  chain deliver {{\n    oifname vmap {{ {ingress_map} }}{to_gateway}\n  }}")
     for p in ports:
-        out = [f"{m} goto deliver".strip() for m in port_rule_lines(p, rules_by_group, egress=True)]
+        out = [f"{m} goto deliver".strip()
+               for m in port_rule_lines(p, rules_by_group, egress=True, ipv6=ipv6)]
         inn = [f"{m} accept".strip()
-               for m in port_rule_lines(p, rules_by_group, egress=False, nat_ports=nat_ports)]
+               for m in port_rule_lines(p, rules_by_group, egress=False, nat_ports=nat_ports,
+                                        ipv6=ipv6)]
         body.append(f"  chain out_{p.ifname} {{")
         body += [f"    {line}" for line in out]
         body.append(f"    {drop_log('out', p.ifname)}")

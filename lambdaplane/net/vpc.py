@@ -48,6 +48,7 @@ class PortSpec:
     # namespace is found again through this process instead of being made anew.
     process_pid: int | None = None
     process_start: int | None = None
+    ipv6: tuple[str, ...] = ()  # its IPv6 addresses (net/ipv6.py)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class VpcNetSpec:
     ports: tuple[PortSpec, ...]
     nft_table: str
     nft_script: str
+    ipv6: bool = False  # the VPC has an IPv6 block: the namespace forwards IPv6 too
 
 
 def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
@@ -66,9 +68,12 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
     for rule in snap.rules:
         rules_by_group[rule.group_id].append(rule)
     members: dict[str, list[str]] = defaultdict(list)
+    v6_addresses = snap.ipv6.eni_addresses
     for eni in snap.enis:
         for gid in eni.group_ids:
             members[gid].append(eni.ip)
+            members[gid] += v6_addresses.get(eni.id, [])
+    v6_vpcs = {c.vpc_id for c in snap.ipv6.vpc_cidrs}
     acl_of_subnet = {a.subnet_id: a.acl_id for a in snap.network_acls.associations}
     out = []
     for vpc in snap.vpcs:
@@ -88,15 +93,17 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
             acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else ""))
             ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
                                   ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
-                                  far_addresses, eni.process_pid, eni.process_start))
+                                  far_addresses, eni.process_pid, eni.process_start,
+                                  tuple(v6_addresses.get(eni.id, ()))))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
         rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
-        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries)
+        ipv6 = vpc.id in v6_vpcs
+        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6)
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
-                        acls, gateway_links=(INTERNET_LINK,))
+                        acls, gateway_links=(INTERNET_LINK,), ipv6=ipv6)
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
                               tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table,
-                              script))
+                              script, ipv6))
     return out

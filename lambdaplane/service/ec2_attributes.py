@@ -124,8 +124,8 @@ class Ec2Attributes:
             enable_resource_name_dns_aaaa_record=flag("EnableResourceNameDnsAAAARecordOnLaunch"))
 
     def subnet_ipv6_cidrs(self, subnet: Subnet) -> list[str]:
-        """The subnet's IPv6 CIDR blocks: none until IPv6 (issue 16, part 2) exists."""
-        return []
+        """The subnet's IPv6 CIDR blocks (service/ipv6.py)."""
+        return self.ipv6.subnet_cidrs(subnet)  # type: ignore[attr-defined,no-any-return]
 
     async def modify_subnet_attribute(self, region: str, params: dict[str, Any]) -> None:
         self.ensure_region(region)

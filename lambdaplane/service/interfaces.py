@@ -76,7 +76,9 @@ class NetworkInterfaces:
                                requester_managed: bool = False, far_end: FarEnd | None = None,
                                own_netns: bool = False, owner_pid: int | None = None,
                                name: str | None = None, argv: str | None = None,
-                               tag_specs: list[dict] | None = None) -> Eni:
+                               tag_specs: list[dict] | None = None,
+                               ipv6_count: int | None = None,
+                               ipv6_addresses: list[str] | None = None) -> Eni:
         """Create an ENI. Its kernel port exists when it has a far end: `far_end` names a
         namespace (and link name) of the caller's (e.g. a Hyperplane namespace), or
         `own_netns=True` gives it a namespace of its own (`lambdaplane run`). The returned
@@ -95,6 +97,10 @@ class NetworkInterfaces:
         in_use = {e.ip for e in self.store.enis() if e.subnet_id == subnet.id}
         address = ipam.check_requested(ip, subnet.cidr, in_use) if ip \
             else ipam.pick_free(subnet.cidr, in_use | self.reserved_addresses(subnet))
+        ipv6 = self.ipv6  # type: ignore[attr-defined]  # service/ipv6.py
+        wanted_v6 = [str(a) for a in ipv6_addresses or []]
+        addresses_v6 = ipv6.plan_addresses(
+            subnet, ipv6.on_create_count(subnet, ipv6_count, wanted_v6, own_netns), wanted_v6)
         eni_id = new_id("eni")
         if own_netns:
             far_end = FarEnd(self.names.resource_netns(eni_id), "eth0", True)
@@ -107,6 +113,7 @@ class NetworkInterfaces:
                   name=name, argv=argv)
         with self.db.transaction():
             self.store.add_eni(eni)
+            ipv6.record(eni.id, addresses_v6)
             self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
         try:
             await self.reconcile()
@@ -123,7 +130,8 @@ class NetworkInterfaces:
         check_names(filters, ["network-interface-id", "subnet-id", "vpc-id", "interface-type",
                               "availability-zone", "private-ip-address",
                               "addresses.private-ip-address", "group-id", "group-name", "status",
-                              "requester-managed", "description", "mac-address", "owner-id"])
+                              "requester-managed", "description", "mac-address", "owner-id",
+                              "ipv6-addresses.ipv6-address"])
         for eid in ids:
             self.interface(region, eid)
         tags = self.store.tags()
@@ -139,7 +147,9 @@ class NetworkInterfaces:
                      "group-name": [groups[g].name for g in e.group_ids if g in groups],
                      "status": [e.status], "requester-managed": [bool_text(e.requester_managed)],
                      "description": [e.description], "mac-address": [e.mac],
-                     "owner-id": [self.settings.account_id]}
+                     "owner-id": [self.settings.account_id],
+                     "ipv6-addresses.ipv6-address":
+                         self.ipv6.addresses_of(e.id)}  # type: ignore[attr-defined]
             if (not ids or e.id in ids) and matches(filters, attrs, tags.get(e.id, {})):
                 out.append(e)
         return out

@@ -16,6 +16,7 @@ from ..store.ec2_network_acls import (STAR_RULE, AclAssociation, AclEntry, Netwo
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
 from .ipam import parse_cidr
+from .sg_rules import parse_ipv6_cidr
 
 ANY_V4 = "0.0.0.0/0"
 _PROTOCOLS = {"tcp": "6", "udp": "17", "icmp": "1", "all": "-1"}
@@ -125,6 +126,10 @@ class NetworkAcls:
             self.acls.add_acl(acl)
             for entry in _star_entries(acl.id):
                 self.acls.put_entry(entry)
+            if self.ipv6.vpc_blocks(vpc.id):  # type: ignore[attr-defined]  # the IPv6 `*`
+                for egress in (False, True):
+                    self.acls.put_entry(AclEntry(acl.id, egress, STAR_RULE + 1, "-1", False,
+                                                 "::/0"))
             self.store.set_tags(acl.id, self._tag_specs(tag_specs, "network-acl"))
         return acl
 
@@ -161,7 +166,8 @@ class NetworkAcls:
                      "association.association-id": [a.id for a in mine],
                      "association.network-acl-id": [acl.id for _ in mine],
                      "association.subnet-id": [a.subnet_id for a in mine],
-                     "entry.cidr": [e.cidr for e in rows],
+                     "entry.cidr": [e.cidr for e in rows if ":" not in e.cidr],
+                     "entry.ipv6-cidr": [e.cidr for e in rows if ":" in e.cidr],
                      "entry.protocol": [e.protocol for e in rows],
                      "entry.rule-action": ["allow" if e.allow else "deny" for e in rows],
                      "entry.egress": [bool_text(e.egress) for e in rows],
@@ -200,14 +206,15 @@ class NetworkAcls:
         if action not in ("allow", "deny"):
             raise ec2_error("InvalidParameterValue",
                             f"Value ({p['RuleAction']}) for parameter ruleAction is invalid.")
-        if p.get("Ipv6CidrBlock"):
-            raise ec2_error("InvalidParameterValue",  # [?] IPv6 is not here yet
-                            "IPv6 CIDR blocks are not supported by lambdaplane yet")
-        if not p.get("CidrBlock"):
+        if p.get("Ipv6CidrBlock") and p.get("CidrBlock"):
+            raise ec2_error("InvalidParameterCombination",
+                            "Only one of cidrBlock or ipv6CidrBlock may be specified")
+        if not p.get("CidrBlock") and not p.get("Ipv6CidrBlock"):
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter cidrBlock or "
                             "ipv6CidrBlock")
-        cidr = str(parse_cidr(p["CidrBlock"], "cidrBlock"))
+        cidr = str(parse_cidr(p["CidrBlock"], "cidrBlock")) if p.get("CidrBlock") \
+            else str(parse_ipv6_cidr(p["Ipv6CidrBlock"], "ipv6CidrBlock"))
         protocol = normalise_acl_protocol(p["Protocol"])
         from_port = to_port = icmp_type = icmp_code = None
         if protocol in ("6", "17"):
@@ -220,7 +227,7 @@ class NetworkAcls:
                 raise ec2_error("InvalidParameterValue",
                                 f"Invalid value '{from_port}-{to_port}' for portRange. Ports "
                                 "must be between 0 and 65535.")
-        elif protocol == "1":
+        elif protocol in ("1", "58"):
             icmp = p.get("IcmpTypeCode") or {}
             if icmp.get("Type") is None or icmp.get("Code") is None:
                 raise ec2_error("MissingParameter",
@@ -268,7 +275,7 @@ class NetworkAcls:
                 raise ec2_error("MissingParameter", f"The request must contain the parameter "
                                                     f"{name[0].lower() + name[1:]}")
         egress, number = bool(p["Egress"]), int(p["RuleNumber"])
-        if number == STAR_RULE or not self._existing(acl, egress, number):
+        if number >= STAR_RULE or not self._existing(acl, egress, number):
             raise ec2_error("InvalidNetworkAclEntry.NotFound",
                             f"The network acl entry identified by {number} does not exist.")
         with self.db.transaction():

@@ -84,6 +84,9 @@ class SecurityGroups:
             self.store.add_group(group)
             self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1,
                                        "0.0.0.0/0", None))
+            if self.ipv6.vpc_blocks(vpc.id):  # type: ignore[attr-defined]  # AWS adds ::/0 too
+                self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1, "::/0",
+                                           None))
             self.store.set_tags(group.id, self._tag_specs(tag_specs, "security-group"))
         await self.reconcile()
         return group
@@ -184,9 +187,9 @@ class SecurityGroups:
                                 f"The security group rule ID '{rid}' does not exist")
             doomed.append(rule)
         perms = (params.get("IpPermissions") or []) + legacy_permissions(params)
-        if any(p.get("Ipv6Ranges") or p.get("PrefixListIds") for p in perms):
-            # none can exist here (lambdaplane holds IPv4 rules only): AWS's answer for a rule
-            # that is not there, which Terraform expects when it revokes the default ::/0 egress
+        if any(p.get("PrefixListIds") for p in perms):
+            # none can exist here (lambdaplane holds no prefix lists): AWS's answer for a rule
+            # that is not there
             raise ec2_error("InvalidPermission.NotFound",
                             "The specified rule does not exist in this security group.")
         if perms:

@@ -41,7 +41,7 @@ def permission_of_request(req: dict[str, Any]) -> dict[str, Any]:
         perm["UserIdGroupPairs"] = [{"GroupId": req["ReferencedGroupId"],
                                      "Description": description}]
     elif req.get("CidrIpv6"):
-        perm["Ipv6Ranges"] = [{"CidrIpv6": req["CidrIpv6"]}]
+        perm["Ipv6Ranges"] = [{"CidrIpv6": req["CidrIpv6"], "Description": description}]
     else:
         perm["PrefixListIds"] = [{"PrefixListId": req["PrefixListId"]}]
     return perm

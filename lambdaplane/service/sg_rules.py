@@ -2,6 +2,7 @@
 CidrIp/IpProtocol/FromPort/ToPort form) → validated, normalised rules, one per peer."""
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +10,15 @@ from dataclasses import dataclass
 from ..errors import ec2_error
 from ..store.ec2 import SgRule
 from .ipam import parse_cidr
+
+
+def parse_ipv6_cidr(cidr: str, parameter: str) -> ipaddress.IPv6Network:
+    try:
+        return ipaddress.IPv6Network(cidr, strict=False)
+    except ValueError:
+        raise ec2_error("InvalidParameterValue",
+                        f"Value ({cidr}) for parameter {parameter} is invalid. "
+                        "This is not a valid IPv6 CIDR block.") from None
 
 _PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp",
               "-1": "-1", "all": "-1"}
@@ -68,11 +78,14 @@ def rules_from_permissions(group_id: str, egress: bool, permissions: list[dict],
         for r in perm.get("IpRanges") or []:
             cidr = str(parse_cidr(r.get("CidrIp") or "", "cidrIp"))
             peers.append(Peer(cidr=cidr, description=r.get("Description") or ""))
+        for r in perm.get("Ipv6Ranges") or []:
+            cidr = str(parse_ipv6_cidr(r.get("CidrIpv6") or "", "cidrIpv6"))
+            peers.append(Peer(cidr=cidr, description=r.get("Description") or ""))
         for pair in perm.get("UserIdGroupPairs") or []:
             peers.append(Peer(group_id=resolve_group(pair), description=pair.get("Description") or ""))
-        if perm.get("Ipv6Ranges") or perm.get("PrefixListIds"):
+        if perm.get("PrefixListIds"):
             raise ec2_error("InvalidParameterValue",
-                            "IPv6 ranges and prefix lists are not supported by lambdaplane")
+                            "Prefix lists are not supported by lambdaplane")
         if not peers:
             raise ec2_error("InvalidParameterValue",
                             "The request must contain at least one of CidrIp, "
@@ -124,7 +137,7 @@ def permission_filter_values(rules: list[SgRule], prefix: str, group_names: dict
             values[prefix + "from-port"].append(str(r.from_port))
             values[prefix + "to-port"].append(str(r.to_port))
         if r.cidr:
-            values[prefix + "cidr"].append(r.cidr)
+            values[prefix + ("ipv6-cidr" if ":" in r.cidr else "cidr")].append(r.cidr)
         if r.ref_group_id:
             values[prefix + "group-id"].append(r.ref_group_id)
             values[prefix + "group-name"].append(group_names.get(r.ref_group_id, ""))

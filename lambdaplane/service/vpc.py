@@ -46,6 +46,7 @@ from ..store.nat_gateways import NatGatewayStore
 from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
+from .ipv6 import Ipv6Addressing
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -120,6 +121,7 @@ class VpcService(InternetGateways, NatGateways,
         self._reconcile_asked = 0
         self._reconcile_served = 0
         self._watcher: asyncio.Task[None] | None = None
+        self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -263,7 +265,8 @@ class VpcService(InternetGateways, NatGateways,
                      "cidr-block-association.state": ["associated"],
                      "is-default": [bool_text(v.is_default)],
                      "isDefault": [bool_text(v.is_default)], "state": ["available"],
-                     "owner-id": [self.settings.account_id], "dhcp-options-id": ["default"]}
+                     "owner-id": [self.settings.account_id], "dhcp-options-id": ["default"],
+                     **self.ipv6.vpc_filter_values(v)}
             if (not ids or v.id in ids) and matches(filters, attrs, tags.get(v.id, {})):
                 out.append(v)
         return out
@@ -354,7 +357,8 @@ class VpcService(InternetGateways, NatGateways,
                      "owner-id": [self.settings.account_id],
                      "available-ip-address-count": [str(self.available_ips(s))],
                      "subnet-arn": [self.subnet_arn(s)],
-                     **subnet_setting_attributes(self.subnet_settings(s))}
+                     **subnet_setting_attributes(self.subnet_settings(s)),
+                     **self.ipv6.subnet_filter_values(s)}
             if (not ids or s.id in ids) and matches(filters, attrs, tags.get(s.id, {})):
                 out.append(s)
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .db import Database, schema
+from .ec2_ipv6 import Ipv6Snapshot, Ipv6Store
 from .ec2_network_acls import AclSnapshot, NetworkAclStore
 
 schema("""
@@ -127,6 +128,7 @@ class Snapshot:
     rules: list[SgRule] = field(default_factory=list)
     enis: list[Eni] = field(default_factory=list)
     network_acls: AclSnapshot = field(default_factory=AclSnapshot)
+    ipv6: Ipv6Snapshot = field(default_factory=Ipv6Snapshot)
 
 
 class Ec2Store:
@@ -288,7 +290,7 @@ class Ec2Store:
     # all -------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis(),
-                        NetworkAclStore(self.db).snapshot())
+                        NetworkAclStore(self.db).snapshot(), Ipv6Store(self.db).snapshot())
 
     def _select(self, table: str, region: str | None) -> list[object]:
         if region is None:
