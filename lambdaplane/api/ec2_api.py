@@ -17,7 +17,8 @@ from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
 from .ec2_ipv6_api import eni_ipv6_addresses, subnet_ipv6_set, vpc_ipv6_set
-from . import (ec2_eni_api, ec2_gateways_api, ec2_ipv6_api, ec2_more_api, ec2_network_acls_api,
+from .ec2_private_ips_api import create_params, private_ip_addresses
+from . import (ec2_eni_api, ec2_gateways_api, ec2_ipv6_api, ec2_private_ips_api, ec2_more_api, ec2_network_acls_api,
                ec2_routes_api, flow_logs_api, query_xml)
 
 log = logging.getLogger("lambdaplane.ec2")
@@ -133,7 +134,8 @@ def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
         "Groups": [{"GroupId": g.id, "GroupName": g.name} for g in groups if g],
         "InterfaceType": e.interface_type, "MacAddress": e.mac,
         "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip,
-        "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": e.ip}],
+        "PrivateIpAddresses": private_ip_addresses(svc, e),
+        "PrivateDnsName": private_ip_addresses(svc, e)[0]["PrivateDnsName"],
         "Ipv6Addresses": eni_ipv6_addresses(svc, e), "RequesterManaged": e.requester_managed,
         "SourceDestCheck": svc.source_dest_check(e),
         "Status": e.status, "TagSet": _tags(svc, e.id) or []}
@@ -246,12 +248,15 @@ async def describe_security_group_rules(svc: VpcService, region: str,
 
 async def create_network_interface(svc: VpcService, region: str,
                                    p: dict[str, Any]) -> dict[str, Any]:
+    primary, secondary_count, secondary = create_params(p)
     eni = await svc.create_interface(region, p.get("SubnetId"), p.get("Groups") or [],
-                                     p.get("PrivateIpAddress"), p.get("Description") or "",
+                                     primary, p.get("Description") or "",
                                      tag_specs=p.get("TagSpecifications"),
                                      ipv6_count=p.get("Ipv6AddressCount"),
                                      ipv6_addresses=[a.get("Ipv6Address") for a in
-                                                     p.get("Ipv6Addresses") or []])
+                                                     p.get("Ipv6Addresses") or []],
+                                     secondary_count=secondary_count,
+                                     secondary_addresses=secondary)
     return {"NetworkInterface": eni_out(svc, eni)}
 
 
@@ -307,6 +312,7 @@ ACTIONS.update(ec2_eni_api.ACTIONS)
 ACTIONS.update(flow_logs_api.ACTIONS)  # VPC flow logs
 ACTIONS.update(ec2_gateways_api.ACTIONS)  # internet and NAT gateways, Elastic IPs
 ACTIONS.update(ec2_ipv6_api.ACTIONS)  # IPv6 blocks and addresses
+ACTIONS.update(ec2_private_ips_api.ACTIONS)  # secondary private IPv4 addresses
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

@@ -192,7 +192,8 @@ def _configure_far(port: PortSpec, far: Netlink, far_ends: _FarEnds,
 
 
 def _reconcile_routes(nl: Netlink, ports: list[PortSpec], changes: list[str]) -> None:
-    wanted = {port.ip: nl.index(port.ifname) for port in ports}
+    wanted = {ip: nl.index(port.ifname) for port in ports
+              for ip in (port.ip, *port.secondary_ips)}
     have = {dst: oif for dst, plen, oif, _gw in nl.routes() if plen == 32}
     for dst in sorted(set(have) - set(wanted)):
         nl.delete_route(f"{dst}/32")

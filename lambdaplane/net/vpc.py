@@ -49,6 +49,7 @@ class PortSpec:
     process_pid: int | None = None
     process_start: int | None = None
     ipv6: tuple[str, ...] = ()  # its IPv6 addresses (net/ipv6.py)
+    secondary_ips: tuple[str, ...] = ()  # more IPv4 addresses, routed like `ip`
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
         for gid in eni.group_ids:
             members[gid].append(eni.ip)
             members[gid] += v6_addresses.get(eni.id, [])
+            members[gid] += snap.private_ips.get(eni.id, [])
     v6_vpcs = {c.vpc_id for c in snap.ipv6.vpc_cidrs}
     acl_of_subnet = {a.subnet_id: a.acl_id for a in snap.network_acls.associations}
     out = []
@@ -89,12 +91,14 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
             transit = eni.far_end.netns == names.worker_netns  # a Hyperplane ENI's
             if transit:
                 transits.add(port_ifname(eni.id))
-            far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else ((eni.ip, prefixlen),)
+            secondary = () if transit else tuple(snap.private_ips.get(eni.id, ()))
+            far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else \
+                ((eni.ip, prefixlen),) + tuple((a, prefixlen) for a in secondary)
             acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else ""))
             ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
                                   ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
                                   far_addresses, eni.process_pid, eni.process_start,
-                                  tuple(v6_addresses.get(eni.id, ()))))
+                                  tuple(v6_addresses.get(eni.id, ())), secondary))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
         rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
         ipv6 = vpc.id in v6_vpcs

@@ -17,7 +17,8 @@ from ..net.names import Names
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, Eni, FarEnd, SecurityGroup, Subnet
 from . import ipam
-from .ec2_filters import bool_text, check_names, matches
+from .ec2_filters import check_names, matches
+from .eni_filters import FILTERS, interface_filter_values
 from .ec2_ids import check_id, new_id, new_mac
 
 log = logging.getLogger("lambdaplane.vpc")
@@ -78,7 +79,9 @@ class NetworkInterfaces:
                                name: str | None = None, argv: str | None = None,
                                tag_specs: list[dict] | None = None,
                                ipv6_count: int | None = None,
-                               ipv6_addresses: list[str] | None = None) -> Eni:
+                               ipv6_addresses: list[str] | None = None,
+                               secondary_count: int | None = None,
+                               secondary_addresses: list[str] | None = None) -> Eni:
         """Create an ENI. Its kernel port exists when it has a far end: `far_end` names a
         namespace (and link name) of the caller's (e.g. a Hyperplane namespace), or
         `own_netns=True` gives it a namespace of its own (`lambdaplane run`). The returned
@@ -94,9 +97,14 @@ class NetworkInterfaces:
                 raise ec2_error("InvalidParameterValue",
                                 f"The security group '{g.id}' does not belong to VPC "
                                 f"'{subnet.vpc_id}'")
-        in_use = {e.ip for e in self.store.enis() if e.subnet_id == subnet.id}
+        private_ips = self.private_ips  # type: ignore[attr-defined]  # service/private_ips.py
+        in_use = private_ips.taken_in(subnet)
         address = ipam.check_requested(ip, subnet.cidr, in_use) if ip \
             else ipam.pick_free(subnet.cidr, in_use | self.reserved_addresses(subnet))
+        secondaries: list[str] = []
+        if secondary_count is not None or secondary_addresses:
+            secondaries, _ = private_ips.plan(subnet, secondary_count, secondary_addresses or [],
+                                              1, also_taken=frozenset({address}))
         ipv6 = self.ipv6  # type: ignore[attr-defined]  # service/ipv6.py
         wanted_v6 = [str(a) for a in ipv6_addresses or []]
         addresses_v6 = ipv6.plan_addresses(
@@ -114,6 +122,7 @@ class NetworkInterfaces:
         with self.db.transaction():
             self.store.add_eni(eni)
             ipv6.record(eni.id, addresses_v6)
+            private_ips.record(eni, secondaries)
             self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
         try:
             await self.reconcile()
@@ -127,29 +136,22 @@ class NetworkInterfaces:
 
     def describe_interfaces(self, region: str, ids: list[str], filters: list[dict]) -> list[Eni]:
         self.ensure_region(region)
-        check_names(filters, ["network-interface-id", "subnet-id", "vpc-id", "interface-type",
-                              "availability-zone", "private-ip-address",
-                              "addresses.private-ip-address", "group-id", "group-name", "status",
-                              "requester-managed", "description", "mac-address", "owner-id",
-                              "ipv6-addresses.ipv6-address"])
+        check_names(filters, list(FILTERS))  # service/eni_filters.py: all AWS documents
         for eid in ids:
             self.interface(region, eid)
         tags = self.store.tags()
         groups = {g.id: g for g in self.store.groups(region)}
+        secondary = self.private_ips.store.all()  # type: ignore[attr-defined]
+        ipv6 = self.ipv6.store.addresses()  # type: ignore[attr-defined]
+        elastic = self.gateway_store.addresses(region)  # type: ignore[attr-defined]
         out = []
         for e in self.store.enis(region):
             subnet = self.store.subnet(e.subnet_id)
-            attrs = {"network-interface-id": [e.id], "subnet-id": [e.subnet_id],
-                     "vpc-id": [e.vpc_id], "interface-type": [e.interface_type],
-                     "availability-zone": [subnet.az if subnet else ""],
-                     "private-ip-address": [e.ip], "addresses.private-ip-address": [e.ip],
-                     "group-id": list(e.group_ids),
-                     "group-name": [groups[g].name for g in e.group_ids if g in groups],
-                     "status": [e.status], "requester-managed": [bool_text(e.requester_managed)],
-                     "description": [e.description], "mac-address": [e.mac],
-                     "owner-id": [self.settings.account_id],
-                     "ipv6-addresses.ipv6-address":
-                         self.ipv6.addresses_of(e.id)}  # type: ignore[attr-defined]
+            zone_id = self.zone_of(subnet).zone_id if subnet else ""  # type: ignore[attr-defined]
+            attrs = interface_filter_values(
+                e, subnet, zone_id, groups, secondary.get(e.id, []), ipv6.get(e.id, []),
+                elastic, self.settings.account_id,
+                self.source_dest_check(e))  # type: ignore[attr-defined]
             if (not ids or e.id in ids) and matches(filters, attrs, tags.get(e.id, {})):
                 out.append(e)
         return out

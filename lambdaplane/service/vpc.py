@@ -47,6 +47,7 @@ from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 from .ipv6 import Ipv6Addressing
+from .private_ips import PrivateIps
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -122,6 +123,7 @@ class VpcService(InternetGateways, NatGateways,
         self._reconcile_served = 0
         self._watcher: asyncio.Task[None] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
+        self.private_ips = PrivateIps(self)  # service/private_ips.py: secondary IPv4
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -304,7 +306,7 @@ class VpcService(InternetGateways, NatGateways,
         return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
 
     def available_ips(self, subnet: Subnet) -> int:
-        used = sum(1 for e in self.store.enis() if e.subnet_id == subnet.id)
+        used = len(self.private_ips.taken_in(subnet))  # primary and secondary addresses
         return ipam.capacity(subnet.cidr) - used
 
     def zone_of(self, subnet: Subnet) -> Zone:

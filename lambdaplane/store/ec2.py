@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .db import Database, schema
 from .ec2_ipv6 import Ipv6Snapshot, Ipv6Store
 from .ec2_network_acls import AclSnapshot, NetworkAclStore
+from .ec2_private_ips import PrivateIpStore
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_regions (region TEXT PRIMARY KEY);
@@ -129,6 +130,7 @@ class Snapshot:
     enis: list[Eni] = field(default_factory=list)
     network_acls: AclSnapshot = field(default_factory=AclSnapshot)
     ipv6: Ipv6Snapshot = field(default_factory=Ipv6Snapshot)
+    private_ips: dict[str, list[str]] = field(default_factory=dict)  # secondary, by ENI id
 
 
 class Ec2Store:
@@ -290,7 +292,8 @@ class Ec2Store:
     # all -------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         return Snapshot(self.vpcs(), self.subnets(), self.groups(), self.rules(), self.enis(),
-                        NetworkAclStore(self.db).snapshot(), Ipv6Store(self.db).snapshot())
+                        NetworkAclStore(self.db).snapshot(), Ipv6Store(self.db).snapshot(),
+                        PrivateIpStore(self.db).all())
 
     def _select(self, table: str, region: str | None) -> list[object]:
         if region is None:
