@@ -28,6 +28,9 @@ def route_table_out(svc: VpcService, t: RouteTable) -> dict[str, Any]:
         r = view.route
         routes.append({"DestinationCidrBlock": r.destination, r.target_kind: r.target_id,
                        "Origin": r.origin, "State": view.state})
+    for block in svc.ipv6.vpc_blocks(t.vpc_id):  # each IPv6 block of the VPC: a local route
+        routes.append({"DestinationIpv6CidrBlock": block.cidr, "GatewayId": "local",
+                       "Origin": "CreateRouteTable", "State": "active"})
     tags = svc.tags_of(t.id)
     return {"RouteTableId": t.id, "VpcId": t.vpc_id, "OwnerId": svc.settings.account_id,
             "Routes": routes, "PropagatingVgws": [],

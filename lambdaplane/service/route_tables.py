@@ -188,6 +188,9 @@ class RouteTables:
             "association.subnet-id": [a.subnet_id for a in assocs if a.subnet_id],
             "association.main": [bool_text(a.main) for a in assocs],
             "route.destination-cidr-block": [v.route.destination for v in views],
+            # the VPC's IPv6 blocks are `local` routes of every table (service/ipv6.py)
+            "route.destination-ipv6-cidr-block":
+                [b.cidr for b in self.ipv6.vpc_blocks(t.vpc_id)],  # type: ignore[attr-defined]
             "route.origin": [v.route.origin for v in views],
             "route.state": [v.state for v in views]}
         for kind, name in ROUTE_TARGET_FILTERS.items():

@@ -233,3 +233,18 @@ def test_ipv6_rules_and_acl_entries(server) -> None:
         ec2.delete_network_acl(NetworkAclId=acl)
         ec2.delete_security_group(GroupId=group)
         ec2.delete_vpc(VpcId=vpc)
+
+
+def test_ipv6_blocks_are_local_routes(server) -> None:
+    ec2 = server.ec2()
+    vpc = ec2.create_vpc(CidrBlock="10.65.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"][
+        "VpcId"]
+    try:
+        block = _vpc_block(ec2, vpc)["Ipv6CidrBlock"]
+        (table,) = ec2.describe_route_tables(Filters=[
+            {"Name": "route.destination-ipv6-cidr-block", "Values": [block]}])["RouteTables"]
+        assert table["VpcId"] == vpc
+        assert {"DestinationIpv6CidrBlock": block, "GatewayId": "local",
+                "Origin": "CreateRouteTable", "State": "active"} in table["Routes"]
+    finally:
+        ec2.delete_vpc(VpcId=vpc)
