@@ -68,7 +68,7 @@ def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
 
 
 def _ports(rule: SgRule) -> dict[str, Any]:
-    return {} if rule.protocol not in ("tcp", "udp", "icmp") else \
+    return {} if rule.protocol not in ("tcp", "udp", "icmp", "58") else \
         {"FromPort": rule.from_port, "ToPort": rule.to_port}
 
 

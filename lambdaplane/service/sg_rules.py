@@ -21,7 +21,7 @@ def parse_ipv6_cidr(cidr: str, parameter: str) -> ipaddress.IPv6Network:
                         "This is not a valid IPv6 CIDR block.") from None
 
 _PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp",
-              "-1": "-1", "all": "-1"}
+              "-1": "-1", "all": "-1", "icmpv6": "58"}
 
 
 def new_rule_id() -> str:
@@ -56,7 +56,7 @@ def _ports(protocol: str, from_port: int | None, to_port: int | None) -> tuple[i
                             f"Invalid value '{from_port}-{to_port}' for portRange. "
                             "Ports must be between 0 and 65535.")
         return from_port, to_port
-    if protocol == "icmp":
+    if protocol in ("icmp", "58"):  # ICMPv6 (58) keeps its type and code the same way
         icmp_type = -1 if from_port is None else from_port
         code = -1 if to_port is None else to_port
         if not -1 <= icmp_type <= 255 or not -1 <= code <= 255:
@@ -133,7 +133,7 @@ def permission_filter_values(rules: list[SgRule], prefix: str, group_names: dict
     values: dict[str, list[str]] = {prefix + name: [] for name in PERMISSION_FILTERS}
     for r in rules:
         values[prefix + "protocol"].append(r.protocol)
-        if r.protocol in ("tcp", "udp", "icmp"):
+        if r.protocol in ("tcp", "udp", "icmp", "58"):
             values[prefix + "from-port"].append(str(r.from_port))
             values[prefix + "to-port"].append(str(r.to_port))
         if r.cidr:

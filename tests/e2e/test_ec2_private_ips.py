@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.vpc_support import resource
+from tests.e2e.vpc_support import reconcile_now, resource
 
 pytestmark = pytest.mark.root
 
@@ -135,6 +135,7 @@ def test_secondary_address_reachable_in_the_kernel(server, net) -> None:
                                         PrivateIpAddresses=["10.64.1.11"])
         assert client.probe("10.64.1.11", 80) == "hello from 10.64.1.11"
         assert client.probe(srv.ip, 80) == "hello from 10.64.1.10"
+        assert reconcile_now(server) == []  # the secondary address is read back exactly
         ec2.unassign_private_ip_addresses(NetworkInterfaceId=srv.eni_id,
                                           PrivateIpAddresses=["10.64.1.11"])
         assert client.probe("10.64.1.11", 80) != "hello from 10.64.1.11"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.e2e.vpc_support import Resource, resource
+from tests.e2e.vpc_support import Resource, reconcile_now, resource
 
 pytestmark = pytest.mark.root
 
@@ -128,7 +128,15 @@ def test_dual_stack_groups_and_acls_decide(server) -> None:
                 {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": net["group"]}]}])
             assert _probe(neighbour, srv6, 81) == hello6
             assert _probe(srv, client6, 81) == f"hello from {client6}"
-            assert _probe(client, srv6, "0", "ping") == "pong"
+            assert _probe(client, srv6, "0", "ping") == "pong"  # the group reference
+            ec2.authorize_security_group_ingress(GroupId=net["group"], IpPermissions=[
+                {"IpProtocol": "icmpv6", "FromPort": 128, "ToPort": -1,
+                 "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+            (echo,) = [p for p in ec2.describe_security_groups(GroupIds=[net["group"]])[
+                "SecurityGroups"][0]["IpPermissions"] if p["IpProtocol"] == "58"]
+            assert (echo["FromPort"], echo["ToPort"]) == (128, -1)
+            # the IPv6 state is read back exactly: a second reconcile changes nothing
+            assert reconcile_now(server) == []
 
             # network ACLs: stateless, at the subnet boundary, IPv6 entries judge IPv6 only
             assoc = next(a["NetworkAclAssociationId"] for a in ec2.describe_network_acls(
@@ -176,6 +184,7 @@ def test_dual_stack_groups_and_acls_decide(server) -> None:
                  "Ipv6Ranges": [{"CidrIpv6": str(net["first"])}]}])
             assert _probe(client, srv6, 80) == "timeout"
             assert _probe(client, srv.ip, 80) == f"hello from {srv.ip}"
+            assert _probe(client, srv6, "0", "ping") == "pong"  # the ICMPv6 echo rule stays
     finally:
         ec2.delete_network_acl(NetworkAclId=acl)
         _teardown(ec2, net)

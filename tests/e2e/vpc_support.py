@@ -191,3 +191,15 @@ def postgres_cluster() -> Iterator[Path]:
         yield data
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def reconcile_now(server: LiveServer) -> list[str]:
+    """Ask the server for a VPC reconcile; the changes it made (none when the kernel already
+    matched the store)."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(server.endpoint + "/_lambdaplane/vpc/reconcile", data=b"{}",
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return list(json.loads(r.read())["changes"])
