@@ -52,7 +52,9 @@ def eni_json(svc: VpcService, e: Eni) -> dict[str, Any]:
             "ifname": e.far_end.ifname if e.far_end else None,
             "owner_pid": e.owner_pid, "process_pid": e.process_pid,
             "rules_in": len(port_rule_lines(port, rules, egress=False)),
-            "rules_out": len(port_rule_lines(port, rules, egress=True))}
+            "rules_out": len(port_rule_lines(port, rules, egress=True)),
+            "ipv6": svc.ipv6.addresses_of(e.id),  # service/ipv6.py
+            "secondary_ips": svc.private_ips.of(e.id)}  # service/private_ips.py
 
 
 def network_tree(svc: VpcService) -> dict[str, Any]:

@@ -43,7 +43,11 @@ def main(endpoint: str, args: argparse.Namespace) -> int:
 def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
     netns_fd = os.open(ns.netns_path(eni["netns"]), os.O_RDONLY)
     env = dict(os.environ, LAMBDAPLANE_ENI=eni["id"], LAMBDAPLANE_IP=eni["ip"])
-    print(f"lambdaplane run: {eni['id']} {eni['ip']}/{eni['prefixlen']} in {eni['subnet']} "
+    ipv6 = eni.get("ipv6") or []  # a subnet with an IPv6 /64 gives one
+    if ipv6:
+        env["LAMBDAPLANE_IPV6"] = ipv6[0]
+    print(f"lambdaplane run: {eni['id']} {eni['ip']}/{eni['prefixlen']}"
+          f"{''.join(' ' + a for a in ipv6)} in {eni['subnet']} "
           f"({', '.join(g['id'] for g in eni['groups'])})", file=sys.stderr, flush=True)
     try:
         proc = subprocess.Popen(argv, env=env, preexec_fn=lambda: ns.setns(netns_fd))

@@ -209,6 +209,14 @@ def test_assigned_addresses_follow_in_the_kernel(server) -> None:
             ec2.unassign_ipv6_addresses(NetworkInterfaceId=srv.eni_id, Ipv6Addresses=[extra])
             assert _probe(client, extra, 80) != f"hello from {extra}"
             assert _probe(client, _ipv6_of(ec2, srv), 80) == f"hello from {_ipv6_of(ec2, srv)}"
+        # the program learns its IPv6 address, and `lambdaplane ps` shows it
+        show = "import os, time; print(os.environ['LAMBDAPLANE_IPV6'], flush=True); time.sleep(60)"
+        with resource(server, net["a"], [net["group"]],
+                      argv=[sys.executable, "-c", show]) as shown:
+            assert shown.proc.stdout is not None
+            assert shown.proc.stdout.readline().strip() == _ipv6_of(ec2, shown)
+            (row,) = [r for r in server.admin("ps")["resources"] if r["id"] == shown.eni_id]
+            assert row["ipv6"] == [_ipv6_of(ec2, shown)]
     finally:
         _teardown(ec2, net)
 
