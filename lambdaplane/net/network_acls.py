@@ -12,6 +12,9 @@ A Hyperplane ENI's port carries sandbox flows under their transit addresses (SNA
 address comes after the forward hook), so an entry naming addresses also matches the Hyperplane
 ports whose ENI address it names, as the security groups do.
 
+In a VPC with an IPv6 block, an entry matches only its own family (`CidrBlock` or
+`Ipv6CidrBlock`); the IPv6 `*` entry (32768) is the same final drop.
+
 When every ACL in the VPC begins with "allow all" in both directions (AWS's default ACL),
 nothing is rendered: the data path is the one without ACLs."""
 from __future__ import annotations

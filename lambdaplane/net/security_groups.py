@@ -12,6 +12,11 @@ this chain (net/hyperplane.py), so an ingress rule that names sources also admit
 from the Hyperplane ports whose ENI address it names: the receiver's groups judge the address
 the receiver will see.
 
+In a VPC with an IPv6 block (`ipv6`), IPv6 is judged like IPv4: a rule's addresses name one
+family (`0.0.0.0/0` admits no IPv6, `::/0` no IPv4), a group reference both (a second set holds
+the members' IPv6 addresses), and neighbour discovery with the router may reach the namespace.
+Without one, IPv6 is dropped and the script is what it was before IPv6 existed.
+
 The table carries a fingerprint of its own content as its comment, so the reconciler can see
 that the kernel already holds exactly this ruleset and change nothing."""
 from __future__ import annotations

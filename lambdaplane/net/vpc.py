@@ -9,7 +9,9 @@ A Hyperplane ENI's far end is its transit in the worker namespace instead, holdi
 transit address: the VPC namespace SNATs the ENI's flows to the ENI's address
 (net/hyperplane/). Every packet between two interfaces is therefore forwarded by the VPC
 namespace, where security groups are enforced (net/security_groups.py), and network ACLs at
-subnet boundaries (net/network_acls.py)."""
+subnet boundaries (net/network_acls.py). Secondary private addresses are held by the far end
+and routed like the primary. A VPC with an IPv6 block forwards IPv6 too: each interface's IPv6
+addresses are /128 routes to its port (net/ipv6.py), and the same table judges both families."""
 from __future__ import annotations
 
 import ipaddress

@@ -6,7 +6,8 @@ Security groups (service/security_groups.py, sg_rule_edits.py), network interfac
 (service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), subnet CIDR
 reservations (service/subnet_reservations.py), tags (service/ec2_tags.py) and VPC/subnet
 attributes (service/ec2_attributes.py) are mixed into the same service: one object, one store,
-one reconcile. No HTTP and no kernel calls of its own."""
+one reconcile. IPv6 (`self.ipv6`, service/ipv6.py) and secondary private addresses
+(`self.private_ips`, service/private_ips.py) are parts it holds (composition). No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio

@@ -65,8 +65,13 @@ def test_secondary_blocks_api(server) -> None:
         assert _code(ec2.associate_vpc_cidr_block, VpcId=vpc) == "MissingParameter"
         assert _code(ec2.associate_vpc_cidr_block, VpcId="vpc-0123456789abcdef0",
                      CidrBlock="10.94.0.0/16") == "InvalidVpcID.NotFound"
-        assert _code(ec2.associate_vpc_cidr_block, VpcId=vpc,
-                     AmazonProvidedIpv6CidrBlock=True) == "InvalidParameterValue"
+        # an IPv6 block does not count against the five IPv4 blocks (test_ec2_ipv6.py)
+        v6 = ec2.associate_vpc_cidr_block(VpcId=vpc, AmazonProvidedIpv6CidrBlock=True)[
+            "Ipv6CidrBlockAssociation"]
+        assert v6["Ipv6CidrBlock"].endswith("/56")
+        ec2.disassociate_vpc_cidr_block(AssociationId=v6["AssociationId"])
+        assert _code(ec2.associate_vpc_cidr_block, VpcId=vpc, Ipv6Pool="ipv6pool-ec2-0123",
+                     Ipv6CidrBlock="2001:db8::/56") == "InvalidParameterValue"
 
         # a subnet in a secondary block keeps it; the primary never goes
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.91.1.0/24")["Subnet"]["SubnetId"]
