@@ -31,6 +31,8 @@ ULA = ipaddress.IPv6Network("fd00::/8")
 ANY_V6 = "::/0"
 VPC_PREFIX, SUBNET_PREFIX = 56, 64
 MAX_VPC_BLOCKS = 5
+# AWS: as many IPv6 addresses per interface as private IPv4 ones (service/private_ips.py)
+MAX_ADDRESSES = 50
 IPV6_STAR_RULE = 32768  # AWS lists the IPv6 `*` entry after the IPv4 one (32767)
 IPV6_ALLOW_RULE = 101  # the default ACL's "allow all IPv6" entry, as AWS adds it
 
@@ -274,6 +276,11 @@ class Ipv6Addressing:
         if count is not None and count < 0:
             raise ec2_error("InvalidParameterValue",
                             f"Value ({count}) for parameter ipv6AddressCount is invalid.")
+        have = len(self.addresses_of(eni_id)) if eni_id else 0
+        if have + (count or 0) + len(wanted) > MAX_ADDRESSES:
+            raise ec2_error("PrivateIpAddressLimitExceeded",  # [?] AWS's code for IPv6
+                            f"Number of IPv6 addresses will exceed limit of {MAX_ADDRESSES} "
+                            "per interface.")
         blocks = [ipaddress.IPv6Network(c) for c in self.subnet_cidrs(subnet)]
         if not blocks:
             raise ec2_error("InvalidParameterValue",  # [?] wording

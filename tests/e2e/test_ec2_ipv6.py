@@ -138,6 +138,8 @@ def test_subnet_blocks_and_addresses(server) -> None:
                      Ipv6Addresses=[wanted]) == "InvalidIPAddress.InUse"
         assert _code(ec2.assign_ipv6_addresses, NetworkInterfaceId=eni["NetworkInterfaceId"],
                      Ipv6Addresses=[str(first.network_address + 9)]) == "InvalidParameterValue"
+        assert _code(ec2.assign_ipv6_addresses, NetworkInterfaceId=eni["NetworkInterfaceId"],
+                     Ipv6AddressCount=100) == "PrivateIpAddressLimitExceeded"
         more = ec2.assign_ipv6_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"],
                                          Ipv6AddressCount=1)["AssignedIpv6Addresses"]
         (e,) = ec2.describe_network_interfaces(Filters=[
