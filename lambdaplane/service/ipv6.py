@@ -4,8 +4,9 @@ range fd00::/8, its 48 random bits drawn per association, unique across the stor
 IPv6 addresses of network interfaces (Ipv6AddressCount / Ipv6Addresses on create,
 AssignIpv6Addresses / UnassignIpv6Addresses, the subnet's AssignIpv6AddressOnCreation, one
 address for every `lambdaplane run` resource in a subnet with a /64). As AWS does, associating
-a block adds the `::/0` outbound rule to the VPC's default security group and the IPv6 allow
-and `*` entries to its default network ACL.
+a VPC's first block adds the `::/0` outbound rule to its default security group, the IPv6
+allow entries (101) to its default network ACL and the IPv6 `*` entries (32768) to all its
+ACLs.
 
 A part of VpcService by composition: `VpcService.ipv6` holds one, which uses the service's
 lookups and `reconcile`. Writes the store only; the kernel follows (net/vpc.py, net/ipv6.py)."""
@@ -151,14 +152,16 @@ class Ipv6Addressing:
                                            for r in svc.store.rules(default.id)):
             svc.store.add_rule(SgRule(new_rule_id(), default.id, True, "-1", -1, -1, ANY_V6,
                                       None))
-        acl = svc.default_acl(vpc.id)
-        if acl is None:
-            return
-        have = {(e.egress, e.rule_number) for e in svc.acls.entries(acl.id)}
-        for egress in (False, True):
-            if (egress, IPV6_ALLOW_RULE) not in have:
-                svc.acls.put_entry(AclEntry(acl.id, egress, IPV6_ALLOW_RULE, "-1", True, ANY_V6))
-            svc.acls.put_entry(AclEntry(acl.id, egress, IPV6_STAR_RULE, "-1", False, ANY_V6))
+        for acl in svc.acls.acls():  # every ACL of the VPC ends with the IPv6 `*` entries
+            if acl.vpc_id != vpc.id:
+                continue
+            have = {(e.egress, e.rule_number) for e in svc.acls.entries(acl.id)}
+            for egress in (False, True):
+                if acl.is_default and (egress, IPV6_ALLOW_RULE) not in have:
+                    svc.acls.put_entry(AclEntry(acl.id, egress, IPV6_ALLOW_RULE, "-1", True,
+                                                ANY_V6))
+                svc.acls.put_entry(AclEntry(acl.id, egress, IPV6_STAR_RULE, "-1", False,
+                                            ANY_V6))
 
     def owns_association(self, association_id: str | None) -> bool:
         return any(c.association_id == association_id for c in self.store.vpc_cidrs())

@@ -29,6 +29,7 @@ def _vpc_block(ec2, vpc: str) -> dict:
 def test_vpc_blocks(server) -> None:
     ec2 = server.ec2()
     vpc = ec2.create_vpc(CidrBlock="10.60.0.0/16")["Vpc"]["VpcId"]
+    custom = ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
     other = ec2.create_vpc(CidrBlock="10.60.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]
     try:
         assert ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"] == []
@@ -56,12 +57,16 @@ def test_vpc_blocks(server) -> None:
             "SecurityGroups"]
         assert any(r.get("Ipv6Ranges") == [{"CidrIpv6": "::/0"}]
                    for r in default["IpPermissionsEgress"])
-        (acl,) = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [vpc]}])[
+        (acl,) = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                    {"Name": "default", "Values": ["true"]}])[
             "NetworkAcls"]
         v6 = sorted((e["RuleNumber"], e["Egress"], e["RuleAction"]) for e in acl["Entries"]
                     if e.get("Ipv6CidrBlock") == "::/0")
         assert v6 == [(101, False, "allow"), (101, True, "allow"), (32768, False, "deny"),
                       (32768, True, "deny")]
+        (acl,) = ec2.describe_network_acls(NetworkAclIds=[custom])["NetworkAcls"]
+        assert sorted((e["RuleNumber"], e["Egress"]) for e in acl["Entries"]
+                      if e.get("Ipv6CidrBlock") == "::/0") == [(32768, False), (32768, True)]
         # errors
         assert _code(ec2.associate_vpc_cidr_block, VpcId=vpc, AmazonProvidedIpv6CidrBlock=True,
                      Ipv6CidrBlockNetworkBorderGroup="us-west-2") == "InvalidParameterValue"
@@ -81,6 +86,7 @@ def test_vpc_blocks(server) -> None:
             "disassociating"
         assert ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"] == []
     finally:
+        ec2.delete_network_acl(NetworkAclId=custom)
         ec2.delete_vpc(VpcId=vpc)
         ec2.delete_vpc(VpcId=other["VpcId"])
 
