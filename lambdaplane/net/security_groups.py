@@ -104,11 +104,13 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
 
 def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, list[SgRule]],
            members: Mapping[str, Iterable[str]], extra: str = "",
-           gateway_links: Iterable[str] = ()) -> str:
+           gateway_links: Iterable[str] = (), input_accepts: Iterable[str] = ()) -> str:
     """The whole table as one script that replaces any previous version atomically; `extra`:
     more of the table's body, loaded in the same transaction (the network ACL chains);
     `gateway_links`: links to a gateway (net/gateways.py), whose traffic in is judged by the
-    receiving port's ingress rules and traffic out by the sending port's egress rules."""
+    receiving port's ingress rules and traffic out by the sending port's egress rules;
+    `input_accepts`: matches of traffic to the namespace itself that is let in whatever the
+    groups say (the VPC resolver, net/vpc.py: AWS's DNS is not subject to security groups)."""
     gateway_links = sorted(gateway_links)
     ports = sorted(ports, key=lambda p: p.ifname)
     nat_ports = [p for p in ports if p.nat]
@@ -119,8 +121,9 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
         addrs = sorted(set(members.get(gid, ())))
         elements = f" elements = {{ {', '.join(addrs)} }};" if addrs else ""
         body.append(f"  set {set_name(gid)} {{ type ipv4_addr;{elements} }}")
+    accepts = "".join(f" {match} accept;" for match in input_accepts)
     body.append("  chain input { type filter hook input priority filter; policy drop;"
-                " ct state established,related accept; }")
+                f" ct state established,related accept;{accepts} }}")
     body.append("  chain forward {")
     body.append("    type filter hook forward priority filter; policy drop;")
     body.append("    ct state established,related accept")

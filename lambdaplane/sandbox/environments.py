@@ -387,7 +387,8 @@ class ExecutionEnvironments:
                                                    else install.mounts,
                                                    exec_argv=() if started_already
                                                    else install.exec_argv,
-                                                   join_cgroups=join)
+                                                   join_cgroups=join,
+                                                   resolv_conf=spec.resolv_conf)
                 finally:
                     for fd in join:
                         os.close(fd)
@@ -408,7 +409,7 @@ class ExecutionEnvironments:
                     uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
                     tmp_size_mb=tmp_size_mb(spec.memory_mb),
                     opt_dir=str(spec.opt_dir or ""), mounts=install.mounts,
-                    exec_argv=install.exec_argv)
+                    exec_argv=install.exec_argv, resolv_conf=spec.resolv_conf)
                 # A VPC function's spawn request goes first, gated, and the sandbox is
                 # attached as soon as it is sent: the `go` then waits in the sandbox's socket
                 # when it is forked. (Attached before the request, each VPC cold start of a

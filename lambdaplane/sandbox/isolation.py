@@ -199,6 +199,7 @@ class SandboxSpec:
     tmp_size_mb: int
     hostname: str
     opt_dir: str = ""  # the function's merged layers: read-only at /opt
+    resolv_conf: str = ""  # a VPC function's /etc/resolv.conf (its VPC resolver)
 
 
 def private_mount_namespace() -> None:
@@ -285,6 +286,8 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
         _write(r + rel, data)
     for rel, data in _etc_identity(spec).items():
         _write(r + rel, data)
+    if spec.resolv_conf:
+        _write(r + "etc/resolv.conf", spec.resolv_conf.encode())
     for rel, target in host.symlinks.items():
         os.symlink(target, r + rel)
     for name, (major, minor) in _DEVICES.items():
@@ -365,7 +368,7 @@ def bind_unnamed(source: str, target: str, root: str) -> None:
 
 def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
                 runtime_mounts: list[list[str]] | tuple = (),
-                runtime_stash: list[str] | tuple = ()) -> None:
+                runtime_stash: list[str] | tuple = (), resolv_conf: str = "") -> None:
     """A pre-forked sandbox becomes one function's: its code (a directory of the store,
     by name) at /var/task, its merged layers (another, if any) at /opt, the rest of the store
     gone, /tmp sized for its memory, the root read-only. Runs before any of the function's
@@ -388,6 +391,8 @@ def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
     if runtime_stash:  # one detach takes the tmpfs and every bind under it
         _check(_libc.umount2(RUNTIME_STASH.encode(), MNT_DETACH), "umount runtime stash")
         os.rmdir(RUNTIME_STASH)
+    if resolv_conf:  # a VPC function's: its VPC resolver
+        _write("/etc/resolv.conf", resolv_conf.encode())
     seal_root()
 
 

@@ -34,6 +34,7 @@ class FunctionSpec:
     opt_dir: Path | None = None  # the function's layers merged, read-only; mounted at /opt
     custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
     logging_config: dict[str, str] = field(default_factory=dict)  # LogFormat, log levels
+    resolv_conf: str = ""  # a VPC function's /etc/resolv.conf (its VPC resolver); "": the host's
 
     @property
     def key(self) -> tuple[str, str]:

@@ -46,6 +46,8 @@ from ..store.nat_gateways import NatGatewayStore
 from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
+from .dns_server import VpcResolvers
+from .vpc_dns import VpcDns
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -101,7 +103,7 @@ def zones(region: str) -> list[Zone]:
 class VpcService(InternetGateways, NatGateways,
                  SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
                  RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
-                 Ec2Attributes):
+                 Ec2Attributes, VpcDns):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -120,6 +122,7 @@ class VpcService(InternetGateways, NatGateways,
         self._reconcile_asked = 0
         self._reconcile_served = 0
         self._watcher: asyncio.Task[None] | None = None
+        self.resolvers = VpcResolvers(net, settings.internet_netns, settings.dns_upstreams)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +144,7 @@ class VpcService(InternetGateways, NatGateways,
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         async with self._apply_lock:
+            await self.resolvers.close()
             await self.net.run(net_reconcile.teardown, self.names)
 
     async def reconcile(self) -> list[str]:
@@ -157,6 +161,7 @@ class VpcService(InternetGateways, NatGateways,
             desired = desired_state(self.names, self.store.snapshot())
             changes = await self.net.run(net_reconcile.reconcile, self.names, desired)
             changes += await self.net.run(net_gateways.reconcile, self.gateway_desired())
+            await self.sync_dns()
             self._reconcile_served = upto
             return changes
 
