@@ -16,6 +16,7 @@ from ..errors import AwsError, ec2_error
 from ..service.ec2_paging import paginate
 from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
+from . import ec2_endpoints_api  # noqa: I001 - beside the other action tables
 from . import (ec2_eni_api, ec2_gateways_api, ec2_more_api, ec2_network_acls_api,
                ec2_routes_api, flow_logs_api, query_xml)
 
@@ -284,6 +285,7 @@ ACTIONS.update(ec2_network_acls_api.ACTIONS)
 ACTIONS.update(ec2_eni_api.ACTIONS)
 ACTIONS.update(flow_logs_api.ACTIONS)  # VPC flow logs
 ACTIONS.update(ec2_gateways_api.ACTIONS)  # internet and NAT gateways, Elastic IPs
+ACTIONS.update(ec2_endpoints_api.ACTIONS)  # interface VPC endpoints
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

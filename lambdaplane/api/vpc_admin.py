@@ -60,6 +60,8 @@ def network_tree(svc: VpcService) -> dict[str, Any]:
     store = svc.store
     enis = store.enis()
     regions: dict[str, list[dict[str, Any]]] = {}
+    views = svc.resolvers.views
+    listening = svc.resolvers.listening()
     for vpc in store.vpcs():
         groups = [g for g in store.groups() if g.vpc_id == vpc.id]
         subnets = []
@@ -72,11 +74,26 @@ def network_tree(svc: VpcService) -> dict[str, Any]:
         regions.setdefault(vpc.region, []).append({
             "id": vpc.id, "cidr": vpc.cidr, "default": vpc.is_default,
             "netns": svc.names.vpc_netns(vpc.id), "subnets": subnets,
+            "dns": _dns_json(svc, vpc.id, views.get(vpc.id), vpc.id in listening),
+            "endpoints": [{"id": e.id, "service": e.service_name, "state": e.state,
+                           "private_dns": e.private_dns, "interfaces": list(e.eni_ids)}
+                          for e in svc.endpoint_store.all() if e.vpc_id == vpc.id],
             "groups": [{"id": g.id, "name": g.name,
                         "ingress": sum(1 for r in svc.rules_of(g.id) if not r.egress),
                         "egress": sum(1 for r in svc.rules_of(g.id) if r.egress)}
                        for g in groups]})
     return {"regions": [{"region": r, "vpcs": v} for r, v in sorted(regions.items())]}
+
+
+def _dns_json(svc: VpcService, vpc_id: str, view: Any, listening: bool) -> dict[str, Any]:
+    """The VPC resolver as `net show` prints it."""
+    if view is None:
+        return {"resolver": None, "listening": listening}
+    return {"resolver": view.resolver, "listening": listening, "support": view.dns_support,
+            "hostnames": view.dns_hostnames,
+            "forwards": bool(view.forwards and svc.resolvers.can_forward),
+            "private_names": sorted(n for n in view.private_names
+                                    if not n.endswith(".vpce.amazonaws.com"))}
 
 
 def add_admin_routes(app: web.Application, platform: Any) -> None:

@@ -34,7 +34,9 @@ class FunctionSpec:
     opt_dir: Path | None = None  # the function's layers merged, read-only; mounted at /opt
     custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
     logging_config: dict[str, str] = field(default_factory=dict)  # LogFormat, log levels
-    resolv_conf: str = ""  # a VPC function's /etc/resolv.conf (its VPC resolver); "": the host's
+    # files of the sandbox's /etc of its own, by path under the root ("etc/resolv.conf": a
+    # VPC function's resolver, "etc/ssl/lambdaplane-ca.pem": the VPC endpoints' CA)
+    etc_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:

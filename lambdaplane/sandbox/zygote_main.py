@@ -156,7 +156,7 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
                           str(assignment.get("opt") or ""), assignment.get("mounts") or (),
                           _RUNTIME_SOURCES if stash is None else stash,
-                          str(assignment.get("resolv_conf") or ""))
+                          tuple((assignment.get("etc_files") or {}).items()))
     if assignment.get("network_pending"):
         return assignment, ctl
     ctl.close()
@@ -203,7 +203,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             code_dir=req["code_dir"], uid=int(req["uid"]), gid=int(req["gid"]),
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]),
             opt_dir=str(req.get("opt_dir") or ""),
-            resolv_conf="" if prefork else str(req.get("resolv_conf") or ""))
+            etc_files=() if prefork else tuple((req.get("etc_files") or {}).items()))
         isolation.join_cgroups(spec.cgroup_procs)
         # a pre-forked sandbox with exec_argv starts its runtime now (prestart.py)
         prestarting = prefork and bool(req.get("exec_argv"))

@@ -48,6 +48,10 @@ from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 from .dns_server import VpcResolvers
 from .vpc_dns import VpcDns
+from .endpoint_proxy import EndpointListeners
+from .local_ca import LocalCa
+from .vpc_endpoints import VpcEndpoints
+from ..store.vpc_endpoints import VpcEndpointStore
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -100,7 +104,7 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(InternetGateways, NatGateways,
+class VpcService(VpcEndpoints, InternetGateways, NatGateways,
                  SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
                  RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
                  Ec2Attributes, VpcDns):
@@ -123,6 +127,10 @@ class VpcService(InternetGateways, NatGateways,
         self._reconcile_served = 0
         self._watcher: asyncio.Task[None] | None = None
         self.resolvers = VpcResolvers(net, settings.internet_netns, settings.dns_upstreams)
+        self.endpoint_store = VpcEndpointStore(db)
+        self.local_ca = LocalCa(settings.data_dir)
+        self.endpoint_listeners = EndpointListeners(net, self.local_ca, settings.host,
+                                                    settings.port)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,6 +153,7 @@ class VpcService(InternetGateways, NatGateways,
                 await self._watcher
         async with self._apply_lock:
             await self.resolvers.close()
+            await self.endpoint_listeners.close()
             await self.net.run(net_reconcile.teardown, self.names)
 
     async def reconcile(self) -> list[str]:

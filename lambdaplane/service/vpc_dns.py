@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from ..net.names import Names
 from ..net.vpc import resolver_address
-from ..store.ec2 import Ec2Store, Vpc
+from ..store.ec2 import Ec2Store, Eni, Vpc
 from .dns_answers import DnsView, public_dns_name, resolv_conf
+from ..sandbox.environments import VPC_CA_FILE
 from .dns_server import ResolverPlace, VpcResolvers
+from .endpoint_proxy import EndpointListeners, EndpointPlace
+from .local_ca import LocalCa
+from .vpc_endpoints import lambda_private_dns_name
 
 if TYPE_CHECKING:
     from ..store.ec2_vpc_cidrs import VpcCidrStore
@@ -27,11 +31,14 @@ class VpcDns:
     names: Names
     store: Ec2Store
     resolvers: VpcResolvers
+    endpoint_listeners: EndpointListeners
+    local_ca: LocalCa
     vpc_cidr_store: "VpcCidrStore"
     gateway_store: "GatewayStore"
 
     if TYPE_CHECKING:  # what VpcService provides
         def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]: ...
+        def endpoint_interfaces(self) -> list[Eni]: ...
 
     def endpoint_dns_names(self, vpc_id: str) -> dict[str, tuple[str, ...]]:
         """Private hosted names of the VPC (service/vpc_endpoints.py overrides this)."""
@@ -39,6 +46,14 @@ class VpcDns:
 
     def resolver_of(self, vpc: Vpc) -> str:
         return resolver_address(vpc.cidr)
+
+    def vpc_etc_files(self, vpc_id: str) -> dict[str, str]:
+        """The /etc files of a function in VPC `vpc_id`: its resolver, and the CA its
+        interface endpoints' certificates come from (AWS_CA_BUNDLE names it)."""
+        conf = self.vpc_resolv_conf(vpc_id)
+        if not conf:
+            return {}
+        return {"etc/resolv.conf": conf, VPC_CA_FILE: self.local_ca.ca_pem()}
 
     def vpc_resolv_conf(self, vpc_id: str) -> str:
         """The resolv.conf of a function or resource in VPC `vpc_id` ("" if there is none)."""
@@ -74,6 +89,10 @@ class VpcDns:
         places = {vpc.id: ResolverPlace(self.names.vpc_netns(vpc.id), self.resolver_of(vpc))
                   for vpc in self.store.vpcs()}
         await self.resolvers.sync(places, self.dns_views())
+        await self.endpoint_listeners.sync({
+            eni.id: EndpointPlace(eni.far_end.netns, eni.ip, lambda_private_dns_name(eni.region),
+                                  (f"*.lambda.{eni.region}.vpce.amazonaws.com",))
+            for eni in self.endpoint_interfaces() if eni.far_end is not None})
 
     def refresh_dns_views(self) -> None:
         """After a change that moves no socket (a DNS attribute, an address association)."""
