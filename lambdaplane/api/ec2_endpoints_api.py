@@ -4,8 +4,8 @@ handlers, which merges `ACTIONS` into its table."""
 from __future__ import annotations
 
 import datetime
-from hashlib import sha256
 from collections.abc import Awaitable, Callable
+from hashlib import sha256
 from typing import Any
 
 from ..service.ec2_paging import paginate

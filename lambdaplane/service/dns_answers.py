@@ -17,8 +17,8 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 import dns.reversename
+import dns.rrset
 
 TTL_S = 60
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from ..net.names import Names
 from ..net.vpc import resolver_address
+from ..sandbox.environments import VPC_CA_FILE
 from ..store.ec2 import Ec2Store, Eni, Vpc
 from .dns_answers import DnsView, public_dns_name, resolv_conf
-from ..sandbox.environments import VPC_CA_FILE
 from .dns_server import ResolverPlace, VpcResolvers
 from .endpoint_proxy import EndpointListeners, EndpointPlace
 from .local_ca import LocalCa
