@@ -21,6 +21,10 @@ import dns.reversename
 import dns.rrset
 
 TTL_S = 60
+# reverse names of these ranges are nobody's upstream business (RFC 6303)
+_NOT_ON_THE_INTERNET = tuple(ipaddress.IPv4Network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "127.0.0.0/8", "0.0.0.0/8"))
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def answer(view: DnsView, query: dns.message.Message) -> dns.message.Message | F
             values = [private_dns_name(ip, view.region) + "."] \
                 if qtype == dns.rdatatype.PTR else []
             return _add(_response(query), qname, dns.rdatatype.PTR, values)
-        if ip and ipaddress.IPv4Address(ip).is_private:
+        if ip and any(ipaddress.IPv4Address(ip) in net for net in _NOT_ON_THE_INTERNET):
             return _response(query, dns.rcode.NXDOMAIN)  # never asked of the internet
     return FORWARD
 
