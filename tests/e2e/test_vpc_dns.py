@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import live_server
 from tests.e2e.vpc_support import resource, run_args, wait_until
-from tests.harness import LiveServer, create_python_function
+from tests.harness import LiveServer, create_python_function, make_zip
 
 pytestmark = pytest.mark.root
 
@@ -202,6 +202,24 @@ def test_vpc_function_resolves_through_its_eni(server, net) -> None:
     assert out["www.example.com"] == PUBLIC_ANSWER  # forwarded upstream now
     ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=net["vpc"])
     ec2.delete_internet_gateway(InternetGatewayId=igw)
+
+
+def test_a_forked_sandbox_gets_the_resolver_too(server, net) -> None:
+    """python3.12 is not pre-forked: its sandbox is built at the cold start (the other path)."""
+    lam = server.lambda_()
+    lam.create_function(FunctionName="dns-probe-312", Runtime="python3.12",
+                        Handler="app.handler", Role="arn:aws:iam::000000000000:role/lambda",
+                        Code={"ZipFile": make_zip({"app.py": FUNCTION})}, Timeout=30,
+                        VpcConfig={"SubnetIds": [net["subnet"]],
+                                   "SecurityGroupIds": [net["closed"]]})
+    lam.get_waiter("function_active_v2").wait(FunctionName="dns-probe-312",
+                                              WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    event = {"names": ["ip-10-91-1-42.ec2.internal"], "ptr": "10.91.1.43"}
+    out = json.loads(lam.invoke(FunctionName="dns-probe-312",
+                                Payload=json.dumps(event))["Payload"].read())
+    assert "nameserver 10.91.0.2" in out.get("resolv.conf", ""), out
+    assert out["ip-10-91-1-42.ec2.internal"] == "10.91.1.42"
+    assert out["ptr"] == "ip-10-91-1-43.ec2.internal"
 
 
 def test_dns_support_off_means_no_answers(server, net) -> None:
