@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+MS_SLAVE = 1 << 19  # <linux/mount.h>
+
 from ..net import ns
 from .admin_client import ServerError, call
 
@@ -88,8 +90,9 @@ def _resolv_conf_file(text: str) -> str | None:
 
 def _bind_resolv_conf(path: str) -> None:
     """In the forked child: a mount namespace of its own, where /etc/resolv.conf is the
-    VPC's (as `ip netns exec` does with /etc/netns/NAME/resolv.conf); nothing propagates back."""
-    from ..sandbox.isolation import MS_BIND, MS_PRIVATE, MS_REC, mount
+    VPC's (as `ip netns exec` does with /etc/netns/NAME/resolv.conf). A slave of the host's:
+    what is unmounted there (a deleted namespace's name) goes here too; nothing goes back."""
+    from ..sandbox.isolation import MS_BIND, MS_REC, mount
     ns.unshare(ns.CLONE_NEWNS)
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount(None, "/", None, MS_REC | MS_SLAVE)
     mount(path, "/etc/resolv.conf", None, MS_BIND)
