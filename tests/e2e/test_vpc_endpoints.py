@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
+from lambdaplane.net import ns
 from tests.e2e.vpc_support import cli, wait_until
 from tests.harness import LiveServer, create_python_function
 
@@ -181,6 +183,18 @@ def test_endpoint_survives_sigkill_and_delete_removes_it(server, net) -> None:
     ec2 = server.ec2()
     (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
     server.kill()
+    server.start()
+    assert _call(server).get("answer") == {"hello": "vpc", "from": "target"}
+    # killed again, `clean` removes the endpoint's namespaces with the rest; the next start
+    # makes them anew from the store
+    server.kill()
+    prefix = f"lp{server.instance}-"
+    assert any(n.startswith(prefix + "r-" + endpoint["NetworkInterfaceIds"][0])
+               for n in ns.list_named(prefix))
+    out = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "clean", "--data-dir",
+                          str(server.data_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert not ns.list_named(prefix) and server.leftovers() == []
     server.start()
     assert _call(server).get("answer") == {"hello": "vpc", "from": "target"}
     assert ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])[
