@@ -68,6 +68,10 @@ class VpcEndpoints:
                                    own_netns: bool = False, **kwargs: Any) -> Eni: ...
         async def reconcile(self) -> list[str]: ...
 
+    def more_taggable_ids(self, region: str) -> set[str]:
+        return super().more_taggable_ids(region) | {  # type: ignore[misc]
+            e.id for e in self.endpoint_store.all(region)}
+
     # the service ---------------------------------------------------------------------------
     def endpoint_services(self, region: str) -> list[str]:
         return [lambda_service_name(region)]

@@ -149,6 +149,9 @@ def test_function_without_internet_invokes_through_the_endpoint(server, net) -> 
     assert _code(lambda: ec2.delete_network_interface(
         NetworkInterfaceId=enis[0]["NetworkInterfaceId"])) == "InvalidNetworkInterface.InUse"
     addresses = {e["PrivateIpAddress"] for e in enis}
+    ec2.create_tags(Resources=[endpoint["VpcEndpointId"]], Tags=[{"Key": "team", "Value": "a"}])
+    assert ec2.describe_vpc_endpoints(Filters=[{"Name": "tag:team", "Values": ["a"]}])[
+        "VpcEndpoints"][0]["Tags"] == [{"Key": "team", "Value": "a"}]
     found = ec2.describe_vpc_endpoints(Filters=[
         {"Name": "service-name", "Values": [SERVICE]},
         {"Name": "vpc-id", "Values": [net["vpc"]]}])["VpcEndpoints"]
