@@ -60,6 +60,9 @@ class Settings:
     public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
     # Testing knob: a NAT gateway's simultaneous connections per destination (AWS: 55,000)
     nat_connections_per_destination: int = 55000
+    # Upstream resolvers ("ADDR[:PORT]") the VPC resolvers forward other names to, from the
+    # internet side (internet_netns), for VPCs with an internet gateway; () = no forwarding.
+    dns_upstreams: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -44,6 +44,7 @@ class Platform:
         self.invoker = Invoker(settings, self.db, self.functions, self.environments)
         self.functions.vpc_validator = \
             lambda region, config: validate_vpc_config(self.vpc, region, config).vpc_id
+        self.functions.vpc_etc_files = self.vpc.vpc_etc_files
         self.iam = IamService(settings, self.db)  # roles and policies (durable, no kernel)
         self.functions.role_validator = self.iam.check_lambda_role
         if settings.s3_endpoint:

@@ -18,8 +18,9 @@ from ..service.vpc import VpcService
 from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
 from .ec2_ipv6_api import eni_ipv6_addresses, subnet_ipv6_set, vpc_ipv6_set
 from .ec2_private_ips_api import create_params, private_ip_addresses
-from . import (ec2_eni_api, ec2_gateways_api, ec2_ipv6_api, ec2_private_ips_api, ec2_more_api, ec2_network_acls_api,
-               ec2_routes_api, flow_logs_api, query_xml)
+from . import ec2_endpoints_api  # noqa: I001 - beside the other action tables
+from . import (ec2_eni_api, ec2_gateways_api, ec2_ipv6_api, ec2_private_ips_api, ec2_more_api,
+               ec2_network_acls_api, ec2_routes_api, flow_logs_api, query_xml)
 
 log = logging.getLogger("lambdaplane.ec2")
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
@@ -313,6 +314,7 @@ ACTIONS.update(flow_logs_api.ACTIONS)  # VPC flow logs
 ACTIONS.update(ec2_gateways_api.ACTIONS)  # internet and NAT gateways, Elastic IPs
 ACTIONS.update(ec2_ipv6_api.ACTIONS)  # IPv6 blocks and addresses
 ACTIONS.update(ec2_private_ips_api.ACTIONS)  # secondary private IPv4 addresses
+ACTIONS.update(ec2_endpoints_api.ACTIONS)  # interface VPC endpoints
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

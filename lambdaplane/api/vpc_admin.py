@@ -51,6 +51,7 @@ def eni_json(svc: VpcService, e: Eni) -> dict[str, Any]:
             "netns": e.far_end.netns if e.far_end else None,
             "ifname": e.far_end.ifname if e.far_end else None,
             "owner_pid": e.owner_pid, "process_pid": e.process_pid,
+            "resolv_conf": svc.vpc_resolv_conf(e.vpc_id),
             "rules_in": len(port_rule_lines(port, rules, egress=False)),
             "rules_out": len(port_rule_lines(port, rules, egress=True)),
             "ipv6": svc.ipv6.addresses_of(e.id),  # service/ipv6.py
@@ -61,6 +62,8 @@ def network_tree(svc: VpcService) -> dict[str, Any]:
     store = svc.store
     enis = store.enis()
     regions: dict[str, list[dict[str, Any]]] = {}
+    views = svc.resolvers.views
+    listening = svc.resolvers.listening()
     for vpc in store.vpcs():
         groups = [g for g in store.groups() if g.vpc_id == vpc.id]
         subnets = []
@@ -73,11 +76,26 @@ def network_tree(svc: VpcService) -> dict[str, Any]:
         regions.setdefault(vpc.region, []).append({
             "id": vpc.id, "cidr": vpc.cidr, "default": vpc.is_default,
             "netns": svc.names.vpc_netns(vpc.id), "subnets": subnets,
+            "dns": _dns_json(svc, vpc.id, views.get(vpc.id), vpc.id in listening),
+            "endpoints": [{"id": e.id, "service": e.service_name, "state": e.state,
+                           "private_dns": e.private_dns, "interfaces": list(e.eni_ids)}
+                          for e in svc.endpoint_store.all() if e.vpc_id == vpc.id],
             "groups": [{"id": g.id, "name": g.name,
                         "ingress": sum(1 for r in svc.rules_of(g.id) if not r.egress),
                         "egress": sum(1 for r in svc.rules_of(g.id) if r.egress)}
                        for g in groups]})
     return {"regions": [{"region": r, "vpcs": v} for r, v in sorted(regions.items())]}
+
+
+def _dns_json(svc: VpcService, vpc_id: str, view: Any, listening: bool) -> dict[str, Any]:
+    """The VPC resolver as `net show` prints it."""
+    if view is None:
+        return {"resolver": None, "listening": listening}
+    return {"resolver": view.resolver, "listening": listening, "support": view.dns_support,
+            "hostnames": view.dns_hostnames,
+            "forwards": bool(view.forwards and svc.resolvers.can_forward),
+            "private_names": sorted(n for n in view.private_names
+                                    if not n.endswith(".vpce.amazonaws.com"))}
 
 
 def add_admin_routes(app: web.Application, platform: Any) -> None:

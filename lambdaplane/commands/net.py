@@ -23,6 +23,7 @@ def render(tree: dict[str, Any]) -> list[str]:
             groups = ", ".join(f"{g['name']} {g['id']} in:{g['ingress']} out:{g['egress']}"
                                for g in vpc["groups"])
             items: list[tuple[str, list[str]]] = [(f"security groups: {groups}", [])]
+            items += _dns_items(vpc)
             for s in vpc["subnets"]:
                 kids = []
                 for e in s["interfaces"]:
@@ -40,6 +41,25 @@ def render(tree: dict[str, Any]) -> list[str]:
                 for k, kid in enumerate(kids):
                     lines.append(kid_pre + ("└── " if k == len(kids) - 1 else "├── ") + kid)
     return lines
+
+
+def _dns_items(vpc: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The VPC resolver (AmazonProvidedDNS) and the interface endpoints of a VPC."""
+    dns = vpc.get("dns") or {}
+    items: list[tuple[str, list[str]]] = []
+    if dns.get("resolver"):
+        state = "listening" if dns["listening"] else "NOT listening"
+        support = "on" if dns.get("support") else "OFF (no answers)"
+        forwards = "forwarded upstream" if dns.get("forwards") else \
+            "not forwarded (no internet gateway or no --dns-upstream)"
+        kids = [f"private name {n}" for n in dns.get("private_names", [])]
+        items.append((f"DNS {dns['resolver']} {state}: support {support}, hostnames "
+                      f"{'on' if dns.get('hostnames') else 'off'}, other names {forwards}",
+                      kids))
+    for e in vpc.get("endpoints") or []:
+        items.append((f"endpoint {e['id']} {e['service']} {e['state']} private DNS "
+                      f"{'on' if e['private_dns'] else 'off'}", list(e["interfaces"])))
+    return items
 
 
 def main(endpoint: str, args: argparse.Namespace) -> int:

@@ -11,6 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+
+MS_SLAVE = 1 << 19  # <linux/mount.h>
 
 from ..net import ns
 from .admin_client import ServerError, call
@@ -49,13 +52,22 @@ def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
     print(f"lambdaplane run: {eni['id']} {eni['ip']}/{eni['prefixlen']}"
           f"{''.join(' ' + a for a in ipv6)} in {eni['subnet']} "
           f"({', '.join(g['id'] for g in eni['groups'])})", file=sys.stderr, flush=True)
+    resolv = _resolv_conf_file(str(eni.get("resolv_conf") or ""))
+
+    def enter() -> None:
+        ns.setns(netns_fd)
+        if resolv is not None:
+            _bind_resolv_conf(resolv)
+
     try:
-        proc = subprocess.Popen(argv, env=env, preexec_fn=lambda: ns.setns(netns_fd))
+        proc = subprocess.Popen(argv, env=env, preexec_fn=enter)
     except OSError as e:
         print(f"lambdaplane run: {argv[0]}: {e.strerror}", file=sys.stderr)
         return 127
     finally:
         os.close(netns_fd)
+        if resolv is not None:  # the program's bind mount holds the file from now on
+            os.unlink(resolv)
     # The terminal's Ctrl-C reaches the program too (same process group); we wait for it to
     # decide. A SIGTERM to us is passed on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -67,3 +79,24 @@ def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
         print(f"lambdaplane run: {e}", file=sys.stderr)
     code = proc.wait()
     return 128 - code if code < 0 else code
+
+
+def _resolv_conf_file(text: str) -> str | None:
+    """The VPC's resolv.conf in a file of our own, for the program's mount namespace."""
+    if not text or not os.path.exists("/etc/resolv.conf"):
+        return None
+    fd, path = tempfile.mkstemp(prefix="lambdaplane-resolv-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def _bind_resolv_conf(path: str) -> None:
+    """In the forked child: a mount namespace of its own, where /etc/resolv.conf is the
+    VPC's (as `ip netns exec` does with /etc/netns/NAME/resolv.conf). A slave of the host's:
+    what is unmounted there (a deleted namespace's name) goes here too; nothing goes back."""
+    from ..sandbox.isolation import MS_BIND, MS_REC, mount
+    ns.unshare(ns.CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_SLAVE)
+    mount(path, "/etc/resolv.conf", None, MS_BIND)

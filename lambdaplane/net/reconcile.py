@@ -86,7 +86,8 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
     with Netlink(spec.netns) as nl:
         _ensure_up(nl, GATEWAY_LINK, changes)
         _ensure_addresses(nl, GATEWAY_LINK,
-                          {(g, 32) for g in spec.gateways} | {("127.0.0.1", 8)}, changes)
+                          {(g, 32) for g in spec.gateways} | {("127.0.0.1", 8)}
+                          | ({(spec.resolver, 32)} if spec.resolver else set()), changes)
         wanted = {p.ifname: p for p in spec.ports}
         veths = {link.name for link in nl.links()
                  if link.kind == "veth" and link.name != INTERNET_LINK}  # net/gateways.py's

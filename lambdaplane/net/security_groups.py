@@ -147,13 +147,16 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
 
 def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, list[SgRule]],
            members: Mapping[str, Iterable[str]], extra: str = "",
-           gateway_links: Iterable[str] = (), ipv6: bool = False) -> str:
+           gateway_links: Iterable[str] = (), ipv6: bool = False,
+           input_accepts: Iterable[str] = ()) -> str:
     """The whole table as one script that replaces any previous version atomically; `extra`:
     more of the table's body, loaded in the same transaction (the network ACL chains);
     `gateway_links`: links to a gateway (net/gateways.py), whose traffic in is judged by the
     receiving port's ingress rules and traffic out by the sending port's egress rules;
     `ipv6`: the VPC has an IPv6 block, so IPv6 is judged like IPv4 instead of dropped (without
-    it the script is what it was before IPv6 existed)."""
+    it the script is what it was before IPv6 existed);
+    `input_accepts`: matches of traffic to the namespace itself that is let in whatever the
+    groups say (the VPC resolver, net/vpc.py: AWS's DNS is not subject to security groups)."""
     gateway_links = sorted(gateway_links)
     ports = sorted(ports, key=lambda p: p.ifname)
     nat_ports = [p for p in ports if p.nat]
@@ -171,8 +174,9 @@ def render(table: str, ports: Iterable[PortRules], rules_by_group: Mapping[str, 
     # IPv6 neighbour discovery with the router (fe80::1 on each port) is not tracked: let it in
     neighbours = (" meta l4proto ipv6-icmp icmpv6 type { nd-neighbor-solicit,"
                   " nd-neighbor-advert } accept;") if ipv6 else ""
+    accepts = "".join(f" {match} accept;" for match in input_accepts)
     body.append("  chain input { type filter hook input priority filter; policy drop;"
-                f" ct state established,related accept;{neighbours} }}")
+                f" ct state established,related accept;{neighbours}{accepts} }}")
     body.append("  chain forward {")
     body.append("    type filter hook forward priority filter; policy drop;")
     body.append("    ct state established,related accept")

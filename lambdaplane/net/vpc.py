@@ -63,6 +63,18 @@ class VpcNetSpec:
     nft_table: str
     nft_script: str
     ipv6: bool = False  # the VPC has an IPv6 block: the namespace forwards IPv6 too
+    # AmazonProvidedDNS: the VPC's base address + 2, on the namespace's loopback; a server
+    # socket bound there answers (service/vpc_dns.py). Not judged by security groups.
+    resolver: str = ""
+
+
+def resolver_address(cidr: str) -> str:
+    """The VPC resolver's address: the primary CIDR block's base + 2 (AWS's "plus two")."""
+    return str(ipaddress.IPv4Network(cidr).network_address + 2)
+
+
+def resolver_accepts(resolver: str) -> tuple[str, ...]:
+    return (f"ip daddr {resolver} udp dport 53", f"ip daddr {resolver} tcp dport 53")
 
 
 def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
@@ -104,12 +116,14 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
         rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
         ipv6 = vpc.id in v6_vpcs
+        resolver = resolver_address(vpc.cidr)
         acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6)
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
-                        acls, gateway_links=(INTERNET_LINK,), ipv6=ipv6)
+                        acls, gateway_links=(INTERNET_LINK,), ipv6=ipv6,
+                        input_accepts=resolver_accepts(resolver))
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
                               tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table,
-                              script, ipv6))
+                              script, ipv6, resolver))
     return out

@@ -100,6 +100,8 @@ class EnvironmentInfo:
     idle_s: float  # since its last invocation ended (or it was made)
 
 
+VPC_CA_FILE = "etc/ssl/lambdaplane-ca.pem"  # a VPC function's: FunctionSpec.etc_files
+
 def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict[str, str]:
     """The variables Lambda sets in every environment (user variables cannot override them)."""
     env = dict(spec.environment)
@@ -124,6 +126,9 @@ def reserved_environment(spec: FunctionSpec, log_stream: str, port: int) -> dict
     env.update(LogSettings.from_config(spec.logging_config).environment())
     if spec.runtime.startswith("nodejs"):
         env["NODE_PATH"] = node_path(spec.runtime)
+    if VPC_CA_FILE in spec.etc_files and "AWS_CA_BUNDLE" not in spec.environment:
+        # the SDKs trust the CA of the VPC's interface endpoints (service/local_ca.py)
+        env["AWS_CA_BUNDLE"] = "/" + VPC_CA_FILE
     if spec.runtime.startswith("provided"):
         env.pop("AWS_EXECUTION_ENV", None)
     else:
@@ -387,7 +392,8 @@ class ExecutionEnvironments:
                                                    else install.mounts,
                                                    exec_argv=() if started_already
                                                    else install.exec_argv,
-                                                   join_cgroups=join)
+                                                   join_cgroups=join,
+                                                   etc_files=spec.etc_files)
                 finally:
                     for fd in join:
                         os.close(fd)
@@ -408,7 +414,7 @@ class ExecutionEnvironments:
                     uid=self.settings.sandbox_uid, gid=self.settings.sandbox_uid,
                     tmp_size_mb=tmp_size_mb(spec.memory_mb),
                     opt_dir=str(spec.opt_dir or ""), mounts=install.mounts,
-                    exec_argv=install.exec_argv)
+                    exec_argv=install.exec_argv, etc_files=spec.etc_files)
                 # A VPC function's spawn request goes first, gated, and the sandbox is
                 # attached as soon as it is sent: the `go` then waits in the sandbox's socket
                 # when it is forked. (Attached before the request, each VPC cold start of a

@@ -199,6 +199,7 @@ class SandboxSpec:
     tmp_size_mb: int
     hostname: str
     opt_dir: str = ""  # the function's merged layers: read-only at /opt
+    etc_files: tuple[tuple[str, str], ...] = ()  # (path under the root, text): FunctionSpec's
 
 
 def private_mount_namespace() -> None:
@@ -285,6 +286,7 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
         _write(r + rel, data)
     for rel, data in _etc_identity(spec).items():
         _write(r + rel, data)
+    write_etc_files(r, spec.etc_files)
     for rel, target in host.symlinks.items():
         os.symlink(target, r + rel)
     for name, (major, minor) in _DEVICES.items():
@@ -365,7 +367,8 @@ def bind_unnamed(source: str, target: str, root: str) -> None:
 
 def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
                 runtime_mounts: list[list[str]] | tuple = (),
-                runtime_stash: list[str] | tuple = ()) -> None:
+                runtime_stash: list[str] | tuple = (),
+                etc_files: tuple[tuple[str, str], ...] = ()) -> None:
     """A pre-forked sandbox becomes one function's: its code (a directory of the store,
     by name) at /var/task, its merged layers (another, if any) at /opt, the rest of the store
     gone, /tmp sized for its memory, the root read-only. Runs before any of the function's
@@ -388,7 +391,16 @@ def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
     if runtime_stash:  # one detach takes the tmpfs and every bind under it
         _check(_libc.umount2(RUNTIME_STASH.encode(), MNT_DETACH), "umount runtime stash")
         os.rmdir(RUNTIME_STASH)
+    write_etc_files("/", etc_files)  # a VPC function's resolver and CA
     seal_root()
+
+
+def write_etc_files(root: str, files: tuple[tuple[str, str], ...]) -> None:
+    """The function's own files under /etc of the new root (`root` ends with "/")."""
+    for rel, text in files:
+        if not rel.startswith("etc/") or ".." in rel.split("/"):
+            raise SandboxError(22, f"bad sandbox file {rel!r}")
+        _write(root + rel, text.encode())
 
 
 def drop_privileges(uid: int, gid: int, cap_last: int) -> None:

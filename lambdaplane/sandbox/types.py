@@ -34,6 +34,9 @@ class FunctionSpec:
     opt_dir: Path | None = None  # the function's layers merged, read-only; mounted at /opt
     custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
     logging_config: dict[str, str] = field(default_factory=dict)  # LogFormat, log levels
+    # files of the sandbox's /etc of its own, by path under the root ("etc/resolv.conf": a
+    # VPC function's resolver, "etc/ssl/lambdaplane-ca.pem": the VPC endpoints' CA)
+    etc_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:

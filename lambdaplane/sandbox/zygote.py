@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class SpawnRequest:
     # the zygote's own python bootstrap): runtimes/registry.py RuntimeInstall
     mounts: tuple[tuple[str, str], ...] = ()
     exec_argv: tuple[str, ...] = ()
+    etc_files: dict[str, str] = field(default_factory=dict)  # FunctionSpec.etc_files
 
 
 class NetworkGate:
@@ -121,7 +122,8 @@ class PreforkedEnv:
                output_fd: int, network_pending: bool = False,
                opt_name: str = "", mounts: tuple[tuple[str, str], ...] = (),
                exec_argv: tuple[str, ...] = (),
-               join_cgroups: list[int] | None = None) -> NetworkGate | None:
+               join_cgroups: list[int] | None = None,
+               etc_files: dict[str, str] | None = None) -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
         network_pending: it sets itself up but runs no function code until the returned
@@ -132,7 +134,8 @@ class PreforkedEnv:
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
                               "network_pending": network_pending, "opt": opt_name,
-                              "mounts": mounts, "exec_argv": exec_argv}).encode()
+                              "mounts": mounts, "exec_argv": exec_argv,
+                              "etc_files": etc_files or {}}).encode()
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                               array.array("i", [output_fd,

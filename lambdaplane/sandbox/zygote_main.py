@@ -155,7 +155,8 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None
         os.close(procs)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
                           str(assignment.get("opt") or ""), assignment.get("mounts") or (),
-                          _RUNTIME_SOURCES if stash is None else stash)
+                          _RUNTIME_SOURCES if stash is None else stash,
+                          tuple((assignment.get("etc_files") or {}).items()))
     if assignment.get("network_pending"):
         return assignment, ctl
     ctl.close()
@@ -201,7 +202,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             env_id=req["env_id"], cgroup_procs=list(req["cgroup_procs"]),
             code_dir=req["code_dir"], uid=int(req["uid"]), gid=int(req["gid"]),
             tmp_size_mb=int(req.get("tmp_size_mb", 512)), hostname=_hostname(req["env_id"]),
-            opt_dir=str(req.get("opt_dir") or ""))
+            opt_dir=str(req.get("opt_dir") or ""),
+            etc_files=() if prefork else tuple((req.get("etc_files") or {}).items()))
         isolation.join_cgroups(spec.cgroup_procs)
         # a pre-forked sandbox with exec_argv starts its runtime now (prestart.py)
         prestarting = prefork and bool(req.get("exec_argv"))

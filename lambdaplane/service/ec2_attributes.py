@@ -57,6 +57,7 @@ class Ec2Attributes:
         def ensure_region(self, region: str) -> bool: ...
         def vpc(self, region: str, vpc_id: str) -> Vpc: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
+        def refresh_dns_views(self) -> None: ...
 
     # VPCs --------------------------------------------------------------------------------
     def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]:
@@ -106,6 +107,7 @@ class Ec2Attributes:
                             "enabled (enableDnsSupport).")
         with self.db.transaction():
             self.attributes.set(vpc.id, name, _text(value))
+        self.refresh_dns_views()  # DNS support and hostnames take effect at once
 
     # subnets -----------------------------------------------------------------------------
     def subnet_settings(self, subnet: Subnet) -> SubnetSettings:

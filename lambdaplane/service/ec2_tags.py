@@ -32,6 +32,7 @@ TAGGABLE: dict[str, Taggable] = {
     "rtb": Taggable("route-table", "InvalidRouteTableID.NotFound"),
     "acl": Taggable("network-acl", "InvalidNetworkAclID.NotFound"),
     "scr": Taggable("subnet-cidr-reservation", "InvalidSubnetCidrReservationID.NotFound"),
+    "vpce": Taggable("vpc-endpoint", "InvalidVpcEndpointId.NotFound"),
 }
 
 

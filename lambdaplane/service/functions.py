@@ -72,6 +72,9 @@ class FunctionService:
         self.layers = LayerService(settings, db, self.code)
         self.event_invoke_configs = EventInvokeConfigs(db, self)
         self.vpc_validator: VpcConfigValidator | None = None  # set with the EC2 store
+        # the /etc files of a function in a VPC, by VPC id (service/vpc_dns.py: its resolver
+        # and the CA of its endpoints), set with the EC2 store
+        self.vpc_etc_files: Callable[[str], dict[str, str]] | None = None
         # set with IAM: raises Lambda's error for a known role Lambda may not assume
         self.role_validator: Callable[[str], None] | None = None
         self.s3_code: S3CodeSource | None = None  # set by `serve --s3-endpoint`
@@ -360,7 +363,9 @@ class FunctionService:
             revision_id=record.revision_id, reserved_concurrency=record.reserved_concurrency,
             vpc=vpc, opt_dir=self.layers.opt_dir(record.layers),
             custom_log_group=record.logging_config.get("LogGroup"),
-            logging_config=dict(record.logging_config))
+            logging_config=dict(record.logging_config),
+            etc_files=self.vpc_etc_files(vpc.vpc_id)
+            if vpc is not None and self.vpc_etc_files is not None else {})
 
     def code_zip(self, code_hex: str) -> bytes | None:
         return self.code.read_zip(code_hex) if re.fullmatch(r"[0-9a-f]{64}", code_hex) else None

@@ -49,6 +49,12 @@ from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 from .ipv6 import Ipv6Addressing
 from .private_ips import PrivateIps
+from .dns_server import VpcResolvers
+from .vpc_dns import VpcDns
+from .endpoint_proxy import EndpointListeners
+from .local_ca import LocalCa
+from .vpc_endpoints import VpcEndpoints
+from ..store.vpc_endpoints import VpcEndpointStore
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -101,10 +107,10 @@ def zones(region: str) -> list[Zone]:
     return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
 
 
-class VpcService(InternetGateways, NatGateways,
+class VpcService(VpcEndpoints, InternetGateways, NatGateways,
                  SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
                  RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
-                 Ec2Attributes):
+                 Ec2Attributes, VpcDns):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -125,6 +131,11 @@ class VpcService(InternetGateways, NatGateways,
         self._watcher: asyncio.Task[None] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
         self.private_ips = PrivateIps(self)  # service/private_ips.py: secondary IPv4
+        self.resolvers = VpcResolvers(net, settings.internet_netns, settings.dns_upstreams)
+        self.endpoint_store = VpcEndpointStore(db)
+        self.local_ca = LocalCa(settings.data_dir)
+        self.endpoint_listeners = EndpointListeners(net, self.local_ca, settings.host,
+                                                    settings.port)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -146,6 +157,8 @@ class VpcService(InternetGateways, NatGateways,
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         async with self._apply_lock:
+            await self.resolvers.close()
+            await self.endpoint_listeners.close()
             await self.net.run(net_reconcile.teardown, self.names)
 
     async def reconcile(self) -> list[str]:
@@ -162,6 +175,7 @@ class VpcService(InternetGateways, NatGateways,
             desired = desired_state(self.names, self.store.snapshot())
             changes = await self.net.run(net_reconcile.reconcile, self.names, desired)
             changes += await self.net.run(net_gateways.reconcile, self.gateway_desired())
+            await self.sync_dns()
             self._reconcile_served = upto
             return changes
 

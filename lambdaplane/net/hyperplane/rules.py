@@ -19,7 +19,11 @@ STEERING_VERSION = "steer-3"
 # The idle timeout: a ct timeout object (named after its value, so a change is a new object)
 # that out<n> gives each new flow it admits (conntrack has made the entry and not yet confirmed
 # it) in chain `new_flow`; the VPC's own flows keep conntrack's defaults.
-PLANE_VERSION = "plane-2"
+# plane-3: flows from an ENI to the VPC namespace itself (the VPC resolver, net/vpc.py) pass
+# the ENI's out<n> chain on the input hook too and are SNATed to the ENI's address there (a
+# reply is addressed to the ENI, for which the namespace has a route), and the replies take
+# their mark back (chain local_replies), so after de-NAT they find the way to the sandbox.
+PLANE_VERSION = "plane-3"
 
 NftObject = dict[str, Any]  # one item of `nft -j list ...`
 
@@ -83,6 +87,24 @@ def plane_ruleset(names: Names) -> str:
         f"    chain postrouting {{\n"
         f"        type nat hook postrouting priority srcnat; policy accept;\n"
         f"        iifname vmap @snat_port\n"
+        f"    }}\n"
+        f"    chain input {{\n"
+        f"        type filter hook input priority filter - 10; policy accept;\n"
+        f"        iifname vmap @from_port\n"
+        f"    }}\n"
+        # the namespace's own services see the ENI's address, as forwarded flows do; a
+        # reply's way back (de-NAT at output, then a lookup by its mark) needs the nat
+        # output hook registered
+        f"    chain input_nat {{\n"
+        f"        type nat hook input priority 100; policy accept;\n"
+        f"        iifname vmap @snat_port\n"
+        f"    }}\n"
+        f"    chain output_nat {{\n"
+        f"        type nat hook output priority -100; policy accept;\n"
+        f"    }}\n"
+        f"    chain local_replies {{\n"
+        f"        type route hook output priority mangle; policy accept;\n"
+        f"        ct direction reply ct mark != 0 meta mark set ct mark\n"
         f"    }}\n"
         f"}}\n")
 

@@ -1,0 +1,99 @@
+"""AmazonProvidedDNS of every VPC: what each VPC's resolver knows (its DnsView, from the
+store: CIDR blocks, enableDnsSupport/enableDnsHostnames, Elastic IPs, interface endpoints'
+private DNS names, whether it has a path to the internet), where it listens (the VPC base
+address + 2 in the VPC namespace, net/vpc.py), and the resolv.conf of what runs in the VPC.
+A mixin of VpcService (service/vpc.py): `sync_dns` runs after every reconcile and whenever a
+DNS attribute changes; the sockets are service/dns_server.py's."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..config import Settings
+from ..net.names import Names
+from ..net.vpc import resolver_address
+from ..sandbox.environments import VPC_CA_FILE
+from ..store.ec2 import Ec2Store, Eni, Vpc
+from .dns_answers import DnsView, public_dns_name, resolv_conf
+from .dns_server import ResolverPlace, VpcResolvers
+from .endpoint_proxy import EndpointListeners, EndpointPlace
+from .local_ca import LocalCa
+from .vpc_endpoints import lambda_private_dns_name
+
+if TYPE_CHECKING:
+    from ..store.ec2_vpc_cidrs import VpcCidrStore
+    from ..store.gateways import GatewayStore
+
+
+class VpcDns:
+    """The DNS part of VpcService."""
+
+    settings: Settings
+    names: Names
+    store: Ec2Store
+    resolvers: VpcResolvers
+    endpoint_listeners: EndpointListeners
+    local_ca: LocalCa
+    vpc_cidr_store: "VpcCidrStore"
+    gateway_store: "GatewayStore"
+
+    if TYPE_CHECKING:  # what VpcService provides
+        def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]: ...
+        def endpoint_interfaces(self) -> list[Eni]: ...
+
+    def endpoint_dns_names(self, vpc_id: str) -> dict[str, tuple[str, ...]]:
+        """Private hosted names of the VPC (service/vpc_endpoints.py overrides this)."""
+        return {}
+
+    def resolver_of(self, vpc: Vpc) -> str:
+        return resolver_address(vpc.cidr)
+
+    def vpc_etc_files(self, vpc_id: str) -> dict[str, str]:
+        """The /etc files of a function in VPC `vpc_id`: its resolver, and the CA its
+        interface endpoints' certificates come from (AWS_CA_BUNDLE names it)."""
+        conf = self.vpc_resolv_conf(vpc_id)
+        if not conf:
+            return {}
+        return {"etc/resolv.conf": conf, VPC_CA_FILE: self.local_ca.ca_pem()}
+
+    def vpc_resolv_conf(self, vpc_id: str) -> str:
+        """The resolv.conf of a function or resource in VPC `vpc_id` ("" if there is none)."""
+        vpc = self.store.vpc(vpc_id)
+        return resolv_conf(self.resolver_of(vpc), vpc.region) if vpc is not None else ""
+
+    def dns_views(self) -> dict[str, DnsView]:
+        internet = {g.vpc_id for g in self.gateway_store.gateways() if g.vpc_id} \
+            if self.settings.internet_netns else set()
+        secondary: dict[str, list[str]] = {}
+        for c in self.vpc_cidr_store.all():
+            secondary.setdefault(c.vpc_id, []).append(c.cidr)
+        enis = {e.id: e for e in self.store.enis()}
+        public: dict[str, dict[str, str]] = {}
+        for a in self.gateway_store.snapshot().addresses:
+            eni = enis.get(a.eni_id or "")
+            if eni is not None and a.private_ip:
+                public.setdefault(eni.vpc_id, {})[
+                    public_dns_name(a.public_ip, eni.region)] = a.private_ip
+        views = {}
+        for vpc in self.store.vpcs():
+            attributes = self.vpc_attributes(vpc)
+            cidrs = tuple(dict.fromkeys([vpc.cidr, *secondary.get(vpc.id, [])]))
+            views[vpc.id] = DnsView(
+                vpc.id, vpc.region, self.resolver_of(vpc), cidrs,
+                attributes["enableDnsSupport"],
+                attributes["enableDnsSupport"] and attributes["enableDnsHostnames"],
+                vpc.id in internet, self.endpoint_dns_names(vpc.id), public.get(vpc.id, {}))
+        return views
+
+    async def sync_dns(self) -> None:
+        """Resolvers listening in every VPC namespace, answering from the store as it is."""
+        places = {vpc.id: ResolverPlace(self.names.vpc_netns(vpc.id), self.resolver_of(vpc))
+                  for vpc in self.store.vpcs()}
+        await self.resolvers.sync(places, self.dns_views())
+        await self.endpoint_listeners.sync({
+            eni.id: EndpointPlace(eni.far_end.netns, eni.ip, lambda_private_dns_name(eni.region),
+                                  (f"*.lambda.{eni.region}.vpce.amazonaws.com",))
+            for eni in self.endpoint_interfaces() if eni.far_end is not None})
+
+    def refresh_dns_views(self) -> None:
+        """After a change that moves no socket (a DNS attribute, an address association)."""
+        self.resolvers.views = self.dns_views()
