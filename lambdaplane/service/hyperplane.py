@@ -335,9 +335,9 @@ class HyperplaneService:
     def _wanted_keys(self) -> set[EniKey]:
         wanted: set[EniKey] = set()
         for region, _name, config in self.functions.vpc_configs_in_use():
-            groups = group_key(list(config.get("SecurityGroupIds") or []))  # type: ignore[arg-type]
-            for subnet_id in config.get("SubnetIds") or []:  # type: ignore[union-attr]
-                wanted.add(EniKey(region, str(subnet_id), groups))
+            groups = group_key(config.security_group_ids)
+            for subnet_id in config.subnet_ids:
+                wanted.add(EniKey(region, subnet_id, groups))
         return wanted
 
     # making and removing ENIs (under self._lock) --------------------------------------------
