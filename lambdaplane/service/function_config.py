@@ -80,7 +80,7 @@ def zip_from(code: dict[str, Any]) -> bytes:
     if code.get("S3Bucket") or code.get("S3Key"):
         raise InvalidParameterValue(
             "Code from S3 is not supported: upload the zip with Code.ZipFile.")
-    data = code.get("ZipFile")
+    data: bytes | None = code.get("ZipFile")
     if not data:
         raise InvalidParameterValue("Please provide a source for function code: Code.ZipFile "
                                     "must hold the deployment package (a zip file).")

@@ -6,6 +6,7 @@ Inactive and Restoring) is service/function_lifecycle.py's. No HTTP, no kernel c
 from __future__ import annotations
 
 import asyncio
+import builtins
 import base64
 import logging
 import re
@@ -342,7 +343,7 @@ class FunctionService:
             return self.spec_for(record)  # a published version never changes
         return self.spec_for(self.lifecycle.serving(record))
 
-    def vpc_configs_in_use(self) -> list[tuple[str, str, VpcConfig]]:
+    def vpc_configs_in_use(self) -> builtins.list[tuple[str, str, VpcConfig]]:
         """(region, function name, VpcConfig) of every configuration that needs its network
         (see FunctionLifecycle.vpc_configs_in_use)."""
         return self.lifecycle.vpc_configs_in_use() + self.versions.vpc_configs_in_use()

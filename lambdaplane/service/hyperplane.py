@@ -400,9 +400,9 @@ class HyperplaneService:
         ours = {r.eni_id for r in self._rows.values()}
         for eni in self.vpc.store.enis():
             far = eni.far_end
-            n = self.names.eni_of_far_end(far.netns, far.ifname) if far else None
-            if (eni.interface_type == "lambda" and n is not None and eni.id not in ours
-                    and n <= MAX_N):
+            number = self.names.eni_of_far_end(far.netns, far.ifname) if far else None
+            if (eni.interface_type == "lambda" and number is not None and eni.id not in ours
+                    and number <= MAX_N):
                 log.info("removing %s: a Hyperplane ENI the store lost", eni.id)
                 await self.vpc.delete_interface(eni.region, eni.id, by_user=False)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ec2_error
@@ -37,7 +37,8 @@ class NetworkInterfaces:
         def ensure_region(self, region: str) -> bool: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
+        def _tag_specs(self, specs: list[dict[str, Any]] | None,
+                       resource_type: str) -> dict[str, str]: ...
         def reserved_addresses(self, subnet: Subnet) -> set[str]: ...
         async def reconcile(self) -> list[str]: ...
 
@@ -76,7 +77,7 @@ class NetworkInterfaces:
                                requester_managed: bool = False, far_end: FarEnd | None = None,
                                own_netns: bool = False, owner_pid: int | None = None,
                                name: str | None = None, argv: str | None = None,
-                               tag_specs: list[dict] | None = None) -> Eni:
+                               tag_specs: list[dict[str, Any]] | None = None) -> Eni:
         """Create an ENI. Its kernel port exists when it has a far end: `far_end` names a
         namespace (and link name) of the caller's (e.g. a Hyperplane namespace), or
         `own_netns=True` gives it a namespace of its own (`lambdaplane run`). The returned
@@ -118,7 +119,8 @@ class NetworkInterfaces:
             raise
         return eni
 
-    def describe_interfaces(self, region: str, ids: list[str], filters: list[dict]) -> list[Eni]:
+    def describe_interfaces(self, region: str, ids: list[str],
+                            filters: list[dict[str, Any]]) -> list[Eni]:
         self.ensure_region(region)
         check_names(filters, ["network-interface-id", "subnet-id", "vpc-id", "interface-type",
                               "availability-zone", "private-ip-address",

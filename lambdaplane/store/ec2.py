@@ -4,8 +4,13 @@ deleted) live in service/vpc.py, security_groups.py and interfaces.py, and the k
 is derived from these rows (net/). The dataclasses are model/ec2.py's."""
 from __future__ import annotations
 
-from ..model.ec2 import (  # noqa: F401 - re-exported for the service and api
-    Eni, FarEnd, SecurityGroup, SgRule, Snapshot, Subnet, Vpc)
+from ..model.ec2 import Eni as Eni  # re-exported for the service and api
+from ..model.ec2 import FarEnd as FarEnd
+from ..model.ec2 import SecurityGroup as SecurityGroup
+from ..model.ec2 import SgRule as SgRule
+from ..model.ec2 import Snapshot as Snapshot
+from ..model.ec2 import Subnet as Subnet
+from ..model.ec2 import Vpc as Vpc
 from .db import Database, schema
 from .ec2_network_acls import NetworkAclStore
 
