@@ -114,7 +114,7 @@ def test_killed_cli_releases_its_interface(fresh_server: LiveServer) -> None:
         proc.wait()
         assert wait_until(lambda: not ec2.describe_network_interfaces(Filters=[
             {"Name": "subnet-id", "Values": [net["a"]]}])["NetworkInterfaces"])
-        assert not ns.exists(found.netns)
+        assert wait_until(lambda: not ns.exists(found.netns))  # the reconcile that follows
         assert ec2.describe_subnets(SubnetIds=[net["a"]])["Subnets"][0][
             "AvailableIpAddressCount"] == 251
     finally:
