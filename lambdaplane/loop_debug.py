@@ -24,7 +24,7 @@ from types import FrameType
 log = logging.getLogger("lambdaplane.loop_debug")
 
 _OURS = "/lambdaplane/"
-_NOT_OURS = ("loop_debug.py", "/lambdaplane/cli.py")  # the watchdog, the loop's runner
+_NOT_OURS = ("/lambdaplane/loop_debug.py", "/lambdaplane/cli.py")  # the watchdog, the runner
 _SAMPLE_S = 0.005
 
 
