@@ -92,6 +92,13 @@ run: install
 test: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
 
+# The loop-blocking mode (issue 11): live servers run asyncio debug with a 20 ms slow-callback
+# threshold, and a test fails when any callback held the event loop longer (tests/harness.py).
+LOOP_TESTS ?= tests/e2e/test_invoke.py tests/e2e/test_vpc_dataplane.py tests/e2e/test_hyperplane.py
+.PHONY: test-loop
+test-loop: install
+	LP_LOOP_DEBUG=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOOP_TESTS) $(ARGS)
+
 # Full-size robustness suites (make test runs them reduced): 50 SIGKILL trials; a soak of
 # 5,000 cold starts + 50,000 warm invokes. Summaries land in bench-out/{faults,soak}.json.
 faults: install

@@ -3,15 +3,17 @@ Client commands find the server from --endpoint, else AWS_ENDPOINT_URL, else the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import Settings, endpoint_from
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from .server import preload_modules, serve
 
     if args.auth == "sigv4" and not args.credentials:
         raise SystemExit("lambdaplane serve: --auth sigv4 needs --credentials FILE")
@@ -52,8 +54,23 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvloop  # the event loop of the server: markedly less CPU per request
 
-    uvloop.run(serve(settings))
+    preload_modules()  # not on the event loop, which an import would hold
+    uvloop.run(serve(settings), loop_factory=_loop_factory(args.loop_slow_callback_ms))
     return 0
+
+
+def _loop_factory(slow_callback_ms: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop; with `slow_callback_ms`, in asyncio debug mode with that threshold."""
+    import uvloop
+
+    def debug_loop() -> asyncio.AbstractEventLoop:
+        from .loop_debug import debug_loop as put_in_debug_mode
+
+        loop = uvloop.new_event_loop()
+        put_in_debug_mode(loop, slow_callback_ms)
+        return loop
+
+    return debug_loop if slow_callback_ms > 0 else uvloop.new_event_loop
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -141,6 +158,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS",
                    help="how often the kernel's VPC and Hyperplane state is checked against the "
                         "store and repaired where it drifted")
+    s.add_argument("--loop-slow-callback-ms", type=float, default=0.0, metavar="MS",
+                   help="asyncio debug mode: log (as 'asyncio: Executing … took …') every "
+                        "callback that holds the event loop longer than this; 0 (default): off. "
+                        "The test suite's LP_LOOP_DEBUG=1 fails a test on any such line")
     s.add_argument("--capacity", choices=["adaptive", "fixed"], default="adaptive",
                    help="adaptive: the sandbox pool and the pre-forked sandboxes grow to the "
                         "recent peak of concurrent cold starts and shrink when idle, "

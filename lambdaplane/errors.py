@@ -2,6 +2,7 @@
 status AWS uses, and a message. Services raise these; api/ turns them into wire shapes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -18,7 +19,7 @@ class AwsError(Exception):
         return f"{self.code}: {self.message}"
 
 
-def _lambda_error(code: str, status: int, kind: str = "User"):
+def _lambda_error(code: str, status: int, kind: str = "User") -> Callable[..., AwsError]:
     def make(message: str, **extra: str) -> AwsError:
         return AwsError(code, message, status, kind, extra=dict(extra))
     make.__name__ = code

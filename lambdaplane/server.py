@@ -188,3 +188,37 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
         await platform.stop()
         data_lock.release()
+
+
+# Modules the server imports lazily (client commands start faster without them), imported by
+# `serve` before its event loop runs: an import on the loop holds it for tens to hundreds of
+# ms (found by the loop-blocking test mode, lambdaplane/loop_debug.py).
+_SERVE_MODULES = (
+    "sandbox.environments", "service.functions", "service.hyperplane", "service.iam",
+    "service.invoke", "service.vpc", "service.vpc_config", "service.flow_logs",
+    "service.s3_code", "service.legacy", "service.logs", "service.flow_collector", "metrics",
+    "nat_metrics", "data_dir_usage", "net.hyperplane.counters", "api.admin_api", "api.ec2_api",
+    "api.function_urls", "api.gateways_admin", "api.lambda_api", "api.iam_api", "api.logs_api",
+    "api.sts_api", "api.auth", "api.dispatch", "console.routes")
+
+
+def preload_modules() -> None:
+    """And a thread that loads the botocore service models the API reads (the first request
+    of a service loaded its model on the loop: 0.2 to 1.7 s of CPU on a busy host)."""
+    import importlib
+    import threading
+
+    for name in _SERVE_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+    threading.Thread(target=_load_service_models, name="lp-models", daemon=True).start()
+
+
+def _load_service_models() -> None:
+    from .api import dispatch, logs_api, query_protocol, query_xml, wire
+
+    wire.lambda_model()
+    query_xml.ec2_model()
+    logs_api.logs_model()
+    dispatch.catalog()
+    for service in ("iam", "sts"):
+        query_protocol.service_model(service)

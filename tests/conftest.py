@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import LiveServer
+from tests.harness import SLOW_CALLBACK_MS, LiveServer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,6 +43,10 @@ def live_server(tmp_path: Path, *args: str) -> Iterator[LiveServer]:
         left = server.leftovers()
         server.backstop_clean()
         assert not left, f"server left behind: {left}\n{server.log()}"
+        assert not server.loop_blocks, (  # only with LP_LOOP_DEBUG=1 (tests/harness.py)
+            f"code held the event loop over {SLOW_CALLBACK_MS} ms {len(server.loop_blocks)} "
+            f"times (stacks: 'loop blocked' in {server.log_path}):\n"
+            + "\n".join(server.loop_blocks[:40]))
 
 
 @pytest.fixture(scope="module")

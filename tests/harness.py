@@ -1,10 +1,17 @@
 """A live lambdaplane server for end-to-end tests: a real `lambdaplane serve` subprocess with
 its own data dir, port and instance id, uplink off. Stopping it checks that the server removed
-everything it made; a backstop `clean_instance` then removes whatever a failure left."""
+everything it made; a backstop `clean_instance` then removes whatever a failure left.
+
+With LP_LOOP_DEBUG=1 (`make test-loop`) the server runs its event loop in asyncio debug mode
+with a 20 ms slow-callback threshold, and every place where code of ours held the loop longer
+while it served (the server's watchdog logs it, lambdaplane/loop_debug.py) is collected at stop
+into `loop_blocks`; the fixture fails the test on any."""
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import secrets
 import signal
 import socket
@@ -21,6 +28,10 @@ import botocore.config
 from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 
 REGION = "us-east-1"
+LOOP_DEBUG = os.environ.get("LP_LOOP_DEBUG") == "1"
+SLOW_CALLBACK_MS = 20
+# what the server's loop watchdog logs for code of ours that held the loop (loop_debug.py)
+_LOOP_BLOCKED = re.compile(r" lambdaplane\.loop_debug: loop blocked (\d+) ms at (\S+?), stack")
 
 
 def free_port() -> int:
@@ -47,6 +58,8 @@ class LiveServer:
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
+        self._log_offset = 0  # where this start's lines begin (a restart appends)
+        self.loop_blocks: list[str] = []  # LP_LOOP_DEBUG: callbacks that held the loop too long
 
     @property
     def endpoint(self) -> str:
@@ -57,6 +70,9 @@ class LiveServer:
         cmd = [sys.executable, "-m", "lambdaplane.cli", "serve", "--port", str(self.port),
                "--data-dir", str(self.data_dir), "--instance", self.instance, "--no-uplink",
                *self.extra_args]
+        if LOOP_DEBUG:
+            cmd += ["--loop-slow-callback-ms", str(SLOW_CALLBACK_MS)]
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
@@ -76,6 +92,7 @@ class LiveServer:
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> int | None:
         if self.proc is None:
             return None
+        serving_until = self.log_path.stat().st_size  # what the server logged before the stop
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -85,7 +102,22 @@ class LiveServer:
                 self.proc.wait()
         code = self.proc.returncode
         self.proc = None
+        if LOOP_DEBUG:
+            self.loop_blocks += self._loop_blocked(serving_until)
         return code
+
+    def _loop_blocked(self, until: int) -> list[str]:
+        """Where code of ours held this run's loop over the threshold while it served (from
+        'listening on' to the stop signal: start-up and shutdown serve no one), longest first."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            text = f.read(max(0, until - self._log_offset)).decode(errors="replace")
+        _starting, listening, text = text.partition(" lambdaplane listening on ")
+        if not listening:
+            return []
+        found = [(int(m.group(1)), m.group(2)) for m in map(_LOOP_BLOCKED.search,
+                                                             text.splitlines()) if m]
+        return [f"{ms} ms at {where}" for ms, where in sorted(found, reverse=True)]
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

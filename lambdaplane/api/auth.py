@@ -14,7 +14,7 @@ Errors are each service's own (what boto3 maps to exception classes):
   EC2 (XML): MissingAuthenticationToken (401), IncompleteSignature (400), AuthFailure (401)
     for an unknown key or a bad signature, RequestExpired (400) for clock skew.
 The Runtime API is not here: it lives in the worker netns and answers only the environment
-whose sandbox address the request comes from (api/runtime_api.py)."""
+whose sandbox address the request comes from (sandbox/runtime_api.py)."""
 from __future__ import annotations
 
 import configparser

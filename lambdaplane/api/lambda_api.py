@@ -222,8 +222,8 @@ def configuration(record: FunctionRecord) -> dict[str, Any]:
     }
     if record.environment:
         out["Environment"] = {"Variables": dict(record.environment)}
-    if record.vpc_config:
-        out["VpcConfig"] = dict(record.vpc_config)
+    if record.vpc_config is not None:
+        out["VpcConfig"] = record.vpc_config.to_wire()
     if record.dead_letter_target:
         out["DeadLetterConfig"] = {"TargetArn": record.dead_letter_target}
     if record.kms_key_arn:

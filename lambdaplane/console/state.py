@@ -45,7 +45,7 @@ def _functions(platform: Any, metrics: Metrics | None,
         counts = metrics.function_counts(record.name) if metrics is not None else None
         keys = [(record.region, record.name)] + [(record.region, f"{record.name}:{v}")
                                                    for v in versions]
-        vpc = record.vpc_config or {}
+        vpc = record.vpc_config
         out.append({
             "region": record.region, "name": record.name, "arn": record.arn,
             "state": record.state, "state_reason": record.state_reason,
@@ -63,8 +63,8 @@ def _functions(platform: Any, metrics: Metrics | None,
             "concurrency": sum(environments.in_flight(k) for k in keys),
             "reserved_concurrency": record.reserved_concurrency,
             "environments": envs_by_function.get((record.region, record.name), 0),
-            "vpc": {"vpc_id": vpc.get("VpcId"), "subnets": list(vpc.get("SubnetIds") or []),
-                    "groups": list(vpc.get("SecurityGroupIds") or [])} if record.has_vpc
+            "vpc": {"vpc_id": vpc.vpc_id or None, "subnets": list(vpc.subnet_ids),
+                    "groups": list(vpc.security_group_ids)} if vpc is not None and vpc.attached
             else None,
         })
     return out

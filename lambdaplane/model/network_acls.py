@@ -3,7 +3,7 @@ rule every ACL ends with) and a subnet's association. The store keeps them
 (store/ec2_network_acls.py), the service applies AWS's rules to them, net/ renders them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 STAR_RULE = 32767  # the `*` rule: what DescribeNetworkAcls shows as the last entry
 
@@ -35,3 +35,10 @@ class AclAssociation:
     id: str
     acl_id: str
     subnet_id: str
+
+
+@dataclass
+class AclSnapshot:
+    """Every ACL entry and association, for the kernel rendering."""
+    entries: list[AclEntry] = field(default_factory=list)
+    associations: list[AclAssociation] = field(default_factory=list)

@@ -6,13 +6,12 @@ Owns nothing of its own in the kernel: it drives the same mechanism as the Hyper
 (net/hyperplane/: policy routes, SNAT, filter, one steering element) for a single
 sandbox, so the two modes differ only in *when* the ENI is built and how many there are. From
 the VPC's side this is what AWS did then: one address per environment, seen as the source of its
-flows. The VPC port whose peer is the ENI's transit is made by the VPC reconcile (stand-alone:
-by the optional `make_port` / `drop_port` hooks), the address by the service's IPAM. All
+flows. The VPC port whose peer is the ENI's transit is made by the VPC reconcile, the address
+by the service's IPAM. All
 functions run on the NetThread."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .hyperplane.eni import ensure_eni, remove_eni
@@ -31,15 +30,12 @@ class DedicatedEni:
 
 
 def attach_dedicated(names: Names, steering: Steering, eni: HyperplaneEni,
-                     sandbox_addr: str,
-                     make_port: Callable[[HyperplaneEni], None] | None = None) -> DedicatedEni:
+                     sandbox_addr: str) -> DedicatedEni:
     """At cold start: build ENI `eni` for this one sandbox and steer the sandbox into it.
     On failure everything built so far is removed again."""
     t0 = time.perf_counter()
     try:
         ensure_vpc_plane(names, eni.vpc_id)
-        if make_port is not None:
-            make_port(eni)  # the VPC port; its peer is the transit in the worker
         ensure_eni(names, eni)
         steering.attach(sandbox_addr, eni.n)
     except BaseException:
@@ -48,11 +44,8 @@ def attach_dedicated(names: Names, steering: Steering, eni: HyperplaneEni,
     return DedicatedEni(eni, sandbox_addr, (time.perf_counter() - t0) * 1e3)
 
 
-def release_dedicated(names: Names, steering: Steering, dedicated: DedicatedEni,
-                      drop_port: Callable[[HyperplaneEni], None] | None = None) -> None:
-    """With the environment: unsteer it, take its ENI down, give the VPC port back
-    (idempotent)."""
+def release_dedicated(names: Names, steering: Steering, dedicated: DedicatedEni) -> None:
+    """With the environment: unsteer it and take its ENI down (idempotent); the VPC reconcile
+    removes its VPC port."""
     steering.detach(dedicated.sandbox_addr)
     remove_eni(names, dedicated.eni.vpc_id, dedicated.eni.n)
-    if drop_port is not None:
-        drop_port(dedicated.eni)

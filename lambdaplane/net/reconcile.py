@@ -9,14 +9,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..model.ec2 import Snapshot
 from . import ipv6, nft, ns
 from .names import Names
 from .netlink import LinkInfo, Netlink
 from .processes import process_alive
 from .security_groups import script_fingerprint
-from .vpc import GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec
+from .vpc import GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec, desired_state
 
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
+
+
+def reconcile_snapshot(names: Names, snapshot: Snapshot) -> list[str]:
+    """`reconcile` with the desired state derived here, on the net thread: pure, but it took
+    hundreds of ms of CPU on the event loop with many VPCs (the loop-blocking test mode)."""
+    return reconcile(names, desired_state(names, snapshot))
 
 
 def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:

@@ -26,7 +26,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..store.ec2 import SgRule
+from ..model.ec2 import SgRule
 from .flow_sources import LOG_PREFIX, NFLOG_GROUP
 
 ANY_V4 = "0.0.0.0/0"

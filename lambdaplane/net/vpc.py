@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..model import ipam
-from ..store.ec2 import FarEnd, SgRule, Snapshot
+from ..model.ec2 import FarEnd, SgRule, Snapshot
 from .hyperplane.model import TRANSIT_WORKER_ADDR
 from .names import Names, port_ifname
 from .network_acls import AclPort, render_chains

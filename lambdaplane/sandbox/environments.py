@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from ..api.runtime_api import Outcome, PendingInvocation, RuntimeApi, RuntimeChannel
+from .runtime_api import Outcome, PendingInvocation, RuntimeApi, RuntimeChannel
 from ..config import Settings
 from ..errors import AwsError
 from ..net.executor import NetThread

@@ -179,7 +179,8 @@ class PrewarmedSandboxes:
         env_id = secrets.token_hex(8)
         cgroup: EnvCgroup | None = None
         try:
-            cgroup = cgroups.create_env_cgroup(self.names, env_id, PREFORK_MEMORY_MB)
+            cgroup = await asyncio.to_thread(  # mkdir and writes in cgroupfs: off the loop
+                cgroups.create_env_cgroup, self.names, env_id, PREFORK_MEMORY_MB)
             zygote = await self.zygote(self._interpreter)
             request = SpawnRequest(
                 env_id=env_id, netns_path=sandbox.netns_path, cgroup_procs=cgroup.procs_files,

@@ -265,8 +265,8 @@ class Zygote:
             if proc is not None and proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-            for d in cgroup.dirs:
-                kill_cgroup_tree(d)
+            for d in cgroup.dirs:  # sleeps while the kernel reaps: off the loop
+                await asyncio.to_thread(kill_cgroup_tree, d)
             raise
         finally:
             listener.close()
@@ -349,8 +349,8 @@ class Zygote:
         # Exit reports still queued in the socket resolve their waiters before we close it.
         self._on_readable()
         self._close("zygote stopped")
-        for d in self._cgroup.dirs:
-            kill_cgroup_tree(d)
+        for d in self._cgroup.dirs:  # sleeps while the kernel reaps: off the loop
+            await asyncio.to_thread(kill_cgroup_tree, d)
 
     # --- internals ------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ def _ip_of_private_name(label: str) -> str | None:
     return ".".join(parts)
 
 
-def _response(query: dns.message.Message, rcode: int = dns.rcode.NOERROR
+def _response(query: dns.message.Message, rcode: dns.rcode.Rcode = dns.rcode.NOERROR
               ) -> dns.message.Message:
     response = dns.message.make_response(query)
     response.flags |= dns.flags.RA

@@ -5,6 +5,7 @@ every type."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 from fnmatch import fnmatchcase
 
 from ..errors import ec2_error
@@ -12,7 +13,7 @@ from ..errors import ec2_error
 Attributes = Mapping[str, Iterable[str]]
 
 
-def check_names(filters: list[dict], known: Iterable[str]) -> None:
+def check_names(filters: list[dict[str, Any]], known: Iterable[str]) -> None:
     allowed = set(known)
     for f in filters:
         name = f.get("Name") or ""
@@ -21,7 +22,7 @@ def check_names(filters: list[dict], known: Iterable[str]) -> None:
             raise ec2_error("InvalidParameterValue", f"The filter '{name}' is invalid")
 
 
-def matches(filters: list[dict], attrs: Attributes, tags: Mapping[str, str]) -> bool:
+def matches(filters: list[dict[str, Any]], attrs: Attributes, tags: Mapping[str, str]) -> bool:
     for f in filters:
         name = f.get("Name") or ""
         wanted = f.get("Values") or []

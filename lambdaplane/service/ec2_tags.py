@@ -5,7 +5,7 @@ are taggable, and as what resource type, is `TAGGABLE`: a prefix per kind of obj
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from ..errors import ec2_error
 from ..store.db import Database
@@ -65,7 +65,7 @@ def check_tag(key: str, value: str) -> None:
                         "Tag keys starting with 'aws:' are reserved for internal use")
 
 
-def tags_of_list(tags: list[dict]) -> dict[str, str]:
+def tags_of_list(tags: list[dict[str, Any]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for t in tags:
         key, value = t.get("Key") or "", t.get("Value") or ""
@@ -86,7 +86,7 @@ class Ec2Tags:
     def tags_of(self, resource_id: str) -> dict[str, str]:
         return self.store.tags().get(resource_id, {})
 
-    def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]:
+    def _tag_specs(self, specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
         """The tags `TagSpecifications` give a new resource of `resource_type` (checked; the
         caller stores them in the transaction that creates the resource)."""
         tags: dict[str, str] = {}
@@ -124,7 +124,8 @@ class Ec2Tags:
                 raise ec2_error(kind.not_found, f"The ID '{rid}' does not exist")
             raise ec2_error("InvalidID", f"The ID '{rid}' is not valid")
 
-    async def create_tags(self, region: str, resource_ids: list[str], tags: list[dict]) -> None:
+    async def create_tags(self, region: str, resource_ids: list[str],
+                          tags: list[dict[str, Any]]) -> None:
         self.ensure_region(region)
         self._check_resources(region, resource_ids)
         new = tags_of_list(tags)
@@ -139,7 +140,7 @@ class Ec2Tags:
                 self.store.set_tags(rid, new)
 
     async def delete_tags(self, region: str, resource_ids: list[str],
-                          tags: list[dict] | None) -> None:
+                          tags: list[dict[str, Any]] | None) -> None:
         """No `Tags`: every tag of the resources goes. A tag given with a value goes only when
         the value matches; one given without a value goes whatever its value."""
         self.ensure_region(region)
@@ -157,7 +158,7 @@ class Ec2Tags:
                     self.store.delete_tags(rid)
                     self.store.set_tags(rid, keep)
 
-    def describe_tags(self, region: str, filters: list[dict]) -> list[TagDescription]:
+    def describe_tags(self, region: str, filters: list[dict[str, Any]]) -> list[TagDescription]:
         self.ensure_region(region)
         check_names(filters, ["key", "resource-id", "resource-type", "value"])
         known = self.taggable_ids(region)

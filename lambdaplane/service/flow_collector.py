@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..net import flow_sources, ns
 from ..net.flow_sources import DropLog, DroppedPacket, TrackedFlow
 from ..net.names import Names
-from ..net.vpc import port_ifname
+from ..net.names import port_ifname
 from ..store.ec2 import Ec2Store, Eni
 from ..store.flow_logs import FlowLog
 from .flow_logs import FlowLogs

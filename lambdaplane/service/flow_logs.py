@@ -147,7 +147,7 @@ class FlowLogs:
         return found is not None and getattr(found, "region", region) == region
 
     # describe / delete --------------------------------------------------------------------
-    def describe(self, region: str, ids: list[str], filters: list[dict]) -> list[FlowLog]:
+    def describe(self, region: str, ids: list[str], filters: list[dict[str, Any]]) -> list[FlowLog]:
         check_names(filters, FILTERS)
         self.prune()
         out = []

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from ..errors import AwsError, InvalidParameterValue
+from ..model.vpc_config import VpcConfig
 from ..store.code import StoredCode
 from ..store.functions import FunctionRecord, aws_timestamp
 from . import runtime_names
@@ -79,7 +80,7 @@ def zip_from(code: dict[str, Any]) -> bytes:
     if code.get("S3Bucket") or code.get("S3Key"):
         raise InvalidParameterValue(
             "Code from S3 is not supported: upload the zip with Code.ZipFile.")
-    data = code.get("ZipFile")
+    data: bytes | None = code.get("ZipFile")
     if not data:
         raise InvalidParameterValue("Please provide a source for function code: Code.ZipFile "
                                     "must hold the deployment package (a zip file).")
@@ -101,13 +102,7 @@ def apply_options(record: FunctionRecord, params: dict[str, Any]) -> None:
     if "KMSKeyArn" in params:
         record.kms_key_arn = params["KMSKeyArn"] or None
     if "VpcConfig" in params:
-        vpc = params["VpcConfig"] or {}
-        record.vpc_config = {
-            "SubnetIds": sorted(vpc.get("SubnetIds") or []),
-            "SecurityGroupIds": sorted(vpc.get("SecurityGroupIds") or []),
-            "Ipv6AllowedForDualStack": bool(vpc.get("Ipv6AllowedForDualStack", False)),
-            "VpcId": "",
-        }
+        record.vpc_config = VpcConfig.from_request(params["VpcConfig"])
 
 
 def set_code(record: FunctionRecord, stored: StoredCode) -> None:

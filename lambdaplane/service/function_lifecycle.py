@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..config import Settings
 from ..errors import AwsError, ResourceConflict, ResourceNotReady
+from ..model.vpc_config import VpcConfig
 from ..store.functions import FunctionRecord, FunctionStore
 from .function_config import touch
 
@@ -133,13 +134,14 @@ class FunctionLifecycle:
             return previous
         return record
 
-    def vpc_configs_in_use(self) -> list[tuple[str, str, dict[str, object]]]:
+    def vpc_configs_in_use(self) -> list[tuple[str, str, VpcConfig]]:
         """(region, function name, VpcConfig) of every configuration that needs its network:
         functions being created, active or restoring, and previous configurations still
         serving during an update. Inactive and Failed functions hold none."""
         out = [(r.region, r.name, r.vpc_config) for r in self.store.all()
-               if r.has_vpc and r.state in ("Pending", "Active")]
-        out += [(r.region, r.name, r.vpc_config) for r in self._previous.values() if r.has_vpc]
+               if r.vpc_config and r.vpc_config.attached and r.state in ("Pending", "Active")]
+        out += [(r.region, r.name, r.vpc_config) for r in self._previous.values()
+                if r.vpc_config and r.vpc_config.attached]
         return out
 
     # -- transitions: every State / LastUpdateStatus change ----------------------------------
@@ -206,7 +208,8 @@ class FunctionLifecycle:
             return  # deleted or changed meanwhile; that change settles itself
         previous = self._previous.pop(key, None)
         if error is None and record.has_vpc:
-            current.vpc_config["VpcId"] = vpc_id
+            current.vpc_config = current.vpc_config.with_vpc_id(vpc_id) \
+                if current.vpc_config is not None else None
         if error is not None and previous is not None:
             # [?] A failed update leaves the function on its previous configuration (it served
             # every invoke meanwhile); only the failure is reported.

@@ -6,6 +6,7 @@ Inactive and Restoring) is service/function_lifecycle.py's. No HTTP, no kernel c
 from __future__ import annotations
 
 import asyncio
+import builtins
 import base64
 import logging
 import re
@@ -21,6 +22,7 @@ from ..errors import (
     ResourceNotFound,
     ValidationError,
 )
+from ..model.vpc_config import VpcConfig
 from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
@@ -58,7 +60,7 @@ class VpcConfigValidator(Protocol):
     """service/vpc_config.py's check bound to the EC2 store: returns the VPC id ("" when the
     config detaches) or raises Lambda's error."""
 
-    def __call__(self, region: str, vpc_config: dict[str, Any]) -> str: ...
+    def __call__(self, region: str, vpc_config: VpcConfig | None) -> str: ...
 
 
 class FunctionService:
@@ -245,7 +247,7 @@ class FunctionService:
         async with self.lifecycle.lock(region, name):
             record = self._updatable(region, name, params.get("RevisionId"))
             updated = replace(record, environment=dict(record.environment),
-                              vpc_config=dict(record.vpc_config))
+                              vpc_config=record.vpc_config)
             for key, attr in (("Role", "role"), ("Handler", "handler"),
                               ("Description", "description"), ("Timeout", "timeout"),
                               ("MemorySize", "memory_size"), ("Runtime", "runtime")):
@@ -344,17 +346,16 @@ class FunctionService:
             return self.spec_for(record)  # a published version never changes
         return self.spec_for(self.lifecycle.serving(record))
 
-    def vpc_configs_in_use(self) -> list[tuple[str, str, dict[str, object]]]:
+    def vpc_configs_in_use(self) -> builtins.list[tuple[str, str, VpcConfig]]:
         """(region, function name, VpcConfig) of every configuration that needs its network
         (see FunctionLifecycle.vpc_configs_in_use)."""
         return self.lifecycle.vpc_configs_in_use() + self.versions.vpc_configs_in_use()
 
     def spec_for(self, record: FunctionRecord) -> FunctionSpec:
         vpc = None
-        if record.has_vpc and record.vpc_config.get("VpcId"):
-            vpc = VpcAttachment(str(record.vpc_config["VpcId"]),
-                                tuple(record.vpc_config.get("SubnetIds") or ()),
-                                tuple(record.vpc_config.get("SecurityGroupIds") or ()))
+        config = record.vpc_config
+        if config is not None and config.attached and config.vpc_id:
+            vpc = VpcAttachment(config.vpc_id, config.subnet_ids, config.security_group_ids)
         return FunctionSpec(
             region=record.region, name=record.name, arn=record.arn, version=record.version,
             runtime=record.runtime, handler=record.handler, memory_mb=record.memory_size,
@@ -383,7 +384,9 @@ class FunctionService:
         if "VpcConfig" not in params or self.vpc_validator is None:
             return
         try:
-            record.vpc_config["VpcId"] = self.vpc_validator(record.region, record.vpc_config)
+            vpc_id = self.vpc_validator(record.region, record.vpc_config)
+            if record.vpc_config is not None:
+                record.vpc_config = record.vpc_config.with_vpc_id(vpc_id)
         except AwsError as e:
             e.extra.pop("ReasonCode", None)  # for the background path; not a body field
             raise

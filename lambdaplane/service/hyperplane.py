@@ -335,9 +335,9 @@ class HyperplaneService:
     def _wanted_keys(self) -> set[EniKey]:
         wanted: set[EniKey] = set()
         for region, _name, config in self.functions.vpc_configs_in_use():
-            groups = group_key(list(config.get("SecurityGroupIds") or []))  # type: ignore[arg-type]
-            for subnet_id in config.get("SubnetIds") or []:  # type: ignore[union-attr]
-                wanted.add(EniKey(region, str(subnet_id), groups))
+            groups = group_key(config.security_group_ids)
+            for subnet_id in config.subnet_ids:
+                wanted.add(EniKey(region, subnet_id, groups))
         return wanted
 
     # making and removing ENIs (under self._lock) --------------------------------------------
@@ -400,9 +400,9 @@ class HyperplaneService:
         ours = {r.eni_id for r in self._rows.values()}
         for eni in self.vpc.store.enis():
             far = eni.far_end
-            n = self.names.eni_of_far_end(far.netns, far.ifname) if far else None
-            if (eni.interface_type == "lambda" and n is not None and eni.id not in ours
-                    and n <= MAX_N):
+            number = self.names.eni_of_far_end(far.netns, far.ifname) if far else None
+            if (eni.interface_type == "lambda" and number is not None and eni.id not in ours
+                    and number <= MAX_N):
                 log.info("removing %s: a Hyperplane ENI the store lost", eni.id)
                 await self.vpc.delete_interface(eni.region, eni.id, by_user=False)
 

@@ -238,7 +238,7 @@ class IamService:
         check_name(policy_name, "policyName", 128)
         if policy_name not in role.inline_policies:
             raise no_such_entity(f"The role policy with name {policy_name} cannot be found.")
-        return role, policy_name  # type: ignore[return-value]
+        return role, policy_name
 
     def delete_role_policy(self, role_name: str | None, policy_name: str | None) -> None:
         role, name = self.role_policy(role_name, policy_name)
@@ -310,7 +310,7 @@ class IamService:
         if arn not in role.attached:
             self.policy(arn)  # NoSuchEntity for a policy that does not exist at all
             raise no_such_entity(f"Policy {arn} was not found.")
-        role.attached.remove(arn)  # type: ignore[arg-type]
+        role.attached.remove(arn)
         self.store.save_role(role)
 
     def attached_policies(self, role_name: str | None) -> list[ManagedPolicy | AwsManagedPolicy]:
@@ -332,7 +332,7 @@ class IamService:
         if scope in ("All", "AWS"):  # only those in use: lambdaplane holds no catalogue
             arns = sorted({a for r in self.store.roles() for a in r.attached
                            if AWS_MANAGED.fullmatch(a)})
-            found += [self.policy(a) for a in arns]  # type: ignore[misc]
+            found += [self.policy(a) for a in arns]
         return [p for p in found if p.path.startswith(prefix or "/")]
 
     # -- tags ----------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """Network interfaces (ENIs) with AWS's rules (subnet, groups and address checks, who may
 delete one, error codes), and the life of `lambdaplane run` interfaces: each records the CLI's
-pid, and an interface whose CLI died is released, so a killed CLI leaks nothing. A mixin of
+pid, and an interface whose CLI died is released (its exit watched with a pidfd), so a killed
+CLI leaks nothing. A mixin of
 VpcService (service/vpc.py), which gives it the store, subnet and group lookups, tags and
 `reconcile`. Writes the store only; the kernel port follows through `reconcile`."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ec2_error
@@ -23,8 +25,6 @@ from .ec2_ids import check_id, new_id, new_mac
 
 log = logging.getLogger("lambdaplane.vpc")
 
-OWNER_CHECK_S = 0.5
-
 
 class NetworkInterfaces:
     """The network interface part of VpcService."""
@@ -38,22 +38,66 @@ class NetworkInterfaces:
         def ensure_region(self, region: str) -> bool: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
+        def _tag_specs(self, specs: list[dict[str, Any]] | None,
+                       resource_type: str) -> dict[str, str]: ...
         def reserved_addresses(self, subnet: Subnet) -> set[str]: ...
         async def reconcile(self) -> list[str]: ...
 
     # interfaces of exited `lambdaplane run` programs ----------------------------------------
-    async def _watch_owners(self) -> None:
-        while True:
-            await asyncio.sleep(OWNER_CHECK_S)
-            try:
-                await self._release_orphans()
-            except Exception:
-                log.exception("releasing interfaces of exited programs failed")
+    # Each owner's exit is watched with a pidfd (readable once the process has exited) on the
+    # event loop: nothing is polled. pid → pidfd; None while the service does not watch.
+    _owner_fds: dict[int, int] | None = None
+    _owner_tasks: set[asyncio.Task[None]]
 
-    async def _release_orphans(self) -> None:
+    async def _watch_owners(self) -> None:
+        """Watch the owners of every stored interface until cancelled (at stop)."""
+        self._owner_fds, self._owner_tasks = {}, set()
+        try:
+            for eni in self.store.enis():
+                self._watch_owner(eni)
+            await asyncio.Event().wait()
+        finally:
+            loop = asyncio.get_running_loop()
+            for fd in self._owner_fds.values():
+                loop.remove_reader(fd)
+                os.close(fd)
+            self._owner_fds = None
+
+    def _watch_owner(self, eni: Eni) -> None:
+        pid = eni.owner_pid
+        if pid is None or self._owner_fds is None or pid in self._owner_fds:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            loop.call_soon(self._owner_exited, pid)
+            return
+        self._owner_fds[pid] = fd
+        loop.add_reader(fd, self._owner_exited, pid)
+        if not process_alive(pid, eni.owner_start):  # exited, or the pid was reused, before
+            self._owner_exited(pid)
+
+    def _owner_exited(self, pid: int) -> None:
+        fd = self._owner_fds.pop(pid, None) if self._owner_fds is not None else None
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+        # its pidfd is readable once it exited, before its parent reaps it: /proc still
+        # shows it then, so its pid is named rather than looked up again
+        task = asyncio.get_running_loop().create_task(self._release_orphans_logged(pid))
+        self._owner_tasks.add(task)
+        task.add_done_callback(self._owner_tasks.discard)
+
+    async def _release_orphans_logged(self, exited_pid: int) -> None:
+        try:
+            await self._release_orphans(exited_pid)
+        except Exception:
+            log.exception("releasing interfaces of exited programs failed")
+
+    async def _release_orphans(self, exited_pid: int | None = None) -> None:
         dead = [e for e in self.store.enis() if e.owner_pid is not None
-                and not process_alive(e.owner_pid, e.owner_start)]
+                and (e.owner_pid == exited_pid or not process_alive(e.owner_pid, e.owner_start))]
         if not dead:
             return
         with self.db.transaction():
@@ -77,7 +121,7 @@ class NetworkInterfaces:
                                requester_managed: bool = False, far_end: FarEnd | None = None,
                                own_netns: bool = False, owner_pid: int | None = None,
                                name: str | None = None, argv: str | None = None,
-                               tag_specs: list[dict] | None = None,
+                               tag_specs: list[dict[str, Any]] | None = None,
                                ipv6_count: int | None = None,
                                ipv6_addresses: list[str] | None = None,
                                secondary_count: int | None = None,
@@ -124,6 +168,7 @@ class NetworkInterfaces:
             ipv6.record(eni.id, addresses_v6)
             private_ips.record(eni, secondaries)
             self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
+        self._watch_owner(eni)
         try:
             await self.reconcile()
         except Exception:
@@ -134,7 +179,8 @@ class NetworkInterfaces:
             raise
         return eni
 
-    def describe_interfaces(self, region: str, ids: list[str], filters: list[dict]) -> list[Eni]:
+    def describe_interfaces(self, region: str, ids: list[str],
+                            filters: list[dict[str, Any]]) -> list[Eni]:
         self.ensure_region(region)
         check_names(filters, list(FILTERS))  # service/eni_filters.py: all AWS documents
         for eid in ids:

@@ -11,7 +11,8 @@ from typing import Any
 def _effective_table(svc: Any, subnet_id: str, vpc_id: str) -> str | None:
     assocs = svc.routes.associations()
     explicit = next((a.route_table_id for a in assocs if a.subnet_id == subnet_id), None)
-    return explicit or svc.main_route_table(vpc_id)
+    table: str | None = explicit or svc.main_route_table(vpc_id)
+    return table
 
 
 def _default_route(svc: Any, table_id: str | None) -> Any:

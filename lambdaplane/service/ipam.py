@@ -7,7 +7,9 @@ import ipaddress
 from collections.abc import Iterable
 
 from ..errors import ec2_error
-from ..model.ipam import capacity, gateway, reserved  # noqa: F401 - the arithmetic
+from ..model.ipam import capacity as capacity  # re-exported: the arithmetic
+from ..model.ipam import gateway as gateway
+from ..model.ipam import reserved as reserved
 
 MIN_PREFIX, MAX_PREFIX = 16, 28
 

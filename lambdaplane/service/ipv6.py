@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ec2_error
 from ..store.ec2 import Eni, SgRule, Subnet, Vpc
 from ..store.ec2_ipv6 import Ipv6Store, SubnetIpv6Cidr, VpcIpv6Cidr
-from ..store.ec2_network_acls import AclEntry
+from ..model.network_acls import AclEntry
 from .ec2_filters import bool_text
 from .ec2_ids import new_id
 from .sg_rules import new_rule_id

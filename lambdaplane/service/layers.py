@@ -85,7 +85,7 @@ class LayerService:
         if content.get("S3Bucket") or content.get("S3Key") or content.get("S3ObjectVersion"):
             return await code_from_s3(self.s3_code, region, content, what="layer content",
                                       field="Content", shape="LayerVersionContentInput")
-        data = content.get("ZipFile")
+        data: bytes | None = content.get("ZipFile")
         if not data:
             raise InvalidParameterValue("Please provide a source for layer content: "
                                         "Content.ZipFile must hold the layer archive.")

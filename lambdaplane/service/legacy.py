@@ -26,7 +26,7 @@ from ..net import hyperplane as hp
 from ..net import legacy as net_legacy
 from ..net.executor import NetThread
 from ..net.names import ENI_LAST, LEGACY_ENI_FIRST, Names
-from ..net.vpc import port_ifname
+from ..net.names import port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
 from ..store.ec2 import Eni, FarEnd

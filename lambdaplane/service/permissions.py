@@ -64,7 +64,8 @@ class Permissions:
         return name, key, self.functions.arn(region, name, key or None)
 
     def _document(self, region: str, name: str, key: str) -> dict[str, Any] | None:
-        return self.store.extra(region, name, key, POLICY)
+        document: dict[str, Any] | None = self.store.extra(region, name, key, POLICY)
+        return document
 
     def add(self, region: str, ref: str, p: dict[str, Any]) -> dict[str, Any]:
         name, key, resource = self._target(region, ref, p.get("Qualifier"))

@@ -62,7 +62,8 @@ class S3CodeSource:
             if got.get("ContentLength", 0) > UNZIPPED_LIMIT:
                 raise InvalidParameterValue(
                     f"Unzipped size must be smaller than {UNZIPPED_LIMIT} bytes")
-            return got["Body"].read()
+            body: bytes = got["Body"].read()
+            return body
         except botocore.exceptions.ClientError as e:
             code = e.response.get("Error", {}).get("Code", "") or "Unknown"
             code = {"404": "NoSuchKey", "403": "AccessDenied"}.get(code, code)  # bodiless

@@ -3,6 +3,8 @@ CidrIp/IpProtocol/FromPort/ToPort form) → validated, normalised rules, one per
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
+
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,8 +68,8 @@ def _ports(protocol: str, from_port: int | None, to_port: int | None) -> tuple[i
     return -1, -1  # all protocols or one without ports: AWS shows no port range
 
 
-def rules_from_permissions(group_id: str, egress: bool, permissions: list[dict],
-                           resolve_group: Callable[[dict], str]) -> list[SgRule]:
+def rules_from_permissions(group_id: str, egress: bool, permissions: list[dict[str, Any]],
+                           resolve_group: Callable[[dict[str, Any]], str]) -> list[SgRule]:
     """One rule per (permission, peer). `resolve_group(pair)` turns a UserIdGroupPair into a
     group id (raising InvalidGroup.NotFound)."""
     rules: list[SgRule] = []
@@ -96,13 +98,13 @@ def rules_from_permissions(group_id: str, egress: bool, permissions: list[dict],
     return rules
 
 
-def legacy_permissions(params: dict) -> list[dict]:
+def legacy_permissions(params: dict[str, Any]) -> list[dict[str, Any]]:
     """The older single-rule form of Authorize/Revoke (CidrIp, IpProtocol, FromPort, ToPort,
     SourceSecurityGroupName/Id) as one IpPermissions entry."""
     if not params.get("CidrIp") and not params.get("SourceSecurityGroupName") \
             and not params.get("SourceSecurityGroupId"):
         return []
-    perm: dict = {"IpProtocol": params.get("IpProtocol") or "-1",
+    perm: dict[str, Any] = {"IpProtocol": params.get("IpProtocol") or "-1",
                   "FromPort": params.get("FromPort"), "ToPort": params.get("ToPort")}
     if params.get("CidrIp"):
         perm["IpRanges"] = [{"CidrIp": params["CidrIp"]}]

@@ -29,8 +29,8 @@ class SubnetReservations:
     if TYPE_CHECKING:  # what VpcService provides
         def ensure_region(self, region: str) -> bool: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
-        def more_taggable_ids(self, region: str) -> set[str]: ...
+        def _tag_specs(self, specs: list[dict[str, Any]] | None,
+                       resource_type: str) -> dict[str, str]: ...
 
     def reserved_addresses(self, subnet: Subnet) -> set[str]:
         """Every address of the subnet's reservations (left out of automatic assignment)."""
@@ -49,8 +49,8 @@ class SubnetReservations:
 
     def more_taggable_ids(self, region: str) -> set[str]:
         subnets = {s.id for s in self.store.subnets(region)}
-        return super().more_taggable_ids(region) | {  # type: ignore[misc]
-            r.id for r in self.reservations.all() if r.subnet_id in subnets}
+        ids: set[str] = super().more_taggable_ids(region)  # type: ignore[misc]
+        return ids | {r.id for r in self.reservations.all() if r.subnet_id in subnets}
 
     async def create_subnet_cidr_reservation(self, region: str,
                                              p: dict[str, Any]) -> SubnetCidrReservation:
@@ -105,7 +105,7 @@ class SubnetReservations:
         return found
 
     def get_subnet_cidr_reservations(self, region: str, subnet_id: str | None,
-                                     filters: list[dict]) -> list[SubnetCidrReservation]:
+                                     filters: list[dict[str, Any]]) -> list[SubnetCidrReservation]:
         self.ensure_region(region)
         if not subnet_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter subnetId")

@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AwsError, InvalidParameterValue, ResourceConflict, ResourceNotFound
+from ..model.vpc_config import VpcConfig
 from ..store.functions import FunctionRecord, aws_timestamp
 from ..store.versions import AliasRecord, VersionStore
 from .function_lifecycle import pending_message
@@ -42,7 +43,7 @@ def _configuration(record: FunctionRecord) -> dict[str, Any]:
     data = asdict(record)
     for key in _NOT_CONFIGURATION:
         data.pop(key, None)
-    data["vpc_config"] = {k: v for k, v in record.vpc_config.items() if k != "VpcId"}
+    data["vpc_config"] = record.vpc_config.with_vpc_id("") if record.vpc_config else None
     return data
 
 
@@ -89,7 +90,7 @@ class Versions:
             revision_id=str(uuid.uuid4()), last_modified=aws_timestamp(),
             description=latest.description if description is None else description,
             tags={}, reserved_concurrency=None, environment=dict(latest.environment),
-            vpc_config=dict(latest.vpc_config), logging_config=dict(latest.logging_config),
+            vpc_config=latest.vpc_config, logging_config=dict(latest.logging_config),
             architectures=list(latest.architectures),
             state="Pending" if latest.state == "Pending" else "Active",
             state_reason=latest.state_reason if latest.state == "Pending" else None,
@@ -191,9 +192,9 @@ class Versions:
         return versions
 
     # -- what the platform asks -------------------------------------------------------------------
-    def vpc_configs_in_use(self) -> list[tuple[str, str, dict[str, object]]]:
+    def vpc_configs_in_use(self) -> list[tuple[str, str, VpcConfig]]:
         return [(v.region, v.name, v.vpc_config) for v in self.store.all()
-                if v.has_vpc and v.state in ("Pending", "Active")]
+                if v.vpc_config and v.vpc_config.attached and v.state in ("Pending", "Active")]
 
     def usage(self, region: str) -> tuple[int, int]:
         return self.store.usage(region)
@@ -222,7 +223,8 @@ class Versions:
         version.state_reason = latest.state_reason if version.state != "Active" else None
         version.state_reason_code = latest.state_reason_code if version.state != "Active" \
             else None
-        version.vpc_config["VpcId"] = latest.vpc_config.get("VpcId", "")
+        if version.vpc_config is not None and latest.vpc_config is not None:
+            version.vpc_config = version.vpc_config.with_vpc_id(latest.vpc_config.vpc_id)
         self.store.db.conn.execute(
             "UPDATE function_versions SET record=? WHERE region=? AND name=? AND version=?",
             (version.to_json(), version.region, version.name, int(version.version)))

@@ -20,7 +20,6 @@ from ..errors import ec2_error
 from ..net import reconcile as net_reconcile
 from ..net.executor import NetThread
 from ..net.names import Names
-from ..net.vpc import desired_state
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
@@ -172,8 +171,8 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             if self._reconcile_served >= ticket:
                 return []  # a run that began after this call's change has made it
             upto = self._reconcile_asked
-            desired = desired_state(self.names, self.store.snapshot())
-            changes = await self.net.run(net_reconcile.reconcile, self.names, desired)
+            changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names,
+                                         self.store.snapshot())
             changes += await self.net.run(net_gateways.reconcile, self.gateway_desired())
             await self.sync_dns()
             self._reconcile_served = upto

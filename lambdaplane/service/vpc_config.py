@@ -8,9 +8,8 @@ nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from ..errors import AwsError, InvalidParameterValue, ValidationError
+from ..model.vpc_config import VpcConfig
 from .vpc import VpcService
 
 MAX_SUBNETS = 16
@@ -43,10 +42,10 @@ def _too_long(values: list[str], field: str, limit: int) -> AwsError:
 
 
 def validate_vpc_config(vpc: VpcService, region: str,
-                        vpc_config: dict[str, Any] | None) -> ValidatedVpcConfig:
+                        vpc_config: VpcConfig | None) -> ValidatedVpcConfig:
     """Raise Lambda's error for a VpcConfig that cannot be used; return its normalised form."""
-    subnets = list((vpc_config or {}).get("SubnetIds") or [])
-    groups = list((vpc_config or {}).get("SecurityGroupIds") or [])
+    subnets = list(vpc_config.subnet_ids) if vpc_config else []
+    groups = list(vpc_config.security_group_ids) if vpc_config else []
     if len(subnets) > MAX_SUBNETS:
         raise _too_long(subnets, "subnetIds", MAX_SUBNETS)
     if len(groups) > MAX_SECURITY_GROUPS:

@@ -95,29 +95,22 @@ class CodeStore:
                             out.write(chunk)
                     executable = (info.external_attr >> 16) & 0o111
                     os.chmod(dest, 0o555 if executable else 0o444)
-            for dirpath, _dirs, _files in os.walk(tmp):
-                os.chmod(dirpath, 0o555)
-            try:
-                os.rename(tmp, target)
-            except OSError:
-                if not target.is_dir():  # a concurrent put of the same code won the race
-                    raise
-                _remove_tree(tmp)
+            publish_tree(tmp, target)
         except AwsError:
-            _remove_tree(tmp)
+            remove_tree(tmp)
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError,
                 IsADirectoryError, FileExistsError, NotADirectoryError):
             # corrupt data, an unknown compression, or entries that clash (file vs directory)
-            _remove_tree(tmp)
+            remove_tree(tmp)
             raise InvalidParameterValue(BAD_ZIP) from None
         except BaseException:
-            _remove_tree(tmp)
+            remove_tree(tmp)
             raise
 
     def remove(self, hex_digest: str) -> None:
         """Drop code no function uses any more."""
-        _remove_tree(self.directory(hex_digest))
+        remove_tree(self.directory(hex_digest))
         self.zip_path(hex_digest).unlink(missing_ok=True)
 
 
@@ -152,7 +145,22 @@ def _checked_entries(data: bytes) -> list[zipfile.ZipInfo]:
     return entries
 
 
-def _remove_tree(path: Path) -> None:
+def publish_tree(tmp: Path, target: Path) -> None:
+    """Seal the finished tree `tmp` read-only and rename it to `target`; when a concurrent
+    writer of the same content got there first, `tmp` is removed and theirs stays."""
+    for dirpath, _dirs, _files in os.walk(tmp):
+        os.chmod(dirpath, 0o555)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        remove_tree(tmp)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a tree whose directories may be read-only."""
+
     if not path.exists():
         return
     for dirpath, _dirs, _files in os.walk(path):

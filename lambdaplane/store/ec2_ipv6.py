@@ -4,8 +4,9 @@ kernel side is derived from `Ipv6Snapshot` (net/vpc.py). Rows go with their VPC,
 interface (ON DELETE CASCADE)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from ..model.ipv6 import Ipv6Snapshot as Ipv6Snapshot  # re-exported for the service and api
+from ..model.ipv6 import SubnetIpv6Cidr as SubnetIpv6Cidr
+from ..model.ipv6 import VpcIpv6Cidr as VpcIpv6Cidr
 from .db import Database, schema
 
 schema("""
@@ -21,29 +22,6 @@ CREATE TABLE IF NOT EXISTS ec2_eni_ipv6 (
   eni_id TEXT NOT NULL REFERENCES ec2_enis(id) ON DELETE CASCADE,
   address TEXT NOT NULL, PRIMARY KEY (eni_id, address));
 """)
-
-
-@dataclass(frozen=True)
-class VpcIpv6Cidr:
-    association_id: str
-    vpc_id: str
-    cidr: str
-    border_group: str
-
-
-@dataclass(frozen=True)
-class SubnetIpv6Cidr:
-    association_id: str
-    subnet_id: str
-    cidr: str
-
-
-@dataclass
-class Ipv6Snapshot:
-    """Every IPv6 block and interface address, for computing the desired kernel state."""
-    vpc_cidrs: list[VpcIpv6Cidr] = field(default_factory=list)
-    subnet_cidrs: list[SubnetIpv6Cidr] = field(default_factory=list)
-    eni_addresses: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Ipv6Store:

@@ -3,10 +3,8 @@ subnet with exactly one ACL. Plain rows in, model/network_acls.py dataclasses ou
 rules live in service/network_acls.py, the kernel rendering in net/network_acls.py."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..model.network_acls import (  # noqa: F401 - re-exported for the service and api
-    STAR_RULE, AclAssociation, AclEntry, NetworkAcl)
+    STAR_RULE, AclAssociation, AclEntry, AclSnapshot, NetworkAcl)
 from .db import Database, schema
 
 schema("""
@@ -21,13 +19,6 @@ CREATE TABLE IF NOT EXISTS ec2_network_acl_associations (
   id TEXT PRIMARY KEY, acl_id TEXT NOT NULL REFERENCES ec2_network_acls(id),
   subnet_id TEXT NOT NULL UNIQUE);
 """)
-
-
-@dataclass
-class AclSnapshot:
-    """Every ACL entry and association, for the kernel rendering."""
-    entries: list[AclEntry] = field(default_factory=list)
-    associations: list[AclAssociation] = field(default_factory=list)
 
 
 class NetworkAclStore:

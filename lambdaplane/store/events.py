@@ -105,11 +105,6 @@ class EventStore:
             (region, region, name, name, limit)).fetchall()
         return [_event(r) for r in rows]
 
-    def count_queued(self) -> int:
-        row = self.db.conn.execute(
-            "SELECT COUNT(*) AS n FROM event_invocations WHERE status='queued'").fetchone()
-        return int(row["n"])
-
 
 def _event(row) -> QueuedEvent:  # sqlite3.Row
     return QueuedEvent(row["id"], row["request_id"], row["region"], row["name"],

@@ -9,6 +9,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
+from ..model.vpc_config import VpcConfig
 from .db import Database, schema
 
 schema("""
@@ -51,8 +52,8 @@ class FunctionRecord:
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    # VpcConfig as asked (SubnetIds, SecurityGroupIds, Ipv6AllowedForDualStack) + VpcId once known
-    vpc_config: dict[str, object] = field(default_factory=dict)
+    # VpcConfig as asked + VpcId once known; None when never given (GetFunction shows none)
+    vpc_config: VpcConfig | None = None
     reserved_concurrency: int | None = None
     state: str = "Pending"
     state_reason: str | None = None
@@ -66,18 +67,22 @@ class FunctionRecord:
     layers: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        data = asdict(self)
+        data["vpc_config"] = self.vpc_config.to_wire() if self.vpc_config is not None else {}
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> "FunctionRecord":
         data = json.loads(text)
         known = _field_names(cls)
+        data["vpc_config"] = VpcConfig.from_wire(data["vpc_config"]) \
+            if data.get("vpc_config") else None
         # Fields added by later versions are dropped, missing ones take defaults.
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
     def has_vpc(self) -> bool:
-        return bool(self.vpc_config.get("SubnetIds"))
+        return self.vpc_config is not None and self.vpc_config.attached
 
 
 @functools.cache

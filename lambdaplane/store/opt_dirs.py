@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
 from pathlib import Path
 
-from .code import CodeStore
+from .code import CodeStore, publish_tree, remove_tree
 
 OPT_PREFIX = "opt-"
 
@@ -46,16 +45,9 @@ def _merge(code: CodeStore, layer_hexes: list[str], target: Path) -> None:
             if not source.is_dir():
                 raise FileNotFoundError(f"layer content {layer_hex} is not in the code store")
             _overlay(source, tmp)
-        for dirpath, _dirs, _files in os.walk(tmp):
-            os.chmod(dirpath, 0o555)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():  # a concurrent merge of the same list won the race
-                raise
-            _remove(tmp)
+        publish_tree(tmp, target)  # a concurrent merge of the same list may have won
     except BaseException:
-        _remove(tmp)
+        remove_tree(tmp)
         raise
 
 
@@ -72,14 +64,8 @@ def _overlay(source: Path, dest: Path) -> None:
         for name in files:
             path = into / name
             if path.is_dir():
-                _remove(path)
+                remove_tree(path)
             elif path.exists():
                 path.unlink()
             # the store's files are read-only and content-addressed: share them, don't copy
             os.link(os.path.join(dirpath, name), path)
-
-
-def _remove(path: Path) -> None:
-    for dirpath, _dirs, _files in os.walk(path):
-        os.chmod(dirpath, 0o755)
-    shutil.rmtree(path, ignore_errors=True)

@@ -23,7 +23,8 @@ def env() -> Iterator[Env]:
 
 
 def port_hooks(env: Env, vpc_id: str) -> tuple:
-    """Stand-ins for net/vpc.py: a routed VPC port whose peer is the ENI's transit."""
+    """Stand-ins for the VPC reconcile (net/vpc.py): a routed VPC port whose peer is the
+    ENI's transit, made before the ENI and removed after it."""
     vpc_netns = env.vpcs[vpc_id].netns
 
     def make_port(eni: hp.HyperplaneEni) -> None:
@@ -49,17 +50,20 @@ def test_each_environment_gets_its_own_eni_and_address(env: Env) -> None:
     try:
         for k, box in enumerate(env.boxes):
             eni = hp.HyperplaneEni(100 + k, "vpc-a", f"10.0.1.{100 + k}", GW, f"p{100 + k}")
-            made.append(legacy.attach_dedicated(env.names, steering, eni, box.address, make_port))
+            make_port(eni)
+            made.append(legacy.attach_dedicated(env.names, steering, eni, box.address))
         answers = [ask(box.netns) for box in env.boxes]
         assert answers == ["A 10.0.1.100", "A 10.0.1.101"]
         for dedicated in made:
-            legacy.release_dedicated(env.names, steering, dedicated, drop_port)
+            legacy.release_dedicated(env.names, steering, dedicated)
+            drop_port(dedicated.eni)
         made.clear()
         assert all(cannot_connect(box.netns, RESOURCE) for box in env.boxes)
         assert set(hp.list_enis(env.names)) == {1, 2}  # only the stand-in's shared ENIs left
     finally:
         for dedicated in made:
-            legacy.release_dedicated(env.names, steering, dedicated, drop_port)
+            legacy.release_dedicated(env.names, steering, dedicated)
+            drop_port(dedicated.eni)
         steering.close()
 
 
@@ -71,10 +75,12 @@ def test_measure_legacy_cold_start_cost(env: Env) -> None:
     try:
         for i in range(40):
             eni = hp.HyperplaneEni(200 + i, "vpc-a", f"10.0.1.{150 + i}", GW, f"p{200 + i}")
-            dedicated = legacy.attach_dedicated(env.names, steering, eni, box.address, make_port)
+            make_port(eni)
+            dedicated = legacy.attach_dedicated(env.names, steering, eni, box.address)
             build.append(dedicated.build_ms)
             t0 = time.perf_counter()
-            legacy.release_dedicated(env.names, steering, dedicated, drop_port)
+            legacy.release_dedicated(env.names, steering, dedicated)
+            drop_port(dedicated.eni)
             release.append((time.perf_counter() - t0) * 1e3)
     finally:
         steering.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from lambdaplane.api.runtime_api import MAX_RESPONSE_BYTES, RuntimeApi, RuntimeChannel
+from lambdaplane.sandbox.runtime_api import MAX_RESPONSE_BYTES, RuntimeApi, RuntimeChannel
 from lambdaplane.net.worker import GATEWAY
 from lambdaplane.sandbox.pool import Sandbox, SandboxPool
 from lambdaplane.sandbox.types import Invocation

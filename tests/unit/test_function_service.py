@@ -224,7 +224,7 @@ async def test_vpc_hook_pending_then_active(service):
     assert record.state_reason == "The function is being created."
     service.network.gate.set()
     settled = await _settled(service, "f1")
-    assert settled.state == "Active" and settled.vpc_config["VpcId"] == "vpc-123"
+    assert settled.state == "Active" and settled.vpc_config.vpc_id == "vpc-123"
     assert service.spec_for(settled).vpc.vpc_id == "vpc-123"
     await service.delete(REGION, "f1")
     await asyncio.sleep(0.05)

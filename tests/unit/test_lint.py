@@ -1,5 +1,6 @@
-"""ruff (E, F, W, I) and mypy --strict over net/ and model/, clean (configuration in
-pyproject.toml: [tool.ruff], [tool.mypy])."""
+"""ruff (E, F, W, I) over net/ and model/, and mypy --strict over net/, model/ and service/
+(but the modules in SERVICE_NOT_YET_STRICT), clean (configuration in pyproject.toml:
+[tool.ruff], [tool.mypy])."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +8,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = ["lambdaplane/net", "lambdaplane/model"]
+RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
+# service/ modules mypy --strict still finds faults in (issue 11; each a few missing type
+# arguments or Any returns): to be made clean and removed from this list.
+SERVICE_NOT_YET_STRICT = {"gateways.py", "nat_gateways.py", "network_acls.py",
+                          "route_tables.py", "security_groups.py", "sg_rule_edits.py", "vpc.py"}
+MYPY_CHECKED = RUFF_CHECKED + sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "lambdaplane" / "service").glob("*.py")
+    if p.name not in SERVICE_NOT_YET_STRICT)
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -16,10 +24,11 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    result = _run("ruff", "check", "--no-cache", *CHECKED)
+    result = _run("ruff", "check", "--no-cache", *RUFF_CHECKED)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_strict_is_clean() -> None:
-    result = _run("mypy", "--strict", "--no-incremental", "--cache-dir", "/dev/null", *CHECKED)
+    result = _run("mypy", "--strict", "--no-incremental", "--cache-dir", "/dev/null",
+                  *MYPY_CHECKED)
     assert result.returncode == 0, result.stdout + result.stderr

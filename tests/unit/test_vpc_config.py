@@ -12,6 +12,7 @@ from lambdaplane.errors import AwsError
 from lambdaplane.net.names import Names
 from lambdaplane.service.ec2_ids import new_id
 from lambdaplane.service.vpc import VpcService
+from lambdaplane.model.vpc_config import VpcConfig
 from lambdaplane.service.vpc_config import ValidatedVpcConfig, validate_vpc_config
 from lambdaplane.store.db import Database
 from lambdaplane.store.ec2 import SecurityGroup, Subnet, Vpc
@@ -48,16 +49,21 @@ def world(tmp_path: Path) -> Iterator[World]:
     db.close()
 
 
+def _typed(config: dict | None) -> VpcConfig | None:
+    """The request's VpcConfig as the function record keeps it."""
+    return None if config is None else VpcConfig.from_request(config)
+
+
 def _fails(world: World, config: dict) -> AwsError:
     with pytest.raises(AwsError) as err:
-        validate_vpc_config(world.svc, REGION, config)
+        validate_vpc_config(world.svc, REGION, _typed(config))
     return err.value
 
 
 def test_valid_config_is_normalised(world: World) -> None:
     config = {"SubnetIds": [world.subnets[1], world.subnets[0], world.subnets[1]],
               "SecurityGroupIds": [world.groups[2], world.groups[0]]}
-    got = validate_vpc_config(world.svc, REGION, config)
+    got = validate_vpc_config(world.svc, REGION, _typed(config))
     assert got == ValidatedVpcConfig(world.vpc, tuple(sorted(world.subnets[:2])),
                                      tuple(sorted([world.groups[0], world.groups[2]])))
     assert got.attached
@@ -65,7 +71,7 @@ def test_valid_config_is_normalised(world: World) -> None:
 
 @pytest.mark.parametrize("config", [{}, None, {"SubnetIds": [], "SecurityGroupIds": []}])
 def test_empty_lists_detach(world: World, config: dict | None) -> None:
-    got = validate_vpc_config(world.svc, REGION, config)
+    got = validate_vpc_config(world.svc, REGION, _typed(config))
     assert got == ValidatedVpcConfig("", (), ()) and not got.attached
 
 
