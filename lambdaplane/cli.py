@@ -35,7 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
                         capacity_window_s=args.capacity_window,
                         flow_log_interval_s=args.flow_log_interval,
                         internet_netns=args.internet_netns, public_cidr=args.public_cidr,
-                        nat_connections_per_destination=args.nat_connection_limit)
+                        nat_connections_per_destination=args.nat_connection_limit,
+                        nat_idle_timeout_s=args.nat_idle_timeout)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -193,6 +194,8 @@ def parser() -> argparse.ArgumentParser:
                    help="pool of public addresses: Elastic IPs, NAT gateways (%(default)s)")
     s.add_argument("--nat-connection-limit", type=int, default=55000, metavar="N",
                    help="testing: a NAT gateway's connections per destination (%(default)s)")
+    s.add_argument("--nat-idle-timeout", type=int, default=350, metavar="S",
+                   help="testing: a NAT gateway's idle timeout in seconds (%(default)s)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 

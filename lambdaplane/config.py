@@ -60,6 +60,8 @@ class Settings:
     public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
     # Testing knob: a NAT gateway's simultaneous connections per destination (AWS: 55,000)
     nat_connections_per_destination: int = 55000
+    # Testing knob: a NAT gateway's idle timeout of established TCP flows (AWS: 350 s)
+    nat_idle_timeout_s: int = 350
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -13,7 +13,8 @@ of net/routing.py). Paths (PATHS, also in the JSON):
                 way out
   nat_gateway:  a resource in a private subnet routed to a NAT gateway → VPC router (the NAT
                 gateway's SNAT, per-destination count, counters) → internet host
-`ratios` are nat_gateway / direct (the issue's goal, ≥ 0.9 for both). Throughput (iperf3, one
+`ratios` are nat_gateway / direct (the issue's goal, ≥ 0.9 for both), the medians' ratio;
+`ratios_paired_median` the median of each round's ratio. Throughput (iperf3, one
 TCP stream) and new connections/s (bench/datapath.py's connect+close probe) are measured by
 datapath.py's own helpers; the paths take turns for several rounds and the median counts
 (two shared cores make single runs noisy).
@@ -125,6 +126,14 @@ def _security_groups(names) -> str:
                   gateway_links=("igw0",))
 
 
+def _paired(samples: dict[str, list[tuple[float, dict]]]) -> dict[str, float]:
+    pairs = list(zip(samples["nat_gateway"], samples["direct"]))
+    gbit = sorted(n[0] / d[0] for n, d in pairs)
+    conns = sorted(n[1]["per_s"] / max(1, d[1]["per_s"]) for n, d in pairs)
+    return {"throughput_ratio": round(gbit[len(gbit) // 2], 3),
+            "conn_rate_ratio": round(conns[len(conns) // 2], 3)}
+
+
 def _nat_counted(names, spec) -> dict[str, int]:
     """The NAT gateway's own CloudWatch counters (net/gateways.py): proof the flows were its."""
     from lambdaplane.net import gateways
@@ -161,6 +170,9 @@ def run(out_dir: Path, quick: bool) -> dict:
         "paths": rows, "path_definitions": PATHS,
         # the issue's goal: through a NAT gateway >= 0.9 of the direct path, for both
         "ratios": datapath._ratios(rows, "nat_gateway", "direct", ""),  # noqa: SLF001
+        # each round's nat_gateway / direct (measured back to back), their median: steadier
+        # than the ratio of medians when other work comes and goes on the shared cores
+        "ratios_paired_median": _paired(samples),
         "nat_gateway_metrics": counted,
     }
     write_json(out_dir, "nat", result)

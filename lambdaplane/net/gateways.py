@@ -48,6 +48,20 @@ class GatewayNetSpec:
     # (realm, public address) of each NAT gateway that translates here
     nat_gateways: tuple[tuple[int, str], ...] = ()
     connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION  # per NAT gateway and destination
+    # (realm, private address) of each private NAT gateway: flows routed to it leave with its
+    # private address, by its own subnet's routes (no internet gateway involved)
+    private_nat_gateways: tuple[tuple[int, str], ...] = ()
+    idle_timeout_s: int = NAT_IDLE_TIMEOUT_S  # established TCP flows through a NAT gateway
+
+    @property
+    def translates(self) -> bool:
+        """Whether this VPC needs the gateway table at all (no per-packet cost otherwise)."""
+        return bool(self.internet_netns or self.private_nat_gateways)
+
+    @property
+    def nat_addresses(self) -> tuple[tuple[int, str], ...]:
+        """(realm, address it translates to) of every NAT gateway, public and private."""
+        return tuple(sorted(self.nat_gateways + self.private_nat_gateways))
 
     @property
     def public_addresses(self) -> set[str]:
@@ -61,28 +75,36 @@ class GatewayNetSpec:
         nat_out: list[str] = []
         nat_forward: list[str] = []
         nat_in: list[str] = []  # no connection comes in through a NAT gateway
-        for realm, pub in self.nat_gateways:
-            # a NAT gateway's flows: its address, ports 1024-65535 (conntrack picks them)
-            nat_out += [f'    oifname "{link}" meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
+        nat_established: list[str] = []  # handshakes answered: ConnectionEstablishedCount
+        private = set(self.private_nat_gateways)
+        for realm, pub in self.nat_addresses:
+            # a public NAT gateway's flows leave by the internet gateway; a private one's by
+            # whatever its subnet routes them to (the realm's routes, net/gateways.py)
+            out = "" if (realm, pub) in private else f'oifname "{link}" '
+            # its flows: its address, ports 1024-65535 (conntrack picks them)
+            nat_out += [f'    {out}meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
                         f" snat to {pub}:1024-65535",
-                        f'    oifname "{link}" meta rtclassid {realm} snat to {pub}']
-            new = f'    oifname "{link}" meta rtclassid {realm} ct state new'
+                        f'    {out}meta rtclassid {realm} snat to {pub}']
+            new = f'    {out}meta rtclassid {realm} ct state new'
             per_destination = (f"add @nat{realm}_dst {{ ip daddr . meta l4proto . th dport "
                                f"ct count over {self.connection_limit} }}")
             nat_forward += [f'{new} meta l4proto {{ tcp, udp }} {per_destination}'
                             f' counter name "nat{realm}_refused" drop',
                             f'{new} counter name "nat{realm}_new" ct timeout set "idle"',
-                            f'    oifname "{link}" meta rtclassid {realm}'
-                            f' counter name "nat{realm}_out" accept',
-                            ]
-            nat_in.append(f'    iifname "{link}" ip daddr {pub} ct state new'
-                          f' counter name "nat{realm}_drop" drop')
-        objects = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_gateways
-                   for what in ("new", "out", "drop", "refused")]
+                            f'    {out}meta rtclassid {realm} counter name "nat{realm}_out"'
+                            + (" accept" if out else "")]
+            # the destination's SYN-ACK: a connection established through this NAT gateway
+            nat_established.append(f"    tcp flags & (syn | ack) == syn | ack ct direction reply"
+                                   f' ct reply ip daddr {pub} counter name "nat{realm}_est"')
+            if out:
+                nat_in.append(f'    iifname "{link}" ip daddr {pub} ct state new'
+                              f' counter name "nat{realm}_drop" drop')
+        objects = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_addresses
+                   for what in ("new", "out", "drop", "refused", "est")]
         objects += [f"  set nat{realm}_dst {{ type ipv4_addr . inet_proto . inet_service; "
-                    "size 65535; flags dynamic; }" for realm, _ in self.nat_gateways]
+                    "size 65535; flags dynamic; }" for realm, _ in self.nat_addresses]
         objects.append(f"  ct timeout idle {{ protocol tcp; l3proto ip; "
-                       f"policy = {{ established: {NAT_IDLE_TIMEOUT_S} }}; }}")
+                       f"policy = {{ established: {self.idle_timeout_s} }}; }}")
         body = "\n".join(objects + [
             "  set eip_private { type ipv4_addr;"
             + (f" elements = {{ {privates} }};" if privates else "") + " }",
@@ -99,7 +121,7 @@ class GatewayNetSpec:
             "policy accept;", *nat_out,
             f'    oifname "{link}" snat to ip saddr map @eip_out\n  }}',
             "  chain forward { type filter hook forward priority filter - 5; policy accept;",
-            *nat_forward,
+            *nat_established, *nat_forward,
             f'    oifname "{link}" ip saddr != @eip_private drop',
             f'    iifname "{link}" ct state established,related accept',
             f'    iifname "{link}" ct status dnat accept',
@@ -118,8 +140,8 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
                   enis: Sequence[Any], route_tables: Sequence[Any], routes: Sequence[Any],
                   associations: Sequence[Any], gateways: Sequence[Any],
                   addresses: Sequence[Any], nat_gateways: Sequence[Any] = (),
-                  connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION
-                  ) -> list[GatewayNetSpec]:
+                  connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION,
+                  idle_timeout_s: int = NAT_IDLE_TIMEOUT_S) -> list[GatewayNetSpec]:
     """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
     in)."""
     attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
@@ -137,15 +159,23 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
         has_internet = bool(internet_netns) and vpc.id in attached
         rank = {tid: i for i, tid in enumerate(tables_of[vpc.id])}
         main_table = next((tid for tid in tables_of[vpc.id] if tid in main), None)
+        def table_of(subnet_id: str) -> str:
+            return explicit.get(subnet_id) or main_table or ""
+
+        live = [n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"]
         realms = {n.id: (i + 1, n.public_ip) for i, n in enumerate(
-            n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"
-            and n.public_ip and has_internet
-            and _routed_to_gateway(routes_of.get(explicit.get(n.subnet_id) or main_table or "",
-                                                 []), attached[vpc.id]))}
+            n for n in live if n.connectivity != "private" and n.public_ip and has_internet
+            and _routed_to_gateway(routes_of.get(table_of(n.subnet_id), []),
+                                   attached[vpc.id]))}
+        # private NAT gateways: realms after the public ones', each with its subnet's routes
+        private_realms = {n.id: (len(realms) + i + 1, n.private_ip, table_of(n.subnet_id))
+                          for i, n in enumerate(x for x in live if x.connectivity == "private")}
         kernel: dict[int, tuple[KernelRoute, ...]] = {}
         for table_id, i in rank.items():
             table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
                      for r in routes_of[table_id]]
+            table = _through_private_nat(table, routes_of[table_id], private_realms, routes_of,
+                                         vpc.id, attached, has_internet, eni_by_id)
             if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
                 table.append(KernelRoute("0.0.0.0/0", "blackhole"))
             kernel[TABLE_BASE + i] = tuple(sorted(table))
@@ -164,7 +194,50 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
         out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
                                   names.gateway_veth(vpc.id), nat, gateway_table(names),
                                   RoutingSpec(netns, kernel, tuple(sorted(rules))),
-                                  tuple(sorted(realms.values())), connection_limit))
+                                  tuple(sorted(realms.values())), connection_limit,
+                                  tuple(sorted((realm, ip) for realm, ip, _t
+                                               in private_realms.values())),
+                                  idle_timeout_s))
+    return out
+
+
+def _through_private_nat(table: list[KernelRoute], routes: list[Any],
+                         private_realms: dict[str, tuple[int, str, str]],
+                         routes_of: dict[str, list[Any]], vpc_id: str,
+                         attached: dict[str, str], has_internet: bool,
+                         enis: dict[str, Any]) -> list[KernelRoute]:
+    """A route to a private NAT gateway leads where the NAT gateway's own subnet routes its
+    destination (the longest of that table's routes covering it, and that table's more specific
+    routes inside it), marked with the NAT gateway's realm so that its flows are translated to
+    its private address. What its subnet sends to the internet gateway is dropped there (a
+    private address has no way out, as on AWS); what it sends to a NAT gateway, to `local` or
+    nowhere is a blackhole."""
+    if not private_realms:
+        return table
+    out = [k for k, r in zip(table, routes) if not (
+        r.target_kind == "NatGatewayId" and r.target_id in private_realms)]
+    mine = {str(ipaddress.IPv4Network(r.destination)) for r in routes}
+    for r in routes:
+        if r.target_kind != "NatGatewayId" or r.target_id not in private_realms:
+            continue
+        realm, _ip, nat_table = private_realms[r.target_id]
+        dst = ipaddress.IPv4Network(r.destination)
+        onward = [q for q in routes_of.get(nat_table, [])
+                  if q.target_kind != "NatGatewayId" and q.target_id != "local"]
+        covering = max((q for q in onward if dst.subnet_of(ipaddress.IPv4Network(
+            q.destination))), key=lambda q: ipaddress.IPv4Network(q.destination).prefixlen,
+            default=None)
+        inside = [q for q in onward if ipaddress.IPv4Network(q.destination).subnet_of(dst)
+                  and ipaddress.IPv4Network(q.destination) != dst
+                  and str(ipaddress.IPv4Network(q.destination)) not in mine]
+        for q, at in ([(covering, str(dst))] if covering else []) + \
+                [(q, str(ipaddress.IPv4Network(q.destination))) for q in inside]:
+            assert q is not None
+            k = _kernel_route(q, vpc_id, attached, has_internet, enis, {})
+            out.append(KernelRoute(at, k.kind, k.via, k.dev, realm) if k.kind == "unicast"
+                       else KernelRoute(at, "blackhole"))
+        if covering is None:
+            out.append(KernelRoute(str(dst), "blackhole"))
     return out
 
 
@@ -267,7 +340,7 @@ def _reconcile_public_routes(il: Netlink, index: int, spec: GatewayNetSpec,
 
 def _reconcile_nft(spec: GatewayNetSpec, changes: list[str]) -> None:
     current = nft.list_text(f"table ip {spec.nft_table}", spec.netns)
-    if not spec.internet_netns:  # no link: nothing to translate or guard, no per-packet cost
+    if not spec.translates:  # nothing to translate or guard: no table, no per-packet cost
         if current is not None:
             nft.delete_table("ip", spec.nft_table, spec.netns)
             changes.append(f"removed gateway NAT in {spec.netns}")
@@ -285,21 +358,24 @@ def nat_levels(names: Names, spec: GatewayNetSpec) -> dict[str, dict[str, int]]:
     """Per NAT gateway public address translating in this VPC: its CloudWatch metrics, read
     from the kernel (its nft counters; its tracked flows from conntrack)."""
     from . import hyperplane as hp  # the conntrack reader of the Hyperplane's flow rule
+    from .hyperplane.counters import idle_expired
 
-    if not spec.nat_gateways or not ns.exists(spec.netns):
+    if not spec.nat_addresses or not ns.exists(spec.netns):
         return {}
     counters: dict[str, dict[str, int]] = {}
     for item in nft.list_json(f"counters table ip {spec.nft_table}", spec.netns):
         c = item.get("counter")
         if c:
             counters[c["name"]] = c
-    flows = hp.flow_counts(names, spec.vpc_id)
+    flows = hp.flow_counts(names, spec.vpc_id)  # also feeds the idle-expiry watch
     out = {}
-    for realm, pub in spec.nat_gateways:
+    for realm, pub in spec.nat_addresses:
         def get(what: str, key: str = "packets") -> int:
             return int(counters.get(f"nat{realm}_{what}", {}).get(key, 0))
         out[pub] = {"ActiveConnectionCount": flows.get(pub, 0),
                     "ConnectionAttemptCount": get("new") + get("refused"),
+                    "ConnectionEstablishedCount": get("est"),
+                    "IdleTimeoutCount": idle_expired(spec.netns, pub),
                     "ErrorPortAllocation": get("refused"),
                     "BytesOutToDestination": get("out", "bytes"),
                     "PacketsOutToDestination": get("out"),

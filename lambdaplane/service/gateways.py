@@ -6,6 +6,7 @@ that the kernel shows (net/gateways.py: the gateway link, 1:1 NAT, routes)."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
@@ -14,8 +15,11 @@ from ..store.db import Database
 from ..store.ec2 import Ec2Store, Eni, Vpc
 from ..store.ec2_routes import Route
 from ..store.gateways import Address, GatewayStore, InternetGateway
+from ..store.public_ips import PublicIpStore
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
+
+log = logging.getLogger(__name__)
 
 _IGW_FILTERS = ["attachment.state", "attachment.vpc-id", "internet-gateway-id", "owner-id"]
 _ADDRESS_FILTERS = ["allocation-id", "association-id", "domain", "instance-id",
@@ -30,6 +34,7 @@ class InternetGateways:
     db: Database
     store: Ec2Store
     gateway_store: GatewayStore
+    public_ips: PublicIpStore
 
     if TYPE_CHECKING:  # what VpcService provides
         settings: Any
@@ -53,8 +58,8 @@ class InternetGateways:
         return net_gateways.desired_state(
             self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,  # type: ignore
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
-            gw.addresses, self.nat_store.all(),  # type: ignore[attr-defined]
-            self.settings.nat_connections_per_destination)
+            gw.addresses + self.launch_addresses(), self.nat_store.all(),  # type: ignore
+            self.settings.nat_connections_per_destination, self.settings.nat_idle_timeout_s)
 
     def give_default_vpc_internet(self, vpc: Vpc) -> None:
         """What AWS gives a default VPC: an internet gateway attached, and the main route
@@ -168,8 +173,52 @@ class InternetGateways:
     # Elastic IP addresses ------------------------------------------------------------------
     def mapped_addresses(self, vpc_id: str) -> list[Address]:
         enis = {e.id: e for e in self.store.enis()}
-        return [a for a in self.gateway_store.addresses()
+        return [a for a in self.gateway_store.addresses() + self.launch_addresses()
                 if a.eni_id in enis and enis[a.eni_id].vpc_id == vpc_id]
+
+    # public addresses given at launch (MapPublicIpOnLaunch) --------------------------------
+    def launch_addresses(self) -> list[Address]:
+        """Each live interface's public address given at launch, shaped as an unallocated
+        address associated with it (what net/gateways.py maps 1:1 at the gateway)."""
+        enis = {e.id: e for e in self.store.enis()}
+        return [Address("", enis[eni_id].region, ip, None, eni_id, enis[eni_id].ip)
+                for eni_id, ip in self.public_ips.all().items() if eni_id in enis]
+
+    def give_launch_public_ip(self, eni: Eni) -> str | None:
+        """A `lambdaplane run` resource launched in a subnet with MapPublicIpOnLaunch gets a
+        public address from the pool (inside the caller's transaction); with the pool used
+        up it launches without one (logged)."""
+        subnet = self.store.subnet(eni.subnet_id)
+        if subnet is None or not self.subnet_settings(  # type: ignore[attr-defined]
+                subnet).map_public_ip_on_launch:
+            return None
+        live = {e.id for e in self.store.enis()}
+        for stale in set(self.public_ips.all()) - live:  # an interface gone by another path
+            self.public_ips.delete(stale)
+        try:
+            ip = self._free_public_ip()
+        except Exception:
+            log.warning("no public address left in %s for %s", self.settings.public_cidr,
+                        eni.id)
+            return None
+        self.public_ips.put(eni.id, eni.region, ip)
+        return ip
+
+    def forget_launch_public_ip(self, eni_id: str) -> None:
+        """Its interface goes: the address returns to the pool (inside the transaction)."""
+        self.public_ips.delete(eni_id)
+
+    def public_association(self, eni: Eni) -> dict[str, Any] | None:
+        """DescribeNetworkInterfaces' Association: an Elastic IP or a launch address."""
+        for a in self.gateway_store.addresses():
+            if a.eni_id == eni.id:
+                return {"AllocationId": a.allocation_id, "AssociationId": a.association_id,
+                        "IpOwnerId": self.settings.account_id, "PublicDnsName": "",
+                        "PublicIp": a.public_ip}
+        ip = self.public_ips.all().get(eni.id)
+        if ip is None:
+            return None
+        return {"IpOwnerId": "amazon", "PublicDnsName": "", "PublicIp": ip}
 
     def address(self, region: str, allocation_id: str | None) -> Address:
         if not allocation_id:
@@ -185,7 +234,7 @@ class InternetGateways:
 
     def _free_public_ip(self) -> str:
         pool = ipaddress.IPv4Network(self.settings.public_cidr)
-        taken = {a.public_ip for a in self.gateway_store.addresses()}
+        taken = {a.public_ip for a in self.gateway_store.addresses() + self.launch_addresses()}
         for host in pool.hosts():
             if str(host) not in taken:
                 return str(host)

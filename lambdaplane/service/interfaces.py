@@ -59,6 +59,7 @@ class NetworkInterfaces:
             for eni in dead:
                 log.info("releasing %s: its program's CLI (pid %s) exited", eni.id, eni.owner_pid)
                 self.store.delete_eni(eni.id)
+                self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
         await self.reconcile()
 
     # network interfaces ------------------------------------------------------------------
@@ -108,12 +109,15 @@ class NetworkInterfaces:
         with self.db.transaction():
             self.store.add_eni(eni)
             self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
+            if own_netns:  # an instance-like launch: MapPublicIpOnLaunch applies
+                self.give_launch_public_ip(eni)  # type: ignore[attr-defined]
         try:
             await self.reconcile()
         except Exception:
             log.exception("making the kernel port of %s failed; releasing it", eni.id)
             with self.db.transaction():
                 self.store.delete_eni(eni.id)
+                self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
             await self.reconcile()
             raise
         return eni
@@ -154,6 +158,7 @@ class NetworkInterfaces:
         with self.db.transaction():
             self.store.delete_eni(eni.id)
             self.attributes.delete(eni.id)  # type: ignore[attr-defined]
+            self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
         await self.reconcile()
 
     # `lambdaplane run` ---------------------------------------------------------------------

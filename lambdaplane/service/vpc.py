@@ -43,6 +43,7 @@ from .vpc_cidrs import VpcCidrs
 from .gateways import InternetGateways
 from .nat_gateways import NatGateways
 from ..store.nat_gateways import NatGatewayStore
+from ..store.public_ips import PublicIpStore
 from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
@@ -115,6 +116,7 @@ class VpcService(InternetGateways, NatGateways,
         self.reservations = SubnetReservationStore(db)
         self.gateway_store = GatewayStore(db)
         self.nat_store = NatGatewayStore(db)
+        self.public_ips = PublicIpStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0

@@ -1,0 +1,240 @@
+"""Private NAT gateways, the NAT gateway metrics that need time or answers, public addresses
+given at launch (MapPublicIpOnLaunch), through boto3 on real kernel networking. A private NAT gateway translates every flow routed to it to its private
+address and sends it on by its own subnet's routes: here to an appliance (a `lambdaplane run`
+resource standing for what a transit gateway or VPN would reach, holding the "remote" address
+192.0.2.10), which sees the NAT gateway's address; what its subnet sends to the internet gateway
+is dropped there (a private address has no way out, as on AWS). ConnectionEstablishedCount counts
+the answered handshakes; IdleTimeoutCount a held connection left idle past the idle timeout
+(`serve --nat-idle-timeout 3` here; AWS's is 350 s). A `lambdaplane run` resource launched in
+a subnet with MapPublicIpOnLaunch gets a public address from the pool (DescribeNetworkInterfaces'
+Association, owner "amazon", not an Elastic IP), is reached and reaches out through it, and the
+address returns to the pool when the resource goes."""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import live_server
+from tests.e2e.test_gateways import (  # noqa: F401 (internet: a fixture)
+    PUBLIC_HOST,
+    PUBLIC_POOL,
+    _code,
+    _nat_metrics,
+    _nat_state,
+    _route_state,
+    internet,
+    probe,
+)
+from tests.e2e.vpc_support import resource, wait_until
+from tests.harness import LiveServer
+
+pytestmark = pytest.mark.root
+
+REMOTE = "192.0.2.10"  # beyond the appliance: "on premises"
+
+# The appliance: port 80 answers with the address it sees; port 81 accepts and holds.
+APPLIANCE = r"""
+import socket, threading
+def serve(port, hold):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    held = []
+    while True:
+        c, peer = s.accept()
+        if hold:
+            held.append(c)
+            continue
+        try:
+            c.sendall(b"you are " + peer[0].encode())
+        finally:
+            c.close()
+threading.Thread(target=serve, args=(81, True), daemon=True).start()
+serve(80, False)
+"""
+
+HOLD = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 81), timeout=5)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture(scope="module")
+def server(internet, tmp_path_factory) -> Iterator[LiveServer]:  # noqa: F811
+    yield from live_server(tmp_path_factory.mktemp("lp"), "--internet-netns", internet,
+                           "--nat-idle-timeout", "3")
+
+
+def test_private_nat_gateway(server) -> None:
+    ec2 = server.ec2()
+    vpc = ec2.create_vpc(CidrBlock="10.94.0.0/16")["Vpc"]["VpcId"]
+    app, nat_subnet, appliance_subnet = (
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.94.{n}.0/24")["Subnet"]["SubnetId"]
+        for n in (1, 2, 3))
+    group = ec2.create_security_group(GroupName="all", Description="a", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 81,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    app_table, nat_table = (ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+                            for _ in range(2))
+    assocs = [ec2.associate_route_table(RouteTableId=t, SubnetId=s)["AssociationId"]
+              for t, s in ((app_table, app), (nat_table, nat_subnet))]
+    a = ec2.allocate_address(Domain="vpc")
+    assert _code(lambda: ec2.create_nat_gateway(
+        SubnetId=nat_subnet, ConnectivityType="private",
+        AllocationId=a["AllocationId"])) == "InvalidParameterCombination"
+    ec2.release_address(AllocationId=a["AllocationId"])
+    nat = ec2.create_nat_gateway(SubnetId=nat_subnet, ConnectivityType="private")["NatGateway"]
+    nat_id = nat["NatGatewayId"]
+    private_ip = nat["NatGatewayAddresses"][0]["PrivateIp"]
+    assert nat["ConnectivityType"] == "private"
+    assert "PublicIp" not in nat["NatGatewayAddresses"][0]
+    holder = None
+    try:
+        assert wait_until(lambda: _nat_state(ec2, nat_id) == "available", timeout_s=30)
+        with resource(server, appliance_subnet, [group],
+                      argv=[sys.executable, "-u", "-c", APPLIANCE]) as appliance, \
+                resource(server, app, [group]) as client:
+            subprocess.run(["ip", "-n", appliance.netns, "addr", "add", f"{REMOTE}/32", "dev",
+                            "lo"], check=True)
+            # the appliance answers on its own address: the program is up
+            assert wait_until(lambda: client.probe(appliance.ip, 80).startswith("you are"),
+                              timeout_s=15)
+            for t, cidr, target in ((app_table, "192.0.2.0/24", {"NatGatewayId": nat_id}),
+                                    (app_table, "0.0.0.0/0", {"NatGatewayId": nat_id}),
+                                    (nat_table, "192.0.2.0/24",
+                                     {"NetworkInterfaceId": appliance.eni_id}),
+                                    (nat_table, "0.0.0.0/0", {"GatewayId": igw})):
+                ec2.create_route(RouteTableId=t, DestinationCidrBlock=cidr, **target)
+            before = _nat_metrics(server, nat_id)
+            # through the private NAT gateway the appliance sees its private address
+            assert client.probe(REMOTE, 80) == f"you are {private_ip}"
+            # its subnet sends the internet to the internet gateway, which drops it
+            assert client.probe(PUBLIC_HOST, 80) == "timeout"
+            metrics = _nat_metrics(server, nat_id)
+            assert metrics["ConnectionEstablishedCount"] >= \
+                before.get("ConnectionEstablishedCount", 0) + 1
+            assert metrics["ConnectionAttemptCount"] >= \
+                before.get("ConnectionAttemptCount", 0) + 2
+            # a connection held idle past the idle timeout (3 s here) counts once it expired
+            holder = subprocess.Popen(["ip", "netns", "exec", client.netns, sys.executable,
+                                       "-u", "-c", HOLD, REMOTE], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            assert _nat_metrics(server, nat_id)["ActiveConnectionCount"] >= 1  # seen
+            time.sleep(5)
+            assert _nat_metrics(server, nat_id)["IdleTimeoutCount"] >= 1
+            # deleted: the routes to it are blackholes and nothing gets through
+            ec2.delete_nat_gateway(NatGatewayId=nat_id)
+            assert wait_until(lambda: _nat_state(ec2, nat_id) == "deleted", timeout_s=30)
+            assert _route_state(ec2, app_table, "192.0.2.0/24") == "blackhole"
+            assert client.probe(REMOTE, 80) == "timeout"
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        with contextlib.suppress(ClientError):
+            ec2.delete_nat_gateway(NatGatewayId=nat_id)
+        wait_until(lambda: _nat_state(ec2, nat_id) == "deleted", timeout_s=30)
+        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"] == [], timeout_s=30)
+        for assoc in assocs:
+            ec2.disassociate_route_table(AssociationId=assoc)
+        for t in (app_table, nat_table):
+            ec2.delete_route_table(RouteTableId=t)
+        ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        ec2.delete_internet_gateway(InternetGatewayId=igw)
+        ec2.delete_security_group(GroupId=group)
+        for s in (app, nat_subnet, appliance_subnet):
+            ec2.delete_subnet(SubnetId=s)
+        ec2.delete_vpc(VpcId=vpc)
+
+
+@contextlib.contextmanager
+def _public_vpc(ec2, cidr: str) -> Iterator[dict[str, str]]:
+    """A VPC with a subnet routed to its internet gateway and a group open on port 80."""
+    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace("0.0/16", "1.0/24"))[
+        "Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="web", Description="w", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    assoc = ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)["AssociationId"]
+    try:
+        yield {"vpc": vpc, "subnet": subnet, "group": group, "igw": igw, "table": table}
+    finally:
+        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"] == [], timeout_s=30)
+        ec2.disassociate_route_table(AssociationId=assoc)
+        ec2.delete_route_table(RouteTableId=table)
+        with contextlib.suppress(ClientError):
+            ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        ec2.delete_internet_gateway(InternetGatewayId=igw)
+        ec2.delete_security_group(GroupId=group)
+        ec2.delete_subnet(SubnetId=subnet)
+        ec2.delete_vpc(VpcId=vpc)
+
+
+def _association(ec2, eni_id: str) -> dict | None:
+    (eni,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"]
+    return eni.get("Association")
+
+
+def test_map_public_ip_on_launch(server, internet) -> None:  # noqa: F811
+    ec2 = server.ec2()
+    with _public_vpc(ec2, "10.95.0.0/16") as net:
+        subnet = net["subnet"]
+        assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0][
+            "MapPublicIpOnLaunch"] is False
+        with resource(server, subnet, [net["group"]], ports=(80,)) as plain:
+            assert _association(ec2, plain.eni_id) is None  # none without the attribute
+            assert plain.probe(PUBLIC_HOST, 80) == "timeout"
+        ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+        assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["MapPublicIpOnLaunch"]
+        with resource(server, subnet, [net["group"]], ports=(80,)) as r:
+            association = _association(ec2, r.eni_id)
+            assert association is not None and association["IpOwnerId"] == "amazon"
+            public = association["PublicIp"]
+            assert ipaddress.ip_address(public) in ipaddress.ip_network(PUBLIC_POOL)
+            assert "AllocationId" not in association  # not an Elastic IP
+            assert all(a["PublicIp"] != public
+                       for a in ec2.describe_addresses()["Addresses"])
+            (eni,) = ec2.describe_network_interfaces(
+                NetworkInterfaceIds=[r.eni_id])["NetworkInterfaces"]
+            assert eni["PrivateIpAddresses"][0]["Association"]["PublicIp"] == public
+            # reached from the internet on the port its group opens, and reaches out from it
+            assert probe(internet, public, 80, src=PUBLIC_HOST) == f"hello from {r.ip}"
+            assert r.probe(PUBLIC_HOST, 80) == f"you are {public}"
+            # a VPC with mapped public addresses keeps its gateway
+            assert _code(lambda: ec2.detach_internet_gateway(
+                InternetGatewayId=net["igw"], VpcId=net["vpc"])) == "DependencyViolation"
+            # an Elastic IP allocated meanwhile never takes the address
+            a = ec2.allocate_address(Domain="vpc")
+            assert a["PublicIp"] != public
+            ec2.release_address(AllocationId=a["AllocationId"])
+        # gone with the resource: unreachable, and the gateway may be detached
+        assert wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [net["vpc"]]}])["NetworkInterfaces"] == [],
+            timeout_s=30)
+        # (no longer routed back to the VPC: unreachable in the test's internet)
+        assert probe(internet, public, 80, src=PUBLIC_HOST) in ("timeout", "error 101")
+        a = ec2.allocate_address(Domain="vpc")  # the first free address of the pool again
+        try:
+            assert a["PublicIp"] == public
+        finally:
+            ec2.release_address(AllocationId=a["AllocationId"])
