@@ -91,7 +91,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                                   far_addresses, eni.process_pid, eni.process_start))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
         rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
-        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries)
+        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries,
+                             gateway_links=(INTERNET_LINK,))
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
                         acls, gateway_links=(INTERNET_LINK,))

@@ -238,3 +238,46 @@ def test_map_public_ip_on_launch(server, internet) -> None:  # noqa: F811
             assert a["PublicIp"] == public
         finally:
             ec2.release_address(AllocationId=a["AllocationId"])
+
+
+def test_network_acl_judges_what_comes_in_through_the_gateway(server, internet) -> None:  # noqa: F811
+    """Network ACLs sit at the subnet boundary for traffic from the internet gateway too, and
+    statelessly: replies to a connection made from inside need their ephemeral ports allowed
+    inbound."""
+    ec2 = server.ec2()
+    with _public_vpc(ec2, "10.96.0.0/16") as net:
+        ec2.modify_subnet_attribute(SubnetId=net["subnet"], MapPublicIpOnLaunch={"Value": True})
+        acl = ec2.create_network_acl(VpcId=net["vpc"])["NetworkAcl"]["NetworkAclId"]
+        (current,) = ec2.describe_network_acls(Filters=[
+            {"Name": "association.subnet-id", "Values": [net["subnet"]]}])["NetworkAcls"]
+        default_acl = current["NetworkAclId"]
+        assoc = next(a["NetworkAclAssociationId"] for a in current["Associations"]
+                     if a["SubnetId"] == net["subnet"])
+
+        def entry(number: int, egress: bool, ports: tuple[int, int] | None,
+                  action: str = "allow") -> None:
+            ec2.create_network_acl_entry(
+                NetworkAclId=acl, RuleNumber=number, Egress=egress, RuleAction=action,
+                CidrBlock="0.0.0.0/0", Protocol="6" if ports else "-1",
+                **({"PortRange": {"From": ports[0], "To": ports[1]}} if ports else {}))
+
+        entry(100, True, None)  # everything out
+        entry(100, False, (80, 80))  # only port 80 in: no replies to what goes out
+        with resource(server, net["subnet"], [net["group"]], ports=(80,)) as r:
+            public = _association(ec2, r.eni_id)["PublicIp"]
+            assert probe(internet, public, 80, src=PUBLIC_HOST) == f"hello from {r.ip}"
+            assert r.probe(PUBLIC_HOST, 80) == f"you are {public}"  # the default ACL
+            assoc = ec2.replace_network_acl_association(AssociationId=assoc, NetworkAclId=acl)[
+                "NewAssociationId"]
+            try:
+                assert probe(internet, public, 80, src=PUBLIC_HOST) == f"hello from {r.ip}"
+                # the reply from the public host comes back to an ephemeral port: denied
+                assert r.probe(PUBLIC_HOST, 80) == "timeout"
+                entry(110, False, (1024, 65535))
+                assert r.probe(PUBLIC_HOST, 80) == f"you are {public}"
+                entry(90, False, (80, 80), "deny")  # ahead of 100: port 80 closed from outside
+                assert probe(internet, public, 80, src=PUBLIC_HOST) == "timeout"
+            finally:
+                ec2.replace_network_acl_association(AssociationId=assoc,
+                                                    NetworkAclId=default_acl)
+                ec2.delete_network_acl(NetworkAclId=acl)
