@@ -23,6 +23,7 @@ Writes nat.json. Everything is removed in `finally`."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +135,25 @@ def _paired(samples: dict[str, list[tuple[float, dict]]]) -> dict[str, float]:
             "conn_rate_ratio": round(conns[len(conns) // 2], 3)}
 
 
+def _reconcile_cost(spec, n: int) -> dict[str, float]:
+    """Median ms of net/gateways.py's reconcile of this VPC with nothing to change, in full and
+    as the change path runs it (the VPC pass changed nothing here), taking turns."""
+    import statistics
+
+    from lambdaplane.net import gateways
+
+    full: list[float] = []
+    unchanged: list[float] = []
+    for _ in range(n):
+        for recheck, into in ((None, full), (set(), unchanged)):
+            t0 = time.perf_counter()
+            done = gateways.reconcile([spec], recheck)
+            into.append((time.perf_counter() - t0) * 1000)
+            assert done == [], done
+    return {"read_back": round(statistics.median(full), 3),
+            "unchanged": round(statistics.median(unchanged), 3), "runs": n}
+
+
 def _nat_counted(names, spec) -> dict[str, int]:
     """The NAT gateway's own CloudWatch counters (net/gateways.py): proof the flows were its."""
     from lambdaplane.net import gateways
@@ -153,6 +173,7 @@ def run(out_dir: Path, quick: bool) -> dict:
                                            spaces[label], PUBLIC_HOST, RATE_PORT, seconds)
                 samples[label].append((gbit, rate))
         counted = _nat_counted(env.names, env.spec)
+        reconcile_ms = _reconcile_cost(env.spec, 10 if quick else 50)
     rows = {}
     for label, got in samples.items():
         gbits = sorted(g for g, _r in got)
@@ -174,6 +195,9 @@ def run(out_dir: Path, quick: bool) -> dict:
         # than the ratio of medians when other work comes and goes on the shared cores
         "ratios_paired_median": _paired(samples),
         "nat_gateway_metrics": counted,
+        # the gateway pass of one reconcile for this VPC with nothing to change: read back in
+        # full (start, drift repair) and skipped as unchanged (every other reconcile)
+        "gateway_reconcile_ms": reconcile_ms,
     }
     write_json(out_dir, "nat", result)
     return result

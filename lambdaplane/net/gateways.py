@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
@@ -264,15 +265,46 @@ def _kernel_route(r: Any, vpc_id: str, attached: dict[str, str], has_internet: b
 
 # --- kernel -------------------------------------------------------------------------------
 
-def reconcile(specs: list[GatewayNetSpec]) -> list[str]:
+# What the last run made (and read back) in each VPC namespace: the spec, and the identities of
+# the namespaces it was made in. A run told which VPCs may have changed underneath skips the
+# others when their spec is the same (reading a VPC's link, nft table, routes and rules back
+# costs ~10 ms; legacy mode reconciles on every cold start).
+_MADE: dict[str, tuple[GatewayNetSpec, tuple[int, int]]] = {}
+
+
+def _identity(spec: GatewayNetSpec) -> tuple[int, int]:
+    """The inodes of the VPC's namespace and of the internet namespace (0: none): a namespace
+    made anew (drift repaired by net/reconcile.py, a restart) is another one."""
+    def inode(name: str) -> int:
+        try:
+            return os.stat(f"/run/netns/{name}").st_ino if name else 0
+        except FileNotFoundError:
+            return -1
+    return inode(spec.netns), inode(spec.internet_netns)
+
+
+def reconcile(specs: list[GatewayNetSpec], recheck: set[str] | None = None) -> list[str]:
+    """Make each VPC's gateway state match its spec. `recheck` None: read every VPC back and
+    repair what differs (start, drift repair); a set: VPC namespaces that may have changed
+    underneath (what net/reconcile.py changed in this run) — every other VPC whose spec is the
+    one last made there, in the same namespaces, is left alone."""
     changes: list[str] = []
+    for name in set(_MADE) - {spec.netns for spec in specs}:
+        del _MADE[name]
     for spec in specs:
         if not ns.exists(spec.netns):
+            _MADE.pop(spec.netns, None)
             continue  # net/reconcile.py makes it first
+        identity = _identity(spec)
+        if recheck is not None and spec.netns not in recheck \
+                and _MADE.get(spec.netns) == (spec, identity):
+            continue
+        _MADE.pop(spec.netns, None)  # until this VPC is made again in full
         with Netlink(spec.netns) as nl:  # one handle for the link and the routing
             _reconcile_link(nl, spec, changes)
             _reconcile_nft(spec, changes)
             changes += routing.reconcile(spec.routing, nl)
+        _MADE[spec.netns] = (spec, identity)
     return changes
 
 

@@ -19,7 +19,10 @@ from .vpc import GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
 
-def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
+def reconcile(names: Names, desired: list[VpcNetSpec],
+              changed_vpcs: set[str] | None = None) -> list[str]:
+    """`changed_vpcs`: filled with the namespaces of the VPCs this run changed anything of
+    (net/gateways.py then re-reads those VPCs' gateway state)."""
     changes: list[str] = []
     wanted_vpcs = {spec.netns for spec in desired}
     wanted_far = {p.far.netns for spec in desired for p in spec.ports if p.far.owns_netns}
@@ -32,7 +35,10 @@ def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
             ns.delete(name)
             changes.append(f"removed netns {name}")
     for spec in desired:
+        before = len(changes)
         _reconcile_vpc(spec, changes)
+        if changed_vpcs is not None and len(changes) > before:
+            changed_vpcs.add(spec.netns)
     return changes
 
 

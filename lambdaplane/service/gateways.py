@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ec2_error
 from ..net import gateways as net_gateways
 from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, Vpc
+from ..store.ec2 import Ec2Store, Eni, Snapshot, Vpc
 from ..store.ec2_routes import Route
 from ..store.gateways import Address, GatewayStore, InternetGateway
 from ..store.public_ips import PublicIpStore
@@ -21,6 +21,8 @@ from .ec2_ids import check_id, new_id
 
 log = logging.getLogger(__name__)
 
+# An internal attribute of a default VPC: it was given its internet gateway (never shown)
+_INTERNET_GIVEN = "lambdaplane:defaultInternetGiven"
 _IGW_FILTERS = ["attachment.state", "attachment.vpc-id", "internet-gateway-id", "owner-id"]
 _ADDRESS_FILTERS = ["allocation-id", "association-id", "domain", "instance-id",
                     "network-border-group", "network-interface-id",
@@ -50,10 +52,11 @@ class InternetGateways:
             g.id for g in self.gateway_store.gateways(region)} | \
             {a.allocation_id for a in self.gateway_store.addresses(region)}
 
-    def gateway_desired(self) -> list[net_gateways.GatewayNetSpec]:
-        """The kernel's gateways and per-subnet routing, from the store (net/gateways.py)."""
+    def gateway_desired(self, snap: Snapshot | None = None) -> list[net_gateways.GatewayNetSpec]:
+        """The kernel's gateways and per-subnet routing, from the store (net/gateways.py);
+        `snap`: the store's snapshot, read already."""
         routes = self.routes  # type: ignore[attr-defined]
-        snap = self.store.snapshot()
+        snap = snap or self.store.snapshot()
         gw = self.gateway_store.snapshot()
         return net_gateways.desired_state(
             self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,  # type: ignore
@@ -63,13 +66,29 @@ class InternetGateways:
 
     def give_default_vpc_internet(self, vpc: Vpc) -> None:
         """What AWS gives a default VPC: an internet gateway attached, and the main route
-        table sending 0.0.0.0/0 to it (inside the caller's transaction)."""
+        table sending 0.0.0.0/0 to it (inside the caller's transaction). Given once: what the
+        user then changes (a gateway detached, the route deleted) stays changed."""
+        self.attributes.set(vpc.id, _INTERNET_GIVEN, "true")  # type: ignore[attr-defined]
+        if any(g.vpc_id == vpc.id for g in self.gateway_store.gateways()):
+            return  # one of the user's is attached already
         g = InternetGateway(new_id("igw"), vpc.region, vpc.id)
         self.gateway_store.put_gateway(g)
         main = self.main_route_table(vpc.id)  # type: ignore[attr-defined]
-        if main is not None:
+        if main is not None and not any(
+                r.destination == "0.0.0.0/0"
+                for r in self.routes.routes() if r.route_table_id == main):  # type: ignore
             self.routes.put_route(Route(main, "0.0.0.0/0", "GatewayId",  # type: ignore
                                         g.id, "CreateRoute"))
+
+    def complete_default_vpcs(self) -> int:
+        """Default VPCs stored before they were given an internet gateway get it now (at
+        start); how many did."""
+        todo = [v for v in self.store.vpcs() if v.is_default and  # type: ignore[attr-defined]
+                _INTERNET_GIVEN not in self.attributes.of(v.id)]  # type: ignore[attr-defined]
+        with self.db.transaction():
+            for vpc in todo:
+                self.give_default_vpc_internet(vpc)
+        return len(todo)
 
     # route targets (service/route_tables.py asks) -----------------------------------------
     def gateway_target_ok(self, vpc_id: str, region: str, gateway_id: str) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import sqlite3
 import subprocess
 import sys
 import time
@@ -281,3 +282,59 @@ def test_network_acl_judges_what_comes_in_through_the_gateway(server, internet) 
                 ec2.replace_network_acl_association(AssociationId=assoc,
                                                     NetworkAclId=default_acl)
                 ec2.delete_network_acl(NetworkAclId=acl)
+
+
+def _default_vpc_internet(ec2) -> tuple[str, list[str], list[dict]]:
+    """The default VPC: its attached gateways, and its main table's 0.0.0.0/0 routes."""
+    (vpc,) = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    igws = [g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=[
+        {"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])["InternetGateways"]]
+    (main,) = ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [vpc["VpcId"]]},
+        {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    return vpc["VpcId"], igws, [r for r in main["Routes"]
+                                if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+
+
+def test_default_vpc_is_what_aws_gives(server) -> None:
+    """An internet gateway attached, the main table routing 0.0.0.0/0 to it, a default subnet
+    per zone that maps public addresses at launch: a resource there reaches the internet; a
+    default VPC stored before gateways existed gets them at start, one whose gateway the user
+    removed does not."""
+    ec2 = server.ec2()
+    vpc, (igw,), (route,) = _default_vpc_internet(ec2)
+    assert route["GatewayId"] == igw and route["State"] == "active"
+    zones = {z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]}
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    assert sorted(s["AvailabilityZone"] for s in subnets) == sorted(zones)
+    assert all(s["DefaultForAz"] and s["MapPublicIpOnLaunch"] for s in subnets)
+    with resource(server, subnets[0]["SubnetId"], []) as r:  # the default group
+        public = _association(ec2, r.eni_id)["PublicIp"]
+        assert r.probe(PUBLIC_HOST, 80) == f"you are {public}"
+    # a default VPC stored by an older version: no gateway, no route, no mark
+    assert wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+        {"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"] == [], timeout_s=30)
+    server.stop()
+    db = sqlite3.connect(server.data_dir / "lambdaplane.sqlite3")
+    with db:
+        db.execute("DELETE FROM ec2_routes WHERE target_id=?", (igw,))
+        db.execute("DELETE FROM ec2_internet_gateways WHERE id=?", (igw,))
+        db.execute("DELETE FROM ec2_attributes WHERE resource_id=? AND name LIKE 'lambdaplane:%'",
+                   (vpc,))
+    db.close()
+    server.start()
+    _vpc, (given,), (route,) = _default_vpc_internet(ec2)
+    assert given != igw and route["GatewayId"] == given
+    # the user takes it away: it stays away across a restart
+    ec2.delete_route(RouteTableId=route_table_of(ec2, vpc), DestinationCidrBlock="0.0.0.0/0")
+    ec2.detach_internet_gateway(InternetGatewayId=given, VpcId=vpc)
+    ec2.delete_internet_gateway(InternetGatewayId=given)
+    server.restart()
+    assert _default_vpc_internet(ec2)[1:] == ([], [])
+
+
+def route_table_of(ec2, vpc: str) -> str:
+    (main,) = ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [vpc]},
+        {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    return main["RouteTableId"]
