@@ -11,11 +11,14 @@ crosses: an interface without a public address neither leaves nor is reached (a 
 ENI never has one, as on AWS), and only flows made through a public address come in.
 Without --internet-netns, gateways lead nowhere (their routes drop). Removing a VPC
 namespace removes its link with both ends, so stop and `clean` need nothing more.
-Routes (which subnet goes to the gateway) are net/routing.py's."""
+A NAT gateway's flows are marked by a routing realm on the routes to it and translated here:
+to its public address on the way out of the link (public), or to its private address wherever
+its subnet's routes send them (private; net/gateway_routes.py resolves those routes). Routes
+(which subnet goes where) are net/routing.py's, made from net/gateway_routes.py's kernel
+routes."""
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import subprocess
 from collections import defaultdict
@@ -23,14 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import nft, ns, routing
+from . import gateway_routes, nft, ns, routing
+from .gateway_routes import kernel_route, routed_to_gateway, through_private_nat
 from .names import Names, port_ifname
 from .netlink import Netlink
 from .routing import TABLE_BASE, KernelRoute, RoutingSpec
 from .vpc import INTERNET_LINK
 
 VPC_SIDE_ADDR = "169.254.253.1"  # the VPC end of its gateway link
-INTERNET_SIDE_ADDR = "169.254.253.2"  # the internet end
+INTERNET_SIDE_ADDR = gateway_routes.INTERNET_SIDE_ADDR  # the internet end
 # AWS's NAT gateway: simultaneous connections to one destination (address, port, protocol)
 # before new ones fail (ErrorPortAllocation), and the idle timeout of its established flows.
 NAT_CONNECTIONS_PER_DESTINATION = 55000
@@ -166,16 +170,16 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
         live = [n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"]
         realms = {n.id: (i + 1, n.public_ip) for i, n in enumerate(
             n for n in live if n.connectivity != "private" and n.public_ip and has_internet
-            and _routed_to_gateway(routes_of.get(table_of(n.subnet_id), []),
+            and routed_to_gateway(routes_of.get(table_of(n.subnet_id), []),
                                    attached[vpc.id]))}
         # private NAT gateways: realms after the public ones', each with its subnet's routes
         private_realms = {n.id: (len(realms) + i + 1, n.private_ip, table_of(n.subnet_id))
                           for i, n in enumerate(x for x in live if x.connectivity == "private")}
         kernel: dict[int, tuple[KernelRoute, ...]] = {}
         for table_id, i in rank.items():
-            table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
+            table = [kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
                      for r in routes_of[table_id]]
-            table = _through_private_nat(table, routes_of[table_id], private_realms, routes_of,
+            table = through_private_nat(table, routes_of[table_id], private_realms, routes_of,
                                          vpc.id, attached, has_internet, eni_by_id)
             if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
                 table.append(KernelRoute("0.0.0.0/0", "blackhole"))
@@ -200,67 +204,6 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
                                                in private_realms.values())),
                                   idle_timeout_s))
     return out
-
-
-def _through_private_nat(table: list[KernelRoute], routes: list[Any],
-                         private_realms: dict[str, tuple[int, str, str]],
-                         routes_of: dict[str, list[Any]], vpc_id: str,
-                         attached: dict[str, str], has_internet: bool,
-                         enis: dict[str, Any]) -> list[KernelRoute]:
-    """A route to a private NAT gateway leads where the NAT gateway's own subnet routes its
-    destination (the longest of that table's routes covering it, and that table's more specific
-    routes inside it), marked with the NAT gateway's realm so that its flows are translated to
-    its private address. What its subnet sends to the internet gateway is dropped there (a
-    private address has no way out, as on AWS); what it sends to a NAT gateway, to `local` or
-    nowhere is a blackhole."""
-    if not private_realms:
-        return table
-    out = [k for k, r in zip(table, routes) if not (
-        r.target_kind == "NatGatewayId" and r.target_id in private_realms)]
-    mine = {str(ipaddress.IPv4Network(r.destination)) for r in routes}
-    for r in routes:
-        if r.target_kind != "NatGatewayId" or r.target_id not in private_realms:
-            continue
-        realm, _ip, nat_table = private_realms[r.target_id]
-        dst = ipaddress.IPv4Network(r.destination)
-        onward = [q for q in routes_of.get(nat_table, [])
-                  if q.target_kind != "NatGatewayId" and q.target_id != "local"]
-        covering = max((q for q in onward if dst.subnet_of(ipaddress.IPv4Network(
-            q.destination))), key=lambda q: ipaddress.IPv4Network(q.destination).prefixlen,
-            default=None)
-        inside = [q for q in onward if ipaddress.IPv4Network(q.destination).subnet_of(dst)
-                  and ipaddress.IPv4Network(q.destination) != dst
-                  and str(ipaddress.IPv4Network(q.destination)) not in mine]
-        for q, at in ([(covering, str(dst))] if covering else []) + \
-                [(q, str(ipaddress.IPv4Network(q.destination))) for q in inside]:
-            assert q is not None
-            k = _kernel_route(q, vpc_id, attached, has_internet, enis, {})
-            out.append(KernelRoute(at, k.kind, k.via, k.dev, realm) if k.kind == "unicast"
-                       else KernelRoute(at, "blackhole"))
-        if covering is None:
-            out.append(KernelRoute(str(dst), "blackhole"))
-    return out
-
-
-def _routed_to_gateway(routes: list, gateway_id: str) -> bool:  # type: ignore[type-arg]
-    """A public NAT gateway works only from a subnet whose default route is the gateway."""
-    return any(r.destination == "0.0.0.0/0" and r.target_id == gateway_id for r in routes)
-
-
-def _kernel_route(r: Any, vpc_id: str, attached: dict[str, str], has_internet: bool,
-                  enis: dict[str, Any], realms: dict[str, Any]) -> KernelRoute:
-    dst = str(ipaddress.IPv4Network(r.destination))
-    if r.target_kind == "NatGatewayId" and r.target_id in realms:
-        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK,
-                           realms[r.target_id][0])
-    if r.target_kind == "GatewayId" and r.target_id != "local" \
-            and attached.get(vpc_id) == r.target_id and has_internet:
-        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK)
-    if r.target_kind == "NetworkInterfaceId" and r.target_id in enis \
-            and enis[r.target_id].far_end is not None and r.target_id != "local":
-        eni = enis[r.target_id]
-        return KernelRoute(dst, "unicast", eni.ip, port_ifname(eni.id))
-    return KernelRoute(dst, "blackhole")
 
 
 # --- kernel -------------------------------------------------------------------------------
