@@ -25,6 +25,10 @@ def test_bench_nat_quick(tmp_path: Path) -> None:
         assert row["throughput_gbit_s"] > 0
         assert row["connections"]["connections"] > 0 and row["connections"]["errors"] == 0
     assert set(result["ratios"]) == {"throughput_ratio", "conn_rate_ratio"}
+    assert set(result["ratios_paired_median"]) == set(result["ratios"])
+    # the gateway pass with nothing to change, in full and skipped (it changed nothing: the
+    # benchmark checks that itself)
+    assert set(result["gateway_reconcile_ms"]) == {"read_back", "unchanged", "runs"}
     counted = result["nat_gateway_metrics"]
     # the NAT path's connections were the NAT gateway's (its counters), none refused
     assert counted["ConnectionAttemptCount"] >= result["paths"]["nat_gateway"]["connections"][

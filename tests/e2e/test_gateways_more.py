@@ -33,7 +33,7 @@ from tests.e2e.test_gateways import (  # noqa: F401 (internet: a fixture)
     internet,
     probe,
 )
-from tests.e2e.vpc_support import resource, wait_until
+from tests.e2e.vpc_support import cli, resource, wait_until
 from tests.harness import LiveServer
 
 pytestmark = pytest.mark.root
@@ -221,6 +221,10 @@ def test_map_public_ip_on_launch(server, internet) -> None:  # noqa: F811
             # reached from the internet on the port its group opens, and reaches out from it
             assert probe(internet, public, 80, src=PUBLIC_HOST) == f"hello from {r.ip}"
             assert r.probe(PUBLIC_HOST, 80) == f"you are {public}"
+            shown = cli(server, "net", "show")
+            assert f"public IP given at launch {public} → {r.eni_id}" in shown.stdout, \
+                shown.stdout + shown.stderr
+            assert "the one this subnet gives at launch (MapPublicIpOnLaunch)" in shown.stdout
             # a VPC with mapped public addresses keeps its gateway
             assert _code(lambda: ec2.detach_internet_gateway(
                 InternetGatewayId=net["igw"], VpcId=net["vpc"])) == "DependencyViolation"
