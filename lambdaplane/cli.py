@@ -38,7 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
                         flow_log_interval_s=args.flow_log_interval,
                         internet_netns=args.internet_netns, public_cidr=args.public_cidr,
                         nat_connections_per_destination=args.nat_connection_limit,
-                        dns_upstreams=tuple(args.dns_upstream or ()))
+                        dns_upstreams=tuple(args.dns_upstream or ()),
+                        nat_idle_timeout_s=args.nat_idle_timeout)
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -218,6 +219,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dns-upstream", action="append", metavar="ADDR[:PORT]",
                    help="resolver the VPC resolvers forward other names to, reached from "
                         "--internet-netns (repeatable; none: no forwarding)")
+    s.add_argument("--nat-idle-timeout", type=int, default=350, metavar="S",
+                   help="testing: a NAT gateway's idle timeout in seconds (%(default)s)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
 
@@ -263,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
     b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
                                        "all", "report", "logs", "neighbours",
-                                       "default-server"],
+                                       "default-server", "nat"],
                    help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)

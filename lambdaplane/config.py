@@ -63,6 +63,8 @@ class Settings:
     # Upstream resolvers ("ADDR[:PORT]") the VPC resolvers forward other names to, from the
     # internet side (internet_netns), for VPCs with an internet gateway; () = no forwarding.
     dns_upstreams: tuple[str, ...] = ()
+    # Testing knob: a NAT gateway's idle timeout of established TCP flows (AWS: 350 s)
+    nat_idle_timeout_s: int = 350
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -1,6 +1,7 @@
 """NAT gateways' CloudWatch metrics in /metrics, as `lambdaplane_natgateway_<MetricName>`
 with the gateway's id (AWS's names: ActiveConnectionCount, ConnectionAttemptCount,
-ErrorPortAllocation, BytesOutToDestination, PacketsOutToDestination, PacketsDropCount).
+ConnectionEstablishedCount, ErrorPortAllocation, IdleTimeoutCount, BytesOutToDestination,
+PacketsOutToDestination, PacketsDropCount), for public and private NAT gateways.
 Read from the kernel on the net thread just before each scrape (net/gateways.py)."""
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ HELP = {
     "ActiveConnectionCount": ("gauge", "Concurrent active TCP/UDP flows through the NAT "
                                        "gateway"),
     "ConnectionAttemptCount": ("counter", "Connections attempted through the NAT gateway"),
+    "ConnectionEstablishedCount": ("counter", "TCP connections established through the NAT "
+                                              "gateway (the destination answered)"),
+    "IdleTimeoutCount": ("counter", "Established TCP connections that expired idle (no "
+                                    "activity for the idle timeout, 350 s)"),
     "ErrorPortAllocation": ("counter", "Connections refused: 55,000 simultaneous connections "
                                        "to one destination in use"),
     "BytesOutToDestination": ("counter", "Bytes sent out through the NAT gateway"),
@@ -39,9 +44,9 @@ class NatGatewayMetrics:
         if vpc is None:
             return
         try:
-            specs = [s for s in vpc.gateway_desired() if s.nat_gateways]
-            nat_of = {(n.vpc_id, n.public_ip): n.id for n in vpc.nat_store.all()
-                      if n.state == "available"}
+            specs = [s for s in vpc.gateway_desired() if s.nat_addresses]
+            nat_of = {(n.vpc_id, n.public_ip or n.private_ip): n.id
+                      for n in vpc.nat_store.all() if n.state == "available"}
             names = self.platform.names
 
             def read() -> list[tuple[str, str, dict[str, int]]]:

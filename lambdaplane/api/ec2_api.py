@@ -140,6 +140,10 @@ def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
         "Ipv6Addresses": eni_ipv6_addresses(svc, e), "RequesterManaged": e.requester_managed,
         "SourceDestCheck": svc.source_dest_check(e),
         "Status": e.status, "TagSet": _tags(svc, e.id) or []}
+    association = svc.public_association(e)  # an Elastic IP or a public IP given at launch
+    if association is not None:
+        out["Association"] = association
+        out["PrivateIpAddresses"][0]["Association"] = association
     if e.requester_managed:
         out["RequesterId"] = "AROA" + e.id[4:].upper()
     if e.status == "in-use":

@@ -134,7 +134,7 @@ def add_admin_routes(app: web.Application, platform: Any) -> None:
         return web.json_response(network_tree(svc()))
 
     async def reconcile(_request: web.Request) -> web.Response:
-        return web.json_response({"changes": await svc().reconcile()})
+        return web.json_response({"changes": await svc().reconcile(verify=True)})
 
     app.middlewares.append(_json_errors)
     app.router.add_post("/_lambdaplane/run", run_create)

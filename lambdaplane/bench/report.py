@@ -174,10 +174,20 @@ def _datapath(r: dict) -> list[Line]:
     return out
 
 
+def _nat(r: dict) -> list[Line]:
+    out = []
+    for key, label in (("throughput_ratio", "TCP throughput via NAT gateway / direct (EIP)"),
+                       ("conn_rate_ratio", "new connections/s via NAT gateway / direct (EIP)")):
+        value = _get(r, "ratios", key)
+        out.append(Line("nat", label, "—" if value is None else f"{value:.3f}", "≥ 0.9",
+                        _ge(value, 0.9), "AWS: up to 100 Gbit/s per NAT gateway", ""))
+    return out
+
+
 SECTIONS: dict[str, Callable[[dict], list[Line]]] = {
     "invoke": _invoke, "throughput": lambda r: _throughput(r) + _throughput_ceiling(r),
     "default_server": _default_server, "burst": _burst, "scale": _scale,
-    "vpc": _vpc, "datapath": _datapath}
+    "vpc": _vpc, "datapath": _datapath, "nat": _nat}
 
 
 def lines(results: dict[str, dict]) -> list[Line]:

@@ -11,7 +11,7 @@ from .common import private_server
 
 # `bench all` runs these, in this order; each gets a private server of its own (unless
 # --endpoint), sized by the benchmark's `server_args` where it has one.
-ALL = ["invoke", "throughput", "burst", "scale", "vpc", "datapath", "default-server"]
+ALL = ["invoke", "throughput", "burst", "scale", "vpc", "datapath", "default-server", "nat"]
 SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 
@@ -43,6 +43,10 @@ def main(args: argparse.Namespace) -> int:
         if name == "datapath":  # namespaces of its own, no server to measure
             from . import datapath
             results["datapath"] = datapath.run(out_dir, args.quick)
+            continue
+        if name == "nat":  # namespaces of its own, no server to measure
+            from . import nat
+            results["nat"] = nat.run(out_dir, args.quick)
             continue
         if args.endpoint:
             results.update(_run([name], args.endpoint, out_dir, cold_n, warm_n, args.quick))

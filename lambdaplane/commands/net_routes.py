@@ -16,7 +16,8 @@ def render(tree: dict[str, Any]) -> list[str]:
             lines.append(f"    NAT gateway {n['id']} {n['state']} {n['connectivity']} in "
                          f"{n['subnet']} {n['public_ip'] or n['private_ip']}")
         for e in vpc["elastic_ips"]:
-            lines.append(f"    Elastic IP {e['public_ip']} → {e['interface']} {e['private_ip']}")
+            lines.append(f"    {e.get('kind', 'Elastic IP')} {e['public_ip']} → {e['interface']} "
+                         f"{e['private_ip']}")
         for t in vpc["route_tables"]:
             main = " (main)" if t["main"] else ""
             subnets = f" subnets {', '.join(t['subnets'])}" if t["subnets"] else ""

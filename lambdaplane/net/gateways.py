@@ -11,25 +11,30 @@ crosses: an interface without a public address neither leaves nor is reached (a 
 ENI never has one, as on AWS), and only flows made through a public address come in.
 Without --internet-netns, gateways lead nowhere (their routes drop). Removing a VPC
 namespace removes its link with both ends, so stop and `clean` need nothing more.
-Routes (which subnet goes to the gateway) are net/routing.py's."""
+A NAT gateway's flows are marked by a routing realm on the routes to it and translated here:
+to its public address on the way out of the link (public), or to its private address wherever
+its subnet's routes send them (private; net/gateway_routes.py resolves those routes). Routes
+(which subnet goes where) are net/routing.py's, made from net/gateway_routes.py's kernel
+routes."""
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import os
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import nft, ns, routing
+from . import gateway_routes, nft, ns, routing
+from .gateway_routes import kernel_route, routed_to_gateway, through_private_nat
 from .names import Names, port_ifname
 from .netlink import Netlink
 from .routing import TABLE_BASE, KernelRoute, RoutingSpec
 from .vpc import INTERNET_LINK
 
 VPC_SIDE_ADDR = "169.254.253.1"  # the VPC end of its gateway link
-INTERNET_SIDE_ADDR = "169.254.253.2"  # the internet end
+INTERNET_SIDE_ADDR = gateway_routes.INTERNET_SIDE_ADDR  # the internet end
 # AWS's NAT gateway: simultaneous connections to one destination (address, port, protocol)
 # before new ones fail (ErrorPortAllocation), and the idle timeout of its established flows.
 NAT_CONNECTIONS_PER_DESTINATION = 55000
@@ -48,6 +53,20 @@ class GatewayNetSpec:
     # (realm, public address) of each NAT gateway that translates here
     nat_gateways: tuple[tuple[int, str], ...] = ()
     connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION  # per NAT gateway and destination
+    # (realm, private address) of each private NAT gateway: flows routed to it leave with its
+    # private address, by its own subnet's routes (no internet gateway involved)
+    private_nat_gateways: tuple[tuple[int, str], ...] = ()
+    idle_timeout_s: int = NAT_IDLE_TIMEOUT_S  # established TCP flows through a NAT gateway
+
+    @property
+    def translates(self) -> bool:
+        """Whether this VPC needs the gateway table at all (no per-packet cost otherwise)."""
+        return bool(self.internet_netns or self.private_nat_gateways)
+
+    @property
+    def nat_addresses(self) -> tuple[tuple[int, str], ...]:
+        """(realm, address it translates to) of every NAT gateway, public and private."""
+        return tuple(sorted(self.nat_gateways + self.private_nat_gateways))
 
     @property
     def public_addresses(self) -> set[str]:
@@ -61,28 +80,36 @@ class GatewayNetSpec:
         nat_out: list[str] = []
         nat_forward: list[str] = []
         nat_in: list[str] = []  # no connection comes in through a NAT gateway
-        for realm, pub in self.nat_gateways:
-            # a NAT gateway's flows: its address, ports 1024-65535 (conntrack picks them)
-            nat_out += [f'    oifname "{link}" meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
+        nat_established: list[str] = []  # handshakes answered: ConnectionEstablishedCount
+        private = set(self.private_nat_gateways)
+        for realm, pub in self.nat_addresses:
+            # a public NAT gateway's flows leave by the internet gateway; a private one's by
+            # whatever its subnet routes them to (the realm's routes, net/gateways.py)
+            out = "" if (realm, pub) in private else f'oifname "{link}" '
+            # its flows: its address, ports 1024-65535 (conntrack picks them)
+            nat_out += [f'    {out}meta rtclassid {realm} meta l4proto {{ tcp, udp }}'
                         f" snat to {pub}:1024-65535",
-                        f'    oifname "{link}" meta rtclassid {realm} snat to {pub}']
-            new = f'    oifname "{link}" meta rtclassid {realm} ct state new'
+                        f'    {out}meta rtclassid {realm} snat to {pub}']
+            new = f'    {out}meta rtclassid {realm} ct state new'
             per_destination = (f"add @nat{realm}_dst {{ ip daddr . meta l4proto . th dport "
                                f"ct count over {self.connection_limit} }}")
             nat_forward += [f'{new} meta l4proto {{ tcp, udp }} {per_destination}'
                             f' counter name "nat{realm}_refused" drop',
                             f'{new} counter name "nat{realm}_new" ct timeout set "idle"',
-                            f'    oifname "{link}" meta rtclassid {realm}'
-                            f' counter name "nat{realm}_out" accept',
-                            ]
-            nat_in.append(f'    iifname "{link}" ip daddr {pub} ct state new'
-                          f' counter name "nat{realm}_drop" drop')
-        objects = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_gateways
-                   for what in ("new", "out", "drop", "refused")]
+                            f'    {out}meta rtclassid {realm} counter name "nat{realm}_out"'
+                            + (" accept" if out else "")]
+            # the destination's SYN-ACK: a connection established through this NAT gateway
+            nat_established.append(f"    tcp flags & (syn | ack) == syn | ack ct direction reply"
+                                   f' ct reply ip daddr {pub} counter name "nat{realm}_est"')
+            if out:
+                nat_in.append(f'    iifname "{link}" ip daddr {pub} ct state new'
+                              f' counter name "nat{realm}_drop" drop')
+        objects = [f"  counter nat{realm}_{what} {{ }}" for realm, _ in self.nat_addresses
+                   for what in ("new", "out", "drop", "refused", "est")]
         objects += [f"  set nat{realm}_dst {{ type ipv4_addr . inet_proto . inet_service; "
-                    "size 65535; flags dynamic; }" for realm, _ in self.nat_gateways]
+                    "size 65535; flags dynamic; }" for realm, _ in self.nat_addresses]
         objects.append(f"  ct timeout idle {{ protocol tcp; l3proto ip; "
-                       f"policy = {{ established: {NAT_IDLE_TIMEOUT_S} }}; }}")
+                       f"policy = {{ established: {self.idle_timeout_s} }}; }}")
         body = "\n".join(objects + [
             "  set eip_private { type ipv4_addr;"
             + (f" elements = {{ {privates} }};" if privates else "") + " }",
@@ -99,7 +126,7 @@ class GatewayNetSpec:
             "policy accept;", *nat_out,
             f'    oifname "{link}" snat to ip saddr map @eip_out\n  }}',
             "  chain forward { type filter hook forward priority filter - 5; policy accept;",
-            *nat_forward,
+            *nat_established, *nat_forward,
             f'    oifname "{link}" ip saddr != @eip_private drop',
             f'    iifname "{link}" ct state established,related accept',
             f'    iifname "{link}" ct status dnat accept',
@@ -118,8 +145,8 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
                   enis: Sequence[Any], route_tables: Sequence[Any], routes: Sequence[Any],
                   associations: Sequence[Any], gateways: Sequence[Any],
                   addresses: Sequence[Any], nat_gateways: Sequence[Any] = (),
-                  connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION
-                  ) -> list[GatewayNetSpec]:
+                  connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION,
+                  idle_timeout_s: int = NAT_IDLE_TIMEOUT_S) -> list[GatewayNetSpec]:
     """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
     in)."""
     attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
@@ -137,15 +164,23 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
         has_internet = bool(internet_netns) and vpc.id in attached
         rank = {tid: i for i, tid in enumerate(tables_of[vpc.id])}
         main_table = next((tid for tid in tables_of[vpc.id] if tid in main), None)
+        def table_of(subnet_id: str) -> str:
+            return explicit.get(subnet_id) or main_table or ""
+
+        live = [n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"]
         realms = {n.id: (i + 1, n.public_ip) for i, n in enumerate(
-            n for n in nat_gateways if n.vpc_id == vpc.id and n.state == "available"
-            and n.public_ip and has_internet
-            and _routed_to_gateway(routes_of.get(explicit.get(n.subnet_id) or main_table or "",
-                                                 []), attached[vpc.id]))}
+            n for n in live if n.connectivity != "private" and n.public_ip and has_internet
+            and routed_to_gateway(routes_of.get(table_of(n.subnet_id), []),
+                                   attached[vpc.id]))}
+        # private NAT gateways: realms after the public ones', each with its subnet's routes
+        private_realms = {n.id: (len(realms) + i + 1, n.private_ip, table_of(n.subnet_id))
+                          for i, n in enumerate(x for x in live if x.connectivity == "private")}
         kernel: dict[int, tuple[KernelRoute, ...]] = {}
         for table_id, i in rank.items():
-            table = [_kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
+            table = [kernel_route(r, vpc.id, attached, has_internet, eni_by_id, realms)
                      for r in routes_of[table_id]]
+            table = through_private_nat(table, routes_of[table_id], private_realms, routes_of,
+                                         vpc.id, attached, has_internet, eni_by_id)
             if not any(r.dst == "0.0.0.0/0" for r in table):  # no route: dropped, as on AWS
                 table.append(KernelRoute("0.0.0.0/0", "blackhole"))
             kernel[TABLE_BASE + i] = tuple(sorted(table))
@@ -164,42 +199,55 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
         out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
                                   names.gateway_veth(vpc.id), nat, gateway_table(names),
                                   RoutingSpec(netns, kernel, tuple(sorted(rules))),
-                                  tuple(sorted(realms.values())), connection_limit))
+                                  tuple(sorted(realms.values())), connection_limit,
+                                  tuple(sorted((realm, ip) for realm, ip, _t
+                                               in private_realms.values())),
+                                  idle_timeout_s))
     return out
-
-
-def _routed_to_gateway(routes: list, gateway_id: str) -> bool:  # type: ignore[type-arg]
-    """A public NAT gateway works only from a subnet whose default route is the gateway."""
-    return any(r.destination == "0.0.0.0/0" and r.target_id == gateway_id for r in routes)
-
-
-def _kernel_route(r: Any, vpc_id: str, attached: dict[str, str], has_internet: bool,
-                  enis: dict[str, Any], realms: dict[str, Any]) -> KernelRoute:
-    dst = str(ipaddress.IPv4Network(r.destination))
-    if r.target_kind == "NatGatewayId" and r.target_id in realms:
-        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK,
-                           realms[r.target_id][0])
-    if r.target_kind == "GatewayId" and r.target_id != "local" \
-            and attached.get(vpc_id) == r.target_id and has_internet:
-        return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK)
-    if r.target_kind == "NetworkInterfaceId" and r.target_id in enis \
-            and enis[r.target_id].far_end is not None and r.target_id != "local":
-        eni = enis[r.target_id]
-        return KernelRoute(dst, "unicast", eni.ip, port_ifname(eni.id))
-    return KernelRoute(dst, "blackhole")
 
 
 # --- kernel -------------------------------------------------------------------------------
 
-def reconcile(specs: list[GatewayNetSpec]) -> list[str]:
+# What the last run made (and read back) in each VPC namespace: the spec, and the identities of
+# the namespaces it was made in. A run told which VPCs may have changed underneath skips the
+# others when their spec is the same (reading a VPC's link, nft table, routes and rules back
+# costs ~10 ms; legacy mode reconciles on every cold start).
+_MADE: dict[str, tuple[GatewayNetSpec, tuple[int, int]]] = {}
+
+
+def _identity(spec: GatewayNetSpec) -> tuple[int, int]:
+    """The inodes of the VPC's namespace and of the internet namespace (0: none): a namespace
+    made anew (drift repaired by net/reconcile.py, a restart) is another one."""
+    def inode(name: str) -> int:
+        try:
+            return os.stat(f"/run/netns/{name}").st_ino if name else 0
+        except FileNotFoundError:
+            return -1
+    return inode(spec.netns), inode(spec.internet_netns)
+
+
+def reconcile(specs: list[GatewayNetSpec], recheck: set[str] | None = None) -> list[str]:
+    """Make each VPC's gateway state match its spec. `recheck` None: read every VPC back and
+    repair what differs (start, drift repair); a set: VPC namespaces that may have changed
+    underneath (what net/reconcile.py changed in this run) — every other VPC whose spec is the
+    one last made there, in the same namespaces, is left alone."""
     changes: list[str] = []
+    for name in set(_MADE) - {spec.netns for spec in specs}:
+        del _MADE[name]
     for spec in specs:
         if not ns.exists(spec.netns):
+            _MADE.pop(spec.netns, None)
             continue  # net/reconcile.py makes it first
+        identity = _identity(spec)
+        if recheck is not None and spec.netns not in recheck \
+                and _MADE.get(spec.netns) == (spec, identity):
+            continue
+        _MADE.pop(spec.netns, None)  # until this VPC is made again in full
         with Netlink(spec.netns) as nl:  # one handle for the link and the routing
             _reconcile_link(nl, spec, changes)
             _reconcile_nft(spec, changes)
             changes += routing.reconcile(spec.routing, nl)
+        _MADE[spec.netns] = (spec, identity)
     return changes
 
 
@@ -267,7 +315,7 @@ def _reconcile_public_routes(il: Netlink, index: int, spec: GatewayNetSpec,
 
 def _reconcile_nft(spec: GatewayNetSpec, changes: list[str]) -> None:
     current = nft.list_text(f"table ip {spec.nft_table}", spec.netns)
-    if not spec.internet_netns:  # no link: nothing to translate or guard, no per-packet cost
+    if not spec.translates:  # nothing to translate or guard: no table, no per-packet cost
         if current is not None:
             nft.delete_table("ip", spec.nft_table, spec.netns)
             changes.append(f"removed gateway NAT in {spec.netns}")
@@ -285,21 +333,24 @@ def nat_levels(names: Names, spec: GatewayNetSpec) -> dict[str, dict[str, int]]:
     """Per NAT gateway public address translating in this VPC: its CloudWatch metrics, read
     from the kernel (its nft counters; its tracked flows from conntrack)."""
     from . import hyperplane as hp  # the conntrack reader of the Hyperplane's flow rule
+    from .hyperplane.counters import idle_expired
 
-    if not spec.nat_gateways or not ns.exists(spec.netns):
+    if not spec.nat_addresses or not ns.exists(spec.netns):
         return {}
     counters: dict[str, dict[str, int]] = {}
     for item in nft.list_json(f"counters table ip {spec.nft_table}", spec.netns):
         c = item.get("counter")
         if c:
             counters[c["name"]] = c
-    flows = hp.flow_counts(names, spec.vpc_id)
+    flows = hp.flow_counts(names, spec.vpc_id)  # also feeds the idle-expiry watch
     out = {}
-    for realm, pub in spec.nat_gateways:
+    for realm, pub in spec.nat_addresses:
         def get(what: str, key: str = "packets") -> int:
             return int(counters.get(f"nat{realm}_{what}", {}).get(key, 0))
         out[pub] = {"ActiveConnectionCount": flows.get(pub, 0),
                     "ConnectionAttemptCount": get("new") + get("refused"),
+                    "ConnectionEstablishedCount": get("est"),
+                    "IdleTimeoutCount": idle_expired(spec.netns, pub),
                     "ErrorPortAllocation": get("refused"),
                     "BytesOutToDestination": get("out", "bytes"),
                     "PacketsOutToDestination": get("out"),

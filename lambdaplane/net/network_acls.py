@@ -2,11 +2,12 @@
 net/security_groups.py puts them in its table so both load in one transaction).
 
 Stateless, as on AWS: a base chain on the forward hook, ahead of the groups' stateful chain,
-judges every packet that crosses a subnet boundary, both ways, and never one that stays in its
-subnet: the source subnet's outbound entries, then the destination subnet's inbound entries, each
-in rule-number order (first match wins), the `*` rule dropping what none matched. Port ranges
-are destination ports in both directions, so the return traffic of a connection needs its
-ephemeral ports allowed.
+judges every packet that crosses a subnet boundary, both ways (including the boundary with an
+internet gateway: what comes in from it meets the receiving subnet's inbound entries, replies
+included), and never one that stays in its subnet: the source subnet's outbound entries, then
+the destination subnet's inbound entries, each in rule-number order (first match wins), the `*`
+rule dropping what none matched. Port ranges are destination ports in both directions, so the
+return traffic of a connection needs its ephemeral ports allowed.
 
 A Hyperplane ENI's port carries sandbox flows under their transit addresses (SNAT to the ENI's
 address comes after the forward hook), so an entry naming addresses also matches the Hyperplane
@@ -109,9 +110,13 @@ def entry_lines(e: AclEntry, nat_ports: Iterable[AclPort], ipv6: bool = False) -
 
 
 def render_chains(ports: Iterable[AclPort], acl_of_subnet: Mapping[str, str],
-                  entries: Iterable[AclEntry], ipv6: bool = False) -> str:
+                  entries: Iterable[AclEntry], ipv6: bool = False,
+                  gateway_links: Iterable[str] = ()) -> str:
     """The ACL chains of one VPC, as lines of the security group table's body ("" when no ACL
-    of the VPC can refuse anything)."""
+    of the VPC can refuse anything). `gateway_links`: links to a gateway (net/gateways.py);
+    what comes in through one crosses the boundary of the receiving port's subnet (its inbound
+    entries judge it, as on AWS for traffic from an internet gateway); what goes out to one is
+    judged by the sending subnet's outbound entries (acl_from_<subnet>)."""
     ports = sorted(ports, key=lambda p: p.ifname)
     by_acl: dict[str, list[AclEntry]] = {}
     for e in entries:
@@ -126,7 +131,18 @@ def render_chains(ports: Iterable[AclPort], acl_of_subnet: Mapping[str, str],
             "policy accept;"]
     from_map = ", ".join(f'"{p.ifname}" : jump acl_from_{_name(p.subnet_id)}' for p in ports
                          if p.subnet_id in acl_of_subnet)
-    body.append(f"    iifname vmap {{ {from_map} }}\n  }}")
+    body.append(f"    iifname vmap {{ {from_map} }}")
+    into_from_gateway = ", ".join(
+        f'"{p.ifname}" : jump acl_{_name(acl_of_subnet[p.subnet_id])}_in'
+        for p in ports if p.subnet_id in acl_of_subnet)
+    links = sorted(gateway_links) if into_from_gateway else []
+    if links:
+        names = ", ".join(f'"{n}"' for n in links)
+        body.append(f"    iifname {{ {names} }} jump acl_from_gateway")
+    body.append("  }")
+    if links:
+        body.append(f"  chain acl_from_gateway {{\n    oifname vmap {{ {into_from_gateway} }}"
+                    "\n  }")
     for subnet in subnets:
         own = ", ".join(f'"{p.ifname}"' for p in ports if p.subnet_id == subnet)
         into = ", ".join(f'"{p.ifname}" : jump acl_{_name(acl_of_subnet[p.subnet_id])}_in'

@@ -20,13 +20,17 @@ from .vpc import GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec, desired_stat
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
 
-def reconcile_snapshot(names: Names, snapshot: Snapshot) -> list[str]:
+def reconcile_snapshot(names: Names, snapshot: Snapshot,
+                       changed_vpcs: set[str] | None = None) -> list[str]:
     """`reconcile` with the desired state derived here, on the net thread: pure, but it took
     hundreds of ms of CPU on the event loop with many VPCs (the loop-blocking test mode)."""
-    return reconcile(names, desired_state(names, snapshot))
+    return reconcile(names, desired_state(names, snapshot), changed_vpcs)
 
 
-def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
+def reconcile(names: Names, desired: list[VpcNetSpec],
+              changed_vpcs: set[str] | None = None) -> list[str]:
+    """`changed_vpcs`: filled with the namespaces of the VPCs this run changed anything of
+    (net/gateways.py then re-reads those VPCs' gateway state)."""
     changes: list[str] = []
     wanted_vpcs = {spec.netns for spec in desired}
     wanted_far = {p.far.netns for spec in desired for p in spec.ports if p.far.owns_netns}
@@ -39,7 +43,10 @@ def reconcile(names: Names, desired: list[VpcNetSpec]) -> list[str]:
             ns.delete(name)
             changes.append(f"removed netns {name}")
     for spec in desired:
+        before = len(changes)
         _reconcile_vpc(spec, changes)
+        if changed_vpcs is not None and len(changes) > before:
+            changed_vpcs.add(spec.netns)
     return changes
 
 

@@ -117,7 +117,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
         rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
         ipv6 = vpc.id in v6_vpcs
         resolver = resolver_address(vpc.cidr)
-        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6)
+        acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6,
+                             gateway_links=(INTERNET_LINK,))
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
                         acls, gateway_links=(INTERNET_LINK,), ipv6=ipv6,

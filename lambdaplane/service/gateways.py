@@ -6,17 +6,23 @@ that the kernel shows (net/gateways.py: the gateway link, 1:1 NAT, routes)."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
 from ..net import gateways as net_gateways
 from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, Vpc
+from ..store.ec2 import Ec2Store, Eni, Snapshot, Vpc
 from ..store.ec2_routes import Route
 from ..store.gateways import Address, GatewayStore, InternetGateway
+from ..store.public_ips import PublicIpStore
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
 
+log = logging.getLogger(__name__)
+
+# An internal attribute of a default VPC: it was given its internet gateway (never shown)
+_INTERNET_GIVEN = "lambdaplane:defaultInternetGiven"
 _IGW_FILTERS = ["attachment.state", "attachment.vpc-id", "internet-gateway-id", "owner-id"]
 _ADDRESS_FILTERS = ["allocation-id", "association-id", "domain", "instance-id",
                     "network-border-group", "network-interface-id",
@@ -30,6 +36,7 @@ class InternetGateways:
     db: Database
     store: Ec2Store
     gateway_store: GatewayStore
+    public_ips: PublicIpStore
 
     if TYPE_CHECKING:  # what VpcService provides
         settings: Any
@@ -45,26 +52,43 @@ class InternetGateways:
             g.id for g in self.gateway_store.gateways(region)} | \
             {a.allocation_id for a in self.gateway_store.addresses(region)}
 
-    def gateway_desired(self) -> list[net_gateways.GatewayNetSpec]:
-        """The kernel's gateways and per-subnet routing, from the store (net/gateways.py)."""
+    def gateway_desired(self, snap: Snapshot | None = None) -> list[net_gateways.GatewayNetSpec]:
+        """The kernel's gateways and per-subnet routing, from the store (net/gateways.py);
+        `snap`: the store's snapshot, read already."""
         routes = self.routes  # type: ignore[attr-defined]
-        snap = self.store.snapshot()
+        snap = snap or self.store.snapshot()
         gw = self.gateway_store.snapshot()
         return net_gateways.desired_state(
             self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,  # type: ignore
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
-            gw.addresses, self.nat_store.all(),  # type: ignore[attr-defined]
-            self.settings.nat_connections_per_destination)
+            gw.addresses + self.launch_addresses(), self.nat_store.all(),  # type: ignore
+            self.settings.nat_connections_per_destination, self.settings.nat_idle_timeout_s)
 
     def give_default_vpc_internet(self, vpc: Vpc) -> None:
         """What AWS gives a default VPC: an internet gateway attached, and the main route
-        table sending 0.0.0.0/0 to it (inside the caller's transaction)."""
+        table sending 0.0.0.0/0 to it (inside the caller's transaction). Given once: what the
+        user then changes (a gateway detached, the route deleted) stays changed."""
+        self.attributes.set(vpc.id, _INTERNET_GIVEN, "true")  # type: ignore[attr-defined]
+        if any(g.vpc_id == vpc.id for g in self.gateway_store.gateways()):
+            return  # one of the user's is attached already
         g = InternetGateway(new_id("igw"), vpc.region, vpc.id)
         self.gateway_store.put_gateway(g)
         main = self.main_route_table(vpc.id)  # type: ignore[attr-defined]
-        if main is not None:
+        if main is not None and not any(
+                r.destination == "0.0.0.0/0"
+                for r in self.routes.routes() if r.route_table_id == main):  # type: ignore
             self.routes.put_route(Route(main, "0.0.0.0/0", "GatewayId",  # type: ignore
                                         g.id, "CreateRoute"))
+
+    def complete_default_vpcs(self) -> int:
+        """Default VPCs stored before they were given an internet gateway get it now (at
+        start); how many did."""
+        todo = [v for v in self.store.vpcs() if v.is_default and  # type: ignore[attr-defined]
+                _INTERNET_GIVEN not in self.attributes.of(v.id)]  # type: ignore[attr-defined]
+        with self.db.transaction():
+            for vpc in todo:
+                self.give_default_vpc_internet(vpc)
+        return len(todo)
 
     # route targets (service/route_tables.py asks) -----------------------------------------
     def gateway_target_ok(self, vpc_id: str, region: str, gateway_id: str) -> bool:
@@ -168,8 +192,52 @@ class InternetGateways:
     # Elastic IP addresses ------------------------------------------------------------------
     def mapped_addresses(self, vpc_id: str) -> list[Address]:
         enis = {e.id: e for e in self.store.enis()}
-        return [a for a in self.gateway_store.addresses()
+        return [a for a in self.gateway_store.addresses() + self.launch_addresses()
                 if a.eni_id in enis and enis[a.eni_id].vpc_id == vpc_id]
+
+    # public addresses given at launch (MapPublicIpOnLaunch) --------------------------------
+    def launch_addresses(self) -> list[Address]:
+        """Each live interface's public address given at launch, shaped as an unallocated
+        address associated with it (what net/gateways.py maps 1:1 at the gateway)."""
+        enis = {e.id: e for e in self.store.enis()}
+        return [Address("", enis[eni_id].region, ip, None, eni_id, enis[eni_id].ip)
+                for eni_id, ip in self.public_ips.all().items() if eni_id in enis]
+
+    def give_launch_public_ip(self, eni: Eni) -> str | None:
+        """A `lambdaplane run` resource launched in a subnet with MapPublicIpOnLaunch gets a
+        public address from the pool (inside the caller's transaction); with the pool used
+        up it launches without one (logged)."""
+        subnet = self.store.subnet(eni.subnet_id)
+        if subnet is None or not self.subnet_settings(  # type: ignore[attr-defined]
+                subnet).map_public_ip_on_launch:
+            return None
+        live = {e.id for e in self.store.enis()}
+        for stale in set(self.public_ips.all()) - live:  # an interface gone by another path
+            self.public_ips.delete(stale)
+        try:
+            ip = self._free_public_ip()
+        except Exception:
+            log.warning("no public address left in %s for %s", self.settings.public_cidr,
+                        eni.id)
+            return None
+        self.public_ips.put(eni.id, eni.region, ip)
+        return ip
+
+    def forget_launch_public_ip(self, eni_id: str) -> None:
+        """Its interface goes: the address returns to the pool (inside the transaction)."""
+        self.public_ips.delete(eni_id)
+
+    def public_association(self, eni: Eni) -> dict[str, Any] | None:
+        """DescribeNetworkInterfaces' Association: an Elastic IP or a launch address."""
+        for a in self.gateway_store.addresses():
+            if a.eni_id == eni.id:
+                return {"AllocationId": a.allocation_id, "AssociationId": a.association_id,
+                        "IpOwnerId": self.settings.account_id, "PublicDnsName": "",
+                        "PublicIp": a.public_ip}
+        ip = self.public_ips.all().get(eni.id)
+        if ip is None:
+            return None
+        return {"IpOwnerId": "amazon", "PublicDnsName": "", "PublicIp": ip}
 
     def address(self, region: str, allocation_id: str | None) -> Address:
         if not allocation_id:
@@ -185,7 +253,7 @@ class InternetGateways:
 
     def _free_public_ip(self) -> str:
         pool = ipaddress.IPv4Network(self.settings.public_cidr)
-        taken = {a.public_ip for a in self.gateway_store.addresses()}
+        taken = {a.public_ip for a in self.gateway_store.addresses() + self.launch_addresses()}
         for host in pool.hosts():
             if str(host) not in taken:
                 return str(host)

@@ -209,7 +209,7 @@ class HyperplaneService:
         idle = self.settings.flow_idle_timeout_s
         for vpc_id in vpc_ids:  # planes first: their ENIs are set up after the ports exist
             await self.net.run(hp_plane.ensure_vpc_plane, self.names, vpc_id, idle)
-        await self.vpc.reconcile()
+        await self.vpc.reconcile(verify=True)  # start and drift repair: read everything back
         enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
         done = await self.net.run(hp_reconcile.reconcile, self.names, enis,
                                   dict(self._attached) if attachments else None, vpc_ids, idle)

@@ -104,6 +104,7 @@ class NetworkInterfaces:
             for eni in dead:
                 log.info("releasing %s: its program's CLI (pid %s) exited", eni.id, eni.owner_pid)
                 self.store.delete_eni(eni.id)
+                self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
         await self.reconcile()
 
     # network interfaces ------------------------------------------------------------------
@@ -168,6 +169,8 @@ class NetworkInterfaces:
             ipv6.record(eni.id, addresses_v6)
             private_ips.record(eni, secondaries)
             self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
+            if own_netns:  # an instance-like launch: MapPublicIpOnLaunch applies
+                self.give_launch_public_ip(eni)  # type: ignore[attr-defined]
         self._watch_owner(eni)
         try:
             await self.reconcile()
@@ -175,6 +178,7 @@ class NetworkInterfaces:
             log.exception("making the kernel port of %s failed; releasing it", eni.id)
             with self.db.transaction():
                 self.store.delete_eni(eni.id)
+                self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
             await self.reconcile()
             raise
         return eni
@@ -212,6 +216,7 @@ class NetworkInterfaces:
         with self.db.transaction():
             self.store.delete_eni(eni.id)
             self.attributes.delete(eni.id)  # type: ignore[attr-defined]
+            self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
         await self.reconcile()
 
     # `lambdaplane run` ---------------------------------------------------------------------

@@ -62,11 +62,16 @@ def subnet_paths(svc: Any, subnet: Any) -> dict[str, Any]:
                    "has no public address, so it has no internet (as on AWS)",
             "put the function in private subnets whose route table sends 0.0.0.0/0 to a NAT "
             "gateway placed in this public subnet")
+        given = svc.subnet_settings(subnet).map_public_ip_on_launch
         out["resource"] = (
-            "only with an Elastic IP" if not no_internet_here else False,
+            "only with a public address" if not no_internet_here else False,
             f"routed to internet gateway {target}: a resource reaches the internet (and is "
-            f"reached on the ports its groups open) only with an Elastic IP{no_internet_here}",
-            "AllocateAddress, then AssociateAddress with the resource's interface")
+            f"reached on the ports its groups open) only with a public address: an Elastic IP"
+            + (", or the one this subnet gives at launch (MapPublicIpOnLaunch)" if given else
+               "") + no_internet_here,
+            "AllocateAddress, then AssociateAddress with the resource's interface"
+            + ("" if given else "; or ModifySubnetAttribute MapPublicIpOnLaunch before "
+               "launching it"))
     elif target.startswith("nat-"):
         nat = svc.nat_store.get(target)
         problem = _nat_works(svc, nat) if nat else f"NAT gateway {target} does not exist"
@@ -98,7 +103,8 @@ def routing_tree(svc: Any) -> dict[str, Any]:
                  "connectivity": n.connectivity, "public_ip": n.public_ip,
                  "private_ip": n.private_ip}
                 for n in svc.nat_store.all() if n.vpc_id == vpc.id and n.state != "deleted"]
-        eips = [{"public_ip": a.public_ip, "interface": a.eni_id, "private_ip": a.private_ip}
+        eips = [{"public_ip": a.public_ip, "interface": a.eni_id, "private_ip": a.private_ip,
+                 "kind": "Elastic IP" if a.allocation_id else "public IP given at launch"}
                 for a in map(svc.visible_address, svc.mapped_addresses(vpc.id))]
         subnets = []
         for s in (s for s in svc.store.subnets() if s.vpc_id == vpc.id):

@@ -43,6 +43,7 @@ from .vpc_cidrs import VpcCidrs
 from .gateways import InternetGateways
 from .nat_gateways import NatGateways
 from ..store.nat_gateways import NatGatewayStore
+from ..store.public_ips import PublicIpStore
 from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
@@ -123,10 +124,12 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         self.reservations = SubnetReservationStore(db)
         self.gateway_store = GatewayStore(db)
         self.nat_store = NatGatewayStore(db)
+        self.public_ips = PublicIpStore(db)
         self._apply_lock = asyncio.Lock()
         # reconcile() calls asked for / served: one run serves every call made before it began
         self._reconcile_asked = 0
         self._reconcile_served = 0
+        self._verify_asked = False  # a reconcile(verify=True) is waiting for the lock
         self._watcher: asyncio.Task[None] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
         self.private_ips = PrivateIps(self)  # service/private_ips.py: secondary IPv4
@@ -145,6 +148,9 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         made = self.ensure_default_acls()  # VPCs and subnets stored before network ACLs
         if made:
             log.info("made %d default network ACLs and associations", made)
+        made = self.complete_default_vpcs()  # default VPCs stored before internet gateways
+        if made:
+            log.info("gave %d default VPCs their internet gateway", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
         await self.settle_nat_gateways()
@@ -160,20 +166,27 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             await self.endpoint_listeners.close()
             await self.net.run(net_reconcile.teardown, self.names)
 
-    async def reconcile(self) -> list[str]:
+    async def reconcile(self, verify: bool = False) -> list[str]:
         """Make the kernel match the store; returns the changes made (none when it already did).
         Calls that queue up while a run is going share the next run: it reads the whole store,
         so it serves every change made before it began (a burst of N interface changes, e.g.
-        legacy-mode cold starts, costs ~2 runs instead of N)."""
+        legacy-mode cold starts, costs ~2 runs instead of N). Gateway state is read back only
+        for VPCs whose gateway spec changed or whose namespace the VPC pass touched, unless
+        `verify` (drift repair, the admin reconcile): then for every VPC."""
         self._reconcile_asked += 1
         ticket = self._reconcile_asked
+        self._verify_asked = self._verify_asked or verify
         async with self._apply_lock:
-            if self._reconcile_served >= ticket:
+            if self._reconcile_served >= ticket and not verify:
                 return []  # a run that began after this call's change has made it
             upto = self._reconcile_asked
-            changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names,
-                                         self.store.snapshot())
-            changes += await self.net.run(net_gateways.reconcile, self.gateway_desired())
+            verify_now, self._verify_asked = self._verify_asked, False
+            snap = self.store.snapshot()  # read once for both passes
+            changed: set[str] = set()
+            changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names, snap,
+                                         changed)
+            changes += await self.net.run(net_gateways.reconcile, self.gateway_desired(snap),
+                                          None if verify_now else changed)
             await self.sync_dns()
             self._reconcile_served = upto
             return changes

@@ -59,8 +59,11 @@ def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> 
     assert set(json.loads((out / "default_server.json").read_text())["modes"]) == {
         "fixed", "adaptive"}
 
+    nat = json.loads((out / "nat.json").read_text())  # bench nat: NAT gateway vs direct
+    assert set(nat["ratios"]) == {"throughput_ratio", "conn_rate_ratio"}
+
     summary = (out / "summary.md").read_text()
-    for name in ("invoke", "throughput", "burst", "scale", "vpc", "default_server"):
+    for name in ("invoke", "throughput", "burst", "scale", "vpc", "default_server", "nat"):
         assert f"| {name} |" in summary
     lines = json.loads((out / "summary.json").read_text())["lines"]
     assert all(line["measured"] not in ("", "—") for line in lines)

@@ -395,7 +395,7 @@ def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
             public_at = lines.index(next(x for x in lines if f"subnet {net['public']}" in x))
             assert lines[private_at + 1].strip().startswith(
                 f"functions and resources: internet: through NAT gateway {nat_id}")
-            assert "resources: internet only with an Elastic IP" in lines[public_at + 3]
+            assert "resources: internet only with a public address" in lines[public_at + 3]
             assert "functions: NO internet: routed straight to internet gateway" in \
                 lines[public_at + 1]
             assert "fix: put the function in private subnets" in lines[public_at + 2]

@@ -73,3 +73,40 @@ def test_no_internet_namespace_or_no_attachment_leads_nowhere() -> None:
         spec = _spec(internet, gateways)
         assert spec.internet_netns == "" and spec.nat == ()
         assert KernelRoute("0.0.0.0/0", "blackhole") in spec.routing.tables[TABLE_BASE + 1]
+
+
+def test_a_route_to_a_private_nat_gateway_follows_its_subnets_routes() -> None:
+    """Subnet b (main table) holds a private NAT gateway; the main table sends 192.0.2.0/24 to
+    interface 1 and 0.0.0.0/0 to the internet gateway. A route to the NAT gateway leads there,
+    marked with its realm (so its flows are translated to its private address); a destination
+    its subnet has no route for is a blackhole."""
+    from lambdaplane.store.nat_gateways import NatGateway
+
+    nat = NatGateway("nat-0000000000000000a", "us-east-1", VPC.id, SUBNETS[1].id, "private",
+                     None, "eni-0000000000000000c", "10.0.2.9", None, "available", 0.0)
+    routes = [Route(MAIN.id, "10.0.0.0/16", "GatewayId", "local", "CreateRouteTable"),
+              Route(MAIN.id, "192.0.2.0/24", "NetworkInterfaceId", ENIS[0].id, "CreateRoute"),
+              Route(MAIN.id, "0.0.0.0/0", "GatewayId", IGW.id, "CreateRoute"),
+              Route(PUBLIC.id, "10.0.0.0/16", "GatewayId", "local", "CreateRouteTable"),
+              Route(PUBLIC.id, "192.0.2.0/25", "NatGatewayId", nat.id, "CreateRoute"),
+              Route(PUBLIC.id, "0.0.0.0/0", "NatGatewayId", nat.id, "CreateRoute")]
+    (spec,) = desired_state(NAMES, "", [VPC], SUBNETS, ENIS, [MAIN, PUBLIC], routes, ASSOCS,
+                            [IGW], [], [nat])
+    assert spec.private_nat_gateways == ((1, "10.0.2.9"),) and spec.translates
+    via_eni = ("unicast", "10.0.1.4", port_ifname(ENIS[0].id), 1)
+    assert set(spec.routing.tables[TABLE_BASE + 1]) == {
+        KernelRoute("10.0.0.0/16", "blackhole"),
+        KernelRoute("192.0.2.0/25", *via_eni),
+        # 0.0.0.0/0: the NAT's subnet sends it to a gateway that leads nowhere here, and its
+        # more specific 192.0.2.0/24 goes through the NAT gateway too
+        KernelRoute("0.0.0.0/0", "blackhole"),
+        KernelRoute("192.0.2.0/24", *via_eni)}
+    script = spec.nft_script()
+    assert "meta rtclassid 1 meta l4proto { tcp, udp } snat to 10.0.2.9:1024-65535" in script
+    assert 'oifname "igw0" meta rtclassid 1' not in script  # it leaves by its subnet's routes
+    assert 'counter name "nat1_est"' in script
+    nat_gone = NatGateway(*[*vars(nat).values()][:9], "deleted", 0.0)
+    (spec,) = desired_state(NAMES, "", [VPC], SUBNETS, ENIS, [MAIN, PUBLIC], routes, ASSOCS,
+                            [IGW], [], [nat_gone])
+    assert not spec.translates
+    assert KernelRoute("0.0.0.0/0", "blackhole") in spec.routing.tables[TABLE_BASE + 1]

@@ -169,6 +169,13 @@ def eni_stats(names: Names, vpc_id: str, n: int,
             "idle_timeouts": watch.expired if watch else 0}
 
 
+def idle_expired(netns: str, address: str) -> int:
+    """Established TCP flows translated to `address` in `netns` seen expiring idle so far (the
+    idle watch above; a NAT gateway's IdleTimeoutCount)."""
+    watch = _IDLE.get((netns, address))
+    return watch.expired if watch else 0
+
+
 def forget_plane(netns: str) -> None:
     """Drop the idle watch of a plane that is gone."""
     for key in [k for k in _IDLE if k[0] == netns]:
