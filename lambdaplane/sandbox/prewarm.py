@@ -15,13 +15,17 @@ invocations run, as the pool's do, so a burst does not pay for the next one. The
 
 With `runtime` (a RuntimeInstall with a program to exec: Node.js) the sandboxes are that
 runtime's own and its program is started in them already (prestart.py), waiting for code:
-environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`)."""
+environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`). Such a
+sandbox says on its control socket when its runtime is ready (loaded and warmed up); `take`
+hands out a ready one first, else the one that has been starting longest (it is ahead of a
+fresh start)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,6 +37,7 @@ from ..net.names import Names
 from . import cgroups
 from .cgroups import EnvCgroup
 from .pool import Sandbox, SandboxPool
+from .prestart import READY_MESSAGE
 from .runtimes.registry import RuntimeInstall
 from .zygote import PreforkedEnv, SpawnRequest, Zygote, default_interpreter
 
@@ -55,6 +60,7 @@ class Prewarmed:
     exited: asyncio.Task[int]
     interpreter: str
     assigned: bool = False
+    ready: bool = True  # with a runtime: False until its sandbox says it is (prestart.py)
 
 
 class PrewarmedSandboxes:
@@ -74,6 +80,8 @@ class PrewarmedSandboxes:
         self._interpreter = ""
         self.runtime = runtime
         self._making = 0
+        self._watched: set[str] = set()  # env ids whose control socket is being read
+        self._taken = {True: 0, False: 0}  # handed out with their runtime ready / starting
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
         # kept ready; sandbox/capacity.py moves the main pool's with demand
         self.target = settings.prefork if size is None else size
@@ -102,10 +110,13 @@ class PrewarmedSandboxes:
         if interpreter != self._interpreter or code_dir.parent != self.code_root:
             return None
         while self._ready:
-            pw = self._ready.popleft()
+            pw = next((pw for pw in self._ready if pw.ready), self._ready[0])
+            self._ready.remove(pw)
             self._wanted.set()
+            self._unwatch(pw)
             if not pw.exited.done():
                 pw.assigned = True
+                self._taken[pw.ready] += 1
                 return pw
         return None
 
@@ -131,9 +142,14 @@ class PrewarmedSandboxes:
 
     def stats(self) -> dict[str, int]:
         # sandboxes being made or discarded hold a cgroup too (stats must account for them)
-        return {"prewarmed_ready": len(self._ready),
-                "prewarmed_target": self.target if self._task is not None else 0,
-                "prewarmed_other": self._making + len(self._discards)}
+        stats = {"prewarmed_ready": len(self._ready),
+                 "prewarmed_target": self.target if self._task is not None else 0,
+                 "prewarmed_other": self._making + len(self._discards)}
+        if self.runtime is not None:  # of those ready, how many have their runtime ready too;
+            # and how many cold starts took one whose runtime was ready / still starting
+            stats.update(runtime_ready=sum(1 for pw in self._ready if pw.ready),
+                         taken_ready=self._taken[True], taken_starting=self._taken[False])
+        return stats
 
     # internals ---------------------------------------------------------------------------
     async def _fill_loop(self) -> None:
@@ -195,9 +211,35 @@ class PrewarmedSandboxes:
             await self.pool.release(sandbox.slot)
             raise
         exited = asyncio.create_task(forked.process.wait(), name=f"lp-env-{env_id}")
-        pw = Prewarmed(env_id, sandbox, cgroup, forked, exited, self._interpreter)
+        pw = Prewarmed(env_id, sandbox, cgroup, forked, exited, self._interpreter,
+                       ready=self.runtime is None)
         exited.add_done_callback(lambda _t: self._on_exit(pw))
+        if not pw.ready:
+            self._watch(pw)
         return pw
+
+    def _watch(self, pw: Prewarmed) -> None:
+        """Until its runtime says it is ready (prestart.READY_MESSAGE) on the control socket."""
+        control = pw.forked.control
+
+        def readable() -> None:
+            try:
+                message = control.recv(64, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            pw.ready = message == READY_MESSAGE
+            self._unwatch(pw)
+
+        asyncio.get_running_loop().add_reader(control.fileno(), readable)
+        self._watched.add(pw.env_id)
+
+    def _unwatch(self, pw: Prewarmed) -> None:
+        """Stop watching its control socket (before it is used for anything else, or closed)."""
+        if pw.env_id in self._watched:
+            self._watched.discard(pw.env_id)
+            asyncio.get_running_loop().remove_reader(pw.forked.control.fileno())
 
     def _on_exit(self, pw: Prewarmed) -> None:
         """An unassigned sandbox died (its build failed, or it was killed): clean it up.
@@ -222,6 +264,7 @@ class PrewarmedSandboxes:
 
     async def _discard(self, pw: Prewarmed) -> None:
         try:
+            self._unwatch(pw)
             pw.forked.close()
             pw.forked.process.kill()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
