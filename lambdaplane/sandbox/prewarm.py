@@ -18,7 +18,8 @@ runtime's own and its program is started in them already (prestart.py), waiting 
 environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`). Such a
 sandbox says on its control socket when its runtime is ready (loaded and warmed up); `take`
 hands out a ready one first, else the one that has been starting longest (it is ahead of a
-fresh start)."""
+fresh start). A cold start that finds none ready grows the pool by one (up to 4 × N, at most
+8); each 30 s without such a miss gives one back."""
 from __future__ import annotations
 
 import asyncio
@@ -49,6 +50,11 @@ START_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 5.0
 PARALLEL_MAKES = 4  # made at once while no invocation runs
 FAILURE_PAUSE_S = 1.0  # after a sandbox died before being assigned, before the next fork
+# A runtime's pool (runtime=...) grows when cold starts find no runtime ready: up to
+# RUNTIME_GROWTH times its size (at most RUNTIME_CEILING), back by one per quiet SHRINK_AFTER_S.
+RUNTIME_GROWTH = 4
+RUNTIME_CEILING = 8
+SHRINK_AFTER_S = 30.0
 
 
 @dataclass
@@ -83,8 +89,12 @@ class PrewarmedSandboxes:
         self._watched: set[str] = set()  # env ids whose control socket is being read
         self._taken = {True: 0, False: 0}  # handed out with their runtime ready / starting
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
-        # kept ready; sandbox/capacity.py moves the main pool's with demand
+        # kept ready; sandbox/capacity.py moves the main pool's with demand, a runtime's own
+        # pool grows itself when cold starts find no runtime ready (_missed)
         self.target = settings.prefork if size is None else size
+        self._floor = self.target
+        self._ceiling = max(self.target, min(self.target * RUNTIME_GROWTH, RUNTIME_CEILING))
+        self._missed_at = -SHRINK_AFTER_S
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
@@ -109,6 +119,8 @@ class PrewarmedSandboxes:
         None (the caller forks as usual)."""
         if interpreter != self._interpreter or code_dir.parent != self.code_root:
             return None
+        if self.runtime is not None and not any(pw.ready for pw in self._ready):
+            self._missed()
         while self._ready:
             pw = next((pw for pw in self._ready if pw.ready), self._ready[0])
             self._ready.remove(pw)
@@ -119,6 +131,14 @@ class PrewarmedSandboxes:
                 self._taken[pw.ready] += 1
                 return pw
         return None
+
+    def _missed(self) -> None:
+        """A cold start found no runtime ready: keep one more (up to the ceiling) while they
+        come this fast; SHRINK_AFTER_S without a miss gives one back (down to the floor)."""
+        self._missed_at = time.monotonic()
+        if self.target < self._ceiling:
+            self.target += 1
+            self._wanted.set()
 
     @property
     def interpreter(self) -> str:
@@ -158,7 +178,14 @@ class PrewarmedSandboxes:
             if len(self._ready) >= self.target:
                 deferred_since = None
                 self._wanted.clear()
-                await self._wanted.wait()
+                if self.runtime is None or self.target <= self._floor:
+                    await self._wanted.wait()
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wanted.wait(), SHRINK_AFTER_S)
+                if time.monotonic() - self._missed_at >= SHRINK_AFTER_S:
+                    self.target -= 1  # grown for a burst that is over: one less
+                    await self.trim()
                 continue
             now = time.monotonic()
             if now - self._failed_at < FAILURE_PAUSE_S:

@@ -2,7 +2,8 @@
 server: a pre-started sandbox says when its node is loaded and warmed up, a cold start takes
 such a one, the function runs in it with nothing of the warm-up left (no log line, no request
 id, its own environment and working directory), and its node runs in its function's cpu group
-(a weight from its MemorySize) like PID 1 of its sandbox."""
+(a weight from its MemorySize) like PID 1 of its sandbox; cold starts that find no node ready
+grow the pool."""
 from __future__ import annotations
 
 import base64
@@ -97,3 +98,19 @@ def test_prestarted_node_runs_in_its_function_cpu_group(server: LiveServer) -> N
     pids = (envs[0] / "cgroup.procs").read_text().split()
     assert len(pids) >= 2, "PID 1 and node: both in the function's cpu group"
     assert int((envs[0] / "cpu.shares").read_text()) == cgroups.cpu_shares_for(1769)
+
+
+def test_pool_grows_when_cold_starts_find_no_node_ready(server: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _create(server, "first-burst")
+    _invoke(server, "first-burst")
+    assert wait_until(lambda: _pool(server).get("runtime_ready", 0) >= 2, 60), _pool(server)
+    floor = _pool(server)["prewarmed_target"]
+    for i in range(5):
+        _create(server, f"burst-{i}")
+    with ThreadPoolExecutor(5) as pool:  # more at once than are ready: the rest find none
+        bodies = list(pool.map(lambda i: _invoke(server, f"burst-{i}")[1], range(5)))
+    assert len({b["requestId"] for b in bodies}) == 5
+    grown = _pool(server)
+    assert floor < grown["prewarmed_target"] <= min(floor * 4, 8), (floor, grown)
