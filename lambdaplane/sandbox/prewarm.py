@@ -19,7 +19,8 @@ environments.py keeps such a pool per Node.js runtime in use (`serve --prestart 
 sandbox says on its control socket when its runtime is ready (loaded and warmed up); `take`
 hands out a ready one first, else the one that has been starting longest (it is ahead of a
 fresh start). A cold start that finds none ready grows the pool by one (up to 4 × N, at most
-8); each 30 s without such a miss gives one back."""
+8); each 30 s without such a miss gives one back. Such a pool refills at once, not after the
+invocations running: its sandboxes start in a cpu cgroup of low weight."""
 from __future__ import annotations
 
 import asyncio
@@ -192,12 +193,15 @@ class PrewarmedSandboxes:
                 await asyncio.sleep(FAILURE_PAUSE_S)  # a build failing again and again
                 continue
             deferred_since = deferred_since or now
-            if self.busy() and now - deferred_since < MAX_DEFER_S:
+            # A runtime's pool refills at once: its sandboxes start in a cpu cgroup of low
+            # weight (PREFORK_MEMORY_MB's), so they take little from the invocations running.
+            busy = self.busy() and self.runtime is None
+            if busy and now - deferred_since < MAX_DEFER_S:
                 await asyncio.sleep(0.02)  # a fork + build would take its CPU from them
                 continue
             # Nothing runs: several at once (the zygote forks while earlier children build
             # their sandboxes), so a large target is reached before the next burst.
-            count = 1 if self.busy() else min(PARALLEL_MAKES, self.target - len(self._ready))
+            count = 1 if busy else min(PARALLEL_MAKES, self.target - len(self._ready))
             made = await asyncio.gather(*(self._make_one() for _ in range(max(1, count))))
             if not all(made):
                 await asyncio.sleep(1.0)  # cold starts fork meanwhile
