@@ -2,8 +2,9 @@
 function through the HTTP API. A cold start is forced by changing the function's description
 (which retires its environments) before each cold sample; warm samples reuse one environment.
 With `--runtimes python3.11,nodejs22.x,...` the same hello world runs in each runtime, side by
-side in one run (cold samples taken in turn), reported under `per_runtime`; the top-level
-figures are then the first runtime's."""
+side in one run (cold samples taken in turn), reported under `per_runtime` (for Node.js also
+the server's pre-started sandbox counts: how many cold starts found node ready or still
+starting); the top-level figures are then the first runtime's."""
 from __future__ import annotations
 
 import json
@@ -40,6 +41,8 @@ def run(endpoint: str, out_dir: Path, cold_n: int, warm_n: int,
                 status, ms, body = client.invoke(name, b'{"name": "cold"}')
                 _check(status, body)
                 cold[rt].append(ms)
+        # Node.js: how many cold starts found node started and warm, or still starting
+        prestarted = client.json("GET", "/_lambdaplane/status")["execution"].get("prestarted", {})
         for rt, name in names.items():
             for _ in range(min(20, warm_n)):  # warm-up, not recorded
                 client.invoke(name)
@@ -59,7 +62,9 @@ def run(endpoint: str, out_dir: Path, cold_n: int, warm_n: int,
     if runtimes:
         result["runtime"] = first
         result["per_runtime"] = {rt: {"cold_start": summary(cold[rt]),
-                                      "warm_invoke": summary(warm[rt])} for rt in chosen}
+                                      "warm_invoke": summary(warm[rt]),
+                                      **({"prestarted": prestarted[rt]} if rt in prestarted
+                                         else {})} for rt in chosen}
     write_json(out_dir, "invoke", result)
     series = {}
     for rt in chosen:

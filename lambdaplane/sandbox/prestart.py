@@ -3,7 +3,10 @@ and loading its bootstrap cost more than the rest of a cold start). The sandbox'
 the runtime, as the unprivileged user, before the function is known; the runtime waits on a
 pipe. On assignment PID 1 mounts the code (the runtime shares its mount namespace, so it sees
 it), drops its own privileges, writes the function's environment (JSON) to that pipe, then
-relays the runtime's output to the environment's output pipe and exits with its status. So
+relays the runtime's output to the environment's output pipe and exits with its status.
+Before that, the runtime warms itself up and writes READY on its output; PID 1 waits for it
+(wait_ready) and then tells the server on its control socket (READY_MESSAGE), so that the
+server hands out a runtime that is ready before one that is still starting. So
 that a log line is in the output pipe before the response that follows it (as when the
 runtime writes there itself), the runtime ends what it wrote with FLUSH before each Runtime
 API call and waits for PID 1's ack (one byte on a pipe of its own) once all of it is relayed.
@@ -13,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, replace
 from typing import Any
 
 SETUP_FAILED = 125
 FLUSH = b"\x00lambdaplane-flush\x00"
+READY = b"\x00lambdaplane-ready\x00"  # the runtime, on its output: loaded, warm, waiting
+READY_MESSAGE = b"ready"  # PID 1, on its control socket, to the server (prewarm.py)
 PRESTART_FD = 3  # the runtime reads its environment from here (LAMBDAPLANE_PRESTART_FD)
 ACK_FD = 4  # ... and PID 1's acks of its FLUSH marks from here
 _START_ENV = {"PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin", "TZ": "UTC",
@@ -30,6 +36,7 @@ class Prestarted:
     control: int  # write end: the environment goes here, then EOF
     output: int  # read end of the runtime's stdout/stderr
     ack: int  # write end: one byte per FLUSH relayed
+    early: bytes = b""  # what it wrote before READY: relayed first once assigned
 
     def fds(self) -> tuple[int, int, int]:
         return (self.control, self.output, self.ack)
@@ -73,6 +80,31 @@ def start(argv: list[str], uid: int, gid: int, isolation: Any, seccomp: Any = No
     return Prestarted(pid, control_w, output_r, ack_w)
 
 
+def wait_ready(runtime: Prestarted) -> Prestarted:
+    """Block until the runtime wrote READY (what it wrote before is kept in `early`). A runtime
+    that exits first ends the sandbox: the server discards it, unassigned."""
+    held = b""
+    while READY not in held:
+        try:
+            chunk = os.read(runtime.output, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            os._exit(SETUP_FAILED)
+        held += chunk
+    return replace(runtime, early=held.replace(READY, b"", 1))
+
+
+def tell_ready(control_fd: int) -> None:
+    """READY_MESSAGE to the server on the sandbox's control socket. The server may have assigned
+    the sandbox (and closed its end) already: then nobody needs to know."""
+    with socket.socket(fileno=os.dup(control_fd)) as control:
+        try:
+            control.send(READY_MESSAGE, socket.MSG_NOSIGNAL)
+        except OSError:
+            pass
+
+
 def _write_all(fd: int, data: bytes) -> bool:
     try:
         while data:
@@ -91,7 +123,7 @@ def hand_over(runtime: Prestarted, environ: dict[str, str]) -> None:
         while data:
             data = data[os.write(runtime.control, data):]
         os.close(runtime.control)
-        writable, held = True, b""
+        writable, held = True, runtime.early
         keep = len(FLUSH) - 1  # a mark may be split between two reads
         while True:
             try:

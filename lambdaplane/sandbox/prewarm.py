@@ -15,13 +15,19 @@ invocations run, as the pool's do, so a burst does not pay for the next one. The
 
 With `runtime` (a RuntimeInstall with a program to exec: Node.js) the sandboxes are that
 runtime's own and its program is started in them already (prestart.py), waiting for code:
-environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`)."""
+environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`). Such a
+sandbox says on its control socket when its runtime is ready (loaded and warmed up); `take`
+hands out a ready one first, else the one that has been starting longest (it is ahead of a
+fresh start). A cold start that finds none ready grows the pool by one (up to 4 × N, at most
+8); each 30 s without such a miss gives one back. Such a pool refills at once, not after the
+invocations running: its sandboxes start in a cpu cgroup of low weight."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,6 +39,7 @@ from ..net.names import Names
 from . import cgroups
 from .cgroups import EnvCgroup
 from .pool import Sandbox, SandboxPool
+from .prestart import READY_MESSAGE
 from .runtimes.registry import RuntimeInstall
 from .zygote import PreforkedEnv, SpawnRequest, Zygote, default_interpreter
 
@@ -44,6 +51,11 @@ START_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 5.0
 PARALLEL_MAKES = 4  # made at once while no invocation runs
 FAILURE_PAUSE_S = 1.0  # after a sandbox died before being assigned, before the next fork
+# A runtime's pool (runtime=...) grows when cold starts find no runtime ready: up to
+# RUNTIME_GROWTH times its size (at most RUNTIME_CEILING), back by one per quiet SHRINK_AFTER_S.
+RUNTIME_GROWTH = 4
+RUNTIME_CEILING = 8
+SHRINK_AFTER_S = 30.0
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Prewarmed:
     exited: asyncio.Task[int]
     interpreter: str
     assigned: bool = False
+    ready: bool = True  # with a runtime: False until its sandbox says it is (prestart.py)
 
 
 class PrewarmedSandboxes:
@@ -74,9 +87,15 @@ class PrewarmedSandboxes:
         self._interpreter = ""
         self.runtime = runtime
         self._making = 0
+        self._watched: set[str] = set()  # env ids whose control socket is being read
+        self._taken = {True: 0, False: 0}  # handed out with their runtime ready / starting
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
-        # kept ready; sandbox/capacity.py moves the main pool's with demand
+        # kept ready; sandbox/capacity.py moves the main pool's with demand, a runtime's own
+        # pool grows itself when cold starts find no runtime ready (_missed)
         self.target = settings.prefork if size is None else size
+        self._floor = self.target
+        self._ceiling = max(self.target, min(self.target * RUNTIME_GROWTH, RUNTIME_CEILING))
+        self._missed_at = -SHRINK_AFTER_S
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
@@ -101,13 +120,26 @@ class PrewarmedSandboxes:
         None (the caller forks as usual)."""
         if interpreter != self._interpreter or code_dir.parent != self.code_root:
             return None
+        if self.runtime is not None and not any(pw.ready for pw in self._ready):
+            self._missed()
         while self._ready:
-            pw = self._ready.popleft()
+            pw = next((pw for pw in self._ready if pw.ready), self._ready[0])
+            self._ready.remove(pw)
             self._wanted.set()
+            self._unwatch(pw)
             if not pw.exited.done():
                 pw.assigned = True
+                self._taken[pw.ready] += 1
                 return pw
         return None
+
+    def _missed(self) -> None:
+        """A cold start found no runtime ready: keep one more (up to the ceiling) while they
+        come this fast; SHRINK_AFTER_S without a miss gives one back (down to the floor)."""
+        self._missed_at = time.monotonic()
+        if self.target < self._ceiling:
+            self.target += 1
+            self._wanted.set()
 
     @property
     def interpreter(self) -> str:
@@ -131,9 +163,14 @@ class PrewarmedSandboxes:
 
     def stats(self) -> dict[str, int]:
         # sandboxes being made or discarded hold a cgroup too (stats must account for them)
-        return {"prewarmed_ready": len(self._ready),
-                "prewarmed_target": self.target if self._task is not None else 0,
-                "prewarmed_other": self._making + len(self._discards)}
+        stats = {"prewarmed_ready": len(self._ready),
+                 "prewarmed_target": self.target if self._task is not None else 0,
+                 "prewarmed_other": self._making + len(self._discards)}
+        if self.runtime is not None:  # of those ready, how many have their runtime ready too;
+            # and how many cold starts took one whose runtime was ready / still starting
+            stats.update(runtime_ready=sum(1 for pw in self._ready if pw.ready),
+                         taken_ready=self._taken[True], taken_starting=self._taken[False])
+        return stats
 
     # internals ---------------------------------------------------------------------------
     async def _fill_loop(self) -> None:
@@ -142,19 +179,29 @@ class PrewarmedSandboxes:
             if len(self._ready) >= self.target:
                 deferred_since = None
                 self._wanted.clear()
-                await self._wanted.wait()
+                if self.runtime is None or self.target <= self._floor:
+                    await self._wanted.wait()
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wanted.wait(), SHRINK_AFTER_S)
+                if time.monotonic() - self._missed_at >= SHRINK_AFTER_S:
+                    self.target -= 1  # grown for a burst that is over: one less
+                    await self.trim()
                 continue
             now = time.monotonic()
             if now - self._failed_at < FAILURE_PAUSE_S:
                 await asyncio.sleep(FAILURE_PAUSE_S)  # a build failing again and again
                 continue
             deferred_since = deferred_since or now
-            if self.busy() and now - deferred_since < MAX_DEFER_S:
+            # A runtime's pool refills at once: its sandboxes start in a cpu cgroup of low
+            # weight (PREFORK_MEMORY_MB's), so they take little from the invocations running.
+            busy = self.busy() and self.runtime is None
+            if busy and now - deferred_since < MAX_DEFER_S:
                 await asyncio.sleep(0.02)  # a fork + build would take its CPU from them
                 continue
             # Nothing runs: several at once (the zygote forks while earlier children build
             # their sandboxes), so a large target is reached before the next burst.
-            count = 1 if self.busy() else min(PARALLEL_MAKES, self.target - len(self._ready))
+            count = 1 if busy else min(PARALLEL_MAKES, self.target - len(self._ready))
             made = await asyncio.gather(*(self._make_one() for _ in range(max(1, count))))
             if not all(made):
                 await asyncio.sleep(1.0)  # cold starts fork meanwhile
@@ -196,9 +243,35 @@ class PrewarmedSandboxes:
             await self.pool.release(sandbox.slot)
             raise
         exited = asyncio.create_task(forked.process.wait(), name=f"lp-env-{env_id}")
-        pw = Prewarmed(env_id, sandbox, cgroup, forked, exited, self._interpreter)
+        pw = Prewarmed(env_id, sandbox, cgroup, forked, exited, self._interpreter,
+                       ready=self.runtime is None)
         exited.add_done_callback(lambda _t: self._on_exit(pw))
+        if not pw.ready:
+            self._watch(pw)
         return pw
+
+    def _watch(self, pw: Prewarmed) -> None:
+        """Until its runtime says it is ready (prestart.READY_MESSAGE) on the control socket."""
+        control = pw.forked.control
+
+        def readable() -> None:
+            try:
+                message = control.recv(64, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            pw.ready = message == READY_MESSAGE
+            self._unwatch(pw)
+
+        asyncio.get_running_loop().add_reader(control.fileno(), readable)
+        self._watched.add(pw.env_id)
+
+    def _unwatch(self, pw: Prewarmed) -> None:
+        """Stop watching its control socket (before it is used for anything else, or closed)."""
+        if pw.env_id in self._watched:
+            self._watched.discard(pw.env_id)
+            asyncio.get_running_loop().remove_reader(pw.forked.control.fileno())
 
     def _on_exit(self, pw: Prewarmed) -> None:
         """An unassigned sandbox died (its build failed, or it was killed): clean it up.
@@ -223,6 +296,7 @@ class PrewarmedSandboxes:
 
     async def _discard(self, pw: Prewarmed) -> None:
         try:
+            self._unwatch(pw)
             pw.forked.close()
             pw.forked.process.kill()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):

@@ -134,11 +134,12 @@ def _exec_runtime(argv: list[str], environ: dict[str, str]) -> None:
         os._exit(SETUP_FAILED)
 
 
-def _await_assignment(ctl_fd: int, stash: list[str] | None = None
+def _await_assignment(ctl_fd: int, stash: list[str] | None = None, runtime_pid: int = 0
                       ) -> tuple[dict[str, Any], socket.socket | None]:
     """A pre-forked child's wait for its function (blocking; no function code has run).
     Returns the assignment, and the control socket if a `go` is still to come (a VPC
-    function's network is being attached meanwhile)."""
+    function's network is being attached meanwhile). runtime_pid: a runtime started ahead
+    (prestart.py) moves to the function's cpu cgroup with us."""
     ctl = socket.socket(fileno=ctl_fd)
     data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
     if not data:
@@ -152,6 +153,8 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None
     assignment: dict[str, Any] = json.loads(data)
     for procs in fds[1:]:  # its function's cpu cgroup (opened by the server: not in our view)
         os.write(procs, b"0")
+        if runtime_pid:
+            os.write(procs, str(runtime_pid).encode())
         os.close(procs)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
                           str(assignment.get("opt") or ""), assignment.get("mounts") or (),
@@ -219,9 +222,12 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
             isolation.limit_future_privileges(host.cap_last)
             written_pages.copy_now(copy_first)
             if prestarting:
-                prestarted = prestart.start(list(req["exec_argv"]), spec.uid, spec.gid,
-                                            isolation, seccomp)
-            assignment, pending = _await_assignment(out_fd, [] if prestarting else None)
+                prestarted = prestart.wait_ready(prestart.start(
+                    list(req["exec_argv"]), spec.uid, spec.gid, isolation, seccomp))
+                prestart.tell_ready(out_fd)  # the server may prefer us now
+            assignment, pending = _await_assignment(
+                out_fd, [] if prestarting else None,
+                prestarted.pid if prestarted is not None else 0)
             req = {**req, **assignment}
         stdin = os.open("/dev/null", os.O_RDONLY)
         os.dup2(stdin, 0)

@@ -9,19 +9,24 @@
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
-import util from "node:util";
 import module, { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
+import { logError, patchConsole, setRequestId, warmUpFormats } from "./console.mjs";
 
 // Pre-started (sandbox/prestart.py): node and this bootstrap are loaded before the function is
-// known; its environment arrives on a pipe (JSON, then EOF) once the sandbox is assigned.
+// known. It then runs a function of its own once (warmUp), so that what a cold start runs after
+// its function arrives is compiled already, says READY_MARK to the sandbox's PID 1, and waits
+// for its environment on a pipe (JSON, then EOF): the sandbox has been assigned.
 // Its output is relayed by the sandbox's PID 1: flushOutput() makes sure all of it is in the
 // environment's output pipe before each Runtime API call (a mark, then PID 1's ack on fd 4).
 const PRESTARTED = Boolean(process.env.LAMBDAPLANE_PRESTART_FD);
 const FLUSH_MARK = "\u0000lambdaplane-flush\u0000";
+const READY_MARK = "\u0000lambdaplane-ready\u0000";
 const ACK_FD = 4;
+const WARM_UP_ROOT = "/var/runtime/warmup";
 let unflushed = false;
-if (PRESTARTED) {
+
+function receiveEnvironment() {
   const fd = Number(process.env.LAMBDAPLANE_PRESTART_FD);
   const { environ } = JSON.parse(fs.readFileSync(fd, "utf8"));
   fs.closeSync(fd);
@@ -31,14 +36,26 @@ if (PRESTARTED) {
   if (typeof module._initPaths === "function") module._initPaths(); // NODE_PATH, for require
 }
 
-const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
-const [API_HOST, API_PORT] = (process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001").split(":");
+// set from the environment (configure()); the warm-up points them at its own
+let TASK_ROOT = "/var/task";
+let API_HOST = "127.0.0.1";
+let API_PORT = "9001";
 const API_PREFIX = "/2018-06-01/runtime";
 const NODE_MAJOR = Number(process.versions.node.split(".")[0]);
 const CALLBACKS_SUPPORTED = NODE_MAJOR < 24;
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+let agent = newAgent();
 
-// --- console: AWS's line format ----------------------------------------------------------
+function newAgent() {
+  return new http.Agent({ keepAlive: true, maxSockets: 1 });
+}
+
+function configure() {
+  TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
+  [API_HOST, API_PORT] = (process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001").split(":");
+  patchConsole(writeLine, process.env); // LogFormat, ApplicationLogLevel
+}
+
+// --- console: AWS's formats (console.mjs) --------------------------------------------------
 let currentRequestId; // undefined before the first invocation, as AWS prints it
 const stdoutWrite = process.stdout.write.bind(process.stdout);
 if (PRESTARTED) { // whatever is written, by us or by the function, is to be flushed
@@ -59,17 +76,12 @@ function flushOutput() {
   }
 }
 
-function logLine(level, args) {
-  // one line per call: newlines inside a message become \r, as AWS's runtime writes them
-  const message = util.format(...args).replace(/\n/g, "\r");
+function writeLine(line) {
   unflushed = true;
-  stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+  stdoutWrite(line);
 }
 
-for (const [method, level] of [["log", "INFO"], ["info", "INFO"], ["warn", "WARN"],
-  ["error", "ERROR"], ["debug", "DEBUG"], ["trace", "TRACE"], ["fatal", "FATAL"]]) {
-  console[method] = (...args) => logLine(level, args);
-}
+patchConsole(writeLine, process.env); // again once the function's environment is known
 
 // --- the Runtime API -----------------------------------------------------------------------
 function request(method, urlPath, body, headers = {}) {
@@ -305,6 +317,7 @@ async function invokeOnce(handler) {
   const headers = next.headers;
   const requestId = headers["lambda-runtime-aws-request-id"];
   currentRequestId = requestId;
+  setRequestId(requestId);
   if (headers["lambda-runtime-trace-id"]) {
     process.env._X_AMZN_TRACE_ID = headers["lambda-runtime-trace-id"];
   } else {
@@ -322,7 +335,7 @@ async function invokeOnce(handler) {
   const { error, result } = await run(handler, event, headers);
   if (error !== null && error !== undefined) {
     const payload = describe(error);
-    console.error("Invoke Error \t" + JSON.stringify(payload));
+    logError("Invoke Error", error, payload);
     await post(`/invocation/${requestId}/error`, JSON.stringify(payload), payload.errorType);
     return;
   }
@@ -340,10 +353,11 @@ async function invokeOnce(handler) {
 
 // --- process-wide failures ------------------------------------------------------------------
 async function fatal(error, errorType, label, exitCode) {
-  const payload = describe(errorType ? new RuntimeError(errorType, String(error instanceof Error
+  const failure = errorType ? new RuntimeError(errorType, String(error instanceof Error
     ? `${error.name}: ${error.message}` : error), error instanceof Error ? error : undefined)
-    : error);
-  console.error(`${label} \t` + JSON.stringify(payload));
+    : error;
+  const payload = describe(failure);
+  logError(label, failure, payload);
   try {
     await post(currentRequestId ? `/invocation/${currentRequestId}/error` : "/init/error",
       JSON.stringify(payload), payload.errorType);
@@ -359,13 +373,62 @@ process.on("uncaughtException", (error) => {
   fatal(error, null, "Uncaught Exception", 129);
 });
 
+// --- warming up (pre-started only) -----------------------------------------------------------
+// A Runtime API of our own on 127.0.0.1 serves two invocations of /var/runtime/warmup's handler
+// (CommonJS) through the very functions a cold start uses; an ES module is imported too. Nothing
+// is written to the output, and nothing of it is left once it is done.
+async function warmUp() {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      if (req.method === "GET") {
+        res.writeHead(200, { "Content-Type": "application/json",
+          "Lambda-Runtime-Aws-Request-Id": "warm-up",
+          "Lambda-Runtime-Deadline-Ms": String(Date.now() + 60000),
+          "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:warm-up" });
+        res.end('{"warm":"up"}');
+      } else {
+        res.writeHead(202, { "Content-Type": "application/json" });
+        res.end('{"status":"OK"}');
+      }
+    });
+  });
+  try {
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", resolve);
+    });
+    [TASK_ROOT, API_HOST, API_PORT] = [WARM_UP_ROOT, "127.0.0.1", String(server.address().port)];
+    const handler = await loadHandler("index.handler");
+    for (let i = 0; i < 2; i++) await invokeOnce(handler);
+    await import(pathToFileURL(path.join(WARM_UP_ROOT, "module.mjs")).href);
+    warmUpFormats();
+  } catch {
+    // a sandbox that cannot listen on its loopback still runs functions, only colder
+  } finally {
+    agent.destroy();
+    agent = newAgent();
+    server.closeAllConnections?.();
+    await new Promise((resolve) => server.close(resolve));
+    currentRequestId = undefined;
+    setRequestId(undefined);
+    delete process.env._X_AMZN_TRACE_ID;
+  }
+}
+
 async function main() {
+  if (PRESTARTED) {
+    await warmUp();
+    fs.writeSync(1, READY_MARK);
+    receiveEnvironment(); // blocks until the sandbox is assigned
+  }
+  configure();
   let handler;
   try {
     handler = await loadHandler(process.env._HANDLER || "");
   } catch (error) {
     const payload = describe(error);
-    console.error("Uncaught Exception \t" + JSON.stringify(payload));
+    logError("Uncaught Exception", error, payload);
     await post("/init/error", JSON.stringify(payload), payload.errorType);
     process.exit(1);
   }
