@@ -11,7 +11,7 @@ APT_PACKAGES += nodejs chromium chromium-driver
 ARGS ?=
 BIN_DIR ?= /usr/local/bin
 
-.PHONY: install link run test test-fast clean bench faults soak hostile fuzz
+.PHONY: install link run test test-fast test-runtimes clean bench faults soak hostile fuzz
 
 install: $(VENV)/.installed link
 
@@ -106,6 +106,12 @@ faults: install
 
 soak: install
 	LP_SOAK_FULL=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/soak $(ARGS)
+
+# The whole runtime matrix: every Node.js major, each with node pre-started and exec'd at cold
+# start (make test: Node.js 22 pre-started, and one module-format check per major).
+test-runtimes: install
+	LP_FULL_MATRIX=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  tests/e2e/test_runtimes_node.py tests/e2e/test_node_log_format.py $(ARGS)
 
 # Hostile function code and hostile zips against a live server (same size in make test).
 hostile: install

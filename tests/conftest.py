@@ -3,6 +3,8 @@ test fails if the server left any namespace, link, nft table, cgroup or process 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A server of the test's own, for tests that restart or break it."""
     yield from live_server(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def bench_all_quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`lambdaplane bench all --quick` run once for the session: the directory of its results.
+    Each benchmark's own test reads its figure from here (one run of each, not two)."""
+    out = tmp_path_factory.mktemp("bench") / "bench"
+    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "all", "--quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=1800,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out

@@ -30,6 +30,10 @@ from lambdaplane.cleanup import fresh_instance, clean_instance, leftovers
 REGION = "us-east-1"
 LOOP_DEBUG = os.environ.get("LP_LOOP_DEBUG") == "1"
 SLOW_CALLBACK_MS = 20
+# The full runtime matrix (every Node major × pre-started and exec'd node): `make test-runtimes`;
+# `make test` runs Node.js 22 pre-started, plus one check per major.
+FULL_MATRIX = os.environ.get("LP_FULL_MATRIX") == "1"
+NODE_MODES = ["prestarted", "exec"] if FULL_MATRIX else ["prestarted"]
 # what the server's loop watchdog logs for code of ours that held the loop (loop_debug.py)
 _LOOP_BLOCKED = re.compile(r" lambdaplane\.loop_debug: loop blocked (\d+) ms at (\S+?), stack")
 

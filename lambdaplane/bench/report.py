@@ -184,9 +184,17 @@ def _nat(r: dict) -> list[Line]:
     return out
 
 
+def _neighbours(r: dict) -> list[Line]:
+    value = _get(r, "noisy_over_quiet_p99")
+    return [Line("neighbours", "a function's warm p99 beside a spinning neighbour / quiet",
+                 "—" if value is None else f"{value:.2f}x", "≤ 2x",
+                 _le(value, 2.0), "AWS: one microVM per environment", "neighbours.png")]
+
+
 SECTIONS: dict[str, Callable[[dict], list[Line]]] = {
     "invoke": _invoke, "throughput": lambda r: _throughput(r) + _throughput_ceiling(r),
     "default_server": _default_server, "burst": _burst, "scale": _scale,
+    "neighbours": _neighbours,
     "vpc": _vpc, "datapath": _datapath, "nat": _nat}
 
 

@@ -11,7 +11,8 @@ from .common import private_server
 
 # `bench all` runs these, in this order; each gets a private server of its own (unless
 # --endpoint), sized by the benchmark's `server_args` where it has one.
-ALL = ["invoke", "throughput", "burst", "scale", "vpc", "datapath", "default-server", "nat"]
+ALL = ["invoke", "throughput", "burst", "scale", "neighbours", "vpc", "datapath", "default-server",
+       "nat"]
 SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 

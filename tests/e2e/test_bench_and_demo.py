@@ -16,11 +16,8 @@ from tests.harness import LiveServer
 pytestmark = pytest.mark.root
 
 
-def test_bench_vpc_quick_writes_json_and_plots(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "vpc", "--quick",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_bench_vpc_quick_writes_json_and_plots(bench_all_quick: Path) -> None:
+    out = bench_all_quick  # tests/conftest.py: `bench all --quick`, once per session
     result = json.loads((out / "vpc.json").read_text())
     assert set(result["modes"]) == {"hyperplane", "legacy"}
     for mode in ("hyperplane", "legacy"):

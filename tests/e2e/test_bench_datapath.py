@@ -4,8 +4,6 @@ tracked, port exhaustion failing cleanly and counted), never a timing or a ratio
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +11,8 @@ import pytest
 pytestmark = pytest.mark.root
 
 
-def test_bench_datapath_quick(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "datapath",
-                           "--quick", "--out", str(out)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_bench_datapath_quick(bench_all_quick: Path) -> None:
+    out = bench_all_quick  # tests/conftest.py: `bench all --quick`, once per session
     result = json.loads((out / "datapath.json").read_text())
     assert set(result["paths"]) == {"direct_veth", "eni", "in_vpc", "runtime_api"}
     assert set(result["path_definitions"]) == set(result["paths"])

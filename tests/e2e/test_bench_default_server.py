@@ -13,12 +13,9 @@ import pytest
 pytestmark = pytest.mark.root
 
 
-def test_default_server_bench_measures_both_modes_and_reports_them(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "default-server",
-                           "--quick", "--out", str(out)], capture_output=True, text=True,
-                          timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_default_server_bench_measures_both_modes_and_reports_them(
+        bench_all_quick: Path) -> None:
+    out = bench_all_quick  # tests/conftest.py: `bench all --quick`, once per session
     result = json.loads((out / "default_server.json").read_text())
     plan = result["plan"]
     assert result["ceiling"]["fork_exec_python"]["n"] > 0

@@ -4,8 +4,6 @@ a timing: the figure is read from the JSON, not asserted."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +11,8 @@ import pytest
 pytestmark = pytest.mark.root
 
 
-def test_bench_neighbours_quick_writes_its_figure(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "neighbours",
-                           "--quick", "--out", str(out)], capture_output=True, text=True,
-                          timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_bench_neighbours_quick_writes_its_figure(bench_all_quick: Path) -> None:
+    out = bench_all_quick  # tests/conftest.py: `bench all --quick`, once per session
     result = json.loads((out / "neighbours.json").read_text())
     assert result["quiet"]["n"] == result["noisy"]["n"] == 60
     assert result["spinner_concurrency"] >= 2

@@ -4,8 +4,6 @@ a first invocation, plots are PNGs — never a timing."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,8 @@ pytestmark = pytest.mark.root
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "all", "--quick",
-                           "--out", str(out)], capture_output=True, text=True, timeout=900,
-                          check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_bench_all_quick_writes_every_result_and_the_summary(bench_all_quick: Path) -> None:
+    out = bench_all_quick  # tests/conftest.py: `bench all --quick`, once per session
 
     invoke = json.loads((out / "invoke.json").read_text())
     assert invoke["cold_start"]["n"] == 5 and invoke["warm_invoke"]["n"] == 20
@@ -63,7 +57,8 @@ def test_bench_all_quick_writes_every_result_and_the_summary(tmp_path: Path) -> 
     assert set(nat["ratios"]) == {"throughput_ratio", "conn_rate_ratio"}
 
     summary = (out / "summary.md").read_text()
-    for name in ("invoke", "throughput", "burst", "scale", "vpc", "default_server", "nat"):
+    for name in ("invoke", "throughput", "burst", "scale", "neighbours", "vpc", "default_server",
+                 "nat"):
         assert f"| {name} |" in summary
     lines = json.loads((out / "summary.json").read_text())["lines"]
     assert all(line["measured"] not in ("", "—") for line in lines)

@@ -14,7 +14,7 @@ import pytest
 from lambdaplane.sandbox.runtimes import registry
 from tests.conftest import live_server
 from tests.e2e.vpc_support import wait_until
-from tests.harness import LiveServer, make_zip
+from tests.harness import NODE_MODES, LiveServer, make_zip
 
 pytestmark = pytest.mark.root
 
@@ -36,7 +36,7 @@ exports.handler = async (event) => {
 """
 
 
-@pytest.fixture(scope="module", params=["prestarted", "exec"])
+@pytest.fixture(scope="module", params=NODE_MODES)
 def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     if registry.get(RUNTIME) is None:
