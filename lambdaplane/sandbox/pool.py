@@ -171,6 +171,7 @@ class SandboxPool:
         self._wanted = asyncio.Event()
         self._refill_task: asyncio.Task[None] | None = None
         self._building = 0
+        self._recycling = 0  # releases checking whether their sandbox can be recycled
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -225,11 +226,19 @@ class SandboxPool:
         if box is None or self._worker is None:
             return
         # A build in flight does not count: a recycled sandbox is cheaper than the build, and
-        # the one extra it may leave is simply taken first.
-        if reuse and len(self._ready) < self.size and await self.net.run(is_pristine, box):
-            self._ready.append(box)
-            self.recycled += 1
-            return
+        # the one extra it may leave is simply taken first. Releases checking their sandbox
+        # at the same moment each hold a place while they wait, so that 100 environments
+        # ending together recycle no more than the pool wants.
+        if reuse and len(self._ready) + self._recycling < self.size:
+            self._recycling += 1
+            try:
+                pristine = await self.net.run(is_pristine, box)
+            finally:
+                self._recycling -= 1
+            if pristine and len(self._ready) < self.size:
+                self._ready.append(box)
+                self.recycled += 1
+                return
         await self.net.run(destroy_sandbox, self._worker, box)
         self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, slot))
         self._wanted.set()
