@@ -31,6 +31,7 @@ from ..net import fastpath, ns
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.netlink import Netlink
+from ..net.rtnl_batch import LOOPBACK_INDEX, Batch, Rtnl, RtnlError
 from ..net.worker import GATEWAY, sandbox_address
 
 log = logging.getLogger(__name__)
@@ -56,42 +57,62 @@ class Sandbox:
 
 
 def build_sandbox(names: Names, worker: Netlink, slot: int) -> Sandbox:
-    """Create one sandbox namespace, wired to the worker. NetThread only."""
+    """Create one sandbox namespace, wired to the worker, in three batches of raw rtnetlink
+    (net/rtnl_batch.py: ≈1 ms of CPU where sixteen pyroute2 requests took 10–17). NetThread
+    only."""
     box = Sandbox(slot, names.sandbox_netns(slot), sandbox_address(slot), names.sandbox_veth(slot))
     gateway_mac, sandbox_mac = sandbox_macs(slot)
     ns.create(box.netns)
     try:
-        try:
-            index = worker.add_veth(box.veth, "eth0", peer_netns=box.netns, mac=gateway_mac,
-                                    peer_mac=sandbox_mac)
-        except Exception as e:  # pyroute2's NetlinkError carries the errno as .code
-            if getattr(e, "code", None) != errno.EEXIST:
-                raise
-            worker.delete_link(box.veth)  # a previous holder of the slot, still going away
-            index = worker.add_veth(box.veth, "eth0", peer_netns=box.netns, mac=gateway_mac,
-                                    peer_mac=sandbox_mac)
-        worker.add_address(index, GATEWAY, 32)
-        fast = fastpath.shared(names)
-        if fast is not None:  # a steered sandbox's packets skip the worker (net/fastpath.py)
-            fast.attach(worker, index)
-        worker.set_up(index)
-        worker.add_route(f"{box.address}/32", index, scope_link=True)
-        # Static ARP both ways: no resolution on a cold start's first packet, and no dynamic
-        # entries (the kernel keeps one table for all namespaces, 1,024 by default).
-        worker.add_permanent_neighbor(index, box.address, sandbox_mac)
-        with Netlink(box.netns) as inside:
-            inside.set_up("lo")
+        with Rtnl(worker.netns) as outside:
+            fd = os.open(ns.netns_path(box.netns), os.O_RDONLY)
+            try:
+                _add_veth(outside, box, gateway_mac, sandbox_mac, fd)
+            finally:
+                os.close(fd)
+            index = outside.index(box.veth)
+            assert index is not None, box.veth
+            batch = Batch()
+            batch.add_address(index, GATEWAY, 32)
+            fast = fastpath.shared(names)
+            if fast is not None:  # a steered sandbox's packets skip the worker (net/fastpath.py)
+                fast.attach_in(batch, index)
+            batch.set_up(index)
+            batch.replace_route(box.address, 32, index, scope_link=True)
+            # Static ARP both ways: no resolution on a cold start's first packet, and no dynamic
+            # entries (the kernel keeps one table for all namespaces, 1,024 by default).
+            batch.replace_permanent_neighbor(index, box.address, sandbox_mac)
+            outside.send(batch)
+        with Rtnl(box.netns) as inside:
             eth0 = inside.index("eth0")
             assert eth0 is not None
-            inside.add_address(eth0, box.address, 32)
-            inside.set_up(eth0)
-            inside.add_route(f"{GATEWAY}/32", eth0, scope_link=True)
-            inside.add_route("0.0.0.0/0", eth0, gateway=GATEWAY)
-            inside.add_permanent_neighbor(eth0, GATEWAY, gateway_mac)
+            batch = Batch()
+            batch.set_up(LOOPBACK_INDEX)
+            batch.add_address(eth0, box.address, 32)
+            batch.set_up(eth0)
+            batch.replace_route(GATEWAY, 32, eth0, scope_link=True)
+            batch.replace_route("0.0.0.0", 0, eth0, gateway=GATEWAY)
+            batch.replace_permanent_neighbor(eth0, GATEWAY, gateway_mac)
+            inside.send(batch)
     except BaseException:
         destroy_sandbox(worker, box)
         raise
     return box
+
+
+def _add_veth(outside: Rtnl, box: Sandbox, gateway_mac: str, sandbox_mac: str,
+              peer_fd: int) -> None:
+    batch = Batch()
+    batch.add_veth(box.veth, gateway_mac, "eth0", sandbox_mac, peer_fd)
+    try:
+        outside.send(batch)
+    except RtnlError as e:
+        if e.errno != errno.EEXIST:
+            raise
+        retry = Batch()  # a previous holder of the slot, still going away
+        retry.delete_link(box.veth)
+        retry.add_veth(box.veth, gateway_mac, "eth0", sandbox_mac, peer_fd)
+        outside.send(retry)
 
 
 def sandbox_macs(slot: int) -> tuple[str, str]:
