@@ -16,11 +16,23 @@ SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 
 _RUNTIMES: list[str] = []  # bench invoke --runtimes
+# `bench all` measures invoke in these runtimes side by side (the README's Node.js row), those
+# of them installed here; the top-level invoke figures are the first's (python3.11).
+ALL_INVOKE_RUNTIMES = ("python3.11", "nodejs22.x")
+
+
+def _all_invoke_runtimes() -> list[str]:
+    from ..sandbox.runtimes import registry
+    found = registry.installed()
+    chosen = [rt for rt in ALL_INVOKE_RUNTIMES if rt in found]
+    return chosen if len(chosen) > 1 else []
 
 
 def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     _RUNTIMES[:] = [r for r in (getattr(args, "runtimes", "") or "").split(",") if r]
+    if args.which == "all" and not _RUNTIMES:
+        _RUNTIMES[:] = _all_invoke_runtimes()
     if args.which == "report":
         files = {name.replace("-", "_"): out_dir / f"{name.replace('-', '_')}.json"
                  for name in ALL}

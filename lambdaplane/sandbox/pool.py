@@ -229,9 +229,12 @@ class SandboxPool:
             self._worker = None
 
     # use ---------------------------------------------------------------------------------
-    async def take(self) -> Sandbox:
-        """A ready sandbox now if there is one, else one built on the spot."""
-        self._last_take = time.monotonic()
+    async def take(self, ahead: bool = False) -> Sandbox:
+        """A ready sandbox now if there is one, else one built on the spot. `ahead`: for a
+        sandbox made ahead of demand (pre-forking), which is no sign of a burst, so the refill
+        does not wait for it to pass."""
+        if not ahead:
+            self._last_take = time.monotonic()
         if self._ready:
             box = self._ready.popleft()
         else:

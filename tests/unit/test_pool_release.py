@@ -57,3 +57,16 @@ async def test_releases_after_a_lowered_target_are_deleted(
     await asyncio.gather(*(pool.release(slot) for slot in range(40, 100)))
     assert pool.ready_count() == 40  # trim removes the surplus, not release
     assert len(net.destroyed) == 60
+
+
+async def test_a_take_ahead_of_demand_does_not_defer_the_refill(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, _net = _pool(20, monkeypatch)
+    pool._in_use.clear()
+    for slot in range(10):
+        pool._ready.append(Sandbox(slot, f"ns{slot}", f"100.64.0.{slot}", f"v{slot}"))
+    await pool.take(ahead=True)  # pre-forking: the refill goes on at once
+    now = pool_module.time.monotonic()
+    assert not pool._may_wait(now, now)
+    await pool.take()  # a cold start: a burst may be starting, the refill waits a moment
+    assert pool._may_wait(pool_module.time.monotonic(), now)
