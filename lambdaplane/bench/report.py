@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +229,12 @@ def lines(results: dict[str, dict]) -> list[Line]:
     out: list[Line] = []
     for name, section in SECTIONS.items():
         if name in results:
-            out += section(results[name])
+            found = section(results[name])
+            args = results[name].get("server_args")
+            if found and args and name != "default_server":  # not the default server: say so
+                found[0] = replace(found[0], figure=f"{found[0].figure} (server "
+                                   f"`{' '.join(args)}`)")
+            out += found
     return out
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from . import burst, invoke, report, scale, throughput
-from .common import private_server
+from .common import private_server, write_json
 
 # `bench all` runs these, in this order; each gets a private server of its own (unless
 # --endpoint), sized by the benchmark's `server_args` where it has one.
@@ -66,6 +66,10 @@ def main(args: argparse.Namespace) -> int:
             extra = ("--pool-size", "256") if name == "vpc" and not args.quick else ()
         with private_server(*extra) as endpoint:
             results.update(_run([name], endpoint, out_dir, cold_n, warm_n, args.quick))
+        if extra:  # the figure says how its server differs from the default (report.py)
+            key = name.replace("-", "_")
+            results[key]["server_args"] = list(extra)
+            write_json(out_dir, key, results[key])
     if args.which == "all":
         print(f"summary: {report.write(out_dir, results)}")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "samples_ms"}
