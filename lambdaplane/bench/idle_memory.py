@@ -63,6 +63,7 @@ def _raised(ex: dict) -> bool:
 def _at_floors(ex: dict) -> bool:
     capacity = ex.get("capacity", {})
     return (capacity.get("pool_target") == capacity.get("pool_floor")
+            and capacity.get("prefork_target") == capacity.get("prefork_floor")
             and ex["pool_ready"] <= ex["pool_target"]
             and ex.get("prewarmed_ready", 0) <= ex.get("prewarmed_target", 0)
             and not any(ex["environments"].values()))

@@ -42,6 +42,7 @@ def test_default_server_bench_measures_both_modes_and_reports_them(tmp_path: Pat
     assert memory["at_start"]["server_rss_mb"] > 0
     assert memory["after_idle"]["environments"] == 0
     assert memory["after_idle"]["pool_target"] == memory["at_start"]["pool_target"]
+    assert memory["after_idle"]["prewarmed_target"] == memory["at_start"]["prewarmed_target"]
     subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "report", "--out",
                     str(out)], check=True, capture_output=True, timeout=120)
     summary = (out / "summary.md").read_text()
