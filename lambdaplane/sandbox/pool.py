@@ -1,5 +1,5 @@
 """The pool of pre-made sandbox network namespaces, so a cold start never waits for netns +
-veth + addresses (≈5–7 ms here).
+veth + addresses (built in three raw rtnetlink batches, net/rtnl_batch.py: ≈2–4 ms of CPU).
 
 Owns the sandbox namespaces `lp<i>-s<slot>` and their veths: worker end `lp<i>s<slot>` (holding
 the /32 gateway 169.254.1.1, a /32 route to the sandbox and the fast-path program at its
