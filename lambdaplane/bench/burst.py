@@ -12,7 +12,10 @@ the work is on the critical path.
 The first burst of each function after the server starts is measured apart
 (`first_burst_after_start`), not in the rounds: its pre-forked sandboxes were made before any
 environment had run, so they had not learnt which of the zygote's pages to copy ahead of time
-(sandbox/written_pages.py) and copy them during the cold start instead."""
+(sandbox/written_pages.py) and copy them during the cold start instead.
+
+The cold-start ceiling, fork+exec of the interpreter, is measured in the same run
+(bench/ceilings.py); p50 and p99 are also given as ratios to its p50."""
 from __future__ import annotations
 
 import urllib.error
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from .ceilings import fork_exec_ceiling, ratio
 from .common import (LambdaHttp, aws_client, create_network, machine, plot_cdfs,
                      remove_bench_objects, summary, write_json, zip_bytes)
 from .vpc import HANDLER, _burst, _retire_all
@@ -83,8 +87,13 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
     server_phases = {kind: {p: round(v / sums["_starts"] * 1000, 3)
                             for p, v in sums.items() if p != "_starts" and sums.get("_starts")}
                      for kind, sums in phases.items()}
+    ceiling = fork_exec_ceiling(5 if quick else 20)
     result = {"benchmark": "burst", "machine": machine(), "goals": GOALS, "anchor": ANCHOR,
-              "plan": plan, "vpc": summary(cold["vpc"]), "no_vpc": summary(cold["no_vpc"]),
+              "plan": plan, "server_args": list(server_args(quick)),
+              "ceiling": {"fork_exec_python": ceiling},
+              "ratio_to_fork_exec": {
+                  f"{kind}_{p}": ratio(summary(cold[kind])[f"{p}_ms"], ceiling)
+                  for kind in ("vpc", "no_vpc") for p in ("p50", "p99")}, "vpc": summary(cold["vpc"]), "no_vpc": summary(cold["no_vpc"]),
               "max_ms": {k: round(max(v), 3) if v else None for k, v in cold.items()},
               "first_burst_after_start": first,
               "rounds": rounds, "server_phase_mean_ms": server_phases,

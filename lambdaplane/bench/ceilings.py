@@ -1,14 +1,21 @@
 """Same-run ceilings the benchmarks compare with: an aiohttp hello-world server (the most a
 Python asyncio HTTP server answers on this machine, measured by the same client as the
-platform), run in a process of its own on the server's event loop (uvloop)."""
+platform), run in a process of its own on the server's event loop (uvloop); and fork+exec of
+the interpreter that runs functions, to exit (what no cold start that starts a fresh
+interpreter can beat on this machine). The data path's ceiling, a direct veth, is measured by
+bench/datapath.py itself."""
 from __future__ import annotations
 
 import multiprocessing
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from .common import summary
 
 BODY = b'{"hello": "world"}'
 
@@ -51,3 +58,20 @@ def hello_world_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.join(10)
+
+
+def fork_exec_ceiling(n: int = 20) -> dict[str, float]:
+    """fork+exec of the interpreter (`python3 -c pass`) to its exit, measured now: the
+    cold-start ceiling (ratios beside absolute figures)."""
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return summary(samples)
+
+
+def ratio(value: float | None, ceiling: dict[str, float]) -> float | None:
+    """value / the ceiling's p50, rounded; None without both."""
+    base = ceiling.get("p50_ms")
+    return round(value / base, 3) if value is not None and base else None

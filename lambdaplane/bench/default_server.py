@@ -8,16 +8,18 @@ and the default `--capacity adaptive`, a private server with otherwise default s
   call is a cold start; the hold is subtracted). Before each burst a Description change retires
   the previous burst's environments, then the bench waits `gap_s` — not for any pool;
 - M distinct functions created, then invoked once each back to back: their cold starts.
+Then memory after idle on an adaptive server with a shortened window (bench/idle_memory.py).
 The cold-start ceiling is measured in the same run: fork+exec of the interpreter
 (`python3 -c pass`), and ratios are given beside the absolute figures."""
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from . import idle_memory
+from .ceilings import fork_exec_ceiling
 
 from .common import (
     LambdaHttp,
@@ -40,17 +42,6 @@ VPC_CIDR, SUBNET_CIDR = "10.93.0.0/16", "10.93.0.0/24"
 MODES = ("fixed", "adaptive")
 
 
-def fork_exec_ceiling(n: int = 20) -> dict[str, float]:
-    """fork+exec of the interpreter that runs functions, to exit: what no cold start that
-    starts a fresh interpreter can beat on this machine, measured now."""
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        samples.append((time.perf_counter() - t0) * 1000)
-    return summary(samples)
-
-
 def run(out_dir: Path, quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
     ceiling = fork_exec_ceiling(5 if quick else 20)
@@ -58,6 +49,9 @@ def run(out_dir: Path, quick: bool = False) -> dict:
     for mode in MODES:
         with private_server("--capacity", mode) as endpoint:
             modes[mode] = _measure(endpoint, plan)
+    idle_plan = idle_memory.QUICK if quick else idle_memory.FULL
+    with private_server(*idle_memory.server_args(idle_plan)) as endpoint:
+        memory = idle_memory.measure(endpoint, idle_plan)
     fork_p50 = ceiling["p50_ms"]
     for result in modes.values():
         cold = result["distinct_cold"]
@@ -68,7 +62,8 @@ def run(out_dir: Path, quick: bool = False) -> dict:
     comparison["distinct_cold_p50_ms"] = {m: modes[m]["distinct_cold"]["p50_ms"] for m in MODES}
     result = {"benchmark": "default_server", "machine": machine(), "goals": GOALS,
               "plan": plan, "ceiling": {"fork_exec_python": ceiling},
-              "before_fixed_vs_after_adaptive": comparison, "modes": modes}
+              "before_fixed_vs_after_adaptive": comparison, "modes": modes,
+              "idle_memory": memory}
     write_json(out_dir, "default_server", result)
     return result
 

@@ -4,12 +4,15 @@ function through the HTTP API. A cold start is forced by changing the function's
 With `--runtimes python3.11,nodejs22.x,...` the same hello world runs in each runtime, side by
 side in one run (cold samples taken in turn), reported under `per_runtime` (for Node.js also
 the server's pre-started sandbox counts: how many cold starts found node ready or still
-starting); the top-level figures are then the first runtime's."""
+starting); the top-level figures are then the first runtime's. The cold-start ceiling,
+fork+exec of the interpreter, is measured in the same run (bench/ceilings.py) and each cold p50
+is given as a ratio to it."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .ceilings import fork_exec_ceiling, ratio
 from .common import LambdaHttp, machine, plot_cdfs, summary, write_json, zip_bytes
 
 HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
@@ -55,14 +58,20 @@ def run(endpoint: str, out_dir: Path, cold_n: int, warm_n: int,
     finally:
         client.close()
     first = chosen[0]
+    ceiling = fork_exec_ceiling(20 if cold_n >= 20 else 5)
     result = {"benchmark": "invoke", "machine": machine(), "goals": GOALS,
               "cold_start": summary(cold[first]), "warm_invoke": summary(warm[first]),
+              "ceiling": {"fork_exec_python": ceiling},
+              "ratio_to_fork_exec": {"cold_p50": ratio(summary(cold[first])["p50_ms"],
+                                                       ceiling)},
               "samples_ms": {"cold": [round(x, 3) for x in cold[first]],
                              "warm": [round(x, 3) for x in warm[first]]}}
     if runtimes:
         result["runtime"] = first
         result["per_runtime"] = {rt: {"cold_start": summary(cold[rt]),
                                       "warm_invoke": summary(warm[rt]),
+                                      "cold_p50_ratio_to_fork_exec": ratio(
+                                          summary(cold[rt])["p50_ms"], ceiling),
                                       **({"prestarted": prestarted[rt]} if rt in prestarted
                                          else {})} for rt in chosen}
     write_json(out_dir, "invoke", result)

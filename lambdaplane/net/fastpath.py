@@ -32,6 +32,7 @@ from . import bpf, ns
 from .bpf import JEQ, JGT, JNE, BpfError, HashMap, Insn, Label
 from .names import Names
 from .netlink import Netlink
+from .rtnl_batch import Batch
 from .worker import GATEWAY
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,10 @@ class FastPath:
         """Put the program at the ingress of `link` (a sandbox veth or a transit) in `nl`'s
         namespace, replacing an earlier one."""
         nl.attach_ingress_bpf(link, self.prog_fd, PROG_NAME)
+
+    def attach_in(self, batch: Batch, index: int) -> None:
+        """The same as attach, as requests of a raw rtnetlink batch (a link with no qdisc)."""
+        batch.ingress_bpf(index, self.prog_fd, PROG_NAME)
 
     def close(self) -> None:
         self.map.close()

@@ -222,7 +222,7 @@ class PrewarmedSandboxes:
             self._making -= 1
 
     async def _make(self) -> Prewarmed:
-        sandbox = await self.pool.take()
+        sandbox = await self.pool.take(ahead=True)
         env_id = secrets.token_hex(8)
         cgroup: EnvCgroup | None = None
         try:

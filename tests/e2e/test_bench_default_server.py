@@ -32,7 +32,15 @@ def test_default_server_bench_measures_both_modes_and_reports_them(
     assert result["modes"]["fixed"]["capacity_before_each_burst"][-1]["pool_bound"] == "fixed"
     assert set(result["before_fixed_vs_after_adaptive"]["burst1_p99_ms"]) == {"fixed",
                                                                               "adaptive"}
+    # memory after idle, on the server with a shortened window: raised, then back at floors
+    memory = result["idle_memory"]
+    assert memory["cold_starts_in_burst"] == memory["plan"]["burst"]
+    assert memory["after_burst"]["reached"] and memory["after_idle"]["reached"]
+    assert memory["at_start"]["server_rss_mb"] > 0
+    assert memory["after_idle"]["environments"] == 0
+    assert memory["after_idle"]["pool_target"] == memory["at_start"]["pool_target"]
+    assert memory["after_idle"]["prewarmed_target"] == memory["at_start"]["prewarmed_target"]
     subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "report", "--out",
                     str(out)], check=True, capture_output=True, timeout=120)
     summary = (out / "summary.md").read_text()
-    assert summary.count("| default_server |") == plan["bursts"] + 1
+    assert summary.count("| default_server |") == plan["bursts"] + 2  # + new functions, memory

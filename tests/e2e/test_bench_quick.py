@@ -18,6 +18,12 @@ def test_bench_all_quick_writes_every_result_and_the_summary(bench_all_quick: Pa
 
     invoke = json.loads((out / "invoke.json").read_text())
     assert invoke["cold_start"]["n"] == 5 and invoke["warm_invoke"]["n"] == 20
+    # the same-run cold-start ceiling: fork+exec of the interpreter, and the ratio to it
+    assert invoke["ceiling"]["fork_exec_python"]["n"] > 0
+    assert invoke["ratio_to_fork_exec"]["cold_p50"] > 0
+    # bench all measures Node.js beside python3.11 where it is installed (the README's row)
+    from lambdaplane.bench.run import _all_invoke_runtimes
+    assert list(invoke.get("per_runtime", {})) == _all_invoke_runtimes()
 
     throughput = json.loads((out / "throughput.json").read_text())
     assert [r["concurrency"] for r in throughput["levels"]] == [1, 4]
@@ -34,6 +40,8 @@ def test_bench_all_quick_writes_every_result_and_the_summary(bench_all_quick: Pa
     # the server's first burst of each, measured apart from the rounds
     assert {k: v["n"] for k, v in burst["first_burst_after_start"].items()} == {
         "vpc": burst["plan"]["burst"], "no_vpc": burst["plan"]["burst"]}
+    assert burst["ceiling"]["fork_exec_python"]["n"] > 0
+    assert burst["ratio_to_fork_exec"]["vpc_p99"] > 0
     for kind in ("vpc", "no_vpc"):
         assert set(burst["server_phase_mean_ms"][kind]) == {
             "pool_take", "vpc_attach", "cgroup", "spawn", "runtime_ready"}
@@ -50,15 +58,20 @@ def test_bench_all_quick_writes_every_result_and_the_summary(bench_all_quick: Pa
     assert first["cold_all"]["n"] == 1 and second["cold_all"]["n"] == 3
 
     assert json.loads((out / "vpc.json").read_text())["modes"]
-    assert set(json.loads((out / "default_server.json").read_text())["modes"]) == {
-        "fixed", "adaptive"}
+    default_server = json.loads((out / "default_server.json").read_text())
+    assert set(default_server["modes"]) == {"fixed", "adaptive"}
+    assert default_server["ceiling"]["fork_exec_python"]["n"] > 0
+    assert default_server["idle_memory"]["after_idle"]["reached"]
+    # the data path's ceiling: a direct veth, same run
+    datapath = json.loads((out / "datapath.json").read_text())
+    assert datapath["ratios"]["throughput_ratio"] > 0 and datapath["ratios"]["conn_rate_ratio"] > 0
 
     nat = json.loads((out / "nat.json").read_text())  # bench nat: NAT gateway vs direct
     assert set(nat["ratios"]) == {"throughput_ratio", "conn_rate_ratio"}
 
     summary = (out / "summary.md").read_text()
-    for name in ("invoke", "throughput", "burst", "scale", "neighbours", "vpc", "default_server",
-                 "nat"):
+    for name in ("invoke", "throughput", "burst", "scale", "neighbours", "vpc", "datapath",
+                 "default_server", "nat"):
         assert f"| {name} |" in summary
     lines = json.loads((out / "summary.json").read_text())["lines"]
     assert all(line["measured"] not in ("", "—") for line in lines)

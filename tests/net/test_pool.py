@@ -141,3 +141,28 @@ async def test_start_removes_a_crashed_servers_sandboxes(worker: Worker) -> None
     finally:
         await pool.stop()
     assert ns.list_named(worker.names.prefix + "-s") == []
+
+
+def _counters_with_udp_bound(netns: str) -> tuple[bool, bool]:
+    """(no socket in use before, after binding a UDP socket) inside `netns`."""
+    with ns.entered(netns):
+        before = pool_module._no_socket_in_use()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("0.0.0.0", 5353))
+            after = pool_module._no_socket_in_use()
+        finally:
+            sock.close()
+    return before, after
+
+
+async def test_the_socket_counters_see_a_bound_socket(worker: Worker) -> None:
+    pool = SandboxPool(worker.names, worker.net, size=0)
+    await pool.start()
+    try:
+        box = await pool.take()
+        assert await worker.net.run(_counters_with_udp_bound, box.netns) == (True, False)
+        assert await worker.net.run(pool_module.is_pristine, box)
+    finally:
+        await pool.stop()
+    assert ns.list_named(worker.names.prefix + "-s") == []
