@@ -89,13 +89,13 @@ def test_cgroup_trees_and_pool_sandboxes_wiped_are_rebuilt(watched: LiveServer) 
     server, names = watched, Names(watched.instance)
     create_python_function(server.lambda_(), "warm", HANDLER)
     invoke(server, "warm", 1)
-    status = server.admin("status")["execution"]  # type: ignore[index]
-    assert status["pool_ready"] > 0
+    assert wait_until(lambda: server.admin("status")["execution"]["pool_ready"] > 0,
+                      timeout_s=30, interval_s=0.2)
 
     # every process in the instance's cgroups killed and the trees removed (what a second
     # server's clean did before the data-dir lock), and every sandbox namespace name removed
     for controller in (cgroups.MEMORY, cgroups.PIDS, cgroups.CPU):
-        for _ in range(20):  # the server makes new cgroups in it meanwhile: until it is gone
+        for _ in range(100):  # the server makes new cgroups in it meanwhile: until it is gone
             kill_cgroup_tree(cgroups.instance_dir(names, controller))
             if not cgroups.instance_dir(names, controller).is_dir():
                 break
