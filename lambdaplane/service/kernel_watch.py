@@ -128,6 +128,7 @@ class KernelWatch:
         need_repair = need_repair or bool(vpcs)
         dirs = await asyncio.to_thread(_remake_instance_cgroups, self.names,
                                        self.state.cgroups_seen)
+        await asyncio.to_thread(cgroups.weigh_functions_parent)  # remade by another
         if dirs:
             noticed.append(self._record("cgroup", ", ".join(dirs), True,
                                         "made again; the zygotes, pre-forked sandboxes and "

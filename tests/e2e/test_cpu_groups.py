@@ -3,6 +3,8 @@ weight from their MemorySize (1,769 MB = 1024, one vCPU)."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -61,3 +63,14 @@ def test_function_and_its_children_run_with_the_servers_short_slice(server: Live
     assert out["slice_ns"] == cpu_slice.DEFAULT_SLICE_US * 1000
     if out["child"] is not None:  # /proc/<pid>/sched needs CONFIG_SCHED_DEBUG
         assert int(out["child"]) == cpu_slice.DEFAULT_SLICE_US * 1000
+
+
+def test_functions_parent_weighs_one_process_per_cpu(server: LiveServer) -> None:
+    """All environments of all instances sit below the shared `lambdaplane` cpu group: it
+    weighs as one busy process per CPU against the host's others, not as one process."""
+    shares = cgroups.CGROUP_ROOT / cgroups.CPU / "lambdaplane" / "cpu.shares"
+    deadline = time.monotonic() + 10  # another server may have just made it anew
+    while int(shares.read_text()) != cgroups.functions_parent_shares():
+        assert time.monotonic() < deadline, shares.read_text()
+        time.sleep(0.1)
+    assert cgroups.functions_parent_shares() == 1024 * (os.cpu_count() or 1)
