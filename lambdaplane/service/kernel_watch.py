@@ -120,7 +120,8 @@ class KernelWatch:
         need_repair = False
         if self._worker_fd is not None and not ns.exists(self.names.worker_netns):
             noticed.append(await self._name_worker_again())
-        lost_tables = await self.net.run(self._missing_worker_tables)
+        # behind any cold start's kernel work (the listing takes ~1-2 ms of the net thread)
+        lost_tables = await self.net.run_background(self._missing_worker_tables)
         if lost_tables:
             noticed.append(await self._reapply_worker_table(lost_tables))
             need_repair = True
