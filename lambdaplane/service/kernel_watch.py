@@ -62,6 +62,7 @@ class WatchedState:
     heals: dict[str, int]
     missing_now: dict[str, list[str]]
     recent: deque[Healing]
+    looks: int = 0
 
 
 class KernelWatch:
@@ -100,7 +101,8 @@ class KernelWatch:
 
     def stats(self) -> dict[str, object]:
         zygotes = int(getattr(self.environments, "zygote_restarts", 0))
-        return {"interval_s": self.interval_s, "healed": {**self.state.heals, "zygote": zygotes},
+        return {"interval_s": self.interval_s, "looks": self.state.looks,
+                "healed": {**self.state.heals, "zygote": zygotes},
                 "missing_now": {k: v for k, v in self.state.missing_now.items() if v},
                 "recent": [asdict(h) for h in self.state.recent]}
 
@@ -151,6 +153,7 @@ class KernelWatch:
             if not healing.healed:
                 still[healing.kind].append(healing.name)
         self.state.missing_now = still
+        self.state.looks += 1
         return noticed
 
     def _record(self, kind: str, name: str, healed: bool, detail: str = "") -> Healing:

@@ -61,6 +61,7 @@ def test_worker_namespace_and_its_table_are_given_back(watched: LiveServer) -> N
     create_python_function(server.lambda_(), "warm", HANDLER)
     invoke(server, "warm", 1)
 
+    assert wait_until(lambda: healing(server)["looks"] >= 1, timeout_s=30)
     ns.delete(names.worker_netns)  # the name only: the namespace is held by the server
     assert wait_until(lambda: healed(server, "worker_netns") == 1, timeout_s=15,
                       interval_s=0.2), server.log()[-3000:]
@@ -91,6 +92,7 @@ def test_cgroup_trees_and_pool_sandboxes_wiped_are_rebuilt(watched: LiveServer) 
     invoke(server, "warm", 1)
     assert wait_until(lambda: server.admin("status")["execution"]["pool_ready"] > 0,
                       timeout_s=30, interval_s=0.2)
+    assert wait_until(lambda: healing(server)["looks"] >= 2, timeout_s=30)  # it knows them
 
     # every process in the instance's cgroups killed and the trees removed (what a second
     # server's clean did before the data-dir lock), and every sandbox namespace name removed
@@ -134,6 +136,7 @@ def test_vpc_namespace_deleted_is_rebuilt_within_seconds(watched: LiveServer) ->
         assert _invoke(lam, "hp-vanish", probe) == expected
 
         # the VPC's namespace, and with it every port, route and table in it
+        assert wait_until(lambda: healing(server)["looks"] >= 1, timeout_s=30)
         ns.delete(names.vpc_netns(vpc))
         assert wait_until(lambda: healed(server, "vpc_netns") == 1, timeout_s=20,
                           interval_s=0.2), f"{healing(server)}\n{server.log()[-3000:]}"
