@@ -17,7 +17,11 @@ Watched, and how each is healed:
 - the instance's cgroup directories (memory, pids, cpu): made again; the processes killed with
   them are the zygotes' and environments' own business (their exits are already handled:
   zygote self-heal, pre-forked sandboxes replaced, environments started anew);
-- the pool's ready sandboxes whose namespace name is gone: dropped and rebuilt by the pool.
+- the pool's ready sandboxes whose namespace name is gone: dropped and rebuilt by the pool;
+- the shared `lambdaplane` cpu group's weight (cgroups.weigh_functions_parent), for a group
+  made anew by another instance.
+Not watched: the root namespace's uplink table (`serve` without --no-uplink); the drift
+repair's own objects inside a VPC namespace (its timer repairs those).
 
 Owns: the watch loop, the held worker-namespace handle, and the record of what it noticed and
 healed (`stats`: the server's status and /metrics)."""
