@@ -53,6 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
             raise SystemExit(f"lambdaplane serve: {e}") from None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .cpu_slice import set_slice  # before any thread or child: they all inherit it
+    set_slice(args.cpu_slice_us)
     import uvloop  # the event loop of the server: markedly less CPU per request
 
     preload_modules()  # not on the event loop, which an import would hold
@@ -202,6 +204,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--prestart", type=int, default=2,
                    help="per Node.js runtime in use: sandboxes kept with node already started, "
                         "waiting for a function's code (0: none; node is exec'd at cold start)")
+    s.add_argument("--cpu-slice-us", type=int, default=100, metavar="MICROSECONDS",
+                   help="CPU time slice of the server and every sandbox process (Linux 6.12+ "
+                        "EEVDF): short slices keep a neighbour's invokes quick while a "
+                        "function spins; 0 leaves the kernel's default (see cpu_slice.py)")
     s.add_argument("--seccomp", choices=["on", "off"], default="on",
                    help="the sandboxes' system call filter (off: for debugging only, never "
                         "with untrusted code)")

@@ -158,6 +158,9 @@ class Metrics:
         invoker.admission = MeteredAdmission(invoker.admission, self)
         from .data_dir_usage import DataDirCollector
         self.registry.register(DataDirCollector(platform.settings.data_dir))
+        if getattr(platform, "kernel_watch", None) is not None:  # service/kernel_watch.py
+            from .heal_metrics import KernelHealthCollector
+            self.registry.register(KernelHealthCollector(platform.kernel_watch))
 
     # -- scraping --------------------------------------------------------------------------
     async def render(self, platform: Any) -> bytes:

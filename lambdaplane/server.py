@@ -80,6 +80,14 @@ class Platform:
             self.names, self.vpc.flow_logs, self.logs,  # type: ignore[attr-defined]
             settings.flow_log_interval_s)
         self._components.append(self.flow_collector)
+        # the kernel objects the server lives on, looked at every second and rebuilt when they
+        # vanish under it; started last, stopped first (service/kernel_watch.py)
+        from .service.kernel_watch import KernelWatch
+        self.kernel_watch = KernelWatch(
+            self.names, self.net, self.environments, self._repair_drift,
+            lambda: {self.names.vpc_netns(v.id) for v in self.vpc.store.vpcs()},
+            hyperplane=settings.vpc_mode != "legacy")
+        self._components.append(self.kernel_watch)
 
     async def start(self) -> None:
         started = []
@@ -100,6 +108,12 @@ class Platform:
                 log.exception("stopping %s failed", type(component).__name__)
         self.net.close()
         self.db.close()
+
+    async def _repair_drift(self) -> list[str]:
+        """What the drift-repair timer runs (service/hyperplane.py), run now."""
+        if self.settings.vpc_mode != "legacy":
+            return await self.hyperplane.repair()
+        return [c for changes in (await self.reconcile()).values() for c in changes]
 
     async def reconcile(self) -> dict[str, list[str]]:
         """Run every component's reconciler once (those that have one); what each changed.

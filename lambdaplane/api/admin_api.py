@@ -25,6 +25,7 @@ def add_routes(app: web.Application, platform: object) -> None:
             "uplink": p.settings.uplink,  # type: ignore[attr-defined]
             "functions": p.functions.store.count_by_region(),  # type: ignore[attr-defined]
             "execution": p.environments.stats(),  # type: ignore[attr-defined]
+            "healing": p.kernel_watch.stats(),  # type: ignore[attr-defined]
         })
 
     app.router.add_get("/_lambdaplane/status", status)

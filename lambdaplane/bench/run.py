@@ -53,6 +53,13 @@ def main(args: argparse.Namespace) -> int:
             from . import default_server
             results["default_server"] = default_server.run(out_dir, args.quick)
             continue
+        if name == "neighbours" and not args.endpoint:  # the default slice vs the kernel's
+            from . import neighbours
+            with private_server() as endpoint, \
+                    private_server("--cpu-slice-us", "0") as kernel_default:
+                results["neighbours"] = neighbours.run(
+                    endpoint, out_dir, args.quick, {"cpu-slice-us 0": kernel_default})
+            continue
         if name == "datapath":  # namespaces of its own, no server to measure
             from . import datapath
             results["datapath"] = datapath.run(out_dir, args.quick)

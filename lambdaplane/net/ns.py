@@ -124,6 +124,22 @@ def adopt(name: str, pid: int) -> None:
         raise OSError(err, f"mount netns of pid {pid}: {os.strerror(err)}")
 
 
+def name_again(name: str, fd: int) -> None:
+    """Give the network namespace open as `fd` the name `name` (bind-mount it under /run/netns):
+    a namespace of ours whose name was removed while we still hold it (service/kernel_watch.py)."""
+    adopt_path(name, f"/proc/self/fd/{fd}")
+
+
+def adopt_path(name: str, source: str) -> None:
+    path = netns_path(name)
+    share_netns_dir()
+    path.touch()
+    if _libc.mount(source.encode(), str(path).encode(), None, MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        _unlink_quietly(path)
+        raise OSError(err, f"mount netns {source} as {name}: {os.strerror(err)}")
+
+
 def delete(name: str) -> None:
     """Remove a named network namespace (idempotent). Its links die with it."""
     path = netns_path(name)

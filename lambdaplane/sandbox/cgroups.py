@@ -187,7 +187,29 @@ def for_function(names: Names, cg: EnvCgroup, group: str, memory_mb: int) -> Env
 
 def create_zygote_cgroup(names: Names, tag: str) -> EnvCgroup:
     """Unlimited cgroups for one zygote process, so `clean` finds it (and a crashed one)."""
-    return _make(names, tag, f"zygote-{tag}")
+    cg = _make(names, tag, f"zygote-{tag}")
+    weigh_functions_parent()
+    return cg
+
+
+def functions_parent_shares() -> int:
+    """The weight of the shared `lambdaplane` cpu group against the host's other processes:
+    one busy process's (1024) per CPU. Every environment and zygote of every instance sits
+    below it; at the default 1024 the functions of a whole host competed as ONE process with
+    each other busy task (a loaded host made cold starts several times slower than when each
+    sandbox was a process of its own), and below it functions are weighed by MemorySize."""
+    return min(262144, 1024 * (os.cpu_count() or 1))
+
+
+def weigh_functions_parent() -> bool:
+    """Give the `lambdaplane` cpu group its weight (it is ours: made by `_make`, removed with
+    the last instance); True when it was changed."""
+    shares = CGROUP_ROOT / CPU / "lambdaplane" / "cpu.shares"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if int(shares.read_text()) != functions_parent_shares():
+            _write(shares, str(functions_parent_shares()))
+            return True
+    return False
 
 
 def oom_killed(cg: EnvCgroup) -> bool:

@@ -307,6 +307,17 @@ class SandboxPool:
             trimmed += 1
         return trimmed
 
+    def drop_vanished(self) -> list[str]:
+        """Ready sandboxes whose namespace name is gone (removed behind our back): dropped, so
+        no cold start takes one; the refill builds others (service/kernel_watch.py)."""
+        gone = [box for box in self._ready if not ns.exists(box.netns)]
+        for box in gone:
+            self._ready.remove(box)
+            self._free_slots.append((time.monotonic() + SLOT_QUARANTINE_S, box.slot))
+        if gone:
+            self._wanted.set()
+        return [box.netns for box in gone]
+
     def stats(self) -> dict[str, int]:
         return {"pool_ready": len(self._ready), "pool_target": self.size,
                 "sandboxes_in_use": len(self._in_use), "pool_recycled": self.recycled}

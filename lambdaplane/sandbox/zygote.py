@@ -32,6 +32,13 @@ from .runtimes import registry
 log = logging.getLogger("lambdaplane.zygote")
 
 ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
+ZYGOTE_LANG = Path(__file__).with_name("zygote_lang.py")
+
+
+def lang_prefix(interpreter: str) -> str:
+    """The install prefix of an interpreter outside /usr (<prefix>/bin/python3.X), which its
+    zygote and sandboxes see at /var/lang."""
+    return os.path.dirname(os.path.dirname(interpreter))
 PROVIDED_RUNTIMES = registry.PROVIDED
 ZYGOTE_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _START_TIMEOUT_S = 10.0
@@ -247,8 +254,11 @@ class Zygote:
                 args += ["--runtime-source", source]
             if seccomp_program is not None:
                 args += ["--seccomp", str(seccomp_program)]
+            launch = ["-I", "-S", *args]
+            if not interpreter.startswith("/usr/"):  # shown as /var/lang (zygote_lang.py)
+                launch = ["-I", "-S", str(ZYGOTE_LANG), lang_prefix(interpreter), "--", *args]
             proc = await asyncio.create_subprocess_exec(
-                interpreter, "-I", "-S", *args, stdin=asyncio.subprocess.DEVNULL,
+                interpreter, *launch, stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's ^C is for the server, not the zygote
                 env=ZYGOTE_ENVIRONMENT)  # sandboxes inherit its environ block: nothing of ours
             conn = await _accept_or_exit(listener, proc)

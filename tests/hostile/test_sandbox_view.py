@@ -12,7 +12,7 @@ import pytest
 
 import lambdaplane
 from lambdaplane.sandbox import masking
-from tests.harness import LiveServer, create_python_function
+from tests.harness import LiveServer, create_python_function, make_zip
 
 pytestmark = pytest.mark.root
 
@@ -74,3 +74,58 @@ def test_no_host_path_and_masked_proc(server: LiveServer) -> None:
     assert result["masked"]["/proc/kallsyms"] == "empty"  # present on every kernel
     assert result["masked"]["/sys"] == "absent"
     assert result["layout"] == dict.fromkeys(result["layout"], True)
+
+
+OTHER_PYTHON = r'''
+import os, subprocess, sys
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError as e:
+        return "refused:" + type(e).__name__
+def handler(event, context):
+    seen = {path: read(path) for path in ("/proc/self/cmdline", "/proc/1/cmdline",
+                                          "/proc/self/maps", "/proc/self/mountinfo",
+                                          "/proc/self/environ")}
+    seen["exe"] = os.readlink("/proc/self/exe")
+    seen["sys"] = repr([sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix,
+                        getattr(sys, "orig_argv", []), sys.path, os.__file__])
+    child = subprocess.run([sys.executable, "-c", "import os, sys; "
+                            "print(os.readlink('/proc/self/exe'), sys.prefix)"],
+                           capture_output=True, text=True, timeout=20)
+    seen["child"] = child.stdout + child.stderr
+    return {"seen": seen, "exe": seen["exe"], "child_ok": child.returncode == 0}
+'''
+
+
+def _python_outside_usr() -> tuple[str, str]:
+    from lambdaplane.sandbox.runtimes import registry
+    for runtime, install in sorted(registry.installed().items()):
+        if runtime.startswith("python") and not install.executable.startswith("/usr/"):
+            return runtime, install.executable
+    pytest.skip("no python3.X outside /usr on this host")
+
+
+def test_python_outside_usr_shows_no_install_path(server: LiveServer) -> None:
+    """A python3.X installed outside /usr (pyenv's /root/.pyenv/versions/..., an /opt prefix)
+    runs as AWS's /var/lang/bin/python3.X: its host install path is in no command line,
+    executable link, memory map, mount table or environment — nor in a child it execs."""
+    runtime, executable = _python_outside_usr()
+    prefix = str(Path(executable).parent.parent)
+    lam = server.lambda_()
+    lam.create_function(FunctionName="other-python", Runtime=runtime, Handler="app.handler",
+                        Role="arn:aws:iam::000000000000:role/lambda", Timeout=30,
+                        Code={"ZipFile": make_zip({"app.py": OTHER_PYTHON})})
+    lam.get_waiter("function_active_v2").wait(FunctionName="other-python",
+                                              WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    out = lam.invoke(FunctionName="other-python", Payload=b"{}")
+    result = json.loads(out["Payload"].read())
+    assert "FunctionError" not in out, result
+    markers = [prefix, "/.pyenv", *host_markers(server)]
+    leaks = {where: marker for where, text in result["seen"].items()
+             for marker in markers if marker in text}
+    assert not leaks, f"host paths visible in the sandbox: {leaks}"
+    assert result["exe"] == f"/var/lang/bin/{Path(executable).name}"
+    assert result["child_ok"], result["seen"]["child"]
+    assert result["seen"]["child"].startswith(f"/var/lang/bin/{Path(executable).name} /var/lang")

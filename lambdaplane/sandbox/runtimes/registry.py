@@ -168,11 +168,19 @@ def _scan_pythons() -> dict[str, tuple[str, str]]:
 
 
 def _visible_mounts(executable: str) -> tuple[tuple[str, str], ...]:
-    """An interpreter outside /usr: its installation prefix, at the same path."""
+    """An interpreter outside /usr: its installation prefix, at /var/lang as on AWS (its
+    zygote runs it from there too: sandbox/zygote_lang.py), so no host path shows."""
     if executable.startswith(_VISIBLE):
         return ()
     prefix = os.path.dirname(os.path.dirname(executable))
-    return ((prefix, prefix),)
+    return ((prefix, "/var/lang"),)
+
+
+def shown_executable(executable: str) -> str:
+    """The interpreter's path as a function sees it (sys.executable, /proc/self/exe)."""
+    if executable.startswith(_VISIBLE):
+        return executable
+    return "/var/lang/bin/" + os.path.basename(executable)
 
 
 def _python(runtime: str, executable: str, source: str) -> RuntimeInstall:
