@@ -65,7 +65,7 @@ from ..store.db import Database
 from ..store.ec2 import FarEnd
 from ..store.functions import FunctionRecord
 from ..store.hyperplane import EniKey, HyperplaneEniRow, HyperplaneStore, group_key
-from . import ipam
+from . import hyperplane_ipv6, ipam
 from .functions import FunctionService
 from .vpc import VpcService
 from .vpc_config import validate_vpc_config
@@ -227,11 +227,16 @@ class HyperplaneService:
         if not config.attached:
             return ""
         groups = group_key(config.security_group_ids)
+        dual_stack = hyperplane_ipv6.allows_dual_stack(record.vpc_config)
         async with self._lock:
             for subnet_id in config.subnet_ids:
                 key = EniKey(record.region, subnet_id, groups)
+                ipv6 = dual_stack and self._subnet_has_ipv6(subnet_id)
                 if not self._enis_of(key):
-                    await self._create(key, config.vpc_id, record.name)
+                    await self._create(key, config.vpc_id, record.name, ipv6)
+                elif ipv6:  # ENIs of IPv4-only functions get their address now
+                    for row in self._enis_of(key):
+                        await hyperplane_ipv6.ensure_address(self.vpc, key.region, row.eni_id)
         return config.vpc_id
 
     async def release(self, record: FunctionRecord) -> None:
@@ -327,7 +332,8 @@ class HyperplaneService:
                     return row.n
             log.info("ENIs of %s are full (flows or ports) or missing: making a further one",
                      key)
-            return (await self._create(key, spec.vpc.vpc_id, spec.name)).n
+            ipv6 = hyperplane_ipv6.wants_ipv6(self.vpc, self.functions, key)
+            return (await self._create(key, spec.vpc.vpc_id, spec.name, ipv6)).n
 
     def _enis_of(self, key: EniKey) -> list[HyperplaneEniRow]:
         return [r for _n, r in sorted(self._rows.items()) if r.key == key]
@@ -341,7 +347,14 @@ class HyperplaneService:
         return wanted
 
     # making and removing ENIs (under self._lock) --------------------------------------------
-    async def _create(self, key: EniKey, vpc_id: str, function_name: str) -> HyperplaneEniRow:
+    def _subnet_has_ipv6(self, subnet_id: str) -> bool:
+        subnet = self.vpc.store.subnet(subnet_id)
+        return subnet is not None and bool(self.vpc.ipv6.subnet_cidrs(subnet))
+
+    async def _create(self, key: EniKey, vpc_id: str, function_name: str,
+                      ipv6: bool = False) -> HyperplaneEniRow:
+        """A further ENI of `key`; with `ipv6`, one IPv6 address of its subnet's /64
+        (service/hyperplane_ipv6.py)."""
         n = self.store.free_number()
         if n > MAX_N:
             raise AwsError("ENILimitReachedException", "Hyperplane ENI numbers are exhausted",
@@ -353,7 +366,8 @@ class HyperplaneService:
             eni = await self.vpc.create_interface(
                 key.region, key.subnet_id, key.group_ids,
                 description=f"AWS Lambda VPC ENI-{function_name}-{uuid.uuid4()}",
-                interface_type="lambda", requester_managed=True, far_end=far)
+                interface_type="lambda", requester_managed=True, far_end=far,
+                ipv6_count=1 if ipv6 else None)
         except AwsError as e:
             await self._drop_plane_if_unused(vpc_id)
             raise _state_error(e) from None

@@ -1,0 +1,112 @@
+"""Lambda's `Ipv6AllowedForDualStack`, through boto3 with a live server: a VPC function that
+allows dual stack in a subnet with an IPv6 /64 has a Hyperplane ENI with an IPv6 address of
+that /64 (DescribeNetworkInterfaces), made with it or given it when such a function joins an
+existing IPv4-only ENI; a function without the flag, or a subnet without IPv6, leaves its ENI
+IPv4-only; and the function keeps reaching a `lambdaplane run` resource over IPv4 through the
+ENI either way. (The sandboxes' own IPv6 path through the ENI is not built yet.)"""
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from tests.e2e.vpc_support import resource
+from tests.harness import LiveServer, create_python_function
+
+pytestmark = pytest.mark.root
+
+WAIT = {"Delay": 0.2, "MaxAttempts": 150}
+PORT = 8080
+
+HANDLER = r"""
+import socket
+def handler(event, context):
+    try:
+        with socket.create_connection((event["host"], event["port"]), timeout=3) as s:
+            return s.recv(100).decode()
+    except OSError as e:
+        return f"error {e}"
+"""
+
+
+def _lambda_eni(ec2, subnet: str) -> dict:
+    (eni,) = ec2.describe_network_interfaces(Filters=[
+        {"Name": "interface-type", "Values": ["lambda"]},
+        {"Name": "subnet-id", "Values": [subnet]}])["NetworkInterfaces"]
+    return eni
+
+
+def _invoke(lam, name: str, event: dict) -> object:
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps(event))
+    body = json.loads(resp["Payload"].read())
+    assert "FunctionError" not in resp, body
+    return body
+
+
+def _function(server: LiveServer, name: str, subnet: str, group: str, dual: bool | None) -> None:
+    config: dict[str, object] = {"SubnetIds": [subnet], "SecurityGroupIds": [group]}
+    if dual is not None:
+        config["Ipv6AllowedForDualStack"] = dual
+    create_python_function(server.lambda_(), name, HANDLER, wait=False, Timeout=30,
+                           VpcConfig=config)
+    server.lambda_().get_waiter("function_active_v2").wait(FunctionName=name,
+                                                          WaiterConfig=WAIT)
+
+
+def test_dual_stack_functions_get_an_eni_with_an_ipv6_address(server: LiveServer) -> None:
+    ec2, lam = server.ec2(), server.lambda_()
+    vpc = ec2.create_vpc(CidrBlock="10.71.0.0/16",
+                         AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+    (block,) = ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"]
+    first, second, *_ = ipaddress.IPv6Network(block["Ipv6CidrBlock"]).subnets(new_prefix=64)
+    dual = ec2.create_subnet(VpcId=vpc, CidrBlock="10.71.1.0/24",
+                             Ipv6CidrBlock=str(first))["Subnet"]["SubnetId"]
+    joined = ec2.create_subnet(VpcId=vpc, CidrBlock="10.71.2.0/24",
+                               Ipv6CidrBlock=str(second))["Subnet"]["SubnetId"]
+    only4 = ec2.create_subnet(VpcId=vpc, CidrBlock="10.71.3.0/24")["Subnet"]["SubnetId"]
+    fn = ec2.create_security_group(GroupName="fn", Description="fn", VpcId=vpc)["GroupId"]
+    web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": PORT, "ToPort": PORT,
+         "UserIdGroupPairs": [{"GroupId": fn}]}])
+    names = ["v6-dual", "v6-plain", "v6-joins", "v6-only4"]
+    try:
+        with _service(server, dual, web) as svc:
+            # allowed, in a subnet with a /64: the ENI is made with an address of that /64
+            _function(server, "v6-dual", dual, fn, True)
+            assert lam.get_function_configuration(FunctionName="v6-dual")["VpcConfig"][
+                "Ipv6AllowedForDualStack"] is True
+            eni = _lambda_eni(ec2, dual)
+            (v6,) = [a["Ipv6Address"] for a in eni["Ipv6Addresses"]]
+            assert ipaddress.IPv6Address(v6) in first
+            assert _invoke(lam, "v6-dual", {"host": svc.ip, "port": PORT}) == \
+                f"hello from {svc.ip}"
+            # without the flag: IPv4 only, as before ...
+            _function(server, "v6-plain", joined, fn, None)
+            plain = _lambda_eni(ec2, joined)
+            assert plain["Ipv6Addresses"] == []
+            assert _invoke(lam, "v6-plain", {"host": svc.ip, "port": PORT}) == \
+                f"hello from {svc.ip}"
+            # ... until a function allowing dual stack joins its ENI: it gets an address
+            _function(server, "v6-joins", joined, fn, True)
+            again = _lambda_eni(ec2, joined)
+            assert again["NetworkInterfaceId"] == plain["NetworkInterfaceId"]
+            (v6b,) = [a["Ipv6Address"] for a in again["Ipv6Addresses"]]
+            assert ipaddress.IPv6Address(v6b) in second
+            # a subnet without IPv6: the flag gives no address
+            _function(server, "v6-only4", only4, fn, True)
+            assert _lambda_eni(ec2, only4)["Ipv6Addresses"] == []
+            assert _invoke(lam, "v6-only4", {"host": svc.ip, "port": PORT}) == \
+                f"hello from {svc.ip}"
+    finally:
+        for name in names:
+            try:
+                lam.delete_function(FunctionName=name)
+            except lam.exceptions.ResourceNotFoundException:
+                pass
+
+
+def _service(server: LiveServer, subnet: str, group: str):
+    """A TCP listener answering "hello from <its address>"."""
+    return resource(server, subnet, [group], ports=(PORT,), ip="10.71.1.10")
