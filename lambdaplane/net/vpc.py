@@ -102,7 +102,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                                   far_addresses, eni.process_pid, eni.process_start,
                                   tuple(v6_addresses.get(eni.id, ())), secondary))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
-        rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
+        rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits,
+                           ipv6=p.ipv6 if p.ifname in transits else ()) for p in ports]
         ipv6 = vpc.id in v6_vpcs
         acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6)
         script = render(names.nft_table, rules,

@@ -351,7 +351,8 @@ class FunctionService:
         if record.has_vpc and record.vpc_config.get("VpcId"):
             vpc = VpcAttachment(str(record.vpc_config["VpcId"]),
                                 tuple(record.vpc_config.get("SubnetIds") or ()),
-                                tuple(record.vpc_config.get("SecurityGroupIds") or ()))
+                                tuple(record.vpc_config.get("SecurityGroupIds") or ()),
+                                bool(record.vpc_config.get("Ipv6AllowedForDualStack")))
         return FunctionSpec(
             region=record.region, name=record.name, arn=record.arn, version=record.version,
             runtime=record.runtime, handler=record.handler, memory_mb=record.memory_size,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 
 import pytest
 
@@ -110,3 +111,86 @@ def test_dual_stack_functions_get_an_eni_with_an_ipv6_address(server: LiveServer
 def _service(server: LiveServer, subnet: str, group: str):
     """A TCP listener answering "hello from <its address>"."""
     return resource(server, subnet, [group], ports=(PORT,), ip="10.71.1.10")
+
+
+# TCP on [::]:PORT6, answering "peer <the source address it sees>".
+PEER6 = r"""
+import socket
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 8086)); s.listen(64)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    try:
+        c.sendall(("peer " + peer[0]).encode())
+    finally:
+        c.close()
+"""
+PORT6 = 8086
+
+
+def test_dual_stack_function_reaches_an_ipv6_resource_groups_deciding(
+        server: LiveServer) -> None:
+    ec2, lam = server.ec2(), server.lambda_()
+    vpc = ec2.create_vpc(CidrBlock="10.72.0.0/16",
+                         AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+    (block,) = ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"]
+    first, second, *_ = ipaddress.IPv6Network(block["Ipv6CidrBlock"]).subnets(new_prefix=64)
+    apps = ec2.create_subnet(VpcId=vpc, CidrBlock="10.72.1.0/24",
+                             Ipv6CidrBlock=str(first))["Subnet"]["SubnetId"]
+    data = ec2.create_subnet(VpcId=vpc, CidrBlock="10.72.2.0/24",
+                             Ipv6CidrBlock=str(second))["Subnet"]["SubnetId"]
+    fn = ec2.create_security_group(GroupName="fn6", Description="fn", VpcId=vpc)["GroupId"]
+    web = ec2.create_security_group(GroupName="web6", Description="web", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_egress(GroupId=fn, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535,
+         "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    names = ["v6-reach", "v6-nodual"]
+    try:
+        with resource(server, data, [web], ip="10.72.2.10",
+                      argv=[sys.executable, "-u", "-c", PEER6]) as svc:
+            assert svc.proc.stdout is not None and svc.proc.stdout.readline().strip() == \
+                "listening"
+            (svc6,) = [a["Ipv6Address"] for a in ec2.describe_network_interfaces(
+                NetworkInterfaceIds=[svc.eni_id])["NetworkInterfaces"][0]["Ipv6Addresses"]]
+            _function(server, "v6-reach", apps, fn, True)
+            (eni6,) = [a["Ipv6Address"] for a in _lambda_eni(ec2, apps)["Ipv6Addresses"]]
+            event = {"host": svc6, "port": PORT6}
+            # the resource's group admits nothing yet: dropped, the function times out
+            assert _invoke(lam, "v6-reach", event).startswith("error")
+            # a rule admitting another address only: still dropped
+            other = str(ipaddress.IPv6Address(eni6) + 1)
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+                 "Ipv6Ranges": [{"CidrIpv6": f"{other}/128"}]}])
+            assert _invoke(lam, "v6-reach", event).startswith("error")
+            # admitting the ENI's IPv6 address: through, seen from the ENI's address
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+                 "Ipv6Ranges": [{"CidrIpv6": f"{eni6}/128"}]}])
+            assert _invoke(lam, "v6-reach", event) == f"peer {eni6}"
+            ec2.revoke_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+                 "Ipv6Ranges": [{"CidrIpv6": f"{eni6}/128"}]}])
+            assert _invoke(lam, "v6-reach", event).startswith("error")
+            # an IPv4 rule naming the ENI's IPv4 address admits none of its IPv6 flows
+            eni4 = _lambda_eni(ec2, apps)["PrivateIpAddress"]
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+                 "IpRanges": [{"CidrIp": f"{eni4}/32"}]}])
+            assert _invoke(lam, "v6-reach", event).startswith("error")
+            # the function's group, referenced: through
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+                 "UserIdGroupPairs": [{"GroupId": fn}]}])
+            assert _invoke(lam, "v6-reach", event) == f"peer {eni6}"
+            # a function without the flag on the same ENI has no IPv6 path
+            _function(server, "v6-nodual", apps, fn, None)
+            assert _invoke(lam, "v6-nodual", event).startswith("error")
+            assert _invoke(lam, "v6-reach", event) == f"peer {eni6}"
+    finally:
+        for name in names:
+            try:
+                lam.delete_function(FunctionName=name)
+            except lam.exceptions.ResourceNotFoundException:
+                pass
