@@ -9,10 +9,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.vpc_support import resource
+from lambdaplane.net import nft
+from lambdaplane.net.names import Names
+from lambdaplane.net.netlink import Netlink
+from tests.conftest import live_server
+from tests.e2e.vpc_support import resource, wait_until
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = pytest.mark.root
@@ -194,3 +200,60 @@ def test_dual_stack_function_reaches_an_ipv6_resource_groups_deciding(
                 lam.delete_function(FunctionName=name)
             except lam.exceptions.ResourceNotFoundException:
                 pass
+
+
+@pytest.fixture
+def drift_server(tmp_path: Path) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path, "--reconcile-interval", "1")
+
+
+def test_ipv6_path_removed_by_hand_is_repaired(drift_server: LiveServer) -> None:
+    """The ip6 plane table and the ENI's transit (its IPv6 neighbour and routes with it) go
+    behind the server's back; the periodic repair puts the IPv6 path back."""
+    server, names = drift_server, Names(drift_server.instance)
+    ec2, lam = server.ec2(), server.lambda_()
+    vpc = ec2.create_vpc(CidrBlock="10.73.0.0/16",
+                         AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+    (block,) = ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"]
+    first, second, *_ = ipaddress.IPv6Network(block["Ipv6CidrBlock"]).subnets(new_prefix=64)
+    apps = ec2.create_subnet(VpcId=vpc, CidrBlock="10.73.1.0/24",
+                             Ipv6CidrBlock=str(first))["Subnet"]["SubnetId"]
+    data = ec2.create_subnet(VpcId=vpc, CidrBlock="10.73.2.0/24",
+                             Ipv6CidrBlock=str(second))["Subnet"]["SubnetId"]
+    fn = ec2.create_security_group(GroupName="fn6", Description="fn", VpcId=vpc)["GroupId"]
+    web = ec2.create_security_group(GroupName="web6", Description="web", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_egress(GroupId=fn, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535,
+         "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+         "UserIdGroupPairs": [{"GroupId": fn}]}])
+    try:
+        with resource(server, data, [web], ip="10.73.2.10",
+                      argv=[sys.executable, "-u", "-c", PEER6]) as svc:
+            assert svc.proc.stdout is not None and svc.proc.stdout.readline().strip() == \
+                "listening"
+            (svc6,) = [a["Ipv6Address"] for a in ec2.describe_network_interfaces(
+                NetworkInterfaceIds=[svc.eni_id])["NetworkInterfaces"][0]["Ipv6Addresses"]]
+            _function(server, "v6-drift", apps, fn, True)
+            (eni6,) = [a["Ipv6Address"] for a in _lambda_eni(ec2, apps)["Ipv6Addresses"]]
+            event = {"host": svc6, "port": PORT6}
+            assert _invoke(lam, "v6-drift", event) == f"peer {eni6}"
+            vpc_netns = names.vpc_netns(vpc)
+            plane6 = f"{names.plane_table}6"
+            nft.delete_table("ip6", plane6, vpc_netns)
+            with Netlink(names.worker_netns) as wl:
+                (transit,) = [link.name for link in wl.links(names.prefix)
+                              if names.transit_number(link.name) is not None]
+                wl.delete_link(transit)
+            assert wait_until(lambda: "repaired drift" in server.log(), timeout_s=30,
+                              interval_s=0.5)
+            assert wait_until(lambda: nft.tables(plane6, vpc_netns) != [], timeout_s=30,
+                              interval_s=0.5)
+            assert wait_until(lambda: _invoke(lam, "v6-drift", event) == f"peer {eni6}",
+                              timeout_s=30, interval_s=1)
+    finally:
+        try:
+            lam.delete_function(FunctionName="v6-drift")
+        except lam.exceptions.ResourceNotFoundException:
+            pass
