@@ -41,6 +41,7 @@ class PortRules:
     group_ids: tuple[str, ...]
     ip: str = ""
     nat: bool = False
+    ipv6: tuple[str, ...] = ()  # a Hyperplane port's ENI IPv6 addresses (NAT66 to them)
 
 
 def set_name(group_id: str) -> str:
@@ -89,13 +90,24 @@ def _peer_match(rule: SgRule) -> str:
 
 
 def _nat_ports_named(rule: SgRule, nat_ports: Iterable[PortRules]) -> list[str]:
-    """The Hyperplane ports whose ENI address an ingress rule's source names."""
+    """The Hyperplane ports whose ENI address (of the rule's family) an ingress rule's source
+    names."""
     if rule.ref_group_id:
         return sorted(p.ifname for p in nat_ports if rule.ref_group_id in p.group_ids)
     if rule.cidr and ":" in rule.cidr:
-        return []  # Hyperplane ENI addresses are IPv4
+        network6 = ipaddress.IPv6Network(rule.cidr, strict=False)
+        return sorted(p.ifname for p in nat_ports
+                      if any(ipaddress.IPv6Address(a) in network6 for a in p.ipv6))
     network = ipaddress.IPv4Network(rule.cidr or ANY_V4, strict=False)
     return sorted(p.ifname for p in nat_ports if ipaddress.IPv4Address(p.ip) in network)
+
+
+def _nat_family(rule: SgRule, ipv6: bool) -> str:
+    """The family a NAT port match of a rule naming addresses is limited to (in a VPC with
+    IPv6: a rule naming an ENI's IPv4 address admits none of its IPv6 flows, and back)."""
+    if rule.ref_group_id or not ipv6:
+        return ""
+    return "meta nfproto ipv6" if rule.cidr and ":" in rule.cidr else "meta nfproto ipv4"
 
 
 def _service_match(rule: SgRule) -> str:
@@ -140,6 +152,7 @@ def port_rule_lines(port: PortRules, rules_by_group: Mapping[str, list[SgRule]],
             if named:
                 links = ", ".join(f'"{name}"' for name in named)
                 matches.append(" ".join(filter(None, [f"iifname {{ {links} }}",
+                                                      _nat_family(rule, ipv6),
                                                       _service_match(rule)])))
             lines += [m for m in matches if m not in lines]
     return lines

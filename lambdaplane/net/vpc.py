@@ -114,7 +114,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                                   far_addresses, eni.process_pid, eni.process_start,
                                   tuple(v6_addresses.get(eni.id, ())), secondary))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
-        rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits) for p in ports]
+        rules = [PortRules(p.ifname, p.group_ids, p.ip, nat=p.ifname in transits,
+                           ipv6=p.ipv6 if p.ifname in transits else ()) for p in ports]
         ipv6 = vpc.id in v6_vpcs
         resolver = resolver_address(vpc.cidr)
         acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6,

@@ -94,9 +94,12 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
         f"delete table inet {table}\n"
         f"table inet {table} {{\n"
         f"    set egress_ifnames {{ type ifname; }}\n"
+        # the IPv6 addresses of steered sandboxes of dual-stack functions
+        # (net/hyperplane/ipv6.py): their IPv6 is let in, every other sandbox's dropped
+        f"    set ipv6_sandboxes {{ type ipv6_addr; }}\n"
         f"    chain prerouting {{\n"
         f"        type filter hook prerouting priority raw; policy accept;\n"
-        f"        iifname {sandboxes} meta nfproto ipv6 drop\n"
+        f"        iifname {sandboxes} meta nfproto ipv6 ip6 saddr != @ipv6_sandboxes drop\n"
         # strict reverse path: the source must be routed back out of the interface it came in
         # on; with one /32 route per sandbox this rejects every forged source address.
         f"        iifname {sandboxes} fib saddr . iif oif missing drop\n"

@@ -12,6 +12,7 @@ class VpcAttachment:
     vpc_id: str
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
+    ipv6: bool = False  # Ipv6AllowedForDualStack: sandboxes get an IPv6 path too
 
 
 @dataclass(frozen=True)

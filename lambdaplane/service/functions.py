@@ -355,7 +355,8 @@ class FunctionService:
         vpc = None
         config = record.vpc_config
         if config is not None and config.attached and config.vpc_id:
-            vpc = VpcAttachment(config.vpc_id, config.subnet_ids, config.security_group_ids)
+            vpc = VpcAttachment(config.vpc_id, config.subnet_ids, config.security_group_ids,
+                                config.ipv6_allowed_for_dual_stack)
         return FunctionSpec(
             region=record.region, name=record.name, arn=record.arn, version=record.version,
             runtime=record.runtime, handler=record.handler, memory_mb=record.memory_size,

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..errors import AwsError
 from ..net.hyperplane import counters as hp_counters
+from ..net.hyperplane import ipv6 as hp_ipv6
 from ..net.hyperplane import migration as hp_migration
 from ..net.hyperplane import plane as hp_plane
 from ..net.hyperplane import port_guard as hp_port_guard
@@ -65,7 +66,7 @@ from ..store.db import Database
 from ..store.ec2 import FarEnd
 from ..store.functions import FunctionRecord
 from ..store.hyperplane import EniKey, HyperplaneEniRow, HyperplaneStore, group_key
-from . import ipam
+from . import hyperplane_ipv6, ipam
 from .functions import FunctionService
 from .vpc import VpcService
 from .vpc_config import validate_vpc_config
@@ -91,6 +92,7 @@ class SteeredSandbox:
     """An environment's VPC handle: its sandbox address, steered to ENI n."""
     address: str
     n: int
+    sandbox: Sandbox | None = None  # set when the sandbox has an IPv6 path too
 
 
 async def upgrade_far_ends(vpc: VpcService, net: NetThread, names: Names) -> None:
@@ -135,6 +137,7 @@ class HyperplaneService:
         # sample's insert_failed and guard refusals per ENI (the increase is what is counted)
         self._turn: dict[tuple[str, str], int] = {}  # round-robin position per function
         self._lock = asyncio.Lock()  # ENIs are made and removed one at a time
+        self._v6_ready: set[int] = set()  # ENIs whose IPv6 path is in place
         # Steering runs on the event loop itself: one map element is ~0.01 ms of CPU, while a
         # hop to any thread costs a GIL hand-over each way, which under a burst of cold starts
         # (the loop busy) waited tens of ms. Its netlink socket lives in the worker netns.
@@ -173,6 +176,10 @@ class HyperplaneService:
         if steering is not None:
             steering.close()
         self._attached.clear()
+        for vpc_id in sorted({r.vpc_id for r in self._rows.values()}):
+            await self.net.run(hp_ipv6.remove_plane6, self.names, vpc_id)
+        await self.net.run(hp_ipv6.remove_steering6, self.names)
+        self._v6_ready.clear()
         await self.net.run(hp_reconcile.remove_all, self.names)
 
     async def _reconcile_on_timer(self) -> None:
@@ -196,6 +203,10 @@ class HyperplaneService:
         attachment is steered again here, on the loop (idempotent, ~0.01 ms each)."""
         async with self._lock:
             done = await self.reconcile(attachments=False)
+            for n in sorted(self._v6_ready):  # IPv6 paths: idempotent, rebuilt if lost
+                eni6 = self._eni6(self._rows[n]) if n in self._rows else None
+                if eni6 is not None:
+                    await self.net.run(hp_ipv6.ensure_eni6, self.names, eni6)
         if done and self._steering is not None:
             for addr, n in sorted(self._attached.items()):
                 self._steering.attach(addr, n)
@@ -227,11 +238,16 @@ class HyperplaneService:
         if not config.attached:
             return ""
         groups = group_key(config.security_group_ids)
+        dual_stack = hyperplane_ipv6.allows_dual_stack(record.vpc_config)
         async with self._lock:
             for subnet_id in config.subnet_ids:
                 key = EniKey(record.region, subnet_id, groups)
+                ipv6 = dual_stack and self._subnet_has_ipv6(subnet_id)
                 if not self._enis_of(key):
-                    await self._create(key, config.vpc_id, record.name)
+                    await self._create(key, config.vpc_id, record.name, ipv6)
+                elif ipv6:  # ENIs of IPv4-only functions get their address now
+                    for row in self._enis_of(key):
+                        await hyperplane_ipv6.ensure_address(self.vpc, key.region, row.eni_id)
         return config.vpc_id
 
     async def release(self, record: FunctionRecord) -> None:
@@ -254,12 +270,25 @@ class HyperplaneService:
         assert spec.vpc is not None
         key = self._next_key(spec)
         n = self._pick(key) or await self._pick_or_create(key, spec)
-        return self._steer(sandbox, n)
+        steered = self._steer(sandbox, n)
+        if not spec.vpc.ipv6:
+            return steered
+        try:
+            if await self._ensure_eni6(n):
+                await self.net.run(hp_ipv6.attach6, self.names, sandbox.slot, sandbox.netns,
+                                   sandbox.veth, n)
+                return SteeredSandbox(steered.address, n, sandbox)
+        except BaseException:  # no half-attached sandbox is left behind
+            await self.detach(SteeredSandbox(steered.address, n, sandbox))
+            raise
+        return steered
 
     def attach_at_once(self, spec: FunctionSpec, sandbox: Sandbox) -> SteeredSandbox | None:
         """attach without waiting, if an ENI of the next key has room; else None (and the
         subnet's turn is not taken)."""
         assert spec.vpc is not None
+        if spec.vpc.ipv6:  # the IPv6 path is kernel work for the NetThread: `attach`
+            return None
         turn = self._turn.get(spec.key, 0)
         key = self._next_key(spec)
         n = self._pick(key)
@@ -285,6 +314,9 @@ class HyperplaneService:
         del self._attached[handle.address]
         if self._steering is not None:
             self._steering.detach(handle.address)
+        if handle.sandbox is not None:
+            box = handle.sandbox
+            await self.net.run(hp_ipv6.detach6, self.names, box.slot, box.netns, box.veth)
         row = self._rows.get(handle.n)
         # cheap test first: the wanted keys read every function record
         if row is not None and handle.n not in self._attached.values() \
@@ -327,7 +359,8 @@ class HyperplaneService:
                     return row.n
             log.info("ENIs of %s are full (flows or ports) or missing: making a further one",
                      key)
-            return (await self._create(key, spec.vpc.vpc_id, spec.name)).n
+            ipv6 = hyperplane_ipv6.wants_ipv6(self.vpc, self.functions, key)
+            return (await self._create(key, spec.vpc.vpc_id, spec.name, ipv6)).n
 
     def _enis_of(self, key: EniKey) -> list[HyperplaneEniRow]:
         return [r for _n, r in sorted(self._rows.items()) if r.key == key]
@@ -341,7 +374,14 @@ class HyperplaneService:
         return wanted
 
     # making and removing ENIs (under self._lock) --------------------------------------------
-    async def _create(self, key: EniKey, vpc_id: str, function_name: str) -> HyperplaneEniRow:
+    def _subnet_has_ipv6(self, subnet_id: str) -> bool:
+        subnet = self.vpc.store.subnet(subnet_id)
+        return subnet is not None and bool(self.vpc.ipv6.subnet_cidrs(subnet))
+
+    async def _create(self, key: EniKey, vpc_id: str, function_name: str,
+                      ipv6: bool = False) -> HyperplaneEniRow:
+        """A further ENI of `key`; with `ipv6`, one IPv6 address of its subnet's /64
+        (service/hyperplane_ipv6.py)."""
         n = self.store.free_number()
         if n > MAX_N:
             raise AwsError("ENILimitReachedException", "Hyperplane ENI numbers are exhausted",
@@ -353,7 +393,8 @@ class HyperplaneService:
             eni = await self.vpc.create_interface(
                 key.region, key.subnet_id, key.group_ids,
                 description=f"AWS Lambda VPC ENI-{function_name}-{uuid.uuid4()}",
-                interface_type="lambda", requester_managed=True, far_end=far)
+                interface_type="lambda", requester_managed=True, far_end=far,
+                ipv6_count=1 if ipv6 else None)
         except AwsError as e:
             await self._drop_plane_if_unused(vpc_id)
             raise _state_error(e) from None
@@ -376,6 +417,8 @@ class HyperplaneService:
 
     async def _remove(self, row: HyperplaneEniRow) -> None:
         await self.net.run(hp_port_guard.remove_port_guard, self.names, row.vpc_id, row.n)
+        await self.net.run(hp_ipv6.remove_eni6, self.names, row.vpc_id, row.n)
+        self._v6_ready.discard(row.n)
         await self.net.run(remove_eni, self.names, row.vpc_id, row.n)
         if self.vpc.store.eni(row.eni_id) is not None:
             await self.vpc.delete_interface(row.key.region, row.eni_id, by_user=False)
@@ -388,6 +431,7 @@ class HyperplaneService:
 
     async def _drop_plane_if_unused(self, vpc_id: str) -> None:
         if not any(r.vpc_id == vpc_id for r in self._rows.values()):
+            await self.net.run(hp_ipv6.remove_plane6, self.names, vpc_id)
             await self.net.run(hp_plane.remove_vpc_plane, self.names, vpc_id)
             self._seen.pop(vpc_id, None)  # a new plane's counters start at zero
 
@@ -405,6 +449,24 @@ class HyperplaneService:
                     and number <= MAX_N):
                 log.info("removing %s: a Hyperplane ENI the store lost", eni.id)
                 await self.vpc.delete_interface(eni.region, eni.id, by_user=False)
+
+    def _eni6(self, row: HyperplaneEniRow) -> hp_ipv6.Eni6 | None:
+        """The IPv6 side of an ENI that has an IPv6 address (service/hyperplane_ipv6.py)."""
+        addresses = self.vpc.ipv6.addresses_of(row.eni_id)
+        return hp_ipv6.Eni6(row.n, row.vpc_id, addresses[0], port_ifname(row.eni_id)) \
+            if addresses else None
+
+    async def _ensure_eni6(self, n: int) -> bool:
+        """ENI n's IPv6 path, made once per run (a repair makes it again); False when the
+        ENI has no IPv6 address."""
+        row = self._rows.get(n)
+        eni6 = self._eni6(row) if row is not None else None
+        if eni6 is None:
+            return False
+        if n not in self._v6_ready:
+            await self.net.run(hp_ipv6.ensure_eni6, self.names, eni6)
+            self._v6_ready.add(n)
+        return True
 
     def _kernel_eni(self, row: HyperplaneEniRow) -> HyperplaneEni | None:
         eni = self.vpc.store.eni(row.eni_id)

@@ -41,6 +41,7 @@ from ..net.executor import NetThread
 from ..net.names import Names
 from ..net.worker import worker_ruleset
 from ..sandbox import cgroups
+from ..sandbox.cgroup_tree import CGROUP_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def _remake_instance_cgroups(names: Names, seen: dict[str, int]) -> list[str]:
     made = []
     for controller in (cgroups.MEMORY, cgroups.PIDS, cgroups.CPU):
         path = cgroups.instance_dir(names, controller)
-        key = str(path.relative_to(cgroups.CGROUP_ROOT))
+        key = str(path.relative_to(CGROUP_ROOT))
         try:
             inode = path.stat().st_ino
         except FileNotFoundError:
