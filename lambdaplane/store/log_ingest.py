@@ -1,5 +1,6 @@
 """LogIngest: the thread that writes the functions' output into the log store, so the invoke
-path only puts a batch on a queue (no lock: a count only the thread moves says what is written).
+path only appends a batch to a deque: no lock, and no wakeup of the thread unless it is asleep
+(a count only the thread moves says what is written).
 Whatever is queued at once goes in one transaction, on a connection of the thread's own, each
 stream's batches as one insert; while output keeps coming, the thread gathers for up to
 BATCH_WINDOW_S between transactions (each commit writes whole 16 KB pages: one per invoke cost
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +36,13 @@ class OutputBatch:
 
 
 class LogIngest:
-    """One queue, one thread, one connection; `submit` never blocks."""
+    """One deque, one thread, one connection; `submit` never blocks."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._queue: queue.SimpleQueue[OutputBatch | None] = queue.SimpleQueue()
+        self._queue: deque[OutputBatch | None] = deque()  # None: stop
+        self._wake = threading.Event()
+        self._asleep = False  # the thread waits for `_wake`: the next put sets it
         self._thread: threading.Thread | None = None
         self._ids: dict[tuple[str, str, str], tuple[int, int]] = {}
         self.written = 0
@@ -57,12 +60,18 @@ class LogIngest:
     def submit(self, batch: OutputBatch) -> None:
         if batch.events:
             self._last_submitted = next(self._submitted)
-            self._queue.put(batch)
+            self._put(batch)
+
+    def _put(self, item: OutputBatch | None) -> None:
+        self._queue.append(item)
+        if self._asleep:
+            self._asleep = False
+            self._wake.set()
 
     def stop(self) -> None:
         """Write what is queued, then end the thread."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._put(None)
             self._thread.join()
             self._thread = None
 
@@ -83,7 +92,7 @@ class LogIngest:
 
     def forget(self) -> None:
         """Groups or streams were deleted: look their ids up again."""
-        self._queue.put(OutputBatch("", "", ""))  # a marker the thread acts on in order
+        self._put(OutputBatch("", "", ""))  # a marker the thread acts on in order
 
     def _run(self) -> None:
         conn = connect(self.path)
@@ -91,15 +100,13 @@ class LogIngest:
             running = True
             last_write = 0.0
             while running:
-                batches = [self._queue.get()]
+                self._wait_for_work()
                 since = time.monotonic() - last_write
                 if since < BATCH_WINDOW_S:  # output keeps coming: gather it for one commit
                     time.sleep(BATCH_WINDOW_S - since)
-                while True:
-                    try:
-                        batches.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                batches = []
+                while self._queue:
+                    batches.append(self._queue.popleft())
                 if None in batches:
                     running = False
                 try:
@@ -113,6 +120,15 @@ class LogIngest:
                     self._settled.notify_all()
         finally:
             conn.close()
+
+    def _wait_for_work(self) -> None:
+        while not self._queue:
+            self._asleep = True
+            if self._queue:  # put between the check and the flag: it may not have woken us
+                self._asleep = False
+                return
+            self._wake.wait()
+            self._wake.clear()
 
     def _write(self, conn: sqlite3.Connection, batches: list[OutputBatch]) -> None:
         ingested = now_ms()
