@@ -183,22 +183,12 @@ def parse_input(op: OperationModel, labels: Mapping[str, str], query: Mapping[st
     if shape is None:
         return {}
     params: dict[str, Any] = {}
-    payload_name = shape.serialization.get("payload")
-    body_members = {}
-    for name, member in shape.members.items():
-        location = member.serialization.get("location")
-        wire_name = member.serialization.get("name", name)
-        if location == "uri":
-            if wire_name in labels:
-                params[name] = _from_text(member, labels[wire_name], _camel(name))
-        elif location == "querystring":
-            if wire_name in query:
-                params[name] = _from_text(member, query[wire_name], _camel(name))
-        elif location == "header":
-            if wire_name in headers:
-                params[name] = _from_text(member, headers[wire_name], _camel(name))
-        elif location is None and name != payload_name:
-            body_members[name] = member
+    payload_name, located, body_members = _input_plan(op)
+    for name, member, location, wire_name in located:
+        source = labels if location == "uri" else query if location == "querystring" \
+            else headers
+        if wire_name in source:
+            params[name] = _from_text(member, source[wire_name], _camel(name))
     if payload_name:
         member = shape.members[payload_name]
         if member.type_name == "blob":
@@ -222,6 +212,26 @@ def parse_input(op: OperationModel, labels: Mapping[str, str], query: Mapping[st
         raise ValidationError(f"{count} validation error{'s' if count > 1 else ''} detected: "
                               + "; ".join(problems))
     return params
+
+
+@lru_cache(maxsize=1024)
+def _input_plan(op: OperationModel) -> tuple[str | None, tuple[tuple[str, Shape, str, str], ...],
+                                             dict[str, Shape]]:
+    """Where each input member of an operation comes from, worked out once per operation:
+    (payload member, (name, shape, location, wire name) of the uri/querystring/header members,
+    the JSON body's members)."""
+    shape = op.input_shape
+    assert shape is not None
+    payload_name = shape.serialization.get("payload")
+    located: list[tuple[str, Shape, str, str]] = []
+    body_members: dict[str, Shape] = {}
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        if location in ("uri", "querystring", "header"):
+            located.append((name, member, location, member.serialization.get("name", name)))
+        elif location is None and name != payload_name:
+            body_members[name] = member
+    return payload_name, tuple(located), body_members
 
 
 def _load_json(body: bytes) -> Any:
@@ -266,26 +276,29 @@ def _validate(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
         for name, item in value.items():
             _validate(shape.members[name], item, _join(path, name), problems)
         return
-    prefix = f"{_shown(shape, value)} at '{path}' failed to satisfy constraint: "
+    def prefix() -> str:  # made only for a problem: every valid request checks many values
+        return f"{_shown(shape, value)} at '{path}' failed to satisfy constraint: "
+
     if kind in ("string", "list", "map", "blob"):
         size = len(value)
         if lo is not None and size < lo:
-            problems.append(prefix + f"Member must have length greater than or equal to {lo}")
+            problems.append(prefix() + f"Member must have length greater than or equal to {lo}")
         if hi is not None and size > hi:
-            problems.append(prefix + f"Member must have length less than or equal to {hi}")
+            problems.append(prefix() + f"Member must have length less than or equal to {hi}")
     elif kind in ("integer", "long", "float", "double"):
         if lo is not None and value < lo:
-            problems.append(prefix + f"Member must have value greater than or equal to {lo}")
+            problems.append(prefix() + f"Member must have value greater than or equal to {lo}")
         if hi is not None and value > hi:
-            problems.append(prefix + f"Member must have value less than or equal to {hi}")
+            problems.append(prefix() + f"Member must have value less than or equal to {hi}")
     if kind == "string":
         if "enum" in meta and value not in meta["enum"]:
-            problems.append(prefix + f"Member must satisfy enum value set: "
-                                     f"[{', '.join(meta['enum'])}]")
+            problems.append(prefix() + f"Member must satisfy enum value set: "
+                                       f"[{', '.join(meta['enum'])}]")
         pattern = meta.get("pattern")
         regex = _regex(pattern) if pattern else None
         if regex is not None and regex.fullmatch(value) is None:
-            problems.append(prefix + f"Member must satisfy regular expression pattern: {pattern}")
+            problems.append(prefix() + "Member must satisfy regular expression pattern: "
+                            + pattern)
     elif kind == "list":
         for item in value:
             _validate(shape.member, item, path, problems)

@@ -501,8 +501,7 @@ class ExecutionEnvironments:
         def on_fetch(pending: PendingInvocation) -> None:
             # the function's own timeout runs from the moment its runtime takes the event
             pending.deadline_ms = int((time.time() + spec.timeout_s) * 1000)
-            outside_text.append(env.output.take_outside())
-            env.output.begin(inv.request_id)
+            outside_text.append(env.output.take_outside_and_begin(inv.request_id))
             if not fetched.done():
                 fetched.set_result(time.monotonic())
 

@@ -187,6 +187,12 @@ class OutputCapture:
         self.drain()
         self._request_id = request_id
 
+    def take_outside_and_begin(self, request_id: str) -> str:
+        """`take_outside` then `begin`, with one read of the pipe, not two (every invoke)."""
+        outside = self.take_outside()
+        self._request_id = request_id
+        return outside
+
     def end(self) -> str:
         """Stop attributing output to the current invocation; returns what it printed."""
         self.drain()

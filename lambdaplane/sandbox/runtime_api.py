@@ -37,6 +37,7 @@ _OK = b'{"status": "OK"}'
 MAX_HEAD_BYTES = 16 * 1024  # request line + headers; the runtimes' are a few hundred bytes
 INVOCATION = f"{PREFIX}/invocation/"
 INIT_ERROR = f"{PREFIX}/init/error"
+_NEXT_REQUEST = f"GET {INVOCATION}next ".encode()
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,9 @@ class _Connection(asyncio.Protocol):
         self.discard = 0  # bytes of a refused body still to swallow before closing
         self.continued = False  # 100 Continue sent for the request at the head of `buf`
         self.chunked: _ChunkedRequest | None = None  # a chunked body being read
+        # A 202 for a result whose runtime pipelined its next `GET next` right behind it: sent
+        # with that request's answer, in one write (one wakeup of the runtime, not two).
+        self.held = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses; same methods)
@@ -358,7 +362,7 @@ class _Connection(asyncio.Protocol):
                 del self.buf[:start]
                 self.chunked = _ChunkedRequest(method, path, headers, keep_alive)
                 if headers.get("expect", "").lower() == "100-continue":
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self._raw(b"HTTP/1.1 100 Continue\r\n\r\n")
                 continue
             if length > MAX_RESPONSE_BYTES:
                 # refused unread, as the old server did: answer now, swallow the rest, close
@@ -377,16 +381,20 @@ class _Connection(asyncio.Protocol):
                 if (not self.continued and headers.get("expect", "").lower() == "100-continue"
                         and self.transport is not None):
                     self.continued = True
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self._raw(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return  # the rest of the body is still on its way
             body = bytes(self.buf[start:start + length])
             del self.buf[:start + length]
             self.continued = False
-            self._answer(method, path, headers, body, keep_alive)
+            self._answer(method, path, headers, body, keep_alive, hold=method == "POST"
+                         and self.buf.startswith(_NEXT_REQUEST) and b"\r\n\r\n" in self.buf)
 
     def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                keep_alive: bool) -> None:
+                keep_alive: bool, hold: bool = False) -> None:
         answer = self.api.dispatch(self, method, path, headers, body)
+        if hold and keep_alive and answer is not None and answer[0] == 202:
+            self.held += self._bytes(*answer, close=False)
+            return
         if answer is None:
             channel = self.api._channels.get(self.remote)
             assert channel is not None
@@ -450,13 +458,25 @@ class _Connection(asyncio.Protocol):
     def _write(self, status: int, body: bytes, extra: str, close: bool) -> None:
         if self.transport is None:
             return
+        data = self._bytes(status, body, extra, close)
+        if self.held:  # answers go out in order: a held 202 first
+            data, self.held = self.held + data, b""
+        self.transport.write(data)
+        if close:
+            self.transport.close()
+
+    def _raw(self, data: bytes) -> None:
+        if self.transport is not None:
+            data, self.held = self.held + data, b""
+            self.transport.write(data)
+
+    @staticmethod
+    def _bytes(status: int, body: bytes, extra: str, close: bool) -> bytes:
         reason = _REASONS.get(status) or HTTPStatus(status).phrase
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n{extra}"
                 f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
-        self.transport.write(head.encode("utf-8", "replace") + body)
-        if close:
-            self.transport.close()
+        return head.encode("utf-8", "replace") + body
 
 
 class _ChunkedBody:

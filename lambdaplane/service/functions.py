@@ -27,6 +27,7 @@ from ..sandbox.types import FunctionSpec, VpcAttachment
 from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
+from ..store.versions import AliasRecord
 from . import runtime_state
 from .aliases import Aliases
 from .event_invoke_config import EventInvokeConfigs
@@ -42,6 +43,7 @@ from .function_urls import FunctionUrls
 from .layers import LayerService
 from .permissions import Permissions
 from .s3_code import S3CodeSource, code_from_s3
+from .target_cache import TargetCache
 from .versions import Versions
 
 log = logging.getLogger("lambdaplane.functions")
@@ -88,6 +90,7 @@ class FunctionService:
         self.tags_and_settings = FunctionSettings(self)  # service/function_settings.py
         self.permissions = Permissions(self)  # resource policies (service/permissions.py)
         self.urls = FunctionUrls(self)  # function URL configurations
+        self.hot = TargetCache(db.conn)  # what invokes look up, until the next write
 
     @property
     def network(self) -> NetworkPreparer | None:
@@ -140,8 +143,28 @@ class FunctionService:
     def target(self, region: str, ref: str,
                qualifier: str | None = None) -> tuple[FunctionRecord, str]:
         """What an invoke runs and the ARN it was invoked by (unqualified, :$LATEST, a
-        version's or an alias's, which picks a version by its routing weights)."""
-        name, qualifier = self.resolve(region, ref, qualifier)
+        version's or an alias's, which picks a version by its routing weights). Remembered
+        until the next database write (service/target_cache.py): this is every invoke's path."""
+        name, qualifier = self.hot.get(("resolve", region, ref, qualifier),
+                                       lambda: self.resolve(region, ref, qualifier))
+        if qualifier and qualifier != LATEST and not qualifier.isdigit():
+            alias = self.hot.get(("alias", region, name, qualifier),
+                                 lambda: self._alias_of(region, name, qualifier))
+            version = self.aliases.pick(alias)  # drawn again for every invoke
+            return self.hot.get(("version", region, name, version),
+                                lambda: self.versions.by_version(region, name, version)
+                                ), alias.arn
+        return self.hot.get(("target", region, name, qualifier),
+                            lambda: self._target(region, name, qualifier))
+
+    def _alias_of(self, region: str, name: str, alias: str) -> AliasRecord:
+        record = self.versions.store.alias(region, name, alias)
+        if record is None or self.store.get(region, name) is None:
+            raise ResourceNotFound(f"Function not found: {self.arn(region, name, alias)}")
+        return record
+
+    def _target(self, region: str, name: str,
+                qualifier: str | None) -> tuple[FunctionRecord, str]:
         record = self.store.get(region, name)  # one read: this is every invoke's path
         if record is None:
             raise ResourceNotFound(f"Function not found: {self.arn(region, name, qualifier)}")
@@ -342,9 +365,12 @@ class FunctionService:
     def serving_spec(self, record: FunctionRecord) -> FunctionSpec:
         """What an invoke runs now: the previous configuration while an update is InProgress.
         Counts as a use of the function (Inactive is measured from the last one)."""
-        if record.version != LATEST:
-            return self.spec_for(record)  # a published version never changes
-        return self.spec_for(self.lifecycle.serving(record))
+        serving = record if record.version != LATEST else self.lifecycle.serving(record)
+        if serving.layers:  # spec_for makes the layers' /opt again if it went missing
+            return self.spec_for(serving)
+        # the same record object (cached by `target` until the next write) has the same spec
+        held, spec = self.hot.get(("spec", id(serving)), lambda: (serving, self.spec_for(serving)))
+        return spec if held is serving else self.spec_for(serving)
 
     def vpc_configs_in_use(self) -> builtins.list[tuple[str, str, VpcConfig]]:
         """(region, function name, VpcConfig) of every configuration that needs its network

@@ -273,3 +273,61 @@ async def test_malformed_chunked_body_is_400(api: Api) -> None:
     status, _ = await _raw_request(api.a.netns, _chunked_head(
         "/invocation/req-bad/response", "Content-Length: 5\r\n"), [b"hello"])
     assert status == 400
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status = int((await asyncio.wait_for(reader.readline(), 5)).split()[1])
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.lower()] = value.strip()
+    return status, headers, await reader.readexactly(int(headers.get("content-length", 0)))
+
+
+async def test_a_result_with_next_pipelined_is_answered_with_the_next_invocation(
+        api: Api) -> None:
+    """A runtime that sends `GET next` right behind its result (as the built-in ones do) gets
+    the 202 together with the next invocation, in order; one that waits for its 202 gets it
+    at once."""
+    channel = api.api.open_channel(api.a.address)
+    sock = socket_in(api.a.netns)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (GATEWAY, PORT))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    host = f"Host: {GATEWAY}:{PORT}\r\n"
+    next_request = f"GET {PREFIX_PATH}/invocation/next HTTP/1.1\r\n{host}\r\n".encode()
+    try:
+        first = _submit(channel, "r1")
+        writer.write(next_request)
+        status, headers, body = await _read_answer(reader)
+        assert (status, headers["lambda-runtime-aws-request-id"], body) == (200, "r1",
+                                                                             b'{"k": 1}')
+        # not pipelined: the 202 comes at once
+        writer.write(f"POST {PREFIX_PATH}/invocation/r1/response HTTP/1.1\r\n{host}"
+                     f"Content-Length: 2\r\n\r\nok".encode())
+        assert (await _read_answer(reader))[0] == 202
+        assert (await first.outcome).body == b"ok"
+
+        second = _submit(channel, "r2")
+        writer.write(next_request)
+        assert (await _read_answer(reader))[1]["lambda-runtime-aws-request-id"] == "r2"
+        # pipelined: the result is taken at once, its 202 waits for the next invocation
+        writer.write(f"POST {PREFIX_PATH}/invocation/r2/response HTTP/1.1\r\n{host}"
+                     f"Content-Length: 3\r\n\r\nok2".encode() + next_request)
+        assert (await asyncio.wait_for(second.outcome, 5)).body == b"ok2"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.readline(), 0.3)
+        _submit(channel, "r3")
+        assert (await _read_answer(reader))[0] == 202
+        status, headers, body = await _read_answer(reader)
+        assert (status, headers["lambda-runtime-aws-request-id"]) == (200, "r3")
+
+        # the environment goes while a result's 202 is held: 202, then 410, in order
+        writer.write(f"POST {PREFIX_PATH}/invocation/r3/response HTTP/1.1\r\n{host}"
+                     f"Content-Length: 2\r\n\r\nok".encode() + next_request)
+        await asyncio.sleep(0.2)
+        api.api.close_channel(api.a.address)
+        assert (await _read_answer(reader))[0] == 202
+        assert (await _read_answer(reader))[0] == 410
+    finally:
+        writer.close()

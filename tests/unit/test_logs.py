@@ -101,3 +101,18 @@ async def test_logs_route_and_command(tmp_path: Path, capsys: pytest.CaptureFixt
         assert "no function named 'nosuch'" in capsys.readouterr().err
     finally:
         await runner.cleanup()
+
+
+async def test_take_outside_and_begin_is_take_outside_then_begin(tmp_path: Path) -> None:
+    capture = OutputCapture(FunctionLog(tmp_path, "us-east-1", "f"))
+    writer = os.dup(capture.write_fd)
+    capture.writer_sent()
+    try:
+        os.write(writer, b"init line\n")
+        assert capture.take_outside_and_begin("r-1") == "init line\n"
+        os.write(writer, b"during r-1\n")
+        assert capture.end() == "during r-1\n"
+        assert capture.take_outside() == ""
+    finally:
+        os.close(writer)
+        capture.close()

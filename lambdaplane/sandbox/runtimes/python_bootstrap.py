@@ -237,7 +237,8 @@ class RuntimeClient:
                  headers: dict[str, str] | None = None,
                  then_next: bool = False) -> tuple[int, Headers, bytes]:
         """One request and its response. `then_next`: the GET of the next invocation goes out
-        in the same write (HTTP/1.1 pipelining: one wakeup fewer on each side per invoke);
+        in the same write (HTTP/1.1 pipelining: one wakeup fewer on each side per invoke; the
+        server then sends the 202 with the next invocation, in one write);
         next_invocation() then only reads its answer."""
         data = self._head(method, path, body, headers)
         if then_next:
@@ -326,6 +327,10 @@ class RuntimeClient:
 
     def _post(self, path: str, body: bytes, content_type: str,
               error_type: str | None = None, then_next: bool = False) -> None:
+        # What the function printed goes before its result: the server attributes the output
+        # to the invocation it is taking the result of (its 202 may come only with the next).
+        sys.stdout.flush()
+        sys.stderr.flush()
         headers = {"Content-Type": content_type}
         if error_type:
             # Header values must be latin-1; an exotic exception class name must not crash us.
