@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -179,14 +180,64 @@ def _reconcile_nft(spec: Ipv6GatewaySpec, changes: list[str]) -> None:
     changes.append(f"applied the IPv6 gateway rule in {spec.netns}")
 
 
-def reconcile(specs: list[Ipv6GatewaySpec]) -> list[str]:
+# What the last run made in each VPC namespace, and the identities (inodes) of that namespace
+# and of the internet namespace: a VPC whose spec is the one last made there is left alone
+# unless its namespace may have changed underneath (as net/gateways.py does); a namespace that
+# is no longer wanted (its VPC lost its IPv6 blocks) is emptied of what this module made.
+_MADE: dict[str, tuple[Ipv6GatewaySpec, tuple[int, int]]] = {}
+
+
+def _identity(spec: Ipv6GatewaySpec) -> tuple[int, int]:
+    def inode(name: str) -> int:
+        try:
+            return os.stat(f"/run/netns/{name}").st_ino if name else 0
+        except FileNotFoundError:
+            return -1
+    return inode(spec.netns), inode(spec.internet_netns)
+
+
+def emptied(spec: Ipv6GatewaySpec) -> Ipv6GatewaySpec:
+    """The spec that removes what `spec` made: no tables, rules, routes back or rule."""
+    return Ipv6GatewaySpec(spec.vpc_id, spec.netns, "", spec.peer, (), {}, (), (),
+                           spec.nft_table)
+
+
+def reconcile(specs: list[Ipv6GatewaySpec], recheck: set[str] | None = None) -> list[str]:
     """Make each IPv6 VPC's routing, link addresses and gateway rule match its spec (after
-    net/gateways.py made the links)."""
+    net/gateways.py made the links). `recheck` None: read every IPv6 VPC back; a set: VPC
+    namespaces that may have changed underneath — the others are skipped when their spec is
+    the one last made there."""
     changes: list[str] = []
+    wanted = {spec.netns for spec in specs}
+    for netns in sorted(set(_MADE) - wanted):
+        old, _identity_then = _MADE.pop(netns)
+        if ns.exists(netns):
+            _unroute_internet(old, changes)
+            _reconcile_routing(emptied(old), changes)
+            _reconcile_nft(emptied(old), changes)
     for spec in specs:
         if not ns.exists(spec.netns):
+            _MADE.pop(spec.netns, None)
             continue
+        identity = _identity(spec)
+        if recheck is not None and spec.netns not in recheck \
+                and _MADE.get(spec.netns) == (spec, identity):
+            continue
+        _MADE.pop(spec.netns, None)  # until this VPC is made again in full
         _reconcile_link(spec, changes)
         _reconcile_routing(spec, changes)
         _reconcile_nft(spec, changes)
+        _MADE[spec.netns] = (spec, identity)
     return changes
+
+
+def _unroute_internet(old: Ipv6GatewaySpec, changes: list[str]) -> None:
+    """The internet side's routes back to a VPC that has no IPv6 left (a link that goes takes
+    its routes with it)."""
+    if not old.internet_netns or not ns.exists(old.internet_netns):
+        return
+    for block in old.blocks:
+        out = subprocess.run(["ip", "-n", old.internet_netns, "-6", "route", "del", block,
+                              "via", VPC_SIDE_LL, "dev", old.peer], capture_output=True)
+        if out.returncode == 0:
+            changes.append(f"unrouted {block} in {old.internet_netns}")

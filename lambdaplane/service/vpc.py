@@ -191,7 +191,8 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             changes += await self.net.run(net_gateways.reconcile, self.gateway_desired(snap),
                                           None if verify_now else changed)
             changes += await self.net.run(net_gateways6.reconcile,
-                                          self.egress_only.desired(snap))
+                                          self.egress_only.desired(snap),
+                                          None if verify_now else changed)
             await self.sync_dns()
             self._reconcile_served = upto
             return changes

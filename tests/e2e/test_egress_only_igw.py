@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import live_server
 from tests.e2e.test_ipv6 import LISTENER6, PROBE6
-from tests.e2e.vpc_support import resource
+from tests.e2e.vpc_support import reconcile_now, resource
 from tests.harness import LiveServer
 
 pytestmark = pytest.mark.root
@@ -224,6 +224,7 @@ def test_egress_only_out_not_in_and_internet_gateway_both_ways(server, net, inte
         assert probe(internet, mine, 80) == f"hello from {mine}"
         assert probe(internet, mine, 81) == "timeout"  # the group opens port 80 only
         assert probe(r.netns, PUBLIC_HOST6, 80) == f"you are {mine}"
+        assert reconcile_now(server) == []  # read back in full: the kernel matches already
         # back to the egress-only gateway; deleting it turns the route into a blackhole
         ec2.replace_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="::/0",
                           EgressOnlyInternetGatewayId=eigw)
