@@ -105,6 +105,15 @@ class EgressOnlyGateways:
                 "route.egress-only-internet-gateway-id": [
                     v.route.target_id for v in views if v.route.target_kind == _EIGW]}
 
+    def refuse_ipv4_target(self, table: RouteTable, kind: str, value: str) -> None:
+        """An IPv4 route (service/route_tables.py) to an egress-only gateway that exists: it
+        carries IPv6 only."""
+        g = self.store.gateway(value) if kind == _EIGW else None
+        if g is not None and g.region == table.region:
+            raise ec2_error("InvalidParameterValue",  # [?] AWS's wording
+                            "Route target is not supported. An egress-only internet gateway "
+                            "is the target of IPv6 routes only (destinationIpv6CidrBlock)")
+
     def _destination(self, table: RouteTable, raw: str) -> str:
         net = parse_v6(raw, "destinationIpv6CidrBlock")
         return str(net)

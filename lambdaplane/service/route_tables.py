@@ -252,6 +252,7 @@ class RouteTables:
         if kind == "NatGatewayId" and value.startswith("nat-") and \
                 self.nat_target_ok(table.vpc_id, table.region, value):  # type: ignore
             return kind, value
+        self.egress_only.refuse_ipv4_target(table, kind, value)  # type: ignore[attr-defined]
         code, noun = TARGETS[kind]
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 
