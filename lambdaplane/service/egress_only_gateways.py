@@ -114,9 +114,13 @@ class EgressOnlyGateways:
                             "Route target is not supported. An egress-only internet gateway "
                             "is the target of IPv6 routes only (destinationIpv6CidrBlock)")
 
-    def _destination(self, table: RouteTable, raw: str) -> str:
-        net = parse_v6(raw, "destinationIpv6CidrBlock")
-        return str(net)
+    def _destination(self, params: dict[str, Any]) -> str:
+        """The one IPv6 destination of the call (one destination per route, as on AWS)."""
+        if params.get("DestinationCidrBlock") or params.get("DestinationPrefixListId"):
+            raise ec2_error("InvalidParameterCombination",  # [?] AWS's wording
+                            "Only one of destinationCidrBlock, destinationIpv6CidrBlock and "
+                            "destinationPrefixListId may be given")
+        return str(parse_v6(params["DestinationIpv6CidrBlock"], "destinationIpv6CidrBlock"))
 
     def _is_local(self, table: RouteTable, destination: str) -> bool:
         return any(b.cidr == destination for b in self.svc.ipv6.vpc_blocks(table.vpc_id))
@@ -164,7 +168,7 @@ class EgressOnlyGateways:
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 
     async def create_route(self, table: RouteTable, params: dict[str, Any]) -> None:
-        destination = self._destination(table, params["DestinationIpv6CidrBlock"])
+        destination = self._destination(params)
         kind, target = self._target(table, params)
         if self._is_local(table, destination) or any(
                 r.destination == destination for r in self.store.routes(table.id)):
@@ -175,7 +179,7 @@ class EgressOnlyGateways:
         await self.svc.reconcile()
 
     async def replace_route(self, table: RouteTable, params: dict[str, Any]) -> None:
-        destination = self._destination(table, params["DestinationIpv6CidrBlock"])
+        destination = self._destination(params)
         if self._is_local(table, destination):
             raise ec2_error("InvalidParameterValue",  # [?] wording
                             f"The local route {destination} can only lead to 'local'")
@@ -191,7 +195,7 @@ class EgressOnlyGateways:
         await self.svc.reconcile()
 
     async def delete_route(self, table: RouteTable, params: dict[str, Any]) -> None:
-        destination = self._destination(table, params["DestinationIpv6CidrBlock"])
+        destination = self._destination(params)
         if self._is_local(table, destination):
             raise ec2_error("InvalidParameterValue",
                             f"cannot remove local route {destination} in route table "

@@ -204,9 +204,8 @@ class RouteTables:
     # routes ------------------------------------------------------------------------------
     def _destination(self, params: dict[str, Any]) -> str:
         if params.get("DestinationIpv6CidrBlock") or params.get("DestinationPrefixListId"):
-            raise ec2_error("InvalidParameterValue",  # [?] no IPv6 or prefix lists here yet
-                            "IPv6 and prefix list destinations are not supported by "
-                            "lambdaplane yet")
+            raise ec2_error("InvalidParameterValue",  # [?] no prefix lists here yet
+                            "Prefix list destinations are not supported by lambdaplane yet")
         raw = params.get("DestinationCidrBlock")
         if not raw:
             raise ec2_error("MissingParameter",

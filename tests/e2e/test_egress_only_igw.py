@@ -185,6 +185,9 @@ def test_egress_only_gateway_api(server, net) -> None:
     assert error_code(ec2.create_route, RouteTableId=net["table"],
                       DestinationCidrBlock="0.0.0.0/0",
                       EgressOnlyInternetGatewayId=eigw) == "InvalidParameterValue"
+    assert error_code(ec2.create_route, RouteTableId=net["table"],
+                      DestinationCidrBlock="0.0.0.0/0", DestinationIpv6CidrBlock="::/0",
+                      EgressOnlyInternetGatewayId=eigw) == "InvalidParameterCombination"
     assert error_code(ec2.delete_route, RouteTableId=net["table"],
                       DestinationIpv6CidrBlock=net["block"]) == "InvalidParameterValue"
     assert error_code(ec2.delete_route, RouteTableId=net["table"],
