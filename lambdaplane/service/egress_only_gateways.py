@@ -210,13 +210,17 @@ class EgressOnlyGateways:
 
     # the kernel --------------------------------------------------------------------------
     def linked_vpcs(self) -> frozenset[str]:
-        """VPCs that need the gateway link for an egress-only gateway (net/gateways.py)."""
-        return frozenset(g.vpc_id for g in self.store.gateways())
+        """VPCs that need the gateway link for an egress-only gateway (net/gateways.py): those
+        with an IPv6 block to send through it."""
+        with_ipv6 = {b.vpc_id for b in self.svc.ipv6.store.vpc_cidrs()}
+        return frozenset(g.vpc_id for g in self.store.gateways() if g.vpc_id in with_ipv6)
 
     def desired(self, snap: Snapshot) -> list[gateways6.Ipv6GatewaySpec]:
         """Each IPv6 VPC's IPv6 policy routing and gateway rule (net/gateways6.py)."""
         svc = self.svc
         ipv6 = svc.ipv6.store.snapshot()
+        if not ipv6.vpc_cidrs:
+            return []  # no IPv6 anywhere: nothing to route (what was made is undone)
         blocks: dict[str, list[str]] = defaultdict(list)
         for b in ipv6.vpc_cidrs:
             blocks[b.vpc_id].append(b.cidr)
@@ -243,6 +247,7 @@ class EgressOnlyGateways:
             mine = sorted(t.id for t in tables if t.vpc_id == vpc.id)
             main_table = next((t for t in mine if t in main), None)
             linked = bool(internet) and (vpc.id in attached or bool(eigws.get(vpc.id)))
+            # (the same rule as linked_vpcs(): this VPC has an IPv6 block)
             enis = {e.id: e for e in snap.enis if e.vpc_id == vpc.id}
             kernel_tables = {}
             open_in: list[tuple[str, str]] = []
