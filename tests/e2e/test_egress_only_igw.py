@@ -5,7 +5,8 @@ links its gateways into it (`serve --internet-netns`). IPv6 is not translated (a
 host sees the resource's own address. A resource in a subnet routed `::/0` to an egress-only
 gateway reaches the host, and the host cannot reach it; routed to an internet gateway instead,
 the host reaches it on the ports its security group opens; deleting the gateway turns the
-route into a blackhole. No packet leaves the machine."""
+route into a blackhole. An IPv6 route to a network interface leads to it. No packet leaves the
+machine."""
 from __future__ import annotations
 
 import contextlib
@@ -242,3 +243,26 @@ def test_egress_only_out_not_in_and_internet_gateway_both_ways(server, net, inte
         assert route["State"] == "blackhole"
         assert probe(r.netns, PUBLIC_HOST6, 80) == "timeout"
         ec2.delete_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="::/0")
+
+
+def test_ipv6_route_to_a_network_interface(server, net) -> None:
+    """An IPv6 route to an interface of the VPC (an appliance) sends the subnet's traffic for
+    that destination to it; the route goes when the interface goes (blackhole)."""
+    ec2 = server.ec2()
+    behind = "2001:db8:1::10"  # an address only the appliance holds
+    with _listener(server, net) as appliance, \
+            resource(server, net["subnet"], [net["group"]], ip="10.93.1.20",
+                     argv=[sys.executable, "-u", "-c", LISTENER6, "80"]) as client:
+        subprocess.run(["ip", "-n", appliance.netns, "-6", "addr", "add", f"{behind}/128",
+                        "dev", "lo", "nodad"], check=True)
+        assert probe(client.netns, behind, 80) == "timeout"  # no route
+        ec2.create_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="2001:db8:1::/48",
+                         NetworkInterfaceId=appliance.eni_id)
+        assert {"DestinationIpv6CidrBlock": "2001:db8:1::/48",
+                "NetworkInterfaceId": appliance.eni_id, "Origin": "CreateRoute",
+                "State": "active"} in _ipv6_routes(ec2, net["table"])
+        assert probe(client.netns, behind, 80) == f"hello from {behind}"
+    (route,) = [x for x in _ipv6_routes(ec2, net["table"])
+                if x["DestinationIpv6CidrBlock"] == "2001:db8:1::/48"]
+    assert route["State"] == "blackhole"
+    ec2.delete_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="2001:db8:1::/48")
