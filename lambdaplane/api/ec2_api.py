@@ -19,6 +19,7 @@ from ..store.ec2 import Eni, SecurityGroup, SgRule, Subnet, Vpc
 from .ec2_ipv6_api import eni_ipv6_addresses, subnet_ipv6_set, vpc_ipv6_set
 from .ec2_private_ips_api import create_params, private_ip_addresses
 from . import ec2_endpoints_api  # noqa: I001 - beside the other action tables
+from . import ec2_egress_only_api
 from . import (ec2_eni_api, ec2_gateways_api, ec2_ipv6_api, ec2_private_ips_api, ec2_more_api,
                ec2_network_acls_api, ec2_routes_api, flow_logs_api, query_xml)
 
@@ -319,6 +320,7 @@ ACTIONS.update(ec2_gateways_api.ACTIONS)  # internet and NAT gateways, Elastic I
 ACTIONS.update(ec2_ipv6_api.ACTIONS)  # IPv6 blocks and addresses
 ACTIONS.update(ec2_private_ips_api.ACTIONS)  # secondary private IPv4 addresses
 ACTIONS.update(ec2_endpoints_api.ACTIONS)  # interface VPC endpoints
+ACTIONS.update(ec2_egress_only_api.ACTIONS)  # egress-only internet gateways
 
 
 async def handle(svc: VpcService, default_region: str, request: web.Request) -> web.Response:

@@ -31,6 +31,10 @@ def route_table_out(svc: VpcService, t: RouteTable) -> dict[str, Any]:
     for block in svc.ipv6.vpc_blocks(t.vpc_id):  # each IPv6 block of the VPC: a local route
         routes.append({"DestinationIpv6CidrBlock": block.cidr, "GatewayId": "local",
                        "Origin": "CreateRouteTable", "State": "active"})
+    for view in svc.egress_only.route_views(t.id):  # IPv6 routes to gateways, interfaces
+        r = view.route
+        routes.append({"DestinationIpv6CidrBlock": r.destination, r.target_kind: r.target_id,
+                       "Origin": r.origin, "State": view.state})
     tags = svc.tags_of(t.id)
     return {"RouteTableId": t.id, "VpcId": t.vpc_id, "OwnerId": svc.settings.account_id,
             "Routes": routes, "PropagatingVgws": [],

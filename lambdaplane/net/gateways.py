@@ -146,9 +146,11 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
                   associations: Sequence[Any], gateways: Sequence[Any],
                   addresses: Sequence[Any], nat_gateways: Sequence[Any] = (),
                   connection_limit: int = NAT_CONNECTIONS_PER_DESTINATION,
-                  idle_timeout_s: int = NAT_IDLE_TIMEOUT_S) -> list[GatewayNetSpec]:
+                  idle_timeout_s: int = NAT_IDLE_TIMEOUT_S,
+                  egress_only_vpcs: frozenset[str] = frozenset()) -> list[GatewayNetSpec]:
     """Every VPC's gateway link, 1:1 NAT, NAT gateways and policy routing (store dataclasses
-    in)."""
+    in). `egress_only_vpcs`: VPCs with an egress-only internet gateway, which need the link
+    for IPv6 (net/gateways6.py) even without an internet gateway."""
     attached = {g.vpc_id: g.id for g in gateways if g.vpc_id}
     eni_by_id = {e.id: e for e in enis}
     tables_of: dict[str, list[str]] = defaultdict(list)
@@ -196,7 +198,8 @@ def desired_state(names: Names, internet_netns: str, vpcs: Sequence[Any], subnet
                            and eni_by_id[a.eni_id].far_end is not None
                            and a.private_ip)) if has_internet else ()
         netns = names.vpc_netns(vpc.id)
-        out.append(GatewayNetSpec(vpc.id, netns, internet_netns if has_internet else "",
+        linked = has_internet or (bool(internet_netns) and vpc.id in egress_only_vpcs)
+        out.append(GatewayNetSpec(vpc.id, netns, internet_netns if linked else "",
                                   names.gateway_veth(vpc.id), nat, gateway_table(names),
                                   RoutingSpec(netns, kernel, tuple(sorted(rules))),
                                   tuple(sorted(realms.values())), connection_limit,

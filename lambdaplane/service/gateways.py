@@ -62,7 +62,8 @@ class InternetGateways:
             self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,  # type: ignore
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
             gw.addresses + self.launch_addresses(), self.nat_store.all(),  # type: ignore
-            self.settings.nat_connections_per_destination, self.settings.nat_idle_timeout_s)
+            self.settings.nat_connections_per_destination, self.settings.nat_idle_timeout_s,
+            self.egress_only.linked_vpcs())  # type: ignore[attr-defined]
 
     def give_default_vpc_internet(self, vpc: Vpc) -> None:
         """What AWS gives a default VPC: an internet gateway attached, and the main route

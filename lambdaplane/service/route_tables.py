@@ -107,7 +107,8 @@ class RouteTables:
 
     def more_taggable_ids(self, region: str) -> set[str]:
         return super().more_taggable_ids(region) | \
-            {t.id for t in self.routes.tables(region)}  # type: ignore[misc]
+            {t.id for t in self.routes.tables(region)} | \
+            self.egress_only.taggable_ids(region)  # type: ignore[attr-defined]
 
     # lookups -----------------------------------------------------------------------------
     def route_table(self, region: str, table_id: str | None) -> RouteTable:
@@ -195,14 +196,16 @@ class RouteTables:
             "route.state": [v.state for v in views]}
         for kind, name in ROUTE_TARGET_FILTERS.items():
             values[name] = [v.route.target_id for v in views if v.route.target_kind == kind]
+        for name, more in self.egress_only.filter_values(  # type: ignore[attr-defined]
+                t.id).items():  # the IPv6 routes (service/egress_only_gateways.py)
+            values[name] = values.get(name, []) + more
         return values
 
     # routes ------------------------------------------------------------------------------
     def _destination(self, params: dict[str, Any]) -> str:
         if params.get("DestinationIpv6CidrBlock") or params.get("DestinationPrefixListId"):
-            raise ec2_error("InvalidParameterValue",  # [?] no IPv6 or prefix lists here yet
-                            "IPv6 and prefix list destinations are not supported by "
-                            "lambdaplane yet")
+            raise ec2_error("InvalidParameterValue",  # [?] no prefix lists here yet
+                            "Prefix list destinations are not supported by lambdaplane yet")
         raw = params.get("DestinationCidrBlock")
         if not raw:
             raise ec2_error("MissingParameter",
@@ -248,12 +251,15 @@ class RouteTables:
         if kind == "NatGatewayId" and value.startswith("nat-") and \
                 self.nat_target_ok(table.vpc_id, table.region, value):  # type: ignore
             return kind, value
+        self.egress_only.refuse_ipv4_target(table, kind, value)  # type: ignore[attr-defined]
         code, noun = TARGETS[kind]
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 
     async def create_route(self, region: str, params: dict[str, Any]) -> None:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
+        if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
+            return await self.egress_only.create_route(table, params)  # type: ignore[attr-defined]
         destination = self._destination(params)
         kind, target = self._target(table, params)
         if any(r.destination == destination for r in self.routes.routes(table.id)):
@@ -269,6 +275,8 @@ class RouteTables:
     async def replace_route(self, region: str, params: dict[str, Any]) -> None:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
+        if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
+            return await self.egress_only.replace_route(table, params)  # type: ignore[attr-defined]
         destination = self._destination(params)
         old = next((r for r in self.routes.routes(table.id) if r.destination == destination),
                    None)
@@ -289,6 +297,8 @@ class RouteTables:
     async def delete_route(self, region: str, params: dict[str, Any]) -> None:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
+        if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
+            return await self.egress_only.delete_route(table, params)  # type: ignore[attr-defined]
         destination = self._destination(params)
         old = next((r for r in self.routes.routes(table.id) if r.destination == destination),
                    None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..errors import ec2_error
 from ..net import reconcile as net_reconcile
+from ..net import gateways6 as net_gateways6
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..store.db import Database
@@ -48,6 +49,7 @@ from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 from .ipv6 import Ipv6Addressing
+from .egress_only_gateways import EgressOnlyGateways
 from .private_ips import PrivateIps
 from .dns_server import VpcResolvers
 from .vpc_dns import VpcDns
@@ -132,6 +134,7 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         self._verify_asked = False  # a reconcile(verify=True) is waiting for the lock
         self._watcher: asyncio.Task[None] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
+        self.egress_only = EgressOnlyGateways(self)  # egress-only IGWs, IPv6 routes
         self.private_ips = PrivateIps(self)  # service/private_ips.py: secondary IPv4
         self.resolvers = VpcResolvers(net, settings.internet_netns, settings.dns_upstreams)
         self.endpoint_store = VpcEndpointStore(db)
@@ -186,6 +189,9 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names, snap,
                                          changed)
             changes += await self.net.run(net_gateways.reconcile, self.gateway_desired(snap),
+                                          None if verify_now else changed)
+            changes += await self.net.run(net_gateways6.reconcile,
+                                          self.egress_only.desired(snap),
                                           None if verify_now else changed)
             await self.sync_dns()
             self._reconcile_served = upto
@@ -307,7 +313,8 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
                 any(g.name != "default" for g in groups) or \
                 self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc) or \
-                self.vpc_gateway_dependencies(vpc):
+                self.vpc_gateway_dependencies(vpc) or \
+                self.egress_only.vpc_dependencies(vpc.id):
             raise ec2_error("DependencyViolation",
                             f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
         with self.db.transaction():
