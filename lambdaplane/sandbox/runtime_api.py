@@ -2,10 +2,11 @@
 
 Owns the HTTP listener inside the worker netns (its socket is created there on the NetThread,
 then served on the event loop by a small asyncio.Protocol speaking just the HTTP/1.1 this API
-needs: Content-Length and chunked bodies, keep-alive, pipelining, 100-continue — three requests
-per invoke
-go through here, so a general web framework's per-request work is a visible share of an
-invoke) and one `RuntimeChannel` per execution environment.
+needs: Content-Length and chunked bodies, keep-alive, pipelining (a 202 held back to go out with
+the answer of the `next` pipelined behind it), 100-continue — three requests per invoke go
+through here, so a general web framework's per-request work is a visible share of an invoke),
+the routing of its paths, and one `RuntimeChannel` per execution environment (the channel itself
+is sandbox/runtime_channel.py; the HTTP parsing and encoding, sandbox/runtime_http.py).
 An environment is identified by the request's source address — the sandbox's own 100.64.x.y,
 unforgeable thanks to the worker's reverse-path filter — and is only ever shown its own
 invocations. Wire behaviour follows reference/aws-behaviour.md §4."""
@@ -18,16 +19,15 @@ import contextlib
 import json
 import logging
 import socket
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from urllib.parse import unquote
 
 from ..net import ns
 from ..net.executor import NetThread
-from ..sandbox.types import Invocation
+from .runtime_channel import ChannelClosed, Outcome, PendingInvocation, RuntimeChannel
+from .runtime_http import ChunkedBody, ChunkedRequest, encode_response, parse_head
+
+__all__ = ["MAX_RESPONSE_BYTES", "ChannelClosed", "Outcome", "PendingInvocation", "RuntimeApi",
+           "RuntimeChannel"]
 
 log = logging.getLogger(__name__)
 
@@ -38,105 +38,6 @@ MAX_HEAD_BYTES = 16 * 1024  # request line + headers; the runtimes' are a few hu
 INVOCATION = f"{PREFIX}/invocation/"
 INIT_ERROR = f"{PREFIX}/init/error"
 _NEXT_REQUEST = f"GET {INVOCATION}next ".encode()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How the runtime finished one invocation."""
-    kind: str  # "response" | "error" | "init_error" | "too_large"
-    body: bytes
-    error_type: str | None = None
-
-
-@dataclass
-class PendingInvocation:
-    invocation: Invocation
-    function_arn: str
-    deadline_ms: int  # epoch milliseconds
-    outcome: asyncio.Future[Outcome]
-    on_fetch: Callable[["PendingInvocation"], None] | None = None
-    fetched_at: float | None = None  # time.monotonic() when the runtime took it
-
-    @property
-    def request_id(self) -> str:
-        return self.invocation.request_id
-
-
-class ChannelClosed(Exception):
-    pass
-
-
-@dataclass
-class RuntimeChannel:
-    """One environment's side of the Runtime API: invocations queued for its `next` poll and
-    the one in progress (at most one: one invocation at a time per environment)."""
-    address: str
-    queued: deque[PendingInvocation] = field(default_factory=deque)
-    current: PendingInvocation | None = None
-    closed: bool = False
-    init_error: Outcome | None = None  # posted before any invocation was queued
-    _getter: asyncio.Future[None] | None = None
-
-    def submit(self, invocation: Invocation, function_arn: str, deadline_ms: int,
-               on_fetch: Callable[[PendingInvocation], None] | None = None
-               ) -> PendingInvocation:
-        pending = PendingInvocation(invocation, function_arn, deadline_ms,
-                                    asyncio.get_running_loop().create_future(), on_fetch)
-        if self.init_error is not None:
-            pending.outcome.set_result(self.init_error)
-            return pending
-        self.queued.append(pending)
-        self._wake()
-        return pending
-
-    async def next(self) -> PendingInvocation:
-        while not self.queued:
-            if self.closed:
-                raise ChannelClosed
-            self._getter = asyncio.get_running_loop().create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        return self._take()
-
-    def next_nowait(self) -> PendingInvocation | None:
-        """The next queued invocation without waiting, or None (then await `next`)."""
-        return self._take() if self.queued else None
-
-    def _take(self) -> PendingInvocation:
-        pending = self.queued.popleft()
-        self.current = pending
-        pending.fetched_at = time.monotonic()
-        if pending.on_fetch is not None:
-            pending.on_fetch(pending)
-        return pending
-
-    def finish(self, request_id: str, outcome: Outcome) -> bool:
-        """Resolve the invocation in progress; False if `request_id` is not it."""
-        pending = self.current
-        if pending is None or pending.request_id != request_id or pending.outcome.done():
-            return False
-        pending.outcome.set_result(outcome)
-        self.current = None
-        return True
-
-    def fail_init(self, outcome: Outcome) -> None:
-        """An init error answers the invocation that is waiting for the runtime to come up."""
-        target = self.current or (self.queued.popleft() if self.queued else None)
-        if target is None:
-            self.init_error = outcome
-        elif not target.outcome.done():
-            target.outcome.set_result(outcome)
-        self.current = None
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._getter is not None and not self._getter.done():
-            self._getter.set_result(None)
 
 
 def _error(status: int, error_type: str, message: str) -> tuple[int, bytes, str]:
@@ -295,7 +196,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: asyncio.Task[PendingInvocation] | None = None
         self.discard = 0  # bytes of a refused body still to swallow before closing
         self.continued = False  # 100 Continue sent for the request at the head of `buf`
-        self.chunked: _ChunkedRequest | None = None  # a chunked body being read
+        self.chunked: ChunkedRequest | None = None  # a chunked body being read
         # A 202 for a result whose runtime pipelined its next `GET next` right behind it: sent
         # with that request's answer, in one write (one wakeup of the runtime, not two).
         self.held = b""
@@ -346,7 +247,7 @@ class _Connection(asyncio.Protocol):
                 self._refuse(400, "InvalidRequest", "Request header too large")
                 return
             try:
-                method, path, headers, keep_alive = _parse_head(bytes(self.buf[:end]))
+                method, path, headers, keep_alive = parse_head(bytes(self.buf[:end]))
                 encoding = headers.get("transfer-encoding")
                 if encoding is not None and (encoding.lower() != "chunked"
                                              or "content-length" in headers):
@@ -360,7 +261,8 @@ class _Connection(asyncio.Protocol):
             start = end + 4
             if encoding is not None:
                 del self.buf[:start]
-                self.chunked = _ChunkedRequest(method, path, headers, keep_alive)
+                self.chunked = ChunkedRequest(method, path, headers, keep_alive,
+                                              ChunkedBody(MAX_RESPONSE_BYTES))
                 if headers.get("expect", "").lower() == "100-continue":
                     self._raw(b"HTTP/1.1 100 Continue\r\n\r\n")
                 continue
@@ -393,7 +295,7 @@ class _Connection(asyncio.Protocol):
                 keep_alive: bool, hold: bool = False) -> None:
         answer = self.api.dispatch(self, method, path, headers, body)
         if hold and keep_alive and answer is not None and answer[0] == 202:
-            self.held += self._bytes(*answer, close=False)
+            self.held += encode_response(*answer, close=False)
             return
         if answer is None:
             channel = self.api._channels.get(self.remote)
@@ -458,7 +360,7 @@ class _Connection(asyncio.Protocol):
     def _write(self, status: int, body: bytes, extra: str, close: bool) -> None:
         if self.transport is None:
             return
-        data = self._bytes(status, body, extra, close)
+        data = encode_response(status, body, extra, close)
         if self.held:  # answers go out in order: a held 202 first
             data, self.held = self.held + data, b""
         self.transport.write(data)
@@ -469,116 +371,6 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             data, self.held = self.held + data, b""
             self.transport.write(data)
-
-    @staticmethod
-    def _bytes(status: int, body: bytes, extra: str, close: bool) -> bytes:
-        reason = _REASONS.get(status) or HTTPStatus(status).phrase
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n{extra}"
-                f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
-        return head.encode("utf-8", "replace") + body
-
-
-class _ChunkedBody:
-    """An incremental decoder of one `Transfer-Encoding: chunked` body (RFC 9112 §7.1):
-    consumes from the connection's buffer what it can, keeps at most `limit` decoded bytes
-    (beyond that it only counts and discards) and skips chunk extensions and trailers."""
-
-    _MAX_LINE = 4096
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.received = 0
-        self.too_large = False
-        self._state = "size"  # size | data | data_end | trailer
-        self._remaining = 0
-
-    def feed(self, buf: bytearray) -> bool:
-        """Consume from `buf`; True when the body (with its trailers) is complete.
-        ValueError on a malformed body."""
-        while True:
-            if self._state == "data":
-                take = min(self._remaining, len(buf))
-                if not take:
-                    return False
-                self.received += take
-                if self.received > self.limit:
-                    self.too_large = True
-                    self.data.clear()
-                else:
-                    self.data += buf[:take]
-                del buf[:take]
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = "data_end"
-                continue
-            if self._state == "data_end":
-                if len(buf) < 2:
-                    return False
-                if buf[:2] != b"\r\n":
-                    raise ValueError("chunk not followed by CRLF")
-                del buf[:2]
-                self._state = "size"
-                continue
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                if len(buf) > self._MAX_LINE:
-                    raise ValueError("chunk line too long")
-                return False
-            if eol > self._MAX_LINE:
-                raise ValueError("chunk line too long")
-            line = bytes(buf[:eol])
-            del buf[:eol + 2]
-            if self._state == "trailer":
-                if not line:
-                    return True
-                continue
-            size_text = line.split(b";", 1)[0].strip()
-            if not size_text or len(size_text) > 16 or size_text.strip(_HEX_DIGITS):
-                raise ValueError("bad chunk size")
-            size = int(size_text, 16)
-            if size:
-                self._remaining = size
-                self._state = "data"
-            else:
-                self._state = "trailer"
-
-
-_HEX_DIGITS = b"0123456789abcdefABCDEF"
-
-
-@dataclass
-class _ChunkedRequest:
-    """A request whose head was read and whose chunked body is still arriving."""
-    method: str
-    path: str
-    headers: dict[str, str]
-    keep_alive: bool
-    body: _ChunkedBody = field(default_factory=lambda: _ChunkedBody(MAX_RESPONSE_BYTES))
-    answered: bool = False  # refused (413) before the body was complete
-
-
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 410: "Gone",
-            413: "Request Entity Too Large"}
-
-
-def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool]:
-    """(method, path without query, lower-cased headers, keep-alive) of one request head."""
-    lines = head.decode("utf-8", "replace").split("\r\n")
-    method, target, version = lines[0].split(" ")
-    if not version.startswith("HTTP/1.") or not method.isalpha():
-        raise ValueError(lines[0][:100])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise ValueError("bad header line")
-        headers[name.lower()] = value.strip()
-    connection = headers.get("connection", "").lower()
-    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-    return method, target.partition("?")[0], headers, keep_alive
 
 
 def _is_current(channel: RuntimeChannel, request_id: str) -> bool:
