@@ -9,6 +9,7 @@ from lambdaplane.config import Settings
 from lambdaplane.net import hyperplane as hp
 from lambdaplane.net.names import Names
 from lambdaplane.service import hyperplane as service
+from lambdaplane.service.hyperplane_sampler import PORT_QUIET_S
 from lambdaplane.store.db import Database
 from lambdaplane.store.hyperplane import EniKey, HyperplaneEniRow
 
@@ -33,7 +34,7 @@ def _sample(svc: service.HyperplaneService, insert_failed: int, busiest: dict[st
     ports = hp.PlanePorts({}, refused or {}, insert_failed)
     destinations = hp.PlanePorts({}, refused or {}, insert_failed, busiest, ranges) \
         if len(addresses) > 1 else None
-    svc._count_port_errors("vpc-1", ports, addresses, destinations)
+    svc.sampler.count_port_errors("vpc-1", ports, addresses, destinations)
 
 
 def test_one_eni_in_the_plane_gets_the_planes_errors(tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_an_exhausted_eni_takes_no_new_environments_until_quiet(tmp_path: Path) 
     assert svc._pick(KEY) == 2  # the next ENI of the same key
     _sample(svc, 0, {}, {1: 2, 2: 2}, refused={1: 1, 2: 1})
     assert svc._pick(KEY) is None  # all exhausted: attach makes a further ENI
-    svc._port_errors[1].last_at -= service.PORT_QUIET_S  # ENI 1 quiet for PORT_QUIET_S
+    svc.sampler.errors[1].last_at -= PORT_QUIET_S  # ENI 1 quiet for PORT_QUIET_S
     assert svc._pick(KEY) == 1
-    svc._flows[1] = svc.settings.eni_flow_limit  # ... but only under the flow limit
+    svc.sampler.counts[1] = svc.settings.eni_flow_limit  # ... but only under the flow limit
     assert svc._pick(KEY) is None
