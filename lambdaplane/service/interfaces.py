@@ -22,6 +22,7 @@ from . import ipam
 from .ec2_filters import check_names, matches
 from .eni_filters import FILTERS, interface_filter_values
 from .ec2_ids import check_id, new_id, new_mac
+from .ec2_tags import specified_tags
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -38,8 +39,6 @@ class NetworkInterfaces:
         def ensure_region(self, region: str) -> bool: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        def _tag_specs(self, specs: list[dict[str, Any]] | None,
-                       resource_type: str) -> dict[str, str]: ...
         def reserved_addresses(self, subnet: Subnet) -> set[str]: ...
         async def reconcile(self) -> list[str]: ...
 
@@ -168,7 +167,7 @@ class NetworkInterfaces:
             self.store.add_eni(eni)
             ipv6.record(eni.id, addresses_v6)
             private_ips.record(eni, secondaries)
-            self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
+            self.store.set_tags(eni.id, specified_tags(tag_specs, "network-interface"))
             if own_netns:  # an instance-like launch: MapPublicIpOnLaunch applies
                 self.give_launch_public_ip(eni)  # type: ignore[attr-defined]
         self._watch_owner(eni)

@@ -20,6 +20,7 @@ from ..store.gateways import Address, GatewayStore
 from ..store.nat_gateways import NatGateway, NatGatewayStore
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import specified_tags
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,10 @@ class NatGateways:
         def ensure_region(self, region: str) -> bool: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
         def address(self, region: str, allocation_id: str | None) -> Address: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
         async def reconcile(self) -> list[str]: ...
 
-    def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | {  # type: ignore[misc]
-            n.id for n in self.nat_store.all(region)}
+    def nat_taggable_ids(self, region: str) -> set[str]:
+        return {n.id for n in self.nat_store.all(region)}
 
     def nat_target_ok(self, vpc_id: str, region: str, nat_id: str) -> bool:
         """Whether CreateRoute's NatGatewayId names a NAT gateway of the VPC."""
@@ -99,7 +98,7 @@ class NatGateways:
         elif allocation_id:
             raise ec2_error("InvalidParameterCombination",  # [?] wording
                             "A private NAT gateway cannot have an Elastic IP address")
-        tags = self._tag_specs(params.get("TagSpecifications"), "natgateway")
+        tags = specified_tags(params.get("TagSpecifications"), "natgateway")
         nat_id = new_id("nat")
         eni: Eni = await self.create_interface(  # type: ignore[attr-defined]
             region, subnet.id, [], ip=params.get("PrivateIpAddress"),
