@@ -21,6 +21,10 @@ _MODIFIABLE = ("Description", "SourceDestCheck", "Groups", "Attachment",
                "ConnectionTrackingSpecification", "AssociatedSubnetIds")
 
 
+def source_dest_check(attributes: AttributeStore, eni: Eni) -> bool:
+    return attributes.of(eni.id).get("SourceDestCheck", "true") == "true"
+
+
 class EniAttributes:
     """The interface attribute part of VpcService."""
 
@@ -32,7 +36,7 @@ class EniAttributes:
         self.interface = interface  # service/interfaces.py
 
     def source_dest_check(self, eni: Eni) -> bool:
-        return self.attributes.of(eni.id).get("SourceDestCheck", "true") == "true"
+        return source_dest_check(self.attributes, eni)
 
     def _eni(self, region: str, eni_id: str | None) -> Eni:
         if not eni_id:

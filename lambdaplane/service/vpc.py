@@ -1,15 +1,16 @@
 """The EC2 network model VpcService serves: regions (a default VPC on first use), zones,
 VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-The other kinds of object are parts, by composition: each holding the Ec2Core
-(service/ec2_core.py: store, lookups, `ensure_region`, `reconcile`) and reachable as an
-attribute: tags (`self.tags`, service/ec2_tags.py), secondary CIDR blocks (`self.cidrs`,
-vpc_cidrs.py), subnet CIDR reservations (`self.subnet_reservations`), VPC/subnet attributes
-(`self.ec2_attributes`), interface attributes (`self.eni_attributes`), IPv6 (`self.ipv6`) and
-secondary private addresses (`self.private_ips`); VpcService keeps their public names as
-delegations, so api/ calls `svc.create_tags(...)` as before. Still mixed in (docs/design.md):
-security groups and rule edits, interfaces, route tables, network ACLs, gateways, NAT
-gateways, VPC endpoints and DNS. No HTTP and no kernel calls of its own."""
+The other kinds of object are parts, by composition: each holds the Ec2Core
+(service/ec2_core.py: store, lookups, `ensure_region`, `reconcile`) and what else it uses
+explicitly, and is reachable as an attribute: interfaces (`self.interfaces`), tags
+(`self.tags`), security groups (`self.groups`, `self.rule_edits`), network ACLs
+(`self.network_acls`), NAT gateways (`self.nat_gateways`), VPC endpoints (`self.endpoints`),
+DNS (`self.dns`), secondary CIDR blocks (`self.cidrs`), subnet CIDR reservations, VPC/subnet
+and interface attributes, IPv6 (`self.ipv6`) and secondary private addresses
+(`self.private_ips`). VpcService binds their public methods under the same names, so api/
+calls `svc.create_tags(...)` as before. Internet gateways and route tables are still mixins
+(docs/design.md). No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,7 @@ _IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
                              "ipv6-cidr-block-association.ipv6-pool",
                              "ipv6-cidr-block-association.association-id",
                              "ipv6-cidr-block-association.state")
-class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
+class VpcService(InternetGateways, RouteTables):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -100,6 +101,17 @@ class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
                                                     settings.port)
         # the parts: each holds the core (service/ec2_core.py), not the service
         self.core = Ec2Core(settings, db, self.store, self.ensure_region, self.reconcile)
+        self.interfaces = NetworkInterfaces(
+            self.core, names, self.attributes, self.gateway_store, self.private_ips, self.ipv6,
+            self.reserved_addresses, self.give_launch_public_ip, self.forget_launch_public_ip)
+        self.interface = self.interfaces.interface
+        self.create_interface = self.interfaces.create_interface
+        self.describe_interfaces = self.interfaces.describe_interfaces
+        self.delete_interface = self.interfaces.delete_interface
+        self.create_resource = self.interfaces.create_resource
+        self.attach_process = self.interfaces.attach_process
+        self.release_resource = self.interfaces.release_resource
+        self.resources = self.interfaces.resources
         self.tags = Ec2Tags(self.core, self.more_taggable_ids)
         self.tags_of, self.taggable_ids = self.tags.tags_of, self.tags.taggable_ids
         self.create_tags, self.delete_tags = self.tags.create_tags, self.tags.delete_tags
@@ -135,6 +147,11 @@ class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
         self.replace_network_acl_entry = self.network_acls.replace_network_acl_entry
         self.delete_network_acl_entry = self.network_acls.delete_network_acl_entry
         self.replace_network_acl_association = self.network_acls.replace_network_acl_association
+        self.nat_gateways = NatGateways(self.core, self.gateway_store, self.nat_store,
+                                        self.create_interface, self.address)
+        self.create_nat_gateway = self.nat_gateways.create_nat_gateway
+        self.delete_nat_gateway = self.nat_gateways.delete_nat_gateway
+        self.describe_nat_gateways = self.nat_gateways.describe_nat_gateways
         self.endpoints = VpcEndpoints(self.core, self.endpoint_store, self.create_interface,
                                       self.vpc_attributes, self.tags_of)
         self.describe_endpoint_services = self.endpoints.describe_endpoint_services
@@ -158,7 +175,7 @@ class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
         self.modify_interface_attribute = self.eni_attributes.modify_interface_attribute
         self.reset_interface_attribute = self.eni_attributes.reset_interface_attribute
 
-    # what the remaining mixins ask of the parts ------------------------------------------
+    # what the remaining mixins and ipv6/private_ips ask of the parts ----------------------
     def vpc_cidrs(self, vpc: Vpc) -> list[str]:
         return self.cidrs.vpc_cidrs(vpc)
 
@@ -171,13 +188,19 @@ class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
     def group(self, region: str, group_id: str) -> SecurityGroup:
         return self.core.group(region, group_id)
 
+    def live_nat_ids(self) -> set[str]:
+        return self.nat_gateways.live_nat_ids()
+
+    def nat_target_ok(self, vpc_id: str, region: str, nat_id: str) -> bool:
+        return self.nat_gateways.nat_target_ok(vpc_id, region, nat_id)
+
     def _tag_specs(self, specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
         """For parts built around the service: service/ec2_tags.py's `specified_tags`."""
         return specified_tags(specs, resource_type)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        await self._release_orphans()
+        await self.interfaces.release_orphans()
         made = self.ensure_main_route_tables()  # VPCs stored before route tables existed
         if made:
             log.info("made the main route table of %d VPCs", made)
@@ -190,8 +213,8 @@ class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
             log.info("gave %d default VPCs their internet gateway", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
-        await self.settle_nat_gateways()
-        self._watcher = asyncio.create_task(self._watch_owners())
+        await self.nat_gateways.settle_nat_gateways()
+        self._watcher = asyncio.create_task(self.interfaces.watch_owners())
 
     async def stop(self) -> None:
         if self._watcher:
@@ -233,7 +256,7 @@ class VpcService(InternetGateways, NatGateways, NetworkInterfaces, RouteTables):
         return (self.route_table_taggable_ids(region)
                 | self.network_acls.acl_taggable_ids(region)
                 | self.subnet_reservations.reservation_taggable_ids(region)
-                | self.gateway_taggable_ids(region) | self.nat_taggable_ids(region)
+                | self.gateway_taggable_ids(region) | self.nat_gateways.nat_taggable_ids(region)
                 | self.endpoints.endpoint_taggable_ids(region))
 
     # regions and zones ---------------------------------------------------------------------
