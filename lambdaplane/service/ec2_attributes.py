@@ -1,17 +1,20 @@
 """The settable attributes of VPCs and subnets with AWS's defaults and rules:
 Describe/ModifyVpcAttribute (enableDnsSupport, enableDnsHostnames,
 enableNetworkAddressUsageMetrics) and ModifySubnetAttribute (MapPublicIpOnLaunch,
-PrivateDnsHostnameTypeOnLaunch, …), one attribute per call as AWS insists. A mixin of VpcService
-(service/vpc.py); the values live in store/ec2_attributes.py, absent meaning AWS's default."""
+PrivateDnsHostnameTypeOnLaunch, …), one attribute per call as AWS insists. A part of VpcService
+(service/vpc.py), given its Ec2Core; the values live in store/ec2_attributes.py, absent
+meaning AWS's default."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
 from ..store.ec2 import Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
+from .ec2_core import Ec2Core
+from .ec2_filters import bool_text
 
 VPC_ATTRIBUTES = {  # the API's attribute name → the request/response member
     "enableDnsSupport": "EnableDnsSupport",
@@ -50,14 +53,14 @@ def _given(params: dict[str, Any], names: tuple[str, ...]) -> list[str]:
 class Ec2Attributes:
     """The VPC and subnet attribute part of VpcService."""
 
-    db: Database
-    attributes: AttributeStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def refresh_dns_views(self) -> None: ...
+    def __init__(self, core: Ec2Core, attributes: AttributeStore,
+                 refresh_dns_views: Callable[[], None],
+                 ipv6_cidrs_of: Callable[[Subnet], list[str]]) -> None:
+        self.core = core
+        self.db = core.db
+        self.attributes = attributes
+        self.refresh_dns_views = refresh_dns_views  # service/vpc_dns.py
+        self.ipv6_cidrs_of = ipv6_cidrs_of  # service/ipv6.py
 
     # VPCs --------------------------------------------------------------------------------
     def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]:
@@ -71,13 +74,13 @@ class Ec2Attributes:
 
     def describe_vpc_attribute(self, region: str, vpc_id: str | None,
                                attribute: str | None) -> tuple[Vpc, str, bool]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not vpc_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
         if not attribute:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter attribute")
-        vpc = self.vpc(region, vpc_id)
+        vpc = self.core.vpc(region, vpc_id)
         if attribute not in VPC_ATTRIBUTES:
             raise ec2_error("InvalidParameterValue",
                             f"Value ({attribute}) for parameter attribute is invalid. "
@@ -85,10 +88,10 @@ class Ec2Attributes:
         return vpc, attribute, self.vpc_attributes(vpc)[attribute]
 
     async def modify_vpc_attribute(self, region: str, params: dict[str, Any]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not params.get("VpcId"):
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
-        vpc = self.vpc(region, params["VpcId"])
+        vpc = self.core.vpc(region, params["VpcId"])
         given = [name for name, member in VPC_ATTRIBUTES.items()
                  if (params.get(member) or {}).get("Value") is not None]
         if not given:
@@ -127,13 +130,13 @@ class Ec2Attributes:
 
     def subnet_ipv6_cidrs(self, subnet: Subnet) -> list[str]:
         """The subnet's IPv6 CIDR blocks (service/ipv6.py)."""
-        return self.ipv6.subnet_cidrs(subnet)  # type: ignore[attr-defined,no-any-return]
+        return self.ipv6_cidrs_of(subnet)
 
     async def modify_subnet_attribute(self, region: str, params: dict[str, Any]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not params.get("SubnetId"):
             raise ec2_error("MissingParameter", "The request must contain the parameter subnetId")
-        subnet = self.subnet(region, params["SubnetId"])
+        subnet = self.core.subnet(region, params["SubnetId"])
         given = _given(params, _SUBNET_BOOLEANS + _SUBNET_OTHERS)
         if not given:
             raise ec2_error("MissingParameter",  # [?] AWS's code for none is undocumented
@@ -167,3 +170,23 @@ class Ec2Attributes:
             raise ec2_error("InvalidParameterValue",  # [?] no Outposts here
                             f"The {name[0].lower() + name[1:]} attribute applies only to "
                             "subnets on an Outpost.")
+
+
+SUBNET_SETTING_FILTERS = ("map-public-ip-on-launch", "map-customer-owned-ip-on-launch",
+                          "enable-dns64", "ipv6-native", "enable-lni-at-device-index",
+                          "private-dns-name-options-on-launch.hostname-type",
+                          "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
+                          "private-dns-name-options-on-launch."
+                          "enable-resource-name-dns-aaaa-record")
+
+
+def subnet_setting_attributes(s: SubnetSettings) -> dict[str, list[str]]:
+    """DescribeSubnets' filter values of a subnet's launch settings."""
+    return {"map-public-ip-on-launch": [bool_text(s.map_public_ip_on_launch)],
+            "map-customer-owned-ip-on-launch": [bool_text(s.map_customer_owned_ip_on_launch)],
+            "enable-dns64": [bool_text(s.enable_dns64)], "ipv6-native": ["false"],
+            "private-dns-name-options-on-launch.hostname-type": [s.hostname_type],
+            "private-dns-name-options-on-launch.enable-resource-name-dns-a-record":
+                [bool_text(s.enable_resource_name_dns_a_record)],
+            "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record":
+                [bool_text(s.enable_resource_name_dns_aaaa_record)]}

@@ -1,15 +1,16 @@
 """Tags on every EC2 network object, with AWS's rules: CreateTags / DeleteTags / DescribeTags,
 `TagSpecifications` on the Create calls, key and value limits, the reserved `aws:` prefix and 50
-tags per resource. A mixin of VpcService (service/vpc.py), which gives it the store. Which ids
+tags per resource. A part of VpcService (service/vpc.py), given its Ec2Core
+(service/ec2_core.py) and a callable that lists the taggable ids of the other parts. Which ids
 are taggable, and as what resource type, is `TAGGABLE`: a prefix per kind of object."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TYPE_CHECKING
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 
 MAX_TAGS = 50
@@ -74,45 +75,42 @@ def tags_of_list(tags: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
+def specified_tags(specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
+    """The tags `TagSpecifications` give a new resource of `resource_type` (checked; the
+    caller stores them in the transaction that creates the resource)."""
+    tags: dict[str, str] = {}
+    for spec in specs or []:
+        given = spec.get("ResourceType")
+        if given not in (None, resource_type):
+            raise ec2_error("InvalidParameterValue",
+                            f"'{given}' is not a valid taggable resource type for this "
+                            "operation.")
+        tags.update(tags_of_list(spec.get("Tags") or []))
+    if len(tags) > MAX_TAGS:
+        raise ec2_error("TagLimitExceeded",
+                        f"The maximum number of tags per resource ({MAX_TAGS}) was exceeded.")
+    return tags
+
+
 class Ec2Tags:
-    """The tag part of VpcService."""
+    """The tag part of VpcService. `more_ids(region)`: the taggable ids of the kinds the other
+    parts own (route tables, ACLs, gateways, …)."""
 
-    db: Database
-    store: Ec2Store
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
+    def __init__(self, core: Ec2Core, more_ids: Callable[[str], set[str]]) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.more_ids = more_ids
 
     def tags_of(self, resource_id: str) -> dict[str, str]:
         return self.store.tags().get(resource_id, {})
 
-    def _tag_specs(self, specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
-        """The tags `TagSpecifications` give a new resource of `resource_type` (checked; the
-        caller stores them in the transaction that creates the resource)."""
-        tags: dict[str, str] = {}
-        for spec in specs or []:
-            given = spec.get("ResourceType")
-            if given not in (None, resource_type):
-                raise ec2_error("InvalidParameterValue",
-                                f"'{given}' is not a valid taggable resource type for this "
-                                "operation.")
-            tags.update(tags_of_list(spec.get("Tags") or []))
-        if len(tags) > MAX_TAGS:
-            raise ec2_error("TagLimitExceeded",
-                            f"The maximum number of tags per resource ({MAX_TAGS}) was exceeded.")
-        return tags
-
     def taggable_ids(self, region: str) -> set[str]:
-        """Every id in `region` that takes tags (route tables and ACLs join when they exist)."""
+        """Every id in `region` that takes tags."""
         ids = {v.id for v in self.store.vpcs(region)} | {s.id for s in self.store.subnets(region)}
         groups = {g.id for g in self.store.groups(region)}
         ids |= groups | {e.id for e in self.store.enis(region)}
         ids |= {r.id for r in self.store.rules() if r.group_id in groups}
-        return ids | self.more_taggable_ids(region)
-
-    def more_taggable_ids(self, region: str) -> set[str]:
-        """Taggable ids of the kinds other mixins add (route tables, network ACLs)."""
-        return set()
+        return ids | self.more_ids(region)
 
     def _check_resources(self, region: str, resource_ids: list[str]) -> None:
         known = self.taggable_ids(region)
@@ -126,7 +124,7 @@ class Ec2Tags:
 
     async def create_tags(self, region: str, resource_ids: list[str],
                           tags: list[dict[str, Any]]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         self._check_resources(region, resource_ids)
         new = tags_of_list(tags)
         have = self.store.tags()
@@ -143,7 +141,7 @@ class Ec2Tags:
                           tags: list[dict[str, Any]] | None) -> None:
         """No `Tags`: every tag of the resources goes. A tag given with a value goes only when
         the value matches; one given without a value goes whatever its value."""
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         self._check_resources(region, resource_ids)
         have = self.store.tags()
         with self.db.transaction():
@@ -159,7 +157,7 @@ class Ec2Tags:
                     self.store.set_tags(rid, keep)
 
     def describe_tags(self, region: str, filters: list[dict[str, Any]]) -> list[TagDescription]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         check_names(filters, ["key", "resource-id", "resource-type", "value"])
         known = self.taggable_ids(region)
         out = []

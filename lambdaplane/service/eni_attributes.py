@@ -1,15 +1,17 @@
 """Network interface attributes with AWS's rules (Describe/Modify/ResetNetworkInterfaceAttribute):
 the description, the security groups (1 to 5, of the interface's VPC; the kernel follows at
 once) and SourceDestCheck, one attribute per call. Interfaces the service manages (Lambda's
-Hyperplane ENIs) are not the user's to change. A mixin of VpcService (service/vpc.py)."""
+Hyperplane ENIs) are not the user's to change. A part of VpcService (service/vpc.py), given
+its Ec2Core."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, SecurityGroup
+from ..store.ec2 import Eni
 from ..store.ec2_attributes import AttributeStore
+from .ec2_core import Ec2Core
 
 MAX_GROUPS = 5
 ATTRIBUTES = ("description", "groupSet", "sourceDestCheck", "attachment",
@@ -19,21 +21,22 @@ _MODIFIABLE = ("Description", "SourceDestCheck", "Groups", "Attachment",
                "ConnectionTrackingSpecification", "AssociatedSubnetIds")
 
 
+def source_dest_check(attributes: AttributeStore, eni: Eni) -> bool:
+    return attributes.of(eni.id).get("SourceDestCheck", "true") == "true"
+
+
 class EniAttributes:
     """The interface attribute part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    attributes: AttributeStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def interface(self, region: str, eni_id: str) -> Eni: ...
-        def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, attributes: AttributeStore,
+                 interface: Callable[[str, str], Eni]) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.attributes = attributes
+        self.interface = interface  # service/interfaces.py
 
     def source_dest_check(self, eni: Eni) -> bool:
-        return self.attributes.of(eni.id).get("SourceDestCheck", "true") == "true"
+        return source_dest_check(self.attributes, eni)
 
     def _eni(self, region: str, eni_id: str | None) -> Eni:
         if not eni_id:
@@ -43,7 +46,7 @@ class EniAttributes:
 
     def describe_interface_attribute(self, region: str, eni_id: str | None,
                                      attribute: str | None) -> tuple[Eni, str]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         eni = self._eni(region, eni_id)
         if not attribute:
             raise ec2_error("MissingParameter",
@@ -55,7 +58,7 @@ class EniAttributes:
         return eni, attribute
 
     async def modify_interface_attribute(self, region: str, p: dict[str, Any]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         eni = self._eni(region, p.get("NetworkInterfaceId"))
         given = [n for n in _MODIFIABLE if p.get(n) not in (None, [], {})]
         if not given:
@@ -86,7 +89,7 @@ class EniAttributes:
                             "lambdaplane for this interface")
 
     async def _set_groups(self, region: str, eni: Eni, group_ids: list[str]) -> None:
-        groups = [self.group(region, g) for g in dict.fromkeys(group_ids)]
+        groups = [self.core.group(region, g) for g in dict.fromkeys(group_ids)]
         if len(groups) > MAX_GROUPS:
             raise ec2_error("SecurityGroupsPerInterfaceLimitExceeded",
                             "You have exceeded the maximum number of security groups allowed "
@@ -98,11 +101,11 @@ class EniAttributes:
                                 f"'{eni.vpc_id}'")
         with self.db.transaction():
             self.store.set_eni_groups(eni.id, tuple(g.id for g in groups))
-        await self.reconcile()
+        await self.core.reconcile()
 
     async def reset_interface_attribute(self, region: str, eni_id: str | None,
                                         attribute: str | None) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         eni = self._eni(region, eni_id)
         if attribute != "sourceDestCheck":
             raise ec2_error("InvalidParameterValue",

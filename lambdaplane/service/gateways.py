@@ -18,6 +18,7 @@ from ..store.gateways import Address, GatewayStore, InternetGateway
 from ..store.public_ips import PublicIpStore
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import specified_tags
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,10 @@ class InternetGateways:
 
         def ensure_region(self, region: str) -> bool: ...
         def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
         async def reconcile(self) -> list[str]: ...
 
-    def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | {  # type: ignore[misc]
-            g.id for g in self.gateway_store.gateways(region)} | \
+    def gateway_taggable_ids(self, region: str) -> set[str]:
+        return {g.id for g in self.gateway_store.gateways(region)} | \
             {a.allocation_id for a in self.gateway_store.addresses(region)}
 
     def gateway_desired(self, snap: Snapshot | None = None) -> list[net_gateways.GatewayNetSpec]:
@@ -59,7 +58,7 @@ class InternetGateways:
         snap = snap or self.store.snapshot()
         gw = self.gateway_store.snapshot()
         return net_gateways.desired_state(
-            self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,  # type: ignore
+            self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
             gw.addresses + self.launch_addresses(), self.nat_store.all(),  # type: ignore
             self.settings.nat_connections_per_destination, self.settings.nat_idle_timeout_s,
@@ -84,7 +83,7 @@ class InternetGateways:
     def complete_default_vpcs(self) -> int:
         """Default VPCs stored before they were given an internet gateway get it now (at
         start); how many did."""
-        todo = [v for v in self.store.vpcs() if v.is_default and  # type: ignore[attr-defined]
+        todo = [v for v in self.store.vpcs() if v.is_default and
                 _INTERNET_GIVEN not in self.attributes.of(v.id)]  # type: ignore[attr-defined]
         with self.db.transaction():
             for vpc in todo:
@@ -120,12 +119,12 @@ class InternetGateways:
         return g
 
     async def create_internet_gateway(self, region: str,
-                                      tag_specs: list[dict] | None) -> InternetGateway:
+                                      tag_specs: list[dict[str, Any]] | None) -> InternetGateway:
         self.ensure_region(region)
         g = InternetGateway(new_id("igw"), region, None)
         with self.db.transaction():
             self.gateway_store.put_gateway(g)
-            self.store.set_tags(g.id, self._tag_specs(tag_specs, "internet-gateway"))
+            self.store.set_tags(g.id, specified_tags(tag_specs, "internet-gateway"))
         return g
 
     async def attach_internet_gateway(self, region: str, gateway_id: str | None,
@@ -173,7 +172,7 @@ class InternetGateways:
         await self.reconcile()  # routes to it become blackholes
 
     def describe_internet_gateways(self, region: str, ids: list[str],
-                                   filters: list[dict]) -> list[InternetGateway]:
+                                   filters: list[dict[str, Any]]) -> list[InternetGateway]:
         self.ensure_region(region)
         check_names(filters, _IGW_FILTERS)
         for gid in ids:
@@ -274,7 +273,7 @@ class InternetGateways:
             a = Address(new_id("eipalloc"), region, self._free_public_ip())
             self.gateway_store.put_address(a)
             self.store.set_tags(a.allocation_id,
-                                self._tag_specs(params.get("TagSpecifications"),
+                                specified_tags(params.get("TagSpecifications"),
                                                 "elastic-ip"))
         return a
 

@@ -1,27 +1,36 @@
 """Network interfaces (ENIs) with AWS's rules (subnet, groups and address checks, who may
 delete one, error codes), and the life of `lambdaplane run` interfaces: each records the CLI's
 pid, and an interface whose CLI died is released (its exit watched with a pidfd), so a killed
-CLI leaks nothing. A mixin of
-VpcService (service/vpc.py), which gives it the store, subnet and group lookups, tags and
-`reconcile`. Writes the store only; the kernel port follows through `reconcile`."""
+CLI leaks nothing. A part of VpcService (service/vpc.py), given its Ec2Core (the store, subnet
+and group lookups, `reconcile`). Writes the store only; the kernel port follows through
+`reconcile`."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
 from ..errors import ec2_error
-from ..net.processes import process_alive, process_start
 from ..net.names import Names
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, FarEnd, SecurityGroup, Subnet
+from ..net.processes import process_alive, process_start
+from ..store.ec2 import Eni, FarEnd, Subnet
+from ..store.ec2_attributes import AttributeStore
+from ..store.gateways import GatewayStore
 from . import ipam
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
-from .eni_filters import FILTERS, interface_filter_values
 from .ec2_ids import check_id, new_id, new_mac
+from .ec2_tags import specified_tags
+from .eni_attributes import source_dest_check
+from .eni_filters import FILTERS, interface_filter_values
+from .zones import zone_of
+
+if TYPE_CHECKING:
+    from .ipv6 import Ipv6Addressing
+    from .private_ips import PrivateIps
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -29,19 +38,22 @@ log = logging.getLogger("lambdaplane.vpc")
 class NetworkInterfaces:
     """The network interface part of VpcService."""
 
-    settings: Settings
-    names: Names
-    db: Database
-    store: Ec2Store
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        def _tag_specs(self, specs: list[dict[str, Any]] | None,
-                       resource_type: str) -> dict[str, str]: ...
-        def reserved_addresses(self, subnet: Subnet) -> set[str]: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, names: Names, attributes: AttributeStore,
+                 gateway_store: GatewayStore, private_ips: PrivateIps, ipv6: Ipv6Addressing,
+                 reserved_addresses: Callable[[Subnet], set[str]],
+                 give_launch_public_ip: Callable[[Eni], str | None],
+                 forget_launch_public_ip: Callable[[str], None]) -> None:
+        self.core = core
+        self.settings, self.db, self.store = core.settings, core.db, core.store
+        self.names = names
+        self.attributes = attributes
+        self.gateway_store = gateway_store
+        self.private_ips = private_ips  # service/private_ips.py
+        self.ipv6 = ipv6  # service/ipv6.py
+        self.reserved_addresses = reserved_addresses  # service/subnet_reservations.py
+        # MapPublicIpOnLaunch (service/gateways.py)
+        self.give_launch_public_ip = give_launch_public_ip
+        self.forget_launch_public_ip = forget_launch_public_ip
 
     # interfaces of exited `lambdaplane run` programs ----------------------------------------
     # Each owner's exit is watched with a pidfd (readable once the process has exited) on the
@@ -49,7 +61,7 @@ class NetworkInterfaces:
     _owner_fds: dict[int, int] | None = None
     _owner_tasks: set[asyncio.Task[None]]
 
-    async def _watch_owners(self) -> None:
+    async def watch_owners(self) -> None:
         """Watch the owners of every stored interface until cancelled (at stop)."""
         self._owner_fds, self._owner_tasks = {}, set()
         try:
@@ -91,11 +103,11 @@ class NetworkInterfaces:
 
     async def _release_orphans_logged(self, exited_pid: int) -> None:
         try:
-            await self._release_orphans(exited_pid)
+            await self.release_orphans(exited_pid)
         except Exception:
             log.exception("releasing interfaces of exited programs failed")
 
-    async def _release_orphans(self, exited_pid: int | None = None) -> None:
+    async def release_orphans(self, exited_pid: int | None = None) -> None:
         dead = [e for e in self.store.enis() if e.owner_pid is not None
                 and (e.owner_pid == exited_pid or not process_alive(e.owner_pid, e.owner_start))]
         if not dead:
@@ -104,8 +116,8 @@ class NetworkInterfaces:
             for eni in dead:
                 log.info("releasing %s: its program's CLI (pid %s) exited", eni.id, eni.owner_pid)
                 self.store.delete_eni(eni.id)
-                self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
-        await self.reconcile()
+                self.forget_launch_public_ip(eni.id)
+        await self.core.reconcile()
 
     # network interfaces ------------------------------------------------------------------
     def interface(self, region: str, eni_id: str) -> Eni:
@@ -131,18 +143,19 @@ class NetworkInterfaces:
         namespace (and link name) of the caller's (e.g. a Hyperplane namespace), or
         `own_netns=True` gives it a namespace of its own (`lambdaplane run`). The returned
         Eni's `far_end` says where that end lives."""
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not subnet_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter subnetId")
-        subnet = self.subnet(region, subnet_id)
-        groups = [self.group(region, g) for g in group_ids] if group_ids else \
-            [g for g in self.store.groups(region) if g.vpc_id == subnet.vpc_id and g.name == "default"]
+        subnet = self.core.subnet(region, subnet_id)
+        groups = [self.core.group(region, g) for g in group_ids] if group_ids else \
+            [g for g in self.store.groups(region)
+             if g.vpc_id == subnet.vpc_id and g.name == "default"]
         for g in groups:
             if g.vpc_id != subnet.vpc_id:
                 raise ec2_error("InvalidParameterValue",
                                 f"The security group '{g.id}' does not belong to VPC "
                                 f"'{subnet.vpc_id}'")
-        private_ips = self.private_ips  # type: ignore[attr-defined]  # service/private_ips.py
+        private_ips = self.private_ips
         in_use = private_ips.taken_in(subnet)
         address = ipam.check_requested(ip, subnet.cidr, in_use) if ip \
             else ipam.pick_free(subnet.cidr, in_use | self.reserved_addresses(subnet))
@@ -150,7 +163,7 @@ class NetworkInterfaces:
         if secondary_count is not None or secondary_addresses:
             secondaries, _ = private_ips.plan(subnet, secondary_count, secondary_addresses or [],
                                               1, also_taken=frozenset({address}))
-        ipv6 = self.ipv6  # type: ignore[attr-defined]  # service/ipv6.py
+        ipv6 = self.ipv6
         wanted_v6 = [str(a) for a in ipv6_addresses or []]
         addresses_v6 = ipv6.plan_addresses(
             subnet, ipv6.on_create_count(subnet, ipv6_count, wanted_v6, own_netns), wanted_v6)
@@ -168,56 +181,56 @@ class NetworkInterfaces:
             self.store.add_eni(eni)
             ipv6.record(eni.id, addresses_v6)
             private_ips.record(eni, secondaries)
-            self.store.set_tags(eni.id, self._tag_specs(tag_specs, "network-interface"))
+            self.store.set_tags(eni.id, specified_tags(tag_specs, "network-interface"))
             if own_netns:  # an instance-like launch: MapPublicIpOnLaunch applies
-                self.give_launch_public_ip(eni)  # type: ignore[attr-defined]
+                self.give_launch_public_ip(eni)
         self._watch_owner(eni)
         try:
-            await self.reconcile()
+            await self.core.reconcile()
         except Exception:
             log.exception("making the kernel port of %s failed; releasing it", eni.id)
             with self.db.transaction():
                 self.store.delete_eni(eni.id)
-                self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
-            await self.reconcile()
+                self.forget_launch_public_ip(eni.id)
+            await self.core.reconcile()
             raise
         return eni
 
     def describe_interfaces(self, region: str, ids: list[str],
                             filters: list[dict[str, Any]]) -> list[Eni]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         check_names(filters, list(FILTERS))  # service/eni_filters.py: all AWS documents
         for eid in ids:
             self.interface(region, eid)
         tags = self.store.tags()
         groups = {g.id: g for g in self.store.groups(region)}
-        secondary = self.private_ips.store.all()  # type: ignore[attr-defined]
-        ipv6 = self.ipv6.store.addresses()  # type: ignore[attr-defined]
-        elastic = self.gateway_store.addresses(region)  # type: ignore[attr-defined]
+        secondary = self.private_ips.store.all()
+        ipv6 = self.ipv6.store.addresses()
+        elastic = self.gateway_store.addresses(region)
         out = []
         for e in self.store.enis(region):
             subnet = self.store.subnet(e.subnet_id)
-            zone_id = self.zone_of(subnet).zone_id if subnet else ""  # type: ignore[attr-defined]
+            zone_id = zone_of(subnet).zone_id if subnet else ""
             attrs = interface_filter_values(
                 e, subnet, zone_id, groups, secondary.get(e.id, []), ipv6.get(e.id, []),
                 elastic, self.settings.account_id,
-                self.source_dest_check(e))  # type: ignore[attr-defined]
+                source_dest_check(self.attributes, e))
             if (not ids or e.id in ids) and matches(filters, attrs, tags.get(e.id, {})):
                 out.append(e)
         return out
 
     async def delete_interface(self, region: str, eni_id: str, by_user: bool = True) -> None:
         """Users may not delete interfaces in use or managed by the service (Lambda's)."""
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         eni = self.interface(region, eni_id)
         if by_user and (eni.requester_managed or eni.status == "in-use"):
             raise ec2_error("InvalidNetworkInterface.InUse",
                             f"The network interface '{eni.id}' is currently in use.")
         with self.db.transaction():
             self.store.delete_eni(eni.id)
-            self.attributes.delete(eni.id)  # type: ignore[attr-defined]
-            self.forget_launch_public_ip(eni.id)  # type: ignore[attr-defined]
-        await self.reconcile()
+            self.attributes.delete(eni.id)
+            self.forget_launch_public_ip(eni.id)
+        await self.core.reconcile()
 
     # `lambdaplane run` ---------------------------------------------------------------------
     async def create_resource(self, region: str, subnet_id: str, group_ids: list[str],

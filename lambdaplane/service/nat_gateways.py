@@ -2,24 +2,26 @@
 or ConnectivityType private), DescribeNatGateways with filters, DeleteNatGateway; states
 pending → available → deleting → deleted (a deleted one stays visible for an hour, as on AWS).
 Each has a requester-managed interface in its subnet holding its private address; a public
-one's Elastic IP is associated with that interface. A mixin of VpcService (service/vpc.py);
-writes store/nat_gateways.py (and the interface and address it owns); the kernel effect —
-translation of every flow routed to it — is net/gateways.py's."""
+one's Elastic IP is associated with that interface. A part of VpcService (service/vpc.py),
+given its Ec2Core; writes store/nat_gateways.py (and the interface and address it owns); the
+kernel effect — translation of every flow routed to it — is net/gateways.py's."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, Subnet
+from ..store.ec2 import Eni
 from ..store.gateways import Address, GatewayStore
 from ..store.nat_gateways import NatGateway, NatGatewayStore
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import specified_tags
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +32,18 @@ _FILTERS = ["nat-gateway-id", "state", "subnet-id", "vpc-id"]
 class NatGateways:
     """The NAT gateway part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    gateway_store: GatewayStore
-    nat_store: NatGatewayStore
+    def __init__(self, core: Ec2Core, gateway_store: GatewayStore, nat_store: NatGatewayStore,
+                 create_interface: Callable[..., Awaitable[Eni]],
+                 address: Callable[[str, str | None], Address]) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.gateway_store = gateway_store
+        self.nat_store = nat_store
+        self.create_interface = create_interface  # service/interfaces.py
+        self.address = address  # an Elastic IP by allocation id (service/gateways.py)
 
-    if TYPE_CHECKING:  # what VpcService provides
-        settings: Any
-
-        def ensure_region(self, region: str) -> bool: ...
-        def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def address(self, region: str, allocation_id: str | None) -> Address: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
-        async def reconcile(self) -> list[str]: ...
-
-    def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | {  # type: ignore[misc]
-            n.id for n in self.nat_store.all(region)}
+    def nat_taggable_ids(self, region: str) -> set[str]:
+        return {n.id for n in self.nat_store.all(region)}
 
     def nat_target_ok(self, vpc_id: str, region: str, nat_id: str) -> bool:
         """Whether CreateRoute's NatGatewayId names a NAT gateway of the VPC."""
@@ -72,12 +69,12 @@ class NatGateways:
         return n
 
     async def create_nat_gateway(self, region: str, params: dict[str, Any]) -> NatGateway:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         subnet_id = params.get("SubnetId")
         if not subnet_id:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter SubnetId")
-        subnet = self.subnet(region, subnet_id)
+        subnet = self.core.subnet(region, subnet_id)
         connectivity = params.get("ConnectivityType") or "public"
         if connectivity not in ("public", "private"):
             raise ec2_error("InvalidParameterValue",
@@ -99,9 +96,9 @@ class NatGateways:
         elif allocation_id:
             raise ec2_error("InvalidParameterCombination",  # [?] wording
                             "A private NAT gateway cannot have an Elastic IP address")
-        tags = self._tag_specs(params.get("TagSpecifications"), "natgateway")
+        tags = specified_tags(params.get("TagSpecifications"), "natgateway")
         nat_id = new_id("nat")
-        eni: Eni = await self.create_interface(  # type: ignore[attr-defined]
+        eni: Eni = await self.create_interface(
             region, subnet.id, [], ip=params.get("PrivateIpAddress"),
             description=f"Interface for NAT Gateway {nat_id}", interface_type="nat_gateway",
             requester_managed=True)
@@ -126,7 +123,7 @@ class NatGateways:
                 if n is None or n.state != "pending":
                     return
                 self.nat_store.put(_with_state(n, "available"))
-            await self.reconcile()
+            await self.core.reconcile()
         except Exception:
             log.exception("NAT gateway %s failed to come up", nat_id)
 
@@ -143,7 +140,7 @@ class NatGateways:
     async def _remove(self, nat_id: str) -> None:
         """deleting → deleted: its address is released from it and its interface goes."""
         try:
-            await self.reconcile()  # no more translation
+            await self.core.reconcile()  # no more translation
             with self.db.transaction():
                 n = self.nat_store.get(nat_id)
                 if n is None:
@@ -154,7 +151,7 @@ class NatGateways:
                                                                a.public_ip))
                 self.store.delete_eni(n.eni_id)
                 self.nat_store.put(replace(n, state="deleted", deleted=time.time()))
-            await self.reconcile()
+            await self.core.reconcile()
         except Exception:
             log.exception("NAT gateway %s failed to go", nat_id)
 
@@ -167,7 +164,7 @@ class NatGateways:
                 await self._remove(n.id)
 
     def describe_nat_gateways(self, region: str, params: dict[str, Any]) -> list[NatGateway]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         filters = params.get("Filter") or params.get("Filters") or []
         check_names(filters, _FILTERS)
         ids = params.get("NatGatewayIds") or []

@@ -2,19 +2,22 @@
 the `*` deny), CreateNetworkAcl (deny all until entries are added), numbered entries
 (Create/Replace/DeleteNetworkAclEntry), the association of every subnet with one ACL
 (ReplaceNetworkAclAssociation; a new subnet joins the default ACL), DescribeNetworkAcls with its
-filters. A mixin of VpcService (service/vpc.py); writes store/ec2_network_acls.py and has the
-kernel follow through `reconcile` (net/network_acls.py renders them)."""
+filters. A part of VpcService (service/vpc.py), given its Ec2Core; writes
+store/ec2_network_acls.py and has the kernel follow through `reconcile` (net/network_acls.py
+renders them)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Subnet, Vpc
-from ..store.ec2_network_acls import (STAR_RULE, AclAssociation, AclEntry, NetworkAcl,
-                                      NetworkAclStore)
+from ..model.network_acls import STAR_RULE, AclAssociation, AclEntry, NetworkAcl
+from ..store.ec2 import Subnet, Vpc
+from ..store.ec2_network_acls import NetworkAclStore
+from .ec2_core import Ec2Core
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import specified_tags
 from .ipam import parse_cidr
 from .sg_rules import parse_ipv6_cidr
 
@@ -43,20 +46,15 @@ def normalise_acl_protocol(raw: Any) -> str:
 class NetworkAcls:
     """The network ACL part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    acls: NetworkAclStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        settings: Any
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
-        def more_taggable_ids(self, region: str) -> set[str]: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, acls: NetworkAclStore,
+                 has_ipv6: Callable[[str], bool]) -> None:
+        self.core = core
+        self.settings, self.db, self.store = core.settings, core.db, core.store
+        self.acls = acls
+        self.has_ipv6 = has_ipv6  # whether a VPC has an IPv6 block (service/ipv6.py)
 
     # made with VPCs and subnets --------------------------------------------------------------
-    def _insert_default_acl(self, vpc: Vpc) -> NetworkAcl:
+    def insert_default_acl(self, vpc: Vpc) -> NetworkAcl:
         acl = NetworkAcl(new_id("acl"), vpc.region, vpc.id, True)
         self.acls.add_acl(acl)
         for egress in (False, True):
@@ -68,7 +66,7 @@ class NetworkAcls:
     def default_acl(self, vpc_id: str) -> NetworkAcl | None:
         return next((a for a in self.acls.acls() if a.vpc_id == vpc_id and a.is_default), None)
 
-    def _join_default_acl(self, subnet: Subnet) -> None:
+    def join_default_acl(self, subnet: Subnet) -> None:
         """In the transaction that makes a subnet: it starts in its VPC's default ACL."""
         acl = self.default_acl(subnet.vpc_id)
         if acl is not None:
@@ -81,12 +79,12 @@ class NetworkAcls:
         with self.db.transaction():
             for vpc in self.store.vpcs():
                 if self.default_acl(vpc.id) is None:
-                    self._insert_default_acl(vpc)
+                    self.insert_default_acl(vpc)
                     made += 1
             associated = {a.subnet_id for a in self.acls.associations()}
             for subnet in self.store.subnets():
                 if subnet.id not in associated:
-                    self._join_default_acl(subnet)
+                    self.join_default_acl(subnet)
                     made += 1
         return made
 
@@ -99,9 +97,8 @@ class NetworkAcls:
                 self.acls.delete_acl(acl.id)
                 self.store.delete_tags(acl.id)
 
-    def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | \
-            {a.id for a in self.acls.acls(region)}  # type: ignore[misc]
+    def acl_taggable_ids(self, region: str) -> set[str]:
+        return {a.id for a in self.acls.acls(region)}
 
     # ACLs ----------------------------------------------------------------------------------
     def network_acl(self, region: str, acl_id: str | None) -> NetworkAcl:
@@ -116,25 +113,25 @@ class NetworkAcls:
         return acl
 
     async def create_network_acl(self, region: str, vpc_id: str | None,
-                                 tag_specs: list[dict] | None) -> NetworkAcl:
-        self.ensure_region(region)
+                                 tag_specs: list[dict[str, Any]] | None) -> NetworkAcl:
+        self.core.ensure_region(region)
         if not vpc_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
-        vpc = self.vpc(region, vpc_id)
+        vpc = self.core.vpc(region, vpc_id)
         acl = NetworkAcl(new_id("acl"), region, vpc.id, False)
         with self.db.transaction():
             self.acls.add_acl(acl)
             for entry in _star_entries(acl.id):
                 self.acls.put_entry(entry)
-            if self.ipv6.vpc_blocks(vpc.id):  # type: ignore[attr-defined]  # the IPv6 `*`
+            if self.has_ipv6(vpc.id):  # the IPv6 `*`
                 for egress in (False, True):
                     self.acls.put_entry(AclEntry(acl.id, egress, STAR_RULE + 1, "-1", False,
                                                  "::/0"))
-            self.store.set_tags(acl.id, self._tag_specs(tag_specs, "network-acl"))
+            self.store.set_tags(acl.id, specified_tags(tag_specs, "network-acl"))
         return acl
 
     async def delete_network_acl(self, region: str, acl_id: str | None) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         acl = self.network_acl(region, acl_id)
         if acl.is_default:
             raise ec2_error("InvalidParameterValue",
@@ -148,8 +145,8 @@ class NetworkAcls:
             self.store.delete_tags(acl.id)
 
     def describe_network_acls(self, region: str, ids: list[str],
-                              filters: list[dict]) -> list[NetworkAcl]:
-        self.ensure_region(region)
+                              filters: list[dict[str, Any]]) -> list[NetworkAcl]:
+        self.core.ensure_region(region)
         check_names(filters, _FILTERS)
         for aid in ids:
             self.network_acl(region, aid)
@@ -244,7 +241,7 @@ class NetworkAcls:
                      if e.egress == egress and e.rule_number == number), None)
 
     async def create_network_acl_entry(self, region: str, p: dict[str, Any]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         acl = self.network_acl(region, p.get("NetworkAclId"))
         entry = self._entry(acl, p)
         if self._existing(acl, entry.egress, entry.rule_number):
@@ -253,10 +250,10 @@ class NetworkAcls:
                             "exists.")
         with self.db.transaction():
             self.acls.put_entry(entry)
-        await self.reconcile()
+        await self.core.reconcile()
 
     async def replace_network_acl_entry(self, region: str, p: dict[str, Any]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         acl = self.network_acl(region, p.get("NetworkAclId"))
         entry = self._entry(acl, p)
         if not self._existing(acl, entry.egress, entry.rule_number):
@@ -265,10 +262,10 @@ class NetworkAcls:
                             "exist.")
         with self.db.transaction():
             self.acls.put_entry(entry)
-        await self.reconcile()
+        await self.core.reconcile()
 
     async def delete_network_acl_entry(self, region: str, p: dict[str, Any]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         acl = self.network_acl(region, p.get("NetworkAclId"))
         for name in ("RuleNumber", "Egress"):
             if p.get(name) is None:
@@ -280,11 +277,11 @@ class NetworkAcls:
                             f"The network acl entry identified by {number} does not exist.")
         with self.db.transaction():
             self.acls.delete_entry(acl.id, egress, number)
-        await self.reconcile()
+        await self.core.reconcile()
 
     async def replace_network_acl_association(self, region: str, association_id: str | None,
                                               acl_id: str | None) -> AclAssociation:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not association_id:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter associationId")
@@ -301,5 +298,5 @@ class NetworkAcls:
         new = AclAssociation(new_id("aclassoc"), acl.id, old.subnet_id)
         with self.db.transaction():
             self.acls.associate(new)
-        await self.reconcile()
+        await self.core.reconcile()
         return new

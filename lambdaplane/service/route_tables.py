@@ -16,6 +16,7 @@ from ..store.ec2_routes import Route, RouteStore, RouteTable, RouteTableAssociat
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
 from .ipam import parse_cidr
+from .ec2_tags import specified_tags
 
 LOCAL = "local"
 # CreateRoute's target members → the error of an id that names nothing. Only network
@@ -64,8 +65,6 @@ class RouteTables:
         def ensure_region(self, region: str) -> bool: ...
         def vpc(self, region: str, vpc_id: str) -> Vpc: ...
         def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
-        def more_taggable_ids(self, region: str) -> set[str]: ...
         def vpc_cidrs(self, vpc: Vpc) -> list[str]: ...
 
     # made with VPCs ----------------------------------------------------------------------
@@ -105,10 +104,8 @@ class RouteTables:
         return next((a.route_table_id for a in self.routes.associations()
                      if a.main and tables[a.route_table_id].vpc_id == vpc_id), None)
 
-    def more_taggable_ids(self, region: str) -> set[str]:
-        return super().more_taggable_ids(region) | \
-            {t.id for t in self.routes.tables(region)} | \
-            self.egress_only.taggable_ids(region)  # type: ignore[attr-defined]
+    def route_table_taggable_ids(self, region: str) -> set[str]:
+        return {t.id for t in self.routes.tables(region)}
 
     # lookups -----------------------------------------------------------------------------
     def route_table(self, region: str, table_id: str | None) -> RouteTable:
@@ -139,7 +136,7 @@ class RouteTables:
 
     # tables ------------------------------------------------------------------------------
     async def create_route_table(self, region: str, vpc_id: str | None,
-                                 tag_specs: list[dict] | None) -> RouteTable:
+                                 tag_specs: list[dict[str, Any]] | None) -> RouteTable:
         self.ensure_region(region)
         if not vpc_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
@@ -150,7 +147,7 @@ class RouteTables:
             for cidr in self.vpc_cidrs(vpc):
                 self.routes.put_route(Route(table.id, cidr, "GatewayId", LOCAL,
                                             "CreateRouteTable"))
-            self.store.set_tags(table.id, self._tag_specs(tag_specs, "route-table"))
+            self.store.set_tags(table.id, specified_tags(tag_specs, "route-table"))
         return table
 
     async def delete_route_table(self, region: str, table_id: str | None) -> None:
@@ -165,7 +162,7 @@ class RouteTables:
             self.store.delete_tags(table.id)
 
     def describe_route_tables(self, region: str, ids: list[str],
-                              filters: list[dict]) -> list[RouteTable]:
+                              filters: list[dict[str, Any]]) -> list[RouteTable]:
         self.ensure_region(region)
         check_names(filters, _FILTERS)
         for tid in ids:
@@ -259,7 +256,8 @@ class RouteTables:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
         if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
-            return await self.egress_only.create_route(table, params)  # type: ignore[attr-defined]
+            await self.egress_only.create_route(table, params)  # type: ignore[attr-defined]
+            return
         destination = self._destination(params)
         kind, target = self._target(table, params)
         if any(r.destination == destination for r in self.routes.routes(table.id)):
@@ -276,7 +274,8 @@ class RouteTables:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
         if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
-            return await self.egress_only.replace_route(table, params)  # type: ignore[attr-defined]
+            await self.egress_only.replace_route(table, params)  # type: ignore[attr-defined]
+            return
         destination = self._destination(params)
         old = next((r for r in self.routes.routes(table.id) if r.destination == destination),
                    None)
@@ -298,7 +297,8 @@ class RouteTables:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
         if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
-            return await self.egress_only.delete_route(table, params)  # type: ignore[attr-defined]
+            await self.egress_only.delete_route(table, params)  # type: ignore[attr-defined]
+            return
         destination = self._destination(params)
         old = next((r for r in self.routes.routes(table.id) if r.destination == destination),
                    None)

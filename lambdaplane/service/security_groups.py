@@ -1,17 +1,18 @@
 """Security groups and their rules with AWS's rules (names, defaults, references between
-groups, duplicates, dependencies, error codes). A mixin of VpcService (service/vpc.py), which
-gives it the store, the VPC lookups, tags and `reconcile`; the rule shapes themselves are
+groups, duplicates, dependencies, error codes). A part of VpcService (service/vpc.py), given its
+Ec2Core (the store, the VPC and group lookups, `reconcile`); the rule shapes themselves are
 service/sg_rules.py's. Writes the store only; the kernel follows through `reconcile`."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
-from ..config import Settings
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Vpc
+from ..store.ec2 import SecurityGroup, SgRule, Vpc
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import specified_tags
 from .sg_rules import (
     PERMISSION_FILTERS,
     describe_rule,
@@ -25,29 +26,16 @@ from .sg_rules import (
 class SecurityGroups:
     """The security group part of VpcService."""
 
-    settings: Settings
-    db: Database
-    store: Ec2Store
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        def _tag_specs(self, specs: list[dict] | None, resource_type: str) -> dict[str, str]: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, has_ipv6: Callable[[str], bool]) -> None:
+        self.core = core
+        self.settings, self.db, self.store = core.settings, core.db, core.store
+        self.has_ipv6 = has_ipv6  # whether a VPC has an IPv6 block (service/ipv6.py)
 
     def _default_vpc(self, region: str) -> Vpc | None:
         return next((v for v in self.store.vpcs(region) if v.is_default), None)
 
-    def group(self, region: str, group_id: str) -> SecurityGroup:
-        check_id(group_id, "sg", "InvalidGroupId.Malformed")
-        group = self.store.group(group_id)
-        if group is None or group.region != region:
-            raise ec2_error("InvalidGroup.NotFound",
-                            f"The security group '{group_id}' does not exist")
-        return group
-
     def group_by_name(self, region: str, name: str, vpc_id: str | None = None) -> SecurityGroup:
-        vpc = self.vpc(region, vpc_id) if vpc_id else self._default_vpc(region)
+        vpc = self.core.vpc(region, vpc_id) if vpc_id else self._default_vpc(region)
         for g in self.store.groups(region):
             if vpc is not None and g.vpc_id == vpc.id and g.name == name:
                 return g
@@ -55,16 +43,17 @@ class SecurityGroups:
         raise ec2_error("InvalidGroup.NotFound",
                         f"The security group '{name}' does not exist in {where}")
 
-    def _resolve(self, region: str, group_id: str | None, group_name: str | None) -> SecurityGroup:
+    def resolve(self, region: str, group_id: str | None, group_name: str | None) -> SecurityGroup:
         if group_id:
-            return self.group(region, group_id)
+            return self.core.group(region, group_id)
         if group_name:
             return self.group_by_name(region, group_name)
         raise ec2_error("MissingParameter", "The request must contain the parameter groupId")
 
     async def create_security_group(self, region: str, name: str | None, description: str | None,
-                                    vpc_id: str | None, tag_specs: list[dict] | None) -> SecurityGroup:
-        self.ensure_region(region)
+                                    vpc_id: str | None,
+                                    tag_specs: list[dict[str, Any]] | None) -> SecurityGroup:
+        self.core.ensure_region(region)
         if not name:
             raise ec2_error("MissingParameter", "The request must contain the parameter groupName")
         if description is None:
@@ -73,7 +62,7 @@ class SecurityGroups:
         if name.lower().startswith("sg-"):
             raise ec2_error("InvalidParameterValue",
                             "Group names may not be in the format sg-*.")
-        vpc = self.vpc(region, vpc_id) if vpc_id else self._default_vpc(region)
+        vpc = self.core.vpc(region, vpc_id) if vpc_id else self._default_vpc(region)
         if vpc is None:
             raise ec2_error("VPCIdNotSpecified", "No default VPC for this user")
         if any(g.vpc_id == vpc.id and g.name == name for g in self.store.groups(region)):
@@ -84,20 +73,20 @@ class SecurityGroups:
             self.store.add_group(group)
             self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1,
                                        "0.0.0.0/0", None))
-            if self.ipv6.vpc_blocks(vpc.id):  # type: ignore[attr-defined]  # AWS adds ::/0 too
+            if self.has_ipv6(vpc.id):  # AWS adds ::/0 too
                 self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1, "::/0",
                                            None))
-            self.store.set_tags(group.id, self._tag_specs(tag_specs, "security-group"))
-        await self.reconcile()
+            self.store.set_tags(group.id, specified_tags(tag_specs, "security-group"))
+        await self.core.reconcile()
         return group
 
     def describe_security_groups(self, region: str, ids: list[str], names: list[str],
-                                 filters: list[dict]) -> list[SecurityGroup]:
-        self.ensure_region(region)
+                                 filters: list[dict[str, Any]]) -> list[SecurityGroup]:
+        self.core.ensure_region(region)
         check_names(filters, ["group-id", "group-name", "vpc-id", "description", "owner-id",
                               *(p + f for p in ("ip-permission.", "egress.ip-permission.")
                                 for f in PERMISSION_FILTERS)])
-        wanted = {self.group(region, gid).id for gid in ids}
+        wanted = {self.core.group(region, gid).id for gid in ids}
         wanted |= {self.group_by_name(region, n).id for n in names}
         tags = self.store.tags()
         groups = self.store.groups(region)
@@ -120,8 +109,8 @@ class SecurityGroups:
 
     async def delete_security_group(self, region: str, group_id: str | None,
                                     group_name: str | None) -> SecurityGroup:
-        self.ensure_region(region)
-        group = self._resolve(region, group_id, group_name)
+        self.core.ensure_region(region)
+        group = self.resolve(region, group_id, group_name)
         if group.name == "default":
             raise ec2_error("CannotDelete", f'the specified group: "{group.id}" name: "default" '
                                             "cannot be deleted by a user")
@@ -132,15 +121,15 @@ class SecurityGroups:
             raise ec2_error("DependencyViolation", f"resource {group.id} has a dependent object")
         with self.db.transaction():
             self.store.delete_group(group.id)
-        await self.reconcile()
+        await self.core.reconcile()
         return group
 
     def rules_of(self, group_id: str) -> list[SgRule]:
         return self.store.rules(group_id)
 
-    def _pair_group(self, region: str, group: SecurityGroup, pair: dict) -> str:
+    def pair_group(self, region: str, group: SecurityGroup, pair: dict[str, Any]) -> str:
         if pair.get("GroupId"):
-            ref = self.group(region, pair["GroupId"])
+            ref = self.core.group(region, pair["GroupId"])
         elif pair.get("GroupName"):
             ref = self.group_by_name(region, pair["GroupName"], group.vpc_id)
         else:
@@ -151,15 +140,15 @@ class SecurityGroups:
                             "networks.")
         return ref.id
 
-    async def authorize(self, region: str, params: dict, egress: bool) -> list[SgRule]:
-        self.ensure_region(region)
-        group = self._resolve(region, params.get("GroupId"), params.get("GroupName"))
+    async def authorize(self, region: str, params: dict[str, Any], egress: bool) -> list[SgRule]:
+        self.core.ensure_region(region)
+        group = self.resolve(region, params.get("GroupId"), params.get("GroupName"))
         perms = (params.get("IpPermissions") or []) + legacy_permissions(params)
         if not perms:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter ipPermissions")
         new = rules_from_permissions(group.id, egress, perms,
-                                     lambda pair: self._pair_group(region, group, pair))
+                                     lambda pair: self.pair_group(region, group, pair))
         existing = {r.key for r in self.store.rules(group.id)}
         seen: set[tuple[object, ...]] = set()
         for rule in new:
@@ -167,17 +156,17 @@ class SecurityGroups:
                 raise ec2_error("InvalidPermission.Duplicate",
                                 f'the specified rule "{describe_rule(rule)}" already exists')
             seen.add(rule.key)
-        rule_tags = self._tag_specs(params.get("TagSpecifications"), "security-group-rule")
+        rule_tags = specified_tags(params.get("TagSpecifications"), "security-group-rule")
         with self.db.transaction():
             for rule in new:
                 self.store.add_rule(rule)
                 self.store.set_tags(rule.id, rule_tags)
-        await self.reconcile()
+        await self.core.reconcile()
         return new
 
-    async def revoke(self, region: str, params: dict, egress: bool) -> list[SgRule]:
-        self.ensure_region(region)
-        group = self._resolve(region, params.get("GroupId"), params.get("GroupName"))
+    async def revoke(self, region: str, params: dict[str, Any], egress: bool) -> list[SgRule]:
+        self.core.ensure_region(region)
+        group = self.resolve(region, params.get("GroupId"), params.get("GroupName"))
         have = [r for r in self.store.rules(group.id) if r.egress == egress]
         doomed: list[SgRule] = []
         for rid in params.get("SecurityGroupRuleIds") or []:
@@ -195,7 +184,7 @@ class SecurityGroups:
         if perms:
             by_key = {r.key: r for r in have}
             for wanted in rules_from_permissions(group.id, egress, perms,
-                                                 lambda pair: self._pair_group(region, group, pair)):
+                                                 lambda pair: self.pair_group(region, group, pair)):
                 if wanted.key not in by_key:
                     raise ec2_error("InvalidPermission.NotFound",
                                     "The specified rule does not exist in this security group.")
@@ -206,11 +195,12 @@ class SecurityGroups:
         with self.db.transaction():
             for rule in doomed:
                 self.store.delete_rule(rule.id)
-        await self.reconcile()
+        await self.core.reconcile()
         return doomed
 
-    def describe_rules(self, region: str, ids: list[str], filters: list[dict]) -> list[SgRule]:
-        self.ensure_region(region)
+    def describe_rules(self, region: str, ids: list[str],
+                       filters: list[dict[str, Any]]) -> list[SgRule]:
+        self.core.ensure_region(region)
         check_names(filters, ["group-id", "security-group-rule-id"])
         for rid in ids:
             check_id(rid, "sgr", "InvalidSecurityGroupRuleId.Malformed")

@@ -1,16 +1,17 @@
 """Security group rules edited by their ids, as AWS allows since rule ids exist:
 ModifySecurityGroupRules (a rule rewritten in place, keeping its id, direction and tags) and
 UpdateSecurityGroupRuleDescriptionsIngress/Egress (by rule id, or by the permission it
-matches). A mixin of VpcService next to service/security_groups.py, whose lookups it uses;
+matches). A part of VpcService next to service/security_groups.py, whose lookups it uses;
 writes the store only, the kernel follows through `reconcile`."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, SecurityGroup, SgRule
+from ..store.ec2 import SecurityGroup, SgRule
+from .ec2_core import Ec2Core
+from .security_groups import SecurityGroups
 from .sg_rules import describe_rule, legacy_permissions, rules_from_permissions
 
 MAX_DESCRIPTION = 255
@@ -50,16 +51,10 @@ def permission_of_request(req: dict[str, Any]) -> dict[str, Any]:
 class SecurityGroupRuleEdits:
     """The rule-id part of VpcService's security groups."""
 
-    db: Database
-    store: Ec2Store
-
-    if TYPE_CHECKING:  # what VpcService / SecurityGroups provide
-        def ensure_region(self, region: str) -> bool: ...
-        def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        def _resolve(self, region: str, group_id: str | None,
-                     group_name: str | None) -> SecurityGroup: ...
-        def _pair_group(self, region: str, group: SecurityGroup, pair: dict) -> str: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, groups: SecurityGroups) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.groups = groups
 
     @staticmethod
     def _rule_by_id(rules: list[SgRule], rule_id: str, group: SecurityGroup) -> SgRule:
@@ -72,10 +67,10 @@ class SecurityGroupRuleEdits:
 
     async def modify_rules(self, region: str, group_id: str | None,
                            updates: list[dict[str, Any]]) -> None:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not group_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter groupId")
-        group = self.group(region, group_id)
+        group = self.core.group(region, group_id)
         if not updates:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter securityGroupRules")
@@ -86,7 +81,7 @@ class SecurityGroupRuleEdits:
             (new,) = rules_from_permissions(
                 group.id, old.egress, [permission_of_request(update.get("SecurityGroupRule")
                                                              or {})],
-                lambda pair: self._pair_group(region, group, pair))
+                lambda pair: self.groups.pair_group(region, group, pair))
             after[old.id] = dataclasses.replace(new, id=old.id)
         seen: set[tuple[object, ...]] = set()
         for rule in after.values():  # the group after the change has no two equal rules
@@ -98,12 +93,12 @@ class SecurityGroupRuleEdits:
             for rule in after.values():
                 if rule != next(r for r in rules if r.id == rule.id):
                     self.store.update_rule(rule)
-        await self.reconcile()
+        await self.core.reconcile()
 
     async def update_rule_descriptions(self, region: str, params: dict[str, Any],
                                        egress: bool) -> None:
-        self.ensure_region(region)
-        group = self._resolve(region, params.get("GroupId"), params.get("GroupName"))
+        self.core.ensure_region(region)
+        group = self.groups.resolve(region, params.get("GroupId"), params.get("GroupName"))
         have = [r for r in self.store.rules(group.id) if r.egress == egress]
         changed: dict[str, SgRule] = {}
         for item in params.get("SecurityGroupRuleDescriptions") or []:
@@ -114,7 +109,7 @@ class SecurityGroupRuleEdits:
         if perms:
             by_key = {r.key: r for r in have}
             for wanted in rules_from_permissions(group.id, egress, perms,
-                                                 lambda pair: self._pair_group(region, group,
+                                                 lambda pair: self.groups.pair_group(region, group,
                                                                                pair)):
                 if wanted.key not in by_key:
                     raise ec2_error("InvalidPermission.NotFound",

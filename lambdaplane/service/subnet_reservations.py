@@ -2,18 +2,19 @@
 GetSubnetCidrReservations): an IPv4 range inside the subnet, `explicit` or `prefix`, not
 overlapping another reservation. Addresses in a reservation are never picked automatically for
 a new interface (service/interfaces.py asks `reserved_addresses`); asking for one explicitly
-still works, as on AWS. A mixin of VpcService (service/vpc.py)."""
+still works, as on AWS. A part of VpcService (service/vpc.py), given its Ec2Core."""
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Subnet
+from ..store.ec2 import Subnet
 from ..store.ec2_subnet_reservations import SubnetCidrReservation, SubnetReservationStore
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import new_id
+from .ec2_tags import specified_tags
 from .ipam import parse_cidr
 
 RESERVATION_TYPES = ("prefix", "explicit")
@@ -22,15 +23,10 @@ RESERVATION_TYPES = ("prefix", "explicit")
 class SubnetReservations:
     """The subnet CIDR reservation part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    reservations: SubnetReservationStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def _tag_specs(self, specs: list[dict[str, Any]] | None,
-                       resource_type: str) -> dict[str, str]: ...
+    def __init__(self, core: Ec2Core, reservations: SubnetReservationStore) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.reservations = reservations
 
     def reserved_addresses(self, subnet: Subnet) -> set[str]:
         """Every address of the subnet's reservations (left out of automatic assignment)."""
@@ -47,19 +43,18 @@ class SubnetReservations:
                 self.reservations.delete(r.id)
                 self.store.delete_tags(r.id)
 
-    def more_taggable_ids(self, region: str) -> set[str]:
+    def reservation_taggable_ids(self, region: str) -> set[str]:
         subnets = {s.id for s in self.store.subnets(region)}
-        ids: set[str] = super().more_taggable_ids(region)  # type: ignore[misc]
-        return ids | {r.id for r in self.reservations.all() if r.subnet_id in subnets}
+        return {r.id for r in self.reservations.all() if r.subnet_id in subnets}
 
     async def create_subnet_cidr_reservation(self, region: str,
                                              p: dict[str, Any]) -> SubnetCidrReservation:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         for name in ("SubnetId", "Cidr", "ReservationType"):
             if not p.get(name):
                 raise ec2_error("MissingParameter", f"The request must contain the parameter "
                                                     f"{name[0].lower() + name[1:]}")
-        subnet = self.subnet(region, p["SubnetId"])
+        subnet = self.core.subnet(region, p["SubnetId"])
         kind = p["ReservationType"]
         if kind not in RESERVATION_TYPES:
             raise ec2_error("InvalidParameterValue",
@@ -83,13 +78,13 @@ class SubnetReservations:
         with self.db.transaction():
             self.reservations.add(reservation)
             self.store.set_tags(reservation.id,
-                                self._tag_specs(p.get("TagSpecifications"),
+                                specified_tags(p.get("TagSpecifications"),
                                                 "subnet-cidr-reservation"))
         return reservation
 
     async def delete_subnet_cidr_reservation(self, region: str, reservation_id: str | None
                                              ) -> SubnetCidrReservation:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not reservation_id:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter subnetCidrReservationId")
@@ -106,13 +101,13 @@ class SubnetReservations:
 
     def get_subnet_cidr_reservations(self, region: str, subnet_id: str | None,
                                      filters: list[dict[str, Any]]) -> list[SubnetCidrReservation]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not subnet_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter subnetId")
-        subnet = self.subnet(region, subnet_id)
+        subnet = self.core.subnet(region, subnet_id)
         check_names(filters, ["reservationType", "subnet-id", "owner-id"])
         tags = self.store.tags()
         return [r for r in self.reservations.all() if r.subnet_id == subnet.id and matches(
             filters, {"reservationType": [r.reservation_type], "subnet-id": [r.subnet_id],
-                      "owner-id": [self.settings.account_id]},  # type: ignore[attr-defined]
+                      "owner-id": [self.core.settings.account_id]},
             tags.get(r.id, {}))]

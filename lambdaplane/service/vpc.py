@@ -1,19 +1,22 @@
-"""The EC2 network model VpcService serves: regions (a default VPC on first use), zones, tags,
+"""The EC2 network model VpcService serves: regions (a default VPC on first use), zones,
 VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
 `reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-Security groups (service/security_groups.py, sg_rule_edits.py), network interfaces
-(service/interfaces.py, eni_attributes.py), route tables (service/route_tables.py), network ACLs
-(service/network_acls.py), secondary CIDR blocks (service/vpc_cidrs.py), subnet CIDR
-reservations (service/subnet_reservations.py), tags (service/ec2_tags.py) and VPC/subnet
-attributes (service/ec2_attributes.py) are mixed into the same service: one object, one store,
-one reconcile. IPv6 (`self.ipv6`, service/ipv6.py) and secondary private addresses
-(`self.private_ips`, service/private_ips.py) are parts it holds (composition). No HTTP and no kernel calls of its own."""
+The other kinds of object are parts, by composition: each holds the Ec2Core
+(service/ec2_core.py: store, lookups, `ensure_region`, `reconcile`) and what else it uses
+explicitly, and is reachable as an attribute: interfaces (`self.interfaces`), tags
+(`self.tags`), security groups (`self.groups`, `self.rule_edits`), network ACLs
+(`self.network_acls`), NAT gateways (`self.nat_gateways`), VPC endpoints (`self.endpoints`),
+DNS (`self.dns`), secondary CIDR blocks (`self.cidrs`), subnet CIDR reservations, VPC/subnet
+and interface attributes, IPv6 (`self.ipv6`) and secondary private addresses
+(`self.private_ips`). VpcService binds their public methods under the same names, so api/
+calls `svc.create_tags(...)` as before. Internet gateways and route tables are still mixins
+(docs/design.md). No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from typing import Any
 
 from ..config import Settings
 from ..errors import ec2_error
@@ -29,10 +32,12 @@ from ..store.ec2_routes import RouteStore
 from ..store.ec2_subnet_reservations import SubnetReservationStore
 from ..store.ec2_vpc_cidrs import VpcCidrStore
 from . import ipam
-from .ec2_attributes import Ec2Attributes, SubnetSettings
+from .ec2_attributes import (
+    SUBNET_SETTING_FILTERS, Ec2Attributes, subnet_setting_attributes)
 from .ec2_filters import bool_text, check_names, matches
-from .ec2_ids import check_id, new_id
-from .ec2_tags import Ec2Tags
+from .ec2_core import Ec2Core
+from .ec2_ids import new_id
+from .ec2_tags import Ec2Tags, specified_tags
 from .eni_attributes import EniAttributes
 from .interfaces import NetworkInterfaces
 from .network_acls import NetworkAcls
@@ -41,6 +46,7 @@ from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
 from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
+from .zones import Zone, availability_zones, pick_zone, zone_of, zones
 from .gateways import InternetGateways
 from .nat_gateways import NatGateways
 from ..store.nat_gateways import NatGatewayStore
@@ -52,67 +58,22 @@ from .ipv6 import Ipv6Addressing
 from .egress_only_gateways import EgressOnlyGateways
 from .private_ips import PrivateIps
 from .dns_server import VpcResolvers
-from .vpc_dns import VpcDns
 from .endpoint_proxy import EndpointListeners
 from .local_ca import LocalCa
+from .vpc_dns import VpcDns
 from .vpc_endpoints import VpcEndpoints
 from ..store.vpc_endpoints import VpcEndpointStore
 
 log = logging.getLogger("lambdaplane.vpc")
 
 DEFAULT_VPC_CIDR = "172.31.0.0/16"
-_ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4, "ap-northeast-2": 4}
-# Regions whose zones are not a, b, c… numbered in order: (letter, zone id number), as AWS
-# lists them (the letter ↔ id mapping differs between AWS accounts; this is a common one).
-_ZONE_LETTERS = {"ap-northeast-1": (("a", 4), ("c", 1), ("d", 2)),
-                 "ca-central-1": (("a", 1), ("b", 2), ("d", 4))}
-_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c",
-               "northeast": "ne", "southeast": "se", "northwest": "nw", "southwest": "sw"}
 
 
 _IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
                              "ipv6-cidr-block-association.ipv6-pool",
                              "ipv6-cidr-block-association.association-id",
                              "ipv6-cidr-block-association.state")
-_SUBNET_SETTING_FILTERS = ("map-public-ip-on-launch", "map-customer-owned-ip-on-launch",
-                           "enable-dns64", "ipv6-native", "enable-lni-at-device-index",
-                           "private-dns-name-options-on-launch.hostname-type",
-                           "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
-                           "private-dns-name-options-on-launch."
-                           "enable-resource-name-dns-aaaa-record")
-
-
-def subnet_setting_attributes(s: SubnetSettings) -> dict[str, list[str]]:
-    """DescribeSubnets' filter values of a subnet's launch settings."""
-    return {"map-public-ip-on-launch": [bool_text(s.map_public_ip_on_launch)],
-            "map-customer-owned-ip-on-launch": [bool_text(s.map_customer_owned_ip_on_launch)],
-            "enable-dns64": [bool_text(s.enable_dns64)], "ipv6-native": ["false"],
-            "private-dns-name-options-on-launch.hostname-type": [s.hostname_type],
-            "private-dns-name-options-on-launch.enable-resource-name-dns-a-record":
-                [bool_text(s.enable_resource_name_dns_a_record)],
-            "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record":
-                [bool_text(s.enable_resource_name_dns_aaaa_record)]}
-
-
-@dataclass(frozen=True)
-class Zone:
-    name: str
-    zone_id: str
-    region: str
-
-
-def zones(region: str) -> list[Zone]:
-    parts = region.split("-")
-    abbr = parts[0] + "".join(_DIRECTIONS.get(p, p[:1]) for p in parts[1:-1]) + parts[-1]
-    letters = _ZONE_LETTERS.get(region) or \
-        tuple((chr(ord("a") + i), i + 1) for i in range(_ZONE_COUNT.get(region, 3)))
-    return [Zone(f"{region}{letter}", f"{abbr}-az{number}", region) for letter, number in letters]
-
-
-class VpcService(VpcEndpoints, InternetGateways, NatGateways,
-                 SecurityGroups, SecurityGroupRuleEdits, NetworkInterfaces, EniAttributes,
-                 RouteTables, NetworkAcls, VpcCidrs, SubnetReservations, Ec2Tags,
-                 Ec2Attributes, VpcDns):
+class VpcService(InternetGateways, RouteTables):
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -141,14 +102,113 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         self.local_ca = LocalCa(settings.data_dir)
         self.endpoint_listeners = EndpointListeners(net, self.local_ca, settings.host,
                                                     settings.port)
+        # the parts: each holds the core (service/ec2_core.py), not the service
+        self.core = Ec2Core(settings, db, self.store, self.ensure_region, self.reconcile)
+        self.interfaces = NetworkInterfaces(
+            self.core, names, self.attributes, self.gateway_store, self.private_ips, self.ipv6,
+            self.reserved_addresses, self.give_launch_public_ip, self.forget_launch_public_ip)
+        self.interface = self.interfaces.interface
+        self.create_interface = self.interfaces.create_interface
+        self.describe_interfaces = self.interfaces.describe_interfaces
+        self.delete_interface = self.interfaces.delete_interface
+        self.create_resource = self.interfaces.create_resource
+        self.attach_process = self.interfaces.attach_process
+        self.release_resource = self.interfaces.release_resource
+        self.resources = self.interfaces.resources
+        self.tags = Ec2Tags(self.core, self.more_taggable_ids)
+        self.tags_of, self.taggable_ids = self.tags.tags_of, self.tags.taggable_ids
+        self.create_tags, self.delete_tags = self.tags.create_tags, self.tags.delete_tags
+        self.describe_tags = self.tags.describe_tags
+        self.cidrs = VpcCidrs(self.core, self.routes, self.vpc_cidr_store)
+        self.cidr_associations = self.cidrs.cidr_associations
+        self.associate_vpc_cidr_block = self.cidrs.associate_vpc_cidr_block
+        self.disassociate_vpc_cidr_block = self.cidrs.disassociate_vpc_cidr_block
+        self.subnet_reservations = SubnetReservations(self.core, self.reservations)
+        self.create_subnet_cidr_reservation = \
+            self.subnet_reservations.create_subnet_cidr_reservation
+        self.delete_subnet_cidr_reservation = \
+            self.subnet_reservations.delete_subnet_cidr_reservation
+        self.get_subnet_cidr_reservations = self.subnet_reservations.get_subnet_cidr_reservations
+        self.groups = SecurityGroups(self.core, lambda vpc_id: bool(self.ipv6.vpc_blocks(vpc_id)))
+        self.group_by_name, self.rules_of = self.groups.group_by_name, self.groups.rules_of
+        self.create_security_group = self.groups.create_security_group
+        self.describe_security_groups = self.groups.describe_security_groups
+        self.delete_security_group = self.groups.delete_security_group
+        self.authorize, self.revoke = self.groups.authorize, self.groups.revoke
+        self.describe_rules = self.groups.describe_rules
+        self.rule_edits = SecurityGroupRuleEdits(self.core, self.groups)
+        self.modify_rules = self.rule_edits.modify_rules
+        self.update_rule_descriptions = self.rule_edits.update_rule_descriptions
+        self.network_acls = NetworkAcls(self.core, self.acls,
+                                        lambda vpc_id: bool(self.ipv6.vpc_blocks(vpc_id)))
+        self.create_network_acl = self.network_acls.create_network_acl
+        self.delete_network_acl = self.network_acls.delete_network_acl
+        self.describe_network_acls = self.network_acls.describe_network_acls
+        self.acl_entries = self.network_acls.acl_entries
+        self.acl_associations = self.network_acls.acl_associations
+        self.create_network_acl_entry = self.network_acls.create_network_acl_entry
+        self.replace_network_acl_entry = self.network_acls.replace_network_acl_entry
+        self.delete_network_acl_entry = self.network_acls.delete_network_acl_entry
+        self.replace_network_acl_association = self.network_acls.replace_network_acl_association
+        self.nat_gateways = NatGateways(self.core, self.gateway_store, self.nat_store,
+                                        self.create_interface, self.address)
+        self.create_nat_gateway = self.nat_gateways.create_nat_gateway
+        self.delete_nat_gateway = self.nat_gateways.delete_nat_gateway
+        self.describe_nat_gateways = self.nat_gateways.describe_nat_gateways
+        self.endpoints = VpcEndpoints(self.core, self.endpoint_store, self.create_interface,
+                                      self.vpc_attributes, self.tags_of)
+        self.describe_endpoint_services = self.endpoints.describe_endpoint_services
+        self.create_vpc_endpoint = self.endpoints.create_vpc_endpoint
+        self.describe_vpc_endpoints = self.endpoints.describe_vpc_endpoints
+        self.delete_vpc_endpoints = self.endpoints.delete_vpc_endpoints
+        self.endpoint_dns_entries = self.endpoints.endpoint_dns_entries
+        self.dns = VpcDns(self.core, names, self.resolvers, self.endpoint_listeners,
+                          self.local_ca, self.vpc_cidr_store, self.gateway_store,
+                          self.vpc_attributes, self.endpoints)
+        self.vpc_etc_files, self.vpc_resolv_conf = self.dns.vpc_etc_files, self.dns.vpc_resolv_conf
+        self.ec2_attributes = Ec2Attributes(self.core, self.attributes,
+                                            self.dns.refresh_dns_views, self.ipv6.subnet_cidrs)
+        self.describe_vpc_attribute = self.ec2_attributes.describe_vpc_attribute
+        self.modify_vpc_attribute = self.ec2_attributes.modify_vpc_attribute
+        self.subnet_settings = self.ec2_attributes.subnet_settings
+        self.modify_subnet_attribute = self.ec2_attributes.modify_subnet_attribute
+        self.eni_attributes = EniAttributes(self.core, self.attributes, self.interface)
+        self.source_dest_check = self.eni_attributes.source_dest_check
+        self.describe_interface_attribute = self.eni_attributes.describe_interface_attribute
+        self.modify_interface_attribute = self.eni_attributes.modify_interface_attribute
+        self.reset_interface_attribute = self.eni_attributes.reset_interface_attribute
+
+    # what the remaining mixins and ipv6/private_ips ask of the parts ----------------------
+    def vpc_cidrs(self, vpc: Vpc) -> list[str]:
+        return self.cidrs.vpc_cidrs(vpc)
+
+    def reserved_addresses(self, subnet: Subnet) -> set[str]:
+        return self.subnet_reservations.reserved_addresses(subnet)
+
+    def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]:
+        return self.ec2_attributes.vpc_attributes(vpc)
+
+    def group(self, region: str, group_id: str) -> SecurityGroup:
+        return self.core.group(region, group_id)
+
+    def live_nat_ids(self) -> set[str]:
+        return self.nat_gateways.live_nat_ids()
+
+    def nat_target_ok(self, vpc_id: str, region: str, nat_id: str) -> bool:
+        return self.nat_gateways.nat_target_ok(vpc_id, region, nat_id)
+
+    def _tag_specs(self, specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
+        """For parts built around the service: service/ec2_tags.py's `specified_tags`."""
+        return specified_tags(specs, resource_type)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        await self._release_orphans()
+        await self.interfaces.release_orphans()
         made = self.ensure_main_route_tables()  # VPCs stored before route tables existed
         if made:
             log.info("made the main route table of %d VPCs", made)
-        made = self.ensure_default_acls()  # VPCs and subnets stored before network ACLs
+        # VPCs and subnets stored before network ACLs existed
+        made = self.network_acls.ensure_default_acls()
         if made:
             log.info("made %d default network ACLs and associations", made)
         made = self.complete_default_vpcs()  # default VPCs stored before internet gateways
@@ -156,8 +216,8 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             log.info("gave %d default VPCs their internet gateway", made)
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
-        await self.settle_nat_gateways()
-        self._watcher = asyncio.create_task(self._watch_owners())
+        await self.nat_gateways.settle_nat_gateways()
+        self._watcher = asyncio.create_task(self.interfaces.watch_owners())
 
     async def stop(self) -> None:
         if self._watcher:
@@ -193,9 +253,18 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             changes += await self.net.run(net_gateways6.reconcile,
                                           self.egress_only.desired(snap),
                                           None if verify_now else changed)
-            await self.sync_dns()
+            await self.dns.sync_dns()
             self._reconcile_served = upto
             return changes
+
+    def more_taggable_ids(self, region: str) -> set[str]:
+        """The taggable ids of every part but the core kinds Ec2Tags lists itself."""
+        return (self.route_table_taggable_ids(region)
+                | self.network_acls.acl_taggable_ids(region)
+                | self.subnet_reservations.reservation_taggable_ids(region)
+                | self.gateway_taggable_ids(region) | self.nat_gateways.nat_taggable_ids(region)
+                | self.endpoints.endpoint_taggable_ids(region)
+                | self.egress_only.taggable_ids(region))
 
     # regions and zones ---------------------------------------------------------------------
     async def use_region(self, region: str) -> None:
@@ -216,44 +285,22 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
                                                                       len(zones(region)))):
                 subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
                 self.store.add_subnet(subnet)
-                self._join_default_acl(subnet)
+                self.network_acls.join_default_acl(subnet)
         return True
 
     def availability_zones(self, region: str, names: list[str], ids: list[str],
-                           filters: list[dict]) -> list[Zone]:
-        check_names(filters, ["zone-name", "zone-id", "region-name", "state", "zone-type"])
-        out = []
-        for z in zones(region):
-            if names and z.name not in names or ids and z.zone_id not in ids:
-                continue
-            attrs = {"zone-name": [z.name], "zone-id": [z.zone_id], "region-name": [region],
-                     "state": ["available"], "zone-type": ["availability-zone"]}
-            if matches(filters, attrs, {}):
-                out.append(z)
-        for n in names:
-            if n not in {z.name for z in zones(region)}:
-                raise ec2_error("InvalidParameterValue",
-                                f"Invalid availability zone: [{n}]")
-        return out
+                           filters: list[dict[str, Any]]) -> list[Zone]:
+        return availability_zones(region, names, ids, filters)
 
-    def _zone(self, region: str, name: str | None, zone_id: str | None) -> Zone:
-        all_zones = zones(region)
-        if not name and not zone_id:
-            return all_zones[0]  # AWS picks one for you [?]: the first is predictable
-        for z in all_zones:
-            if z.name == name or z.zone_id == zone_id:
-                return z
-        raise ec2_error("InvalidParameterValue",
-                        f"Value ({name or zone_id}) for parameter availabilityZone is invalid. "
-                        "Subnets can currently only be created in the following availability "
-                        f"zones: {', '.join(z.name for z in all_zones)}.")
+    def zone_of(self, subnet: Subnet) -> Zone:
+        return zone_of(subnet)
 
     # VPCs --------------------------------------------------------------------------------
     def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
         vpc = Vpc(new_id("vpc"), region, cidr, is_default)
         self.store.add_vpc(vpc)
         self._insert_main_route_table(vpc)
-        self._insert_default_acl(vpc)
+        self.network_acls.insert_default_acl(vpc)
         group = SecurityGroup(new_id("sg"), region, vpc.id, "default",
                               "default VPC security group")
         self.store.add_group(group)
@@ -262,25 +309,23 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1, "0.0.0.0/0", None))
         return vpc
 
-    async def create_vpc(self, region: str, cidr: str | None, tag_specs: list[dict] | None) -> Vpc:
+    async def create_vpc(self, region: str, cidr: str | None,
+                         tag_specs: list[dict[str, Any]] | None) -> Vpc:
         self.ensure_region(region)
         if not cidr:
             raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
         net = ipam.check_vpc_cidr(cidr)
         with self.db.transaction():
             vpc = self._insert_vpc(region, str(net), is_default=False)
-            self.store.set_tags(vpc.id, self._tag_specs(tag_specs, "vpc"))
+            self.store.set_tags(vpc.id, specified_tags(tag_specs, "vpc"))
         await self.reconcile()
         return vpc
 
     def vpc(self, region: str, vpc_id: str) -> Vpc:
-        check_id(vpc_id, "vpc", "InvalidVpcID.Malformed")
-        vpc = self.store.vpc(vpc_id)
-        if vpc is None or vpc.region != region:
-            raise ec2_error("InvalidVpcID.NotFound", f"The vpc ID '{vpc_id}' does not exist")
-        return vpc
+        return self.core.vpc(region, vpc_id)
 
-    def describe_vpcs(self, region: str, ids: list[str], filters: list[dict]) -> list[Vpc]:
+    def describe_vpcs(self, region: str, ids: list[str],
+                      filters: list[dict[str, Any]]) -> list[Vpc]:
         self.ensure_region(region)
         check_names(filters, ["vpc-id", "cidr", "cidr-block", "cidr-block-association.cidr-block",
                               "cidr-block-association.association-id",
@@ -312,8 +357,8 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
         if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
                 any(g.name != "default" for g in groups) or \
-                self.vpc_route_table_dependencies(vpc) or self.vpc_acl_dependencies(vpc) or \
-                self.vpc_gateway_dependencies(vpc) or \
+                self.vpc_route_table_dependencies(vpc) or \
+                self.network_acls.vpc_acl_dependencies(vpc) or self.vpc_gateway_dependencies(vpc) or \
                 self.egress_only.vpc_dependencies(vpc.id):
             raise ec2_error("DependencyViolation",
                             f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
@@ -321,7 +366,7 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
             for g in groups:
                 self.store.delete_group(g.id)
             self.delete_vpc_route_tables(vpc)
-            self.delete_vpc_acls(vpc)
+            self.network_acls.delete_vpc_acls(vpc)
             self.vpc_cidr_store.delete_of(vpc.id)
             self.store.delete_vpc(vpc.id)
             self.attributes.delete(vpc.id)
@@ -329,12 +374,7 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
 
     # subnets -----------------------------------------------------------------------------
     def subnet(self, region: str, subnet_id: str) -> Subnet:
-        check_id(subnet_id, "subnet", "InvalidSubnetID.Malformed")
-        subnet = self.store.subnet(subnet_id)
-        if subnet is None or subnet.region != region:
-            raise ec2_error("InvalidSubnetID.NotFound",
-                            f"The subnet ID '{subnet_id}' does not exist")
-        return subnet
+        return self.core.subnet(region, subnet_id)
 
     def subnet_arn(self, subnet: Subnet) -> str:
         return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
@@ -343,40 +383,33 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         used = len(self.private_ips.taken_in(subnet))  # primary and secondary addresses
         return ipam.capacity(subnet.cidr) - used
 
-    def zone_of(self, subnet: Subnet) -> Zone:
-        found = next((z for z in zones(subnet.region) if z.name == subnet.az), None)
-        if found is None:  # stored when this region's zones were listed otherwise
-            abbr = zones(subnet.region)[0].zone_id.split("-")[0]
-            found = Zone(subnet.az, f"{abbr}-az{ord(subnet.az[-1]) - ord('a') + 1}",
-                         subnet.region)
-        return found
-
     async def create_subnet(self, region: str, vpc_id: str | None, cidr: str | None,
                             az: str | None, az_id: str | None,
-                            tag_specs: list[dict] | None) -> Subnet:
+                            tag_specs: list[dict[str, Any]] | None) -> Subnet:
         self.ensure_region(region)
         if not vpc_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
         if not cidr:
             raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
         vpc = self.vpc(region, vpc_id)
-        zone = self._zone(region, az, az_id)
+        zone = pick_zone(region, az, az_id)
         siblings = [s.cidr for s in self.store.subnets(region) if s.vpc_id == vpc.id]
-        net = ipam.check_subnet_cidr(cidr, self.containing_cidr(vpc, cidr), siblings)
+        net = ipam.check_subnet_cidr(cidr, self.cidrs.containing_cidr(vpc, cidr), siblings)
         subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
         with self.db.transaction():
             self.store.add_subnet(subnet)
-            self._join_default_acl(subnet)
-            self.store.set_tags(subnet.id, self._tag_specs(tag_specs, "subnet"))
+            self.network_acls.join_default_acl(subnet)
+            self.store.set_tags(subnet.id, specified_tags(tag_specs, "subnet"))
         await self.reconcile()
         return subnet
 
-    def describe_subnets(self, region: str, ids: list[str], filters: list[dict]) -> list[Subnet]:
+    def describe_subnets(self, region: str, ids: list[str],
+                         filters: list[dict[str, Any]]) -> list[Subnet]:
         self.ensure_region(region)
         check_names(filters, ["subnet-id", "vpc-id", "cidr-block", "cidr", "cidrBlock",
                               "availability-zone", "availability-zone-id", "availabilityZone",
                               "default-for-az", "defaultForAz", "state", "owner-id",
-                              "available-ip-address-count", *_SUBNET_SETTING_FILTERS,
+                              "available-ip-address-count", *SUBNET_SETTING_FILTERS,
                               *_IPV6_ASSOCIATION_FILTERS[:1], *_IPV6_ASSOCIATION_FILTERS[2:],
                               "customer-owned-ipv4-pool", "outpost-arn", "subnet-arn"])
         for sid in ids:
@@ -384,7 +417,7 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         tags = self.store.tags()
         out = []
         for s in self.store.subnets(region):
-            z = self.zone_of(s)
+            z = zone_of(s)
             attrs = {"subnet-id": [s.id], "vpc-id": [s.vpc_id], "cidr-block": [s.cidr],
                      "cidr": [s.cidr], "cidrBlock": [s.cidr], "availability-zone": [s.az],
                      "availabilityZone": [s.az], "availability-zone-id": [z.zone_id],
@@ -408,7 +441,7 @@ class VpcService(VpcEndpoints, InternetGateways, NatGateways,
         with self.db.transaction():
             self.routes.delete_subnet_association(subnet.id)
             self.acls.delete_association_of(subnet.id)
-            self.delete_subnet_reservations(subnet)
+            self.subnet_reservations.delete_subnet_reservations(subnet)
             self.store.delete_subnet(subnet.id)
             self.attributes.delete(subnet.id)
         await self.reconcile()

@@ -4,19 +4,19 @@ RFC 1918 range as the primary block or a publicly routable / 100.64.0.0/10 one, 
 198.19.0.0/16, not the same as or larger than a route's destination, five blocks at most; a
 block with subnets in it stays. Every route table of the VPC gets a `local` route per block.
 Subnets in a secondary block are routed like the primary's (the VPC namespace routes per
-interface, whatever the block). A mixin of VpcService (service/vpc.py)."""
+interface, whatever the block). A part of VpcService (service/vpc.py), given its Ec2Core."""
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Vpc
+from ..store.ec2 import Vpc
 from ..store.ec2_routes import Route, RouteStore
 from ..store.ec2_vpc_cidrs import VpcCidr, VpcCidrStore
 from . import ipam
+from .ec2_core import Ec2Core
 from .ec2_ids import new_id
 
 MAX_CIDRS = 5
@@ -55,15 +55,11 @@ def check_secondary_range(primary: ipaddress.IPv4Network, new: ipaddress.IPv4Net
 class VpcCidrs:
     """The secondary CIDR part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    routes: RouteStore
-    vpc_cidr_store: VpcCidrStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, routes: RouteStore, vpc_cidr_store: VpcCidrStore) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.routes = routes
+        self.vpc_cidr_store = vpc_cidr_store
 
     def cidr_associations(self, vpc: Vpc) -> list[CidrAssociation]:
         """The VPC's IPv4 blocks, the primary first."""
@@ -83,10 +79,10 @@ class VpcCidrs:
 
     async def associate_vpc_cidr_block(self, region: str,
                                        p: dict[str, Any]) -> tuple[Vpc, CidrAssociation]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not p.get("VpcId"):
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
-        vpc = self.vpc(region, p["VpcId"])
+        vpc = self.core.vpc(region, p["VpcId"])
         if p.get("AmazonProvidedIpv6CidrBlock") or p.get("Ipv6CidrBlock") or \
                 p.get("Ipv6Pool") or p.get("Ipv6IpamPoolId") or p.get("Ipv4IpamPoolId"):
             raise ec2_error("InvalidParameterValue",  # [?] IPv6 and IPAM are not here yet
@@ -120,12 +116,12 @@ class VpcCidrs:
             for t in tables:
                 self.routes.put_route(Route(t.id, str(net), "GatewayId", "local",
                                             "CreateRouteTable"))
-        await self.reconcile()
+        await self.core.reconcile()
         return vpc, CidrAssociation(assoc.association_id, assoc.cidr, False)
 
     async def disassociate_vpc_cidr_block(self, region: str, association_id: str | None
                                           ) -> tuple[Vpc, CidrAssociation]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not association_id:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter associationId")
@@ -153,5 +149,5 @@ class VpcCidrs:
             for t in self.routes.tables():
                 if t.vpc_id == vpc.id:
                     self.routes.delete_route(t.id, found.cidr)
-        await self.reconcile()
+        await self.core.reconcile()
         return vpc, found

@@ -2,47 +2,44 @@
 store: CIDR blocks, enableDnsSupport/enableDnsHostnames, Elastic IPs, interface endpoints'
 private DNS names, whether it has a path to the internet), where it listens (the VPC base
 address + 2 in the VPC namespace, net/vpc.py), and the resolv.conf of what runs in the VPC.
-A mixin of VpcService (service/vpc.py): `sync_dns` runs after every reconcile and whenever a
-DNS attribute changes; the sockets are service/dns_server.py's."""
+A part of VpcService (service/vpc.py), given its Ec2Core and the VPC endpoint part:
+`sync_dns` runs after every reconcile and whenever a DNS attribute changes; the sockets are
+service/dns_server.py's."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from ..config import Settings
 from ..net.names import Names
 from ..net.vpc import resolver_address
 from ..sandbox.environments import VPC_CA_FILE
-from ..store.ec2 import Ec2Store, Eni, Vpc
+from ..store.ec2 import Vpc
+from ..store.ec2_vpc_cidrs import VpcCidrStore
+from ..store.gateways import GatewayStore
 from .dns_answers import DnsView, public_dns_name, resolv_conf
 from .dns_server import ResolverPlace, VpcResolvers
+from .ec2_core import Ec2Core
 from .endpoint_proxy import EndpointListeners, EndpointPlace
 from .local_ca import LocalCa
-from .vpc_endpoints import lambda_private_dns_name
-
-if TYPE_CHECKING:
-    from ..store.ec2_vpc_cidrs import VpcCidrStore
-    from ..store.gateways import GatewayStore
+from .vpc_endpoints import VpcEndpoints, lambda_private_dns_name
 
 
 class VpcDns:
     """The DNS part of VpcService."""
 
-    settings: Settings
-    names: Names
-    store: Ec2Store
-    resolvers: VpcResolvers
-    endpoint_listeners: EndpointListeners
-    local_ca: LocalCa
-    vpc_cidr_store: "VpcCidrStore"
-    gateway_store: "GatewayStore"
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]: ...
-        def endpoint_interfaces(self) -> list[Eni]: ...
-
-    def endpoint_dns_names(self, vpc_id: str) -> dict[str, tuple[str, ...]]:
-        """Private hosted names of the VPC (service/vpc_endpoints.py overrides this)."""
-        return {}
+    def __init__(self, core: Ec2Core, names: Names, resolvers: VpcResolvers,
+                 endpoint_listeners: EndpointListeners, local_ca: LocalCa,
+                 vpc_cidr_store: VpcCidrStore, gateway_store: GatewayStore,
+                 vpc_attributes: Callable[[Vpc], dict[str, bool]],
+                 endpoints: VpcEndpoints) -> None:
+        self.settings, self.store = core.settings, core.store
+        self.names = names
+        self.resolvers = resolvers
+        self.endpoint_listeners = endpoint_listeners
+        self.local_ca = local_ca
+        self.vpc_cidr_store = vpc_cidr_store
+        self.gateway_store = gateway_store
+        self.vpc_attributes = vpc_attributes  # service/ec2_attributes.py
+        self.endpoints = endpoints  # their private DNS names and interfaces
 
     def resolver_of(self, vpc: Vpc) -> str:
         return resolver_address(vpc.cidr)
@@ -81,7 +78,8 @@ class VpcDns:
                 vpc.id, vpc.region, self.resolver_of(vpc), cidrs,
                 attributes["enableDnsSupport"],
                 attributes["enableDnsSupport"] and attributes["enableDnsHostnames"],
-                vpc.id in internet, self.endpoint_dns_names(vpc.id), public.get(vpc.id, {}))
+                vpc.id in internet, self.endpoints.endpoint_dns_names(vpc.id),
+                public.get(vpc.id, {}))
         return views
 
     async def sync_dns(self) -> None:
@@ -92,7 +90,7 @@ class VpcDns:
         await self.endpoint_listeners.sync({
             eni.id: EndpointPlace(eni.far_end.netns, eni.ip, lambda_private_dns_name(eni.region),
                                   (f"*.lambda.{eni.region}.vpce.amazonaws.com",))
-            for eni in self.endpoint_interfaces() if eni.far_end is not None})
+            for eni in self.endpoints.endpoint_interfaces() if eni.far_end is not None})
 
     def refresh_dns_views(self) -> None:
         """After a change that moves no socket (a DNS attribute, an address association)."""

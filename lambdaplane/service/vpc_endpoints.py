@@ -5,21 +5,22 @@ DescribeVpcEndpointServices. An endpoint has a requester-managed interface (type
 resource, so its security groups judge what reaches it; service/endpoint_proxy.py listens
 there and forwards to the server's own API. With private DNS the VPC resolver answers
 `lambda.<region>.amazonaws.com` with the interfaces' addresses (service/vpc_dns.py asks
-`endpoint_dns_names`). A mixin of VpcService; writes the store, the kernel follows through
-`reconcile`."""
+`endpoint_dns_names`). A part of VpcService, given its Ec2Core; writes the store, the kernel
+follows through `reconcile`."""
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from ..config import Settings
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, SecurityGroup, Subnet, Vpc
+from ..store.ec2 import Eni, Vpc
 from ..store.vpc_endpoints import VpcEndpoint, VpcEndpointStore
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
+from .ec2_tags import specified_tags
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -48,36 +49,26 @@ def endpoint_dns_name(e: VpcEndpoint, zone: str = "") -> str:
 class VpcEndpoints:
     """The VPC endpoint part of VpcService."""
 
-    settings: Settings
-    db: Database
-    store: Ec2Store
-    endpoint_store: VpcEndpointStore
+    def __init__(self, core: Ec2Core, endpoint_store: VpcEndpointStore,
+                 create_interface: Callable[..., Awaitable[Eni]],
+                 vpc_attributes: Callable[[Vpc], dict[str, bool]],
+                 tags_of: Callable[[str], dict[str, str]]) -> None:
+        self.core = core
+        self.db, self.store = core.db, core.store
+        self.endpoint_store = endpoint_store
+        self.create_interface = create_interface  # service/interfaces.py
+        self.vpc_attributes = vpc_attributes  # service/ec2_attributes.py
+        self.tags_of = tags_of  # service/ec2_tags.py
 
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def group(self, region: str, group_id: str) -> SecurityGroup: ...
-        def vpc_attributes(self, vpc: Vpc) -> dict[str, bool]: ...
-        def _tag_specs(self, specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]: ...
-        def tags_of(self, resource_id: str) -> dict[str, str]: ...
-        async def create_interface(self, region: str, subnet_id: str | None,
-                                   group_ids: list[str], ip: str | None = None,
-                                   description: str = "", interface_type: str = "interface",
-                                   requester_managed: bool = False, far_end: Any = None,
-                                   own_netns: bool = False, **kwargs: Any) -> Eni: ...
-        async def reconcile(self) -> list[str]: ...
-
-    def more_taggable_ids(self, region: str) -> set[str]:
-        inherited: set[str] = super().more_taggable_ids(region)  # type: ignore[misc]
-        return inherited | {e.id for e in self.endpoint_store.all(region)}
+    def endpoint_taggable_ids(self, region: str) -> set[str]:
+        return {e.id for e in self.endpoint_store.all(region)}
 
     # the service ---------------------------------------------------------------------------
     def endpoint_services(self, region: str) -> list[str]:
         return [lambda_service_name(region)]
 
     def describe_endpoint_services(self, region: str, params: dict[str, Any]) -> list[str]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         filters = params.get("Filters") or []
         check_names(filters, SERVICE_FILTERS)
         names = params.get("ServiceNames") or []
@@ -103,12 +94,12 @@ class VpcEndpoints:
         return e
 
     async def create_vpc_endpoint(self, region: str, params: dict[str, Any]) -> VpcEndpoint:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         for name in ("VpcId", "ServiceName"):
             if not params.get(name):
                 raise ec2_error("MissingParameter",
                                 f"The request must contain the parameter {name}")
-        vpc = self.vpc(region, params["VpcId"])
+        vpc = self.core.vpc(region, params["VpcId"])
         service = params["ServiceName"]
         if service not in self.endpoint_services(region):
             raise ec2_error("InvalidServiceName",
@@ -121,7 +112,8 @@ class VpcEndpoints:
         if params.get("RouteTableIds"):
             raise ec2_error("InvalidParameter",
                             "Route table IDs are only supported for Gateway type VPC Endpoint.")
-        subnets = [self.subnet(region, s) for s in dict.fromkeys(params.get("SubnetIds") or [])]
+        subnets = [self.core.subnet(region, s)
+                   for s in dict.fromkeys(params.get("SubnetIds") or [])]
         zones: dict[str, str] = {}
         for s in subnets:
             if s.vpc_id != vpc.id:
@@ -133,7 +125,7 @@ class VpcEndpoints:
                                 f"of {s.id}: {zones[s.az]}")
             zones[s.az] = s.id
         group_ids = list(dict.fromkeys(params.get("SecurityGroupIds") or []))
-        for g in (self.group(region, gid) for gid in group_ids):
+        for g in (self.core.group(region, gid) for gid in group_ids):
             if g.vpc_id != vpc.id:
                 raise ec2_error("InvalidParameter",
                                 f"The security group '{g.id}' does not belong to the VPC "
@@ -145,7 +137,7 @@ class VpcEndpoints:
         private_dns = True if private_dns is None else bool(private_dns)
         if private_dns:
             self._check_private_dns(vpc, service)
-        tags = self._tag_specs(params.get("TagSpecifications"), "vpc-endpoint")
+        tags = specified_tags(params.get("TagSpecifications"), "vpc-endpoint")
         endpoint_id = new_id("vpce")
         made: list[Eni] = []
         try:
@@ -163,7 +155,7 @@ class VpcEndpoints:
         with self.db.transaction():
             self.endpoint_store.put(e)
             self.store.set_tags(e.id, tags)
-        await self.reconcile()  # the resolver learns the names, the proxy listens
+        await self.core.reconcile()  # the resolver learns the names, the proxy listens
         return e
 
     def _check_private_dns(self, vpc: Vpc, service: str) -> None:
@@ -180,7 +172,7 @@ class VpcEndpoints:
                             f"conflicting DNS domain for {name} in the VPC {vpc.id}")
 
     def describe_vpc_endpoints(self, region: str, params: dict[str, Any]) -> list[VpcEndpoint]:
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         filters = params.get("Filters") or []
         check_names(filters, ENDPOINT_FILTERS)
         ids = params.get("VpcEndpointIds") or []
@@ -198,7 +190,7 @@ class VpcEndpoints:
     async def delete_vpc_endpoints(self, region: str, ids: list[str]
                                    ) -> list[tuple[str, str, str]]:
         """Deletes what exists; (id, error code, message) of each that could not be."""
-        self.ensure_region(region)
+        self.core.ensure_region(region)
         if not ids:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter VpcEndpointId")
@@ -223,7 +215,7 @@ class VpcEndpoints:
         with self.db.transaction():
             for eni_id in eni_ids:
                 self.store.delete_eni(eni_id)
-        await self.reconcile()
+        await self.core.reconcile()
 
     # what other parts ask -------------------------------------------------------------------
     def endpoint_dns_names(self, vpc_id: str) -> dict[str, tuple[str, ...]]:

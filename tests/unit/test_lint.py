@@ -1,5 +1,5 @@
-"""ruff (E, F, W, I) over net/ and model/, and mypy --strict over net/, model/ and service/
-(but the modules in SERVICE_NOT_YET_STRICT), clean (configuration in pyproject.toml:
+"""ruff (E, F, W, I) over net/ and model/, and mypy --strict over net/, model/ and service/,
+clean (configuration in pyproject.toml:
 [tool.ruff], [tool.mypy])."""
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
-# service/ modules mypy --strict still finds faults in (issue 11; each a few missing type
-# arguments or Any returns): to be made clean and removed from this list.
-SERVICE_NOT_YET_STRICT = {"gateways.py", "nat_gateways.py", "network_acls.py",
-                          "route_tables.py", "security_groups.py", "sg_rule_edits.py", "vpc.py"}
-MYPY_CHECKED = RUFF_CHECKED + sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "lambdaplane" / "service").glob("*.py")
-    if p.name not in SERVICE_NOT_YET_STRICT)
+MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
