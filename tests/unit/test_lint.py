@@ -9,6 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
+# sandbox/ modules held to both already (the ExecutionEnvironments split, issue 11)
+RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in (
+    "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set")]
 # service/ modules mypy --strict still finds faults in (issue 11; each a few missing type
 # arguments or Any returns): to be made clean and removed from this list.
 SERVICE_NOT_YET_STRICT = {"gateways.py", "nat_gateways.py", "network_acls.py",
