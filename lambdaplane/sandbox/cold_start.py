@@ -75,10 +75,20 @@ class Prepared:
     runtime_started: bool  # from a runtime's pre-started pool: its program runs already
 
 
-def _ms_since(began: float) -> tuple[float, float]:
-    """(now, milliseconds since `began`)."""
-    now = time.monotonic()
-    return now, (now - began) * 1000
+class _Laps:
+    """A stopwatch of consecutive phases: lap() is the milliseconds since the previous lap."""
+
+    def __init__(self) -> None:
+        self.began = self._last = time.monotonic()
+
+    def lap(self) -> float:
+        now = time.monotonic()
+        ms, self._last = (now - self._last) * 1000, now
+        return ms
+
+    def restart(self) -> None:
+        """The next lap counts from now."""
+        self._last = time.monotonic()
 
 
 class ColdStarts:
@@ -105,20 +115,21 @@ class ColdStarts:
     async def start(self, spec: FunctionSpec) -> tuple[Environment, ColdStartTimings]:
         """A new environment for `spec`, its runtime started (or starting), not yet invoked."""
         install = _runtime_install(spec)
-        timings = ColdStartTimings(began=time.monotonic())
+        laps = _Laps()
+        timings = ColdStartTimings(began=laps.began)
         self.capacity.cold_start(install.interpreter)
         prepared = self._take_prepared(install, spec)
         sandbox = prepared.prewarmed.sandbox if prepared else await self.pool.take()
-        taken, timings.pool_take_ms = _ms_since(timings.began)
+        timings.pool_take_ms = laps.lap()
         env = self._new_environment(spec, sandbox, prepared)
         try:
             attacher = self._vpc_attacher(spec)
             environ = reserved_environment(spec, env.log_stream, self.settings.runtime_api_port)
             if prepared is not None:
-                await self._assign_prepared(env, prepared, install, environ, attacher,
-                                            timings, taken)
+                await self._start_prepared(env, prepared, install, environ, attacher, timings,
+                                           laps)
             else:
-                await self._fork_from_zygote(env, install, environ, attacher, timings)
+                await self._start_forked(env, install, environ, attacher, timings, laps)
             env.output.writer_sent()
             assert env.exited is not None
             env.exited.add_done_callback(self._exit_watch(env))
@@ -193,23 +204,41 @@ class ColdStarts:
                            "Service")
         return attacher
 
-    # phases cgroup, spawn, vpc_attach of a prepared sandbox ------------------------------
-    async def _assign_prepared(self, env: Environment, prepared: Prepared,
-                               install: RuntimeInstall, environ: dict[str, str],
-                               attacher: VpcAttacher | None, timings: ColdStartTimings,
-                               taken: float) -> None:
-        pw, spec = prepared.prewarmed, env.spec
+    # the phases of a prepared sandbox -----------------------------------------------------
+    async def _start_prepared(self, env: Environment, prepared: Prepared,
+                              install: RuntimeInstall, environ: dict[str, str],
+                              attacher: VpcAttacher | None, timings: ColdStartTimings,
+                              laps: _Laps) -> None:
+        """cgroup (timed from the take), spawn (the assignment), vpc_attach."""
+        self._size_prepared_cgroup(env, prepared.prewarmed)
+        timings.cgroup_ms = laps.lap()
+        # A VPC function's sandbox sets itself up while its steering element is added, and
+        # runs no function code until told the network is there.
+        gate = self._assign(env, prepared, install, environ)
+        timings.spawn_ms = laps.lap()
+        if gate is not None:
+            assert attacher is not None
+            timings.vpc_attach_ms = await _attach_then_open(env, gate, attacher)
+
+    def _size_prepared_cgroup(self, env: Environment, pw: Prewarmed) -> None:
+        """Its memory limit the function's, moved under the function's group."""
+        spec = env.spec
         cgroups.set_memory_limit(pw.cgroup, spec.memory_mb)
         env.cgroup = pw.cgroup = cgroups.for_function(
             self.names, pw.cgroup, cgroups.function_group(spec.region, spec.name),
             spec.memory_mb)
-        sized, timings.cgroup_ms = _ms_since(taken)
-        # A VPC function's sandbox sets itself up while its steering element is added, and
-        # runs no function code until told the network is there.
+
+    def _assign(self, env: Environment, prepared: Prepared, install: RuntimeInstall,
+                environ: dict[str, str]) -> NetworkGate | None:
+        """Hand the prepared sandbox the function: its code, variables, output pipe and cpu
+        cgroups (and the runtime's files and program, unless it runs already). A VPC
+        function's comes back gated: the gate to open once it is attached."""
+        spec, pw = env.spec, prepared.prewarmed
+        assert env.cgroup is not None
         join = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroups.cpu_procs(env.cgroup)]
         try:
             started = prepared.runtime_started
-            gate = pw.forked.assign(spec.code_dir.name, spec.runtime, environ,
+            return pw.forked.assign(spec.code_dir.name, spec.runtime, environ,
                                     tmp_size_mb(spec.memory_mb), env.output.write_fd,
                                     network_pending=spec.vpc is not None,
                                     opt_name=spec.opt_dir.name if spec.opt_dir else "",
@@ -219,21 +248,19 @@ class ColdStarts:
         finally:
             for fd in join:
                 os.close(fd)
-        _, timings.spawn_ms = _ms_since(sized)
-        if gate is not None:
-            assert attacher is not None
-            timings.vpc_attach_ms = await _attach_then_open(env, gate, attacher)
 
-    # phases cgroup, spawn, vpc_attach of a fork from the zygote --------------------------
-    async def _fork_from_zygote(self, env: Environment, install: RuntimeInstall,
-                                environ: dict[str, str], attacher: VpcAttacher | None,
-                                timings: ColdStartTimings) -> None:
+    # the phases of a fork from the zygote ------------------------------------------------
+    async def _start_forked(self, env: Environment, install: RuntimeInstall,
+                            environ: dict[str, str], attacher: VpcAttacher | None,
+                            timings: ColdStartTimings, laps: _Laps) -> None:
+        """cgroup (its making alone), spawn (the zygote started if need be, and the fork),
+        vpc_attach."""
         spec = env.spec
-        began = time.monotonic()
+        laps.restart()
         env.cgroup = cgroups.create_env_cgroup(
             self.names, env.env_id, spec.memory_mb,
             group=cgroups.function_group(spec.region, spec.name))
-        made, timings.cgroup_ms = _ms_since(began)
+        timings.cgroup_ms = laps.lap()
         zygote = await self.zygotes.get(install.interpreter)
         request = self._spawn_request(env, install, environ)
         # A VPC function's spawn request goes first, gated, and the sandbox is attached as
@@ -244,7 +271,7 @@ class ColdStarts:
         gate, theirs = NetworkGate.pair() if attacher is not None else (None, None)
         try:
             attached_ms = await _spawn(env, zygote, request, gate, theirs, attacher)
-            _, timings.spawn_ms = _ms_since(made)
+            timings.spawn_ms = laps.lap()
             if gate is not None:
                 assert attacher is not None
                 timings.vpc_attach_ms = attached_ms if attached_ms is not None else \
