@@ -15,7 +15,7 @@ invocations run, as the pool's do, so a burst does not pay for the next one. The
 
 With `runtime` (a RuntimeInstall with a program to exec: Node.js) the sandboxes are that
 runtime's own and its program is started in them already (prestart.py), waiting for code:
-environments.py keeps such a pool per Node.js runtime in use (`serve --prestart N`). Such a
+cold_start.py keeps such a pool per Node.js runtime in use (`serve --prestart N`). Such a
 sandbox says on its control socket when its runtime is ready (loaded and warmed up); `take`
 hands out a ready one first, else the one that has been starting longest (it is ahead of a
 fresh start). A cold start that finds none ready grows the pool by one (up to 4 × N, at most
