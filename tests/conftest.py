@@ -13,6 +13,11 @@ import pytest
 from tests.harness import SLOW_CALLBACK_MS, LiveServer
 
 
+# No botocore in a test (nor in the CLIs, servers and benches it starts) may look for credentials
+# at the instance metadata endpoint: that is traffic to a link-local address off this machine.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return

@@ -42,6 +42,12 @@ def _signed_headers(method: str, url: str, data: bytes | None,
     from botocore.awsrequest import AWSRequest
 
     session = botocore.session.get_session()
+    # only credentials the user configured (environment, ~/.aws files, a credential process):
+    # never the instance metadata or container endpoints, which are network calls to
+    # link-local addresses the CLI has no business making
+    resolver = session.get_component("credential_provider")
+    for provider in ("iam-role", "container-role"):
+        resolver.remove(provider)
     credentials = session.get_credentials()
     if credentials is None:
         return headers

@@ -163,6 +163,12 @@ def _reconcile_port(nl: Netlink, port: PortSpec, veths: set[str], far_ends: _Far
         veths.discard(port.ifname)
         changes.append(f"removed port {port.ifname} (far end lost) from {netns}")
     if port.ifname not in veths:
+        if far.index(port.far.ifname) is not None:
+            # the far end of a port whose VPC namespace was deleted while something still
+            # held it (the namespace lives on, unnamed, with its end of the pair): drop the
+            # pair, or the new one cannot take the name
+            far.delete_link(port.far.ifname)
+            changes.append(f"removed stale {port.far.netns}/{port.far.ifname}")
         nl.add_veth(port.ifname, port.far.ifname, peer_netns=port.far.netns)
         changes.append(f"created port {port.ifname} ↔ {port.far.netns}/{port.far.ifname}")
     _ensure_up(nl, port.ifname, changes)
