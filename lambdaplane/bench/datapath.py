@@ -308,6 +308,19 @@ def _exhaust(env: Lab) -> dict:
             "further_eni_connects": further_opened["ok"] == 1}
 
 
+def path_rows(samples: dict[str, list[tuple[float, dict]]]) -> dict[str, dict]:
+    """Each path's (throughput, connection rate) rounds → its medians and the rounds."""
+    rows = {}
+    for label, got in samples.items():
+        gbits = sorted(g for g, _r in got)
+        rates = sorted((r for _g, r in got), key=lambda r: r["per_s"])
+        rows[label] = {"throughput_gbit_s": round(gbits[len(gbits) // 2], 2),
+                       "throughput_rounds_gbit_s": [round(g, 2) for g, _r in got],
+                       "connections": rates[len(rates) // 2],
+                       "connections_rounds_per_s": [r["per_s"] for _g, r in got]}
+    return rows
+
+
 def run(out_dir: Path, quick: bool) -> dict:
     seconds, rounds, hold = (1.0, 1, 300) if quick else (3.0, 5, 60_000)
     from lambdaplane.net.worker import GATEWAY
@@ -328,14 +341,7 @@ def run(out_dir: Path, quick: bool) -> dict:
                 gbit = _iperf(env, server_ns, client_ns, host, port or IPERF_PORT, seconds)
                 rate = _conn_rate(env, server_ns, client_ns, host, port or RATE_PORT, seconds)
                 samples[label].append((gbit, rate))
-        rows = {}
-        for label, got in samples.items():
-            gbits = sorted(g for g, _r in got)
-            rates = sorted((r for _g, r in got), key=lambda r: r["per_s"])
-            rows[label] = {"throughput_gbit_s": round(gbits[len(gbits) // 2], 2),
-                           "throughput_rounds_gbit_s": [round(g, 2) for g, _r in got],
-                           "connections": rates[len(rates) // 2],
-                           "connections_rounds_per_s": [r["per_s"] for _g, r in got]}
+        rows = path_rows(samples)
         hp.detach(names, box.address)
         held = _hold(env, hold)
         exhaustion = _exhaust(env)

@@ -181,14 +181,7 @@ def run(out_dir: Path, quick: bool) -> dict:
                 samples[label].append((gbit, rate))
         counted = _nat_counted(env.names, env.spec)
         reconcile_ms = _reconcile_cost(env.spec, 10 if quick else 50)
-    rows = {}
-    for label, got in samples.items():
-        gbits = sorted(g for g, _r in got)
-        rates = sorted((r for _g, r in got), key=lambda r: r["per_s"])
-        rows[label] = {"throughput_gbit_s": round(gbits[len(gbits) // 2], 2),
-                       "throughput_rounds_gbit_s": [round(g, 2) for g, _r in got],
-                       "connections": rates[len(rates) // 2],
-                       "connections_rounds_per_s": [r["per_s"] for _g, r in got]}
+    rows = datapath.path_rows(samples)
     result = {
         "machine": machine(), "quick": quick, "seconds_per_measurement": seconds,
         "rounds": rounds,

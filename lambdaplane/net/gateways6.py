@@ -26,14 +26,12 @@ import subprocess
 from dataclasses import dataclass
 
 from . import nft, ns
+from .routing import MAIN_RULE_PRIORITY, SUBNET_RULE_PRIORITY, TABLE_BASE, run_ip
 from .vpc import INTERNET_LINK
 
 LINK = INTERNET_LINK
 VPC_SIDE_LL = "fe80::1"  # the VPC end of the gateway link
 INTERNET_SIDE_LL = "fe80::2"  # the internet end
-TABLE_BASE = 300000  # as net/routing.py's: a route table's IPv4 and IPv6 tables share a number
-MAIN_RULE_PRIORITY = 1500
-SUBNET_RULE_PRIORITY = 2000
 
 
 @dataclass(frozen=True, order=True)
@@ -76,10 +74,9 @@ class Ipv6GatewaySpec:
 
 
 def _ip(netns: str, *args: str, check: bool = True) -> str:
-    out = subprocess.run(["ip", "-n", netns, "-6", *args], capture_output=True, text=True)
-    if check and out.returncode != 0:
-        raise RuntimeError(f"ip -6 {' '.join(args)} in {netns}: {out.stderr.strip()}")
-    return out.stdout
+    """`ip -n NETNS -6 ARGS…` (net/routing.py's, for IPv6): a route table's IPv4 and IPv6
+    tables share a number."""
+    return run_ip(netns, "-6", *args, check=check)
 
 
 def _json(netns: str, *args: str) -> list[dict]:  # type: ignore[type-arg]

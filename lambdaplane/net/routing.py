@@ -46,7 +46,8 @@ class RoutingSpec:
     rules: tuple[tuple[str, int], ...]  # (port ifname, table)
 
 
-def _ip(netns: str, *args: str, check: bool = True) -> str:
+def run_ip(netns: str, *args: str, check: bool = True) -> str:
+    """`ip -n NETNS ARGS…`: its output; a failure raises unless `check` is false."""
     out = subprocess.run(["ip", "-n", netns, *args], capture_output=True, text=True)
     if check and out.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} in {netns}: {out.stderr.strip()}")
@@ -75,30 +76,30 @@ def reconcile(spec: RoutingSpec, nl: Netlink) -> list[str]:
     rules = nl.rules()
     changes: list[str] = []
     for n in sorted(set(have) - set(spec.tables)):
-        _ip(spec.netns, "route", "flush", "table", str(n))
+        run_ip(spec.netns, "route", "flush", "table", str(n))
         changes.append(f"flushed route table {n} in {spec.netns}")
     for n, routes in sorted(spec.tables.items()):
         if have.get(n, set()) == set(routes):
             continue
-        _ip(spec.netns, "route", "flush", "table", str(n), check=False)
+        run_ip(spec.netns, "route", "flush", "table", str(n), check=False)
         for r in routes:
-            _ip(spec.netns, "route", "replace", *r.ip_args(), "table", str(n))
+            run_ip(spec.netns, "route", "replace", *r.ip_args(), "table", str(n))
         changes.append(f"set route table {n} in {spec.netns}: "
                        + ", ".join(" ".join(r.ip_args()) for r in routes))
     has_main = any(r.priority == MAIN_RULE_PRIORITY for r in rules)
     if spec.rules and not has_main:
-        _ip(spec.netns, "rule", "add", "priority", str(MAIN_RULE_PRIORITY), "lookup", "main",
+        run_ip(spec.netns, "rule", "add", "priority", str(MAIN_RULE_PRIORITY), "lookup", "main",
             "suppress_prefixlength", "0")
         changes.append(f"added rule main first in {spec.netns}")
     have_rules = {(r.iifname or "", r.table) for r in rules
                   if r.priority == SUBNET_RULE_PRIORITY}
     wanted = set(spec.rules)
     for iif, table in sorted(have_rules - wanted):
-        _ip(spec.netns, "rule", "del", "priority", str(SUBNET_RULE_PRIORITY), "iif", iif,
+        run_ip(spec.netns, "rule", "del", "priority", str(SUBNET_RULE_PRIORITY), "iif", iif,
             "lookup", str(table), check=False)
         changes.append(f"removed rule iif {iif} lookup {table} in {spec.netns}")
     for iif, table in sorted(wanted - have_rules):
-        _ip(spec.netns, "rule", "add", "priority", str(SUBNET_RULE_PRIORITY), "iif", iif,
+        run_ip(spec.netns, "rule", "add", "priority", str(SUBNET_RULE_PRIORITY), "iif", iif,
             "lookup", str(table))
         changes.append(f"added rule iif {iif} lookup {table} in {spec.netns}")
     return changes

@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
-from ..net import gateways6
+from ..net import gateways6, routing
 from ..net.names import port_ifname
 from ..store.ec2 import Snapshot
 from ..store.ec2_routes import Route, RouteTable
@@ -276,14 +276,14 @@ class EgressOnlyGateways:
                     routes.append(gateways6.Route6(block, "blackhole"))
                 if not any(x.dst == "::/0" for x in routes):
                     routes.append(gateways6.Route6("::/0", "blackhole"))
-                kernel_tables[gateways6.TABLE_BASE + rank] = tuple(sorted(routes))
+                kernel_tables[routing.TABLE_BASE + rank] = tuple(sorted(routes))
             rank_of = {tid: i for i, tid in enumerate(mine)}
             rules = []
             for e in enis.values():
                 table_id = explicit.get(e.subnet_id) or main_table
                 if e.far_end is not None and table_id in rank_of:
                     rules.append((port_ifname(e.id),
-                                  gateways6.TABLE_BASE + rank_of[table_id or ""]))
+                                  routing.TABLE_BASE + rank_of[table_id or ""]))
             out.append(gateways6.Ipv6GatewaySpec(
                 vpc.id, svc.names.vpc_netns(vpc.id), internet if linked else "",
                 svc.names.gateway_veth(vpc.id), tuple(sorted(blocks[vpc.id])),

@@ -5,7 +5,7 @@ functions — made when a function is created or reconfigured (`prepare`, never 
 kept while any configuration in use needs it (FunctionService.vpc_configs_in_use) or any
 environment is still steered to it, then deleted. Each is an EC2 interface (type "lambda",
 requester-managed, VpcService's rules and VPC-side port) whose far end is the transit
-`lp<i>t<n>` in the worker, plus the data path of net/hyperplane.py (routes, SNAT, filter).
+`lp<i>t<n>` in the worker, plus the data path of net/hyperplane/ (routes, SNAT, filter).
 `n` is persisted (store/hyperplane.py) so a restart rebuilds the same kernel objects.
 
 At a cold start `attach` picks the function's subnet round-robin, an ENI of that key with

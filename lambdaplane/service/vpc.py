@@ -8,8 +8,9 @@ explicitly, and is reachable as an attribute: interfaces (`self.interfaces`), ta
 (`self.network_acls`), NAT gateways (`self.nat_gateways`), VPC endpoints (`self.endpoints`),
 DNS (`self.dns`), secondary CIDR blocks (`self.cidrs`), subnet CIDR reservations, VPC/subnet
 and interface attributes, IPv6 (`self.ipv6`) and secondary private addresses
-(`self.private_ips`). VpcService binds their public methods under the same names, so api/
-calls `svc.create_tags(...)` as before. Internet gateways and route tables are still mixins
+(`self.private_ips`), egress-only gateways and IPv6 routes (`self.egress_only`). VpcService
+binds their public methods under the same names, so api/ calls `svc.create_tags(...)` as
+before. Internet gateways and route tables are still mixins
 (docs/design.md). No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
