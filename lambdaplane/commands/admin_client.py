@@ -3,6 +3,7 @@ server's /_lambdaplane/ endpoints. Requests are signed with AWS Signature V4 whe
 are configured (environment, ~/.aws), so they also work against `serve --auth sigv4`."""
 from __future__ import annotations
 
+import functools
 import json
 import urllib.error
 import urllib.request
@@ -35,11 +36,11 @@ def call(endpoint: str, method: str, path: str, body: dict[str, Any] | None = No
         raise ServerError("Unreachable", f"cannot reach {endpoint}: {e}") from None
 
 
-def _signed_headers(method: str, url: str, data: bytes | None,
-                    headers: dict[str, str]) -> dict[str, str]:
+@functools.cache
+def _session() -> Any:
+    """One botocore session per process (a follower, `logs -f`, signs a request every half
+    second; making a session each time cost more than the request)."""
     import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
 
     session = botocore.session.get_session()
     # only credentials the user configured (environment, ~/.aws files, a credential process):
@@ -48,6 +49,15 @@ def _signed_headers(method: str, url: str, data: bytes | None,
     resolver = session.get_component("credential_provider")
     for provider in ("iam-role", "container-role"):
         resolver.remove(provider)
+    return session
+
+
+def _signed_headers(method: str, url: str, data: bytes | None,
+                    headers: dict[str, str]) -> dict[str, str]:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = _session()
     credentials = session.get_credentials()
     if credentials is None:
         return headers

@@ -299,7 +299,7 @@ def test_cli_logs_reads_the_store_follows_and_survives_restart(fresh_server: Liv
         assert followed[0].startswith("START RequestId:") and "hello from two" in followed
     finally:
         follower.send_signal(signal.SIGINT)
-        follower.wait(10)
+        follower.wait(30)
     assert follower.returncode == 0
     server.restart()
     events = logs.filter_log_events(logGroupName="/custom/lg-cli",
