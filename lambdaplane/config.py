@@ -58,6 +58,9 @@ class Settings:
     # (tests), linked to every VPC with an internet gateway; "" = gateways lead nowhere.
     internet_netns: str = ""
     public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
+    # Set by the server when internet_netns is its own namespace out of the host's uplink
+    # (uplink on, no --internet-netns: net/host_internet.py)
+    internet_via_uplink: bool = False
     # Testing knob: a NAT gateway's simultaneous connections per destination (AWS: 55,000)
     nat_connections_per_destination: int = 55000
     # Upstream resolvers ("ADDR[:PORT]") the VPC resolvers forward other names to, from the
