@@ -34,7 +34,7 @@ import pytest
 from lambdaplane.net import host_internet, nft, ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
-from tests.e2e.vpc_support import resource, wait_until
+from tests.e2e.vpc_support import cli, resource, wait_until
 from tests.harness import LiveServer, free_port
 
 pytestmark = pytest.mark.root
@@ -281,6 +281,10 @@ def test_kernel_objects(server, world_and_host) -> None:
     # the root side: the functions' uplink rules, for this link
     root_rules = nft.list_json(f"table inet {names.host_internet_table}", server.host)
     assert any("masquerade" in e for i in root_rules if "rule" in i for e in i["rule"]["expr"])
+    shown = cli(server, "net", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert f"internet: the host's uplink (through {inet}" in shown.stdout
+    assert "Elastic IPs are reachable only from the host" in shown.stdout
 
 
 def test_out_through_elastic_ip_and_nat_gateway(server, net) -> None:
