@@ -34,7 +34,7 @@ import pytest
 from lambdaplane.net import host_internet, nft, ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
-from tests.e2e.vpc_support import cli, resource, wait_until
+from tests.e2e.vpc_support import cli, reconcile_now, resource, wait_until
 from tests.harness import LiveServer, free_port
 
 pytestmark = pytest.mark.root
@@ -331,3 +331,19 @@ def test_refused_destinations_never_leave(server, net, world_and_host) -> None:
                               "\n print('no', e)" % eip["PublicIp"]],
                              capture_output=True, text=True, timeout=30)
         assert out.stdout.startswith("no"), out.stdout
+
+
+def test_rebuilt_when_it_vanishes(server, net) -> None:
+    names = Names(server.instance)
+    ec2 = server.ec2()
+    with resource(server, net["public"], [net["group"]], ports=(80,)) as web:
+        eip = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=web.eni_id)
+        assert wait_until(lambda: web.probe(PUBLIC_HOST, 80) == f"you are {HOST_ADDR}",
+                          timeout_s=15)
+        subprocess.run(["ip", "netns", "del", names.host_internet_netns], check=True)
+        assert web.probe(PUBLIC_HOST, 80) in ("timeout", "error 101")  # gone with its link
+        changes = reconcile_now(server)  # what the drift timer runs
+        assert f"rebuilt the uplink internet namespace {names.host_internet_netns}" in changes
+        assert web.probe(PUBLIC_HOST, 80, timeout=3) == f"you are {HOST_ADDR}"
+        assert reconcile_now(server) == []  # and nothing left to do
