@@ -166,6 +166,7 @@ class VpcService(InternetGateways, RouteTables):
         self.create_vpc_endpoint = self.endpoints.create_vpc_endpoint
         self.describe_vpc_endpoints = self.endpoints.describe_vpc_endpoints
         self.delete_vpc_endpoints = self.endpoints.delete_vpc_endpoints
+        self.modify_vpc_endpoint = self.endpoints.modify_vpc_endpoint
         self.endpoint_dns_entries = self.endpoints.endpoint_dns_entries
         self.dns = VpcDns(self.core, names, self.resolvers, self.endpoint_listeners,
                           self.local_ca, self.vpc_cidr_store, self.gateway_store,
@@ -222,6 +223,7 @@ class VpcService(InternetGateways, RouteTables):
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
         await self.nat_gateways.settle_nat_gateways()
+        await self.endpoints.settle_endpoints()
         self._watcher = asyncio.create_task(self.interfaces.watch_owners())
 
     async def stop(self) -> None:
