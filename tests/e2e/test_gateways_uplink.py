@@ -347,3 +347,26 @@ def test_rebuilt_when_it_vanishes(server, net) -> None:
         assert f"rebuilt the uplink internet namespace {names.host_internet_netns}" in changes
         assert web.probe(PUBLIC_HOST, 80, timeout=3) == f"you are {HOST_ADDR}"
         assert reconcile_now(server) == []  # and nothing left to do
+
+
+def test_sigkill_restart_and_clean(server, net) -> None:
+    """Made again over what a SIGKILL left; `clean` (run where the server runs) removes it."""
+    names = Names(server.instance)
+    server.kill()
+    assert ns.exists(names.host_internet_netns)  # a SIGKILL leaves it
+    server.start()
+    ec2 = server.ec2()
+    with resource(server, net["public"], [net["group"]], ports=(80,)) as web:
+        eip = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=web.eni_id)
+        assert wait_until(lambda: web.probe(PUBLIC_HOST, 80) == f"you are {HOST_ADDR}",
+                          timeout_s=15)
+    assert reconcile_now(server) == []  # the start made it whole: nothing to repair
+    server.kill()
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{server.host}", sys.executable, "-m",
+                          "lambdaplane.cli", "clean", "--data-dir", str(server.data_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert not ns.exists(names.host_internet_netns)
+    assert server.host_leftovers() == [] and server.leftovers() == []
+    server.start()  # the module's teardown stops it and checks again
