@@ -12,9 +12,10 @@ address (the VPC side translated it already) goes out of `up0`, is masqueraded t
 namespace's end of the /30 and again, in the root namespace, to the host's address — the same
 double NAT as the functions' uplink. Refused before it leaves, in both tables: the
 destinations net/worker.py refuses to functions (private, CGNAT, link-local, loopback,
-multicast, 0/8, 240/4), the networks the host is attached to, the public address pool
-itself (an address of the pool no VPC holds must not go out; one a VPC holds is routed to it
-here and never reaches `up0`), and all IPv6 (the host uplink carries none for VPCs). Like the
+multicast, 0/8, 240/4), the networks the host is attached to and all IPv6 (the host uplink
+carries none for VPCs); in this namespace's table also the public address pool itself (an
+address of the pool no VPC holds must not go out; one a VPC holds is routed to it here and
+never reaches `up0`). Like the
 functions' uplink, documentation ranges are not refused: they are not routed on the internet
 either. What comes in: only replies (conntrack). Nothing from the real network reaches an
 Elastic IP in this mode: the pool's addresses exist only here. They are reachable from this
