@@ -150,7 +150,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default="/var/lib/lambdaplane")
     s.add_argument("--account-id", default="000000000000")
     s.add_argument("--no-uplink", action="store_true",
-                   help="sandboxes of non-VPC functions get no path out of the host")
+                   help="sandboxes of non-VPC functions get no path out of the host, nor do "
+                        "VPC gateways (unless --internet-netns)")
     s.add_argument("--vpc-mode", choices=["hyperplane", "legacy"], default="hyperplane")
     s.add_argument("--keep-alive", type=float, default=300.0,
                    help="seconds an idle execution environment is kept warm")
@@ -217,7 +218,8 @@ def parser() -> argparse.ArgumentParser:
                    help="aggregate VPC flow-log records over this instead of each flow log's "
                         "MaxAggregationInterval (for tests)")
     s.add_argument("--internet-netns", default="", metavar="NAME",
-                   help="network namespace (made by you) that internet gateways link to")
+                   help="network namespace (made by you) that internet gateways link to "
+                        "(default: the host's uplink, see docs/gateways.md)")
     s.add_argument("--public-cidr", default="198.51.100.0/24",
                    help="pool of public addresses: Elastic IPs, NAT gateways (%(default)s)")
     s.add_argument("--nat-connection-limit", type=int, default=55000, metavar="N",

@@ -55,9 +55,13 @@ class Settings:
     log_max_bytes: int = 64 * 1024 * 1024  # a function's log file rotates past this
     log_rotations: int = 2  # rotated log files kept per function (<name>.log.1, .2)
     # The internet side of internet and NAT gateways: a network namespace made by the caller
-    # (tests), linked to every VPC with an internet gateway; "" = gateways lead nowhere.
+    # (tests), linked to every VPC with an internet gateway; "" = the server's own namespace out
+    # of the host's uplink (service/host_internet.py sets it), or nowhere with uplink off.
     internet_netns: str = ""
     public_cidr: str = "198.51.100.0/24"  # the pool of Elastic IPs and NAT gateway addresses
+    # Set by the server when internet_netns is its own namespace out of the host's uplink
+    # (uplink on, no --internet-netns: net/host_internet.py)
+    internet_via_uplink: bool = False
     # Testing knob: a NAT gateway's simultaneous connections per destination (AWS: 55,000)
     nat_connections_per_destination: int = 55000
     # Upstream resolvers ("ADDR[:PORT]") the VPC resolvers forward other names to, from the

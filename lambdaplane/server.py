@@ -37,6 +37,10 @@ class Platform:
         self.settings = settings
         self.names = Names(settings.ensure_instance())
         self.net = NetThread()
+        from .service.host_internet import HostInternet, adopt
+        # no --internet-netns, uplink on: the VPC gateways' internet is the host's uplink
+        self.host_internet = HostInternet(settings, self.names, self.net) \
+            if adopt(settings, self.names) else None
         self.db = Database.open(settings.data_dir)
         self.vpc = VpcService(settings, self.names, self.db, self.net)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
@@ -67,6 +71,9 @@ class Platform:
             self.environments.vpc_attacher = self.hyperplane
             # after the worker netns exists (steering, transits), before functions settle
             self._components.insert(2, self.hyperplane)
+        if self.host_internet is not None:  # before the VPCs link into it, stopped after
+            self._components.insert(0, self.host_internet)
+            self.vpc.internet_repair = self.host_internet.reconcile
         # CloudWatch Logs: started first and stopped last, so environments' output is written
         from .service.logs import LogsService
         self.logs = LogsService(settings)

@@ -1,4 +1,4 @@
-"""EC2 Query actions of interface VPC endpoints: Create/Describe/DeleteVpcEndpoints and
+"""EC2 Query actions of interface VPC endpoints: Create/Describe/Modify/DeleteVpcEndpoints and
 DescribeVpcEndpointServices (service/vpc_endpoints.py). Same shape as api/ec2_api.py's
 handlers, which merges `ACTIONS` into its table."""
 from __future__ import annotations
@@ -55,6 +55,11 @@ async def delete_vpc_endpoints(svc: VpcService, region: str, p: dict[str, Any]) 
                              for rid, code, message in failed]}
 
 
+async def modify_vpc_endpoint(svc: VpcService, region: str, p: dict[str, Any]) -> dict[str, Any]:
+    await svc.modify_vpc_endpoint(region, p)
+    return {"Return": True}
+
+
 async def describe_vpc_endpoint_services(svc: VpcService, region: str,
                                          p: dict[str, Any]) -> dict[str, Any]:
     names = svc.describe_endpoint_services(region, p)
@@ -75,5 +80,6 @@ ACTIONS: dict[str, Handler] = {
     "CreateVpcEndpoint": create_vpc_endpoint,
     "DescribeVpcEndpoints": describe_vpc_endpoints,
     "DeleteVpcEndpoints": delete_vpc_endpoints,
+    "ModifyVpcEndpoint": modify_vpc_endpoint,
     "DescribeVpcEndpointServices": describe_vpc_endpoint_services,
 }

@@ -8,7 +8,13 @@ from typing import Any
 
 def render(tree: dict[str, Any]) -> list[str]:
     lines = ["routing" + ("" if tree["internet_netns"] else
-                          "  (no --internet-netns: gateways lead nowhere here)")]
+                          "  (--no-uplink and no --internet-netns: gateways lead nowhere here)")]
+    if tree.get("internet_via_uplink"):
+        lines.append(f"  internet: the host's uplink (through {tree['internet_netns']}, "
+                     "masqueraded to the host's address; private, CGNAT, link-local, loopback "
+                     "and multicast destinations refused). Elastic IPs are reachable only from "
+                     f"the host (ip netns exec {tree['internet_netns']} …), never from the "
+                     "real network; use --internet-netns for a test internet")
     for vpc in tree["vpcs"]:
         lines.append(f"  {vpc['id']}  internet gateway: "
                      f"{', '.join(vpc['internet_gateways']) or 'none'}")

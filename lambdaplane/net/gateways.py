@@ -9,8 +9,10 @@ addresses back over that link. At the gateway, an Elastic IP is 1:1 NAT (table `
 the VPC namespace): DNAT public→private inbound, SNAT private→public outbound. Nothing else
 crosses: an interface without a public address neither leaves nor is reached (a Hyperplane
 ENI never has one, as on AWS), and only flows made through a public address come in.
-Without --internet-netns, gateways lead nowhere (their routes drop). Removing a VPC
-namespace removes its link with both ends, so stop and `clean` need nothing more.
+Without --internet-netns the internet namespace is the server's own, out of the host's
+uplink (net/host_internet.py); with --no-uplink as well, gateways lead nowhere (their routes
+drop). Removing a VPC namespace removes its link with both ends, so stop and `clean` need
+nothing more.
 A NAT gateway's flows are marked by a routing realm on the routes to it and translated here:
 to its public address on the way out of the link (public), or to its private address wherever
 its subnet's routes send them (private; net/gateway_routes.py resolves those routes). Routes

@@ -97,6 +97,22 @@ class Names:
         """Uplink veth end in the host's root namespace."""
         return f"{self.prefix}up"
 
+    @property
+    def host_internet_netns(self) -> str:
+        """The VPC gateways' internet side made by the server itself when it has no
+        --internet-netns: its way out is the host's uplink (net/host_internet.py)."""
+        return f"{self.prefix}-uplink"
+
+    @property
+    def host_internet_link(self) -> str:
+        """Root-namespace end of the link out of host_internet_netns."""
+        return f"{self.prefix}ug"
+
+    @property
+    def host_internet_table(self) -> str:
+        """nft table (inet) of that link: in the root namespace and in host_internet_netns."""
+        return f"{self.nft_table}-ug"
+
     # nftables, cgroups
     @property
     def nft_table(self) -> str:

@@ -73,6 +73,19 @@ def resolver_address(cidr: str) -> str:
     return str(ipaddress.IPv4Network(cidr).network_address + 2)
 
 
+# The Route 53 Resolver's link-local alias: in every VPC it answers like base + 2. Translated
+# to base + 2 on the way in (conntrack gives replies the alias back as their source), so one
+# resolver, its security-group exemption and its Hyperplane path serve both addresses.
+RESOLVER_ALIAS = "169.254.169.253"
+
+
+def resolver_alias_chain(resolver: str) -> str:
+    """nft chain (in the VPC's table) that sends DNS for RESOLVER_ALIAS to `resolver`."""
+    return ("  chain resolver_alias { type nat hook prerouting priority dstnat; policy accept;"
+            f' iifname != "{INTERNET_LINK}" ip daddr {RESOLVER_ALIAS}'
+            f" meta l4proto {{ udp, tcp }} th dport 53 dnat ip to {resolver}; }}")
+
+
 def resolver_accepts(resolver: str) -> tuple[str, ...]:
     return (f"ip daddr {resolver} udp dport 53", f"ip daddr {resolver} tcp dport 53")
 
@@ -122,7 +135,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                              gateway_links=(INTERNET_LINK,))
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
-                        acls, gateway_links=(INTERNET_LINK,), ipv6=ipv6,
+                        acls + "\n" + resolver_alias_chain(resolver),
+                        gateway_links=(INTERNET_LINK,), ipv6=ipv6,
                         input_accepts=resolver_accepts(resolver))
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets),

@@ -135,13 +135,15 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
         f"}}\n")
 
 
-def host_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...] = ()) -> str:
+def host_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...] = (),
+                 table: str = "", host_link: str = "") -> str:
     """The root-namespace table: masquerade what comes from the uplink and keep it off the
     host itself, off the networks the host is attached to, and off every private, CGNAT,
-    link-local, loopback and multicast range."""
-    table = names.nft_table
+    link-local, loopback and multicast range. `table`/`host_link` (default: the worker's
+    uplink) serve the VPC gateways' uplink too (net/host_internet.py)."""
+    table = table or names.nft_table
     blocked = ", ".join(BLOCKED_DESTINATIONS + host_networks)
-    up = f'"{names.uplink_host}"'
+    up = f'"{host_link or names.uplink_host}"'
     return (
         f"table inet {table}\n"
         f"delete table inet {table}\n"

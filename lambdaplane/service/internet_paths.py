@@ -42,7 +42,8 @@ def subnet_paths(svc: Any, subnet: Any) -> dict[str, Any]:
     table = _effective_table(svc, subnet.id, subnet.vpc_id)
     route = _default_route(svc, table)
     no_internet_here = "" if svc.settings.internet_netns else \
-        " (this server has no internet for VPCs: start it with --internet-netns)"
+        " (this server has no internet for VPCs: it runs with --no-uplink and no " \
+        "--internet-netns)"
     out: dict[str, Any] = {"route_table": table, "default_route": None}
     if route is None:
         why = (f"no route to 0.0.0.0/0 in {table}: a private subnet without a NAT gateway")
@@ -115,4 +116,5 @@ def routing_tree(svc: Any) -> dict[str, Any]:
         vpcs.append({"id": vpc.id, "region": vpc.region, "internet_gateways": igws,
                      "nat_gateways": nats, "elastic_ips": eips, "route_tables": tables,
                      "subnets": subnets})
-    return {"internet_netns": svc.settings.internet_netns, "vpcs": vpcs}
+    return {"internet_netns": svc.settings.internet_netns,
+            "internet_via_uplink": svc.settings.internet_via_uplink, "vpcs": vpcs}

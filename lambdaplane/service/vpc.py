@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import Settings
@@ -95,6 +96,9 @@ class VpcService(InternetGateways, RouteTables):
         self._reconcile_served = 0
         self._verify_asked = False  # a reconcile(verify=True) is waiting for the lock
         self._watcher: asyncio.Task[None] | None = None
+        # the server's own internet namespace, rebuilt before a verifying reconcile links the
+        # VPCs into it (service/host_internet.py; None with --internet-netns or no uplink)
+        self.internet_repair: Callable[[], Awaitable[list[str]]] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
         self.egress_only = EgressOnlyGateways(self)  # egress-only IGWs, IPv6 routes
         self.private_ips = PrivateIps(self)  # service/private_ips.py: secondary IPv4
@@ -162,6 +166,7 @@ class VpcService(InternetGateways, RouteTables):
         self.create_vpc_endpoint = self.endpoints.create_vpc_endpoint
         self.describe_vpc_endpoints = self.endpoints.describe_vpc_endpoints
         self.delete_vpc_endpoints = self.endpoints.delete_vpc_endpoints
+        self.modify_vpc_endpoint = self.endpoints.modify_vpc_endpoint
         self.endpoint_dns_entries = self.endpoints.endpoint_dns_entries
         self.dns = VpcDns(self.core, names, self.resolvers, self.endpoint_listeners,
                           self.local_ca, self.vpc_cidr_store, self.gateway_store,
@@ -218,6 +223,7 @@ class VpcService(InternetGateways, RouteTables):
         changes = await self.reconcile()
         log.info("VPC reconcile at start: %d changes", len(changes))
         await self.nat_gateways.settle_nat_gateways()
+        await self.endpoints.settle_endpoints()
         self._watcher = asyncio.create_task(self.interfaces.watch_owners())
 
     async def stop(self) -> None:
@@ -249,6 +255,8 @@ class VpcService(InternetGateways, RouteTables):
             changed: set[str] = set()
             changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names, snap,
                                          changed)
+            if verify_now and self.internet_repair is not None:
+                changes += await self.internet_repair()
             changes += await self.net.run(net_gateways.reconcile, self.gateway_desired(snap),
                                           None if verify_now else changed)
             changes += await self.net.run(net_gateways6.reconcile,

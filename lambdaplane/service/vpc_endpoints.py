@@ -6,11 +6,16 @@ resource, so its security groups judge what reaches it; service/endpoint_proxy.p
 there and forwards to the server's own API. With private DNS the VPC resolver answers
 `lambda.<region>.amazonaws.com` with the interfaces' addresses (service/vpc_dns.py asks
 `endpoint_dns_names`). A part of VpcService, given its Ec2Core; writes the store, the kernel
-follows through `reconcile`."""
+follows through `reconcile`. States as on AWS: `pending` until the kernel has the interfaces,
+the names and the listeners, then `available`; DeleteVpcEndpoints leaves it `deleting` until
+its interfaces are gone, then it is gone (a stop in between is finished at start).
+ModifyVpcEndpoint is service/vpc_endpoint_edits.py's."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +26,7 @@ from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
 from .ec2_tags import specified_tags
+from . import vpc_endpoint_edits
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -59,6 +65,7 @@ class VpcEndpoints:
         self.create_interface = create_interface  # service/interfaces.py
         self.vpc_attributes = vpc_attributes  # service/ec2_attributes.py
         self.tags_of = tags_of  # service/ec2_tags.py
+        self._tasks: set[asyncio.Task[None]] = set()  # state changes under way
 
     def endpoint_taggable_ids(self, region: str) -> set[str]:
         return {e.id for e in self.endpoint_store.all(region)}
@@ -150,13 +157,51 @@ class VpcEndpoints:
             raise
         e = VpcEndpoint(endpoint_id, region, vpc.id, service, "Interface",
                         tuple(s.id for s in subnets), tuple(group_ids),
-                        tuple(eni.id for eni in made), private_dns, "available",
-                        str(params.get("PolicyDocument") or _FULL_ACCESS), time.time())
+                        tuple(eni.id for eni in made), private_dns, "pending",
+                        str(params.get("PolicyDocument") or vpc_endpoint_edits.FULL_ACCESS_POLICY), time.time())
         with self.db.transaction():
             self.endpoint_store.put(e)
             self.store.set_tags(e.id, tags)
-        await self.core.reconcile()  # the resolver learns the names, the proxy listens
+        self._spawn(self._provision(e.id))
         return e
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _provision(self, endpoint_id: str) -> None:
+        """pending → available once the kernel has its interfaces, the resolver its names
+        and the proxy its listeners."""
+        try:
+            await self.core.reconcile()
+            with self.db.transaction():
+                e = self.endpoint_store.get(endpoint_id)
+                if e is not None and e.state == "pending":
+                    self.endpoint_store.put(replace(e, state="available"))
+        except Exception:
+            log.exception("VPC endpoint %s failed to come up", endpoint_id)
+
+    async def _remove(self, endpoint_id: str) -> None:
+        """deleting → gone: its interfaces go, then the endpoint."""
+        try:
+            e = self.endpoint_store.get(endpoint_id)
+            if e is None:
+                return
+            await self._release_interfaces(list(e.eni_ids))
+            with self.db.transaction():
+                self.endpoint_store.delete(e.id)
+                self.store.delete_tags(e.id)
+        except Exception:
+            log.exception("VPC endpoint %s failed to go", endpoint_id)
+
+    async def settle_endpoints(self) -> None:
+        """At start: finish what a stop interrupted (pending → available, deleting → gone)."""
+        for e in self.endpoint_store.all():
+            if e.state == "pending":
+                await self._provision(e.id)
+            elif e.state == "deleting":
+                await self._remove(e.id)
 
     def _check_private_dns(self, vpc: Vpc, service: str) -> None:
         attributes = self.vpc_attributes(vpc)
@@ -166,7 +211,7 @@ class VpcEndpoints:
                             f"enableDnsHostnames VPC attributes set to true for {vpc.id}")
         name = lambda_private_dns_name(vpc.region)
         if any(e.vpc_id == vpc.id and e.private_dns and e.service_name == service
-               for e in self.endpoint_store.all()):
+               and e.state != "deleting" for e in self.endpoint_store.all()):
             raise ec2_error("InvalidParameter",
                             "private-dns-enabled cannot be set because there is already a "
                             f"conflicting DNS domain for {name} in the VPC {vpc.id}")
@@ -195,7 +240,6 @@ class VpcEndpoints:
             raise ec2_error("MissingParameter",
                             "The request must contain the parameter VpcEndpointId")
         failed = []
-        gone: list[str] = []
         for eid in ids:
             try:
                 e = self.vpc_endpoint(region, eid)
@@ -203,12 +247,11 @@ class VpcEndpoints:
                 code = getattr(err, "code", "InvalidVpcEndpointId.NotFound")
                 failed.append((eid, code, getattr(err, "message", str(err))))
                 continue
+            if e.state == "deleting":
+                continue
             with self.db.transaction():
-                self.endpoint_store.delete(e.id)
-                self.store.delete_tags(e.id)
-            gone += e.eni_ids
-        if gone:
-            await self._release_interfaces(gone)
+                self.endpoint_store.put(replace(e, state="deleting"))
+            self._spawn(self._remove(e.id))
         return failed
 
     async def _release_interfaces(self, eni_ids: list[str]) -> None:
@@ -216,6 +259,9 @@ class VpcEndpoints:
             for eni_id in eni_ids:
                 self.store.delete_eni(eni_id)
         await self.core.reconcile()
+
+    async def modify_vpc_endpoint(self, region: str, params: dict[str, Any]) -> None:
+        await vpc_endpoint_edits.modify_vpc_endpoint(self, region, params)
 
     # what other parts ask -------------------------------------------------------------------
     def endpoint_dns_names(self, vpc_id: str) -> dict[str, tuple[str, ...]]:
@@ -251,6 +297,3 @@ class VpcEndpoints:
                             "HostedZoneId": REGIONAL_ZONE_ID})
         return entries
 
-
-_FULL_ACCESS = ('{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Principal":"*",'
-                '"Action":"*","Resource":"*"}]}')

@@ -8,6 +8,7 @@ Everything survives a SIGKILL of the server; deleting the endpoint removes its i
 and its name."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def net(server) -> Iterator[dict[str, str]]:
             lam.delete_function(FunctionName=f["FunctionName"])
         for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]:
             ec2.delete_vpc_endpoints(VpcEndpointIds=[e["VpcEndpointId"]])
+        wait_until(lambda: ec2.describe_vpc_endpoints()["VpcEndpoints"] == [], timeout_s=60)
         wait_until(lambda: ec2.describe_network_interfaces(Filters=[
             {"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"] == [], timeout_s=60)
         for g in (vpce_group, fn_group):
@@ -92,6 +94,12 @@ def _code(call) -> str:
     with pytest.raises(ClientError) as e:
         call()
     return e.value.response["Error"]["Code"]
+
+
+def _state(ec2, endpoint_id: str) -> str:
+    found = ec2.describe_vpc_endpoints(Filters=[
+        {"Name": "vpc-endpoint-id", "Values": [endpoint_id]}])["VpcEndpoints"]
+    return found[0]["State"] if found else "gone"
 
 
 def _call(server) -> dict:
@@ -133,7 +141,10 @@ def test_function_without_internet_invokes_through_the_endpoint(server, net) -> 
         VpcId=net["vpc"], ServiceName=SERVICE, VpcEndpointType="Interface",
         SubnetIds=[net["a"], net["b"]], SecurityGroupIds=[net["vpce_group"]],
         PrivateDnsEnabled=True)["VpcEndpoint"]
-    assert endpoint["State"] == "available" and endpoint["PrivateDnsEnabled"] is True
+    # pending until the kernel has its interfaces, names and listeners (Terraform waits)
+    assert endpoint["State"] == "pending" and endpoint["PrivateDnsEnabled"] is True
+    assert wait_until(lambda: _state(ec2, endpoint["VpcEndpointId"]) == "available",
+                      timeout_s=30)
     assert len(endpoint["NetworkInterfaceIds"]) == 2
     assert {"DnsName": "lambda.us-east-1.amazonaws.com"}.items() <= \
         next(d for d in endpoint["DnsEntries"]
@@ -202,7 +213,8 @@ def test_endpoint_survives_sigkill_and_delete_removes_it(server, net) -> None:
     assert _call(server).get("answer") == {"hello": "vpc", "from": "target"}
     assert ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])[
         "Unsuccessful"] == []
-    assert ec2.describe_vpc_endpoints()["VpcEndpoints"] == []
+    assert _state(ec2, endpoint["VpcEndpointId"]) in ("deleting", "gone")
+    assert wait_until(lambda: _state(ec2, endpoint["VpcEndpointId"]) == "gone", timeout_s=30)
     assert ec2.describe_network_interfaces(Filters=[
         {"Name": "interface-type", "Values": ["vpc_endpoint"]}])["NetworkInterfaces"] == []
     out = _call(server)
@@ -210,3 +222,90 @@ def test_endpoint_survives_sigkill_and_delete_removes_it(server, net) -> None:
     leftover = subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
     for eni in endpoint["NetworkInterfaceIds"]:
         assert eni[4:] not in leftover
+
+
+def _groups_of(ec2, eni_ids: list[str]) -> list[list[str]]:
+    enis = ec2.describe_network_interfaces(NetworkInterfaceIds=eni_ids)["NetworkInterfaces"]
+    return [[g["GroupId"] for g in e["Groups"]] for e in enis]
+
+
+def test_modify_vpc_endpoint(server, net) -> None:
+    ec2 = server.ec2()
+    ec2.modify_vpc_attribute(VpcId=net["vpc"], EnableDnsHostnames={"Value": False})
+    c = ec2.create_subnet(VpcId=net["vpc"], CidrBlock="10.94.3.0/24",
+                          AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    e = ec2.create_vpc_endpoint(VpcId=net["vpc"], ServiceName=SERVICE,
+                                VpcEndpointType="Interface", SubnetIds=[net["a"]],
+                                SecurityGroupIds=[net["vpce_group"]],
+                                PrivateDnsEnabled=False)["VpcEndpoint"]
+    eid = e["VpcEndpointId"]
+    try:
+        # not while it is pending (AWS: IncorrectState); available soon after
+        assert wait_until(lambda: _state(ec2, eid) == "available", timeout_s=30)
+        # a subnet more, in another zone: an interface more, with the endpoint's groups
+        assert ec2.modify_vpc_endpoint(VpcEndpointId=eid, AddSubnetIds=[net["b"]])["Return"]
+        (shown,) = ec2.describe_vpc_endpoints(VpcEndpointIds=[eid])["VpcEndpoints"]
+        assert shown["SubnetIds"] == [net["a"], net["b"]]
+        assert len(shown["NetworkInterfaceIds"]) == 2
+        assert _groups_of(ec2, shown["NetworkInterfaceIds"]) == [[net["vpce_group"]]] * 2
+        # one subnet per zone; only subnets and groups of the endpoint's VPC
+        assert _code(lambda: ec2.modify_vpc_endpoint(VpcEndpointId=eid, AddSubnetIds=[c])) \
+            == "DuplicateSubnetsInSameZone"
+        assert _code(lambda: ec2.modify_vpc_endpoint(
+            VpcEndpointId=eid, RemoveSubnetIds=[c])) == "InvalidParameter"
+        assert _code(lambda: ec2.modify_vpc_endpoint(
+            VpcEndpointId=eid, AddSubnetIds=["subnet-0123456789abcdef0"])) \
+            == "InvalidSubnetID.NotFound"
+        assert _code(lambda: ec2.modify_vpc_endpoint(
+            VpcEndpointId=eid, AddRouteTableIds=["rtb-0123456789abcdef0"])) \
+            == "InvalidParameter"
+        assert _code(lambda: ec2.modify_vpc_endpoint(
+            VpcEndpointId="vpce-0123456789abcdef0", AddSubnetIds=[c])) \
+            == "InvalidVpcEndpointId.NotFound"
+        # swap the zone's subnet in one call: a's interface goes, c's comes
+        first = shown["NetworkInterfaceIds"][0]
+        ec2.modify_vpc_endpoint(VpcEndpointId=eid, RemoveSubnetIds=[net["a"]],
+                                AddSubnetIds=[c])
+        (shown,) = ec2.describe_vpc_endpoints(VpcEndpointIds=[eid])["VpcEndpoints"]
+        assert shown["SubnetIds"] == [net["b"], c]
+        assert first not in shown["NetworkInterfaceIds"]
+        assert first not in {x["NetworkInterfaceId"] for x in ec2.describe_network_interfaces(
+            Filters=[{"Name": "interface-type", "Values": ["vpc_endpoint"]}])[
+            "NetworkInterfaces"]}
+        # groups: on the endpoint and on each of its interfaces; never none
+        ec2.modify_vpc_endpoint(VpcEndpointId=eid, AddSecurityGroupIds=[net["fn_group"]],
+                                RemoveSecurityGroupIds=[net["vpce_group"]])
+        (shown,) = ec2.describe_vpc_endpoints(VpcEndpointIds=[eid])["VpcEndpoints"]
+        assert [g["GroupId"] for g in shown["Groups"]] == [net["fn_group"]]
+        assert _groups_of(ec2, shown["NetworkInterfaceIds"]) == [[net["fn_group"]]] * 2
+        assert _code(lambda: ec2.modify_vpc_endpoint(
+            VpcEndpointId=eid, RemoveSecurityGroupIds=[net["fn_group"]])) == "InvalidParameter"
+        # private DNS needs the VPC's DNS hostnames, as at create
+        assert _code(lambda: ec2.modify_vpc_endpoint(
+            VpcEndpointId=eid, PrivateDnsEnabled=True)) == "InvalidParameter"
+        ec2.modify_vpc_attribute(VpcId=net["vpc"], EnableDnsHostnames={"Value": True})
+        ec2.modify_vpc_endpoint(VpcEndpointId=eid, PrivateDnsEnabled=True,
+                                PolicyDocument='{"Statement":[]}')
+        (shown,) = ec2.describe_vpc_endpoints(VpcEndpointIds=[eid])["VpcEndpoints"]
+        assert shown["PrivateDnsEnabled"] is True
+        assert shown["PolicyDocument"] == '{"Statement":[]}'
+        ec2.modify_vpc_endpoint(VpcEndpointId=eid, ResetPolicy=True)
+        (shown,) = ec2.describe_vpc_endpoints(VpcEndpointIds=[eid])["VpcEndpoints"]
+        assert '"Effect":"Allow"' in shown["PolicyDocument"]
+        # deleting: no more changes; then gone with its interfaces
+        ec2.delete_vpc_endpoints(VpcEndpointIds=[eid])
+        state = _state(ec2, eid)
+        assert state in ("deleting", "gone")
+        if state == "deleting":
+            with contextlib.suppress(ClientError):  # it may be gone by now
+                assert _code(lambda: ec2.modify_vpc_endpoint(
+                    VpcEndpointId=eid, PrivateDnsEnabled=False)) in (
+                    "IncorrectState", "InvalidVpcEndpointId.NotFound")
+        assert wait_until(lambda: _state(ec2, eid) == "gone", timeout_s=30)
+    finally:
+        with contextlib.suppress(ClientError):
+            ec2.delete_vpc_endpoints(VpcEndpointIds=[eid])
+        wait_until(lambda: _state(ec2, eid) == "gone", timeout_s=30)
+        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+            {"Name": "subnet-id", "Values": [c]}])["NetworkInterfaces"] == [], timeout_s=30)
+        ec2.delete_subnet(SubnetId=c)
