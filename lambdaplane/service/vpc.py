@@ -8,10 +8,10 @@ explicitly, and is reachable as an attribute: interfaces (`self.interfaces`), ta
 (`self.network_acls`), NAT gateways (`self.nat_gateways`), VPC endpoints (`self.endpoints`),
 DNS (`self.dns`), secondary CIDR blocks (`self.cidrs`), subnet CIDR reservations, VPC/subnet
 and interface attributes, IPv6 (`self.ipv6`) and secondary private addresses
-(`self.private_ips`), egress-only gateways and IPv6 routes (`self.egress_only`). VpcService
-binds their public methods under the same names, so api/ calls `svc.create_tags(...)` as
-before. Internet gateways and route tables are still mixins
-(docs/design.md). No HTTP and no kernel calls of its own."""
+(`self.private_ips`), egress-only gateways and IPv6 routes (`self.egress_only`), internet
+gateways and Elastic IPs (`self.internet_gateways`) and route tables (`self.route_tables`).
+VpcService binds their public methods under the same names, so api/ calls
+`svc.create_tags(...)` as before. No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
@@ -74,7 +74,7 @@ _IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
                              "ipv6-cidr-block-association.ipv6-pool",
                              "ipv6-cidr-block-association.association-id",
                              "ipv6-cidr-block-association.state")
-class VpcService(InternetGateways, RouteTables):
+class VpcService:
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -105,6 +105,16 @@ class VpcService(InternetGateways, RouteTables):
                                                     settings.port)
         # the parts: each holds the core (service/ec2_core.py), not the service
         self.core = Ec2Core(settings, db, self.store, self.ensure_region, self.reconcile)
+        self.internet_gateways = InternetGateways(
+            self.core, names, self.attributes, self.routes, self.gateway_store, self.nat_store,
+            self.public_ips, self.egress_only,
+            lambda vpc_id: self.route_tables.main_route_table(vpc_id),
+            lambda subnet: self.subnet_settings(subnet))
+        self._bind_internet_gateways(self.internet_gateways)
+        self.route_tables = RouteTables(
+            self.core, self.routes, self.ipv6, self.egress_only, self.vpc_cidrs,
+            self.gateway_target_ok, self.live_gateway_ids, self.nat_target_ok, self.live_nat_ids)
+        self._bind_route_tables(self.route_tables)
         self.interfaces = NetworkInterfaces(
             self.core, names, self.attributes, self.gateway_store, self.private_ips, self.ipv6,
             self.reserved_addresses, self.give_launch_public_ip, self.forget_launch_public_ip)
@@ -179,7 +189,52 @@ class VpcService(InternetGateways, RouteTables):
         self.modify_interface_attribute = self.eni_attributes.modify_interface_attribute
         self.reset_interface_attribute = self.eni_attributes.reset_interface_attribute
 
-    # what the remaining mixins and ipv6/private_ips ask of the parts ----------------------
+    def _bind_internet_gateways(self, part: InternetGateways) -> None:
+        """service/gateways.py's methods under the names api/, console/ and the parts call."""
+        self.gateway_taggable_ids = part.gateway_taggable_ids
+        self.gateway_desired = part.gateway_desired
+        self.give_default_vpc_internet = part.give_default_vpc_internet
+        self.complete_default_vpcs = part.complete_default_vpcs
+        self.gateway_target_ok, self.live_gateway_ids = \
+            part.gateway_target_ok, part.live_gateway_ids
+        self.internet_gateway = part.internet_gateway
+        self.create_internet_gateway = part.create_internet_gateway
+        self.attach_internet_gateway = part.attach_internet_gateway
+        self.detach_internet_gateway = part.detach_internet_gateway
+        self.delete_internet_gateway = part.delete_internet_gateway
+        self.describe_internet_gateways = part.describe_internet_gateways
+        self.vpc_gateway_dependencies = part.vpc_gateway_dependencies
+        self.mapped_addresses, self.launch_addresses = \
+            part.mapped_addresses, part.launch_addresses
+        self.give_launch_public_ip = part.give_launch_public_ip
+        self.forget_launch_public_ip = part.forget_launch_public_ip
+        self.public_association, self.address = part.public_association, part.address
+        self.allocate_address, self.associate_address = \
+            part.allocate_address, part.associate_address
+        self.disassociate_address, self.release_address = \
+            part.disassociate_address, part.release_address
+        self.visible_address, self.describe_addresses = \
+            part.visible_address, part.describe_addresses
+
+    def _bind_route_tables(self, part: RouteTables) -> None:
+        """service/route_tables.py's methods under the names api/ and the parts call."""
+        self.ensure_main_route_tables = part.ensure_main_route_tables
+        self.vpc_route_table_dependencies = part.vpc_route_table_dependencies
+        self.delete_vpc_route_tables = part.delete_vpc_route_tables
+        self.main_route_table = part.main_route_table
+        self.route_table_taggable_ids = part.route_table_taggable_ids
+        self.route_table, self.route_views = part.route_table, part.route_views
+        self.associations_of = part.associations_of
+        self.create_route_table = part.create_route_table
+        self.delete_route_table = part.delete_route_table
+        self.describe_route_tables = part.describe_route_tables
+        self.create_route, self.replace_route = part.create_route, part.replace_route
+        self.delete_route = part.delete_route
+        self.associate_route_table = part.associate_route_table
+        self.disassociate_route_table = part.disassociate_route_table
+        self.replace_route_table_association = part.replace_route_table_association
+
+    # what ipv6/private_ips ask of the parts ------------------------------------------------
     def vpc_cidrs(self, vpc: Vpc) -> list[str]:
         return self.cidrs.vpc_cidrs(vpc)
 
@@ -300,7 +355,7 @@ class VpcService(InternetGateways, RouteTables):
     def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
         vpc = Vpc(new_id("vpc"), region, cidr, is_default)
         self.store.add_vpc(vpc)
-        self._insert_main_route_table(vpc)
+        self.route_tables.insert_main_route_table(vpc)
         self.network_acls.insert_default_acl(vpc)
         group = SecurityGroup(new_id("sg"), region, vpc.id, "default",
                               "default VPC security group")
