@@ -22,7 +22,6 @@ from typing import Any
 from ..config import Settings
 from ..errors import ec2_error
 from ..net import reconcile as net_reconcile
-from ..net import gateways6 as net_gateways6
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..store.db import Database
@@ -36,7 +35,10 @@ from . import ipam
 from .ec2_attributes import (
     SUBNET_SETTING_FILTERS, Ec2Attributes, subnet_setting_attributes)
 from .ec2_filters import bool_text, check_names, matches
+from .desired_state import (
+    DesiredState, HyperplaneSource, WorkerDesired, build_desired_state)
 from .ec2_core import Ec2Core
+from .reconciler import Reconciler
 from .ec2_ids import new_id
 from .ec2_tags import Ec2Tags, specified_tags
 from .eni_attributes import EniAttributes
@@ -52,7 +54,6 @@ from .gateways import InternetGateways
 from .nat_gateways import NatGateways
 from ..store.nat_gateways import NatGatewayStore
 from ..store.public_ips import PublicIpStore
-from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
 from .sg_rules import new_rule_id
 from .ipv6 import Ipv6Addressing
@@ -89,11 +90,6 @@ class VpcService:
         self.gateway_store = GatewayStore(db)
         self.nat_store = NatGatewayStore(db)
         self.public_ips = PublicIpStore(db)
-        self._apply_lock = asyncio.Lock()
-        # reconcile() calls asked for / served: one run serves every call made before it began
-        self._reconcile_asked = 0
-        self._reconcile_served = 0
-        self._verify_asked = False  # a reconcile(verify=True) is waiting for the lock
         self._watcher: asyncio.Task[None] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
         self.egress_only = EgressOnlyGateways(self)  # egress-only IGWs, IPv6 routes
@@ -104,6 +100,9 @@ class VpcService:
         self.endpoint_listeners = EndpointListeners(net, self.local_ca, settings.host,
                                                     settings.port)
         # the parts: each holds the core (service/ec2_core.py), not the service
+        # the one reconcile (service/reconciler.py) of the one desired state (desired_state.py)
+        self.reconciler = Reconciler(names, net, self.desired_state,
+                                     lambda: self.dns.sync_dns())
         self.core = Ec2Core(settings, db, self.store, self.ensure_region, self.reconcile)
         self.internet_gateways = InternetGateways(
             self.core, names, self.attributes, self.routes, self.gateway_store, self.nat_store,
@@ -280,38 +279,26 @@ class VpcService:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        async with self._apply_lock:
+        async with self.reconciler.lock:
             await self.resolvers.close()
             await self.endpoint_listeners.close()
             await self.net.run(net_reconcile.teardown, self.names)
 
     async def reconcile(self, verify: bool = False) -> list[str]:
         """Make the kernel match the store; returns the changes made (none when it already did).
-        Calls that queue up while a run is going share the next run: it reads the whole store,
-        so it serves every change made before it began (a burst of N interface changes, e.g.
-        legacy-mode cold starts, costs ~2 runs instead of N). Gateway state is read back only
-        for VPCs whose gateway spec changed or whose namespace the VPC pass touched, unless
-        `verify` (drift repair, the admin reconcile): then for every VPC."""
-        self._reconcile_asked += 1
-        ticket = self._reconcile_asked
-        self._verify_asked = self._verify_asked or verify
-        async with self._apply_lock:
-            if self._reconcile_served >= ticket and not verify:
-                return []  # a run that began after this call's change has made it
-            upto = self._reconcile_asked
-            verify_now, self._verify_asked = self._verify_asked, False
-            snap = self.store.snapshot()  # read once for both passes
-            changed: set[str] = set()
-            changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names, snap,
-                                         changed)
-            changes += await self.net.run(net_gateways.reconcile, self.gateway_desired(snap),
-                                          None if verify_now else changed)
-            changes += await self.net.run(net_gateways6.reconcile,
-                                          self.egress_only.desired(snap),
-                                          None if verify_now else changed)
-            await self.dns.sync_dns()
-            self._reconcile_served = upto
-            return changes
+        The one reconciler's run (service/reconciler.py: its order, and how calls that queue up
+        share the next run). Gateway state is read back only for VPCs whose gateway spec
+        changed or whose namespace the VPC pass touched, unless `verify` (drift repair, the
+        admin reconcile): then for every VPC, and the worker namespace too."""
+        return (await self.reconciler.reconcile(verify)).all
+
+    def desired_state(self, hyperplane: HyperplaneSource | None = None) -> DesiredState:
+        """Everything the kernel should hold, from one read of the store
+        (service/desired_state.py); `hyperplane`: the Hyperplane service's part."""
+        return build_desired_state(
+            self.store.snapshot, self.gateway_desired, self.egress_only.desired,
+            WorkerDesired(self.names.worker_netns, self.settings.uplink,
+                          self.settings.runtime_api_port), hyperplane)
 
     def more_taggable_ids(self, region: str) -> set[str]:
         """The taggable ids of every part but the core kinds Ec2Tags lists itself."""
