@@ -1,9 +1,9 @@
-"""The EC2 network model VpcService serves: regions (a default VPC on first use), zones,
-VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
-`reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-The other kinds of object are parts, by composition: each holds the Ec2Core
+"""The EC2 network model VpcService serves: regions and zones, the parts' assembly, the
+lifecycle (start, stop) and the one `reconcile` that has the kernel made to match the store
+(service/reconciler.py). Every kind of object is a part, by composition: each holds the Ec2Core
 (service/ec2_core.py: store, lookups, `ensure_region`, `reconcile`) and what else it uses
-explicitly, and is reachable as an attribute: interfaces (`self.interfaces`), tags
+explicitly, and is reachable as an attribute: VPCs and subnets (`self.vpcs`, service/vpcs.py:
+a region's default VPC on first use, AWS's rules for both), interfaces (`self.interfaces`), tags
 (`self.tags`), security groups (`self.groups`, `self.rule_edits`), network ACLs
 (`self.network_acls`), NAT gateways (`self.nat_gateways`), VPC endpoints (`self.endpoints`),
 DNS (`self.dns`), secondary CIDR blocks (`self.cidrs`), subnet CIDR reservations, VPC/subnet
@@ -20,26 +20,21 @@ import logging
 from typing import Any
 
 from ..config import Settings
-from ..errors import ec2_error
 from ..net import reconcile as net_reconcile
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..store.db import Database
-from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
+from ..store.ec2 import Ec2Store, SecurityGroup, Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
 from ..store.ec2_network_acls import NetworkAclStore
 from ..store.ec2_routes import RouteStore
 from ..store.ec2_subnet_reservations import SubnetReservationStore
 from ..store.ec2_vpc_cidrs import VpcCidrStore
-from . import ipam
-from .ec2_attributes import (
-    SUBNET_SETTING_FILTERS, Ec2Attributes, subnet_setting_attributes)
-from .ec2_filters import bool_text, check_names, matches
+from .ec2_attributes import Ec2Attributes
 from .desired_state import (
     DesiredState, HyperplaneSource, WorkerDesired, build_desired_state)
 from .ec2_core import Ec2Core
 from .reconciler import Reconciler
-from .ec2_ids import new_id
 from .ec2_tags import Ec2Tags, specified_tags
 from .eni_attributes import EniAttributes
 from .interfaces import NetworkInterfaces
@@ -49,13 +44,15 @@ from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
 from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
-from .zones import Zone, availability_zones, pick_zone, zone_of, zones
+from .vpcs import DEFAULT_VPC_CIDR as DEFAULT_VPC_CIDR
+from .vpcs import VpcsAndSubnets
+from .zones import Zone, availability_zones, zone_of
+from .zones import zones as zones  # api/ec2_endpoints_api.py imports it from here
 from .gateways import InternetGateways
 from .nat_gateways import NatGateways
 from ..store.nat_gateways import NatGatewayStore
 from ..store.public_ips import PublicIpStore
 from ..store.gateways import GatewayStore
-from .sg_rules import new_rule_id
 from .ipv6 import Ipv6Addressing
 from .egress_only_gateways import EgressOnlyGateways
 from .private_ips import PrivateIps
@@ -68,13 +65,7 @@ from ..store.vpc_endpoints import VpcEndpointStore
 
 log = logging.getLogger("lambdaplane.vpc")
 
-DEFAULT_VPC_CIDR = "172.31.0.0/16"
 
-
-_IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
-                             "ipv6-cidr-block-association.ipv6-pool",
-                             "ipv6-cidr-block-association.association-id",
-                             "ipv6-cidr-block-association.state")
 class VpcService:
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
@@ -187,6 +178,17 @@ class VpcService:
         self.describe_interface_attribute = self.eni_attributes.describe_interface_attribute
         self.modify_interface_attribute = self.eni_attributes.modify_interface_attribute
         self.reset_interface_attribute = self.eni_attributes.reset_interface_attribute
+        self.vpcs = VpcsAndSubnets(
+            self.core, self.attributes, self.routes, self.acls, self.vpc_cidr_store,
+            self.route_tables, self.network_acls, self.internet_gateways, self.cidrs,
+            self.subnet_reservations, self.ipv6, self.egress_only, self.private_ips,
+            self.subnet_settings)
+        self.create_vpc, self.describe_vpcs = self.vpcs.create_vpc, self.vpcs.describe_vpcs
+        self.delete_vpc = self.vpcs.delete_vpc
+        self.subnet_arn, self.available_ips = self.vpcs.subnet_arn, self.vpcs.available_ips
+        self.create_subnet = self.vpcs.create_subnet
+        self.describe_subnets = self.vpcs.describe_subnets
+        self.delete_subnet = self.vpcs.delete_subnet
 
     def _bind_internet_gateways(self, part: InternetGateways) -> None:
         """service/gateways.py's methods under the names api/, console/ and the parts call."""
@@ -316,20 +318,9 @@ class VpcService:
             await self.reconcile()
 
     def ensure_region(self, region: str) -> bool:
-        """Every region has a default VPC with a default subnet per zone, made on first use.
-        True when this call made them."""
-        if self.store.region_initialised(region):
-            return False
-        with self.db.transaction():
-            self.store.mark_region(region)
-            vpc = self._insert_vpc(region, DEFAULT_VPC_CIDR, is_default=True)
-            self.give_default_vpc_internet(vpc)  # service/gateways.py
-            for zone, cidr in zip(zones(region), ipam.default_subnets(DEFAULT_VPC_CIDR,
-                                                                      len(zones(region)))):
-                subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
-                self.store.add_subnet(subnet)
-                self.network_acls.join_default_acl(subnet)
-        return True
+        """A region's default VPC on first use (service/vpcs.py)."""
+        made: bool = self.vpcs.ensure_region(region)
+        return made
 
     def availability_zones(self, region: str, names: list[str], ids: list[str],
                            filters: list[dict[str, Any]]) -> list[Zone]:
@@ -338,153 +329,10 @@ class VpcService:
     def zone_of(self, subnet: Subnet) -> Zone:
         return zone_of(subnet)
 
-    # VPCs --------------------------------------------------------------------------------
-    def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
-        vpc = Vpc(new_id("vpc"), region, cidr, is_default)
-        self.store.add_vpc(vpc)
-        self.route_tables.insert_main_route_table(vpc)
-        self.network_acls.insert_default_acl(vpc)
-        group = SecurityGroup(new_id("sg"), region, vpc.id, "default",
-                              "default VPC security group")
-        self.store.add_group(group)
-        # AWS's default group: all traffic from its own members in, all traffic out.
-        self.store.add_rule(SgRule(new_rule_id(), group.id, False, "-1", -1, -1, None, group.id))
-        self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1, "0.0.0.0/0", None))
-        return vpc
-
-    async def create_vpc(self, region: str, cidr: str | None,
-                         tag_specs: list[dict[str, Any]] | None) -> Vpc:
-        self.ensure_region(region)
-        if not cidr:
-            raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
-        net = ipam.check_vpc_cidr(cidr)
-        with self.db.transaction():
-            vpc = self._insert_vpc(region, str(net), is_default=False)
-            self.store.set_tags(vpc.id, specified_tags(tag_specs, "vpc"))
-        await self.reconcile()
-        return vpc
-
+    # lookups (the core's) ------------------------------------------------------------------
     def vpc(self, region: str, vpc_id: str) -> Vpc:
         return self.core.vpc(region, vpc_id)
 
-    def describe_vpcs(self, region: str, ids: list[str],
-                      filters: list[dict[str, Any]]) -> list[Vpc]:
-        self.ensure_region(region)
-        check_names(filters, ["vpc-id", "cidr", "cidr-block", "cidr-block-association.cidr-block",
-                              "cidr-block-association.association-id",
-                              "cidr-block-association.state", "is-default", "isDefault", "state",
-                              "owner-id", "dhcp-options-id", *_IPV6_ASSOCIATION_FILTERS,
-                              "ipv6-cidr-block-association.ipv6-pool"])
-        for vid in ids:
-            self.vpc(region, vid)
-        tags = self.store.tags()
-        out = []
-        for v in self.store.vpcs(region):
-            blocks = self.cidr_associations(v)
-            attrs = {"vpc-id": [v.id], "cidr": [v.cidr], "cidr-block": [v.cidr],
-                     "cidr-block-association.cidr-block": [b.cidr for b in blocks],
-                     "cidr-block-association.association-id": [b.association_id
-                                                                for b in blocks],
-                     "cidr-block-association.state": ["associated"],
-                     "is-default": [bool_text(v.is_default)],
-                     "isDefault": [bool_text(v.is_default)], "state": ["available"],
-                     "owner-id": [self.settings.account_id], "dhcp-options-id": ["default"],
-                     **self.ipv6.vpc_filter_values(v)}
-            if (not ids or v.id in ids) and matches(filters, attrs, tags.get(v.id, {})):
-                out.append(v)
-        return out
-
-    async def delete_vpc(self, region: str, vpc_id: str) -> None:
-        self.ensure_region(region)
-        vpc = self.vpc(region, vpc_id)
-        groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
-        if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
-                any(g.name != "default" for g in groups) or \
-                self.vpc_route_table_dependencies(vpc) or \
-                self.network_acls.vpc_acl_dependencies(vpc) or self.vpc_gateway_dependencies(vpc) or \
-                self.egress_only.vpc_dependencies(vpc.id):
-            raise ec2_error("DependencyViolation",
-                            f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
-        with self.db.transaction():
-            for g in groups:
-                self.store.delete_group(g.id)
-            self.delete_vpc_route_tables(vpc)
-            self.network_acls.delete_vpc_acls(vpc)
-            self.vpc_cidr_store.delete_of(vpc.id)
-            self.store.delete_vpc(vpc.id)
-            self.attributes.delete(vpc.id)
-        await self.reconcile()
-
-    # subnets -----------------------------------------------------------------------------
     def subnet(self, region: str, subnet_id: str) -> Subnet:
         return self.core.subnet(region, subnet_id)
 
-    def subnet_arn(self, subnet: Subnet) -> str:
-        return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
-
-    def available_ips(self, subnet: Subnet) -> int:
-        used = len(self.private_ips.taken_in(subnet))  # primary and secondary addresses
-        return ipam.capacity(subnet.cidr) - used
-
-    async def create_subnet(self, region: str, vpc_id: str | None, cidr: str | None,
-                            az: str | None, az_id: str | None,
-                            tag_specs: list[dict[str, Any]] | None) -> Subnet:
-        self.ensure_region(region)
-        if not vpc_id:
-            raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
-        if not cidr:
-            raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
-        vpc = self.vpc(region, vpc_id)
-        zone = pick_zone(region, az, az_id)
-        siblings = [s.cidr for s in self.store.subnets(region) if s.vpc_id == vpc.id]
-        net = ipam.check_subnet_cidr(cidr, self.cidrs.containing_cidr(vpc, cidr), siblings)
-        subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
-        with self.db.transaction():
-            self.store.add_subnet(subnet)
-            self.network_acls.join_default_acl(subnet)
-            self.store.set_tags(subnet.id, specified_tags(tag_specs, "subnet"))
-        await self.reconcile()
-        return subnet
-
-    def describe_subnets(self, region: str, ids: list[str],
-                         filters: list[dict[str, Any]]) -> list[Subnet]:
-        self.ensure_region(region)
-        check_names(filters, ["subnet-id", "vpc-id", "cidr-block", "cidr", "cidrBlock",
-                              "availability-zone", "availability-zone-id", "availabilityZone",
-                              "default-for-az", "defaultForAz", "state", "owner-id",
-                              "available-ip-address-count", *SUBNET_SETTING_FILTERS,
-                              *_IPV6_ASSOCIATION_FILTERS[:1], *_IPV6_ASSOCIATION_FILTERS[2:],
-                              "customer-owned-ipv4-pool", "outpost-arn", "subnet-arn"])
-        for sid in ids:
-            self.subnet(region, sid)
-        tags = self.store.tags()
-        out = []
-        for s in self.store.subnets(region):
-            z = zone_of(s)
-            attrs = {"subnet-id": [s.id], "vpc-id": [s.vpc_id], "cidr-block": [s.cidr],
-                     "cidr": [s.cidr], "cidrBlock": [s.cidr], "availability-zone": [s.az],
-                     "availabilityZone": [s.az], "availability-zone-id": [z.zone_id],
-                     "default-for-az": [bool_text(s.default_for_az)],
-                     "defaultForAz": [bool_text(s.default_for_az)], "state": ["available"],
-                     "owner-id": [self.settings.account_id],
-                     "available-ip-address-count": [str(self.available_ips(s))],
-                     "subnet-arn": [self.subnet_arn(s)],
-                     **subnet_setting_attributes(self.subnet_settings(s)),
-                     **self.ipv6.subnet_filter_values(s)}
-            if (not ids or s.id in ids) and matches(filters, attrs, tags.get(s.id, {})):
-                out.append(s)
-        return out
-
-    async def delete_subnet(self, region: str, subnet_id: str) -> None:
-        self.ensure_region(region)
-        subnet = self.subnet(region, subnet_id)
-        if any(e.subnet_id == subnet.id for e in self.store.enis()):
-            raise ec2_error("DependencyViolation",
-                            f"The subnet '{subnet.id}' has dependencies and cannot be deleted.")
-        with self.db.transaction():
-            self.routes.delete_subnet_association(subnet.id)
-            self.acls.delete_association_of(subnet.id)
-            self.subnet_reservations.delete_subnet_reservations(subnet)
-            self.store.delete_subnet(subnet.id)
-            self.attributes.delete(subnet.id)
-        await self.reconcile()
