@@ -97,6 +97,11 @@ def _clean(args: argparse.Namespace) -> int:
 
     if restore_moves_from_record(settings.data_dir / "cgroup2-options"):
         print("restored the cgroup2 mount options the server had changed")
+    from .net import host_sysctls
+
+    record = settings.data_dir / host_sysctls.RECORD_NAME
+    for put_back in host_sysctls.restore(record) if record.exists() else []:
+        print(f"restored the host sysctl {put_back} the server had changed")
     if data_lock is not None:
         data_lock.release()
     return 0

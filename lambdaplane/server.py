@@ -73,7 +73,7 @@ class Platform:
             self._components.insert(2, self.hyperplane)
         if self.host_internet is not None:  # before the VPCs link into it, stopped after
             self._components.insert(0, self.host_internet)
-            self.vpc.internet_repair = self.host_internet.reconcile
+            self.vpc.reconciler.internet_repair = self.host_internet.reconcile
         # CloudWatch Logs: started first and stopped last, so environments' output is written
         from .service.logs import LogsService
         self.logs = LogsService(settings)

@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import nft, ns
+from . import host_sysctls, nft, ns
 from .names import UPLINK_WORKER_IFNAME, Names
 from .netlink import Netlink
 
@@ -34,6 +35,15 @@ BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64
                         "169.254.0.0/16", "127.0.0.0/8", "224.0.0.0/4", "0.0.0.0/8",
                         "240.0.0.0/4")
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+# The worker namespace's own sysctls (setup makes them, reconcile_worker puts them back):
+# forwarding; sandbox veths inherit a strict `default` rp_filter while `all` stays 0, because
+# replies from VPC addresses arrive on Hyperplane transit links, where no route points back
+# (effective rp_filter = max(all, dev); the nft fib rule also drops spoofed sources);
+# sandboxes get no IPv6 (dropped in nft too): no router solicitations etc.
+WORKER_SYSCTLS = (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
+                  ("net.ipv4.conf.default.rp_filter", "1"),
+                  ("net.ipv6.conf.default.disable_ipv6", "1"))
+_COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
 
 def sandbox_address(slot: int) -> str:
@@ -89,10 +99,7 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
                      f"        type nat hook postrouting priority srcnat; policy accept;\n"
                      f'        oifname "{UPLINK_WORKER_IFNAME}" ip saddr {SANDBOX_NET} masquerade\n'
                      f"    }}\n")
-    return (
-        f"table inet {table}\n"
-        f"delete table inet {table}\n"
-        f"table inet {table} {{\n"
+    body = (
         f"    set egress_ifnames {{ type ifname; }}\n"
         # the IPv6 addresses of steered sandboxes of dual-stack functions
         # (net/hyperplane/ipv6.py): their IPv6 is let in, every other sandbox's dropped
@@ -131,8 +138,68 @@ def worker_ruleset(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT)
         # lets only replies back). Tracked traffic from these links gets only the rule above.
         f"        iifname @egress_ifnames oifname {sandboxes} ct state untracked accept\n"
         f"    }}\n"
-        f"{nat_chain}"
-        f"}}\n")
+        f"{nat_chain}")
+    # the fingerprint of what the table should hold, so reconcile_worker can tell a table made
+    # from another ruleset (or edited by hand) from this one without parsing it
+    fingerprint = ruleset_fingerprint(body)
+    return (f"table inet {table}\n"
+            f"delete table inet {table}\n"
+            f"table inet {table} {{\n"
+            f'    comment "{fingerprint}"\n'
+            f"{body}"
+            f"}}\n")
+
+
+def ruleset_fingerprint(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _chain_shape(text: str) -> dict[str, int]:
+    """Chain name → how many rules it holds, in a ruleset script or `nft list` output (one rule
+    a line in both): what a hand edit inside the table (a rule or chain deleted) changes while
+    the table's fingerprint comment stays."""
+    shape: dict[str, int] = {}
+    chain: str | None = None
+    for line in (raw.split(" # handle")[0].strip() for raw in text.splitlines()):
+        if line.startswith("chain ") and line.endswith("{"):
+            chain = line.split()[1]
+            shape[chain] = 0
+        elif line == "}":
+            chain = None
+        elif chain is not None and line and not line.startswith("type "):
+            shape[chain] += 1
+    return shape
+
+
+def reconcile_worker(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT) -> list[str]:
+    """Put back what drifted in the worker namespace: its sysctls, `lo` up, and its nft table
+    (applied again when missing or not the one this ruleset makes: its fingerprint). The
+    namespace itself is made by the execution environments' start and its name given back by
+    service/kernel_watch.py; absent, nothing is done here. The sets' elements (exits, IPv6
+    sandboxes) a re-applied table loses are the Hyperplane reconcile's to put back, after this.
+    Not reconciled: the uplink veth and the root namespace's table (as at setup only)."""
+    netns = names.worker_netns
+    if not ns.exists(netns):
+        return []
+    changes: list[str] = []
+    with ns.entered(netns):
+        for key, value in WORKER_SYSCTLS:
+            if host_sysctls.read(key) != value:
+                ns.set_sysctl(key, value)
+                changes.append(f"set {key}={value} in {netns}")
+    with Netlink(netns) as nl:
+        lo = nl.link("lo")
+        if lo is not None and not lo.up:
+            nl.set_up(lo.index)
+            changes.append(f"set lo up in {netns}")
+    script = worker_ruleset(names, uplink, api_port)
+    current = nft.list_text(f"table inet {names.nft_table}", netns) or ""
+    found = _COMMENT.search(current)
+    if not found or script.find(f'comment "{found.group(1)}"') < 0 or \
+            _chain_shape(current) != _chain_shape(script):
+        nft.apply(script, netns)
+        changes.append(f"applied the isolation table in {netns}")
+    return changes
 
 
 def host_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...] = (),
@@ -175,6 +242,9 @@ class WorkerNet:
     runtime_api_port: int = RUNTIME_API_PORT
     # set by setup(): whether we switched the root namespace's forwarding on (put back on stop)
     enabled_host_forwarding: bool = False
+    # where the host's sysctls we change are recorded before the change (net/host_sysctls.py;
+    # in the data dir, so a SIGKILLed server's change is put back too); None: not recorded
+    host_record: Path | None = None
 
     @property
     def netns(self) -> str:
@@ -185,16 +255,12 @@ class WorkerNet:
         return UplinkPlan.for_instance(self.names.instance)
 
     def setup(self) -> None:
+        if not self.uplink and self.host_record is not None:
+            host_sysctls.restore(self.host_record)  # left by a killed run with the uplink
         ns.create(self.netns)
         with ns.entered(self.netns):
-            ns.set_sysctl("net.ipv4.ip_forward", "1")
-            # Sandbox veths inherit a strict `default`; `all` stays 0 because replies from VPC
-            # addresses arrive on Hyperplane transit links, where no route points back
-            # (effective rp_filter = max(all, dev)). The nft fib rule also drops spoofed sources.
-            ns.set_sysctl("net.ipv4.conf.all.rp_filter", "0")
-            ns.set_sysctl("net.ipv4.conf.default.rp_filter", "1")
-            # sandboxes get no IPv6 (dropped in nft too); avoid router solicitations etc.
-            ns.set_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+            for key, value in WORKER_SYSCTLS:  # what each is for: WORKER_SYSCTLS
+                ns.set_sysctl(key, value)
         with Netlink(self.netns) as nl:
             nl.set_up("lo")
         if self.uplink:
@@ -213,7 +279,10 @@ class WorkerNet:
             nl.set_up(UPLINK_WORKER_IFNAME)
             nl.add_route("0.0.0.0/0", UPLINK_WORKER_IFNAME, gateway=plan.host_address)
         nft.apply(host_ruleset(self.names, plan, host_attached_networks(self.names)), None)
-        if _IP_FORWARD.read_text().strip() != "1":
+        if self.host_record is not None:
+            self.enabled_host_forwarding = host_sysctls.change(self.host_record,
+                                                               "net.ipv4.ip_forward", "1")
+        elif _IP_FORWARD.read_text().strip() != "1":
             _IP_FORWARD.write_text("1")
             self.enabled_host_forwarding = True
 
@@ -223,7 +292,10 @@ class WorkerNet:
             nft.delete_table("inet", self.names.nft_table, None)
             with Netlink() as root:
                 root.delete_link(self.names.uplink_host)
-            if self.enabled_host_forwarding:
+            if self.enabled_host_forwarding and self.host_record is not None:
+                host_sysctls.restore(self.host_record, ("net.ipv4.ip_forward",))
+                self.enabled_host_forwarding = False
+            elif self.enabled_host_forwarding:
                 _IP_FORWARD.write_text("0")
                 self.enabled_host_forwarding = False
         # the worker's table, links and routes all go with its namespace

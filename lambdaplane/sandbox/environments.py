@@ -19,6 +19,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import AwsError
 from ..net.executor import NetThread
+from ..net.host_sysctls import RECORD_NAME as HOST_SYSCTLS_RECORD
 from ..net.names import Names
 from ..net.worker import WorkerNet
 from ..store.log_ingest import LogIngest
@@ -55,7 +56,8 @@ class ExecutionEnvironments:
         self.names = names
         self.net = net
         registry.configure(settings.runtimes)
-        self.worker = WorkerNet(names, settings.uplink, settings.runtime_api_port)
+        self.worker = WorkerNet(names, settings.uplink, settings.runtime_api_port,
+                                host_record=settings.data_dir / HOST_SYSCTLS_RECORD)
         self.pool = SandboxPool(names, net, settings.pool_size, busy=self._any_busy)
         self.runtime_api = RuntimeApi(net, names.worker_netns, settings.runtime_api_port)
         self.registry = EnvironmentRegistry(settings, self.runtime_api, self.pool)

@@ -1,24 +1,32 @@
 """Internet gateways and Elastic IP addresses with AWS's rules: Create/Attach/Detach/Delete/
 DescribeInternetGateways and Allocate/Associate/Disassociate/Release/DescribeAddresses, the
-addresses taken from the public pool (`--public-cidr`). A mixin of VpcService
+addresses taken from the public pool (`--public-cidr`). A part of VpcService
 (service/vpc.py); writes store/gateways.py only, and asks for a reconcile after every change
 that the kernel shows (net/gateways.py: the gateway link, 1:1 NAT, routes)."""
 from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
 from ..net import gateways as net_gateways
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Eni, Snapshot, Vpc
-from ..store.ec2_routes import Route
+from ..net.names import Names
+from ..store.ec2 import Eni, Snapshot, Subnet, Vpc
+from ..store.ec2_attributes import AttributeStore
+from ..store.ec2_routes import Route, RouteStore
 from ..store.gateways import Address, GatewayStore, InternetGateway
+from ..store.nat_gateways import NatGatewayStore
 from ..store.public_ips import PublicIpStore
+from .ec2_attributes import SubnetSettings
+from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id
 from .ec2_tags import specified_tags
+
+if TYPE_CHECKING:
+    from .egress_only_gateways import EgressOnlyGateways
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +42,23 @@ _ADDRESS_FILTERS = ["allocation-id", "association-id", "domain", "instance-id",
 class InternetGateways:
     """The internet gateway and Elastic IP part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    gateway_store: GatewayStore
-    public_ips: PublicIpStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        settings: Any
-        names: Any
-
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        async def reconcile(self) -> list[str]: ...
+    def __init__(self, core: Ec2Core, names: Names, attributes: AttributeStore,
+                 routes: RouteStore, gateway_store: GatewayStore, nat_store: NatGatewayStore,
+                 public_ips: PublicIpStore, egress_only: "EgressOnlyGateways",
+                 main_route_table: Callable[[str], str | None],
+                 subnet_settings: Callable[[Subnet], SubnetSettings]) -> None:
+        self.core = core
+        self.settings, self.db, self.store = core.settings, core.db, core.store
+        self.ensure_region, self.vpc, self.reconcile = core.ensure_region, core.vpc, core.reconcile
+        self.names = names
+        self.attributes = attributes
+        self.routes = routes
+        self.gateway_store = gateway_store
+        self.nat_store = nat_store
+        self.public_ips = public_ips
+        self.egress_only = egress_only  # service/egress_only_gateways.py: linked VPCs
+        self.main_route_table = main_route_table  # service/route_tables.py
+        self.subnet_settings = subnet_settings  # service/ec2_attributes.py
 
     def gateway_taggable_ids(self, region: str) -> set[str]:
         return {g.id for g in self.gateway_store.gateways(region)} | \
@@ -54,37 +67,37 @@ class InternetGateways:
     def gateway_desired(self, snap: Snapshot | None = None) -> list[net_gateways.GatewayNetSpec]:
         """The kernel's gateways and per-subnet routing, from the store (net/gateways.py);
         `snap`: the store's snapshot, read already."""
-        routes = self.routes  # type: ignore[attr-defined]
+        routes = self.routes
         snap = snap or self.store.snapshot()
         gw = self.gateway_store.snapshot()
         return net_gateways.desired_state(
             self.names, self.settings.internet_netns, snap.vpcs, snap.subnets,
             snap.enis, routes.tables(), routes.routes(), routes.associations(), gw.gateways,
-            gw.addresses + self.launch_addresses(), self.nat_store.all(),  # type: ignore
+            gw.addresses + self.launch_addresses(), self.nat_store.all(),
             self.settings.nat_connections_per_destination, self.settings.nat_idle_timeout_s,
-            self.egress_only.linked_vpcs())  # type: ignore[attr-defined]
+            self.egress_only.linked_vpcs())
 
     def give_default_vpc_internet(self, vpc: Vpc) -> None:
         """What AWS gives a default VPC: an internet gateway attached, and the main route
         table sending 0.0.0.0/0 to it (inside the caller's transaction). Given once: what the
         user then changes (a gateway detached, the route deleted) stays changed."""
-        self.attributes.set(vpc.id, _INTERNET_GIVEN, "true")  # type: ignore[attr-defined]
+        self.attributes.set(vpc.id, _INTERNET_GIVEN, "true")
         if any(g.vpc_id == vpc.id for g in self.gateway_store.gateways()):
             return  # one of the user's is attached already
         g = InternetGateway(new_id("igw"), vpc.region, vpc.id)
         self.gateway_store.put_gateway(g)
-        main = self.main_route_table(vpc.id)  # type: ignore[attr-defined]
+        main = self.main_route_table(vpc.id)
         if main is not None and not any(
                 r.destination == "0.0.0.0/0"
-                for r in self.routes.routes() if r.route_table_id == main):  # type: ignore
-            self.routes.put_route(Route(main, "0.0.0.0/0", "GatewayId",  # type: ignore
+                for r in self.routes.routes() if r.route_table_id == main):
+            self.routes.put_route(Route(main, "0.0.0.0/0", "GatewayId",
                                         g.id, "CreateRoute"))
 
     def complete_default_vpcs(self) -> int:
         """Default VPCs stored before they were given an internet gateway get it now (at
         start); how many did."""
         todo = [v for v in self.store.vpcs() if v.is_default and
-                _INTERNET_GIVEN not in self.attributes.of(v.id)]  # type: ignore[attr-defined]
+                _INTERNET_GIVEN not in self.attributes.of(v.id)]
         with self.db.transaction():
             for vpc in todo:
                 self.give_default_vpc_internet(vpc)
@@ -208,7 +221,7 @@ class InternetGateways:
         public address from the pool (inside the caller's transaction); with the pool used
         up it launches without one (logged)."""
         subnet = self.store.subnet(eni.subnet_id)
-        if subnet is None or not self.subnet_settings(  # type: ignore[attr-defined]
+        if subnet is None or not self.subnet_settings(
                 subnet).map_public_ip_on_launch:
             return None
         live = {e.id for e in self.store.enis()}

@@ -42,10 +42,12 @@ from ..net.names import Names, port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
 from ..store.db import Database
-from ..store.ec2 import FarEnd
+from ..store.ec2 import FarEnd, Snapshot
 from ..store.functions import FunctionRecord
 from ..store.hyperplane import EniKey, HyperplaneEniRow, HyperplaneStore, group_key
 from . import hyperplane_ipv6, ipam
+from .desired_state import HyperplaneDesired
+from .reconciler import Applied
 from .functions import FunctionService
 from .hyperplane_paths6 import Eni6Paths
 from .hyperplane_recovery import MAX_N, drop_orphans, upgrade_far_ends
@@ -131,37 +133,46 @@ class HyperplaneService:
                 log.warning("Hyperplane: repaired drift from the store: %s", "; ".join(done))
 
     async def repair(self) -> list[str]:
-        """One reconcile of the VPCs' and the data path's kernel state against the store,
-        between ENI changes (the lock). Steering is live state of the event loop: the
+        """One full reconcile (the worker namespace, the VPCs, the data path) against the
+        store, between ENI changes (the lock). Steering is live state of the event loop: the
         reconcile leaves it alone, and when it repaired anything (an ENI rebuilt drops its
         steering elements; a remade transit has a new ifindex for the fast path) every live
         attachment is steered again here, on the loop (idempotent, ~0.01 ms each)."""
         async with self._lock:
-            done = await self.reconcile(attachments=False)
+            applied = await self._full_run(attachments=False)
             await self.paths6.repair(self._rows)  # IPv6 paths: idempotent, rebuilt if lost
+        done = applied.hyperplane
         if done and self._steering is not None:
             for addr, n in sorted(self._attached.items()):
                 self._steering.attach(addr, n)
             done.append(f"steered {len(self._attached)} attachments again")
-        return done
+        return applied.worker + done  # the worker namespace's repairs too
 
     async def reconcile(self, attachments: bool = True) -> list[str]:
         """Make the kernel hold exactly the stored ENIs (and, with `attachments`, the live
-        attachments)."""
-        vpc_ids = sorted({r.vpc_id for r in self._rows.values()})
-        idle = self.settings.flow_idle_timeout_s
-        for vpc_id in vpc_ids:  # planes first: their ENIs are set up after the ports exist
-            await self.net.run(hp_plane.ensure_vpc_plane, self.names, vpc_id, idle)
-        await self.vpc.reconcile(verify=True)  # start and drift repair: read everything back
-        enis = [e for e in map(self._kernel_eni, self._rows.values()) if e is not None]
-        done = await self.net.run(hp_reconcile.reconcile, self.names, enis,
-                                  dict(self._attached) if attachments else None, vpc_ids, idle)
-        for vpc_id in vpc_ids:  # port guards of ENIs that are gone
-            for n in await self.net.run(hp_port_guard.port_guards, self.names, vpc_id):
-                if n not in self._rows or self._rows[n].vpc_id != vpc_id:
-                    await self.net.run(hp_port_guard.remove_port_guard, self.names, vpc_id, n)
-                    done.append(f"removed port guard {n}")
-        return done
+        attachments): one full run of the one reconciler (service/reconciler.py) with this
+        service's part — planes before the VPC pass, ENIs and port guards after it, every VPC
+        read back. Returns what changed of the Hyperplane part."""
+        return (await self._full_run(attachments)).hyperplane
+
+    async def _full_run(self, attachments: bool) -> Applied:
+        live = tuple(sorted(self._attached.items())) if attachments else None
+        return await self.vpc.reconciler.reconcile(
+            verify=True, hyperplane=lambda snap: self._desired(snap, live))
+
+    def _desired(self, snap: Snapshot,
+                 attachments: tuple[tuple[str, int], ...] | None) -> HyperplaneDesired:
+        """This service's part of the desired state, from the run's one read of the store."""
+        enis = {e.id: e for e in snap.enis}
+        subnets = {s.id: s for s in snap.subnets}
+        rows = list(self._rows.values())
+        kernel = [HyperplaneEni(r.n, r.vpc_id, enis[r.eni_id].ip,
+                                ipam.gateway(subnets[r.key.subnet_id].cidr),
+                                port_ifname(r.eni_id))
+                  for r in rows if r.eni_id in enis and r.key.subnet_id in subnets]
+        return HyperplaneDesired(tuple(sorted({r.vpc_id for r in rows})), tuple(kernel),
+                                 tuple((r.n, r.vpc_id) for r in rows), attachments,
+                                 self.settings.flow_idle_timeout_s)
 
     # NetworkPreparer (service/function_lifecycle.py) -----------------------------------------
     async def prepare(self, record: FunctionRecord) -> str:

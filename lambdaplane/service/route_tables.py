@@ -1,22 +1,28 @@
 """Route tables with AWS's rules: each VPC's main route table with its `local` route (made with
 the VPC, and at start for VPCs stored before route tables existed), Create/Delete/Describe,
 CreateRoute/ReplaceRoute/DeleteRoute with their targets checked, and the associations (subnets
-and the main one). A mixin of VpcService (service/vpc.py); writes store/ec2_routes.py only.
+and the main one). A part of VpcService (service/vpc.py), given its Ec2Core; writes
+store/ec2_routes.py only.
 The kernel side (policy routing per subnet, blackholes) is net/routing.py and net/gateways.py,
 applied by the VPC reconcile."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
-from ..store.db import Database
-from ..store.ec2 import Ec2Store, Subnet, Vpc
+from ..store.ec2 import Vpc
 from ..store.ec2_routes import Route, RouteStore, RouteTable, RouteTableAssociation
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import check_id, new_id
 from .ipam import parse_cidr
+from .ec2_core import Ec2Core
 from .ec2_tags import specified_tags
+
+if TYPE_CHECKING:
+    from .egress_only_gateways import EgressOnlyGateways
+    from .ipv6 import Ipv6Addressing
 
 LOCAL = "local"
 # CreateRoute's target members → the error of an id that names nothing. Only network
@@ -57,18 +63,26 @@ class RouteView:
 class RouteTables:
     """The route table part of VpcService."""
 
-    db: Database
-    store: Ec2Store
-    routes: RouteStore
-
-    if TYPE_CHECKING:  # what VpcService provides
-        def ensure_region(self, region: str) -> bool: ...
-        def vpc(self, region: str, vpc_id: str) -> Vpc: ...
-        def subnet(self, region: str, subnet_id: str) -> Subnet: ...
-        def vpc_cidrs(self, vpc: Vpc) -> list[str]: ...
+    def __init__(self, core: Ec2Core, routes: RouteStore, ipv6: "Ipv6Addressing",
+                 egress_only: "EgressOnlyGateways", vpc_cidrs: Callable[[Vpc], list[str]],
+                 gateway_target_ok: Callable[[str, str, str], bool],
+                 live_gateway_ids: Callable[[], set[str]],
+                 nat_target_ok: Callable[[str, str, str], bool],
+                 live_nat_ids: Callable[[], set[str]]) -> None:
+        self.core = core
+        self.settings, self.db, self.store = core.settings, core.db, core.store
+        self.ensure_region, self.vpc, self.subnet = core.ensure_region, core.vpc, core.subnet
+        self.routes = routes
+        self.ipv6 = ipv6  # service/ipv6.py: the VPC's IPv6 blocks are `local` routes
+        self.egress_only = egress_only  # service/egress_only_gateways.py: the IPv6 routes
+        self.vpc_cidrs = vpc_cidrs  # service/vpc_cidrs.py
+        self.gateway_target_ok = gateway_target_ok  # service/gateways.py
+        self.live_gateway_ids = live_gateway_ids
+        self.nat_target_ok = nat_target_ok  # service/nat_gateways.py
+        self.live_nat_ids = live_nat_ids
 
     # made with VPCs ----------------------------------------------------------------------
-    def _insert_main_route_table(self, vpc: Vpc) -> RouteTable:
+    def insert_main_route_table(self, vpc: Vpc) -> RouteTable:
         table = RouteTable(new_id("rtb"), vpc.region, vpc.id)
         self.routes.add_table(table)
         self.routes.put_route(Route(table.id, vpc.cidr, "GatewayId", LOCAL, "CreateRouteTable"))
@@ -84,7 +98,7 @@ class RouteTables:
         if missing:
             with self.db.transaction():
                 for vpc in missing:
-                    self._insert_main_route_table(vpc)
+                    self.insert_main_route_table(vpc)
         return len(missing)
 
     def vpc_route_table_dependencies(self, vpc: Vpc) -> bool:
@@ -121,13 +135,13 @@ class RouteTables:
 
     def route_views(self, table_id: str) -> list[RouteView]:
         enis = {e.id for e in self.store.enis()}
-        gateways = self.live_gateway_ids()  # type: ignore[attr-defined]
+        gateways = self.live_gateway_ids()
         return [RouteView(r, "blackhole" if (r.target_kind == "NetworkInterfaceId"
                                              and r.target_id not in enis)
                           or (r.target_kind == "GatewayId" and r.target_id != LOCAL
                               and r.target_id not in gateways)
                           or (r.target_kind == "NatGatewayId"
-                              and r.target_id not in self.live_nat_ids())  # type: ignore
+                              and r.target_id not in self.live_nat_ids())
                           else "active")
                 for r in self.routes.routes(table_id)]
 
@@ -180,7 +194,7 @@ class RouteTables:
         views = self.route_views(t.id)
         values: dict[str, list[str]] = {
             "route-table-id": [t.id], "vpc-id": [t.vpc_id],
-            "owner-id": [self.settings.account_id],  # type: ignore[attr-defined]
+            "owner-id": [self.settings.account_id],
             "association.route-table-association-id": [a.id for a in assocs],
             "association.route-table-id": [t.id for _ in assocs],
             "association.subnet-id": [a.subnet_id for a in assocs if a.subnet_id],
@@ -188,12 +202,12 @@ class RouteTables:
             "route.destination-cidr-block": [v.route.destination for v in views],
             # the VPC's IPv6 blocks are `local` routes of every table (service/ipv6.py)
             "route.destination-ipv6-cidr-block":
-                [b.cidr for b in self.ipv6.vpc_blocks(t.vpc_id)],  # type: ignore[attr-defined]
+                [b.cidr for b in self.ipv6.vpc_blocks(t.vpc_id)],
             "route.origin": [v.route.origin for v in views],
             "route.state": [v.state for v in views]}
         for kind, name in ROUTE_TARGET_FILTERS.items():
             values[name] = [v.route.target_id for v in views if v.route.target_kind == kind]
-        for name, more in self.egress_only.filter_values(  # type: ignore[attr-defined]
+        for name, more in self.egress_only.filter_values(
                 t.id).items():  # the IPv6 routes (service/egress_only_gateways.py)
             values[name] = values.get(name, []) + more
         return values
@@ -243,12 +257,12 @@ class RouteTables:
                                     "belong to different networks")
                 return kind, value
         if kind == "GatewayId" and value.startswith("igw-") and \
-                self.gateway_target_ok(table.vpc_id, table.region, value):  # type: ignore
+                self.gateway_target_ok(table.vpc_id, table.region, value):
             return kind, value
         if kind == "NatGatewayId" and value.startswith("nat-") and \
-                self.nat_target_ok(table.vpc_id, table.region, value):  # type: ignore
+                self.nat_target_ok(table.vpc_id, table.region, value):
             return kind, value
-        self.egress_only.refuse_ipv4_target(table, kind, value)  # type: ignore[attr-defined]
+        self.egress_only.refuse_ipv4_target(table, kind, value)
         code, noun = TARGETS[kind]
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 
@@ -256,7 +270,7 @@ class RouteTables:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
         if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
-            await self.egress_only.create_route(table, params)  # type: ignore[attr-defined]
+            await self.egress_only.create_route(table, params)
             return
         destination = self._destination(params)
         kind, target = self._target(table, params)
@@ -274,7 +288,7 @@ class RouteTables:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
         if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
-            await self.egress_only.replace_route(table, params)  # type: ignore[attr-defined]
+            await self.egress_only.replace_route(table, params)
             return
         destination = self._destination(params)
         old = next((r for r in self.routes.routes(table.id) if r.destination == destination),
@@ -297,7 +311,7 @@ class RouteTables:
         self.ensure_region(region)
         table = self.route_table(region, params.get("RouteTableId"))
         if params.get("DestinationIpv6CidrBlock"):  # service/egress_only_gateways.py
-            await self.egress_only.delete_route(table, params)  # type: ignore[attr-defined]
+            await self.egress_only.delete_route(table, params)
             return
         destination = self._destination(params)
         old = next((r for r in self.routes.routes(table.id) if r.destination == destination),

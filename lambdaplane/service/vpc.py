@@ -1,17 +1,17 @@
-"""The EC2 network model VpcService serves: regions (a default VPC on first use), zones,
-VPCs and subnets with AWS's rules (ids, defaults, dependencies, error codes), plus the one
-`reconcile` that has the kernel made to match the store (net/reconcile.py on the net thread).
-The other kinds of object are parts, by composition: each holds the Ec2Core
+"""The EC2 network model VpcService serves: regions and zones, the parts' assembly, the
+lifecycle (start, stop) and the one `reconcile` that has the kernel made to match the store
+(service/reconciler.py). Every kind of object is a part, by composition: each holds the Ec2Core
 (service/ec2_core.py: store, lookups, `ensure_region`, `reconcile`) and what else it uses
-explicitly, and is reachable as an attribute: interfaces (`self.interfaces`), tags
+explicitly, and is reachable as an attribute: VPCs and subnets (`self.vpcs`, service/vpcs.py:
+a region's default VPC on first use, AWS's rules for both), interfaces (`self.interfaces`), tags
 (`self.tags`), security groups (`self.groups`, `self.rule_edits`), network ACLs
 (`self.network_acls`), NAT gateways (`self.nat_gateways`), VPC endpoints (`self.endpoints`),
 DNS (`self.dns`), secondary CIDR blocks (`self.cidrs`), subnet CIDR reservations, VPC/subnet
 and interface attributes, IPv6 (`self.ipv6`) and secondary private addresses
-(`self.private_ips`), egress-only gateways and IPv6 routes (`self.egress_only`). VpcService
-binds their public methods under the same names, so api/ calls `svc.create_tags(...)` as
-before. Internet gateways and route tables are still mixins
-(docs/design.md). No HTTP and no kernel calls of its own."""
+(`self.private_ips`), egress-only gateways and IPv6 routes (`self.egress_only`), internet
+gateways and Elastic IPs (`self.internet_gateways`) and route tables (`self.route_tables`).
+VpcService binds their public methods under the same names, so api/ calls
+`svc.create_tags(...)` as before. No HTTP and no kernel calls of its own."""
 from __future__ import annotations
 
 import asyncio
@@ -21,24 +21,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import Settings
-from ..errors import ec2_error
 from ..net import reconcile as net_reconcile
-from ..net import gateways6 as net_gateways6
 from ..net.executor import NetThread
 from ..net.names import Names
 from ..store.db import Database
-from ..store.ec2 import Ec2Store, SecurityGroup, SgRule, Subnet, Vpc
+from ..store.ec2 import Ec2Store, SecurityGroup, Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
 from ..store.ec2_network_acls import NetworkAclStore
 from ..store.ec2_routes import RouteStore
 from ..store.ec2_subnet_reservations import SubnetReservationStore
 from ..store.ec2_vpc_cidrs import VpcCidrStore
-from . import ipam
-from .ec2_attributes import (
-    SUBNET_SETTING_FILTERS, Ec2Attributes, subnet_setting_attributes)
-from .ec2_filters import bool_text, check_names, matches
+from .ec2_attributes import Ec2Attributes
+from .desired_state import (
+    DesiredState, HyperplaneSource, WorkerDesired, build_desired_state)
 from .ec2_core import Ec2Core
-from .ec2_ids import new_id
+from .reconciler import Reconciler
 from .ec2_tags import Ec2Tags, specified_tags
 from .eni_attributes import EniAttributes
 from .interfaces import NetworkInterfaces
@@ -48,14 +45,15 @@ from .security_groups import SecurityGroups
 from .sg_rule_edits import SecurityGroupRuleEdits
 from .subnet_reservations import SubnetReservations
 from .vpc_cidrs import VpcCidrs
-from .zones import Zone, availability_zones, pick_zone, zone_of, zones
+from .vpcs import DEFAULT_VPC_CIDR as DEFAULT_VPC_CIDR
+from .vpcs import VpcsAndSubnets
+from .zones import Zone, availability_zones, zone_of
+from .zones import zones as zones  # api/ec2_endpoints_api.py imports it from here
 from .gateways import InternetGateways
 from .nat_gateways import NatGateways
 from ..store.nat_gateways import NatGatewayStore
 from ..store.public_ips import PublicIpStore
-from ..net import gateways as net_gateways
 from ..store.gateways import GatewayStore
-from .sg_rules import new_rule_id
 from .ipv6 import Ipv6Addressing
 from .egress_only_gateways import EgressOnlyGateways
 from .private_ips import PrivateIps
@@ -68,14 +66,8 @@ from ..store.vpc_endpoints import VpcEndpointStore
 
 log = logging.getLogger("lambdaplane.vpc")
 
-DEFAULT_VPC_CIDR = "172.31.0.0/16"
 
-
-_IPV6_ASSOCIATION_FILTERS = ("ipv6-cidr-block-association.ipv6-cidr-block",
-                             "ipv6-cidr-block-association.ipv6-pool",
-                             "ipv6-cidr-block-association.association-id",
-                             "ipv6-cidr-block-association.state")
-class VpcService(InternetGateways, RouteTables):
+class VpcService:
     def __init__(self, settings: Settings, names: Names, db: Database, net: NetThread) -> None:
         self.settings = settings
         self.names = names
@@ -90,15 +82,7 @@ class VpcService(InternetGateways, RouteTables):
         self.gateway_store = GatewayStore(db)
         self.nat_store = NatGatewayStore(db)
         self.public_ips = PublicIpStore(db)
-        self._apply_lock = asyncio.Lock()
-        # reconcile() calls asked for / served: one run serves every call made before it began
-        self._reconcile_asked = 0
-        self._reconcile_served = 0
-        self._verify_asked = False  # a reconcile(verify=True) is waiting for the lock
         self._watcher: asyncio.Task[None] | None = None
-        # the server's own internet namespace, rebuilt before a verifying reconcile links the
-        # VPCs into it (service/host_internet.py; None with --internet-netns or no uplink)
-        self.internet_repair: Callable[[], Awaitable[list[str]]] | None = None
         self.ipv6 = Ipv6Addressing(self)  # service/ipv6.py: blocks and addresses
         self.egress_only = EgressOnlyGateways(self)  # egress-only IGWs, IPv6 routes
         self.private_ips = PrivateIps(self)  # service/private_ips.py: secondary IPv4
@@ -108,7 +92,20 @@ class VpcService(InternetGateways, RouteTables):
         self.endpoint_listeners = EndpointListeners(net, self.local_ca, settings.host,
                                                     settings.port)
         # the parts: each holds the core (service/ec2_core.py), not the service
+        # the one reconcile (service/reconciler.py) of the one desired state (desired_state.py)
+        self.reconciler = Reconciler(names, net, self.desired_state,
+                                     lambda: self.dns.sync_dns())
         self.core = Ec2Core(settings, db, self.store, self.ensure_region, self.reconcile)
+        self.internet_gateways = InternetGateways(
+            self.core, names, self.attributes, self.routes, self.gateway_store, self.nat_store,
+            self.public_ips, self.egress_only,
+            lambda vpc_id: self.route_tables.main_route_table(vpc_id),
+            lambda subnet: self.subnet_settings(subnet))
+        self._bind_internet_gateways(self.internet_gateways)
+        self.route_tables = RouteTables(
+            self.core, self.routes, self.ipv6, self.egress_only, self.vpc_cidrs,
+            self.gateway_target_ok, self.live_gateway_ids, self.nat_target_ok, self.live_nat_ids)
+        self._bind_route_tables(self.route_tables)
         self.interfaces = NetworkInterfaces(
             self.core, names, self.attributes, self.gateway_store, self.private_ips, self.ipv6,
             self.reserved_addresses, self.give_launch_public_ip, self.forget_launch_public_ip)
@@ -183,8 +180,64 @@ class VpcService(InternetGateways, RouteTables):
         self.describe_interface_attribute = self.eni_attributes.describe_interface_attribute
         self.modify_interface_attribute = self.eni_attributes.modify_interface_attribute
         self.reset_interface_attribute = self.eni_attributes.reset_interface_attribute
+        self.vpcs = VpcsAndSubnets(
+            self.core, self.attributes, self.routes, self.acls, self.vpc_cidr_store,
+            self.route_tables, self.network_acls, self.internet_gateways, self.cidrs,
+            self.subnet_reservations, self.ipv6, self.egress_only, self.private_ips,
+            self.subnet_settings)
+        self.create_vpc, self.describe_vpcs = self.vpcs.create_vpc, self.vpcs.describe_vpcs
+        self.delete_vpc = self.vpcs.delete_vpc
+        self.subnet_arn, self.available_ips = self.vpcs.subnet_arn, self.vpcs.available_ips
+        self.create_subnet = self.vpcs.create_subnet
+        self.describe_subnets = self.vpcs.describe_subnets
+        self.delete_subnet = self.vpcs.delete_subnet
 
-    # what the remaining mixins and ipv6/private_ips ask of the parts ----------------------
+    def _bind_internet_gateways(self, part: InternetGateways) -> None:
+        """service/gateways.py's methods under the names api/, console/ and the parts call."""
+        self.gateway_taggable_ids = part.gateway_taggable_ids
+        self.gateway_desired = part.gateway_desired
+        self.give_default_vpc_internet = part.give_default_vpc_internet
+        self.complete_default_vpcs = part.complete_default_vpcs
+        self.gateway_target_ok, self.live_gateway_ids = \
+            part.gateway_target_ok, part.live_gateway_ids
+        self.internet_gateway = part.internet_gateway
+        self.create_internet_gateway = part.create_internet_gateway
+        self.attach_internet_gateway = part.attach_internet_gateway
+        self.detach_internet_gateway = part.detach_internet_gateway
+        self.delete_internet_gateway = part.delete_internet_gateway
+        self.describe_internet_gateways = part.describe_internet_gateways
+        self.vpc_gateway_dependencies = part.vpc_gateway_dependencies
+        self.mapped_addresses, self.launch_addresses = \
+            part.mapped_addresses, part.launch_addresses
+        self.give_launch_public_ip = part.give_launch_public_ip
+        self.forget_launch_public_ip = part.forget_launch_public_ip
+        self.public_association, self.address = part.public_association, part.address
+        self.allocate_address, self.associate_address = \
+            part.allocate_address, part.associate_address
+        self.disassociate_address, self.release_address = \
+            part.disassociate_address, part.release_address
+        self.visible_address, self.describe_addresses = \
+            part.visible_address, part.describe_addresses
+
+    def _bind_route_tables(self, part: RouteTables) -> None:
+        """service/route_tables.py's methods under the names api/ and the parts call."""
+        self.ensure_main_route_tables = part.ensure_main_route_tables
+        self.vpc_route_table_dependencies = part.vpc_route_table_dependencies
+        self.delete_vpc_route_tables = part.delete_vpc_route_tables
+        self.main_route_table = part.main_route_table
+        self.route_table_taggable_ids = part.route_table_taggable_ids
+        self.route_table, self.route_views = part.route_table, part.route_views
+        self.associations_of = part.associations_of
+        self.create_route_table = part.create_route_table
+        self.delete_route_table = part.delete_route_table
+        self.describe_route_tables = part.describe_route_tables
+        self.create_route, self.replace_route = part.create_route, part.replace_route
+        self.delete_route = part.delete_route
+        self.associate_route_table = part.associate_route_table
+        self.disassociate_route_table = part.disassociate_route_table
+        self.replace_route_table_association = part.replace_route_table_association
+
+    # what ipv6/private_ips ask of the parts ------------------------------------------------
     def vpc_cidrs(self, vpc: Vpc) -> list[str]:
         return self.cidrs.vpc_cidrs(vpc)
 
@@ -231,40 +284,26 @@ class VpcService(InternetGateways, RouteTables):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        async with self._apply_lock:
+        async with self.reconciler.lock:
             await self.resolvers.close()
             await self.endpoint_listeners.close()
             await self.net.run(net_reconcile.teardown, self.names)
 
     async def reconcile(self, verify: bool = False) -> list[str]:
         """Make the kernel match the store; returns the changes made (none when it already did).
-        Calls that queue up while a run is going share the next run: it reads the whole store,
-        so it serves every change made before it began (a burst of N interface changes, e.g.
-        legacy-mode cold starts, costs ~2 runs instead of N). Gateway state is read back only
-        for VPCs whose gateway spec changed or whose namespace the VPC pass touched, unless
-        `verify` (drift repair, the admin reconcile): then for every VPC."""
-        self._reconcile_asked += 1
-        ticket = self._reconcile_asked
-        self._verify_asked = self._verify_asked or verify
-        async with self._apply_lock:
-            if self._reconcile_served >= ticket and not verify:
-                return []  # a run that began after this call's change has made it
-            upto = self._reconcile_asked
-            verify_now, self._verify_asked = self._verify_asked, False
-            snap = self.store.snapshot()  # read once for both passes
-            changed: set[str] = set()
-            changes = await self.net.run(net_reconcile.reconcile_snapshot, self.names, snap,
-                                         changed)
-            if verify_now and self.internet_repair is not None:
-                changes += await self.internet_repair()
-            changes += await self.net.run(net_gateways.reconcile, self.gateway_desired(snap),
-                                          None if verify_now else changed)
-            changes += await self.net.run(net_gateways6.reconcile,
-                                          self.egress_only.desired(snap),
-                                          None if verify_now else changed)
-            await self.dns.sync_dns()
-            self._reconcile_served = upto
-            return changes
+        The one reconciler's run (service/reconciler.py: its order, and how calls that queue up
+        share the next run). Gateway state is read back only for VPCs whose gateway spec
+        changed or whose namespace the VPC pass touched, unless `verify` (drift repair, the
+        admin reconcile): then for every VPC, and the worker namespace too."""
+        return (await self.reconciler.reconcile(verify)).all
+
+    def desired_state(self, hyperplane: HyperplaneSource | None = None) -> DesiredState:
+        """Everything the kernel should hold, from one read of the store
+        (service/desired_state.py); `hyperplane`: the Hyperplane service's part."""
+        return build_desired_state(
+            self.store.snapshot, self.gateway_desired, self.egress_only.desired,
+            WorkerDesired(self.names.worker_netns, self.settings.uplink,
+                          self.settings.runtime_api_port), hyperplane)
 
     def more_taggable_ids(self, region: str) -> set[str]:
         """The taggable ids of every part but the core kinds Ec2Tags lists itself."""
@@ -282,20 +321,9 @@ class VpcService(InternetGateways, RouteTables):
             await self.reconcile()
 
     def ensure_region(self, region: str) -> bool:
-        """Every region has a default VPC with a default subnet per zone, made on first use.
-        True when this call made them."""
-        if self.store.region_initialised(region):
-            return False
-        with self.db.transaction():
-            self.store.mark_region(region)
-            vpc = self._insert_vpc(region, DEFAULT_VPC_CIDR, is_default=True)
-            self.give_default_vpc_internet(vpc)  # service/gateways.py
-            for zone, cidr in zip(zones(region), ipam.default_subnets(DEFAULT_VPC_CIDR,
-                                                                      len(zones(region)))):
-                subnet = Subnet(new_id("subnet"), region, vpc.id, cidr, zone.name, True)
-                self.store.add_subnet(subnet)
-                self.network_acls.join_default_acl(subnet)
-        return True
+        """A region's default VPC on first use (service/vpcs.py)."""
+        made: bool = self.vpcs.ensure_region(region)
+        return made
 
     def availability_zones(self, region: str, names: list[str], ids: list[str],
                            filters: list[dict[str, Any]]) -> list[Zone]:
@@ -304,153 +332,10 @@ class VpcService(InternetGateways, RouteTables):
     def zone_of(self, subnet: Subnet) -> Zone:
         return zone_of(subnet)
 
-    # VPCs --------------------------------------------------------------------------------
-    def _insert_vpc(self, region: str, cidr: str, is_default: bool) -> Vpc:
-        vpc = Vpc(new_id("vpc"), region, cidr, is_default)
-        self.store.add_vpc(vpc)
-        self._insert_main_route_table(vpc)
-        self.network_acls.insert_default_acl(vpc)
-        group = SecurityGroup(new_id("sg"), region, vpc.id, "default",
-                              "default VPC security group")
-        self.store.add_group(group)
-        # AWS's default group: all traffic from its own members in, all traffic out.
-        self.store.add_rule(SgRule(new_rule_id(), group.id, False, "-1", -1, -1, None, group.id))
-        self.store.add_rule(SgRule(new_rule_id(), group.id, True, "-1", -1, -1, "0.0.0.0/0", None))
-        return vpc
-
-    async def create_vpc(self, region: str, cidr: str | None,
-                         tag_specs: list[dict[str, Any]] | None) -> Vpc:
-        self.ensure_region(region)
-        if not cidr:
-            raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
-        net = ipam.check_vpc_cidr(cidr)
-        with self.db.transaction():
-            vpc = self._insert_vpc(region, str(net), is_default=False)
-            self.store.set_tags(vpc.id, specified_tags(tag_specs, "vpc"))
-        await self.reconcile()
-        return vpc
-
+    # lookups (the core's) ------------------------------------------------------------------
     def vpc(self, region: str, vpc_id: str) -> Vpc:
         return self.core.vpc(region, vpc_id)
 
-    def describe_vpcs(self, region: str, ids: list[str],
-                      filters: list[dict[str, Any]]) -> list[Vpc]:
-        self.ensure_region(region)
-        check_names(filters, ["vpc-id", "cidr", "cidr-block", "cidr-block-association.cidr-block",
-                              "cidr-block-association.association-id",
-                              "cidr-block-association.state", "is-default", "isDefault", "state",
-                              "owner-id", "dhcp-options-id", *_IPV6_ASSOCIATION_FILTERS,
-                              "ipv6-cidr-block-association.ipv6-pool"])
-        for vid in ids:
-            self.vpc(region, vid)
-        tags = self.store.tags()
-        out = []
-        for v in self.store.vpcs(region):
-            blocks = self.cidr_associations(v)
-            attrs = {"vpc-id": [v.id], "cidr": [v.cidr], "cidr-block": [v.cidr],
-                     "cidr-block-association.cidr-block": [b.cidr for b in blocks],
-                     "cidr-block-association.association-id": [b.association_id
-                                                                for b in blocks],
-                     "cidr-block-association.state": ["associated"],
-                     "is-default": [bool_text(v.is_default)],
-                     "isDefault": [bool_text(v.is_default)], "state": ["available"],
-                     "owner-id": [self.settings.account_id], "dhcp-options-id": ["default"],
-                     **self.ipv6.vpc_filter_values(v)}
-            if (not ids or v.id in ids) and matches(filters, attrs, tags.get(v.id, {})):
-                out.append(v)
-        return out
-
-    async def delete_vpc(self, region: str, vpc_id: str) -> None:
-        self.ensure_region(region)
-        vpc = self.vpc(region, vpc_id)
-        groups = [g for g in self.store.groups(region) if g.vpc_id == vpc.id]
-        if any(s.vpc_id == vpc.id for s in self.store.subnets(region)) or \
-                any(g.name != "default" for g in groups) or \
-                self.vpc_route_table_dependencies(vpc) or \
-                self.network_acls.vpc_acl_dependencies(vpc) or self.vpc_gateway_dependencies(vpc) or \
-                self.egress_only.vpc_dependencies(vpc.id):
-            raise ec2_error("DependencyViolation",
-                            f"The vpc '{vpc.id}' has dependencies and cannot be deleted.")
-        with self.db.transaction():
-            for g in groups:
-                self.store.delete_group(g.id)
-            self.delete_vpc_route_tables(vpc)
-            self.network_acls.delete_vpc_acls(vpc)
-            self.vpc_cidr_store.delete_of(vpc.id)
-            self.store.delete_vpc(vpc.id)
-            self.attributes.delete(vpc.id)
-        await self.reconcile()
-
-    # subnets -----------------------------------------------------------------------------
     def subnet(self, region: str, subnet_id: str) -> Subnet:
         return self.core.subnet(region, subnet_id)
 
-    def subnet_arn(self, subnet: Subnet) -> str:
-        return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
-
-    def available_ips(self, subnet: Subnet) -> int:
-        used = len(self.private_ips.taken_in(subnet))  # primary and secondary addresses
-        return ipam.capacity(subnet.cidr) - used
-
-    async def create_subnet(self, region: str, vpc_id: str | None, cidr: str | None,
-                            az: str | None, az_id: str | None,
-                            tag_specs: list[dict[str, Any]] | None) -> Subnet:
-        self.ensure_region(region)
-        if not vpc_id:
-            raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
-        if not cidr:
-            raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
-        vpc = self.vpc(region, vpc_id)
-        zone = pick_zone(region, az, az_id)
-        siblings = [s.cidr for s in self.store.subnets(region) if s.vpc_id == vpc.id]
-        net = ipam.check_subnet_cidr(cidr, self.cidrs.containing_cidr(vpc, cidr), siblings)
-        subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
-        with self.db.transaction():
-            self.store.add_subnet(subnet)
-            self.network_acls.join_default_acl(subnet)
-            self.store.set_tags(subnet.id, specified_tags(tag_specs, "subnet"))
-        await self.reconcile()
-        return subnet
-
-    def describe_subnets(self, region: str, ids: list[str],
-                         filters: list[dict[str, Any]]) -> list[Subnet]:
-        self.ensure_region(region)
-        check_names(filters, ["subnet-id", "vpc-id", "cidr-block", "cidr", "cidrBlock",
-                              "availability-zone", "availability-zone-id", "availabilityZone",
-                              "default-for-az", "defaultForAz", "state", "owner-id",
-                              "available-ip-address-count", *SUBNET_SETTING_FILTERS,
-                              *_IPV6_ASSOCIATION_FILTERS[:1], *_IPV6_ASSOCIATION_FILTERS[2:],
-                              "customer-owned-ipv4-pool", "outpost-arn", "subnet-arn"])
-        for sid in ids:
-            self.subnet(region, sid)
-        tags = self.store.tags()
-        out = []
-        for s in self.store.subnets(region):
-            z = zone_of(s)
-            attrs = {"subnet-id": [s.id], "vpc-id": [s.vpc_id], "cidr-block": [s.cidr],
-                     "cidr": [s.cidr], "cidrBlock": [s.cidr], "availability-zone": [s.az],
-                     "availabilityZone": [s.az], "availability-zone-id": [z.zone_id],
-                     "default-for-az": [bool_text(s.default_for_az)],
-                     "defaultForAz": [bool_text(s.default_for_az)], "state": ["available"],
-                     "owner-id": [self.settings.account_id],
-                     "available-ip-address-count": [str(self.available_ips(s))],
-                     "subnet-arn": [self.subnet_arn(s)],
-                     **subnet_setting_attributes(self.subnet_settings(s)),
-                     **self.ipv6.subnet_filter_values(s)}
-            if (not ids or s.id in ids) and matches(filters, attrs, tags.get(s.id, {})):
-                out.append(s)
-        return out
-
-    async def delete_subnet(self, region: str, subnet_id: str) -> None:
-        self.ensure_region(region)
-        subnet = self.subnet(region, subnet_id)
-        if any(e.subnet_id == subnet.id for e in self.store.enis()):
-            raise ec2_error("DependencyViolation",
-                            f"The subnet '{subnet.id}' has dependencies and cannot be deleted.")
-        with self.db.transaction():
-            self.routes.delete_subnet_association(subnet.id)
-            self.acls.delete_association_of(subnet.id)
-            self.subnet_reservations.delete_subnet_reservations(subnet)
-            self.store.delete_subnet(subnet.id)
-            self.attributes.delete(subnet.id)
-        await self.reconcile()

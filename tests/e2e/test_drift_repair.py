@@ -65,3 +65,30 @@ def test_drift_injected_by_hand_is_repaired_without_a_restart(drift_server: Live
         assert ns.exists(vpc_netns)
         lam.delete_function(FunctionName="hp-drift")
         assert wait_until(lambda: _lambda_enis(ec2, subnet_id=subnet) == [], timeout_s=20)
+
+
+def test_worker_namespace_drift_is_repaired_on_the_timer(drift_server: LiveServer) -> None:
+    """The worker namespace is reconciled like the VPC namespaces: a sysctl flipped and a
+    chain of its isolation table deleted by hand (the table stays, so the kernel watch sees
+    nothing missing) are put back by the next period's reconcile."""
+    server = drift_server
+    names = Names(server.instance)
+    netns, table = names.worker_netns, f"table inet {names.nft_table}"
+    rp_filter = Path("/proc/sys/net/ipv4/conf/default/rp_filter")
+
+    def rp_filter_in_worker() -> str:
+        with ns.entered(netns):
+            return rp_filter.read_text().strip()
+
+    assert rp_filter_in_worker() == "1"
+    with ns.entered(netns):
+        rp_filter.write_text("0")
+    nft.apply(f"delete chain inet {names.nft_table} output_raw", netns)
+    assert "chain output_raw" not in (nft.list_text(table, netns) or "")
+
+    assert wait_until(lambda: rp_filter_in_worker() == "1"
+                      and "chain output_raw" in (nft.list_text(table, netns) or ""),
+                      timeout_s=30, interval_s=0.5)
+    assert wait_until(lambda: f"applied the isolation table in {netns}" in server.log(),
+                      timeout_s=10, interval_s=0.5)
+    assert "repaired drift" in server.log()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,30 @@ async def test_uplink_rules_and_host_networks_unreachable() -> None:
 def _delete_root_link(name: str) -> None:
     with Netlink() as root:
         root.delete_link(name)
+
+
+async def test_reconcile_worker_repairs_drift_and_then_changes_nothing(worker: Worker) -> None:
+    """The worker namespace is reconciled like the VPC namespaces (net/worker.py
+    reconcile_worker): a sysctl flipped, `lo` down, the isolation table removed or edited by
+    hand — each put back; a second run changes nothing."""
+    from lambdaplane.net.worker import reconcile_worker
+    names, netns = worker.names, worker.names.worker_netns
+    assert await worker.net.run(reconcile_worker, names, False) == []
+
+    def drift() -> None:
+        with ns.entered(netns):
+            Path("/proc/sys/net/ipv4/conf/default/rp_filter").write_text("0")
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "down"], check=True)
+        nft.apply(f"delete chain inet {names.nft_table} output_raw", netns)
+
+    await worker.net.run(drift)
+    changes = await worker.net.run(reconcile_worker, names, False)
+    assert f"set net.ipv4.conf.default.rp_filter=1 in {netns}" in changes
+    assert f"set lo up in {netns}" in changes
+    assert f"applied the isolation table in {netns}" in changes
+    table = await worker.net.run(nft.list_text, f"table inet {names.nft_table}", netns)
+    assert table is not None and "chain output_raw" in table
+    await worker.net.run(nft.apply, f"delete table inet {names.nft_table}", netns)
+    assert await worker.net.run(reconcile_worker, names, False) == [
+        f"applied the isolation table in {netns}"]
+    assert await worker.net.run(reconcile_worker, names, False) == []
