@@ -334,9 +334,14 @@ def add_routes(app: web.Application, platform: Any) -> Metrics:
 
     nat_gateways = NatGatewayMetrics(platform)
     metrics.registry.register(nat_gateways)
+    from .uplink_metrics import HostUplinkMetrics
+
+    host_uplink = HostUplinkMetrics(platform)
+    metrics.registry.register(host_uplink)
 
     async def scrape(_request: web.Request) -> web.Response:
         await nat_gateways.refresh()
+        await host_uplink.refresh()
         body = await metrics.render(platform)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 

@@ -6,6 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 
+_COUNTER_WORDS = (("refused", "refused before the uplink (refused destination or IPv6)"),
+                  ("inbound_refused", "refused coming in (not a reply)"),
+                  ("out", "let out"))
+
+
+def _uplink_counters(counters: dict[str, dict[str, int]]) -> list[str]:
+    return [f"    {words}: {counters[name]['packets']} packets, {counters[name]['bytes']} bytes"
+            for name, words in _COUNTER_WORDS if name in counters]
+
+
 def render(tree: dict[str, Any]) -> list[str]:
     lines = ["routing" + ("" if tree["internet_netns"] else
                           "  (--no-uplink and no --internet-netns: gateways lead nowhere here)")]
@@ -15,6 +25,7 @@ def render(tree: dict[str, Any]) -> list[str]:
                      "and multicast destinations refused). Elastic IPs are reachable only from "
                      f"the host (ip netns exec {tree['internet_netns']} …), never from the "
                      "real network; use --internet-netns for a test internet")
+        lines.extend(_uplink_counters(tree.get("uplink_counters") or {}))
     for vpc in tree["vpcs"]:
         lines.append(f"  {vpc['id']}  internet gateway: "
                      f"{', '.join(vpc['internet_gateways']) or 'none'}")

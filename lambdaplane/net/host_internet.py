@@ -29,6 +29,7 @@ import contextlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import nft, ns
 from .names import Names
@@ -168,14 +169,36 @@ def teardown(names: Names, state: HostInternetState | None) -> None:
         _IP_FORWARD.write_text("0")
 
 
-def counters(names: Names) -> dict[str, int]:
-    """Packets counted in the internet namespace's table: refused, inbound_refused, out."""
+@dataclass(frozen=True)
+class CounterReading:
+    """One named counter of the internet namespace's table."""
+    packets: int
+    bytes: int
+
+
+def parse_counters(listing: list[dict[str, Any]]) -> dict[str, CounterReading]:
+    """`nft -j list counters table …` items → the named counters (anything else ignored)."""
+    out = {}
+    for item in listing:
+        c = item.get("counter")
+        if isinstance(c, dict) and "name" in c:
+            out[str(c["name"])] = CounterReading(int(c.get("packets", 0)), int(c.get("bytes", 0)))
+    return out
+
+
+def readings(names: Names) -> dict[str, CounterReading]:
+    """The table's counters (refused, inbound_refused, out); empty when the namespace or the
+    table is not there (uplink not in use, or mid-rebuild)."""
     netns = names.host_internet_netns
     if not ns.exists(netns):
         return {}
-    out = {}
-    for item in nft.list_json(f"counters table inet {names.host_internet_table}", netns):
-        c = item.get("counter")
-        if c:
-            out[c["name"]] = int(c["packets"])
-    return out
+    try:
+        listing = nft.list_json(f"counters table inet {names.host_internet_table}", netns)
+    except nft.NftError:
+        return {}
+    return parse_counters(listing)
+
+
+def counters(names: Names) -> dict[str, int]:
+    """Packets counted in the internet namespace's table: refused, inbound_refused, out."""
+    return {name: r.packets for name, r in readings(names).items()}

@@ -56,5 +56,9 @@ class HostInternet:
             self.state = state
         return [f"rebuilt the uplink internet namespace {self.names.host_internet_netns}"]
 
-    async def counters(self) -> dict[str, int]:
-        return await self.net.run(host_internet.counters, self.names)
+    async def counters(self) -> dict[str, host_internet.CounterReading]:
+        """The internet namespace's refusal/out counters, read on the net thread (never on
+        the event loop: nft runs a netlink dump)."""
+        readings: dict[str, host_internet.CounterReading] = await self.net.run(
+            host_internet.readings, self.names)
+        return readings

@@ -24,6 +24,18 @@ def _ids(params: dict[str, Any], name: str) -> list[str]:
     return list(dict.fromkeys(params.get(name) or []))
 
 
+def _check_modifiable(endpoint_id: str, state: str) -> None:
+    """AWS serialises an endpoint's operations: while one is in progress (`pending`) a modify
+    is refused with OperationInProgress and this message (seen from AWS by Terraform users,
+    terraform-provider-aws #42875). While `deleting`: IncorrectState (not confirmed)."""
+    if state == "pending":
+        raise ec2_error("OperationInProgress", "VpcEndpoint modify operation in progress")
+    if state != "available":
+        raise ec2_error("IncorrectState",
+                        f"The VPC endpoint {endpoint_id} is in state {state} and cannot be "
+                        f"modified")
+
+
 async def modify_vpc_endpoint(part: VpcEndpoints, region: str, params: dict[str, Any]) -> None:
     core = part.core
     core.ensure_region(region)
@@ -31,15 +43,15 @@ async def modify_vpc_endpoint(part: VpcEndpoints, region: str, params: dict[str,
         raise ec2_error("MissingParameter",
                         "The request must contain the parameter VpcEndpointId")
     e = part.vpc_endpoint(region, params["VpcEndpointId"])
-    if e.state != "available":
-        raise ec2_error("IncorrectState",
-                        f"The VPC endpoint {e.id} is in state {e.state} and cannot be modified")
+    _check_modifiable(e.id, e.state)
     if params.get("AddRouteTableIds") or params.get("RemoveRouteTableIds"):
         raise ec2_error("InvalidParameter",
                         "Route table IDs are only supported for Gateway type VPC Endpoint.")
     vpc = core.vpc(region, e.vpc_id)
 
-    # subnets: what stays, what goes, what comes (one per zone, in the endpoint's VPC)
+    # subnets: what stays, what goes, what comes (one per zone, in the endpoint's VPC).
+    # Removing one not attached is InvalidParameter: Terraform's subnet and security group
+    # association resources take exactly that code from AWS as "already detached".
     removed = _ids(params, "RemoveSubnetIds")
     for sid in removed:
         core.subnet(region, sid)
@@ -63,7 +75,8 @@ async def modify_vpc_endpoint(part: VpcEndpoints, region: str, params: dict[str,
         zones[s.az] = s.id
         added.append(s)
 
-    # security groups: of the endpoint's VPC; at least one stays
+    # security groups: of the endpoint's VPC; at least one stays (AWS keeps one always; the
+    # code for removing the last is not confirmed)
     groups = list(e.group_ids)
     for gid in _ids(params, "RemoveSecurityGroupIds"):
         core.group(region, gid)

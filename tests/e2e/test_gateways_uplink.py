@@ -324,6 +324,16 @@ def test_refused_destinations_never_leave(server, net, world_and_host) -> None:
                 assert who.probe(dst, 80, timeout=1.0) == "timeout", (who.ip, dst)
         assert _refused(server) >= before + 6
         assert _world_saw_private(world) == 0
+        # the same counter in /metrics and `net show` (read by the server)
+        scraped = urllib.request.urlopen(server.endpoint + "/metrics", timeout=30).read()
+        (sample,) = [line for line in scraped.decode().splitlines()
+                     if line.startswith("lambdaplane_vpc_uplink_refused_packets_total ")]
+        assert float(sample.split()[1]) >= before + 6
+        shown = cli(server, "net", "show")
+        assert shown.returncode == 0, shown.stderr
+        (line,) = [line for line in shown.stdout.splitlines()
+                   if "refused before the uplink" in line]
+        assert int(line.split(": ")[1].split()[0]) >= before + 6
         # nothing from the world reaches an Elastic IP (the world routes the pool to the host)
         out = subprocess.run(["ip", "netns", "exec", world, sys.executable, "-c",
                               "import socket\ntry:\n s = socket.create_connection(('%s', 80), "

@@ -240,7 +240,7 @@ def test_modify_vpc_endpoint(server, net) -> None:
                                 PrivateDnsEnabled=False)["VpcEndpoint"]
     eid = e["VpcEndpointId"]
     try:
-        # not while it is pending (AWS: IncorrectState); available soon after
+        # not while it is pending (AWS: OperationInProgress, unit-tested); available soon after
         assert wait_until(lambda: _state(ec2, eid) == "available", timeout_s=30)
         # a subnet more, in another zone: an interface more, with the endpoint's groups
         assert ec2.modify_vpc_endpoint(VpcEndpointId=eid, AddSubnetIds=[net["b"]])["Return"]

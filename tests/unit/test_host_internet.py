@@ -96,3 +96,59 @@ def test_used_only_with_the_uplink_and_no_internet_netns() -> None:
     given = Settings(instance="abc", internet_netns="theirs")
     assert not adopt(given, NAMES) and given.internet_netns == "theirs"
     assert not given.internet_via_uplink
+
+
+def test_counters_parsed_from_nft_json() -> None:
+    listing = [{"table": {"family": "inet", "name": "lpabc-ug", "handle": 1}},
+               {"counter": {"family": "inet", "name": "refused", "table": "lpabc-ug",
+                            "handle": 2, "packets": 7, "bytes": 420}},
+               {"counter": {"family": "inet", "name": "inbound_refused", "table": "lpabc-ug",
+                            "handle": 3, "packets": 0, "bytes": 0}},
+               {"counter": {"family": "inet", "name": "out", "table": "lpabc-ug",
+                            "handle": 4, "packets": 12, "bytes": 3000}},
+               {"chain": {"family": "inet", "name": "forward", "table": "lpabc-ug"}}]
+    got = host_internet.parse_counters(listing)
+    assert got == {"refused": host_internet.CounterReading(7, 420),
+                   "inbound_refused": host_internet.CounterReading(0, 0),
+                   "out": host_internet.CounterReading(12, 3000)}
+    assert host_internet.parse_counters([]) == {}
+    # every counter the table declares is one the readers know
+    names = {host_internet.REFUSED_COUNTER, host_internet.INBOUND_COUNTER,
+             host_internet.OUT_COUNTER}
+    assert names == set(got)
+
+
+def test_counters_in_metrics_and_net_show() -> None:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from lambdaplane.commands.net_routes import render
+    from lambdaplane.uplink_metrics import HostUplinkMetrics
+
+    class Uplink:
+        async def counters(self) -> dict[str, host_internet.CounterReading]:
+            return {"refused": host_internet.CounterReading(6, 360),
+                    "out": host_internet.CounterReading(3, 180)}
+
+    class Platform:
+        host_internet = Uplink()
+
+    collector = HostUplinkMetrics(Platform())
+    asyncio.run(collector.refresh())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    assert "lambdaplane_vpc_uplink_refused_packets_total 6.0" in text
+    assert "lambdaplane_vpc_uplink_refused_bytes_total 360.0" in text
+    assert "lambdaplane_vpc_uplink_out_packets_total 3.0" in text
+    assert "# HELP lambdaplane_vpc_uplink_refused_packets_total Packets leaving" in text
+    assert "\nlambdaplane_vpc_uplink_inbound_refused_packets_total " not in text  # not read
+    # a server without the host uplink: the families, no samples
+    idle = HostUplinkMetrics(object())
+    asyncio.run(idle.refresh())
+    assert list(idle.collect()) and all(not f.samples for f in idle.collect())
+    lines = render({"internet_netns": "lpabc-uplink", "internet_via_uplink": True, "vpcs": [],
+                    "uplink_counters": {"refused": {"packets": 6, "bytes": 360}}})
+    assert "    refused before the uplink (refused destination or IPv6): 6 packets, " \
+           "360 bytes" in lines
