@@ -110,7 +110,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
             secondary = () if transit else tuple(snap.private_ips.get(eni.id, ()))
             far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else \
                 tuple((a, prefixlen) for a in (eni.ip, *secondary) if a)
-            acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else ""))
+            acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else "",
+                                     tuple(v6_addresses.get(eni.id, ())) if transit else ()))
             ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
                                   ipam.gateway(subnet.cidr) if subnet.cidr else "", eni.mac,
                                   eni.far_end, eni.group_ids,
