@@ -371,6 +371,8 @@ class Ipv6Addressing:
                                 f"The IPv6 address {text} is not assigned to network "
                                 f"interface {eni.id}")
             normal.append(address)
+        if not eni.ip and not set(have) - set(normal):  # service/ipv6_only.py
+            ipv6_only.keep_an_address(eni.id)
         with svc.db.transaction():
             self.store.delete_addresses(eni.id, normal)
         await svc.reconcile()

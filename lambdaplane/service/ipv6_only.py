@@ -7,8 +7,10 @@ assigned on creation and resource-name hostnames (the settings' defaults, and th
 ModifySubnetAttribute accepts for them); its network interfaces have no private IPv4 address
 at all, only IPv6 ones (at least one, given on creation), so no secondary private IPv4
 addresses, Elastic IPs or IPv4 subnet CIDR reservations either; its /64 stays while the subnet
-lives. Lambda refuses such subnets (service/vpc_config.py), and the managed interfaces that
-need an IPv4 address (NAT gateways, interface endpoints) are refused here.
+lives, and each interface keeps one IPv6 address. An IPv4 route to such an interface is a
+blackhole (net/gateway_routes.py). Lambda refuses such subnets (service/vpc_config.py), and the
+managed interfaces that need an IPv4 address (NAT gateways, interface endpoints) are refused
+here.
 
 Pure checks on what the service passes in; the service writes the store."""
 from __future__ import annotations
@@ -87,3 +89,10 @@ def check_disassociate(subnet: Subnet, association_id: str) -> None:
                         f"The subnet IPv6 CIDR block with association ID {association_id} "
                         f"may not be disassociated, because subnet {subnet.id} is an "
                         "IPv6-only subnet.")
+
+
+def keep_an_address(eni_id: str) -> None:
+    """An interface without an IPv4 address keeps at least one IPv6 address."""
+    raise ec2_error("InvalidParameterValue",  # [?] AWS's wording
+                    f"Network interface {eni_id} is in an IPv6-only subnet and must keep at "
+                    "least one IPv6 address.")

@@ -1,7 +1,8 @@
 """A function's VpcConfig checked against the EC2 store, as Lambda checks it: at most 16
 subnets and 5 security groups, both lists given or both empty (empty detaches), every subnet and
-group existing in the function's region, all of them in one VPC, no IPv6-only subnet among them. EC2's own errors come back
-wrapped the way Lambda wraps them ("Error occurred while DescribeSubnets. EC2 Error Code: …").
+group existing in the function's region, all of them in one VPC, no IPv6-only subnet among
+them. EC2's own errors come back wrapped the way Lambda wraps them ("Error occurred while
+DescribeSubnets. EC2 Error Code: …").
 
 Shared by the Hyperplane service and legacy mode; reads the store through VpcService, changes
 nothing."""

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError
 
+from lambdaplane.net.names import Names
 from tests.e2e.test_ipv6 import _ipv6_of, _listener, _probe
 from tests.e2e.vpc_support import reconcile_now
 from tests.harness import create_python_function
@@ -126,6 +127,19 @@ def test_ipv6_only_subnet_api(server) -> None:
                      ReservationType="explicit") == "InvalidParameterValue"
         assert _code(ec2.create_nat_gateway, SubnetId=sid,
                      ConnectivityType="private") == "InvalidSubnet"
+        assert _code(ec2.create_vpc_endpoint, VpcId=vpc, VpcEndpointType="Interface",
+                     ServiceName="com.amazonaws.us-east-1.lambda", SubnetIds=[sid],
+                     PrivateDnsEnabled=False) == "InvalidSubnet"
+        assert ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])[
+            "VpcEndpoints"] == []
+        # its only IPv6 address stays; a second one may go
+        assert _code(ec2.unassign_ipv6_addresses, NetworkInterfaceId=eid,
+                     Ipv6Addresses=[address]) == "InvalidParameterValue"
+        (more,) = ec2.assign_ipv6_addresses(NetworkInterfaceId=eid, Ipv6AddressCount=1)[
+            "AssignedIpv6Addresses"]
+        ec2.unassign_ipv6_addresses(NetworkInterfaceId=eid, Ipv6Addresses=[address])
+        ec2.assign_ipv6_addresses(NetworkInterfaceId=eid, Ipv6Addresses=[address])
+        ec2.unassign_ipv6_addresses(NetworkInterfaceId=eid, Ipv6Addresses=[more])
         # the only block stays while the subnet lives
         assoc = subnet["Ipv6CidrBlockAssociationSet"][0]["AssociationId"]
         assert _code(ec2.disassociate_subnet_cidr_block, AssociationId=assoc) == \
@@ -161,6 +175,7 @@ def test_ipv6_only_resources_in_the_kernel(server) -> None:
         {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
          "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
     acl = ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
+    tables: list[str] = []
     try:
         with _listener(server, only, [group], None) as a, \
                 _listener(server, only, [group], None) as b, \
@@ -177,6 +192,18 @@ def test_ipv6_only_resources_in_the_kernel(server) -> None:
             assert _probe(a, d6, 81) == "timeout"
             assert _probe(d, "10.82.1.10", 80) == "hello from 10.82.1.10"  # IPv4 beside it
             assert reconcile_now(server) == []  # the state is read back exactly
+            # an IPv4 route to an interface without IPv4 leads nowhere (a blackhole)
+            table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+            tables.append(table)
+            ec2.associate_route_table(RouteTableId=table, SubnetId=dual)
+            ec2.create_route(RouteTableId=table, DestinationCidrBlock="192.168.0.0/16",
+                             NetworkInterfaceId=a.eni_id)
+            assert reconcile_now(server) == []
+            routes = subprocess.run(
+                ["ip", "-n", Names(server.instance).vpc_netns(vpc), "route", "show", "table",
+                 "all"], capture_output=True, text=True, check=True).stdout
+            assert "blackhole 192.168.0.0/16" in routes
+            assert _probe(d, a6, 80) == f"hello from {a6}"
             # a network ACL on the IPv6-only subnet: only the `*` entries, then an allow
             assoc = next(x["NetworkAclAssociationId"] for x in ec2.describe_network_acls(
                 Filters=[{"Name": "association.subnet-id", "Values": [only]}])[
@@ -210,6 +237,11 @@ def test_ipv6_only_resources_in_the_kernel(server) -> None:
                 NetworkAclIds=[acl])["NetworkAcls"][0]["Associations"])
             ec2.replace_network_acl_association(AssociationId=assoc, NetworkAclId=default)
     finally:
+        for table in tables:
+            for assoc in ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0][
+                    "Associations"]:
+                ec2.disassociate_route_table(AssociationId=assoc["RouteTableAssociationId"])
+            ec2.delete_route_table(RouteTableId=table)
         ec2.delete_network_acl(NetworkAclId=acl)
         ec2.delete_security_group(GroupId=group)
         for s in (only, dual):

@@ -80,6 +80,7 @@ def test_interfaces_ask_for_no_ipv4() -> None:
     assert _code(ipv6_only.check_disassociate, NATIVE, "subnet-cidr-assoc-1") == \
         "InvalidCidrBlock.InUse"
     ipv6_only.check_disassociate(DUAL, "subnet-cidr-assoc-1")
+    assert _code(ipv6_only.keep_an_address, "eni-1") == "InvalidParameterValue"
 
 
 def _eni(eni_id: str, subnet: Subnet, ip: str, far: FarEnd | None = None) -> Eni:
