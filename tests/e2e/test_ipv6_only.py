@@ -1,7 +1,7 @@
 """IPv6-only subnets (CreateSubnet Ipv6Native) through boto3: AWS's shape and errors, their
 settings, interfaces with only IPv6 addresses, `lambdaplane run` resources in them that reach
 dual-stack neighbours and each other over IPv6 with security groups and network ACLs deciding
-in the kernel, and Lambda refusing them."""
+in the kernel (and again after a server restart), and Lambda refusing them."""
 from __future__ import annotations
 
 import ipaddress
@@ -284,3 +284,29 @@ def test_lambda_refuses_ipv6_only_subnets(server) -> None:
         for s in (only, dual):
             ec2.delete_subnet(SubnetId=s)
         ec2.delete_vpc(VpcId=vpc)
+
+
+def test_ipv6_only_resources_survive_a_restart(fresh_server) -> None:
+    """The store gives an IPv6-only interface back without an IPv4 address; after a restart
+    the running resources are adopted and still reach each other over IPv6."""
+    server = fresh_server
+    ec2 = server.ec2()
+    vpc, (first, *_) = _blocks(ec2, "10.84.0.0/16")
+    only = ec2.create_subnet(VpcId=vpc, Ipv6Native=True,
+                             Ipv6CidrBlock=str(first))["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="web6", Description="w", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
+         "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    with _listener(server, only, [group], None) as a, \
+            _listener(server, only, [group], None) as b:
+        b6 = _ipv6_of(ec2, b)
+        assert _probe(a, b6, 80) == f"hello from {b6}"
+        server.restart()
+        ec2 = server.ec2()
+        (eni,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[a.eni_id])[
+            "NetworkInterfaces"]
+        assert "PrivateIpAddress" not in eni and eni["Ipv6Native"] is True
+        assert _probe(a, b6, 80) == f"hello from {b6}"
+        assert reconcile_now(server) == []
+        assert _ipv4_addresses(a.netns) == []
