@@ -54,7 +54,8 @@ def vpc_out(svc: VpcService, v: Vpc) -> dict[str, Any]:
 
 def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
     settings = svc.subnet_settings(s)
-    return {"SubnetId": s.id, "VpcId": s.vpc_id, "CidrBlock": s.cidr, "State": "available",
+    return {"SubnetId": s.id, "VpcId": s.vpc_id, "CidrBlock": s.cidr or None,
+            "State": "available",
             "AvailabilityZone": s.az, "AvailabilityZoneId": svc.zone_of(s).zone_id,
             "AvailableIpAddressCount": svc.available_ips(s), "DefaultForAz": s.default_for_az,
             "MapPublicIpOnLaunch": settings.map_public_ip_on_launch,
@@ -62,7 +63,7 @@ def subnet_out(svc: VpcService, s: Subnet) -> dict[str, Any]:
             "OwnerId": svc.settings.account_id,
             "AssignIpv6AddressOnCreation": settings.assign_ipv6_address_on_creation,
             "Ipv6CidrBlockAssociationSet": subnet_ipv6_set(svc, s), "EnableDns64": settings.enable_dns64,
-            "Ipv6Native": False, "PrivateDnsNameOptionsOnLaunch": {
+            "Ipv6Native": s.ipv6_native, "PrivateDnsNameOptionsOnLaunch": {
                 "HostnameType": settings.hostname_type,
                 "EnableResourceNameDnsARecord": settings.enable_resource_name_dns_a_record,
                 "EnableResourceNameDnsAAAARecord": settings.enable_resource_name_dns_aaaa_record},
@@ -135,9 +136,10 @@ def eni_out(svc: VpcService, e: Eni) -> dict[str, Any]:
         "AvailabilityZone": subnet.az if subnet else None, "Description": e.description,
         "Groups": [{"GroupId": g.id, "GroupName": g.name} for g in groups if g],
         "InterfaceType": e.interface_type, "MacAddress": e.mac,
-        "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip,
+        "OwnerId": svc.settings.account_id, "PrivateIpAddress": e.ip or None,
         "PrivateIpAddresses": private_ip_addresses(svc, e),
-        "PrivateDnsName": private_ip_addresses(svc, e)[0]["PrivateDnsName"],
+        "PrivateDnsName": private_ip_addresses(svc, e)[0]["PrivateDnsName"] if e.ip else None,
+        "Ipv6Native": not e.ip,
         "Ipv6Addresses": eni_ipv6_addresses(svc, e), "RequesterManaged": e.requester_managed,
         "SourceDestCheck": svc.source_dest_check(e),
         "Status": e.status, "TagSet": _tags(svc, e.id) or []}
@@ -189,7 +191,7 @@ async def create_subnet(svc: VpcService, region: str, p: dict[str, Any]) -> dict
     svc.ipv6.check_new_subnet(region, p)  # service/ipv6.py: before anything is made
     subnet = await svc.create_subnet(region, p.get("VpcId"), p.get("CidrBlock"),
                                      p.get("AvailabilityZone"), p.get("AvailabilityZoneId"),
-                                     p.get("TagSpecifications"))
+                                     p.get("TagSpecifications"), bool(p.get("Ipv6Native")))
     if p.get("Ipv6CidrBlock"):
         try:
             await svc.ipv6.add_subnet_block(region, subnet.id, p["Ipv6CidrBlock"])

@@ -16,7 +16,7 @@ Handler = Callable[[VpcService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 def private_ip_addresses(svc: VpcService, eni: Eni) -> list[dict[str, Any]]:
     return [{"Primary": address == eni.ip, "PrivateIpAddress": address,
              "PrivateDnsName": private_dns_name(eni.region, address)}
-            for address in (eni.ip, *svc.private_ips.of(eni.id))]
+            for address in (eni.ip, *svc.private_ips.of(eni.id)) if address]
 
 
 def create_params(p: dict[str, Any]) -> tuple[str | None, int | None, list[str]]:

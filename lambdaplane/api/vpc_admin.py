@@ -44,7 +44,7 @@ def eni_json(svc: VpcService, e: Eni) -> dict[str, Any]:
     rules = {g: svc.rules_of(g) for g in e.group_ids}
     port = PortRules("", e.group_ids)
     return {"id": e.id, "subnet": e.subnet_id, "vpc": e.vpc_id, "ip": e.ip, "mac": e.mac,
-            "prefixlen": int(subnet.cidr.split("/")[1]) if subnet else None,
+            "prefixlen": int(subnet.cidr.split("/")[1]) if subnet and subnet.cidr else None,
             "type": e.interface_type, "status": e.status, "requester_managed": e.requester_managed,
             "description": e.description, "name": e.name, "argv": e.argv,
             "groups": [{"id": g.id, "name": g.name} for g in groups if g],

@@ -49,7 +49,8 @@ def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
     ipv6 = eni.get("ipv6") or []  # a subnet with an IPv6 /64 gives one
     if ipv6:
         env["LAMBDAPLANE_IPV6"] = ipv6[0]
-    print(f"lambdaplane run: {eni['id']} {eni['ip']}/{eni['prefixlen']}"
+    ipv4 = f" {eni['ip']}/{eni['prefixlen']}" if eni["ip"] else ""  # none: IPv6-only
+    print(f"lambdaplane run: {eni['id']}{ipv4}"
           f"{''.join(' ' + a for a in ipv6)} in {eni['subnet']} "
           f"({', '.join(g['id'] for g in eni['groups'])})", file=sys.stderr, flush=True)
     resolv = _resolv_conf_file(str(eni.get("resolv_conf") or ""))

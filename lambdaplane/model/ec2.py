@@ -27,6 +27,11 @@ class Subnet:
     az: str
     default_for_az: bool
 
+    @property
+    def ipv6_native(self) -> bool:
+        """An IPv6-only subnet (CreateSubnet Ipv6Native): it has no IPv4 CIDR block."""
+        return not self.cidr
+
 
 @dataclass(frozen=True)
 class SecurityGroup:

@@ -4,9 +4,9 @@ subsystem CTNETLINK): its NATed flows and its per-CPU statistics.
 A dump is one request on a netlink socket made inside the namespace; the answer is parsed here
 (`parse_messages`, `parse_entry`, `parse_stats`: pure functions over bytes, unit-tested without
 a kernel) into `CtEntry`s and then `Flow`s. Only what the Hyperplane counters use is decoded:
-both tuples (addresses, protocol, ports), the TCP state and the timeout. (pyroute2's Conntrack
-reads the same but waited ~50 ms per dump even for an empty table; this is one request, one
-read loop.)
+both tuples (IPv4 or IPv6 addresses, protocol, ports), the TCP state and the timeout.
+(pyroute2's Conntrack reads the same but waited ~50 ms per dump even for an empty table; this
+is one request, one read loop.)
 
 Where ctnetlink cannot be read (no nf_conntrack_netlink, no conntrack in the kernel) every read
 raises ConntrackUnavailable: a count is never reported as zero because it could not be read.
@@ -33,6 +33,7 @@ _NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO, CTA_TIMEOUT = 1, 2, 4, 7
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST = 1, 2
+CTA_IP_V6_SRC, CTA_IP_V6_DST = 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE = 1, 1
 STATS = {2: "found", 4: "invalid", 8: "insert", 9: "insert_failed", 10: "drop",
@@ -40,7 +41,7 @@ STATS = {2: "found", 4: "invalid", 8: "insert", 9: "insert_failed", 10: "drop",
          15: "chain_toolong"}  # CTA_STATS_* (per CPU)
 TCP_ESTABLISHED = 3  # TCP_CONNTRACK_ESTABLISHED (linux/netfilter/nf_conntrack_tcp.h)
 _PROTOCOLS = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp",
-              socket.IPPROTO_ICMP: "icmp"}
+              socket.IPPROTO_ICMP: "icmp", socket.IPPROTO_ICMPV6: "icmpv6"}
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _NFGEN = struct.Struct("!BBH")  # nfgenmsg: family, version, res_id (big endian)
 
@@ -130,9 +131,13 @@ def _tuple(data: bytes | None) -> CtTuple:
     ip = parse_attrs(attrs.get(CTA_TUPLE_IP, b""))
     proto = parse_attrs(attrs.get(CTA_TUPLE_PROTO, b""))
 
-    def address(kind: int) -> str | None:
-        value = ip.get(kind)
-        return socket.inet_ntoa(value) if value is not None and len(value) == 4 else None
+    def address(kind4: int, kind6: int) -> str | None:
+        value = ip.get(kind4)
+        if value is not None and len(value) == 4:
+            return socket.inet_ntoa(value)
+        value = ip.get(kind6)
+        return socket.inet_ntop(socket.AF_INET6, value) \
+            if value is not None and len(value) == 16 else None
 
     def port(kind: int) -> int | None:
         value = proto.get(kind)
@@ -140,7 +145,8 @@ def _tuple(data: bytes | None) -> CtTuple:
             else None
 
     number = proto.get(CTA_PROTO_NUM)
-    return CtTuple(address(CTA_IP_V4_SRC), address(CTA_IP_V4_DST),
+    return CtTuple(address(CTA_IP_V4_SRC, CTA_IP_V6_SRC),
+                   address(CTA_IP_V4_DST, CTA_IP_V6_DST),
                    number[0] if number else None, port(CTA_PROTO_SRC_PORT),
                    port(CTA_PROTO_DST_PORT))
 
@@ -189,9 +195,9 @@ def sum_stats(per_cpu: list[dict[str, int]]) -> dict[str, int]:
 
 # reading -----------------------------------------------------------------------------------
 def nat_flows(netns: str | None) -> list[Flow]:
-    """The NATed flows of `netns` (None: this thread's namespace); the namespace's own,
-    un-NATed flows are left out."""
-    return [flow for payload in _dump(netns, IPCTNL_MSG_CT_GET)
+    """The NATed flows of `netns` (None: this thread's namespace), IPv4 and IPv6 (NAT66);
+    the namespace's own, un-NATed flows are left out."""
+    return [flow for payload in _dump(netns, IPCTNL_MSG_CT_GET, socket.AF_UNSPEC)
             if (flow := flow_of(parse_entry(payload))) is not None]
 
 
@@ -200,10 +206,11 @@ def stats(netns: str | None) -> dict[str, int]:
     return sum_stats([parse_stats(p) for p in _dump(netns, IPCTNL_MSG_CT_GET_STATS_CPU)])
 
 
-def _dump(netns: str | None, message: int) -> list[bytes]:
-    """The payloads of a ctnetlink dump request answered in `netns`."""
+def _dump(netns: str | None, message: int, family: int = socket.AF_INET) -> list[bytes]:
+    """The payloads of a ctnetlink dump request answered in `netns`; `family` AF_UNSPEC:
+    entries of every family."""
     request = _HEADER.pack(_HEADER.size + _NFGEN.size, (NFNL_SUBSYS_CTNETLINK << 8) | message,
-                           NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + _NFGEN.pack(socket.AF_INET, 0, 0)
+                           NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + _NFGEN.pack(family, 0, 0)
     try:
         with ns.entered(netns):  # the socket belongs to the namespace it is made in
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)

@@ -31,7 +31,8 @@ def kernel_route(r: Any, vpc_id: str, attached: dict[str, str], has_internet: bo
             and attached.get(vpc_id) == r.target_id and has_internet:
         return KernelRoute(dst, "unicast", INTERNET_SIDE_ADDR, INTERNET_LINK)
     if r.target_kind == "NetworkInterfaceId" and r.target_id in enis \
-            and enis[r.target_id].far_end is not None and r.target_id != "local":
+            and enis[r.target_id].far_end is not None and r.target_id != "local" \
+            and enis[r.target_id].ip:  # an IPv6-only subnet's interface takes no IPv4 route
         eni = enis[r.target_id]
         return KernelRoute(dst, "unicast", eni.ip, port_ifname(eni.id))
     return KernelRoute(dst, "blackhole")

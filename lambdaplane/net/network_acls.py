@@ -11,7 +11,8 @@ return traffic of a connection needs its ephemeral ports allowed.
 
 A Hyperplane ENI's port carries sandbox flows under their transit addresses (SNAT to the ENI's
 address comes after the forward hook), so an entry naming addresses also matches the Hyperplane
-ports whose ENI address it names, as the security groups do.
+ports whose ENI address it names, as the security groups do; an `Ipv6CidrBlock` entry those whose
+ENI IPv6 address it names (the NAT66 of `Ipv6AllowedForDualStack` flows comes after it too).
 
 In a VPC with an IPv6 block, an entry matches only its own family (`CidrBlock` or
 `Ipv6CidrBlock`); the IPv6 `*` entry (32768) is the same final drop.
@@ -33,10 +34,12 @@ PRIORITY = "filter - 1"  # before the security groups' forward chain (priority f
 
 @dataclass(frozen=True)
 class AclPort:
-    """A VPC-side port, its subnet, and for a Hyperplane ENI's port the ENI address."""
+    """A VPC-side port, its subnet, and for a Hyperplane ENI's port the ENI address (and its
+    IPv6 addresses)."""
     ifname: str
     subnet_id: str
     nat_ip: str = ""
+    nat_ip6: tuple[str, ...] = ()
 
 
 def _name(resource_id: str) -> str:
@@ -96,16 +99,23 @@ def entry_lines(e: AclEntry, nat_ports: Iterable[AclPort], ipv6: bool = False) -
     if e.cidr == ANY_V6:
         return [" ".join(filter(None, ["meta nfproto ipv6", service, verdict]))]
     if ":" in e.cidr:
-        return [" ".join(filter(None, [f"ip6 {'daddr' if e.egress else 'saddr'} {e.cidr}",
-                                        service, verdict]))]
-    lines = [" ".join(filter(None, [f"ip {'daddr' if e.egress else 'saddr'} {e.cidr}", service,
-                                    verdict]))]
-    network = ipaddress.IPv4Network(e.cidr)
-    named = sorted(p.ifname for p in nat_ports if ipaddress.IPv4Address(p.nat_ip) in network)
+        lines = [" ".join(filter(None, [f"ip6 {'daddr' if e.egress else 'saddr'} {e.cidr}",
+                                         service, verdict]))]
+        network6 = ipaddress.IPv6Network(e.cidr, strict=False)
+        named = sorted(p.ifname for p in nat_ports
+                       if any(ipaddress.IPv6Address(a) in network6 for a in p.nat_ip6))
+        family = "meta nfproto ipv6"
+    else:
+        lines = [" ".join(filter(None, [f"ip {'daddr' if e.egress else 'saddr'} {e.cidr}",
+                                         service, verdict]))]
+        network = ipaddress.IPv4Network(e.cidr)
+        named = sorted(p.ifname for p in nat_ports
+                       if p.nat_ip and ipaddress.IPv4Address(p.nat_ip) in network)
+        family = "meta nfproto ipv4" if ipv6 else ""
     if named:
         links = ", ".join(f'"{n}"' for n in named)
         lines.append(" ".join(filter(None, [f"{'oifname' if e.egress else 'iifname'} "
-                                            f"{{ {links} }}", service, verdict])))
+                                            f"{{ {links} }}", family, service, verdict])))
     return lines
 
 
@@ -125,7 +135,7 @@ def render_chains(ports: Iterable[AclPort], acl_of_subnet: Mapping[str, str],
     if not ports or all(_allows_everything(by_acl.get(a, []), egress, ipv6)
                         for a in used for egress in (False, True)):
         return ""
-    nat_ports = [p for p in ports if p.nat_ip]
+    nat_ports = [p for p in ports if p.nat_ip or p.nat_ip6]
     subnets = sorted({p.subnet_id for p in ports if p.subnet_id in acl_of_subnet})
     body = [f"  chain acl_forward {{\n    type filter hook forward priority {PRIORITY}; "
             "policy accept;"]

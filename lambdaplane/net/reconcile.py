@@ -205,7 +205,7 @@ def _configure_far(port: PortSpec, far: Netlink, far_ends: _FarEnds,
     _set_up(far, link, changes)
     _ensure_addresses(far, port.far.ifname, set(port.far_addresses), changes,
                       far_ends.addresses(port.far.netns, link.index))
-    if port.far.owns_netns:
+    if port.far.owns_netns and port.gateway:  # no IPv4 router in an IPv6-only subnet
         default = [r for r in far.routes() if r[1] == 0]
         if default != [("", 0, link.index, port.gateway)]:
             far.add_default_route(port.gateway, port.far.ifname)
@@ -214,7 +214,7 @@ def _configure_far(port: PortSpec, far: Netlink, far_ends: _FarEnds,
 
 def _reconcile_routes(nl: Netlink, ports: list[PortSpec], changes: list[str]) -> None:
     wanted = {ip: nl.index(port.ifname) for port in ports
-              for ip in (port.ip, *port.secondary_ips)}
+              for ip in (port.ip, *port.secondary_ips) if ip}
     have = {dst: oif for dst, plen, oif, _gw in nl.routes() if plen == 32}
     for dst in sorted(set(have) - set(wanted)):
         nl.delete_route(f"{dst}/32")

@@ -99,7 +99,8 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
     v6_addresses = snap.ipv6.eni_addresses
     for eni in snap.enis:
         for gid in eni.group_ids:
-            members[gid].append(eni.ip)
+            if eni.ip:  # none in an IPv6-only subnet
+                members[gid].append(eni.ip)
             members[gid] += v6_addresses.get(eni.id, [])
             members[gid] += snap.private_ips.get(eni.id, [])
     v6_vpcs = {c.vpc_id for c in snap.ipv6.vpc_cidrs}
@@ -114,16 +115,19 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
             if eni.vpc_id != vpc.id or eni.far_end is None:
                 continue
             subnet = subnets[eni.subnet_id]
-            prefixlen = ipaddress.IPv4Network(subnet.cidr).prefixlen
+            # an IPv6-only subnet's interface has no IPv4 address, prefix or router
+            prefixlen = ipaddress.IPv4Network(subnet.cidr).prefixlen if subnet.cidr else 0
             transit = eni.far_end.netns == names.worker_netns  # a Hyperplane ENI's
             if transit:
                 transits.add(port_ifname(eni.id))
             secondary = () if transit else tuple(snap.private_ips.get(eni.id, ()))
             far_addresses = ((TRANSIT_WORKER_ADDR, 32),) if transit else \
-                ((eni.ip, prefixlen),) + tuple((a, prefixlen) for a in secondary)
-            acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else ""))
+                tuple((a, prefixlen) for a in (eni.ip, *secondary) if a)
+            acl_ports.append(AclPort(port_ifname(eni.id), subnet.id, eni.ip if transit else "",
+                                     tuple(v6_addresses.get(eni.id, ())) if transit else ()))
             ports.append(PortSpec(eni.id, port_ifname(eni.id), eni.ip, prefixlen,
-                                  ipam.gateway(subnet.cidr), eni.mac, eni.far_end, eni.group_ids,
+                                  ipam.gateway(subnet.cidr) if subnet.cidr else "", eni.mac,
+                                  eni.far_end, eni.group_ids,
                                   far_addresses, eni.process_pid, eni.process_start,
                                   tuple(v6_addresses.get(eni.id, ())), secondary))
         vpc_groups = {g.id for g in snap.groups if g.vpc_id == vpc.id}
@@ -139,7 +143,7 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                         gateway_links=(INTERNET_LINK,), ipv6=ipv6,
                         input_accepts=resolver_accepts(resolver))
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
-                              tuple(ipam.gateway(s.cidr) for s in vpc_subnets),
+                              tuple(ipam.gateway(s.cidr) for s in vpc_subnets if s.cidr),
                               tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table,
                               script, ipv6, resolver))
     return out

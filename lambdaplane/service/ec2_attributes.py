@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import ec2_error
 from ..store.ec2 import Subnet, Vpc
 from ..store.ec2_attributes import AttributeStore
+from . import ipv6_only
 from .ec2_core import Ec2Core
 from .ec2_filters import bool_text
 
@@ -114,7 +115,9 @@ class Ec2Attributes:
 
     # subnets -----------------------------------------------------------------------------
     def subnet_settings(self, subnet: Subnet) -> SubnetSettings:
-        stored = self.attributes.of(subnet.id)
+        # an IPv6-only subnet's fixed settings (service/ipv6_only.py) over what is stored
+        stored = {**self.attributes.of(subnet.id),
+                  **(ipv6_only.NATIVE_SETTINGS if subnet.ipv6_native else {})}
 
         def flag(name: str, default: bool = False) -> bool:
             return stored.get(name, _text(default)) == "true"
@@ -155,6 +158,7 @@ class Ec2Attributes:
             self.attributes.set(subnet.id, name, value)
 
     def _check_subnet_attribute(self, subnet: Subnet, name: str, value: str) -> None:
+        ipv6_only.check_attribute(subnet, name, value)
         ipv6 = bool(self.subnet_ipv6_cidrs(subnet))
         if name in ("AssignIpv6AddressOnCreation", "EnableResourceNameDnsAAAARecordOnLaunch",
                     "EnableDns64") and value == "true" and not ipv6:

@@ -297,6 +297,10 @@ class InternetGateways:
                             f"The instance ID '{params['InstanceId']}' does not exist")
         a = self.address(region, params.get("AllocationId"))
         eni = self._eni_for(region, params.get("NetworkInterfaceId"))
+        if not eni.ip:  # an IPv6-only subnet's interface (service/ipv6_only.py)
+            raise ec2_error("InvalidParameterValue",  # [?] AWS's wording
+                            f"Network interface {eni.id} has no private IPv4 address to "
+                            "associate an Elastic IP address with.")
         private_ip = params.get("PrivateIpAddress") or eni.ip
         if private_ip != eni.ip:
             raise ec2_error("InvalidParameterValue",

@@ -1,8 +1,9 @@
 """The Hyperplane service's flow sampler: tracked flows and port-allocation errors per ENI.
 
 Every FLOW_SAMPLE_S, in the background (never on the cold-start path), one conntrack read per
-VPC plane gives each ENI's tracked flows — the number the 65,000-flow rule of
-service/hyperplane.py reads at a cold start — and its port-allocation errors.
+VPC plane gives each ENI's tracked flows — IPv4 and IPv6 (the NAT66 of dual-stack functions),
+the number the 65,000-flow rule of service/hyperplane.py reads at a cold start — and its
+port-allocation errors (IPv4: the port guard and the SNAT range are IPv4's).
 
 Port exhaustion (AWS's ErrorPortAllocation). An ENI has one source port per flow to a given
 destination (protocol, address, port); `settings.eni_snat_ports` narrows the SNAT range of ENIs
@@ -146,7 +147,9 @@ class FlowSampler:
             for row in [r for r in rows.values() if r.vpc_id == vpc_id]:
                 eni = self.vpc.store.eni(row.eni_id)
                 if eni is not None:
-                    counts[row.n] = ports.flows.get(eni.ip, 0)
+                    # its IPv4 flows and its IPv6 (NAT66) ones: AWS's limit is per ENI
+                    counts[row.n] = ports.flows.get(eni.ip, 0) + sum(
+                        ports.flows.get(a, 0) for a in self.vpc.ipv6.addresses_of(eni.id))
                     addresses[row.n] = eni.ip
             failed_before = self._seen.get(vpc_id, (0, {}))[0]
             destinations = None

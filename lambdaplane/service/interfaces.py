@@ -19,7 +19,7 @@ from ..net.processes import process_alive, process_start
 from ..store.ec2 import Eni, FarEnd, Subnet
 from ..store.ec2_attributes import AttributeStore
 from ..store.gateways import GatewayStore
-from . import ipam
+from . import ipam, ipv6_only
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import check_id, new_id, new_mac
@@ -155,9 +155,12 @@ class NetworkInterfaces:
                 raise ec2_error("InvalidParameterValue",
                                 f"The security group '{g.id}' does not belong to VPC "
                                 f"'{subnet.vpc_id}'")
+        ipv6_only.check_interface(subnet, interface_type, ip, secondary_count,
+                                  secondary_addresses)
         private_ips = self.private_ips
         in_use = private_ips.taken_in(subnet)
-        address = ipam.check_requested(ip, subnet.cidr, in_use) if ip \
+        address = "" if subnet.ipv6_native else \
+            ipam.check_requested(ip, subnet.cidr, in_use) if ip \
             else ipam.pick_free(subnet.cidr, in_use | self.reserved_addresses(subnet))
         secondaries: list[str] = []
         if secondary_count is not None or secondary_addresses:

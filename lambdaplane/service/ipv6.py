@@ -23,6 +23,7 @@ from ..store.ec2_ipv6 import Ipv6Store, SubnetIpv6Cidr, VpcIpv6Cidr
 from ..model.network_acls import AclEntry
 from .ec2_filters import bool_text
 from .ec2_ids import new_id
+from . import ipv6_only
 from .sg_rules import new_rule_id
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class Ipv6Addressing:
                 "ipv6-cidr-block-association.association-id":
                     [b.association_id for b in blocks],
                 "ipv6-cidr-block-association.state": ["associated" for _ in blocks],
-                "ipv6-native": [bool_text(False)]}
+                "ipv6-native": [bool_text(subnet.ipv6_native)]}
 
     # VPC blocks ---------------------------------------------------------------------------------
     async def associate_vpc_block(self, region: str, p: dict[str, Any]
@@ -204,10 +205,7 @@ class Ipv6Addressing:
 
     def check_new_subnet(self, region: str, p: dict[str, Any]) -> None:
         """Before CreateSubnet makes anything: its IPv6 parameters are sound."""
-        if p.get("Ipv6Native"):
-            raise ec2_error("InvalidParameterValue",  # [?] IPv6-only subnets are not here yet
-                            "IPv6-only (Ipv6Native) subnets are not available in lambdaplane "
-                            "yet")
+        ipv6_only.check_create(p)  # Ipv6Native: service/ipv6_only.py
         if p.get("Ipv6IpamPoolId") or p.get("Ipv6NetmaskLength"):
             raise ec2_error("InvalidParameterValue",  # [?] no IPAM here
                             "IPAM pools are not available in lambdaplane")
@@ -249,6 +247,7 @@ class Ipv6Addressing:
             raise ec2_error("InvalidSubnetCidrBlockAssociationID.NotFound",
                             f"The subnet CIDR block with association ID '{association_id}' "
                             "does not exist")
+        ipv6_only.check_disassociate(subnet, association_id)
         net = ipaddress.IPv6Network(block.cidr)
         for eni in svc.store.enis(region):
             if eni.subnet_id == subnet.id and any(ipaddress.IPv6Address(a) in net
@@ -372,6 +371,8 @@ class Ipv6Addressing:
                                 f"The IPv6 address {text} is not assigned to network "
                                 f"interface {eni.id}")
             normal.append(address)
+        if not eni.ip and not set(have) - set(normal):  # service/ipv6_only.py
+            ipv6_only.keep_an_address(eni.id)
         with svc.db.transaction():
             self.store.delete_addresses(eni.id, normal)
         await svc.reconcile()

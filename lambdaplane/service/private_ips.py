@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ec2_error
 from ..store.ec2 import Eni, Subnet
 from ..store.ec2_private_ips import PrivateIpStore
-from . import ipam
+from . import ipam, ipv6_only
 
 if TYPE_CHECKING:
     from .vpc import VpcService
@@ -54,6 +54,7 @@ class PrivateIps:
             raise ec2_error("PrivateIpAddressLimitExceeded",
                             f"Number of private addresses will exceed limit of {MAX_ADDRESSES} "
                             "per interface.")
+        ipv6_only.refuse_ipv4(subnet, "a secondary private IPv4 address")
         taken = self.taken_in(subnet) | also_taken
         moved: list[str] = []
         out: list[str] = []

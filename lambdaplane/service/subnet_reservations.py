@@ -15,6 +15,7 @@ from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import new_id
 from .ec2_tags import specified_tags
+from . import ipv6_only
 from .ipam import parse_cidr
 
 RESERVATION_TYPES = ("prefix", "explicit")
@@ -63,6 +64,7 @@ class SubnetReservations:
         if ":" in p["Cidr"]:
             raise ec2_error("InvalidParameterValue",  # [?] no IPv6 here yet
                             "IPv6 reservations are not supported by lambdaplane yet")
+        ipv6_only.refuse_ipv4(subnet, "an IPv4 subnet CIDR reservation")
         net = parse_cidr(p["Cidr"], "cidr")
         if not net.subnet_of(ipaddress.IPv4Network(subnet.cidr)):
             raise ec2_error("InvalidParameterValue",  # [?] wording

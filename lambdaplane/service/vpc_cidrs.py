@@ -139,7 +139,7 @@ class VpcCidrs:
                             f"The vpc CIDR block with association ID {association_id} may not "
                             "be disassociated. It is the primary IPv4 CIDR block of the VPC")
         block = ipaddress.IPv4Network(found.cidr)
-        if any(s.vpc_id == vpc.id and ipaddress.IPv4Network(s.cidr).subnet_of(block)
+        if any(s.vpc_id == vpc.id and s.cidr and ipaddress.IPv4Network(s.cidr).subnet_of(block)
                for s in self.store.subnets(region)):
             raise ec2_error("InvalidCidrBlock.InUse",
                             f"The vpc {vpc.id} currently has a subnet within CIDR block "

@@ -1,7 +1,8 @@
 """A function's VpcConfig checked against the EC2 store, as Lambda checks it: at most 16
 subnets and 5 security groups, both lists given or both empty (empty detaches), every subnet and
-group existing in the function's region, all of them in one VPC. EC2's own errors come back
-wrapped the way Lambda wraps them ("Error occurred while DescribeSubnets. EC2 Error Code: …").
+group existing in the function's region, all of them in one VPC, no IPv6-only subnet among
+them. EC2's own errors come back wrapped the way Lambda wraps them ("Error occurred while
+DescribeSubnets. EC2 Error Code: …").
 
 Shared by the Hyperplane service and legacy mode; reads the store through VpcService, changes
 nothing."""
@@ -58,10 +59,17 @@ def validate_vpc_config(vpc: VpcService, region: str,
     vpc_ids: set[str] = set()
     for subnet_id in dict.fromkeys(subnets):
         try:
-            vpc_ids.add(vpc.subnet(region, subnet_id).vpc_id)
+            subnet = vpc.subnet(region, subnet_id)
         except AwsError as e:
             raise _invalid(f"Error occurred while DescribeSubnets. EC2 Error Code: {e.code}. "
                            f"EC2 Error Message: {e.message}", "InvalidSubnet") from None
+        if subnet.ipv6_native:
+            # AWS: Lambda supports dual-stack subnets only, not IPv6-only ones (with or without
+            # Ipv6AllowedForDualStack). [?] the exact wording of AWS's message
+            raise _invalid(f"Lambda doesn't support IPv6-only subnets. Subnet {subnet.id} is "
+                           "an IPv6-only subnet; use dual-stack subnets instead.",
+                           "InvalidSubnet")
+        vpc_ids.add(subnet.vpc_id)
     if len(vpc_ids) > 1:
         # [?] AWS's wording for subnets of several VPCs is not documented.
         raise _invalid("Subnets are required to be in the same VPC.", "InvalidSubnet")

@@ -163,22 +163,33 @@ class VpcsAndSubnets:
         return f"arn:aws:ec2:{subnet.region}:{self.settings.account_id}:subnet/{subnet.id}"
 
     def available_ips(self, subnet: Subnet) -> int:
+        if subnet.ipv6_native:
+            return 0  # AWS counts IPv4 addresses only
         used = len(self.private_ips.taken_in(subnet))  # primary and secondary addresses
         return ipam.capacity(subnet.cidr) - used
 
     async def create_subnet(self, region: str, vpc_id: str | None, cidr: str | None,
                             az: str | None, az_id: str | None,
-                            tag_specs: list[dict[str, Any]] | None) -> Subnet:
+                            tag_specs: list[dict[str, Any]] | None,
+                            ipv6_native: bool = False) -> Subnet:
+        """`ipv6_native`: an IPv6-only subnet, without an IPv4 block (service/ipv6_only.py);
+        the caller gives it its /64."""
         self.ensure_region(region)
         if not vpc_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter vpcId")
-        if not cidr:
+        if not cidr and not ipv6_native:
             raise ec2_error("MissingParameter", "The request must contain the parameter cidrBlock")
         vpc = self.vpc(region, vpc_id)
         zone = pick_zone(region, az, az_id)
-        siblings = [s.cidr for s in self.store.subnets(region) if s.vpc_id == vpc.id]
-        net = ipam.check_subnet_cidr(cidr, self.cidrs.containing_cidr(vpc, cidr), siblings)
-        subnet = Subnet(new_id("subnet"), region, vpc.id, str(net), zone.name, False)
+        if ipv6_native:
+            block = ""
+        else:
+            assert cidr is not None
+            siblings = [s.cidr for s in self.store.subnets(region)
+                        if s.vpc_id == vpc.id and not s.ipv6_native]
+            block = str(ipam.check_subnet_cidr(cidr, self.cidrs.containing_cidr(vpc, cidr),
+                                               siblings))
+        subnet = Subnet(new_id("subnet"), region, vpc.id, block, zone.name, False)
         with self.db.transaction():
             self.store.add_subnet(subnet)
             self.network_acls.join_default_acl(subnet)
@@ -201,8 +212,9 @@ class VpcsAndSubnets:
         out = []
         for s in self.store.subnets(region):
             z = zone_of(s)
-            attrs = {"subnet-id": [s.id], "vpc-id": [s.vpc_id], "cidr-block": [s.cidr],
-                     "cidr": [s.cidr], "cidrBlock": [s.cidr], "availability-zone": [s.az],
+            v4 = [s.cidr] if s.cidr else []
+            attrs = {"subnet-id": [s.id], "vpc-id": [s.vpc_id], "cidr-block": v4,
+                     "cidr": v4, "cidrBlock": v4, "availability-zone": [s.az],
                      "availabilityZone": [s.az], "availability-zone-id": [z.zone_id],
                      "default-for-az": [bool_text(s.default_for_az)],
                      "defaultForAz": [bool_text(s.default_for_az)], "state": ["available"],

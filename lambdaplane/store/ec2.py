@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS ec2_tags (
 """)
 
 
+# The `ip` of an interface without an IPv4 address (an IPv6-only subnet's): this prefix and its
+# id, so that UNIQUE (vpc_id, ip) still holds; read back as "".
+NO_IPV4 = "-"
+
 class Ec2Store:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -143,7 +147,8 @@ class Ec2Store:
         far = e.far_end
         self.db.conn.execute(
             "INSERT INTO ec2_enis VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (e.id, e.region, e.subnet_id, e.vpc_id, e.ip, e.mac, e.interface_type,
+            (e.id, e.region, e.subnet_id, e.vpc_id, e.ip or NO_IPV4 + e.id, e.mac,
+             e.interface_type,
              int(e.requester_managed), e.description, e.status,
              far.netns if far else None, far.ifname if far else None,
              int(far.owns_netns) if far else 0, e.owner_pid, e.owner_start, e.process_pid,
@@ -184,7 +189,8 @@ class Ec2Store:
     def _eni(r: object, group_ids: list[str]) -> Eni:
         far = FarEnd(r["far_netns"], r["far_ifname"], bool(r["owns_netns"])) \
             if r["far_netns"] else None
-        return Eni(r["id"], r["region"], r["subnet_id"], r["vpc_id"], r["ip"], r["mac"],
+        ip = "" if r["ip"].startswith(NO_IPV4) else r["ip"]
+        return Eni(r["id"], r["region"], r["subnet_id"], r["vpc_id"], ip, r["mac"],
                    r["interface_type"], bool(r["requester_managed"]), r["description"],
                    r["status"], tuple(group_ids), far, r["owner_pid"], r["owner_start"],
                    r["process_pid"], r["process_start"], r["name"], r["argv"])

@@ -179,8 +179,9 @@ def test_subnet_blocks_and_addresses(server) -> None:
         eni = ec2.create_network_interface(SubnetId=a["SubnetId"])["NetworkInterface"]
         assert len(eni["Ipv6Addresses"]) == 1
         ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
-        assert _code(ec2.create_subnet, VpcId=vpc, Ipv6Native=True,
-                     Ipv6CidrBlock=str(second)) == "InvalidParameterValue"
+        # IPv6-only subnets refuse an IPv4 block (tests/e2e/test_ipv6_only.py for the rest)
+        assert _code(ec2.create_subnet, VpcId=vpc, Ipv6Native=True, CidrBlock="10.62.9.0/24",
+                     Ipv6CidrBlock=str(second)) == "InvalidParameterCombination"
     finally:
         for s in subnets:
             ec2.delete_subnet(SubnetId=s)
