@@ -120,8 +120,12 @@ class PrewarmedSandboxes:
         None (the caller forks as usual)."""
         if interpreter != self._interpreter or code_dir.parent != self.code_root:
             return None
-        if self.runtime is not None and not any(pw.ready for pw in self._ready):
-            self._missed()
+        if self.runtime is not None:
+            for pw in self._ready:  # a READY the loop has not come round to reading yet
+                if not pw.ready:
+                    self._read_ready(pw)
+            if not any(pw.ready for pw in self._ready):
+                self._missed()
         while self._ready:
             pw = next((pw for pw in self._ready if pw.ready), self._ready[0])
             self._ready.remove(pw)
@@ -252,20 +256,24 @@ class PrewarmedSandboxes:
 
     def _watch(self, pw: Prewarmed) -> None:
         """Until its runtime says it is ready (prestart.READY_MESSAGE) on the control socket."""
-        control = pw.forked.control
-
-        def readable() -> None:
-            try:
-                message = control.recv(64, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError:
-                message = b""
-            pw.ready = message == READY_MESSAGE
-            self._unwatch(pw)
-
-        asyncio.get_running_loop().add_reader(control.fileno(), readable)
+        asyncio.get_running_loop().add_reader(pw.forked.control.fileno(), self._read_ready, pw)
         self._watched.add(pw.env_id)
+
+    def _read_ready(self, pw: Prewarmed) -> None:
+        """Its READY_MESSAGE, if it has come (not blocking). Read before it is handed out as
+        well: one left unread when the server closes its end made the sandbox's next receive
+        fail (ECONNRESET; zygote_main._recv_past_reset copes with it), and it was counted as
+        still starting."""
+        if pw.env_id not in self._watched:
+            return
+        try:
+            message = pw.forked.control.recv(64, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        pw.ready = message == READY_MESSAGE
+        self._unwatch(pw)
 
     def _unwatch(self, pw: Prewarmed) -> None:
         """Stop watching its control socket (before it is used for anything else, or closed)."""
