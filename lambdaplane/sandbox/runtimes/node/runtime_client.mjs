@@ -52,7 +52,9 @@ export function request(host, port, method, path, body, headers = {}) {
     if (data !== null) {
       head += `Content-Type: application/json\r\nContent-Length: ${data.length}\r\n`;
     }
-    let received = Buffer.alloc(0);
+    let received = Buffer.alloc(0); // the head, until it is parsed
+    const chunks = []; // then the body's chunks (joined once: events of up to 6 MB)
+    let size = 0;
     let response = null;
     const finish = (error) => {
       socket.off("data", onData);
@@ -63,8 +65,9 @@ export function request(host, port, method, path, body, headers = {}) {
         reject(error);
         return;
       }
-      const text = received.subarray(0, response.length).toString("utf8");
-      if (response.headers.connection === "close" || received.length > response.length ||
+      const whole = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+      const text = whole.subarray(0, response.length).toString("utf8");
+      if (response.headers.connection === "close" || size > response.length ||
           idle !== null) {
         socket.destroy();
       } else {
@@ -74,8 +77,8 @@ export function request(host, port, method, path, body, headers = {}) {
       resolve({ status: response.status, headers: response.headers, body: text });
     };
     const onData = (chunk) => {
-      received = received.length ? Buffer.concat([received, chunk]) : chunk;
       if (response === null) {
+        received = received.length ? Buffer.concat([received, chunk]) : chunk;
         const end = received.indexOf(HEAD_END);
         if (end < 0) return;
         response = parseHead(received.subarray(0, end).toString("latin1"));
@@ -83,14 +86,16 @@ export function request(host, port, method, path, body, headers = {}) {
           finish(new Error("malformed response from the Runtime API"));
           return;
         }
-        received = received.subarray(end + HEAD_END.length);
+        chunk = received.subarray(end + HEAD_END.length);
       }
-      if (response.length >= 0 && received.length >= response.length) finish(null);
+      chunks.push(chunk);
+      size += chunk.length;
+      if (response.length >= 0 && size >= response.length) finish(null);
     };
     const onError = (error) => finish(error);
     const onClose = () => {
       if (response !== null && response.length < 0) {
-        response.length = received.length; // a body that ends with its connection
+        response.length = size; // a body that ends with its connection
         finish(null);
       } else {
         finish(new Error("socket hang up"));
