@@ -155,10 +155,11 @@ class PrewarmedSandboxes:
             self._wanted.set()
 
     async def trim(self) -> int:
-        """Discard ready sandboxes beyond the target (oldest first); how many."""
+        """Discard ready sandboxes beyond the target (oldest first; of a runtime's pool, the
+        newest: its runtime is the least far along); how many."""
         trimmed = 0
         while len(self._ready) > self.target:
-            self._discard_soon(self._ready.popleft())
+            self._discard_soon(self._ready.pop() if self.runtime else self._ready.popleft())
             trimmed += 1
         return trimmed
 
