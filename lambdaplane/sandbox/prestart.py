@@ -14,6 +14,7 @@ API call and waits for PID 1's ack (one byte on a pipe of its own) once all of i
 STDLIB ONLY: loaded by path in the zygote (zygote_main.py), under the runtime's interpreter."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -53,11 +54,16 @@ def start(argv: list[str], uid: int, gid: int, isolation: Any, seccomp: Any = No
     pid = os.fork()
     if pid == 0:
         try:
-            os.dup2(output_w, 1)
-            os.dup2(output_w, 2)
+            # Above every target first: a pipe end that already had its target's number
+            # (dup2 onto itself is a no-op) would keep O_CLOEXEC, and one that had another
+            # target's number would be overwritten.
+            output, control, ack = (fcntl.fcntl(fd, fcntl.F_DUPFD, ACK_FD + 1)
+                                    for fd in (output_w, control_r, ack_r))
+            os.dup2(output, 1)
+            os.dup2(output, 2)
             os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-            os.dup2(control_r, PRESTART_FD)
-            os.dup2(ack_r, ACK_FD)
+            os.dup2(control, PRESTART_FD)
+            os.dup2(ack, ACK_FD)
             for name in os.listdir("/proc/self/fd"):
                 if int(name) > ACK_FD:
                     try:

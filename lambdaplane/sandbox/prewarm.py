@@ -18,9 +18,10 @@ runtime's own and its program is started in them already (prestart.py), waiting 
 cold_start.py keeps such a pool per Node.js runtime in use (`serve --prestart N`). Such a
 sandbox says on its control socket when its runtime is ready (loaded and warmed up); `take`
 hands out a ready one first, else the one that has been starting longest (it is ahead of a
-fresh start). A cold start that finds none ready grows the pool by one (up to 4 × N, at most
-8); each 30 s without such a miss gives one back. Such a pool refills at once, not after the
-invocations running: its sandboxes start in a cpu cgroup of low weight."""
+fresh start). Such a pool is sized to its runtime's demand (prestart_sizing.py: the largest
+burst of its cold starts plus one, more while cold starts find none ready; N the floor) and
+refills at once, not after the invocations running: its sandboxes start in a cpu cgroup of
+low weight."""
 from __future__ import annotations
 
 import asyncio
@@ -40,6 +41,7 @@ from . import cgroups
 from .cgroups import EnvCgroup
 from .pool import Sandbox, SandboxPool
 from .prestart import READY_MESSAGE
+from .prestart_sizing import PrestartSizing
 from .runtimes.registry import RuntimeInstall
 from .zygote import PreforkedEnv, SpawnRequest, Zygote, default_interpreter
 
@@ -51,11 +53,7 @@ START_TIMEOUT_S = 10.0
 EXIT_WAIT_S = 5.0
 PARALLEL_MAKES = 4  # made at once while no invocation runs
 FAILURE_PAUSE_S = 1.0  # after a sandbox died before being assigned, before the next fork
-# A runtime's pool (runtime=...) grows when cold starts find no runtime ready: up to
-# RUNTIME_GROWTH times its size (at most RUNTIME_CEILING), back by one per quiet SHRINK_AFTER_S.
-RUNTIME_GROWTH = 4
-RUNTIME_CEILING = 8
-SHRINK_AFTER_S = 30.0
+RESIZE_EVERY_S = 1.0  # a runtime's pool: its demand-sized target is looked at this often
 
 
 @dataclass
@@ -91,11 +89,10 @@ class PrewarmedSandboxes:
         self._taken = {True: 0, False: 0}  # handed out with their runtime ready / starting
         self._failed_at = -FAILURE_PAUSE_S  # monotonic time a sandbox last died unassigned
         # kept ready; sandbox/capacity.py moves the main pool's with demand, a runtime's own
-        # pool grows itself when cold starts find no runtime ready (_missed)
+        # pool sizes itself to its runtime's cold starts (prestart_sizing.py)
         self.target = settings.prefork if size is None else size
-        self._floor = self.target
-        self._ceiling = max(self.target, min(self.target * RUNTIME_GROWTH, RUNTIME_CEILING))
-        self._missed_at = -SHRINK_AFTER_S
+        self.sizing = PrestartSizing(self.target, adaptive=settings.capacity == "adaptive",
+                                     window_s=settings.capacity_window_s)
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
@@ -120,8 +117,11 @@ class PrewarmedSandboxes:
         None (the caller forks as usual)."""
         if interpreter != self._interpreter or code_dir.parent != self.code_root:
             return None
-        if self.runtime is not None and not any(pw.ready for pw in self._ready):
-            self._missed()
+        if self.runtime is not None:
+            for pw in self._ready:  # a READY the loop has not come round to reading yet
+                if not pw.ready:
+                    self._read_ready(pw)
+            self._sized(any(pw.ready for pw in self._ready))
         while self._ready:
             pw = next((pw for pw in self._ready if pw.ready), self._ready[0])
             self._ready.remove(pw)
@@ -133,13 +133,14 @@ class PrewarmedSandboxes:
                 return pw
         return None
 
-    def _missed(self) -> None:
-        """A cold start found no runtime ready: keep one more (up to the ceiling) while they
-        come this fast; SHRINK_AFTER_S without a miss gives one back (down to the floor)."""
-        self._missed_at = time.monotonic()
-        if self.target < self._ceiling:
-            self.target += 1
-            self._wanted.set()
+    def _sized(self, found_ready: bool) -> None:
+        """A cold start of this runtime: learnt, and the target follows at once (refilled
+        ahead of the next ones)."""
+        self.sizing.cold_start(found_ready)
+        target = self.sizing.target()
+        if target > self.target:
+            self.target = target
+        self._wanted.set()
 
     @property
     def interpreter(self) -> str:
@@ -154,10 +155,11 @@ class PrewarmedSandboxes:
             self._wanted.set()
 
     async def trim(self) -> int:
-        """Discard ready sandboxes beyond the target (oldest first); how many."""
+        """Discard ready sandboxes beyond the target (oldest first; of a runtime's pool, the
+        newest: its runtime is the least far along); how many."""
         trimmed = 0
         while len(self._ready) > self.target:
-            self._discard_soon(self._ready.popleft())
+            self._discard_soon(self._ready.pop() if self.runtime else self._ready.popleft())
             trimmed += 1
         return trimmed
 
@@ -176,17 +178,17 @@ class PrewarmedSandboxes:
     async def _fill_loop(self) -> None:
         deferred_since: float | None = None
         while True:
+            if self.runtime is not None:
+                self.target = self.sizing.target()  # demand decays: shrinks back to the floor
+                await self.trim()
             if len(self._ready) >= self.target:
                 deferred_since = None
                 self._wanted.clear()
-                if self.runtime is None or self.target <= self._floor:
+                if self.runtime is None or self.target <= self.sizing.floor:
                     await self._wanted.wait()
                     continue
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wanted.wait(), SHRINK_AFTER_S)
-                if time.monotonic() - self._missed_at >= SHRINK_AFTER_S:
-                    self.target -= 1  # grown for a burst that is over: one less
-                    await self.trim()
+                    await asyncio.wait_for(self._wanted.wait(), RESIZE_EVERY_S)
                 continue
             now = time.monotonic()
             if now - self._failed_at < FAILURE_PAUSE_S:
@@ -252,20 +254,24 @@ class PrewarmedSandboxes:
 
     def _watch(self, pw: Prewarmed) -> None:
         """Until its runtime says it is ready (prestart.READY_MESSAGE) on the control socket."""
-        control = pw.forked.control
-
-        def readable() -> None:
-            try:
-                message = control.recv(64, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError:
-                message = b""
-            pw.ready = message == READY_MESSAGE
-            self._unwatch(pw)
-
-        asyncio.get_running_loop().add_reader(control.fileno(), readable)
+        asyncio.get_running_loop().add_reader(pw.forked.control.fileno(), self._read_ready, pw)
         self._watched.add(pw.env_id)
+
+    def _read_ready(self, pw: Prewarmed) -> None:
+        """Its READY_MESSAGE, if it has come (not blocking). Read before it is handed out as
+        well: one left unread when the server closes its end made the sandbox's next receive
+        fail (ECONNRESET; zygote_main._recv_past_reset copes with it), and it was counted as
+        still starting."""
+        if pw.env_id not in self._watched:
+            return
+        try:
+            message = pw.forked.control.recv(64, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        pw.ready = message == READY_MESSAGE
+        self._unwatch(pw)
 
     def _unwatch(self, pw: Prewarmed) -> None:
         """Stop watching its control socket (before it is used for anything else, or closed)."""

@@ -46,7 +46,7 @@ import sys
 import time
 import traceback
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # --runtime-source DIRs: what runtimes of this zygote mount (a pre-forked sandbox stashes them
@@ -141,7 +141,8 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None, runtime_pid: 
     function's network is being attached meanwhile). runtime_pid: a runtime started ahead
     (prestart.py) moves to the function's cpu cgroup with us."""
     ctl = socket.socket(fileno=ctl_fd)
-    data, ancdata, _flags, _ = ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
+    data, ancdata, _flags, _ = _recv_past_reset(
+        lambda: ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4)))
     if not data:
         os._exit(0)  # the server let this sandbox go unused
     fds = array.array("i")
@@ -166,9 +167,24 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None, runtime_pid: 
     return assignment, None
 
 
+_Received = TypeVar("_Received")
+
+
+def _recv_past_reset(receive: Callable[[], _Received]) -> _Received:
+    """A receive on the control socket that the server may have closed with our READY
+    (prestart.tell_ready) still unread in its queue: the kernel then reports ECONNRESET once,
+    before the messages it queued for us (its assignment, its `go`), which the next receive
+    returns. Without this, a runtime pre-started under load (the server's loop had not read
+    READY yet when it assigned the sandbox) failed its setup (exit SETUP_FAILED)."""
+    try:
+        return receive()
+    except ConnectionResetError:
+        return receive()  # the error is reported once (sock_error clears it)
+
+
 def _await_network(ctl: socket.socket) -> None:
     """Until the server's `go` (zygote.NetworkGate.open): the VPC path is there."""
-    if ctl.recv(16) != b"go":
+    if _recv_past_reset(lambda: ctl.recv(16)) != b"go":
         os._exit(SETUP_FAILED)  # the server gave up on this environment (EOF)
     ctl.close()
 

@@ -388,3 +388,17 @@ def test_node_runs_under_the_sandbox_seccomp_filter(server: LiveServer) -> None:
     _create(lam, "node-seccomp", "nodejs22.x", {"index.js": SECCOMP})
     _, result, _ = _invoke(lam, "node-seccomp")  # takes a sandbox whose node already runs
     assert sorted(line.split()[1] for line in result["status"]) == ["1", "2"], result
+
+
+def test_megabytes_of_utf8_in_and_out(server: LiveServer, runtime: str) -> None:
+    """The runtime's own HTTP client (runtime_client.mjs): an event and a response of several
+    MB, multi-byte characters split across reads, arrive whole."""
+    lam, name = server.lambda_(), f"big-{_tag(runtime)}"
+    _create(lam, name, runtime, {"index.js": (
+        "exports.handler = async (event) => ({ length: event.text.length, text: event.text });")})
+    text = "é€" * 700_000  # 3.5 MB of UTF-8 each way
+    resp = lam.invoke(FunctionName=name,
+                      Payload=json.dumps({"text": text}, ensure_ascii=False).encode())
+    body = json.loads(resp["Payload"].read())
+    assert "FunctionError" not in resp, str(body)[:300]
+    assert body["length"] == len(text) and body["text"] == text

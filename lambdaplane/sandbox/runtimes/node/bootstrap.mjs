@@ -6,12 +6,16 @@
 // AWS's error payloads (Runtime.ImportModuleError, Runtime.HandlerNotFound,
 // Runtime.UserCodeSyntaxError, Runtime.UnhandledPromiseRejection) and console lines as AWS
 // writes them: ISO timestamp, request id, level, message, tab-separated.
-import http from "node:http";
-import fs from "node:fs";
-import path from "node:path";
 import module, { createRequire } from "node:module";
-import { pathToFileURL } from "node:url";
+// Built-ins by require, not `import`: an ES module import of a built-in reads every one of its
+// exports (node:http's lazy WebSocket & co load undici: 20 to 65 ms of CPU on Node.js 22/24);
+// and HTTP is runtime_client.mjs's, over node:net (node:http costs more again to load and warm).
+const require = createRequire(import.meta.url);
+const fs = require("node:fs");
+const path = require("node:path");
+const { pathToFileURL } = require("node:url");
 import { logError, patchConsole, setRequestId, warmUpFormats } from "./console.mjs";
+import { fakeRuntimeApi, request as httpRequest, resetConnections } from "./runtime_client.mjs";
 
 // Pre-started (sandbox/prestart.py): node and this bootstrap are loaded before the function is
 // known. It then runs a function of its own once (warmUp), so that what a cold start runs after
@@ -43,11 +47,6 @@ let API_PORT = "9001";
 const API_PREFIX = "/2018-06-01/runtime";
 const NODE_MAJOR = Number(process.versions.node.split(".")[0]);
 const CALLBACKS_SUPPORTED = NODE_MAJOR < 24;
-let agent = newAgent();
-
-function newAgent() {
-  return new http.Agent({ keepAlive: true, maxSockets: 1 });
-}
 
 function configure() {
   TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
@@ -85,22 +84,7 @@ patchConsole(writeLine, process.env); // again once the function's environment i
 
 // --- the Runtime API -----------------------------------------------------------------------
 function request(method, urlPath, body, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(body);
-    const req = http.request({
-      host: API_HOST, port: Number(API_PORT), path: API_PREFIX + urlPath, method, agent,
-      headers: data === undefined ? headers
-        : { ...headers, "Content-Type": "application/json", "Content-Length": data.length },
-    }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers,
-        body: Buffer.concat(chunks).toString("utf8") }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end(data);
-  });
+  return httpRequest(API_HOST, API_PORT, method, API_PREFIX + urlPath, body, headers);
 }
 
 async function post(urlPath, payload, errorType) {
@@ -378,27 +362,13 @@ process.on("uncaughtException", (error) => {
 // (CommonJS) through the very functions a cold start uses; an ES module is imported too. Nothing
 // is written to the output, and nothing of it is left once it is done.
 async function warmUp() {
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      if (req.method === "GET") {
-        res.writeHead(200, { "Content-Type": "application/json",
-          "Lambda-Runtime-Aws-Request-Id": "warm-up",
-          "Lambda-Runtime-Deadline-Ms": String(Date.now() + 60000),
-          "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:warm-up" });
-        res.end('{"warm":"up"}');
-      } else {
-        res.writeHead(202, { "Content-Type": "application/json" });
-        res.end('{"status":"OK"}');
-      }
-    });
-  });
+  let api;
   try {
-    await new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", resolve);
-    });
-    [TASK_ROOT, API_HOST, API_PORT] = [WARM_UP_ROOT, "127.0.0.1", String(server.address().port)];
+    api = await fakeRuntimeApi(() => ({ "Lambda-Runtime-Aws-Request-Id": "warm-up",
+      "Lambda-Runtime-Deadline-Ms": String(Date.now() + 60000),
+      "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:warm-up" }),
+    '{"warm":"up"}');
+    [TASK_ROOT, API_HOST, API_PORT] = [WARM_UP_ROOT, "127.0.0.1", String(api.port)];
     const handler = await loadHandler("index.handler");
     for (let i = 0; i < 2; i++) await invokeOnce(handler);
     await import(pathToFileURL(path.join(WARM_UP_ROOT, "module.mjs")).href);
@@ -406,10 +376,8 @@ async function warmUp() {
   } catch {
     // a sandbox that cannot listen on its loopback still runs functions, only colder
   } finally {
-    agent.destroy();
-    agent = newAgent();
-    server.closeAllConnections?.();
-    await new Promise((resolve) => server.close(resolve));
+    resetConnections();
+    if (api) await api.close();
     currentRequestId = undefined;
     setRequestId(undefined);
     delete process.env._X_AMZN_TRACE_ID;

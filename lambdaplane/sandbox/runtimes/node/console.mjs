@@ -10,7 +10,11 @@
 // * AWS_LAMBDA_LOG_LEVEL (TRACE DEBUG INFO WARN ERROR FATAL): calls below it write nothing;
 //   console.fatal always writes.
 // console.log and console.info are INFO, console.trace TRACE (no stack trace, as on AWS).
-import util from "node:util";
+import { createRequire } from "node:module";
+
+// Built-ins by require, not `import`: importing one as an ES module reads every export of it
+// (bootstrap.mjs says why that is costly).
+const util = createRequire(import.meta.url)("node:util");
 
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 const METHODS = [["trace", "TRACE"], ["debug", "DEBUG"], ["info", "INFO"], ["log", "INFO"],
