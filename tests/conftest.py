@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import SLOW_CALLBACK_MS, LiveServer
+from tests.pg_server import PgServer
 
 
 # No botocore in a test (nor in the CLIs, servers and benches it starts) may look for credentials
@@ -77,3 +78,25 @@ def bench_all_quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator["PgServer"]:
+    """The session's own PostgreSQL (tests/pg_server.py): Unix socket in a temp dir, no TCP."""
+    from tests import pg_server as pg
+    if not pg.available():
+        pytest.skip("needs root, the postgres user and Debian's PostgreSQL 15")
+    with pg.pg_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Each store backend in turn: None (SQLite in the data dir) or a fresh PostgreSQL
+    database's URL, dropped after the test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("pg_server")
+    with server.database() as url:
+        yield url
