@@ -41,7 +41,30 @@ def host_cgroup2_options_put_back() -> Iterator[None]:
         _remount(after, list(before.options))
 
 
+# LP_TEST_DATABASE=postgresql: every live server of the run keeps its store in a PostgreSQL
+# database of its own (on the session's server, tests/pg_server.py) instead of SQLite
+_live_server_pg: list[PgServer] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def live_servers_on_postgresql() -> Iterator[None]:
+    if os.environ.get("LP_TEST_DATABASE") != "postgresql":
+        yield
+        return
+    from tests import pg_server as pg
+    with pg.pg_server() as pg_server:
+        _live_server_pg.append(pg_server)
+        try:
+            yield
+        finally:
+            _live_server_pg.clear()
+
+
 def live_server(tmp_path: Path, *args: str) -> Iterator[LiveServer]:
+    if _live_server_pg and "--database" not in args:
+        with _live_server_pg[0].database() as url:
+            yield from live_server(tmp_path, *args, "--database", url)
+        return
     server = LiveServer(tmp_path / "data", *args)
     try:
         server.start()
