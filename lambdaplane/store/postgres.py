@@ -24,7 +24,7 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.types.numeric import Int8Dumper
 
-from .dialect import POSTGRES_PRELUDE, PostgresDialect, TableColumns
+from .dialect import POSTGRES_PRELUDE, PostgresDialect, Statement, TableKeys
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -68,9 +68,12 @@ class _NumberLoader(Loader):
 
 
 class Cursor:
-    """What execute returns: fetchone/fetchall/iteration and rowcount."""
+    """What execute returns: fetchone/fetchall/iteration and rowcount (of the last statement
+    when a rewrite made two, store/dialect.py's REPLACE)."""
 
     def __init__(self, cur: psycopg.ClientCursor[Any]) -> None:
+        while cur.nextset():
+            pass
         self._cur = cur
         self.rowcount = cur.rowcount
 
@@ -97,33 +100,36 @@ class PgConnection:
         self.raw.adapters.register_loader("numeric", _NumberLoader)
         self.raw.row_factory = _row_factory
         self.total_changes = 0
-        self.dialect = PostgresDialect(self._table_columns)
-        self._columns: dict[str, TableColumns] = {}
+        self.dialect = PostgresDialect(self._table_keys)
+        self._keys: dict[str, TableKeys] = {}
         self.executescript(POSTGRES_PRELUDE, translate=False)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
         cur = self.raw.cursor()
         try:
-            cur.execute(self.dialect.statement(sql), tuple(parameters))  # type: ignore[arg-type]
+            statement = self.dialect.statement(sql)
+            cur.execute(statement.sql, _ordered(statement, parameters))  # type: ignore[arg-type]
         except psycopg.errors.IntegrityError as e:
             raise sqlite3.IntegrityError(str(e)) from e
         return self._counted(cur)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
-        rows = [tuple(p) for p in seq]
-        cur = self.raw.cursor()
-        if rows:
-            try:
-                cur.executemany(self.dialect.statement(sql), rows)  # type: ignore[arg-type]
-            except psycopg.errors.IntegrityError as e:
-                raise sqlite3.IntegrityError(str(e)) from e
-        return self._counted(cur)
+        """One execute per parameter row (a REPLACE is two statements in one query, which
+        psycopg's pipelined executemany cannot send); rowcount is their sum."""
+        total, last = 0, None
+        for parameters in seq:
+            last = self.execute(sql, parameters)
+            total += max(last.rowcount, 0)
+        if last is None:
+            return Cursor(self.raw.cursor())
+        last.rowcount = total
+        return last
 
     def executescript(self, sql: str, translate: bool = True) -> None:
         """DDL, no parameters; SQLite's types and collations rewritten."""
         text = self.dialect.script(sql) if translate else sql
         self.raw.execute(text.encode())  # bytes: not a %-format string
-        self._columns.clear()
+        self._keys.clear()
 
     def create_tables(self, scripts: list[str]) -> None:
         """Every module's schema script. PostgreSQL checks a reference when the table is
@@ -144,25 +150,36 @@ class PgConnection:
             pending = failed
 
     def _counted(self, cur: psycopg.ClientCursor[Any]) -> Cursor:
-        if cur.rowcount > 0 and cur.statusmessage and \
+        result = Cursor(cur)  # on the last statement's result
+        if result.rowcount > 0 and cur.statusmessage and \
                 cur.statusmessage.split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE"):
-            self.total_changes += cur.rowcount
-        return Cursor(cur)
+            self.total_changes += result.rowcount
+        return result
 
-    def _table_columns(self, table: str) -> TableColumns:
-        if table not in self._columns:
-            rows = self.raw.execute(
-                "SELECT a.attname, COALESCE(a.attnum = ANY(i.indkey), false) "
-                "FROM pg_attribute a LEFT JOIN pg_index i "
-                "ON i.indrelid = a.attrelid AND i.indisprimary "
-                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
-                "ORDER BY a.attnum", (table,)).fetchall()
-            self._columns[table] = (tuple(r[0] for r in rows if r[1]),
-                                    tuple(r[0] for r in rows))
-        return self._columns[table]
+    def _table_keys(self, table: str) -> TableKeys:
+        if table not in self._keys:
+            columns = self.raw.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table,)).fetchall()
+            unique = self.raw.execute(
+                "SELECT array_agg(a.attname ORDER BY k.i) FROM pg_index x "
+                "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, i) "
+                "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
+                "WHERE x.indrelid = %s::regclass AND x.indisunique "
+                "GROUP BY x.indexrelid ORDER BY bool_or(x.indisprimary) DESC, x.indexrelid",
+                (table,)).fetchall()
+            self._keys[table] = TableKeys(tuple(r[0] for r in columns),
+                                          tuple(tuple(r[0]) for r in unique))
+        return self._keys[table]
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _ordered(statement: Statement, parameters: Sequence[Any]) -> tuple[Any, ...]:
+    if statement.order is None:
+        return tuple(parameters)
+    return tuple(parameters[i] for i in statement.order)
 
 
 def _without_password(url: str) -> str:

@@ -14,10 +14,12 @@ import lambdaplane.store.events  # noqa: F401  (each registers its tables before
 import lambdaplane.store.hyperplane  # noqa: F401
 import lambdaplane.store.iam  # noqa: F401
 import lambdaplane.store.versions  # noqa: F401
+from lambdaplane.model.network_acls import AclAssociation, NetworkAcl
 from lambdaplane.store import migrations
 from lambdaplane.store.db import Database, IntegrityError
-from lambdaplane.store.dialect import PostgresDialect
+from lambdaplane.store.dialect import PostgresDialect, Statement, TableKeys
 from lambdaplane.store.ec2 import Ec2Store, Vpc
+from lambdaplane.store.ec2_network_acls import NetworkAclStore
 from lambdaplane.store.events import EventStore
 from lambdaplane.store.hyperplane import EniKey, HyperplaneEniRow, HyperplaneStore
 from lambdaplane.store.iam import EntityExists, IamStore, Role
@@ -45,6 +47,12 @@ def test_replace_updates_in_place_and_moves_last_ignore_keeps(db: Database) -> N
     assert store.tags() == {"vpc-1": {"a": "3", "b": "2"}}
     rows = db.conn.execute("SELECT key FROM ec2_tags ORDER BY rowid").fetchall()
     assert [r["key"] for r in rows] == ["b", "a"]  # REPLACE is a delete and an insert
+    acls = NetworkAclStore(db)  # a REPLACE conflicting on a UNIQUE column, not the key
+    for acl_id in ("acl-1", "acl-2"):
+        acls.add_acl(NetworkAcl(acl_id, "us-east-1", "vpc-1", False))
+    acls.associate(AclAssociation("aclassoc-1", "acl-1", "subnet-1"))
+    acls.associate(AclAssociation("aclassoc-2", "acl-2", "subnet-1"))
+    assert [(a.id, a.acl_id) for a in acls.associations()] == [("aclassoc-2", "acl-2")]
     store.mark_region("us-east-1")
     store.mark_region("us-east-1")  # INSERT OR IGNORE
     assert store.region_initialised("us-east-1")
@@ -143,17 +151,22 @@ def test_migrations_apply_once(tmp_path: Path, database_url: str | None) -> None
 
 
 def test_postgres_rewrites() -> None:
-    columns = {"ec2_tags": (("resource_id", "key"), ("resource_id", "key", "value", "rowid")),
-               "regions": (("region",), ("region", "rowid"))}
-    d = PostgresDialect(columns.__getitem__)
-    assert d.statement("INSERT OR REPLACE INTO ec2_tags VALUES (?,?,?)") == (
-        "INSERT INTO ec2_tags VALUES (%s,%s,%s) ON CONFLICT (resource_id, key) "
-        "DO UPDATE SET value=EXCLUDED.value, rowid=DEFAULT")
-    assert d.statement("INSERT OR REPLACE INTO ec2_tags (resource_id, key) VALUES (?, ?)") \
-        .endswith("ON CONFLICT (resource_id, key) DO UPDATE SET rowid=DEFAULT")
-    assert d.statement("insert or ignore into regions values (?)") == \
+    tables = {"acl_assoc": TableKeys(("id", "acl_id", "subnet_id", "rowid"),
+                                     (("id",), ("subnet_id",))),
+              "regions": TableKeys(("region", "rowid"), (("region",),))}
+    d = PostgresDialect(tables.__getitem__)
+    replace = d.statement("INSERT OR REPLACE INTO acl_assoc VALUES (?,?,?)")
+    assert replace.sql == ("DELETE FROM acl_assoc WHERE (id = %s) OR (subnet_id = %s); "
+                           "INSERT INTO acl_assoc VALUES (%s,%s,%s)")
+    assert replace.order == (0, 2, 0, 1, 2)
+    assert d.statement("INSERT OR REPLACE INTO acl_assoc (subnet_id, acl_id) VALUES (?, ?)") \
+        == Statement("DELETE FROM acl_assoc WHERE (subnet_id = %s); "
+                     "INSERT INTO acl_assoc (subnet_id, acl_id) VALUES (%s, %s)", (0, 0, 1))
+    with pytest.raises(ValueError):
+        d.statement("INSERT OR REPLACE INTO acl_assoc VALUES (?, 'x', ?)")
+    assert d.statement("insert or ignore into regions values (?)").sql == \
         "INSERT INTO regions values (%s) ON CONFLICT DO NOTHING"
-    assert d.statement("SELECT '?%' || ? WHERE a IS NOT ? AND b IS ? AND c LIKE 'x%'") == \
+    assert d.statement("SELECT '?%' || ? WHERE a IS NOT ? AND b IS ? AND c LIKE 'x%'").sql == \
         "SELECT '?%%' || %s WHERE a IS DISTINCT FROM %s AND b IS NOT DISTINCT FROM %s " \
         "AND c LIKE 'x%%'"
     with pytest.raises(ValueError):
