@@ -14,7 +14,9 @@ write SQLite's dialect (the embedded default); `PostgresDialect` rewrites each s
   `COLLATE "C"` (SQLite's BINARY: names sort by bytes whatever the database's locale);
 - `IS NOT ?` / `IS ?` (SQLite's null-safe comparison) → `IS [NOT] DISTINCT FROM`;
 - every table gets SQLite's implicit `rowid` as a last column (an identity), so `ORDER BY
-  rowid` (insertion order) and positional `INSERT … VALUES` read and write as on SQLite;
+  rowid` (insertion order) reads as on SQLite; an `INSERT … VALUES` without a column list
+  gets the table's columns named (without rowid), so it still fits after a migration's
+  `ADD COLUMN` (which PostgreSQL puts after rowid);
 - `BEGIN IMMEDIATE` → `BEGIN`; PRAGMAs are SQLite's alone (`Dialect.open_pragmas`).
 
 `json_extract(doc, '$.a.b')` exists on both: SQLite's JSON1, and a SQL function that
@@ -46,6 +48,8 @@ _NOCASE = re.compile(r"\bTEXT((?:\s+(?:PRIMARY\s+KEY|NOT\s+NULL|UNIQUE))*)\s+COL
 _NULL_SAFE = [(re.compile(r"\bIS\s+NOT\s+\?", re.IGNORECASE), "IS DISTINCT FROM ?"),
               (re.compile(r"\bIS\s+\?", re.IGNORECASE), "IS NOT DISTINCT FROM ?")]
 _TEXT = re.compile(r"\bTEXT\b(?!\s+COLLATE)", re.IGNORECASE)
+_POSITIONAL_INSERT = re.compile(r"^\s*INSERT\s+(OR\s+\w+\s+)?INTO\s+(\w+)(?=\s+VALUES\b)",
+                                re.IGNORECASE)
 _VALUES = re.compile(r"\bVALUES\s*\(([\s?,]*)\)\s*;?\s*$", re.IGNORECASE)
 _DDL = [
     (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b", re.IGNORECASE),
@@ -104,6 +108,11 @@ class PostgresDialect(Dialect):
         return _with_rowid("".join(out))
 
     def _statement(self, sql: str) -> Statement:
+        positional = _POSITIONAL_INSERT.match(sql)
+        if positional:  # name the columns: a migration's ADD COLUMN lands after rowid here
+            columns = [c for c in self._table_keys(positional.group(2)).columns if c != ROWID]
+            sql = sql[:positional.end(2)] + f" ({', '.join(columns)})" + \
+                sql[positional.end(2):]
         m = _INSERT_OR.match(sql)
         if not m:
             return Statement(_placeholders(sql.rstrip().rstrip(";")))

@@ -16,6 +16,7 @@ float, as SQLite returns them.
 seen in it; with one server per database that is every write."""
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -25,6 +26,9 @@ from psycopg.adapt import Loader
 from psycopg.types.numeric import Int8Dumper
 
 from .dialect import POSTGRES_PRELUDE, PostgresDialect, Statement, TableKeys
+
+
+_DDL_VERBS = re.compile(r"\s*(ALTER|CREATE|DROP)\s", re.IGNORECASE)
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -111,6 +115,8 @@ class PgConnection:
             cur.execute(statement.sql, _ordered(statement, parameters))  # type: ignore[arg-type]
         except psycopg.errors.IntegrityError as e:
             raise sqlite3.IntegrityError(str(e)) from e
+        if _DDL_VERBS.match(sql):
+            self._forget_tables()
         return self._counted(cur)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
@@ -129,7 +135,12 @@ class PgConnection:
         """DDL, no parameters; SQLite's types and collations rewritten."""
         text = self.dialect.script(sql) if translate else sql
         self.raw.execute(text.encode())  # bytes: not a %-format string
+        self._forget_tables()
+
+    def _forget_tables(self) -> None:
+        """After DDL: statements rewritten from the old columns are rewritten again."""
         self._keys.clear()
+        self.dialect.statement.cache_clear()
 
     def create_tables(self, scripts: list[str]) -> None:
         """Every module's schema script. PostgreSQL checks a reference when the table is
@@ -184,5 +195,4 @@ def _ordered(statement: Statement, parameters: Sequence[Any]) -> tuple[Any, ...]
 
 def _without_password(url: str) -> str:
     """The URL for a message: a password in it is replaced by ***."""
-    import re
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
