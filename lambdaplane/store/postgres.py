@@ -106,7 +106,6 @@ class PgConnection:
         self.total_changes = 0
         self.dialect = PostgresDialect(self._table_keys)
         self._keys: dict[str, TableKeys] = {}
-        self.executescript(POSTGRES_PRELUDE, translate=False)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
         cur = self.raw.cursor()
@@ -143,9 +142,11 @@ class PgConnection:
         self.dialect.statement.cache_clear()
 
     def create_tables(self, scripts: list[str]) -> None:
-        """Every module's schema script. PostgreSQL checks a reference when the table is
+        """The prelude (store/dialect.py), then every module's schema script (under the
+        caller's schema lock). PostgreSQL checks a reference when the table is
         created (SQLite when a row is written): a script naming a table of a module
         registered later waits for a later pass (each script is one transaction)."""
+        self.executescript(POSTGRES_PRELUDE, translate=False)
         pending = list(scripts)
         while pending:
             failed: list[str] = []

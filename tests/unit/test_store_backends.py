@@ -6,6 +6,7 @@ relies on, schema migrations, and state that outlives a reopen. The SQL rewrites
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,18 @@ def test_positional_insert_after_add_column(db: Database) -> None:
     db.conn.execute("INSERT INTO ec2_regions VALUES (?, ?)", ("r2", "second"))
     rows = db.conn.execute("SELECT region, note FROM ec2_regions ORDER BY rowid").fetchall()
     assert [tuple(r) for r in rows] == [("r1", None), ("r2", "second")]
+
+
+def test_two_servers_opening_one_new_database_create_it_once(tmp_path: Path,
+                                                             database_url: str | None) -> None:
+    if database_url is None:
+        pytest.skip("one SQLite file belongs to one data dir (its lock)")
+    with ThreadPoolExecutor(2) as pool:  # the advisory lock orders them
+        opened = list(pool.map(lambda d: Database.open(tmp_path / d, database_url), "ab"))
+    try:
+        assert [migrations.applied(d) for d in opened] == [[], []]
+        Ec2Store(opened[0]).mark_region("us-east-1")
+        assert Ec2Store(opened[1]).region_initialised("us-east-1")
+    finally:
+        for d in opened:
+            d.close()
