@@ -6,6 +6,8 @@ VENV := .venv
 APT_PACKAGES := nftables libnftables1 conntrack iproute2 python3-venv curl postgresql procps iperf3
 # the sandboxes' seccomp filter is compiled by libseccomp (sandbox/seccomp_profile.py)
 APT_PACKAGES += python3-seccomp
+# psycopg (the PostgreSQL store, store/postgres.py) loads Debian's libpq
+APT_PACKAGES += libpq5
 # the console's libraries (npm) and its browser test (headless Chromium driven by selenium)
 APT_PACKAGES += nodejs chromium chromium-driver
 ARGS ?=

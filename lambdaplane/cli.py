@@ -39,7 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
                         internet_netns=args.internet_netns, public_cidr=args.public_cidr,
                         nat_connections_per_destination=args.nat_connection_limit,
                         dns_upstreams=tuple(args.dns_upstream or ()),
-                        nat_idle_timeout_s=args.nat_idle_timeout)
+                        nat_idle_timeout_s=args.nat_idle_timeout,
+                        database=args.database or "")
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -153,6 +154,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4747)
     s.add_argument("--data-dir", default="/var/lib/lambdaplane")
+    s.add_argument("--database", metavar="URL",
+                   help="keep the store in PostgreSQL: postgresql://USER@HOST/DB, or over a "
+                        "Unix socket postgresql:///DB?host=/run/postgresql (default: SQLite "
+                        "in the data dir; docs/postgresql.md)")
     s.add_argument("--account-id", default="000000000000")
     s.add_argument("--no-uplink", action="store_true",
                    help="sandboxes of non-VPC functions get no path out of the host, nor do "

@@ -69,6 +69,9 @@ class Settings:
     dns_upstreams: tuple[str, ...] = ()
     # Testing knob: a NAT gateway's idle timeout of established TCP flows (AWS: 350 s)
     nat_idle_timeout_s: int = 350
+    # The store: "" = SQLite in the data dir; a postgresql:// URL = that PostgreSQL database
+    # (store/postgres.py, docs/postgresql.md)
+    database: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -89,6 +92,9 @@ class Settings:
             raise ValueError("public_cidr must be an IPv4 CIDR block") from None
         if self.instance and not re.fullmatch(r"[a-z0-9]{3}", self.instance):
             raise ValueError("instance must be 3 characters of [a-z0-9]")
+        if self.database and not re.match(r"postgres(ql)?://", self.database):
+            raise ValueError("--database must be a postgresql:// URL (without it the store is "
+                             "SQLite in the data dir)")
 
     def ensure_instance(self) -> str:
         """The instance id lives in the data dir so `clean` finds the same one later."""

@@ -15,7 +15,7 @@ from . import datadir_lock
 from .config import Settings
 from .net.executor import NetThread
 from .net.names import Names
-from .store.db import Database
+from .store.db import Database, DatabaseUnavailable
 
 log = logging.getLogger("lambdaplane")
 
@@ -41,7 +41,7 @@ class Platform:
         # no --internet-netns, uplink on: the VPC gateways' internet is the host's uplink
         self.host_internet = HostInternet(settings, self.names, self.net) \
             if adopt(settings, self.names) else None
-        self.db = Database.open(settings.data_dir)
+        self.db = Database.open(settings.data_dir, settings.database or None)
         self.vpc = VpcService(settings, self.names, self.db, self.net)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.functions = FunctionService(settings, self.db, self.environments)
@@ -184,6 +184,9 @@ async def serve(settings: Settings) -> None:
     try:
         platform = Platform(settings)
         await platform.start()
+    except DatabaseUnavailable as e:
+        data_lock.release()
+        raise SystemExit(f"lambdaplane serve: {e}") from None
     except BaseException:
         data_lock.release()
         raise

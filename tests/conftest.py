@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import SLOW_CALLBACK_MS, LiveServer
+from tests.pg_server import PgServer
 
 
 # No botocore in a test (nor in the CLIs, servers and benches it starts) may look for credentials
@@ -40,7 +41,30 @@ def host_cgroup2_options_put_back() -> Iterator[None]:
         _remount(after, list(before.options))
 
 
+# LP_TEST_DATABASE=postgresql: every live server of the run keeps its store in a PostgreSQL
+# database of its own (on the session's server, tests/pg_server.py) instead of SQLite
+_live_server_pg: list[PgServer] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def live_servers_on_postgresql() -> Iterator[None]:
+    if os.environ.get("LP_TEST_DATABASE") != "postgresql":
+        yield
+        return
+    from tests import pg_server as pg
+    with pg.pg_server() as pg_server:
+        _live_server_pg.append(pg_server)
+        try:
+            yield
+        finally:
+            _live_server_pg.clear()
+
+
 def live_server(tmp_path: Path, *args: str) -> Iterator[LiveServer]:
+    if _live_server_pg and "--database" not in args:
+        with _live_server_pg[0].database() as url:
+            yield from live_server(tmp_path, *args, "--database", url)
+        return
     server = LiveServer(tmp_path / "data", *args)
     try:
         server.start()
@@ -77,3 +101,25 @@ def bench_all_quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator["PgServer"]:
+    """The session's own PostgreSQL (tests/pg_server.py): Unix socket in a temp dir, no TCP."""
+    from tests import pg_server as pg
+    if not pg.available():
+        pytest.skip("needs root, the postgres user and Debian's PostgreSQL 15")
+    with pg.pg_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Each store backend in turn: None (SQLite in the data dir) or a fresh PostgreSQL
+    database's URL, dropped after the test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("pg_server")
+    with server.database() as url:
+        yield url

@@ -143,14 +143,17 @@ class FunctionStore:
 
     def reserved_total(self, region: str, excluding: str | None = None) -> int:
         row = self.db.conn.execute(
-            "SELECT COALESCE(SUM(json_extract(record, '$.reserved_concurrency')), 0) AS total "
+            "SELECT COALESCE(SUM(CAST(json_extract(record, '$.reserved_concurrency') AS BIGINT)), 0) "
+            "AS total "
             "FROM functions WHERE region=? AND name IS NOT ?", (region, excluding)).fetchone()
         return int(row["total"])
 
     def usage(self, region: str) -> tuple[int, int]:
         """(function count, total code size) in a region."""
         row = self.db.conn.execute(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(record, '$.code_size')), 0) AS size "
+            "SELECT COUNT(*) AS n, "
+            "COALESCE(SUM(CAST(json_extract(record, '$.code_size') AS BIGINT)), 0) "
+            "AS size "
             "FROM functions WHERE region=?", (region,)).fetchone()
         return int(row["n"]), int(row["size"])
 

@@ -119,7 +119,9 @@ class VersionStore:
     def usage(self, region: str) -> tuple[int, int]:
         """(version count, their code size) in a region."""
         row = self.db.conn.execute(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(record, '$.code_size')), 0) AS size "
+            "SELECT COUNT(*) AS n, "
+            "COALESCE(SUM(CAST(json_extract(record, '$.code_size') AS BIGINT)), 0) "
+            "AS size "
             "FROM function_versions WHERE region=?", (region,)).fetchone()
         return int(row["n"]), int(row["size"])
 

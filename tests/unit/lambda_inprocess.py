@@ -121,7 +121,7 @@ class InProcessLambda:
     async def _start(self) -> None:
         settings = Settings(data_dir=self.data_dir, port=self.port, instance="uts",
                             **self.settings_overrides)
-        db = Database.open(settings.data_dir)
+        db = Database.open(settings.data_dir, settings.database or None)
         environments = FakeEnvironments()
         functions = FunctionService(settings, db, environments)
         invoker = Invoker(settings, db, functions, environments)

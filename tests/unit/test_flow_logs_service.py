@@ -2,6 +2,7 @@
 errors, filters, deletion, and flow logs that go with their resource."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,13 @@ VPC, SUBNET = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0"
 
 
 @pytest.fixture
-def flow_logs(tmp_path: Path) -> FlowLogs:
-    db = Database.open(tmp_path)
+def flow_logs(tmp_path: Path, database_url: str | None) -> Iterator[FlowLogs]:
+    db = Database.open(tmp_path, database_url)
     store = Ec2Store(db)
     store.add_vpc(Vpc(VPC, REGION, "10.0.0.0/16", False))
     store.add_subnet(Subnet(SUBNET, REGION, VPC, "10.0.1.0/24", "us-east-1a", False))
-    return FlowLogs(db, "000000000000")
+    yield FlowLogs(db, "000000000000")
+    db.close()
 
 
 def _params(**extra: object) -> dict:

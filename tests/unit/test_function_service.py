@@ -1,5 +1,5 @@
 """service/functions.py (with function_config.py and function_lifecycle.py) against a real
-SQLite store and code dir; execution is a fake that records which functions were retired."""
+store (SQLite and PostgreSQL: the `database_url` fixture) and code dir; execution is a fake that records which functions were retired."""
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +32,8 @@ def _params(name: str = "f1", **extra) -> dict:
 
 
 @pytest.fixture
-async def service(tmp_path: Path):
-    db = Database.open(tmp_path)
+async def service(tmp_path: Path, database_url: str | None):
+    db = Database.open(tmp_path, database_url)
     svc = FunctionService(Settings(data_dir=tmp_path), db, RetireRecorder())
     await svc.start()
     yield svc
@@ -180,14 +180,14 @@ async def test_reserved_concurrency_keeps_100_unreserved(service):
     assert service.get(REGION, "a").reserved_concurrency is None
 
 
-async def test_restart_keeps_functions(tmp_path):
-    db = Database.open(tmp_path)
+async def test_restart_keeps_functions(tmp_path, database_url):
+    db = Database.open(tmp_path, database_url)
     svc = FunctionService(Settings(data_dir=tmp_path), db, RetireRecorder())
     await svc.start()
     created = await svc.create(REGION, _params(Environment={"Variables": {"KEEP": "me"}}))
     await svc.stop()
     db.close()
-    db = Database.open(tmp_path)
+    db = Database.open(tmp_path, database_url)
     again = FunctionService(Settings(data_dir=tmp_path), db, RetireRecorder())
     await again.start()
     try:

@@ -30,8 +30,9 @@ def _server(tmp_path: Path, **overrides) -> Iterator[InProcessLambda]:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[InProcessLambda]:
-    yield from _server(tmp_path, event_retry_delays_s=(0.05, 0.05))
+def api(tmp_path: Path, database_url: str | None) -> Iterator[InProcessLambda]:
+    yield from _server(tmp_path, event_retry_delays_s=(0.05, 0.05),
+                       database=database_url or "")
 
 
 def _create(lam, name: str = "f1") -> None:

@@ -18,8 +18,8 @@ ROLE = "arn:aws:iam::000000000000:role/lambda"
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[InProcessLambda]:
-    server = InProcessLambda(tmp_path / "data")
+def api(tmp_path: Path, database_url: str | None) -> Iterator[InProcessLambda]:
+    server = InProcessLambda(tmp_path / "data", {"database": database_url or ""})
     server.start()
     try:
         yield server

@@ -18,8 +18,8 @@ from tests.unit.test_function_service import REGION, RetireRecorder, _params, _s
 
 
 @pytest.fixture
-async def service(tmp_path: Path):
-    db = Database.open(tmp_path)
+async def service(tmp_path: Path, database_url: str | None):
+    db = Database.open(tmp_path, database_url)
     svc = FunctionService(Settings(data_dir=tmp_path), db, RetireRecorder())
     await svc.start()
     yield svc

@@ -41,8 +41,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    db = Database.open(tmp_path)
+def world(tmp_path: Path, database_url: str | None) -> Iterator[World]:
+    db = Database.open(tmp_path, database_url)
     svc = VpcService(Settings(data_dir=tmp_path), Names("u00"), db, None)  # type: ignore[arg-type]
     svc.ensure_region(REGION)
     yield World(svc)
