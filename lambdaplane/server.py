@@ -92,6 +92,7 @@ class Platform:
         from .service.kernel_watch import KernelWatch
         self.kernel_watch = KernelWatch(
             self.names, self.net, self.environments, self._repair_drift,
+            self.vpc.reconciler.reconcile_worker,
             lambda: {self.names.vpc_netns(v.id) for v in self.vpc.store.vpcs()},
             hyperplane=settings.vpc_mode != "legacy")
         self._components.append(self.kernel_watch)
@@ -120,7 +121,7 @@ class Platform:
         """What the drift-repair timer runs (service/hyperplane.py), run now."""
         if self.settings.vpc_mode != "legacy":
             return await self.hyperplane.repair()
-        return [c for changes in (await self.reconcile()).values() for c in changes]
+        return await self.vpc.reconcile(verify=True)  # the worker step too
 
     async def reconcile(self) -> dict[str, list[str]]:
         """Run every component's reconciler once (those that have one); what each changed.
