@@ -22,8 +22,9 @@ Watched, and how each is healed:
 - the pool's ready sandboxes whose namespace name is gone: dropped and rebuilt by the pool;
 - the shared `lambdaplane` cpu group's weight (cgroups.weigh_functions_parent), for a group
   made anew by another instance.
-Not watched: the root namespace's uplink table (`serve` without --no-uplink); the drift
-repair's own objects inside a VPC namespace (its timer repairs those).
+- the uplink (`serve` without --no-uplink): its veth and the root namespace's table — the
+  reconciler's worker step puts them back, as for the worker's tables.
+Not watched: the drift repair's own objects inside a VPC namespace (its timer repairs those).
 
 Owns: the watch loop, the held worker-namespace handle, and the record of what it noticed and
 healed (`stats`: the server's status and /metrics)."""
@@ -41,13 +42,14 @@ from dataclasses import asdict, dataclass
 from ..net import nft, ns
 from ..net.executor import NetThread
 from ..net.names import Names
+from ..net.netlink import Netlink
 from ..sandbox import cgroups
 from ..sandbox.cgroup_tree import CGROUP_ROOT
 
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
-KINDS = ("worker_netns", "worker_nft", "vpc_netns", "cgroup", "sandbox_netns")
+KINDS = ("worker_netns", "worker_nft", "vpc_netns", "cgroup", "sandbox_netns", "uplink")
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,9 @@ class KernelWatch:
             noticed.append(await self._name_worker_again())
         # behind any cold start's kernel work (the listing takes ~1-2 ms of the net thread)
         lost_tables = await self.net.run_background(self._missing_worker_tables)
-        if lost_tables:
-            noticed.append(await self._repair_worker(lost_tables))
+        lost_uplink = await self.net.run_background(self._missing_uplink)
+        if lost_tables or lost_uplink:
+            noticed += await self._repair_worker(lost_tables, lost_uplink)
         need_repair = bool(lost_tables)
         vpcs = self._vanished_vpcs()
         need_repair = need_repair or bool(vpcs)
@@ -194,15 +197,29 @@ class KernelWatch:
             wanted.add(("ip", self.names.steer_table))
         return sorted(f"{family} {name}" for family, name in wanted - have)
 
-    async def _repair_worker(self, lost: list[str]) -> Healing:
-        """The reconciler's worker step, now: the isolation table is back before the full
-        repair that follows puts back what hangs on it."""
+    def _missing_uplink(self) -> list[str]:
+        """NetThread. With the uplink: its host end and the root namespace's table, if gone."""
+        if not getattr(self.environments.worker, "uplink", False):  # type: ignore[attr-defined]
+            return []
+        missing = []
+        with Netlink() as root:
+            if root.index(self.names.uplink_host) is None:
+                missing.append(self.names.uplink_host)
+        if ("inet", self.names.nft_table) not in nft.tables(self.names.nft_table, None):
+            missing.append(f"inet {self.names.nft_table} (root namespace)")
+        return missing
+
+    async def _repair_worker(self, tables: list[str], uplink: list[str]) -> list[Healing]:
+        """The reconciler's worker step, now: the isolation table (and the uplink) are back
+        before the full repair that follows puts back what hangs on them."""
+        lost = [("worker_nft", tables), ("uplink", uplink)]
         try:
             done = await self.repair_worker()
         except (nft.NftError, OSError) as e:
-            return self._record("worker_nft", ", ".join(lost), False, str(e))
-        return self._record("worker_nft", ", ".join(lost), True,
-                            "; ".join(done + ["exits and steering by the repair"]))
+            return [self._record(kind, ", ".join(names), False, str(e))
+                    for kind, names in lost if names]
+        detail = "; ".join(done + (["exits and steering by the repair"] if tables else []))
+        return [self._record(kind, ", ".join(names), True, detail) for kind, names in lost if names]
 
     # VPC namespaces ----------------------------------------------------------------------
     def _vanished_vpcs(self) -> list[str]:
