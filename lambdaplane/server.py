@@ -118,10 +118,10 @@ class Platform:
         self.db.close()
 
     async def _repair_drift(self) -> list[str]:
-        """What the drift-repair timer runs (service/hyperplane.py), run now."""
+        """What the drift-repair timer runs (service/hyperplane.py, service/legacy.py), now."""
         if self.settings.vpc_mode != "legacy":
             return await self.hyperplane.repair()
-        return await self.vpc.reconcile(verify=True)  # the worker step too
+        return await self.legacy.reconcile()
 
     async def reconcile(self) -> dict[str, list[str]]:
         """Run every component's reconciler once (those that have one); what each changed.
