@@ -92,6 +92,7 @@ class Platform:
         from .service.kernel_watch import KernelWatch
         self.kernel_watch = KernelWatch(
             self.names, self.net, self.environments, self._repair_drift,
+            self.vpc.reconciler.reconcile_worker,
             lambda: {self.names.vpc_netns(v.id) for v in self.vpc.store.vpcs()},
             hyperplane=settings.vpc_mode != "legacy")
         self._components.append(self.kernel_watch)
@@ -117,10 +118,10 @@ class Platform:
         self.db.close()
 
     async def _repair_drift(self) -> list[str]:
-        """What the drift-repair timer runs (service/hyperplane.py), run now."""
+        """What the drift-repair timer runs (service/hyperplane.py, service/legacy.py), now."""
         if self.settings.vpc_mode != "legacy":
             return await self.hyperplane.repair()
-        return [c for changes in (await self.reconcile()).values() for c in changes]
+        return await self.legacy.reconcile()
 
     async def reconcile(self) -> dict[str, list[str]]:
         """Run every component's reconciler once (those that have one); what each changed.

@@ -177,7 +177,7 @@ def reconcile_worker(names: Names, uplink: bool, api_port: int = RUNTIME_API_POR
     namespace itself is made by the execution environments' start and its name given back by
     service/kernel_watch.py; absent, nothing is done here. The sets' elements (exits, IPv6
     sandboxes) a re-applied table loses are the Hyperplane reconcile's to put back, after this.
-    Not reconciled: the uplink veth and the root namespace's table (as at setup only)."""
+    With `uplink`: the uplink veth and the root namespace's table too (_reconcile_uplink)."""
     netns = names.worker_netns
     if not ns.exists(netns):
         return []
@@ -193,12 +193,61 @@ def reconcile_worker(names: Names, uplink: bool, api_port: int = RUNTIME_API_POR
             nl.set_up(lo.index)
             changes.append(f"set lo up in {netns}")
     script = worker_ruleset(names, uplink, api_port)
-    current = nft.list_text(f"table inet {names.nft_table}", netns) or ""
-    found = _COMMENT.search(current)
-    if not found or script.find(f'comment "{found.group(1)}"') < 0 or \
-            _chain_shape(current) != _chain_shape(script):
+    if not _table_matches(script, nft.list_text(f"table inet {names.nft_table}", netns)):
         nft.apply(script, netns)
         changes.append(f"applied the isolation table in {netns}")
+    if uplink:
+        changes += _reconcile_uplink(names)
+    return changes
+
+
+def _table_matches(script: str, current: str | None) -> bool:
+    """Whether the listed table (`current`, None: absent) is the one `script` makes: its
+    fingerprint comment, and no rule or chain deleted by hand."""
+    found = _COMMENT.search(current or "")
+    return found is not None and script.find(f'comment "{found.group(1)}"') >= 0 and \
+        _chain_shape(current or "") == _chain_shape(script)
+
+
+def _reconcile_uplink(names: Names) -> list[str]:
+    """Put back the uplink as WorkerNet._setup_uplink makes it: the veth (both ends go
+    together), its /30 on each end, both ends up, the worker's default route through it, and
+    the root namespace's table (by fingerprint; the host's attached networks read anew). The
+    host's forwarding is switched on, and recorded, at setup only."""
+    plan = UplinkPlan.for_instance(names.instance)
+    netns, host_end = names.worker_netns, names.uplink_host
+    changes: list[str] = []
+    with Netlink() as root:
+        link = root.link(host_end)
+        if link is None:
+            with Netlink(netns) as nl:  # a worker end left alone (moved in by hand): replaced
+                nl.delete_link(UPLINK_WORKER_IFNAME)
+            root.add_veth(host_end, UPLINK_WORKER_IFNAME, peer_netns=netns)
+            changes.append(f"made the uplink {host_end}")
+        if (plan.host_address, 30) not in root.addresses(host_end):
+            root.add_address(host_end, plan.host_address, 30)
+            changes.append(f"added {plan.host_address}/30 to {host_end}")
+        if link is None or not link.up:
+            root.set_up(host_end)
+            if link is not None:
+                changes.append(f"set {host_end} up")
+    with Netlink(netns) as nl:
+        inner = nl.link(UPLINK_WORKER_IFNAME)
+        assert inner is not None  # the veth's peer, in the worker since it was made
+        if (plan.worker_address, 30) not in nl.addresses(inner.index):
+            nl.add_address(inner.index, plan.worker_address, 30)
+            changes.append(f"added {plan.worker_address}/30 to {UPLINK_WORKER_IFNAME} "
+                           f"in {netns}")
+        if not inner.up:
+            nl.set_up(inner.index)
+            changes.append(f"set {UPLINK_WORKER_IFNAME} up in {netns}")
+        if ("", 0, inner.index, plan.host_address) not in nl.routes():
+            nl.add_route("0.0.0.0/0", inner.index, gateway=plan.host_address)
+            changes.append(f"added the default route via {plan.host_address} in {netns}")
+    script = host_ruleset(names, plan, host_attached_networks(names))
+    if not _table_matches(script, nft.list_text(f"table inet {names.nft_table}", None)):
+        nft.apply(script, None)
+        changes.append(f"applied the uplink table {names.nft_table} in the root namespace")
     return changes
 
 
@@ -211,10 +260,7 @@ def host_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...] 
     table = table or names.nft_table
     blocked = ", ".join(BLOCKED_DESTINATIONS + host_networks)
     up = f'"{host_link or names.uplink_host}"'
-    return (
-        f"table inet {table}\n"
-        f"delete table inet {table}\n"
-        f"table inet {table} {{\n"
+    body = (
         f"    chain input {{\n"
         f"        type filter hook input priority filter; policy accept;\n"
         f"        iifname {up} ct state established,related accept\n"
@@ -230,8 +276,14 @@ def host_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...] 
         f"    chain postrouting {{\n"
         f"        type nat hook postrouting priority srcnat; policy accept;\n"
         f"        ip saddr {plan.network} oifname != {up} masquerade\n"
-        f"    }}\n"
-        f"}}\n")
+        f"    }}\n")
+    # its fingerprint, as the worker's table has one: reconcile_worker's drift check
+    return (f"table inet {table}\n"
+            f"delete table inet {table}\n"
+            f"table inet {table} {{\n"
+            f'    comment "{ruleset_fingerprint(body)}"\n'
+            f"{body}"
+            f"}}\n")
 
 
 @dataclass

@@ -10,7 +10,7 @@ The tree:
   policy routing (net/gateways.py), derived from the same snapshot;
 - `gateways6`: per IPv6 VPC its IPv6 routing and egress-only gateway rule (net/gateways6.py);
 - `worker`: the worker namespace's own state (net/worker.py: sysctls, `lo`, the isolation
-  table);
+  table, and with `uplink` the uplink veth and the root namespace's table);
 - `hyperplane`: the Hyperplane planes, ENIs and (when given) steering attachments
   (net/hyperplane/), present only when the Hyperplane service asks for a run (start, drift
   repair): its rows and attachments are its live state, under its lock."""

@@ -9,8 +9,10 @@ Watched, and how each is healed:
 - the worker namespace's name (`lp<i>-w`): the namespace itself lives on (the Runtime API
   listener, every sandbox veth and the pool's netlink handle hold it), so the name is given
   back to the very same namespace from a handle held since start — nothing inside is lost;
-- the worker's nft tables (sandbox isolation, Hyperplane steering): the isolation table is
-  applied again, then the drift repair puts back its exits and the steering;
+- the worker's nft tables (sandbox isolation, Hyperplane steering): the one reconciler
+  (service/reconciler.py), whose worker step owns the worker namespace's objects, runs that
+  step at once (`repair_worker`: the isolation table applied again), then the drift repair
+  puts back its exits and the steering; nothing here writes a kernel object itself;
 - each stored VPC's namespace (`lp<i>-vpc-*`): the drift repair makes it anew with its ports,
   planes and routes (missing on two looks in a row, so a VPC being created or deleted right
   now is not taken for one that vanished);
@@ -20,8 +22,9 @@ Watched, and how each is healed:
 - the pool's ready sandboxes whose namespace name is gone: dropped and rebuilt by the pool;
 - the shared `lambdaplane` cpu group's weight (cgroups.weigh_functions_parent), for a group
   made anew by another instance.
-Not watched: the root namespace's uplink table (`serve` without --no-uplink); the drift
-repair's own objects inside a VPC namespace (its timer repairs those).
+- the uplink (`serve` without --no-uplink): its veth and the root namespace's table — the
+  reconciler's worker step puts them back, as for the worker's tables.
+Not watched: the drift repair's own objects inside a VPC namespace (its timer repairs those).
 
 Owns: the watch loop, the held worker-namespace handle, and the record of what it noticed and
 healed (`stats`: the server's status and /metrics)."""
@@ -39,14 +42,14 @@ from dataclasses import asdict, dataclass
 from ..net import nft, ns
 from ..net.executor import NetThread
 from ..net.names import Names
-from ..net.worker import worker_ruleset
+from ..net.netlink import Netlink
 from ..sandbox import cgroups
 from ..sandbox.cgroup_tree import CGROUP_ROOT
 
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
-KINDS = ("worker_netns", "worker_nft", "vpc_netns", "cgroup", "sandbox_netns")
+KINDS = ("worker_netns", "worker_nft", "vpc_netns", "cgroup", "sandbox_netns", "uplink")
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,14 @@ class WatchedState:
 class KernelWatch:
     def __init__(self, names: Names, net: NetThread, environments: object,
                  repair: Callable[[], Awaitable[list[str]]],
+                 repair_worker: Callable[[], Awaitable[list[str]]],
                  vpc_netns: Callable[[], set[str]], hyperplane: bool,
                  interval_s: float = WATCH_INTERVAL_S) -> None:
         self.names = names
         self.net = net
         self.environments = environments  # sandbox/environments.py ExecutionEnvironments
-        self.repair = repair
+        self.repair = repair  # a full run of the one reconciler (drift repair)
+        self.repair_worker = repair_worker  # its worker step alone
         self.vpc_netns = vpc_netns
         self.hyperplane = hyperplane
         self.interval_s = interval_s
@@ -124,14 +129,14 @@ class KernelWatch:
         """One look at everything; heals what vanished; returns what it noticed. What is still
         missing after the look's healing is kept as `missing_now`."""
         noticed: list[Healing] = []
-        need_repair = False
         if self._worker_fd is not None and not ns.exists(self.names.worker_netns):
             noticed.append(await self._name_worker_again())
         # behind any cold start's kernel work (the listing takes ~1-2 ms of the net thread)
         lost_tables = await self.net.run_background(self._missing_worker_tables)
-        if lost_tables:
-            noticed.append(await self._reapply_worker_table(lost_tables))
-            need_repair = True
+        lost_uplink = await self.net.run_background(self._missing_uplink)
+        if lost_tables or lost_uplink:
+            noticed += await self._repair_worker(lost_tables, lost_uplink)
+        need_repair = bool(lost_tables)
         vpcs = self._vanished_vpcs()
         need_repair = need_repair or bool(vpcs)
         dirs = await asyncio.to_thread(_remake_instance_cgroups, self.names,
@@ -192,18 +197,29 @@ class KernelWatch:
             wanted.add(("ip", self.names.steer_table))
         return sorted(f"{family} {name}" for family, name in wanted - have)
 
-    async def _reapply_worker_table(self, lost: list[str]) -> Healing:
-        worker = self.environments.worker  # type: ignore[attr-defined]
-        isolation = f"inet {self.names.nft_table}"
+    def _missing_uplink(self) -> list[str]:
+        """NetThread. With the uplink: its host end and the root namespace's table, if gone."""
+        if not getattr(self.environments.worker, "uplink", False):  # type: ignore[attr-defined]
+            return []
+        missing = []
+        with Netlink() as root:
+            if root.index(self.names.uplink_host) is None:
+                missing.append(self.names.uplink_host)
+        if ("inet", self.names.nft_table) not in nft.tables(self.names.nft_table, None):
+            missing.append(f"inet {self.names.nft_table} (root namespace)")
+        return missing
+
+    async def _repair_worker(self, tables: list[str], uplink: list[str]) -> list[Healing]:
+        """The reconciler's worker step, now: the isolation table (and the uplink) are back
+        before the full repair that follows puts back what hangs on them."""
+        lost = [("worker_nft", tables), ("uplink", uplink)]
         try:
-            if isolation in lost:
-                await self.net.run(nft.apply, worker_ruleset(self.names, worker.uplink,
-                                                             worker.runtime_api_port),
-                                   self.names.worker_netns)
-        except nft.NftError as e:
-            return self._record("worker_nft", ", ".join(lost), False, str(e))
-        return self._record("worker_nft", ", ".join(lost), True,
-                            "isolation table applied again; exits and steering by the repair")
+            done = await self.repair_worker()
+        except (nft.NftError, OSError) as e:
+            return [self._record(kind, ", ".join(names), False, str(e))
+                    for kind, names in lost if names]
+        detail = "; ".join(done + (["exits and steering by the repair"] if tables else []))
+        return [self._record(kind, ", ".join(names), True, detail) for kind, names in lost if names]
 
     # VPC namespaces ----------------------------------------------------------------------
     def _vanished_vpcs(self) -> list[str]:

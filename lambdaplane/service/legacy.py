@@ -13,9 +13,16 @@ the transit `lp<i>t<n>` in the worker); the per-ENI data path (routes, SNAT, one
 element) is net/legacy.py's on the NetThread.
 
 A legacy ENI is recognised by its port's far end: the transit `lp<i>t<n>` with n ≥ LEGACY_BASE,
-a range Hyperplane ENIs never use, so leftovers of a crash are found from the store alone."""
+a range Hyperplane ENIs never use, so leftovers of a crash are found from the store alone.
+
+Drift repair as in Hyperplane mode: `reconcile` is a full run of the one reconciler
+(service/reconciler.py: the worker step, the uplink with it, and every VPC read back), on the
+`--reconcile-interval` timer, from the platform's reconcile and from service/kernel_watch.py.
+The legacy per-ENI data path is made and removed with each environment, not reconciled."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -71,6 +78,7 @@ class LegacyVpc:
         self._used: set[int] = set()
         self._steering: hp.Steering | None = None
         self._live: dict[str, LegacyHandle] = {}  # eni id → handle, for stop()
+        self._timer: asyncio.Task[None] | None = None  # the drift repair's
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -86,10 +94,16 @@ class LegacyVpc:
         await self.net.run(hp.remove_all, self.names)
         if leftovers:
             await self.vpc.reconcile()
+        self._timer = asyncio.get_running_loop().create_task(self._reconcile_on_timer())
 
     async def stop(self) -> None:
         """Remove what every live environment still holds (rows and kernel objects); the
         environments' own detach, if it comes later, finds nothing left to do."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
         doomed = list(self._live)
         self._live.clear()
         if doomed:
@@ -101,6 +115,22 @@ class LegacyVpc:
             await self.net.run(steering.close)
         await self.net.run(hp.remove_all, self.names)
         self._used.clear()
+
+    async def reconcile(self) -> list[str]:
+        """A full run of the one reconciler (its worker step included); what it changed."""
+        return await self.vpc.reconcile(verify=True)
+
+    async def _reconcile_on_timer(self) -> None:
+        """Every settings.reconcile_interval_s: repair what drifted from the store."""
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+            try:
+                done = await self.reconcile()
+            except Exception:  # noqa: BLE001 - logged; the next period tries again
+                log.exception("legacy reconcile on timer failed")
+                continue
+            if done:
+                log.warning("legacy: repaired drift from the store: %s", "; ".join(done))
 
     # NetworkPreparer ---------------------------------------------------------------------
     async def prepare(self, record: FunctionRecord) -> str:

@@ -1,8 +1,9 @@
 """The one reconciler: makes the kernel match the one desired state (service/desired_state.py),
 applying it in a fixed order, each step on the net thread:
 
-1. the worker namespace — sysctls, `lo`, the isolation table (net/worker.py
-   `reconcile_worker`); in full runs (`verify`) only: nothing a store change makes is there;
+1. the worker namespace — sysctls, `lo`, the isolation table, and with the uplink its veth
+   and the root namespace's table (net/worker.py `reconcile_worker`); in full runs (`verify`) only: nothing a store change makes is there;
+   also alone (`reconcile_worker`) when service/kernel_watch.py sees a worker table vanish;
 2. the Hyperplane planes of VPCs with ENIs (net/hyperplane/plane.py), when a run carries the
    Hyperplane part: the planes' chains exist before the VPC pass applies the ports' tables;
 3. the VPC namespaces, their ports and far ends, addresses and routes, and the security group
@@ -41,7 +42,7 @@ from ..net.hyperplane import plane as hp_plane
 from ..net.hyperplane import port_guard as hp_port_guard
 from ..net.hyperplane import reconciler as hp_reconcile
 from ..net.names import Names
-from .desired_state import DesiredState, HyperplaneDesired, HyperplaneSource
+from .desired_state import DesiredState, HyperplaneDesired, HyperplaneSource, WorkerDesired
 
 
 @dataclass
@@ -91,12 +92,23 @@ class Reconciler:
             self._served = upto
             return applied
 
+    async def reconcile_worker(self) -> list[str]:
+        """Step 1 alone, now (service/kernel_watch.py: a worker table vanished); the full run
+        it then asks for puts back what hangs on the worker's objects."""
+        async with self.lock:
+            worker = self._desired(None).worker
+            return await self._apply_worker(worker) if worker is not None else []
+
+    async def _apply_worker(self, worker: WorkerDesired) -> list[str]:
+        changes: list[str] = await self.net.run(net_worker.reconcile_worker, self.names,
+                                                worker.uplink, worker.runtime_api_port)
+        return changes
+
     async def _apply(self, desired: DesiredState, verify: bool) -> Applied:
         run, names = self.net.run, self.names
         out = Applied()
         if verify and desired.worker is not None:  # 1
-            out.worker = await run(net_worker.reconcile_worker, names, desired.worker.uplink,
-                                   desired.worker.runtime_api_port)
+            out.worker = await self._apply_worker(desired.worker)
         hp = desired.hyperplane
         if hp is not None:  # 2
             for vpc_id in hp.vpc_ids:

@@ -1,7 +1,8 @@
 """Drift repair on a timer (issue 11): kernel state removed by hand behind a running server's
 back — a Hyperplane ENI's transit link (and with it the ENI's port), the VPC's plane table —
 is put back by the periodic reconcile (`--reconcile-interval`), without a restart, and the
-function reaches its VPC through the same ENI again."""
+function reaches its VPC through the same ENI again. The worker namespace's drift is repaired on
+the timer in Hyperplane and in legacy mode."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -71,7 +72,20 @@ def test_worker_namespace_drift_is_repaired_on_the_timer(drift_server: LiveServe
     """The worker namespace is reconciled like the VPC namespaces: a sysctl flipped and a
     chain of its isolation table deleted by hand (the table stays, so the kernel watch sees
     nothing missing) are put back by the next period's reconcile."""
-    server = drift_server
+    _worker_drift_is_repaired(drift_server, "Hyperplane: repaired drift")
+
+
+@pytest.fixture
+def legacy_drift_server(tmp_path: Path) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path, "--vpc-mode", "legacy", "--reconcile-interval", "1")
+
+
+def test_legacy_mode_repairs_worker_drift_on_the_timer(legacy_drift_server: LiveServer) -> None:
+    """Legacy mode has the same timer and the same full run, worker step included."""
+    _worker_drift_is_repaired(legacy_drift_server, "legacy: repaired drift")
+
+
+def _worker_drift_is_repaired(server: LiveServer, logged: str) -> None:
     names = Names(server.instance)
     netns, table = names.worker_netns, f"table inet {names.nft_table}"
     rp_filter = Path("/proc/sys/net/ipv4/conf/default/rp_filter")
@@ -91,4 +105,4 @@ def test_worker_namespace_drift_is_repaired_on_the_timer(drift_server: LiveServe
                       timeout_s=30, interval_s=0.5)
     assert wait_until(lambda: f"applied the isolation table in {netns}" in server.log(),
                       timeout_s=10, interval_s=0.5)
-    assert "repaired drift" in server.log()
+    assert logged in server.log()

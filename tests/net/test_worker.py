@@ -164,3 +164,60 @@ async def test_reconcile_worker_repairs_drift_and_then_changes_nothing(worker: W
     assert await worker.net.run(reconcile_worker, names, False) == [
         f"applied the isolation table in {netns}"]
     assert await worker.net.run(reconcile_worker, names, False) == []
+
+
+async def test_reconcile_worker_puts_the_uplink_back() -> None:
+    """The uplink is part of the worker step: its root-namespace table deleted, then its veth
+    deleted (both ends, their addresses and the worker's default route go with it) — each put
+    back by reconcile_worker, read back from the kernel; a second run changes nothing. No
+    packet is sent."""
+    from lambdaplane.cleanup import clean_instance, leftovers
+    from lambdaplane.net.executor import NetThread
+    from lambdaplane.net.names import UPLINK_WORKER_IFNAME
+    from lambdaplane.net.worker import reconcile_worker
+
+    names = unique_names()
+    net = NetThread()
+    wn = WorkerNet(names, uplink=True)
+    plan = UplinkPlan.for_instance(names.instance)
+    forwarding_before = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    root_table = ("inet", names.nft_table)
+
+    def uplink_state() -> tuple[bool, set[tuple[str, int]], set[tuple[str, int]], bool]:
+        with Netlink() as root, Netlink(names.worker_netns) as nl:
+            host_end = root.index(names.uplink_host) is not None
+            host_addrs = root.addresses(names.uplink_host) if host_end else set()
+            inner = nl.link(UPLINK_WORKER_IFNAME)
+            inner_addrs = nl.addresses(inner.index) if inner is not None else set()
+            route = inner is not None and ("", 0, inner.index, plan.host_address) in nl.routes()
+        return host_end, host_addrs, inner_addrs, route
+
+    whole = (True, {(plan.host_address, 30)}, {(plan.worker_address, 30)}, True)
+    try:
+        await net.run(wn.setup)
+        assert await net.run(reconcile_worker, names, True) == []
+        assert await net.run(uplink_state) == whole
+
+        await net.run(nft.delete_table, *root_table, None)
+        assert root_table not in await net.run(nft.tables, names.nft_table, None)
+        assert await net.run(reconcile_worker, names, True) == [
+            f"applied the uplink table {names.nft_table} in the root namespace"]
+        assert root_table in await net.run(nft.tables, names.nft_table, None)
+        rules = str(await net.run(nft.list_json, "table inet " + names.nft_table))
+        assert "masquerade" in rules and str(plan.network.network_address) in rules
+
+        await net.run(_delete_root_link, names.uplink_host)
+        assert await net.run(uplink_state) == (False, set(), set(), False)
+        changes = await net.run(reconcile_worker, names, True)
+        assert f"made the uplink {names.uplink_host}" in changes
+        assert f"added the default route via {plan.host_address} in {names.worker_netns}" \
+            in changes
+        assert await net.run(uplink_state) == whole
+        assert await net.run(reconcile_worker, names, True) == []
+    finally:
+        await net.run(wn.teardown)
+        net.close()
+        left = await asyncio.to_thread(leftovers, names.instance)
+        await asyncio.to_thread(clean_instance, names.instance)
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forwarding_before
+    assert not left, left

@@ -91,3 +91,21 @@ async def test_calls_queued_during_a_run_share_the_next_run() -> None:
     assert len(dns) == 2  # 11 calls, 2 runs
     await rec.reconcile(verify=True)  # a verify run always runs
     assert len(dns) == 3
+
+
+async def test_the_worker_step_alone_waits_for_a_running_run_and_runs_nothing_else() -> None:
+    """kernel_watch's ask when a worker table vanished: step 1 only, with the desired worker
+    (uplink, Runtime API port), after the run holding the lock."""
+    net, dns = FakeNet(), []
+    reconciler = _reconciler(net, dns)
+    net.gate = asyncio.Event()
+    running = asyncio.create_task(reconciler.reconcile())
+    await asyncio.sleep(0)
+    worker_step = asyncio.create_task(reconciler.reconcile_worker())
+    await asyncio.sleep(0)
+    assert [name for name, _ in net.calls] == ["reconciler._vpc_pass"]  # waits for the lock
+    net.gate.set()
+    await running
+    assert await worker_step == []
+    assert net.calls[-1] == ("worker.reconcile_worker", (NAMES, False, 9001))
+    assert [name for name, _ in net.calls].count("worker.reconcile_worker") == 1
