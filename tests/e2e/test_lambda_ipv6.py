@@ -6,10 +6,12 @@ IPv4-only; and the function keeps reaching a `lambdaplane run` resource over IPv
 ENI either way. (The sandboxes' own IPv6 path through the ENI is not built yet.)"""
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from lambdaplane.net import nft
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
 from tests.conftest import live_server
-from tests.e2e.vpc_support import resource, wait_until
+from tests.e2e.vpc_support import Resource, resource, wait_until
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = pytest.mark.root
@@ -135,30 +137,58 @@ while True:
 PORT6 = 8086
 
 
-def test_dual_stack_function_reaches_an_ipv6_resource_groups_deciding(
-        server: LiveServer) -> None:
-    ec2, lam = server.ec2(), server.lambda_()
-    vpc = ec2.create_vpc(CidrBlock="10.72.0.0/16",
+@dataclass(frozen=True)
+class DualStack:
+    """A dual-stack VPC 10.<n>.0.0/16 for a function and an IPv6 resource."""
+    vpc: str
+    apps: str  # the function's subnet, 10.<n>.1.0/24 and the VPC's first /64
+    data: str  # the resource's subnet, 10.<n>.2.0/24 and the second /64
+    fn: str  # the function's group: TCP out to ::/0
+    web: str  # the resource's group: PORT6 from `fn` when asked, else nothing
+    n: int
+
+
+def dual_stack_vpc(ec2, n: int, admit_fn: bool = True) -> DualStack:
+    vpc = ec2.create_vpc(CidrBlock=f"10.{n}.0.0/16",
                          AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
     (block,) = ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"]
     first, second, *_ = ipaddress.IPv6Network(block["Ipv6CidrBlock"]).subnets(new_prefix=64)
-    apps = ec2.create_subnet(VpcId=vpc, CidrBlock="10.72.1.0/24",
+    apps = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{n}.1.0/24",
                              Ipv6CidrBlock=str(first))["Subnet"]["SubnetId"]
-    data = ec2.create_subnet(VpcId=vpc, CidrBlock="10.72.2.0/24",
+    data = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{n}.2.0/24",
                              Ipv6CidrBlock=str(second))["Subnet"]["SubnetId"]
     fn = ec2.create_security_group(GroupName="fn6", Description="fn", VpcId=vpc)["GroupId"]
     web = ec2.create_security_group(GroupName="web6", Description="web", VpcId=vpc)["GroupId"]
     ec2.authorize_security_group_egress(GroupId=fn, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535,
          "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    if admit_fn:
+        ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
+             "UserIdGroupPairs": [{"GroupId": fn}]}])
+    return DualStack(vpc, apps, data, fn, web, n)
+
+
+@contextlib.contextmanager
+def ipv6_peer(server: LiveServer, net: DualStack) -> Iterator[tuple[Resource, str]]:
+    """The PEER6 listener in the data subnet (10.<n>.2.10), and its IPv6 address."""
+    with resource(server, net.data, [net.web], ip=f"10.{net.n}.2.10",
+                  argv=[sys.executable, "-u", "-c", PEER6]) as svc:
+        assert svc.proc.stdout is not None and svc.proc.stdout.readline().strip() == \
+            "listening"
+        (svc6,) = [a["Ipv6Address"] for a in server.ec2().describe_network_interfaces(
+            NetworkInterfaceIds=[svc.eni_id])["NetworkInterfaces"][0]["Ipv6Addresses"]]
+        yield svc, svc6
+
+
+def test_dual_stack_function_reaches_an_ipv6_resource_groups_deciding(
+        server: LiveServer) -> None:
+    ec2, lam = server.ec2(), server.lambda_()
+    net = dual_stack_vpc(ec2, 72, admit_fn=False)
+    apps, fn, web = net.apps, net.fn, net.web
     names = ["v6-reach", "v6-nodual"]
     try:
-        with resource(server, data, [web], ip="10.72.2.10",
-                      argv=[sys.executable, "-u", "-c", PEER6]) as svc:
-            assert svc.proc.stdout is not None and svc.proc.stdout.readline().strip() == \
-                "listening"
-            (svc6,) = [a["Ipv6Address"] for a in ec2.describe_network_interfaces(
-                NetworkInterfaceIds=[svc.eni_id])["NetworkInterfaces"][0]["Ipv6Addresses"]]
+        with ipv6_peer(server, net) as (_svc, svc6):
             _function(server, "v6-reach", apps, fn, True)
             (eni6,) = [a["Ipv6Address"] for a in _lambda_eni(ec2, apps)["Ipv6Addresses"]]
             event = {"host": svc6, "port": PORT6}
@@ -212,31 +242,12 @@ def test_ipv6_path_removed_by_hand_is_repaired(drift_server: LiveServer) -> None
     behind the server's back; the periodic repair puts the IPv6 path back."""
     server, names = drift_server, Names(drift_server.instance)
     ec2, lam = server.ec2(), server.lambda_()
-    vpc = ec2.create_vpc(CidrBlock="10.73.0.0/16",
-                         AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
-    (block,) = ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"]
-    first, second, *_ = ipaddress.IPv6Network(block["Ipv6CidrBlock"]).subnets(new_prefix=64)
-    apps = ec2.create_subnet(VpcId=vpc, CidrBlock="10.73.1.0/24",
-                             Ipv6CidrBlock=str(first))["Subnet"]["SubnetId"]
-    data = ec2.create_subnet(VpcId=vpc, CidrBlock="10.73.2.0/24",
-                             Ipv6CidrBlock=str(second))["Subnet"]["SubnetId"]
-    fn = ec2.create_security_group(GroupName="fn6", Description="fn", VpcId=vpc)["GroupId"]
-    web = ec2.create_security_group(GroupName="web6", Description="web", VpcId=vpc)["GroupId"]
-    ec2.authorize_security_group_egress(GroupId=fn, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535,
-         "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
-    ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": PORT6, "ToPort": PORT6,
-         "UserIdGroupPairs": [{"GroupId": fn}]}])
+    net = dual_stack_vpc(ec2, 73)
+    vpc = net.vpc
     try:
-        with resource(server, data, [web], ip="10.73.2.10",
-                      argv=[sys.executable, "-u", "-c", PEER6]) as svc:
-            assert svc.proc.stdout is not None and svc.proc.stdout.readline().strip() == \
-                "listening"
-            (svc6,) = [a["Ipv6Address"] for a in ec2.describe_network_interfaces(
-                NetworkInterfaceIds=[svc.eni_id])["NetworkInterfaces"][0]["Ipv6Addresses"]]
-            _function(server, "v6-drift", apps, fn, True)
-            (eni6,) = [a["Ipv6Address"] for a in _lambda_eni(ec2, apps)["Ipv6Addresses"]]
+        with ipv6_peer(server, net) as (_svc, svc6):
+            _function(server, "v6-drift", net.apps, net.fn, True)
+            (eni6,) = [a["Ipv6Address"] for a in _lambda_eni(ec2, net.apps)["Ipv6Addresses"]]
             event = {"host": svc6, "port": PORT6}
             assert _invoke(lam, "v6-drift", event) == f"peer {eni6}"
             vpc_netns = names.vpc_netns(vpc)
