@@ -21,12 +21,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-if TYPE_CHECKING:
-    from .runtime_api import RuntimeApi
-    from .runtime_channel import PendingInvocation
+from .runtime_api import MAX_RESPONSE_BYTES, RuntimeApi, _error, _next_answer, log
+from .runtime_channel import ChannelClosed, PendingInvocation
 
 FRAME_HEAD = struct.Struct("!IBH")  # length of the rest, kind, head length
 ANSWER_HEAD = struct.Struct("!IHH")  # length of the rest, status, head length
@@ -102,8 +100,6 @@ class FrameConnection(asyncio.Protocol):
             self.transport.pause_reading()  # queued behind a long poll: hold, don't hoard
 
     def _serve(self) -> None:
-        from .runtime_api import MAX_RESPONSE_BYTES, _error
-
         while self.transport is not None and self.waiting is None and \
                 len(self.buf) >= FRAME_HEAD.size:
             length, kind, head_len = FRAME_HEAD.unpack_from(self.buf)
@@ -152,8 +148,6 @@ class FrameConnection(asyncio.Protocol):
         self._write(*answer)
 
     def _polled(self, task: asyncio.Task[PendingInvocation]) -> None:
-        from .runtime_api import ChannelClosed, _error, _next_answer, log
-
         self.waiting = None
         if task.cancelled() or self.transport is None:
             return
@@ -186,7 +180,7 @@ class FrameConnection(asyncio.Protocol):
 
 
 _KINDS = frozenset(b"NREI")
-FRAME_LIMIT = 6 * 1024 * 1024 + MAX_FRAME_HEAD + FRAME_HEAD.size
+FRAME_LIMIT = MAX_RESPONSE_BYTES + MAX_FRAME_HEAD + FRAME_HEAD.size
 
 
 def _request(kind: int, head: str) -> tuple[str, str, dict[str, str]]:

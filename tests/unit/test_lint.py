@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
 # sandbox/ modules held to both already (the ExecutionEnvironments split, issue 11)
 RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in (
-    "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set")]
+    "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set",
+    "runtime_frames")]
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 
