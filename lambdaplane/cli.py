@@ -32,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
                         auth=args.auth,
                         credentials_file=Path(args.credentials) if args.credentials else None,
                         s3_endpoint=args.s3_endpoint or "", prestart=args.prestart,
+                        runtime_transport=args.runtime_transport,
                         reconcile_interval_s=args.reconcile_interval,
                         capacity=args.capacity, capacity_max=args.capacity_max,
                         capacity_window_s=args.capacity_window,
@@ -215,6 +216,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--prestart", type=int, default=2,
                    help="per Node.js runtime in use: sandboxes kept with node already started, "
                         "waiting for a function's code (0: none; node is exec'd at cold start)")
+    s.add_argument("--runtime-transport", choices=["socket", "http"], default="socket",
+                   help="how the built-in Python runtimes reach the Runtime API: socket (a "
+                        "socketpair with length-prefixed frames, handed over at fork) or http "
+                        "(the HTTP Runtime API every other runtime uses)")
     s.add_argument("--cpu-slice-us", type=int, default=100, metavar="MICROSECONDS",
                    help="CPU time slice of the server and every sandbox process (Linux 6.12+ "
                         "EEVDF): short slices keep a neighbour's invokes quick while a "

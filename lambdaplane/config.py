@@ -47,6 +47,9 @@ class Settings:
     s3_endpoint: str = ""  # S3-compatible endpoint Code.S3Bucket/S3Key are read from ("" = none)
     runtimes: dict[str, str] = field(default_factory=dict)  # serve --runtime NAME=PATH
     prestart: int = 2  # per Node.js runtime in use: sandboxes with node started, waiting
+    # "socket": the built-in Python runtimes speak the Runtime API over a socketpair
+    # (sandbox/runtime_frames.py); "http": over HTTP like every other runtime
+    runtime_transport: str = "socket"
     reconcile_interval_s: float = 30.0  # kernel state re-checked against the store (drift)
     logs_max_bytes: int = 2 * 1024 ** 3  # the log store's bound; the oldest events go first
     # VPC flow-log records aggregated over this instead of each flow log's own interval (tests)

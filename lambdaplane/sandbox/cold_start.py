@@ -29,7 +29,7 @@ from ..config import Settings
 from ..errors import AwsError
 from ..net.names import Names
 from ..store.log_ingest import LogIngest
-from . import cgroups
+from . import cgroups, runtime_frames
 from .capacity import CapacityController
 from .env_registry import EnvironmentRegistry
 from .environment import (
@@ -214,7 +214,13 @@ class ColdStarts:
         timings.cgroup_ms = laps.lap()
         # A VPC function's sandbox sets itself up while its steering element is added, and
         # runs no function code until told the network is there.
-        gate = self._assign(env, prepared, install, environ)
+        runtime_sock = await self._runtime_socket(env, install, prepared)
+        try:
+            gate = self._assign(env, prepared, install, environ,
+                                runtime_sock.fileno() if runtime_sock is not None else None)
+        finally:
+            if runtime_sock is not None:
+                runtime_sock.close()
         timings.spawn_ms = laps.lap()
         if gate is not None:
             assert attacher is not None
@@ -228,8 +234,20 @@ class ColdStarts:
             self.names, pw.cgroup, cgroups.function_group(spec.region, spec.name),
             spec.memory_mb)
 
+    async def _runtime_socket(self, env: Environment, install: RuntimeInstall,
+                              prepared: Prepared | None) -> socket.socket | None:
+        """The sandbox's end of a socketpair its runtime speaks the Runtime API over
+        (runtime_frames.py): for the built-in Python runtimes (run by the zygote's bootstrap,
+        not started ahead) unless --runtime-transport http; None: HTTP only."""
+        if self.settings.runtime_transport != "socket" or install.exec_argv or \
+                not install.runtime.startswith("python") or \
+                (prepared is not None and prepared.runtime_started):
+            return None
+        return await runtime_frames.open_socket(self.runtime_api, env.sandbox.address)
+
     def _assign(self, env: Environment, prepared: Prepared, install: RuntimeInstall,
-                environ: dict[str, str]) -> NetworkGate | None:
+                environ: dict[str, str], runtime_fd: int | None = None
+                ) -> NetworkGate | None:
         """Hand the prepared sandbox the function: its code, variables, output pipe and cpu
         cgroups (and the runtime's files and program, unless it runs already). A VPC
         function's comes back gated: the gate to open once it is attached."""
@@ -244,7 +262,8 @@ class ColdStarts:
                                     opt_name=spec.opt_dir.name if spec.opt_dir else "",
                                     mounts=() if started else install.mounts,
                                     exec_argv=() if started else install.exec_argv,
-                                    join_cgroups=join, etc_files=spec.etc_files)
+                                    join_cgroups=join, etc_files=spec.etc_files,
+                                    runtime_fd=runtime_fd)
         finally:
             for fd in join:
                 os.close(fd)
@@ -270,7 +289,15 @@ class ColdStarts:
         # for a busy loop to come round to it.)
         gate, theirs = NetworkGate.pair() if attacher is not None else (None, None)
         try:
-            attached_ms = await _spawn(env, zygote, request, gate, theirs, attacher)
+            runtime_sock = await self._runtime_socket(env, install, None)
+        except BaseException:
+            if gate is not None and theirs is not None:
+                gate.close()
+                theirs.close()
+            raise
+        try:
+            attached_ms = await _spawn(env, zygote, request, gate, theirs, attacher,
+                                       runtime_sock)
             timings.spawn_ms = laps.lap()
             if gate is not None:
                 assert attacher is not None
@@ -306,7 +333,8 @@ def _runtime_install(spec: FunctionSpec) -> RuntimeInstall:
 
 async def _spawn(env: Environment, zygote: Zygote, request: SpawnRequest,
                  gate: NetworkGate | None, theirs: socket.socket | None,
-                 attacher: VpcAttacher | None) -> float | None:
+                 attacher: VpcAttacher | None,
+                 runtime_sock: socket.socket | None = None) -> float | None:
     """Fork the environment from `zygote` (bounded: a zygote that never answers must not hold
     the invocation). A gated VPC environment is attached as soon as the request is sent, if
     that needs no waiting: then the milliseconds it took, else None (not attached yet)."""
@@ -323,11 +351,14 @@ async def _spawn(env: Environment, zygote: Zygote, request: SpawnRequest,
     try:
         env.process = await asyncio.wait_for(
             zygote.spawn(request, env.output.write_fd, theirs,
-                         attach_at_once if gate is not None else None),
+                         attach_at_once if gate is not None else None,
+                         runtime_sock.fileno() if runtime_sock is not None else None),
             INIT_TIMEOUT_S)
     finally:
         if theirs is not None:
             theirs.close()
+        if runtime_sock is not None:
+            runtime_sock.close()
     env.exited = asyncio.create_task(env.process.wait(), name=f"lp-env-{env.env_id}")
     return attached_ms[0] if attached_ms else None
 

@@ -19,12 +19,16 @@ import contextlib
 import json
 import logging
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from ..net import ns
 from ..net.executor import NetThread
 from .runtime_channel import ChannelClosed, Outcome, PendingInvocation, RuntimeChannel
 from .runtime_http import ChunkedBody, ChunkedRequest, encode_response, parse_head
+
+if TYPE_CHECKING:
+    from .runtime_frames import FrameConnection
 
 __all__ = ["MAX_RESPONSE_BYTES", "ChannelClosed", "Outcome", "PendingInvocation", "RuntimeApi",
            "RuntimeChannel"]
@@ -71,6 +75,8 @@ class RuntimeApi:
         self._channels: dict[str, RuntimeChannel] = {}
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
+        # the built-in Python runtimes' socketpairs (runtime_frames.py), by environment address
+        self._frame_connections: dict[str, set[FrameConnection]] = {}
 
     # environments ------------------------------------------------------------------------
     def open_channel(self, address: str) -> RuntimeChannel:
@@ -82,6 +88,8 @@ class RuntimeApi:
         channel = self._channels.pop(address, None)
         if channel is not None:
             channel.close()
+        for conn in list(self._frame_connections.pop(address, ())):
+            conn.abort()
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,6 +112,9 @@ class RuntimeApi:
     async def stop(self) -> None:
         for address in list(self._channels):
             self.close_channel(address)
+        for frame_conns in list(self._frame_connections.values()):
+            for frame_conn in list(frame_conns):
+                frame_conn.abort()
         if self._server is not None:
             self._server.close()
             for conn in list(self._connections):
@@ -112,7 +123,7 @@ class RuntimeApi:
             self._server = None
 
     # requests ----------------------------------------------------------------------------
-    def dispatch(self, conn: _Connection, method: str, path: str, headers: dict[str, str],
+    def dispatch(self, conn: _Connection | FrameConnection, method: str, path: str, headers: dict[str, str],
                  body: bytes | None) -> tuple[int, bytes, str] | None:
         """The answer (status, JSON body, extra header lines), or None when `next` must wait
         (the connection then awaits `channel.next()` itself). `body` is None when it was

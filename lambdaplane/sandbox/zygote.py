@@ -130,23 +130,28 @@ class PreforkedEnv:
                opt_name: str = "", mounts: tuple[tuple[str, str], ...] = (),
                exec_argv: tuple[str, ...] = (),
                join_cgroups: list[int] | None = None,
-               etc_files: dict[str, str] | None = None) -> NetworkGate | None:
+               etc_files: dict[str, str] | None = None,
+               runtime_fd: int | None = None) -> NetworkGate | None:
         """Hand it its function: code directory (by name in the store), runtime, environment,
         /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
         network_pending: it sets itself up but runs no function code until the returned
         gate is opened. opt_name: its merged layers (a directory of the store) for /opt.
         mounts/exec_argv: its runtime's read-only dirs and program (runtimes/registry.py).
         join_cgroups: open cgroup.procs files (fds, sent along) it joins first: its
-        function's cpu cgroup (cgroups.for_function), not in its mount namespace."""
+        function's cpu cgroup (cgroups.for_function), not in its mount namespace.
+        runtime_fd: the sandbox's end of its runtime's socketpair (runtime_frames.py), sent
+        after the output pipe; a built-in Python runtime speaks the Runtime API over it."""
         message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
                               "tmp_size_mb": tmp_size_mb,
                               "network_pending": network_pending, "opt": opt_name,
                               "mounts": mounts, "exec_argv": exec_argv,
-                              "etc_files": etc_files or {}}).encode()
+                              "etc_files": etc_files or {},
+                              "runtime_fd": runtime_fd is not None}).encode()
+        fds = [output_fd, *([runtime_fd] if runtime_fd is not None else []),
+               *(join_cgroups or [])]
         try:
             self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                              array.array("i", [output_fd,
-                                                                *(join_cgroups or [])]))])
+                                              array.array("i", fds))])
         except BaseException:
             self.close()
             raise
@@ -291,13 +296,19 @@ class Zygote:
 
     async def spawn(self, req: SpawnRequest, output_fd: int,
                     gate: socket.socket | None = None,
-                    sent: Callable[[], None] | None = None) -> SpawnedEnv:
+                    sent: Callable[[], None] | None = None,
+                    runtime_fd: int | None = None) -> SpawnedEnv:
         """Fork an environment; its stdout and stderr go to output_fd (duplicated to the
         zygote; the caller keeps and closes its own copy). gate: the sandbox's end of a
         NetworkGate.pair(); the environment then runs no function code until it opens.
-        sent: called once the request is with the zygote, before its answer."""
-        return await self._spawn(req, output_fd, {"gated": True} if gate else {},
-                                 [gate.fileno()] if gate else [], sent)
+        sent: called once the request is with the zygote, before its answer.
+        runtime_fd: the sandbox's end of its runtime's socketpair (runtime_frames.py)."""
+        extra: dict[str, Any] = {"gated": True} if gate else {}
+        if runtime_fd is not None:
+            extra["runtime_fd"] = True
+        return await self._spawn(req, output_fd, extra,
+                                 ([gate.fileno()] if gate else [])
+                                 + ([runtime_fd] if runtime_fd is not None else []), sent)
 
     async def prefork(self, req: SpawnRequest) -> PreforkedEnv:
         """Fork a sandbox before its function is known: built and waiting, as root, for

@@ -135,14 +135,15 @@ def _exec_runtime(argv: list[str], environ: dict[str, str]) -> None:
 
 
 def _await_assignment(ctl_fd: int, stash: list[str] | None = None, runtime_pid: int = 0
-                      ) -> tuple[dict[str, Any], socket.socket | None]:
+                      ) -> tuple[dict[str, Any], socket.socket | None, int | None]:
     """A pre-forked child's wait for its function (blocking; no function code has run).
-    Returns the assignment, and the control socket if a `go` is still to come (a VPC
-    function's network is being attached meanwhile). runtime_pid: a runtime started ahead
+    Returns the assignment, the control socket if a `go` is still to come (a VPC
+    function's network is being attached meanwhile) and the runtime's socketpair end if the
+    server sent one (runtime_frames.py). runtime_pid: a runtime started ahead
     (prestart.py) moves to the function's cpu cgroup with us."""
     ctl = socket.socket(fileno=ctl_fd)
     data, ancdata, _flags, _ = _recv_past_reset(
-        lambda: ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4)))
+        lambda: ctl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 8)))
     if not data:
         os._exit(0)  # the server let this sandbox go unused
     fds = array.array("i")
@@ -152,7 +153,9 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None, runtime_pid: 
     os.dup2(fds[0], 1)
     os.dup2(fds[0], 2)
     assignment: dict[str, Any] = json.loads(data)
-    for procs in fds[1:]:  # its function's cpu cgroup (opened by the server: not in our view)
+    runtime_fd = fds[1] if assignment.get("runtime_fd") else None
+    # then its function's cpu cgroup (opened by the server: not in our view)
+    for procs in fds[2 if runtime_fd is not None else 1:]:
         os.write(procs, b"0")
         if runtime_pid:
             os.write(procs, str(runtime_pid).encode())
@@ -162,9 +165,9 @@ def _await_assignment(ctl_fd: int, stash: list[str] | None = None, runtime_pid: 
                           _RUNTIME_SOURCES if stash is None else stash,
                           tuple((assignment.get("etc_files") or {}).items()))
     if assignment.get("network_pending"):
-        return assignment, ctl
+        return assignment, ctl, runtime_fd
     ctl.close()
-    return assignment, None
+    return assignment, None, runtime_fd
 
 
 _Received = TypeVar("_Received")
@@ -191,12 +194,14 @@ def _await_network(ctl: socket.socket) -> None:
 
 def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: str,
                host: Any, conn: socket.socket, copy_first: list[tuple[int, int]],
-               seccomp: Any) -> None:
+               seccomp: Any, runtime_fd: int | None = None) -> None:
     """In the forked child (PID 1 of its pid namespace, in the target netns). Never returns.
     Pre-forked (req["prefork"]): out_fd is the control socket; the sandbox is built now, takes
     its own copy of the pages `copy_first` (written_pages.py), and the function arrives later
     (_await_assignment). gate_fd (req["gated"]): no function code runs until a `go` arrives
-    on it. seccomp: the SeccompProgram every sandbox loads (None: --seccomp off)."""
+    on it. seccomp: the SeccompProgram every sandbox loads (None: --seccomp off).
+    runtime_fd: the built-in Python runtime's socketpair end (runtime_frames.py), or None (a
+    pre-forked sandbox gets it with its assignment)."""
     try:
         # The zygote's connection is closed at once: a sandbox that kept it (a pre-forked one
         # waits long) would hide the zygote's death from the server, which sees it as EOF.
@@ -241,7 +246,7 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
                 prestarted = prestart.wait_ready(prestart.start(
                     list(req["exec_argv"]), spec.uid, spec.gid, isolation, seccomp))
                 prestart.tell_ready(out_fd)  # the server may prefer us now
-            assignment, pending = _await_assignment(
+            assignment, pending, runtime_fd = _await_assignment(
                 out_fd, [] if prestarting else None,
                 prestarted.pid if prestarted is not None else 0)
             req = {**req, **assignment}
@@ -249,7 +254,8 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
         os.dup2(stdin, 0)
         # whatever the zygote inherited (close_range(2)), but a control socket still needed
         keep = sorted([pending.fileno()] if pending is not None else []) + \
-            (sorted(prestarted.fds()) if prestarted is not None else [])
+            (sorted(prestarted.fds()) if prestarted is not None else []) + \
+            ([runtime_fd] if runtime_fd is not None else [])
         low = 3
         for fd in sorted(keep):
             _closerange(low, fd)
@@ -281,7 +287,9 @@ def _run_child(req: dict[str, Any], out_fd: int, gate_fd: int | None, root_dir: 
     code = 1
     try:
         sys.argv = list(RUNTIME_COMMAND_LINE)
-        code = bootstrap.main()
+        if runtime_fd is not None:  # not inherited by what the function runs
+            os.set_inheritable(runtime_fd, False)
+        code = bootstrap.main(runtime_fd)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, int) and e.code is not None:
@@ -347,7 +355,7 @@ class ZygoteServer:
     def _handle_message(self) -> bool:
         try:
             data, ancdata, _flags, _ = self.conn.recvmsg(
-                MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
+                MAX_MESSAGE, socket.CMSG_SPACE(4 * 8))
         except InterruptedError:
             return True
         except OSError:
@@ -363,11 +371,13 @@ class ZygoteServer:
             return False
         if msg["op"] == "spawn":
             try:
-                wanted = 3 if msg.get("gated") else 2
+                gated = bool(msg.get("gated"))
+                wanted = 2 + gated + bool(msg.get("runtime_fd"))
                 if len(fds) != wanted:
-                    raise ValueError(f"spawn needs {wanted} fds (output, netns[, gate]), "
-                                     f"got {len(fds)}")
-                self.spawn(msg, fds[0], fds[1], fds[2] if wanted == 3 else None)
+                    raise ValueError(f"spawn needs {wanted} fds (output, netns[, gate]"
+                                     f"[, runtime]), got {len(fds)}")
+                self.spawn(msg, fds[0], fds[1], fds[2] if gated else None,
+                           fds[wanted - 1] if msg.get("runtime_fd") else None)
             except Exception as e:  # noqa: BLE001 - reported to the server, zygote lives on
                 self.send({"op": "spawn_failed", "id": msg["id"], "error": f"{e}"})
             finally:
@@ -376,7 +386,7 @@ class ZygoteServer:
         return True
 
     def spawn(self, req: dict[str, Any], out_fd: int, netns_fd: int,
-              gate_fd: int | None) -> None:
+              gate_fd: int | None, runtime_fd: int | None = None) -> None:
         started = time.perf_counter()
         if req.get("prefork"):  # off the cold-start path: learn what its child should copy
             self.written.learn(self.live)
@@ -389,7 +399,7 @@ class ZygoteServer:
                 pid = os.fork()
                 if pid == 0:
                     _run_child(req, out_fd, gate_fd, self.root_dir, self.host, self.conn,
-                               self.written.runs, self.seccomp)
+                               self.written.runs, self.seccomp, runtime_fd)
             finally:
                 isolation.setns(self.own_pid, isolation.CLONE_NEWPID)
         finally:

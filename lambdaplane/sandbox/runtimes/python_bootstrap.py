@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -193,6 +194,19 @@ class LambdaContext:
 
 # --- the Runtime API client ---------------------------------------------------------------
 
+_RECEIVE = bytearray(256 * 1024)
+_RECEIVE_VIEW = memoryview(_RECEIVE)
+
+
+def _receive(sock: socket.socket) -> bytes:
+    """What has arrived, up to 256 KB, read into one buffer kept for the process: recv(256 KB)
+    maps, shrinks and unmaps a fresh buffer each time (three system calls per invocation)."""
+    n = sock.recv_into(_RECEIVE)
+    if not n:
+        raise _Closed("Runtime API closed the connection")
+    return bytes(_RECEIVE_VIEW[:n])
+
+
 class Headers(dict):
     """Response headers by lower-case name; `get` takes any case."""
 
@@ -260,10 +274,7 @@ class RuntimeClient:
 
     def _fill(self) -> None:
         assert self._sock is not None
-        chunk = self._sock.recv(256 * 1024)
-        if not chunk:
-            raise _Closed("Runtime API closed the connection")
-        self._buf += chunk
+        self._buf += _receive(self._sock)
 
     def _response(self) -> tuple[int, Headers, bytes]:
         while (end := self._buf.find(b"\r\n\r\n")) < 0:
@@ -337,6 +348,78 @@ class RuntimeClient:
             headers["Lambda-Runtime-Function-Error-Type"] = error_type.encode(
                 "latin-1", "replace").decode("latin-1")
         status, _, answer = self._request("POST", path, body, headers, then_next)
+        if status >= 300:
+            sys.stderr.write(f"Runtime API {path} answered {status}: {answer[:200]!r}\n")
+
+
+class FrameClient:
+    """The same four calls over the socketpair the server hands its built-in Python runtimes
+    (lambdaplane/sandbox/runtime_frames.py has the format): length-prefixed frames, no HTTP.
+    The `next` goes out with each result, in one write, as RuntimeClient pipelines it."""
+
+    _FRAME = struct.Struct("!IBH")
+    _ANSWER = struct.Struct("!IHH")
+
+    def __init__(self, fd: int) -> None:
+        self._sock = socket.socket(fileno=fd)
+        self._buf = b""
+        self._next_sent = False
+
+    def _frame(self, kind: bytes, head: str, body: bytes) -> bytes:
+        raw = head.encode("utf-8", "replace")
+        return self._FRAME.pack(3 + len(raw) + len(body), kind[0], len(raw)) + raw + body
+
+    def _fill(self) -> None:
+        self._buf += _receive(self._sock)
+
+    def _answer(self) -> tuple[int, Headers, bytes]:
+        while len(self._buf) < 8:
+            self._fill()
+        length, status, head_len = self._ANSWER.unpack_from(self._buf)
+        while len(self._buf) < 4 + length:
+            self._fill()
+        head = self._buf[8:8 + head_len].decode("utf-8", "replace")
+        body = self._buf[8 + head_len:4 + length]
+        self._buf = self._buf[4 + length:]
+        headers = Headers()
+        for line in head.split("\r\n"):
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        return status, headers, body
+
+    def next_invocation(self) -> tuple[Headers, bytes]:
+        if self._next_sent:
+            self._next_sent = False
+        else:
+            self._sock.sendall(self._frame(b"N", "", b""))
+        status, headers, body = self._answer()
+        if status != 200:
+            raise RuntimeError(f"Runtime API /next answered {status}: {body[:200]!r}")
+        return headers, body
+
+    def post_response(self, request_id: str, payload: bytes) -> None:
+        self._post(b"R", request_id, payload, f"/runtime/invocation/{request_id}/response",
+                   then_next=True)
+
+    def post_error(self, request_id: str, error: dict[str, Any]) -> None:
+        self._post(b"E", f"{request_id}\n{error['errorType']}", _dumps(error),
+                   f"/runtime/invocation/{request_id}/error", then_next=True)
+
+    def post_init_error(self, error: dict[str, Any]) -> None:
+        self._post(b"I", str(error["errorType"]), _dumps(error), "/runtime/init/error")
+
+    def _post(self, kind: bytes, head: str, body: bytes, path: str,
+              then_next: bool = False) -> None:
+        # What the function printed goes before its result (see RuntimeClient._post).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        data = self._frame(kind, head, body)
+        if then_next:
+            data += self._frame(b"N", "", b"")
+        self._sock.sendall(data)
+        self._next_sent = then_next
+        status, _, answer = self._answer()
         if status >= 300:
             sys.stderr.write(f"Runtime API {path} answered {status}: {answer[:200]!r}\n")
 
@@ -430,7 +513,7 @@ def _setup_logging() -> _RequestIdFilter:
     return flt
 
 
-def handle_one(client: RuntimeClient, handler: Callable[[Any, Any], Any],
+def handle_one(client: RuntimeClient | FrameClient, handler: Callable[[Any, Any], Any],
                log_filter: _RequestIdFilter) -> None:
     headers, body = client.next_invocation()
     request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
@@ -474,9 +557,13 @@ def handle_one(client: RuntimeClient, handler: Callable[[Any, Any], Any],
         sys.stderr.flush()
 
 
-def main() -> int:
+def main(runtime_fd: int | None = None) -> int:
+    """runtime_fd: the socketpair the server handed this sandbox (lambdaplane's built-in
+    Python runtimes); None: the HTTP Runtime API at AWS_LAMBDA_RUNTIME_API."""
     _setup_paths_and_streams()
-    client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    client: RuntimeClient | FrameClient = (
+        FrameClient(runtime_fd) if runtime_fd is not None
+        else RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"]))
     log_filter = _setup_logging()
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
