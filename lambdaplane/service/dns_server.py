@@ -1,5 +1,6 @@
 """The VPC resolvers at work: per VPC one UDP and one TCP socket bound to the resolver
-address inside the VPC namespace (net/dns_sockets.py), served from the server's event loop.
+address inside the VPC namespace (net/dns_sockets.py), and two more on fd00:ec2::253 when the
+VPC has IPv6 (both answer alike), served from the server's event loop.
 Each query is answered from the VPC's DnsView (service/dns_answers.py); names the VPC does
 not know go to the upstream resolvers (`serve --dns-upstream`) from a socket made in the
 internet side's namespace (`--internet-netns`), and only for a VPC with a path to the
@@ -33,19 +34,23 @@ TCP_IDLE_S = 10.0
 
 @dataclass(frozen=True)
 class ResolverPlace:
-    """Where one VPC's resolver listens."""
+    """Where one VPC's resolver listens: base + 2 and, in a VPC with IPv6, fd00:ec2::253."""
     netns: str
     address: str
+    address6: str = ""
 
 
 class _Listening:
-    def __init__(self, place: ResolverPlace, identity: int | None,
-                 udp: asyncio.DatagramTransport, tcp: asyncio.AbstractServer) -> None:
-        self.place, self.identity, self.udp, self.tcp = place, identity, udp, tcp
+    def __init__(self, place: ResolverPlace, identity: int | None) -> None:
+        self.place, self.identity = place, identity
+        self.udp: list[asyncio.DatagramTransport] = []
+        self.tcp: list[asyncio.AbstractServer] = []
 
     def close(self) -> None:
-        self.udp.close()
-        self.tcp.close()
+        for udp in self.udp:
+            udp.close()
+        for tcp in self.tcp:
+            tcp.close()
 
 
 class _UdpResolver(asyncio.DatagramProtocol):
@@ -102,8 +107,20 @@ class VpcResolvers:
         identity = await self.net.run(dns_sockets.netns_identity, place.netns)
         if identity is None:
             return
-        udp_sock, tcp_sock = await self.net.run(dns_sockets.open_listeners, place.netns,
-                                                place.address, DNS_PORT)
+        listening = _Listening(place, identity)
+        try:
+            for address in (place.address, place.address6):
+                if address:
+                    await self._listen_at(vpc_id, place.netns, address, listening)
+        except BaseException:
+            listening.close()
+            raise
+        self._listening[vpc_id] = listening
+
+    async def _listen_at(self, vpc_id: str, netns: str, address: str,
+                         listening: _Listening) -> None:
+        udp_sock, tcp_sock = await self.net.run(dns_sockets.open_listeners, netns,
+                                                address, DNS_PORT)
         loop = asyncio.get_running_loop()
         try:
             udp, _ = await loop.create_datagram_endpoint(lambda: _UdpResolver(self, vpc_id),
@@ -112,12 +129,16 @@ class VpcResolvers:
             udp_sock.close()
             tcp_sock.close()
             raise
+        listening.udp.append(udp)
 
         async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._serve_tcp(vpc_id, reader, writer)
 
-        tcp = await asyncio.start_server(on_tcp, sock=tcp_sock)
-        self._listening[vpc_id] = _Listening(place, identity, udp, tcp)
+        try:
+            listening.tcp.append(await asyncio.start_server(on_tcp, sock=tcp_sock))
+        except BaseException:
+            tcp_sock.close()
+            raise
 
     async def close(self) -> None:
         for listening in self._listening.values():
