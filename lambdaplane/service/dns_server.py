@@ -23,6 +23,7 @@ import dns.message
 
 from ..net import dns_sockets
 from ..net.executor import NetThread
+from . import dns64
 from .dns_answers import FORWARD, DnsView, answer, servfail
 
 log = logging.getLogger("lambdaplane.dns")
@@ -65,7 +66,7 @@ class _UdpResolver(asyncio.DatagramProtocol):
         self.resolvers.spawn(self._reply(data, addr))
 
     async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = await self.resolvers.resolve(self.vpc_id, data, tcp=False)
+        reply = await self.resolvers.resolve(self.vpc_id, data, tcp=False, client=addr[0])
         if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
@@ -159,7 +160,8 @@ class VpcResolvers:
         task.add_done_callback(self._tasks.discard)
 
     # answering ---------------------------------------------------------------------------
-    async def resolve(self, vpc_id: str, data: bytes, tcp: bool) -> bytes | None:
+    async def resolve(self, vpc_id: str, data: bytes, tcp: bool,
+                      client: str = "") -> bytes | None:
         view = self.views.get(vpc_id)
         if view is None or not view.dns_support:
             self.counts["dropped"] += 1
@@ -169,6 +171,13 @@ class VpcResolvers:
         except dns.exception.DNSException:
             self.counts["dropped"] += 1
             return None
+        reply = await self._reply(view, query, data, tcp)
+        if dns64.applies(view, query, client):
+            reply = await self._dns64(view, query, reply, tcp)
+        return reply
+
+    async def _reply(self, view: DnsView, query: dns.message.Message, data: bytes,
+                     tcp: bool) -> bytes:
         verdict = answer(view, query)
         if verdict is not FORWARD:
             self.counts["answered"] += 1
@@ -180,6 +189,21 @@ class VpcResolvers:
                 return reply
         self.counts["servfail"] += 1
         return servfail(query).to_wire()
+
+    async def _dns64(self, view: DnsView, query: dns.message.Message, reply: bytes,
+                     tcp: bool) -> bytes:
+        """The AAAA reply, or one synthesized from the name's A records (service/dns64.py)."""
+        try:
+            aaaa_reply = dns.message.from_wire(reply)
+            if not dns64.needs_synthesis(aaaa_reply):
+                return reply
+            question = dns64.a_query(query)
+            a_reply = dns.message.from_wire(
+                await self._reply(view, question, question.to_wire(), tcp))
+            return dns64.synthesize(query, aaaa_reply, a_reply).to_wire()
+        except dns.exception.DNSException as e:
+            log.debug("DNS64 of %s: %r", query.question[0].name, e)
+            return reply
 
     async def _forward(self, data: bytes, tcp: bool) -> bytes | None:
         for host, port in self.upstreams:
@@ -196,11 +220,12 @@ class VpcResolvers:
 
     async def _serve_tcp(self, vpc_id: str, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
+        peer = str((writer.get_extra_info("peername") or ("",))[0])
         try:
             while True:
                 head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
                 data = await reader.readexactly(struct.unpack("!H", head)[0])
-                reply = await self.resolve(vpc_id, data, tcp=True)
+                reply = await self.resolve(vpc_id, data, tcp=True, client=peer)
                 if reply is None:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)

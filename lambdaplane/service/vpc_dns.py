@@ -12,7 +12,7 @@ from collections.abc import Callable
 from ..net.names import Names
 from ..net.vpc import RESOLVER_IPV6, resolver_address
 from ..sandbox.environments import VPC_CA_FILE
-from ..store.ec2 import Vpc
+from ..store.ec2 import Subnet, Vpc
 from ..store.ec2_vpc_cidrs import VpcCidrStore
 from ..store.gateways import GatewayStore
 from .dns_answers import DnsView, public_dns_name, resolv_conf
@@ -31,7 +31,8 @@ class VpcDns:
                  vpc_cidr_store: VpcCidrStore, gateway_store: GatewayStore,
                  vpc_attributes: Callable[[Vpc], dict[str, bool]],
                  endpoints: VpcEndpoints,
-                 ipv6_vpcs: Callable[[], set[str]] = set) -> None:
+                 ipv6_vpcs: Callable[[], set[str]] = set,
+                 dns64_cidrs: Callable[[], dict[str, tuple[str, ...]]] = dict) -> None:
         self.settings, self.store = core.settings, core.store
         self.names = names
         self.resolvers = resolvers
@@ -42,6 +43,7 @@ class VpcDns:
         self.vpc_attributes = vpc_attributes  # service/ec2_attributes.py
         self.endpoints = endpoints  # their private DNS names and interfaces
         self.ipv6_vpcs = ipv6_vpcs  # the VPCs with an IPv6 block: they answer at RESOLVER_IPV6
+        self.dns64_cidrs = dns64_cidrs  # VPC → IPv6 CIDRs of its subnets with EnableDns64
 
     def resolver_of(self, vpc: Vpc) -> str:
         return resolver_address(vpc.cidr)
@@ -78,6 +80,7 @@ class VpcDns:
             if eni is not None and a.private_ip:
                 public.setdefault(eni.vpc_id, {})[
                     public_dns_name(a.public_ip, eni.region)] = a.private_ip
+        dns64_cidrs = self.dns64_cidrs()
         views = {}
         for vpc in self.store.vpcs():
             attributes = self.vpc_attributes(vpc)
@@ -87,7 +90,7 @@ class VpcDns:
                 attributes["enableDnsSupport"],
                 attributes["enableDnsSupport"] and attributes["enableDnsHostnames"],
                 vpc.id in internet, self.endpoints.endpoint_dns_names(vpc.id),
-                public.get(vpc.id, {}))
+                public.get(vpc.id, {}), dns64_cidrs.get(vpc.id, ()))
         return views
 
     async def sync_dns(self) -> None:
@@ -101,6 +104,16 @@ class VpcDns:
             eni.id: EndpointPlace(eni.far_end.netns, eni.ip, lambda_private_dns_name(eni.region),
                                   (f"*.lambda.{eni.region}.vpce.amazonaws.com",))
             for eni in self.endpoints.endpoint_interfaces() if eni.far_end is not None})
+
+    @staticmethod
+    def dns64_cidrs_of(subnets: list[Subnet], enabled: Callable[[Subnet], bool],
+                       ipv6_cidrs: Callable[[Subnet], list[str]]) -> dict[str, tuple[str, ...]]:
+        """VPC → the IPv6 CIDRs of its subnets with EnableDns64 (service/dns64.py)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for subnet in subnets:
+            if enabled(subnet):
+                out[subnet.vpc_id] = out.get(subnet.vpc_id, ()) + tuple(ipv6_cidrs(subnet))
+        return out
 
     def refresh_dns_views(self) -> None:
         """After a change that moves no socket (a DNS attribute, an address association)."""

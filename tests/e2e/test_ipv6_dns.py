@@ -1,8 +1,8 @@
 """The VPC resolver over IPv6 (AWS's fd00:ec2::253), through boto3 on real kernel networking:
 a `lambdaplane run` resource of an IPv6-only subnet (no IPv4 at all) resolves names over UDP
 and TCP at fd00:ec2::253 and finds it in its resolv.conf; a dual-stack resource reaches it
-too; security groups do not judge it; a VPC without IPv6 does not answer there; and the
-address survives a reconcile unchanged."""
+too; security groups do not judge it; a VPC without IPv6 does not answer there; the
+address survives a reconcile unchanged; a subnet with EnableDns64 gets DNS64 answers."""
 from __future__ import annotations
 
 import ipaddress
@@ -72,6 +72,20 @@ def test_ipv6_only_resource_resolves_at_fd00_ec2_253(server) -> None:
                                 capture_output=True, text=True, check=True).stdout
             assert f"{RESOLVER6}/128" in lo
             assert reconcile_now(server) == []
+            # DNS64 (the subnet's EnableDns64): AAAA synthesized in 64:ff9b::/96 from A answers,
+            # for the IPv6-only subnet's resources only
+            name = "ip-10-84-1-20.ec2.internal"
+            assert query(r.netns, RESOLVER6, name, "AAAA") == "empty"
+            ec2.modify_subnet_attribute(SubnetId=only, EnableDns64={"Value": True})
+            for tcp in (False, True):
+                assert query(r.netns, RESOLVER6, name, "AAAA", tcp=tcp) == \
+                    "AAAA 64:ff9b::a54:114", tcp
+            assert query(r.netns, RESOLVER6, name) == "A 10.84.1.20"  # A is asked as ever
+            assert query(d.netns, RESOLVER6, name, "AAAA") == "empty"  # no DNS64 there
+            assert query(r.netns, RESOLVER6, "ip-10-99-1-20.ec2.internal", "AAAA") == \
+                "NXDOMAIN"
+            ec2.modify_subnet_attribute(SubnetId=only, EnableDns64={"Value": False})
+            assert query(r.netns, RESOLVER6, name, "AAAA") == "empty"
             # DNS support off: no answers over IPv6 either (a time-out, as on AWS)
             ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": False})
             assert query(r.netns, RESOLVER6, "ip-10-84-1-20.ec2.internal") == "timeout"
