@@ -51,7 +51,7 @@ def eni_json(svc: VpcService, e: Eni) -> dict[str, Any]:
             "netns": e.far_end.netns if e.far_end else None,
             "ifname": e.far_end.ifname if e.far_end else None,
             "owner_pid": e.owner_pid, "process_pid": e.process_pid,
-            "resolv_conf": svc.vpc_resolv_conf(e.vpc_id),
+            "resolv_conf": svc.vpc_resolv_conf(e.vpc_id, e.subnet_id),
             "rules_in": len(port_rule_lines(port, rules, egress=False)),
             "rules_out": len(port_rule_lines(port, rules, egress=True)),
             "ipv6": svc.ipv6.addresses_of(e.id),  # service/ipv6.py

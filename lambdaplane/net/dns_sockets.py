@@ -12,6 +12,7 @@ import socket
 from . import ns
 
 IP_FREEBIND = 15  # <linux/in.h>; Python's socket module does not name it
+IPV6_FREEBIND = 78  # <linux/in6.h>
 
 
 def netns_identity(netns: str) -> int | None:
@@ -26,17 +27,22 @@ def netns_identity(netns: str) -> int | None:
 def open_listeners(netns: str, address: str, port: int, udp: bool = True,
                    tcp: bool = True) -> list[socket.socket]:
     """Non-blocking sockets bound to (address, port) in `netns`: UDP first, then a listening
-    TCP socket (as asked). IP_FREEBIND: the address may still be on its way."""
+    TCP socket (as asked). IP_FREEBIND: the address may still be on its way. An IPv6
+    `address` gets IPv6-only sockets."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     out: list[socket.socket] = []
     with ns.entered(netns):
         try:
             kinds = ([socket.SOCK_DGRAM] if udp else []) + ([socket.SOCK_STREAM] if tcp else [])
             for kind in kinds:
-                s = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK
-                                  | socket.SOCK_CLOEXEC)
+                s = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
                 out.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+                else:
+                    s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
                 s.bind((address, port))
                 if kind == socket.SOCK_STREAM:
                     s.listen(128)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import ns
 from .netlink import Netlink
-from .vpc import PortSpec
+from .vpc import GATEWAY_LINK, RESOLVER_IPV6, PortSpec
 
 ROUTER_LINK_LOCAL = "fe80::1"
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
@@ -79,3 +79,17 @@ def reconcile_routes(nl: Netlink, ports: list[PortSpec], changes: list[str]) -> 
         if have.get(dst) != oif and oif is not None:
             nl.add_route6(f"{dst}/128", oif)
             changes.append(f"routed {dst}/128 to {oif} in {nl.netns}")
+
+
+def reconcile_resolver(nl: Netlink, resolver6: str, changes: list[str]) -> None:
+    """The resolver's IPv6 address (net/vpc.py RESOLVER_IPV6) on the namespace's loopback when
+    the VPC has IPv6 (`resolver6`), and not otherwise; the loopback's other addresses (::1)
+    are the kernel's."""
+    have = {(a, plen) for a, plen in nl.addresses6(GATEWAY_LINK) if a == RESOLVER_IPV6}
+    wanted = {(resolver6, 128)} if resolver6 else set()
+    for address, plen in sorted(have - wanted):
+        nl.delete_address(GATEWAY_LINK, address, plen)
+        changes.append(f"removed {address}/{plen} from {GATEWAY_LINK} in {nl.netns}")
+    for address, plen in sorted(wanted - have):
+        nl.add_address6(GATEWAY_LINK, address, plen)
+        changes.append(f"added {address}/{plen} to {GATEWAY_LINK} in {nl.netns}")

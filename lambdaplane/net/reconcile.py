@@ -122,6 +122,7 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
         _reconcile_routes(nl, ready, changes)
         if spec.ipv6:
             ipv6.reconcile_routes(nl, ready, changes)
+        ipv6.reconcile_resolver(nl, spec.resolver6, changes)  # AWS's fd00:ec2::253
     _reconcile_nft(spec, changes)
 
 

@@ -66,6 +66,8 @@ class VpcNetSpec:
     # AmazonProvidedDNS: the VPC's base address + 2, on the namespace's loopback; a server
     # socket bound there answers (service/vpc_dns.py). Not judged by security groups.
     resolver: str = ""
+    # the resolver's IPv6 address (RESOLVER_IPV6) on the same loopback, for VPCs with IPv6
+    resolver6: str = ""
 
 
 def resolver_address(cidr: str) -> str:
@@ -86,8 +88,16 @@ def resolver_alias_chain(resolver: str) -> str:
             f" meta l4proto {{ udp, tcp }} th dport 53 dnat ip to {resolver}; }}")
 
 
-def resolver_accepts(resolver: str) -> tuple[str, ...]:
-    return (f"ip daddr {resolver} udp dport 53", f"ip daddr {resolver} tcp dport 53")
+# The Route 53 Resolver's IPv6 address on Nitro (AWS's "fd00:ec2::253"): in a VPC with an
+# IPv6 block it answers like base + 2, the only resolver an IPv6-only subnet's resources can
+# reach. Held on the VPC namespace's loopback (net/ipv6.py) next to base + 2.
+RESOLVER_IPV6 = "fd00:ec2::253"
+
+
+def resolver_accepts(resolver: str, resolver6: str = "") -> tuple[str, ...]:
+    v6 = (f"ip6 daddr {resolver6} udp dport 53", f"ip6 daddr {resolver6} tcp dport 53") \
+        if resolver6 else ()
+    return (f"ip daddr {resolver} udp dport 53", f"ip daddr {resolver} tcp dport 53", *v6)
 
 
 def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
@@ -135,15 +145,16 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
                            ipv6=p.ipv6 if p.ifname in transits else ()) for p in ports]
         ipv6 = vpc.id in v6_vpcs
         resolver = resolver_address(vpc.cidr)
+        resolver6 = RESOLVER_IPV6 if ipv6 else ""
         acls = render_chains(acl_ports, acl_of_subnet, snap.network_acls.entries, ipv6=ipv6,
                              gateway_links=(INTERNET_LINK,))
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
                         acls + "\n" + resolver_alias_chain(resolver),
                         gateway_links=(INTERNET_LINK,), ipv6=ipv6,
-                        input_accepts=resolver_accepts(resolver))
+                        input_accepts=resolver_accepts(resolver, resolver6))
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets if s.cidr),
                               tuple(sorted(ports, key=lambda p: p.ifname)), names.nft_table,
-                              script, ipv6, resolver))
+                              script, ipv6, resolver, resolver6))
     return out

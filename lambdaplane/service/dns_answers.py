@@ -41,6 +41,8 @@ class DnsView:
     private_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # public DNS hostnames of Elastic IPs (lowercase) → the private address they map to
     public_names: dict[str, str] = field(default_factory=dict)
+    # IPv6 CIDRs of the subnets with EnableDns64: their AAAA queries get DNS64 (service/dns64.py)
+    dns64_cidrs: tuple[str, ...] = ()
 
 
 def private_domain(region: str) -> str:

@@ -1,5 +1,6 @@
 """The VPC resolvers at work: per VPC one UDP and one TCP socket bound to the resolver
-address inside the VPC namespace (net/dns_sockets.py), served from the server's event loop.
+address inside the VPC namespace (net/dns_sockets.py), and two more on fd00:ec2::253 when the
+VPC has IPv6 (both answer alike), served from the server's event loop.
 Each query is answered from the VPC's DnsView (service/dns_answers.py); names the VPC does
 not know go to the upstream resolvers (`serve --dns-upstream`) from a socket made in the
 internet side's namespace (`--internet-netns`), and only for a VPC with a path to the
@@ -22,6 +23,7 @@ import dns.message
 
 from ..net import dns_sockets
 from ..net.executor import NetThread
+from . import dns64
 from .dns_answers import FORWARD, DnsView, answer, servfail
 
 log = logging.getLogger("lambdaplane.dns")
@@ -33,19 +35,23 @@ TCP_IDLE_S = 10.0
 
 @dataclass(frozen=True)
 class ResolverPlace:
-    """Where one VPC's resolver listens."""
+    """Where one VPC's resolver listens: base + 2 and, in a VPC with IPv6, fd00:ec2::253."""
     netns: str
     address: str
+    address6: str = ""
 
 
 class _Listening:
-    def __init__(self, place: ResolverPlace, identity: int | None,
-                 udp: asyncio.DatagramTransport, tcp: asyncio.AbstractServer) -> None:
-        self.place, self.identity, self.udp, self.tcp = place, identity, udp, tcp
+    def __init__(self, place: ResolverPlace, identity: int | None) -> None:
+        self.place, self.identity = place, identity
+        self.udp: list[asyncio.DatagramTransport] = []
+        self.tcp: list[asyncio.AbstractServer] = []
 
     def close(self) -> None:
-        self.udp.close()
-        self.tcp.close()
+        for udp in self.udp:
+            udp.close()
+        for tcp in self.tcp:
+            tcp.close()
 
 
 class _UdpResolver(asyncio.DatagramProtocol):
@@ -60,7 +66,7 @@ class _UdpResolver(asyncio.DatagramProtocol):
         self.resolvers.spawn(self._reply(data, addr))
 
     async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = await self.resolvers.resolve(self.vpc_id, data, tcp=False)
+        reply = await self.resolvers.resolve(self.vpc_id, data, tcp=False, client=addr[0])
         if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
@@ -102,8 +108,20 @@ class VpcResolvers:
         identity = await self.net.run(dns_sockets.netns_identity, place.netns)
         if identity is None:
             return
-        udp_sock, tcp_sock = await self.net.run(dns_sockets.open_listeners, place.netns,
-                                                place.address, DNS_PORT)
+        listening = _Listening(place, identity)
+        try:
+            for address in (place.address, place.address6):
+                if address:
+                    await self._listen_at(vpc_id, place.netns, address, listening)
+        except BaseException:
+            listening.close()
+            raise
+        self._listening[vpc_id] = listening
+
+    async def _listen_at(self, vpc_id: str, netns: str, address: str,
+                         listening: _Listening) -> None:
+        udp_sock, tcp_sock = await self.net.run(dns_sockets.open_listeners, netns,
+                                                address, DNS_PORT)
         loop = asyncio.get_running_loop()
         try:
             udp, _ = await loop.create_datagram_endpoint(lambda: _UdpResolver(self, vpc_id),
@@ -112,12 +130,16 @@ class VpcResolvers:
             udp_sock.close()
             tcp_sock.close()
             raise
+        listening.udp.append(udp)
 
         async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._serve_tcp(vpc_id, reader, writer)
 
-        tcp = await asyncio.start_server(on_tcp, sock=tcp_sock)
-        self._listening[vpc_id] = _Listening(place, identity, udp, tcp)
+        try:
+            listening.tcp.append(await asyncio.start_server(on_tcp, sock=tcp_sock))
+        except BaseException:
+            tcp_sock.close()
+            raise
 
     async def close(self) -> None:
         for listening in self._listening.values():
@@ -138,7 +160,8 @@ class VpcResolvers:
         task.add_done_callback(self._tasks.discard)
 
     # answering ---------------------------------------------------------------------------
-    async def resolve(self, vpc_id: str, data: bytes, tcp: bool) -> bytes | None:
+    async def resolve(self, vpc_id: str, data: bytes, tcp: bool,
+                      client: str = "") -> bytes | None:
         view = self.views.get(vpc_id)
         if view is None or not view.dns_support:
             self.counts["dropped"] += 1
@@ -148,6 +171,13 @@ class VpcResolvers:
         except dns.exception.DNSException:
             self.counts["dropped"] += 1
             return None
+        reply = await self._reply(view, query, data, tcp)
+        if dns64.applies(view, query, client):
+            reply = await self._dns64(view, query, reply, tcp)
+        return reply
+
+    async def _reply(self, view: DnsView, query: dns.message.Message, data: bytes,
+                     tcp: bool) -> bytes:
         verdict = answer(view, query)
         if verdict is not FORWARD:
             self.counts["answered"] += 1
@@ -159,6 +189,21 @@ class VpcResolvers:
                 return reply
         self.counts["servfail"] += 1
         return servfail(query).to_wire()
+
+    async def _dns64(self, view: DnsView, query: dns.message.Message, reply: bytes,
+                     tcp: bool) -> bytes:
+        """The AAAA reply, or one synthesized from the name's A records (service/dns64.py)."""
+        try:
+            aaaa_reply = dns.message.from_wire(reply)
+            if not dns64.needs_synthesis(aaaa_reply):
+                return reply
+            question = dns64.a_query(query)
+            a_reply = dns.message.from_wire(
+                await self._reply(view, question, question.to_wire(), tcp))
+            return dns64.synthesize(query, aaaa_reply, a_reply).to_wire()
+        except dns.exception.DNSException as e:
+            log.debug("DNS64 of %s: %r", query.question[0].name, e)
+            return reply
 
     async def _forward(self, data: bytes, tcp: bool) -> bytes | None:
         for host, port in self.upstreams:
@@ -175,11 +220,12 @@ class VpcResolvers:
 
     async def _serve_tcp(self, vpc_id: str, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
+        peer = str((writer.get_extra_info("peername") or ("",))[0])
         try:
             while True:
                 head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
                 data = await reader.readexactly(struct.unpack("!H", head)[0])
-                reply = await self.resolve(vpc_id, data, tcp=True)
+                reply = await self.resolve(vpc_id, data, tcp=True, client=peer)
                 if reply is None:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)

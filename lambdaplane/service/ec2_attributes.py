@@ -156,6 +156,8 @@ class Ec2Attributes:
         self._check_subnet_attribute(subnet, name, value)
         with self.db.transaction():
             self.attributes.set(subnet.id, name, value)
+        if name == "EnableDns64":
+            self.refresh_dns_views()  # the resolver's DNS64 takes effect at once
 
     def _check_subnet_attribute(self, subnet: Subnet, name: str, value: str) -> None:
         ipv6_only.check_attribute(subnet, name, value)

@@ -21,6 +21,7 @@ from ..errors import ec2_error
 from ..store.ec2 import Eni, SgRule, Subnet, Vpc
 from ..store.ec2_ipv6 import Ipv6Store, SubnetIpv6Cidr, VpcIpv6Cidr
 from ..model.network_acls import AclEntry
+from ..net.vpc import RESOLVER_IPV6
 from .ec2_filters import bool_text
 from .ec2_ids import new_id
 from . import ipv6_only
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .vpc import VpcService
 
 ULA = ipaddress.IPv6Network("fd00::/8")
+RESOLVER_ADDRESS6 = ipaddress.IPv6Address(RESOLVER_IPV6)  # the VPC resolver's (net/vpc.py)
 ANY_V6 = "::/0"
 VPC_PREFIX, SUBNET_PREFIX = 56, 64
 MAX_VPC_BLOCKS = 5
@@ -135,7 +137,8 @@ class Ipv6Addressing:
         association_id = new_id("vpc-cidr-assoc")
         taken = {c.cidr for c in self.store.vpc_cidrs()}
         attempt = 0
-        while str(vpc_block_for(association_id, attempt)) in taken:
+        while str(vpc_block_for(association_id, attempt)) in taken or \
+                RESOLVER_ADDRESS6 in vpc_block_for(association_id, attempt):  # never fd00:ec2::
             attempt += 1
         block = VpcIpv6Cidr(association_id, vpc.id, str(vpc_block_for(association_id, attempt)),
                             vpc.region)

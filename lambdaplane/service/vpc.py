@@ -167,7 +167,12 @@ class VpcService:
         self.endpoint_dns_entries = self.endpoints.endpoint_dns_entries
         self.dns = VpcDns(self.core, names, self.resolvers, self.endpoint_listeners,
                           self.local_ca, self.vpc_cidr_store, self.gateway_store,
-                          self.vpc_attributes, self.endpoints)
+                          self.vpc_attributes, self.endpoints,
+                          lambda: {c.vpc_id for c in self.ipv6.store.vpc_cidrs()},
+                          lambda: VpcDns.dns64_cidrs_of(
+                              self.store.subnets(),
+                              lambda s: self.ec2_attributes.subnet_settings(s).enable_dns64,
+                              self.ipv6.subnet_cidrs))
         self.vpc_etc_files, self.vpc_resolv_conf = self.dns.vpc_etc_files, self.dns.vpc_resolv_conf
         self.ec2_attributes = Ec2Attributes(self.core, self.attributes,
                                             self.dns.refresh_dns_views, self.ipv6.subnet_cidrs)

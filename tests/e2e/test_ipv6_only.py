@@ -300,6 +300,8 @@ def test_ipv6_only_resources_survive_a_restart(fresh_server) -> None:
          "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
     with _listener(server, only, [group], None) as a, \
             _listener(server, only, [group], None) as b:
+        for r in (a, b):  # listening before the first probe (else a refusal, under load)
+            assert r.proc.stdout is not None and r.proc.stdout.readline().strip() == "listening"
         b6 = _ipv6_of(ec2, b)
         assert _probe(a, b6, 80) == f"hello from {b6}"
         server.restart()
