@@ -15,7 +15,7 @@ from ..errors import ec2_error
 from ..store.ec2 import Vpc
 from ..store.ec2_routes import Route, RouteStore, RouteTable, RouteTableAssociation
 from .ec2_filters import bool_text, check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, check_id, new_id
 from .ipam import parse_cidr
 from .ec2_core import Ec2Core
 from .ec2_tags import specified_tags
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .egress_only_gateways import EgressOnlyGateways
     from .ipv6 import Ipv6Addressing
 
+ROUTE_TABLE = IdKind("rtb", "InvalidRouteTableId.Malformed", "InvalidRouteTableID.NotFound",
+                     "The routeTable ID '{id}' does not exist",
+                     missing="The request must contain the parameter routeTableId")
 LOCAL = "local"
 # CreateRoute's target members → the error of an id that names nothing. Only network
 # interfaces exist here today; gateways, NAT gateways, peering… come with issue 15.
@@ -123,15 +126,7 @@ class RouteTables:
 
     # lookups -----------------------------------------------------------------------------
     def route_table(self, region: str, table_id: str | None) -> RouteTable:
-        if not table_id:
-            raise ec2_error("MissingParameter",
-                            "The request must contain the parameter routeTableId")
-        check_id(table_id, "rtb", "InvalidRouteTableId.Malformed")
-        table = self.routes.table(table_id)
-        if table is None or table.region != region:
-            raise ec2_error("InvalidRouteTableID.NotFound",
-                            f"The routeTable ID '{table_id}' does not exist")
-        return table
+        return ROUTE_TABLE.find(region, table_id, self.routes.table)
 
     def route_views(self, table_id: str) -> list[RouteView]:
         enis = {e.id for e in self.store.enis()}
