@@ -19,7 +19,7 @@ from ..store.egress_only_gateways import EgressOnlyGateway, EgressOnlyGatewaySto
 from .ec2_filters import check_names, matches
 from .ec2_ids import IdKind, check_id, new_id
 from .ipv6 import parse_v6
-from .route_tables import TARGETS, RouteView
+from .route_tables import TARGETS, RouteView, interface_target_ok
 
 if TYPE_CHECKING:
     from .vpc import VpcService
@@ -152,15 +152,8 @@ class EgressOnlyGateways:
         elif kind == "GatewayId" and value.startswith("igw-") and \
                 self.svc.gateway_target_ok(table.vpc_id, table.region, value):
             return kind, value
-        elif kind == "NetworkInterfaceId":
-            check_id(value, "eni", "InvalidNetworkInterfaceID.Malformed")
-            eni = self.svc.store.eni(value)
-            if eni is not None and eni.region == table.region:
-                if eni.vpc_id != table.vpc_id:
-                    raise ec2_error("InvalidParameterValue",
-                                    f"Route table {table.id} and network interface {value} "
-                                    "belong to different networks")
-                return kind, value
+        elif kind == "NetworkInterfaceId" and interface_target_ok(self.svc.store, table, value):
+            return kind, value
         code, noun = TARGETS[kind]
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
-from ..store.ec2 import Vpc
+from ..store.ec2 import Ec2Store, Vpc
 from ..store.ec2_routes import Route, RouteStore, RouteTable, RouteTableAssociation
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import IdKind, check_id, new_id
@@ -54,6 +54,20 @@ _FILTERS = ["association.gateway-id", "association.route-table-association-id",
             "owner-id", "route-table-id", "route.destination-cidr-block",
             "route.destination-ipv6-cidr-block", "route.destination-prefix-list-id",
             "route.origin", "route.state", "vpc-id", *ROUTE_TARGET_FILTERS.values()]
+
+
+def interface_target_ok(store: Ec2Store, table: RouteTable, eni_id: str) -> bool:
+    """Whether network interface `eni_id`, a route's target, is there in the table's region
+    (False: the caller answers NotFound); Malformed for an id not well formed,
+    InvalidParameterValue for an interface in another VPC than the table's."""
+    check_id(eni_id, "eni", "InvalidNetworkInterfaceID.Malformed")
+    eni = store.eni(eni_id)
+    if eni is None or eni.region != table.region:
+        return False
+    if eni.vpc_id != table.vpc_id:
+        raise ec2_error("InvalidParameterValue", f"Route table {table.id} and network interface "
+                        f"{eni_id} belong to different networks")
+    return True
 
 
 @dataclass(frozen=True)
@@ -242,15 +256,8 @@ class RouteTables:
         if kind == "LocalTarget" or (kind == "GatewayId" and params[kind] == LOCAL):
             return "GatewayId", LOCAL
         value = params[kind]
-        if kind == "NetworkInterfaceId":
-            check_id(value, "eni", "InvalidNetworkInterfaceID.Malformed")
-            eni = self.store.eni(value)
-            if eni is not None and eni.region == table.region:
-                if eni.vpc_id != table.vpc_id:
-                    raise ec2_error("InvalidParameterValue",
-                                    f"Route table {table.id} and network interface {value} "
-                                    "belong to different networks")
-                return kind, value
+        if kind == "NetworkInterfaceId" and interface_target_ok(self.store, table, value):
+            return kind, value
         if kind == "GatewayId" and value.startswith("igw-") and \
                 self.gateway_target_ok(table.vpc_id, table.region, value):
             return kind, value
