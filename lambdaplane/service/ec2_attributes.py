@@ -47,6 +47,20 @@ def _text(value: bool) -> str:
     return "true" if value else "false"
 
 
+def one_attribute(given: list[str]) -> str:
+    """The one attribute a ModifySubnetAttribute / ModifyNetworkInterfaceAttribute request
+    sets (`given`: the members it sets): MissingParameter for none, InvalidParameterCombination
+    (naming them in camelCase) for several."""
+    if not given:
+        raise ec2_error("MissingParameter",  # [?] AWS's code for none is undocumented
+                        "The request must contain the parameter of an attribute to modify")
+    if len(given) > 1:
+        raise ec2_error("InvalidParameterCombination",
+                        "Fields for multiple attribute types specified: "
+                        f"{', '.join(g[0].lower() + g[1:] for g in given)}")
+    return given[0]
+
+
 def _given(params: dict[str, Any], names: tuple[str, ...]) -> list[str]:
     return [n for n in names if params.get(n) is not None]
 
@@ -141,14 +155,7 @@ class Ec2Attributes:
             raise ec2_error("MissingParameter", "The request must contain the parameter subnetId")
         subnet = self.core.subnet(region, params["SubnetId"])
         given = _given(params, _SUBNET_BOOLEANS + _SUBNET_OTHERS)
-        if not given:
-            raise ec2_error("MissingParameter",  # [?] AWS's code for none is undocumented
-                            "The request must contain the parameter of an attribute to modify")
-        if len(given) > 1:
-            raise ec2_error("InvalidParameterCombination",
-                            "Fields for multiple attribute types specified: "
-                            f"{', '.join(g[0].lower() + g[1:] for g in given)}")
-        name = given[0]
+        name = one_attribute(given)
         if name in _SUBNET_BOOLEANS:
             value = _text(bool(params[name].get("Value")))
         else:

@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ..config import Settings
-from ..errors import ec2_error
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, SecurityGroup, Subnet, Vpc
-from .ec2_ids import check_id
+from .ec2_ids import IdKind
+
+VPC = IdKind("vpc", "InvalidVpcID.Malformed", "InvalidVpcID.NotFound",
+             "The vpc ID '{id}' does not exist")
+SUBNET = IdKind("subnet", "InvalidSubnetID.Malformed", "InvalidSubnetID.NotFound",
+                "The subnet ID '{id}' does not exist")
+SECURITY_GROUP = IdKind("sg", "InvalidGroupId.Malformed", "InvalidGroup.NotFound",
+                        "The security group '{id}' does not exist")
 
 
 class Ec2Core:
@@ -26,24 +32,10 @@ class Ec2Core:
         self.reconcile = reconcile
 
     def vpc(self, region: str, vpc_id: str) -> Vpc:
-        check_id(vpc_id, "vpc", "InvalidVpcID.Malformed")
-        vpc = self.store.vpc(vpc_id)
-        if vpc is None or vpc.region != region:
-            raise ec2_error("InvalidVpcID.NotFound", f"The vpc ID '{vpc_id}' does not exist")
-        return vpc
+        return VPC.find(region, vpc_id, self.store.vpc)
 
     def subnet(self, region: str, subnet_id: str) -> Subnet:
-        check_id(subnet_id, "subnet", "InvalidSubnetID.Malformed")
-        subnet = self.store.subnet(subnet_id)
-        if subnet is None or subnet.region != region:
-            raise ec2_error("InvalidSubnetID.NotFound",
-                            f"The subnet ID '{subnet_id}' does not exist")
-        return subnet
+        return SUBNET.find(region, subnet_id, self.store.subnet)
 
     def group(self, region: str, group_id: str) -> SecurityGroup:
-        check_id(group_id, "sg", "InvalidGroupId.Malformed")
-        group = self.store.group(group_id)
-        if group is None or group.region != region:
-            raise ec2_error("InvalidGroup.NotFound",
-                            f"The security group '{group_id}' does not exist")
-        return group
+        return SECURITY_GROUP.find(region, group_id, self.store.group)

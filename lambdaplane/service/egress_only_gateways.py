@@ -17,13 +17,18 @@ from ..store.ec2 import Snapshot
 from ..store.ec2_routes import Route, RouteTable
 from ..store.egress_only_gateways import EgressOnlyGateway, EgressOnlyGatewayStore
 from .ec2_filters import check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, check_id, new_id
 from .ipv6 import parse_v6
-from .route_tables import TARGETS, RouteView
+from .route_tables import TARGETS, RouteView, interface_target_ok
 
 if TYPE_CHECKING:
     from .vpc import VpcService
 
+EGRESS_ONLY_GATEWAY = IdKind(
+    "eigw", "InvalidEgressOnlyInternetGatewayId.Malformed",
+    "InvalidEgressOnlyInternetGatewayId.NotFound",
+    "The egressOnlyInternetGateway ID '{id}' does not exist",
+    missing="The request must contain the parameter EgressOnlyInternetGatewayId")
 _EIGW = "EgressOnlyInternetGatewayId"
 _IPV6_TARGETS = ("GatewayId", _EIGW, "NetworkInterfaceId")
 
@@ -37,15 +42,7 @@ class EgressOnlyGateways:
 
     # gateways ----------------------------------------------------------------------------
     def gateway(self, region: str, gateway_id: str | None) -> EgressOnlyGateway:
-        if not gateway_id:
-            raise ec2_error("MissingParameter", "The request must contain the parameter "
-                            "EgressOnlyInternetGatewayId")
-        check_id(gateway_id, "eigw", "InvalidEgressOnlyInternetGatewayId.Malformed")
-        g = self.store.gateway(gateway_id)
-        if g is None or g.region != region:
-            raise ec2_error("InvalidEgressOnlyInternetGatewayId.NotFound",
-                            f"The egressOnlyInternetGateway ID '{gateway_id}' does not exist")
-        return g
+        return EGRESS_ONLY_GATEWAY.find(region, gateway_id, self.store.gateway)
 
     def taggable_ids(self, region: str) -> set[str]:
         return {g.id for g in self.store.gateways(region)}
@@ -155,15 +152,8 @@ class EgressOnlyGateways:
         elif kind == "GatewayId" and value.startswith("igw-") and \
                 self.svc.gateway_target_ok(table.vpc_id, table.region, value):
             return kind, value
-        elif kind == "NetworkInterfaceId":
-            check_id(value, "eni", "InvalidNetworkInterfaceID.Malformed")
-            eni = self.svc.store.eni(value)
-            if eni is not None and eni.region == table.region:
-                if eni.vpc_id != table.vpc_id:
-                    raise ec2_error("InvalidParameterValue",
-                                    f"Route table {table.id} and network interface {value} "
-                                    "belong to different networks")
-                return kind, value
+        elif kind == "NetworkInterfaceId" and interface_target_ok(self.svc.store, table, value):
+            return kind, value
         code, noun = TARGETS[kind]
         raise ec2_error(code, f"The {noun} ID '{value}' does not exist")
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ec2_error
 from ..store.ec2 import Eni
 from ..store.ec2_attributes import AttributeStore
+from .ec2_attributes import one_attribute
 from .ec2_core import Ec2Core
 
 MAX_GROUPS = 5
@@ -61,14 +62,7 @@ class EniAttributes:
         self.core.ensure_region(region)
         eni = self._eni(region, p.get("NetworkInterfaceId"))
         given = [n for n in _MODIFIABLE if p.get(n) not in (None, [], {})]
-        if not given:
-            raise ec2_error("MissingParameter",  # [?] AWS's code for none is undocumented
-                            "The request must contain the parameter of an attribute to modify")
-        if len(given) > 1:
-            raise ec2_error("InvalidParameterCombination",
-                            "Fields for multiple attribute types specified: "
-                            f"{', '.join(g[0].lower() + g[1:] for g in given)}")
-        (name,) = given
+        name = one_attribute(given)
         if eni.requester_managed:
             raise ec2_error("OperationNotPermitted",  # [?] code
                             f"The network interface '{eni.id}' is managed by a service and "

@@ -22,7 +22,7 @@ from ..store.public_ips import PublicIpStore
 from .ec2_attributes import SubnetSettings
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, new_id
 from .ec2_tags import specified_tags
 
 if TYPE_CHECKING:
@@ -31,6 +31,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # An internal attribute of a default VPC: it was given its internet gateway (never shown)
+INTERNET_GATEWAY = IdKind("igw", "InvalidInternetGatewayId.Malformed",
+                          "InvalidInternetGatewayID.NotFound",
+                          "The internetGateway ID '{id}' does not exist",
+                          missing="The request must contain the parameter internetGatewayId")
+ADDRESS = IdKind("eipalloc", "InvalidAllocationID.Malformed", "InvalidAllocationID.NotFound",
+                 "The allocation ID '{id}' does not exist",
+                 missing="The request must contain the parameter AllocationId")
+# the interface AssociateAddress names (its MissingParameter text is AWS's for that action)
+ADDRESS_TARGET = IdKind("eni", "InvalidNetworkInterfaceID.Malformed",
+                        "InvalidNetworkInterfaceID.NotFound",
+                        "The networkInterface ID '{id}' does not exist",
+                        missing="Either instance ID or network interface ID must be specified")
 _INTERNET_GIVEN = "lambdaplane:defaultInternetGiven"
 _IGW_FILTERS = ["attachment.state", "attachment.vpc-id", "internet-gateway-id", "owner-id"]
 _ADDRESS_FILTERS = ["allocation-id", "association-id", "domain", "instance-id",
@@ -121,15 +133,7 @@ class InternetGateways:
 
     # internet gateways ---------------------------------------------------------------------
     def internet_gateway(self, region: str, gateway_id: str | None) -> InternetGateway:
-        if not gateway_id:
-            raise ec2_error("MissingParameter",
-                            "The request must contain the parameter internetGatewayId")
-        check_id(gateway_id, "igw", "InvalidInternetGatewayId.Malformed")
-        g = self.gateway_store.gateway(gateway_id)
-        if g is None or g.region != region:
-            raise ec2_error("InvalidInternetGatewayID.NotFound",
-                            f"The internetGateway ID '{gateway_id}' does not exist")
-        return g
+        return INTERNET_GATEWAY.find(region, gateway_id, self.gateway_store.gateway)
 
     async def create_internet_gateway(self, region: str,
                                       tag_specs: list[dict[str, Any]] | None) -> InternetGateway:
@@ -253,16 +257,8 @@ class InternetGateways:
         return {"IpOwnerId": "amazon", "PublicDnsName": "", "PublicIp": ip}
 
     def address(self, region: str, allocation_id: str | None) -> Address:
-        if not allocation_id:
-            raise ec2_error("MissingParameter",
-                            "The request must contain the parameter AllocationId")
-        check_id(allocation_id, "eipalloc", "InvalidAllocationID.Malformed")
-        found = next((a for a in self.gateway_store.addresses(region)
-                      if a.allocation_id == allocation_id), None)
-        if found is None:
-            raise ec2_error("InvalidAllocationID.NotFound",
-                            f"The allocation ID '{allocation_id}' does not exist")
-        return found
+        return ADDRESS.find(region, allocation_id, lambda wanted: next(
+            (a for a in self.gateway_store.addresses(region) if a.allocation_id == wanted), None))
 
     def _free_public_ip(self) -> str:
         pool = ipaddress.IPv4Network(self.settings.public_cidr)
@@ -329,15 +325,7 @@ class InternetGateways:
         return a
 
     def _eni_for(self, region: str, eni_id: str | None) -> Eni:
-        if not eni_id:
-            raise ec2_error("MissingParameter",
-                            "Either instance ID or network interface ID must be specified")
-        check_id(eni_id, "eni", "InvalidNetworkInterfaceID.Malformed")
-        eni = self.store.eni(eni_id)
-        if eni is None or eni.region != region:
-            raise ec2_error("InvalidNetworkInterfaceID.NotFound",
-                            f"The networkInterface ID '{eni_id}' does not exist")
-        return eni
+        return ADDRESS_TARGET.find(region, eni_id, self.store.eni)
 
     async def disassociate_address(self, region: str, association_id: str | None) -> None:
         self.ensure_region(region)

@@ -22,7 +22,7 @@ from ..store.gateways import GatewayStore
 from . import ipam, ipv6_only
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
-from .ec2_ids import check_id, new_id, new_mac
+from .ec2_ids import IdKind, new_id, new_mac
 from .ec2_tags import specified_tags
 from .eni_attributes import source_dest_check
 from .eni_filters import FILTERS, interface_filter_values
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .ipv6 import Ipv6Addressing
     from .private_ips import PrivateIps
 
+NETWORK_INTERFACE = IdKind("eni", "InvalidNetworkInterfaceID.Malformed",
+                           "InvalidNetworkInterfaceID.NotFound",
+                           "The networkInterface ID '{id}' does not exist")
 log = logging.getLogger("lambdaplane.vpc")
 
 
@@ -121,12 +124,7 @@ class NetworkInterfaces:
 
     # network interfaces ------------------------------------------------------------------
     def interface(self, region: str, eni_id: str) -> Eni:
-        check_id(eni_id, "eni", "InvalidNetworkInterfaceID.Malformed")
-        eni = self.store.eni(eni_id)
-        if eni is None or eni.region != region:
-            raise ec2_error("InvalidNetworkInterfaceID.NotFound",
-                            f"The networkInterface ID '{eni_id}' does not exist")
-        return eni
+        return NETWORK_INTERFACE.find(region, eni_id, self.store.eni)
 
     async def create_interface(self, region: str, subnet_id: str | None, group_ids: list[str],
                                ip: str | None = None, description: str = "",

@@ -20,11 +20,14 @@ from ..store.gateways import Address, GatewayStore
 from ..store.nat_gateways import NatGateway, NatGatewayStore
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, new_id
 from .ec2_tags import specified_tags
 
 log = logging.getLogger(__name__)
 
+NAT_GATEWAY = IdKind("nat", "InvalidNatGatewayId.Malformed", "NatGatewayNotFound",
+                     "The Nat Gateway {id} was not found",
+                     missing="The request must contain the parameter NatGatewayId")
 DELETED_VISIBLE_S = 3600.0
 _FILTERS = ["nat-gateway-id", "state", "subnet-id", "vpc-id"]
 
@@ -59,14 +62,7 @@ class NatGateways:
         return {n.id for n in self.nat_store.all() if n.state in ("pending", "available")}
 
     def nat_gateway(self, region: str, nat_id: str | None) -> NatGateway:
-        if not nat_id:
-            raise ec2_error("MissingParameter",
-                            "The request must contain the parameter NatGatewayId")
-        check_id(nat_id, "nat", "InvalidNatGatewayId.Malformed")
-        n = self.nat_store.get(nat_id)
-        if n is None or n.region != region:
-            raise ec2_error("NatGatewayNotFound", f"The Nat Gateway {nat_id} was not found")
-        return n
+        return NAT_GATEWAY.find(region, nat_id, self.nat_store.get)
 
     async def create_nat_gateway(self, region: str, params: dict[str, Any]) -> NatGateway:
         self.core.ensure_region(region)

@@ -16,12 +16,15 @@ from ..store.ec2 import Subnet, Vpc
 from ..store.ec2_network_acls import NetworkAclStore
 from .ec2_core import Ec2Core
 from .ec2_filters import bool_text, check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, new_id
 from .ec2_tags import specified_tags
 from .ipam import parse_cidr
 from .sg_rules import parse_ipv6_cidr
 
 ANY_V4 = "0.0.0.0/0"
+NETWORK_ACL = IdKind("acl", "InvalidNetworkAclId.Malformed", "InvalidNetworkAclID.NotFound",
+                     "The networkAcl ID '{id}' does not exist",
+                     missing="The request must contain the parameter networkAclId")
 _PROTOCOLS = {"tcp": "6", "udp": "17", "icmp": "1", "all": "-1"}
 _FILTERS = ["association.association-id", "association.network-acl-id", "association.subnet-id",
             "default", "entry.cidr", "entry.icmp.code", "entry.icmp.type", "entry.ipv6-cidr",
@@ -102,15 +105,7 @@ class NetworkAcls:
 
     # ACLs ----------------------------------------------------------------------------------
     def network_acl(self, region: str, acl_id: str | None) -> NetworkAcl:
-        if not acl_id:
-            raise ec2_error("MissingParameter",
-                            "The request must contain the parameter networkAclId")
-        check_id(acl_id, "acl", "InvalidNetworkAclId.Malformed")
-        acl = self.acls.acl(acl_id)
-        if acl is None or acl.region != region:
-            raise ec2_error("InvalidNetworkAclID.NotFound",
-                            f"The networkAcl ID '{acl_id}' does not exist")
-        return acl
+        return NETWORK_ACL.find(region, acl_id, self.acls.acl)
 
     async def create_network_acl(self, region: str, vpc_id: str | None,
                                  tag_specs: list[dict[str, Any]] | None) -> NetworkAcl:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
-from ..store.ec2 import Vpc
+from ..store.ec2 import Ec2Store, Vpc
 from ..store.ec2_routes import Route, RouteStore, RouteTable, RouteTableAssociation
 from .ec2_filters import bool_text, check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, check_id, new_id
 from .ipam import parse_cidr
 from .ec2_core import Ec2Core
 from .ec2_tags import specified_tags
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .egress_only_gateways import EgressOnlyGateways
     from .ipv6 import Ipv6Addressing
 
+ROUTE_TABLE = IdKind("rtb", "InvalidRouteTableId.Malformed", "InvalidRouteTableID.NotFound",
+                     "The routeTable ID '{id}' does not exist",
+                     missing="The request must contain the parameter routeTableId")
 LOCAL = "local"
 # CreateRoute's target members → the error of an id that names nothing. Only network
 # interfaces exist here today; gateways, NAT gateways, peering… come with issue 15.
@@ -51,6 +54,20 @@ _FILTERS = ["association.gateway-id", "association.route-table-association-id",
             "owner-id", "route-table-id", "route.destination-cidr-block",
             "route.destination-ipv6-cidr-block", "route.destination-prefix-list-id",
             "route.origin", "route.state", "vpc-id", *ROUTE_TARGET_FILTERS.values()]
+
+
+def interface_target_ok(store: Ec2Store, table: RouteTable, eni_id: str) -> bool:
+    """Whether network interface `eni_id`, a route's target, is there in the table's region
+    (False: the caller answers NotFound); Malformed for an id not well formed,
+    InvalidParameterValue for an interface in another VPC than the table's."""
+    check_id(eni_id, "eni", "InvalidNetworkInterfaceID.Malformed")
+    eni = store.eni(eni_id)
+    if eni is None or eni.region != table.region:
+        return False
+    if eni.vpc_id != table.vpc_id:
+        raise ec2_error("InvalidParameterValue", f"Route table {table.id} and network interface "
+                        f"{eni_id} belong to different networks")
+    return True
 
 
 @dataclass(frozen=True)
@@ -123,15 +140,7 @@ class RouteTables:
 
     # lookups -----------------------------------------------------------------------------
     def route_table(self, region: str, table_id: str | None) -> RouteTable:
-        if not table_id:
-            raise ec2_error("MissingParameter",
-                            "The request must contain the parameter routeTableId")
-        check_id(table_id, "rtb", "InvalidRouteTableId.Malformed")
-        table = self.routes.table(table_id)
-        if table is None or table.region != region:
-            raise ec2_error("InvalidRouteTableID.NotFound",
-                            f"The routeTable ID '{table_id}' does not exist")
-        return table
+        return ROUTE_TABLE.find(region, table_id, self.routes.table)
 
     def route_views(self, table_id: str) -> list[RouteView]:
         enis = {e.id for e in self.store.enis()}
@@ -247,15 +256,8 @@ class RouteTables:
         if kind == "LocalTarget" or (kind == "GatewayId" and params[kind] == LOCAL):
             return "GatewayId", LOCAL
         value = params[kind]
-        if kind == "NetworkInterfaceId":
-            check_id(value, "eni", "InvalidNetworkInterfaceID.Malformed")
-            eni = self.store.eni(value)
-            if eni is not None and eni.region == table.region:
-                if eni.vpc_id != table.vpc_id:
-                    raise ec2_error("InvalidParameterValue",
-                                    f"Route table {table.id} and network interface {value} "
-                                    "belong to different networks")
-                return kind, value
+        if kind == "NetworkInterfaceId" and interface_target_ok(self.store, table, value):
+            return kind, value
         if kind == "GatewayId" and value.startswith("igw-") and \
                 self.gateway_target_ok(table.vpc_id, table.region, value):
             return kind, value

@@ -24,12 +24,14 @@ from ..store.ec2 import Eni, Vpc
 from ..store.vpc_endpoints import VpcEndpoint, VpcEndpointStore
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
-from .ec2_ids import check_id, new_id
+from .ec2_ids import IdKind, new_id
 from .ec2_tags import specified_tags
 from . import vpc_endpoint_edits
 
 log = logging.getLogger("lambdaplane.vpc")
 
+VPC_ENDPOINT = IdKind("vpce", "InvalidVpcEndpointId.Malformed", "InvalidVpcEndpointId.NotFound",
+                      "The Vpc Endpoint Id '{id}' does not exist")
 ENDPOINT_FILTERS = ("vpc-endpoint-id", "vpc-id", "service-name", "vpc-endpoint-state",
                     "vpc-endpoint-type", "ip-address-type")
 SERVICE_FILTERS = ("service-name", "service-type", "owner", "service-region")
@@ -93,12 +95,7 @@ class VpcEndpoints:
 
     # endpoints -----------------------------------------------------------------------------
     def vpc_endpoint(self, region: str, endpoint_id: str) -> VpcEndpoint:
-        check_id(endpoint_id, "vpce", "InvalidVpcEndpointId.Malformed")
-        e = self.endpoint_store.get(endpoint_id)
-        if e is None or e.region != region:
-            raise ec2_error("InvalidVpcEndpointId.NotFound",
-                            f"The Vpc Endpoint Id '{endpoint_id}' does not exist")
-        return e
+        return VPC_ENDPOINT.find(region, endpoint_id, self.endpoint_store.get)
 
     async def create_vpc_endpoint(self, region: str, params: dict[str, Any]) -> VpcEndpoint:
         self.core.ensure_region(region)

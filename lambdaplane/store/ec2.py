@@ -15,6 +15,7 @@ from .db import Database, schema
 from .ec2_ipv6 import Ipv6Store
 from .ec2_network_acls import NetworkAclStore
 from .ec2_private_ips import PrivateIpStore
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_regions (region TEXT PRIMARY KEY);
@@ -123,11 +124,7 @@ class Ec2Store:
                               r.to_port, r.cidr, r.ref_group_id, r.description))
 
     def rules(self, group_id: str | None = None) -> list[SgRule]:
-        if group_id is None:
-            rows = self.db.conn.execute("SELECT * FROM ec2_sg_rules ORDER BY rowid").fetchall()
-        else:
-            rows = self.db.conn.execute("SELECT * FROM ec2_sg_rules WHERE group_id=? ORDER BY rowid",
-                                        (group_id,)).fetchall()
+        rows = select_rows(self.db, "ec2_sg_rules", "group_id", group_id)
         return [SgRule(r["id"], r["group_id"], bool(r["egress"]), r["protocol"], r["from_port"],
                        r["to_port"], r["cidr"], r["ref_group_id"], r["description"]) for r in rows]
 
@@ -216,7 +213,4 @@ class Ec2Store:
                         PrivateIpStore(self.db).all())
 
     def _select(self, table: str, region: str | None) -> list[object]:
-        if region is None:
-            return self.db.conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
-        return self.db.conn.execute(f"SELECT * FROM {table} WHERE region=? ORDER BY rowid",
-                                    (region,)).fetchall()
+        return select_rows(self.db, table, "region", region)

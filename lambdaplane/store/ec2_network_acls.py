@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..model.network_acls import (  # noqa: F401 - re-exported for the service and api
     STAR_RULE, AclAssociation, AclEntry, AclSnapshot, NetworkAcl)
 from .db import Database, schema
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_network_acls (
@@ -30,11 +31,8 @@ class NetworkAclStore:
                              (a.id, a.region, a.vpc_id, int(a.is_default)))
 
     def acls(self, region: str | None = None) -> list[NetworkAcl]:
-        sql, args = "SELECT * FROM ec2_network_acls", ()
-        if region is not None:
-            sql, args = sql + " WHERE region=?", (region,)
         return [NetworkAcl(r["id"], r["region"], r["vpc_id"], bool(r["is_default"]))
-                for r in self.db.conn.execute(sql + " ORDER BY rowid", args)]
+                for r in select_rows(self.db, "ec2_network_acls", "region", region)]
 
     def acl(self, acl_id: str) -> NetworkAcl | None:
         return next((a for a in self.acls() if a.id == acl_id), None)
@@ -49,10 +47,8 @@ class NetworkAclStore:
              e.from_port, e.to_port, e.icmp_type, e.icmp_code))
 
     def entries(self, acl_id: str | None = None) -> list[AclEntry]:
-        sql, args = "SELECT * FROM ec2_network_acl_entries", ()
-        if acl_id is not None:
-            sql, args = sql + " WHERE acl_id=?", (acl_id,)
-        rows = self.db.conn.execute(sql + " ORDER BY acl_id, egress, rule_number", args)
+        rows = select_rows(self.db, "ec2_network_acl_entries", "acl_id", acl_id,
+                           order="acl_id, egress, rule_number")
         return [AclEntry(r["acl_id"], bool(r["egress"]), r["rule_number"], r["protocol"],
                          bool(r["allow"]), r["cidr"], r["from_port"], r["to_port"],
                          r["icmp_type"], r["icmp_code"]) for r in rows]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .db import Database, schema
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_route_tables (
@@ -55,10 +56,7 @@ class RouteStore:
                              (t.id, t.region, t.vpc_id))
 
     def tables(self, region: str | None = None) -> list[RouteTable]:
-        sql, args = "SELECT * FROM ec2_route_tables", ()
-        if region is not None:
-            sql, args = sql + " WHERE region=?", (region,)
-        rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        rows = select_rows(self.db, "ec2_route_tables", "region", region)
         return [RouteTable(r["id"], r["region"], r["vpc_id"]) for r in rows]
 
     def table(self, table_id: str) -> RouteTable | None:
@@ -76,10 +74,7 @@ class RouteStore:
                               r.origin))
 
     def routes(self, table_id: str | None = None) -> list[Route]:
-        sql, args = "SELECT * FROM ec2_routes", ()
-        if table_id is not None:
-            sql, args = sql + " WHERE route_table_id=?", (table_id,)
-        rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        rows = select_rows(self.db, "ec2_routes", "route_table_id", table_id)
         return [Route(r["route_table_id"], r["destination"], r["target_kind"], r["target_id"],
                       r["origin"]) for r in rows]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .db import Database, schema
 from .ec2_routes import Route
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_egress_only_igws (
@@ -36,10 +37,7 @@ class EgressOnlyGatewayStore:
                              (g.id, g.region, g.vpc_id))
 
     def gateways(self, region: str | None = None) -> list[EgressOnlyGateway]:
-        sql, args = "SELECT * FROM ec2_egress_only_igws", ()
-        if region is not None:
-            sql, args = sql + " WHERE region=?", (region,)
-        rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        rows = select_rows(self.db, "ec2_egress_only_igws", "region", region)
         return [EgressOnlyGateway(r["id"], r["region"], r["vpc_id"]) for r in rows]
 
     def gateway(self, gateway_id: str) -> EgressOnlyGateway | None:
@@ -55,10 +53,7 @@ class EgressOnlyGatewayStore:
                               r.origin))
 
     def routes(self, table_id: str | None = None) -> list[Route]:
-        sql, args = "SELECT * FROM ec2_ipv6_routes", ()
-        if table_id is not None:
-            sql, args = sql + " WHERE route_table_id=?", (table_id,)
-        rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        rows = select_rows(self.db, "ec2_ipv6_routes", "route_table_id", table_id)
         return [Route(r["route_table_id"], r["destination"], r["target_kind"], r["target_id"],
                       r["origin"]) for r in rows]
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from .db import Database, schema
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_flow_logs (
@@ -43,11 +44,7 @@ class FlowLogStore:
              f.destination, f.permission_arn, f.interval_s, f.created_ms, json.dumps(f.tags)))
 
     def all(self, region: str | None = None) -> list[FlowLog]:
-        if region is None:
-            rows = self.db.conn.execute("SELECT * FROM ec2_flow_logs ORDER BY created_ms, id")
-        else:
-            rows = self.db.conn.execute(
-                "SELECT * FROM ec2_flow_logs WHERE region=? ORDER BY created_ms, id", (region,))
+        rows = select_rows(self.db, "ec2_flow_logs", "region", region, order="created_ms, id")
         return [FlowLog(r["id"], r["region"], r["resource_id"], r["resource_type"],
                         r["traffic_type"], r["log_group"], r["destination"], r["permission_arn"],
                         r["interval_s"], r["created_ms"], json.loads(r["tags"])) for r in rows]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .db import Database, schema
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_internet_gateways (
@@ -77,7 +78,4 @@ class GatewayStore:
         return GatewaySnapshot(self.gateways(), self.addresses())
 
     def _select(self, table: str, region: str | None) -> list:  # type: ignore[type-arg]
-        if region is None:
-            return self.db.conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
-        return self.db.conn.execute(f"SELECT * FROM {table} WHERE region=? ORDER BY rowid",
-                                    (region,)).fetchall()
+        return select_rows(self.db, table, "region", region)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .db import Database, schema
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_nat_gateways (
@@ -42,10 +43,7 @@ class NatGatewayStore:
              n.private_ip, n.public_ip, n.state, n.created, n.deleted))
 
     def all(self, region: str | None = None) -> list[NatGateway]:
-        sql, args = "SELECT * FROM ec2_nat_gateways", ()
-        if region is not None:
-            sql, args = sql + " WHERE region=?", (region,)  # type: ignore[assignment]
-        rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        rows = select_rows(self.db, "ec2_nat_gateways", "region", region)
         return [NatGateway(r["id"], r["region"], r["vpc_id"], r["subnet_id"], r["connectivity"],
                            r["allocation_id"], r["eni_id"], r["private_ip"], r["public_ip"],
                            r["state"], r["created"], r["deleted"]) for r in rows]

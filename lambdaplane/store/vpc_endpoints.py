@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from .db import Database, schema
+from .rows import select_rows
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_vpc_endpoints (
@@ -45,10 +46,7 @@ class VpcEndpointStore:
              int(e.private_dns), e.state, e.policy, e.created))
 
     def all(self, region: str | None = None) -> list[VpcEndpoint]:
-        sql, args = "SELECT * FROM ec2_vpc_endpoints", ()
-        if region is not None:
-            sql, args = sql + " WHERE region=?", (region,)  # type: ignore[assignment]
-        rows = self.db.conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        rows = select_rows(self.db, "ec2_vpc_endpoints", "region", region)
         return [VpcEndpoint(r["id"], r["region"], r["vpc_id"], r["service_name"],
                             r["endpoint_type"], tuple(json.loads(r["subnet_ids"])),
                             tuple(json.loads(r["group_ids"])), tuple(json.loads(r["eni_ids"])),
