@@ -20,8 +20,9 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def service(tmp_path: Path):
-    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=1_000_000))
+def service(tmp_path: Path, database_url: str | None):
+    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=1_000_000,
+                               database=database_url or ""))
     svc.ingest.start()
     try:
         yield svc
@@ -61,8 +62,8 @@ def test_ingest_makes_group_and_stream_and_splits_lines(service: LogsService) ->
     assert service.store.conn.execute("SELECT count(*) FROM log_events").fetchone()[0] == 1
 
 
-def test_events_survive_a_reopen(tmp_path: Path) -> None:
-    store = LogStore(tmp_path)
+def test_events_survive_a_reopen(tmp_path: Path, database_url: str | None) -> None:
+    store = LogStore(tmp_path, database_url)
     store.create_group(REGION, "g", None, "STANDARD", {"k": "v"})
     group = store.group(REGION, "g")
     assert group is not None and store.create_stream(group.id, "s")
@@ -70,7 +71,7 @@ def test_events_survive_a_reopen(tmp_path: Path) -> None:
     assert stream is not None
     store.put_events(group.id, stream.id, [(1000, "one"), (2000, "two")])
     store.close()
-    again = LogStore(tmp_path)
+    again = LogStore(tmp_path, database_url)
     group = again.group(REGION, "g")
     assert group is not None and group.tags == {"k": "v"} and group.stored_bytes == 6 + 52
     found = again.events(log_store.EventQuery(group.id))
@@ -168,9 +169,9 @@ def test_put_log_events_size_limits(service: LogsService) -> None:
     assert _messages(service, "big") == []
 
 
-def test_ingest_stop_writes_what_is_queued(tmp_path: Path) -> None:
-    store = LogStore(tmp_path)
-    ingest = LogIngest(store.path)
+def test_ingest_stop_writes_what_is_queued(tmp_path: Path, database_url: str | None) -> None:
+    store = LogStore(tmp_path, database_url)
+    ingest = LogIngest(store.path, store.database)
     ingest.start()
     for i in range(50):
         ingest.feed_for(REGION, "g", "s")(f"line {i}\n")
