@@ -365,7 +365,8 @@ class LogsService:
         return deleted
 
     async def _sweep_forever(self) -> None:
-        own = LogStore(self.settings.data_dir, self.settings.database or None)  # used only from the sweeping thread
+        own = LogStore(self.settings.data_dir,  # used only from the sweeping thread
+                       self.settings.database or None)
         try:
             while True:
                 await asyncio.sleep(SWEEP_INTERVAL_S)

@@ -80,6 +80,12 @@ class Dialect:
         return f"length(CAST({expr} AS BLOB))"
 
 
+def dialect_of(conn: object) -> Dialect:
+    """The dialect of a connection: store/postgres.py's carries one; sqlite3's is SQLite."""
+    dialect = getattr(conn, "dialect", None)
+    return dialect if isinstance(dialect, Dialect) else Dialect()
+
+
 @dataclass(frozen=True)
 class TableKeys:
     columns: tuple[str, ...]  # in table order

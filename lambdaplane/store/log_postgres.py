@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 MATCH_PAGE = 1000  # events read per page when a Python matcher filters them
 INSERT_ROWS = 200  # events per multi-row INSERT
+WRITE_LOCK_KEY = 0x6C70_6C67  # "lplg": the advisory lock around a log write
 
 
 def create_tables(conn: Any, data_dir: Path, schema: str) -> None:
@@ -33,23 +34,35 @@ def create_tables(conn: Any, data_dir: Path, schema: str) -> None:
         raise
 
 
-def add_to_stream(conn: Any, group_id: int, stream_id: int, first: int, last: int,
-                  ingested: int, size: int) -> int:
-    """A stream's first/last event, ingestion time and size after adding events; 0 if the
-    stream no longer exists."""
-    return int(conn.execute(
+def lock_writes(conn: Any) -> None:
+    """Inside a transaction just begun: wait for the log store's write lock (released at
+    COMMIT/ROLLBACK); the transaction is rolled back if that fails."""
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def insert_events(conn: Any, group_id: int, stream_id: int, events: Sequence[tuple[int, str]],
+                  ingested: int, first_last_size: tuple[int, int, int]) -> bool:
+    """store/log_store.py's insert_events here: the stream's counters moved, then its events
+    inserted; False, and nothing added, if the stream no longer exists."""
+    first, last, size = first_last_size
+    updated = conn.execute(
         "UPDATE log_streams SET first_event_ms = LEAST(first_event_ms, ?), "
         "last_event_ms = GREATEST(last_event_ms, ?), last_ingestion_ms = ?, "
         "stored_bytes = stored_bytes + ? WHERE id = ? AND group_id = ?",
-        (first, last, ingested, size, stream_id, group_id)).rowcount)
-
-
-def insert_rows(conn: Any, rows: Sequence[tuple[int, int, int, int, str]]) -> None:
+        (first, last, ingested, size, stream_id, group_id)).rowcount
+    if not updated:
+        return False
+    rows = [(group_id, stream_id, ts, ingested, message) for ts, message in events]
     for at in range(0, len(rows), INSERT_ROWS):
         chunk = rows[at:at + INSERT_ROWS]
         conn.execute("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
                      "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
                      [value for row in chunk for value in row])
+    return True
 
 
 def events(read: Callable[["EventQuery", str], list["StoredEvent"]], dialect: Dialect,

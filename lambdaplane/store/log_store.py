@@ -1,10 +1,9 @@
 """The log store: CloudWatch-Logs groups, streams and events in their own SQLite database
-(`<data_dir>/logs.sqlite3`, WAL), so log writes never contend with the main store — or, when
-`serve --database postgresql://…` names one, in that PostgreSQL database beside the main
-store's tables (statements in SQLite's dialect, rewritten by store/dialect.py; writers take
-one advisory lock per transaction, as SQLite's BEGIN IMMEDIATE makes them one at a time).
+(`<data_dir>/logs.sqlite3`, WAL), so log writes never contend with the main store — or in the
+PostgreSQL database `serve --database` names (SQLite's dialect, rewritten by store/dialect.py;
+what differs more is in store/log_postgres.py).
 
-Owns the schema and every statement on it. Two connections (each backend): `conn` for the event loop (the
+Owns the schema and every statement on it. Two connections: `conn` for the event loop (the
 Logs API) and one inside store/log_ingest.py's thread, which batches the functions' output
 into the store off the invoke path. Events are indexed by (group, stream, timestamp)
 for GetLogEvents and by (group, timestamp) for FilterLogEvents across streams. No AWS rules
@@ -19,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dialect import Dialect
+from . import log_postgres
+from .dialect import dialect_of
 
 DB_FILE = "logs.sqlite3"
 EVENT_OVERHEAD = 26  # AWS counts each event as its UTF-8 message plus 26 bytes
@@ -27,7 +27,6 @@ MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD
 # SQLite VM steps (in thousands) a filtered query may spend walking the time index before it
 # switches to a sequential scan: about 30,000 events looked at.
 INDEX_WALK_BUDGET = 200
-WRITE_LOCK_KEY = 0x6C70_6C67  # "lplg": PostgreSQL's advisory lock around a log write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_groups (
@@ -118,9 +117,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def connect(path: Path, database: str | None = None) -> Any:
-    """A connection to the log store: the SQLite file at `path`, or the PostgreSQL
-    database `database` names (whose tables LogStore made)."""
+def connect(path: Path, database: str | None = None) -> Any:  # or the database named
     if database:
         from .postgres import PgConnection
         return PgConnection(database)
@@ -145,10 +142,6 @@ def split_message(message: str) -> list[str]:
             for i in range(0, len(data), MAX_EVENT_BYTES)]
 
 
-def dialect_of(conn: Any) -> Dialect:
-    return getattr(conn, "dialect", None) or Dialect()
-
-
 STREAM_COLUMNS = ("id, group_id, name, created_ms, first_event_ms, last_event_ms, "
                   "last_ingestion_ms, stored_bytes")
 
@@ -157,12 +150,11 @@ class LogStore:
     def __init__(self, data_dir: Path, database: str | None = None) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_FILE
-        self.database = database  # a postgresql:// URL, or None: the SQLite file
+        self.database = database  # a postgresql:// URL (None: the SQLite file)
         self.conn = connect(self.path, database)
         self.dialect = dialect_of(self.conn)
         if database:
-            from .log_postgres import create_tables
-            create_tables(self.conn, data_dir, SCHEMA)
+            log_postgres.create_tables(self.conn, data_dir, SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
@@ -257,8 +249,7 @@ class LogStore:
         the same events two to three times faster than index order does — when the group
         holds a good part of the store (else the index keeps the scan to the group's events)."""
         if self.dialect.name != "sqlite":
-            from .log_postgres import events
-            return events(self._events, self.dialect, q)
+            return log_postgres.events(self._events, self.dialect, q)
         # A Python matcher (JSON patterns) costs more per event than the reading order saves.
         if q.condition is None or q.matcher is not None or q.backward:
             return self._events(q, "")
@@ -357,8 +348,7 @@ class LogStore:
 
 
 class transaction:
-    """SQLite: BEGIN IMMEDIATE (one writer at a time); PostgreSQL: BEGIN and the log store's
-    advisory lock, held to the end of the transaction, for the same one-at-a-time."""
+    """One writer at a time: SQLite's BEGIN IMMEDIATE; PostgreSQL's BEGIN and a lock."""
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
@@ -366,11 +356,7 @@ class transaction:
         dialect = dialect_of(self.conn)
         self.conn.execute(dialect.begin)
         if dialect.name != "sqlite":
-            try:
-                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+            log_postgres.lock_writes(self.conn)
         return self.conn
 
     def __exit__(self, kind: object, *_: object) -> None:
@@ -386,25 +372,19 @@ def insert_events(conn: Any, group_id: int, stream_id: int,
     size = sum(len(m.encode(errors="replace")) + EVENT_OVERHEAD for _, m in events)
     first = min(ts for ts, _ in events)
     last = max(ts for ts, _ in events)
-    dialect = dialect_of(conn)
-    if dialect.name == "sqlite":
-        updated = conn.execute(
-            "UPDATE log_streams SET first_event_ms = min(coalesce(first_event_ms, ?), ?), "
-            "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ?, "
-            "stored_bytes = stored_bytes + ? WHERE id = ? AND group_id = ?",
-            (first, first, last, last, ingested, size, stream_id, group_id)).rowcount
-    else:
-        from .log_postgres import add_to_stream
-        updated = add_to_stream(conn, group_id, stream_id, first, last, ingested, size)
+    if dialect_of(conn).name != "sqlite":
+        return log_postgres.insert_events(conn, group_id, stream_id, events, ingested,
+                                          (first, last, size))
+    updated = conn.execute(
+        "UPDATE log_streams SET first_event_ms = min(coalesce(first_event_ms, ?), ?), "
+        "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ?, "
+        "stored_bytes = stored_bytes + ? WHERE id = ? AND group_id = ?",
+        (first, first, last, last, ingested, size, stream_id, group_id)).rowcount
     if not updated:
         return False
-    rows = [(group_id, stream_id, ts, ingested, message) for ts, message in events]
-    if dialect.name == "sqlite":
-        conn.executemany("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
-                         "VALUES (?, ?, ?, ?, ?)", rows)
-        return True
-    from .log_postgres import insert_rows
-    insert_rows(conn, rows)
+    conn.executemany("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
+                     "VALUES (?, ?, ?, ?, ?)",
+                     [(group_id, stream_id, ts, ingested, message) for ts, message in events])
     return True
 
 

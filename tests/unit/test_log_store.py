@@ -180,3 +180,37 @@ def test_ingest_stop_writes_what_is_queued(tmp_path: Path, database_url: str | N
     assert group is not None
     assert len(store.events(log_store.EventQuery(group.id))) == 50
     store.close()
+
+
+def test_patterns_and_awkward_characters_on_both(service: LogsService, monkeypatch) -> None:
+    """Terms with LIKE's and GLOB's special characters match literally; a JSON pattern (a
+    Python matcher: pages of events on PostgreSQL) finds every match past a page; sizes count
+    UTF-8 bytes whatever the characters (backslashes, non-ASCII)."""
+    from lambdaplane.store import log_postgres
+    monkeypatch.setattr(log_postgres, "MATCH_PAGE", 7)
+    service.create_log_group(REGION, {"logGroupName": "w"})
+    service.create_log_stream(REGION, {"logGroupName": "w", "logStreamName": "s"})
+    now = int(time.time() * 1000)
+    messages = ["100% done", "1000 done", "a_b", "axb", r"C:\temp\x", "[*] star", "é\\n"]
+    messages += [f'{{"n": {i}, "kind": "{"odd" if i % 2 else "even"}"}}' for i in range(40)]
+    service.put_log_events(REGION, {"logGroupName": "w", "logStreamName": "s", "logEvents": [
+        {"timestamp": now + i, "message": m} for i, m in enumerate(messages)]})
+    assert _messages(service, "w", filterPattern='"0%"') == ["100% done"]
+    assert _messages(service, "w", filterPattern="a_b") == ["a_b"]
+    assert _messages(service, "w", filterPattern='"\\\\temp"') == [r"C:\temp\x"]
+    assert _messages(service, "w", filterPattern='"[*]"') == ["[*] star"]
+    assert _messages(service, "w", filterPattern="done -1000") == ["100% done"]
+    odd = _messages(service, "w", filterPattern='{ $.kind = "odd" }', limit=15)
+    assert odd == [messages[7 + i] for i in range(1, 30, 2)]
+    page = service.filter_log_events(REGION, {"logGroupName": "w", "limit": 15,
+                                              "filterPattern": '{ $.kind = "odd" }'})
+    rest = _messages(service, "w", filterPattern='{ $.kind = "odd" }',
+                     nextToken=page["nextToken"])
+    assert rest == [messages[7 + i] for i in range(31, 40, 2)]
+    group = service.store.group(REGION, "w")
+    assert group is not None
+    assert group.stored_bytes == sum(len(m.encode()) + 26 for m in messages)
+    service.store.set_retention(group.id, 1)
+    service.store.expire(group.id, now + 2)  # recounts the stream from what is left
+    assert service.store.group(REGION, "w").stored_bytes == sum(  # type: ignore[union-attr]
+        len(m.encode()) + 26 for m in messages[2:])
