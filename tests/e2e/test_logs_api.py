@@ -65,7 +65,9 @@ def test_invoke_makes_group_and_stream_with_aws_lines(server: LiveServer) -> Non
     lam.invoke(FunctionName="lg-fn", Payload=json.dumps({"tag": "first"}))
     lam.invoke(FunctionName="lg-fn", Payload=json.dumps({"tag": "second", "level": "ERROR",
                                                          "latency": 250}))
-    groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/lg-f")["logGroups"]
+    groups = _wait_for(  # output reaches the store off the invoke path (on every backend)
+        lambda: logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/lg-f")["logGroups"],
+        lambda g: len(g) == 1)
     assert [g["logGroupName"] for g in groups] == ["/aws/lambda/lg-fn"]
     assert groups[0]["arn"].endswith(":log-group:/aws/lambda/lg-fn:*")
     streams = _wait_for(
