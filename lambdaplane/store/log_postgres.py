@@ -65,6 +65,16 @@ def insert_events(conn: Any, group_id: int, stream_id: int, events: Sequence[tup
     return True
 
 
+def oldest_to_free(conn: Any, excess: int, overhead: int) -> list[tuple[int, int]]:
+    """The oldest-ingested events (id, bytes) whose sizes add up to `excess`: counted by the
+    server (a running sum), not by reading every event's size across the socket."""
+    rows = conn.execute(
+        "SELECT id, size FROM (SELECT id, octet_length(message) AS size, "
+        "sum(octet_length(message) + ?) OVER (ORDER BY id) AS freed FROM log_events) AS t "
+        "WHERE freed - size - ? < ? ORDER BY id", (overhead, overhead, excess)).fetchall()
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
 def events(read: Callable[["EventQuery", str], list["StoredEvent"]], dialect: Dialect,
            q: "EventQuery") -> list["StoredEvent"]:
     """The events `q` asks for, read with `read` (LogStore._events, no planner hint)."""

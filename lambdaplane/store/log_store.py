@@ -142,10 +142,8 @@ def split_message(message: str) -> list[str]:
             for i in range(0, len(data), MAX_EVENT_BYTES)]
 
 
-STREAM_COLUMNS = ("id, group_id, name, created_ms, first_event_ms, last_event_ms, "
-                  "last_ingestion_ms, stored_bytes")
-
-
+STREAM_COLUMNS = "id, group_id, name, created_ms, first_event_ms, last_event_ms, " \
+    "last_ingestion_ms, stored_bytes"
 class LogStore:
     def __init__(self, data_dir: Path, database: str | None = None) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -331,9 +329,11 @@ class LogStore:
         if excess <= 0:
             return 0
         cut, freed = 0, 0
-        for event_id, size in self.conn.execute(
-                f"SELECT id, {self.dialect.byte_length('message')} FROM log_events "
-                "ORDER BY id"):
+        rows = log_postgres.oldest_to_free(self.conn, excess, EVENT_OVERHEAD) \
+            if self.dialect.name != "sqlite" else \
+            self.conn.execute("SELECT id, length(CAST(message AS BLOB)) FROM log_events "
+                              "ORDER BY id")
+        for event_id, size in rows:
             cut, freed = event_id, freed + size + EVENT_OVERHEAD
             if freed >= excess:
                 break
