@@ -1,7 +1,8 @@
 """The log store's PostgreSQL side (store/log_store.py owns the schema and the statements
 both backends share): its tables made under the schema lock, a stream's counters moved with
 LEAST/GREATEST (PostgreSQL has no two-argument min/max), events inserted many rows to a
-statement (one round trip per chunk, not per event), and event queries without SQLite's
+statement (one round trip per chunk, not per event; a NUL character, which PostgreSQL's text
+cannot hold, stored as U+FFFD), and event queries without SQLite's
 planner hints: GLOB conditions spelt LIKE (store/dialect.py), a Python matcher applied to
 pages of the events the SQL selects (no user functions inside PostgreSQL)."""
 from __future__ import annotations
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 MATCH_PAGE = 1000  # events read per page when a Python matcher filters them
 INSERT_ROWS = 200  # events per multi-row INSERT
+NUL_STORED_AS = "\ufffd"  # PostgreSQL's text holds no NUL character; SQLite's does
 WRITE_LOCK_KEY = 0x6C70_6C67  # "lplg": the advisory lock around a log write
 
 
@@ -56,7 +58,8 @@ def insert_events(conn: Any, group_id: int, stream_id: int, events: Sequence[tup
         (first, last, ingested, size, stream_id, group_id)).rowcount
     if not updated:
         return False
-    rows = [(group_id, stream_id, ts, ingested, message) for ts, message in events]
+    rows = [(group_id, stream_id, ts, ingested, message.replace("\x00", NUL_STORED_AS))
+            for ts, message in events]
     for at in range(0, len(rows), INSERT_ROWS):
         chunk = rows[at:at + INSERT_ROWS]
         conn.execute("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "

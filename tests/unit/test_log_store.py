@@ -185,7 +185,8 @@ def test_ingest_stop_writes_what_is_queued(tmp_path: Path, database_url: str | N
 def test_patterns_and_awkward_characters_on_both(service: LogsService, monkeypatch) -> None:
     """Terms with LIKE's and GLOB's special characters match literally; a JSON pattern (a
     Python matcher: pages of events on PostgreSQL) finds every match past a page; sizes count
-    UTF-8 bytes whatever the characters (backslashes, non-ASCII)."""
+    UTF-8 bytes whatever the characters (backslashes, non-ASCII); a NUL character is kept on
+    SQLite and stored as U+FFFD on PostgreSQL (whose text cannot hold it)."""
     from lambdaplane.store import log_postgres
     monkeypatch.setattr(log_postgres, "MATCH_PAGE", 7)
     service.create_log_group(REGION, {"logGroupName": "w"})
@@ -210,7 +211,11 @@ def test_patterns_and_awkward_characters_on_both(service: LogsService, monkeypat
     group = service.store.group(REGION, "w")
     assert group is not None
     assert group.stored_bytes == sum(len(m.encode()) + 26 for m in messages)
+    service.put_log_events(REGION, {"logGroupName": "w", "logStreamName": "s", "logEvents": [
+        {"timestamp": now + 100, "message": "nul\x00byte"}]})
+    stored_as = "\x00" if service.store.dialect.name == "sqlite" else "\ufffd"
+    assert _messages(service, "w", filterPattern="nul") == [f"nul{stored_as}byte"]
     service.store.set_retention(group.id, 1)
     service.store.expire(group.id, now + 2)  # recounts the stream from what is left
     assert service.store.group(REGION, "w").stored_bytes == sum(  # type: ignore[union-attr]
-        len(m.encode()) + 26 for m in messages[2:])
+        len(m.encode()) + 26 for m in [*messages[2:], f"nul{stored_as}byte"])
