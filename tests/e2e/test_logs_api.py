@@ -45,11 +45,19 @@ def _code(call) -> str:
 
 
 def _wait_for(fetch, check, timeout_s: float = 30.0):
+    """Poll until `check` holds; a group not made yet (output reaches the store off the
+    invoke path, on every backend) is waited for too."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = fetch()
-        if check(found) or time.monotonic() > deadline:
-            return found
+        try:
+            found = fetch()
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceNotFoundException" or \
+                    time.monotonic() > deadline:
+                raise
+        else:
+            if check(found) or time.monotonic() > deadline:
+                return found
         time.sleep(0.1)
 
 
