@@ -52,8 +52,8 @@ SWEEP_INTERVAL_S = 60.0
 class LogsService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = LogStore(settings.data_dir)
-        self.ingest = LogIngest(self.store.path)
+        self.store = LogStore(settings.data_dir, settings.database or None)
+        self.ingest = LogIngest(self.store.path, self.store.database)
         self.max_bytes = settings.logs_max_bytes
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -365,7 +365,8 @@ class LogsService:
         return deleted
 
     async def _sweep_forever(self) -> None:
-        own = LogStore(self.settings.data_dir)  # used only from the sweeping thread
+        own = LogStore(self.settings.data_dir,  # used only from the sweeping thread
+                       self.settings.database or None)
         try:
             while True:
                 await asyncio.sleep(SWEEP_INTERVAL_S)

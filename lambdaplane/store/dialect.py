@@ -21,11 +21,13 @@ write SQLite's dialect (the embedded default); `PostgresDialect` rewrites each s
 - `BEGIN IMMEDIATE` → `BEGIN`; PRAGMAs are SQLite's alone (`Dialect.open_pragmas`).
 
 `json_extract(doc, '$.a.b')` exists on both: SQLite's JSON1, and a SQL function that
-`POSTGRES_PRELUDE` defines (returning text; store modules CAST where they need a number)."""
+`POSTGRES_PRELUDE` defines (returning text; store modules CAST where they need a number);
+`instr(haystack, needle)` too. What cannot be one spelling (the byte length of a text,
+SQLite's GLOB) is a method here: `byte_length`, `PostgresDialect.glob_as_like`."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,6 +40,8 @@ END $$;
 CREATE OR REPLACE FUNCTION json_extract(doc text, path text) RETURNS text
   LANGUAGE sql IMMUTABLE AS
   $$ SELECT doc::jsonb #>> string_to_array(substr(path, 3), '.') $$;
+CREATE OR REPLACE FUNCTION instr(haystack text, needle text) RETURNS integer
+  LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(haystack, needle) $$;
 """
 
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
@@ -71,6 +75,16 @@ class Dialect:
     def script(self, sql: str) -> str:
         return sql
 
+    def byte_length(self, expr: str) -> str:
+        """SQL for the UTF-8 length in bytes of a text expression."""
+        return f"length(CAST({expr} AS BLOB))"
+
+
+def dialect_of(conn: object) -> Dialect:
+    """The dialect of a connection: store/postgres.py's carries one; sqlite3's is SQLite."""
+    dialect = getattr(conn, "dialect", None)
+    return dialect if isinstance(dialect, Dialect) else Dialect()
+
 
 @dataclass(frozen=True)
 class TableKeys:
@@ -94,6 +108,36 @@ class PostgresDialect(Dialect):
     def __init__(self, table_keys: Callable[[str], TableKeys]) -> None:
         self._table_keys = table_keys
         self.statement = lru_cache(maxsize=1024)(self._statement)
+
+    def byte_length(self, expr: str) -> str:
+        return f"octet_length({expr})"
+
+    def glob_as_like(self, sql: str, parameters: Sequence[object]) -> tuple[str, list[object]]:
+        """A condition written with SQLite's GLOB (case-sensitive: `*`, `?`, `[…]` of one
+        character) as LIKE: `x [NOT] GLOB ?` and `x GLOB 'literal'`, the patterns rewritten
+        (a `?` parameter is rewritten when its GLOB is; bracket sets of several characters
+        are not supported and raise ValueError)."""
+        out: list[str] = []
+        params = list(parameters)
+        index = 0
+        for i, part in enumerate(_QUOTED.split(sql)):
+            if i % 2:
+                if out and _GLOB_BEFORE.search(out[-1]):
+                    out[-1] = _GLOB_BEFORE.sub(r"\1LIKE ", out[-1])
+                    part = "'" + _glob_to_like(part[1:-1].replace("''", "'"))\
+                        .replace("'", "''") + "'"
+                out.append(part)
+                continue
+            pieces = re.split(r"(\?)", part)
+            for j, piece in enumerate(pieces):
+                if piece != "?":
+                    continue
+                if _GLOB_BEFORE.search(pieces[j - 1]):
+                    pieces[j - 1] = _GLOB_BEFORE.sub(r"\1LIKE ", pieces[j - 1])
+                    params[index] = _glob_to_like(str(params[index]))
+                index += 1
+            out.append("".join(pieces))
+        return "".join(out), params
 
     def script(self, sql: str) -> str:
         """A schema script (DDL, no parameters)."""
@@ -162,6 +206,34 @@ def _with_rowid(sql: str) -> str:
         at = i - 1
     out.append(sql[at:])
     return "".join(out)
+
+
+_GLOB_BEFORE = re.compile(r"(\s)GLOB\s+$", re.IGNORECASE)  # `x GLOB ` before a pattern
+
+
+def _glob_to_like(pattern: str) -> str:
+    """A GLOB pattern as a LIKE pattern (escape character: backslash, PostgreSQL's default)."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end != i + 2:
+                raise ValueError(f"GLOB bracket sets of several characters: {pattern!r}")
+            out.append(_like_literal(pattern[i + 1]))
+            i = end
+        else:
+            out.append(_like_literal(c))
+        i += 1
+    return "".join(out)
+
+
+def _like_literal(c: str) -> str:
+    return "\\" + c if c in "%_\\" else c
 
 
 def _placeholders(sql: str) -> str:

@@ -6,18 +6,19 @@ stream's batches as one insert; while output keeps coming, the thread gathers fo
 BATCH_WINDOW_S between transactions (each commit writes whole 16 KB pages: one per invoke cost
 the server a visible share of a warm invoke), and a lone invocation's lines are written at
 once. A function's group and an environment's stream are created on first use (the group at
-the function's first invoke, as on AWS)."""
+the function's first invoke, as on AWS). The thread's connection is to the SQLite file or, when
+the log store lives in PostgreSQL, to that database (a connection of its own there too)."""
 from __future__ import annotations
 
 import itertools
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .log_store import connect, insert_events, now_ms, split_message, transaction
 
@@ -38,8 +39,9 @@ class OutputBatch:
 class LogIngest:
     """One deque, one thread, one connection; `submit` never blocks."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, database: str | None = None) -> None:
         self.path = path
+        self.database = database  # a postgresql:// URL: the log store is there
         self._queue: deque[OutputBatch | None] = deque()  # None: stop
         self._wake = threading.Event()
         self._asleep = False  # the thread waits for `_wake`: the next put sets it
@@ -95,7 +97,7 @@ class LogIngest:
         self._put(OutputBatch("", "", ""))  # a marker the thread acts on in order
 
     def _run(self) -> None:
-        conn = connect(self.path)
+        conn = connect(self.path, self.database)
         try:
             running = True
             last_write = 0.0
@@ -130,7 +132,7 @@ class LogIngest:
             self._wake.wait()
             self._wake.clear()
 
-    def _write(self, conn: sqlite3.Connection, batches: list[OutputBatch]) -> None:
+    def _write(self, conn: Any, batches: list[OutputBatch]) -> None:
         ingested = now_ms()
         with transaction(conn):
             for batch in _by_stream(batches):
@@ -145,7 +147,7 @@ class LogIngest:
                     insert_events(conn, group_id, stream_id, batch.events, ingested)
                 self.written += len(batch.events)
 
-    def _stream_ids(self, conn: sqlite3.Connection, batch: OutputBatch,
+    def _stream_ids(self, conn: Any, batch: OutputBatch,
                     ingested: int) -> tuple[int, int]:
         key = (batch.region, batch.group, batch.stream)
         ids = self._ids.get(key)

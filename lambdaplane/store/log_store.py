@@ -1,5 +1,7 @@
 """The log store: CloudWatch-Logs groups, streams and events in their own SQLite database
-(`<data_dir>/logs.sqlite3`, WAL), so log writes never contend with the main store.
+(`<data_dir>/logs.sqlite3`, WAL), so log writes never contend with the main store — or in the
+PostgreSQL database `serve --database` names (SQLite's dialect, rewritten by store/dialect.py;
+what differs more is in store/log_postgres.py).
 
 Owns the schema and every statement on it. Two connections: `conn` for the event loop (the
 Logs API) and one inside store/log_ingest.py's thread, which batches the functions' output
@@ -14,6 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from . import log_postgres
+from .dialect import dialect_of
 
 DB_FILE = "logs.sqlite3"
 EVENT_OVERHEAD = 26  # AWS counts each event as its UTF-8 message plus 26 bytes
@@ -111,7 +117,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, database: str | None = None) -> Any:  # or the database named
+    if database:
+        from .postgres import PgConnection
+        return PgConnection(database)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     # Filtering reads events in time order through an index: bigger pages and a cache that
     # holds the hot part of the table make a scan of a million events mostly sequential.
@@ -133,11 +142,17 @@ def split_message(message: str) -> list[str]:
             for i in range(0, len(data), MAX_EVENT_BYTES)]
 
 
+STREAM_COLUMNS = "id, group_id, name, created_ms, first_event_ms, last_event_ms, " \
+    "last_ingestion_ms, stored_bytes"
 class LogStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database: str | None = None) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_FILE
-        self.conn = connect(self.path)
+        self.database = database  # a postgresql:// URL (None: the SQLite file)
+        self.conn = connect(self.path, database)
+        self.dialect = dialect_of(self.conn)
+        if database:
+            log_postgres.create_tables(self.conn, data_dir, SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
@@ -196,13 +211,14 @@ class LogStore:
         return cur.rowcount == 1
 
     def stream(self, group_id: int, name: str) -> LogStream | None:
-        row = self.conn.execute("SELECT * FROM log_streams WHERE group_id = ? AND name = ?",
+        row = self.conn.execute(f"SELECT {STREAM_COLUMNS} FROM log_streams "
+                                "WHERE group_id = ? AND name = ?",
                                 (group_id, name)).fetchone()
         return LogStream(*row) if row else None
 
     def streams(self, group_id: int, prefix: str | None = None,
                 order_by_last_event: bool = False, descending: bool = False) -> list[LogStream]:
-        sql, params = "SELECT * FROM log_streams WHERE group_id = ?", [group_id]
+        sql, params = f"SELECT {STREAM_COLUMNS} FROM log_streams WHERE group_id = ?", [group_id]
         if prefix:
             sql += " AND substr(name, 1, ?) = ?"
             params += [len(prefix), prefix]
@@ -230,6 +246,8 @@ class LogStore:
         at), it is abandoned for a sequential scan of the table and a top-N sort, which reads
         the same events two to three times faster than index order does — when the group
         holds a good part of the store (else the index keeps the scan to the group's events)."""
+        if self.dialect.name != "sqlite":
+            return log_postgres.events(self._events, self.dialect, q)
         # A Python matcher (JSON patterns) costs more per event than the reading order saves.
         if q.condition is None or q.matcher is not None or q.backward:
             return self._events(q, "")
@@ -311,8 +329,11 @@ class LogStore:
         if excess <= 0:
             return 0
         cut, freed = 0, 0
-        for event_id, size in self.conn.execute(
-                "SELECT id, length(CAST(message AS BLOB)) FROM log_events ORDER BY id"):
+        rows = log_postgres.oldest_to_free(self.conn, excess, EVENT_OVERHEAD) \
+            if self.dialect.name != "sqlite" else \
+            self.conn.execute("SELECT id, length(CAST(message AS BLOB)) FROM log_events "
+                              "ORDER BY id")
+        for event_id, size in rows:
             cut, freed = event_id, freed + size + EVENT_OVERHEAD
             if freed >= excess:
                 break
@@ -327,18 +348,22 @@ class LogStore:
 
 
 class transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    """One writer at a time: SQLite's BEGIN IMMEDIATE; PostgreSQL's BEGIN and a lock."""
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+    def __enter__(self) -> Any:
+        dialect = dialect_of(self.conn)
+        self.conn.execute(dialect.begin)
+        if dialect.name != "sqlite":
+            log_postgres.lock_writes(self.conn)
         return self.conn
 
     def __exit__(self, kind: object, *_: object) -> None:
         self.conn.execute("ROLLBACK" if kind is not None else "COMMIT")
 
 
-def insert_events(conn: sqlite3.Connection, group_id: int, stream_id: int,
+def insert_events(conn: Any, group_id: int, stream_id: int,
                    events: list[tuple[int, str]], ingested: int) -> bool:
     """Add events to a stream (inside the caller's transaction). False, and nothing added,
     if the stream no longer exists (deleted since its id was looked up)."""
@@ -347,6 +372,9 @@ def insert_events(conn: sqlite3.Connection, group_id: int, stream_id: int,
     size = sum(len(m.encode(errors="replace")) + EVENT_OVERHEAD for _, m in events)
     first = min(ts for ts, _ in events)
     last = max(ts for ts, _ in events)
+    if dialect_of(conn).name != "sqlite":
+        return log_postgres.insert_events(conn, group_id, stream_id, events, ingested,
+                                          (first, last, size))
     updated = conn.execute(
         "UPDATE log_streams SET first_event_ms = min(coalesce(first_event_ms, ?), ?), "
         "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ?, "
@@ -360,12 +388,13 @@ def insert_events(conn: sqlite3.Connection, group_id: int, stream_id: int,
     return True
 
 
-def _refresh_streams(conn: sqlite3.Connection, group_id: int) -> None:
+def _refresh_streams(conn: Any, group_id: int) -> None:
     """Recount the streams of a group after events were deleted."""
+    size = dialect_of(conn).byte_length("message")
     conn.execute(
         "UPDATE log_streams SET "
-        "first_event_ms = (SELECT min(ts) FROM log_events e WHERE e.group_id = ?1 AND "
+        "first_event_ms = (SELECT min(ts) FROM log_events e WHERE e.group_id = ? AND "
         "e.stream_id = log_streams.id), "
-        "stored_bytes = coalesce((SELECT sum(length(CAST(message AS BLOB))) + count(*) * ?2 "
-        "FROM log_events e WHERE e.group_id = ?1 AND e.stream_id = log_streams.id), 0) "
-        "WHERE group_id = ?1", (group_id, EVENT_OVERHEAD))
+        f"stored_bytes = coalesce((SELECT sum({size}) + count(*) * ? "
+        "FROM log_events e WHERE e.group_id = ? AND e.stream_id = log_streams.id), 0) "
+        "WHERE group_id = ?", (group_id, EVENT_OVERHEAD, group_id, group_id))

@@ -1,14 +1,17 @@
 """`serve --database postgresql://…`: a live server keeps its store in PostgreSQL (the tests'
 own, on a Unix socket): boto3 creates, invokes and lists a function and creates and describes
 a VPC, subnet and security group; the rows are in PostgreSQL, no SQLite store file is made,
-and a restarted server finds everything again. A URL that is not PostgreSQL's, or a database
+and a restarted server finds everything again. The CloudWatch Logs store is there too:
+PutLogEvents/GetLogEvents/FilterLogEvents, and a function's own lines, are rows in PostgreSQL
+(no logs.sqlite3) and survive a restart. A URL that is not PostgreSQL's, or a database
 that cannot be reached, is a one-line refusal."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -77,6 +80,80 @@ def test_lambda_and_vpc_on_postgresql(pg_backed: LiveServer, database: str) -> N
     assert lam.get_function(FunctionName="pg-echo")["Configuration"]["State"] == "Active"
     assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["CidrBlock"] == \
         "10.61.1.0/24"
+
+
+LOGGING_APP = """
+def handler(event, context):
+    print("pg line", event["n"])
+    return "ok"
+"""
+
+
+def _wait_for(fetch: Callable[[], list], enough: int, timeout_s: float = 30.0) -> list:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = fetch()
+        if len(found) >= enough or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_logs_on_postgresql(pg_backed: LiveServer, database: str) -> None:
+    logs = pg_backed.client("logs")
+    logs.create_log_group(logGroupName="pg-app", tags={"team": "a"})
+    logs.create_log_stream(logGroupName="pg-app", logStreamName="web")
+    logs.create_log_stream(logGroupName="pg-app", logStreamName="worker")
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName="pg-app", logStreamName="web", logEvents=[
+        {"timestamp": now + i, "message": m}
+        for i, m in enumerate(["GET / 200", "GET /x 404", "100% of C:\\data"])])
+    logs.put_log_events(logGroupName="pg-app", logStreamName="worker", logEvents=[
+        {"timestamp": now + 10, "message": '{"job": "mail", "ms": 250}'},
+        {"timestamp": now + 11, "message": '{"job": "sms", "ms": 5}'}])
+    got = logs.get_log_events(logGroupName="pg-app", logStreamName="web", startFromHead=True)
+    assert [e["message"] for e in got["events"]] == ["GET / 200", "GET /x 404",
+                                                     "100% of C:\\data"]
+
+    def filtered(pattern: str) -> list[tuple[str, str]]:
+        out = logs.filter_log_events(logGroupName="pg-app", filterPattern=pattern)
+        return [(e["logStreamName"], e["message"]) for e in out["events"]]
+
+    assert filtered("GET -404") == [("web", "GET / 200")]
+    assert filtered('"0%"') == [("web", "100% of C:\\data")]
+    assert filtered("{ $.ms > 100 }") == [("worker", '{"job": "mail", "ms": 250}')]
+
+    lam = pg_backed.lambda_()
+    create_python_function(lam, "pg-logger", LOGGING_APP)
+    lam.invoke(FunctionName="pg-logger", Payload=json.dumps({"n": 7}))
+    group = "/aws/lambda/pg-logger"
+
+    def printed() -> list[str]:
+        try:
+            out = logs.filter_log_events(logGroupName=group, filterPattern='"pg line"')
+        except logs.exceptions.ResourceNotFoundException:  # made by the first output
+            return []
+        return [e["message"] for e in out["events"]]
+
+    assert _wait_for(printed, 1) == ["pg line 7"], pg_backed.log()[-3000:]
+    with psycopg.connect(database) as conn:  # the events are PostgreSQL's rows
+        rows = conn.execute(
+            "SELECT g.name, e.message FROM log_events e JOIN log_groups g ON g.id = e.group_id "
+            "WHERE e.message LIKE 'pg line%%' OR g.name = 'pg-app' ORDER BY e.id").fetchall()
+        assert ("/aws/lambda/pg-logger", "pg line 7") in rows
+        assert [m for g, m in rows if g == "pg-app"][:2] == ["GET / 200", "GET /x 404"]
+    assert not (pg_backed.data_dir / "logs.sqlite3").exists()
+
+    pg_backed.stop()
+    pg_backed.start()
+    logs, lam = pg_backed.client("logs"), pg_backed.lambda_()
+    assert filtered("{ $.ms > 100 }") == [("worker", '{"job": "mail", "ms": 250}')]
+    assert logs.describe_log_groups(logGroupNamePrefix="pg-app")["logGroups"][0][
+        "storedBytes"] > 0
+    lam.invoke(FunctionName="pg-logger", Payload=json.dumps({"n": 8}))
+    assert _wait_for(printed, 2) == ["pg line 7", "pg line 8"]
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert streams and all(s["storedBytes"] > 0 for s in streams)
+    assert "Traceback" not in pg_backed.log(), pg_backed.log()
 
 
 def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,9 +24,10 @@ def test_by_stream_merges_in_order_and_not_across_a_marker() -> None:
     assert [m for _, m in batches[0].events] == ["a1"]  # the submitted batches are untouched
 
 
-def test_a_stream_of_batches_is_written_whole_and_flush_waits(tmp_path: Path) -> None:
-    store = LogStore(tmp_path)
-    ingest = LogIngest(store.path)
+def test_a_stream_of_batches_is_written_whole_and_flush_waits(tmp_path: Path,
+                                                              database_url: str | None) -> None:
+    store = LogStore(tmp_path, database_url)
+    ingest = LogIngest(store.path, store.database)
     ingest.start()
     try:
         feeds = [ingest.feed_for(REGION, "g", f"s{n}") for n in range(4)]

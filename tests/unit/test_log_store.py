@@ -20,8 +20,9 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def service(tmp_path: Path):
-    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=1_000_000))
+def service(tmp_path: Path, database_url: str | None):
+    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=1_000_000,
+                               database=database_url or ""))
     svc.ingest.start()
     try:
         yield svc
@@ -61,8 +62,8 @@ def test_ingest_makes_group_and_stream_and_splits_lines(service: LogsService) ->
     assert service.store.conn.execute("SELECT count(*) FROM log_events").fetchone()[0] == 1
 
 
-def test_events_survive_a_reopen(tmp_path: Path) -> None:
-    store = LogStore(tmp_path)
+def test_events_survive_a_reopen(tmp_path: Path, database_url: str | None) -> None:
+    store = LogStore(tmp_path, database_url)
     store.create_group(REGION, "g", None, "STANDARD", {"k": "v"})
     group = store.group(REGION, "g")
     assert group is not None and store.create_stream(group.id, "s")
@@ -70,7 +71,7 @@ def test_events_survive_a_reopen(tmp_path: Path) -> None:
     assert stream is not None
     store.put_events(group.id, stream.id, [(1000, "one"), (2000, "two")])
     store.close()
-    again = LogStore(tmp_path)
+    again = LogStore(tmp_path, database_url)
     group = again.group(REGION, "g")
     assert group is not None and group.tags == {"k": "v"} and group.stored_bytes == 6 + 52
     found = again.events(log_store.EventQuery(group.id))
@@ -168,9 +169,9 @@ def test_put_log_events_size_limits(service: LogsService) -> None:
     assert _messages(service, "big") == []
 
 
-def test_ingest_stop_writes_what_is_queued(tmp_path: Path) -> None:
-    store = LogStore(tmp_path)
-    ingest = LogIngest(store.path)
+def test_ingest_stop_writes_what_is_queued(tmp_path: Path, database_url: str | None) -> None:
+    store = LogStore(tmp_path, database_url)
+    ingest = LogIngest(store.path, store.database)
     ingest.start()
     for i in range(50):
         ingest.feed_for(REGION, "g", "s")(f"line {i}\n")
@@ -179,3 +180,42 @@ def test_ingest_stop_writes_what_is_queued(tmp_path: Path) -> None:
     assert group is not None
     assert len(store.events(log_store.EventQuery(group.id))) == 50
     store.close()
+
+
+def test_patterns_and_awkward_characters_on_both(service: LogsService, monkeypatch) -> None:
+    """Terms with LIKE's and GLOB's special characters match literally; a JSON pattern (a
+    Python matcher: pages of events on PostgreSQL) finds every match past a page; sizes count
+    UTF-8 bytes whatever the characters (backslashes, non-ASCII); a NUL character is kept on
+    SQLite and stored as U+FFFD on PostgreSQL (whose text cannot hold it)."""
+    from lambdaplane.store import log_postgres
+    monkeypatch.setattr(log_postgres, "MATCH_PAGE", 7)
+    service.create_log_group(REGION, {"logGroupName": "w"})
+    service.create_log_stream(REGION, {"logGroupName": "w", "logStreamName": "s"})
+    now = int(time.time() * 1000)
+    messages = ["100% done", "1000 done", "a_b", "axb", r"C:\temp\x", "[*] star", "é\\n"]
+    messages += [f'{{"n": {i}, "kind": "{"odd" if i % 2 else "even"}"}}' for i in range(40)]
+    service.put_log_events(REGION, {"logGroupName": "w", "logStreamName": "s", "logEvents": [
+        {"timestamp": now + i, "message": m} for i, m in enumerate(messages)]})
+    assert _messages(service, "w", filterPattern='"0%"') == ["100% done"]
+    assert _messages(service, "w", filterPattern="a_b") == ["a_b"]
+    assert _messages(service, "w", filterPattern='"\\\\temp"') == [r"C:\temp\x"]
+    assert _messages(service, "w", filterPattern='"[*]"') == ["[*] star"]
+    assert _messages(service, "w", filterPattern="done -1000") == ["100% done"]
+    odd = _messages(service, "w", filterPattern='{ $.kind = "odd" }', limit=15)
+    assert odd == [messages[7 + i] for i in range(1, 30, 2)]
+    page = service.filter_log_events(REGION, {"logGroupName": "w", "limit": 15,
+                                              "filterPattern": '{ $.kind = "odd" }'})
+    rest = _messages(service, "w", filterPattern='{ $.kind = "odd" }',
+                     nextToken=page["nextToken"])
+    assert rest == [messages[7 + i] for i in range(31, 40, 2)]
+    group = service.store.group(REGION, "w")
+    assert group is not None
+    assert group.stored_bytes == sum(len(m.encode()) + 26 for m in messages)
+    service.put_log_events(REGION, {"logGroupName": "w", "logStreamName": "s", "logEvents": [
+        {"timestamp": now + 100, "message": "nul\x00byte"}]})
+    stored_as = "\x00" if service.store.dialect.name == "sqlite" else "\ufffd"
+    assert _messages(service, "w", filterPattern="nul") == [f"nul{stored_as}byte"]
+    service.store.set_retention(group.id, 1)
+    service.store.expire(group.id, now + 2)  # recounts the stream from what is left
+    assert service.store.group(REGION, "w").stored_bytes == sum(  # type: ignore[union-attr]
+        len(m.encode()) + 26 for m in [*messages[2:], f"nul{stored_as}byte"])

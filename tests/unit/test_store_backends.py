@@ -204,3 +204,18 @@ def test_two_servers_opening_one_new_database_create_it_once(tmp_path: Path,
     finally:
         for d in opened:
             d.close()
+
+
+def test_glob_conditions_as_like() -> None:
+    """The log store's GLOB filters (service/filter_pattern.py) read as LIKE on PostgreSQL:
+    `*` and `?` become `%` and `_`, a one-character bracket is that character, and LIKE's
+    own specials are escaped; other placeholders and literals keep their places."""
+    d = PostgresDialect(lambda table: TableKeys((), ()))
+    sql, params = d.glob_as_like(
+        "e.ts >= ? AND e.message GLOB ? AND (e.message NOT GLOB ? OR e.message GLOB '*{*')",
+        [5, "*50%_[*]*", "*a\\b[?]*"])
+    assert sql == "e.ts >= ? AND e.message LIKE ? AND (e.message NOT LIKE ? OR " \
+                  "e.message LIKE '%{%')"
+    assert params == [5, "%50\\%\\_*%", "%a\\\\b?%"]
+    with pytest.raises(ValueError):
+        d.glob_as_like("m GLOB ?", ["[ab]"])

@@ -22,8 +22,9 @@ STREAM = "2026/12/06/[$LATEST]" + "a" * 32
 
 
 @pytest.fixture
-def logs(tmp_path: Path) -> Iterator[LogsService]:
-    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=10_000_000))
+def logs(tmp_path: Path, database_url: str | None) -> Iterator[LogsService]:
+    svc = LogsService(Settings(data_dir=tmp_path, logs_max_bytes=10_000_000,
+                               database=database_url or ""))
     svc.ingest.start()
     try:
         yield svc
