@@ -56,10 +56,11 @@ async def run_invocation(env: Environment, inv: Invocation,
     facts = InvocationFacts(inv.request_id, spec.version, duration_ms, spec.memory_mb,
                             max_used, init_ms, _status(result))
     settings = LogSettings.from_config(spec.logging_config)
-    lines = [outside_text[0] if outside_text else "", start_line(settings, facts),
-             output, error_line, end_lines(settings, facts)]
-    result.log_text = "".join(line if not line or line.endswith("\n") else line + "\n"
-                              for line in lines)
+    # start_line, error_line and end_lines end with a newline (or are empty); only what the
+    # function printed may not
+    result.log_text = (_ended(outside_text[0] if outside_text else "")
+                       + start_line(settings, facts) + _ended(output) + error_line
+                       + end_lines(settings, facts))
     env.output.function_log.append(result.log_text)
     result.duration_ms = duration_ms
     result.init_duration_ms = init_ms
@@ -136,6 +137,11 @@ async def _first_of(futures: tuple[asyncio.Future[Any], ...], timeout_s: float) 
         timer.cancel()
         for f in futures:
             f.remove_done_callback(wake)
+
+
+def _ended(text: str) -> str:
+    """`text` ending with a newline, unless empty."""
+    return text if not text or text[-1] == "\n" else text + "\n"
 
 
 def _max_memory_mb(cg: EnvCgroup | None) -> int:

@@ -26,6 +26,7 @@ from ..store.events import EventStore, QueuedEvent
 from ..store.functions import FunctionRecord
 from .event_invoke_config import LATEST, destination_record
 from .functions import FunctionService
+from .request_ids import new_request_id
 
 log = logging.getLogger("lambdaplane.invoke")
 
@@ -125,7 +126,7 @@ class Invoker:
                      payload: bytes, log_type: str = "None",
                      client_context: str | None = None) -> InvokeOutcome:
         record, invoked_arn = self.functions.target(region, ref, qualifier)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
         if len(payload) > limit:
             operation = "InvokeAsync" if invocation_type == "Event" else "InvokeFunction"
