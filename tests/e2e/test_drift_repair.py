@@ -60,7 +60,9 @@ def test_drift_injected_by_hand_is_repaired_without_a_restart(drift_server: Live
         assert wait_until(lambda: _transits(names) == [transit]
                           and nft.tables(names.plane_table, vpc_netns) != [], timeout_s=30,
                           interval_s=0.5)
-        assert _invoke(lam, "hp-drift", probe) == expected
+        # (the link and table come back before the rest of that run's ENI path: its routes)
+        assert wait_until(lambda: _invoke(lam, "hp-drift", probe) == expected, timeout_s=30,
+                          interval_s=0.5)
         assert [e["NetworkInterfaceId"] for e in _lambda_enis(ec2, subnet_id=subnet)] \
             == [eni["NetworkInterfaceId"]]
         assert ns.exists(vpc_netns)
