@@ -14,13 +14,13 @@ sockets it opened (closed at stop and when a VPC has no flow log left) and nothi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..tasks import cancel_and_wait
 from ..net import flow_sources, ns
 from ..net.flow_sources import DropLog, DroppedPacket, TrackedFlow
 from ..net.names import Names
@@ -129,11 +129,8 @@ class FlowCollector:
         self._task = asyncio.create_task(self._run(), name="lp-flow-logs")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         for drop_log in self._drop_logs.values():
             drop_log.close()
         self._drop_logs.clear()

@@ -1,7 +1,7 @@
-"""The function rules: create / read / list / update / delete, reserved concurrency, account
-settings, name resolution (name, partial ARN, full ARN, qualifier), and the `FunctionSpec`
-execution runs. What a configuration may be is service/function_config.py's; State,
-LastUpdateStatus and all that moves them in the background (Pending, an update InProgress,
+"""The function rules: create / read / list / update / delete, reserved concurrency and account
+settings (service/function_concurrency.py), name resolution (service/function_refs.py), and
+the `FunctionSpec` execution runs. What a configuration may be is service/function_config.py's;
+State, LastUpdateStatus and all that moves them in the background (Pending, an update InProgress,
 Inactive and Restoring) is service/function_lifecycle.py's. No HTTP, no kernel calls."""
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ from ..errors import (
 )
 from ..model.vpc_config import VpcConfig
 from ..sandbox.types import FunctionSpec, VpcAttachment
-from ..store.code import UNZIPPED_LIMIT, ZIPPED_LIMIT, CodeStore, StoredCode
+from ..store.code import ZIPPED_LIMIT, CodeStore, StoredCode
 from ..store.db import Database
 from ..store.functions import FunctionExists, FunctionRecord, FunctionStore
 from ..store.versions import AliasRecord
 from . import runtime_state
 from .aliases import Aliases
 from .event_invoke_config import EventInvokeConfigs
+from .function_concurrency import FunctionConcurrency
+from .function_refs import function_arn, parse_function_ref
 from .function_config import apply_options, check_config, set_code, touch, zip_from
 from .function_lifecycle import (
     ExecutionEnvironmentsLike,
@@ -48,12 +50,6 @@ from .versions import Versions
 
 log = logging.getLogger("lambdaplane.functions")
 
-MIN_UNRESERVED = 100  # AWS keeps this much of the account's concurrency unreserved
-TOTAL_CODE_SIZE = 80_530_636_800  # AWS: 75 GB of code per region
-FUNCTION_REF = re.compile(
-    r"(?:arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:(?P<region>[a-z0-9-]+):)?"
-    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9_.-]+)"
-    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]+))?")
 LATEST = "$LATEST"
 DEFAULT_PAGE = 50
 
@@ -82,9 +78,14 @@ class FunctionService:
         # set with IAM: raises Lambda's error for a known role Lambda may not assume
         self.role_validator: Callable[[str], None] | None = None
         self.s3_code: S3CodeSource | None = None  # set by `serve --s3-endpoint`
-        # Σ reserved concurrency per region, read on every invoke: kept here, not re-summed.
-        self._reserved: dict[str, int] = {}
         self.versions = Versions(self)  # published versions (service/versions.py)
+        # reserved concurrency and the account's settings (service/function_concurrency.py)
+        self.concurrency = FunctionConcurrency(settings, self.store, self._unqualified,
+                                               lambda region: self.versions.usage(region)[1])
+        self.put_concurrency = self.concurrency.put_concurrency
+        self.delete_concurrency = self.concurrency.delete_concurrency
+        self.unreserved_capacity = self.concurrency.unreserved_capacity
+        self.account_settings = self.concurrency.account_settings
         self.aliases = Aliases(self, self.versions)
         self.versions.aliases = self.aliases
         self.tags_and_settings = FunctionSettings(self)  # service/function_settings.py
@@ -110,26 +111,12 @@ class FunctionService:
 
     # -- names ------------------------------------------------------------------------------
     def arn(self, region: str, name: str, qualifier: str | None = None) -> str:
-        base = f"arn:aws:lambda:{region}:{self.settings.account_id}:function:{name}"
-        return f"{base}:{qualifier}" if qualifier else base
+        return function_arn(self.settings.account_id, region, name, qualifier)
 
     def resolve(self, region: str, ref: str,
                 qualifier: str | None = None) -> tuple[str, str | None]:
         """(name, qualifier) from a name, partial ARN or ARN plus an optional Qualifier."""
-        m = FUNCTION_REF.fullmatch(ref)
-        if m is None:
-            raise ResourceNotFound(f"Function not found: {self.arn(region, ref)}")
-        name, derived = m.group("name"), m.group("qualifier")
-        if derived and qualifier and derived != qualifier:
-            raise InvalidParameterValue(
-                "The derived qualifier from the function name does not match the specified "
-                "qualifier.")
-        qualifier = qualifier or derived
-        wrong_region = m.group("region") and m.group("region") != region
-        wrong_account = m.group("account") and m.group("account") != self.settings.account_id
-        if wrong_region or wrong_account:
-            raise ResourceNotFound(f"Function not found: {ref}")
-        return name, qualifier
+        return parse_function_ref(self.settings.account_id, region, ref, qualifier)
 
     def get(self, region: str, ref: str, qualifier: str | None = None) -> FunctionRecord:
         name, qualifier = self.resolve(region, ref, qualifier)
@@ -302,7 +289,7 @@ class FunctionService:
                 raise ResourceNotFound(f"Function not found: {self.arn(region, name)}")
             self.store.delete(region, name)
             self.event_invoke_configs.forget_function(region, name)
-            self._reserved.pop(region, None)
+            self.concurrency.forget(region)
             self.lifecycle.forget(region, name)
             await self.versions.function_deleted(region, name)
         await self.environments.retire((region, name))
@@ -315,46 +302,6 @@ class FunctionService:
             raise InvalidParameterValue(
                 "Unsupported qualifier: only $LATEST can be updated.")
         return name, None
-
-    # -- concurrency and account --------------------------------------------------------------
-    def put_concurrency(self, region: str, ref: str, reserved: int) -> int:
-        record = self.get(region, ref)
-        self._unqualified_only(record)
-        others = self.store.reserved_total(region, excluding=record.name)
-        if self.settings.account_concurrency - others - reserved < MIN_UNRESERVED:
-            raise InvalidParameterValue(
-                "Specified ReservedConcurrentExecutions for function decreases account's "
-                f"UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED}].")
-        record.reserved_concurrency = reserved
-        self.store.save(record)
-        self._reserved.pop(region, None)
-        return reserved
-
-    def delete_concurrency(self, region: str, ref: str) -> None:
-        record = self.get(region, ref)
-        self._unqualified_only(record)
-        record.reserved_concurrency = None
-        self.store.save(record)
-        self._reserved.pop(region, None)
-
-    def unreserved_capacity(self, region: str) -> int:
-        if region not in self._reserved:
-            self._reserved[region] = self.store.reserved_total(region)
-        return self.settings.account_concurrency - self._reserved[region]
-
-    def account_settings(self, region: str) -> dict[str, dict[str, int]]:
-        count, code_size = self.store.usage(region)
-        code_size += self.versions.usage(region)[1]  # published versions keep their code
-        return {
-            "AccountLimit": {
-                "TotalCodeSize": TOTAL_CODE_SIZE,
-                "CodeSizeUnzipped": UNZIPPED_LIMIT,
-                "CodeSizeZipped": ZIPPED_LIMIT,
-                "ConcurrentExecutions": self.settings.account_concurrency,
-                "UnreservedConcurrentExecutions": self.unreserved_capacity(region),
-            },
-            "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": count},
-        }
 
     # -- what execution needs ------------------------------------------------------------------
     def check_invocable(self, record: FunctionRecord) -> None:
@@ -399,6 +346,12 @@ class FunctionService:
         return self.code.read_zip(code_hex) if re.fullmatch(r"[0-9a-f]{64}", code_hex) else None
 
     # -- checks ---------------------------------------------------------------------------------
+    def _unqualified(self, region: str, ref: str) -> FunctionRecord:
+        """The function `ref` names, which must be unqualified (concurrency applies to it)."""
+        record = self.get(region, ref)
+        self._unqualified_only(record)
+        return record
+
     def _unqualified_only(self, record: FunctionRecord) -> None:
         if record.version != LATEST or record.arn != self.arn(record.region, record.name):
             raise InvalidParameterValue(

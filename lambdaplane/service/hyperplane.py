@@ -17,32 +17,29 @@ Port exhaustion (AWS's ErrorPortAllocation): an ENI whose NAT ran out of ports f
 destination takes no new environments for a while; the sampler that counts flows and
 port-allocation errors per ENI, and says which ENI has room, is service/hyperplane_sampler.py.
 What is repaired in the store at start (old layouts, orphans) is service/hyperplane_recovery.py;
-the IPv6 data path of ENIs with an IPv6 address, service/hyperplane_paths6.py.
+the IPv6 data path of ENIs with an IPv6 address, service/hyperplane_paths6.py; making and
+removing an ENI (interface, row, plane, data path), service/hyperplane_enis.py; the drift
+repair's timer, service/repair_timer.py.
 
 Kernel work runs on the NetThread, except steering: the one long-lived `Steering` is used on
 the event loop (a map element is cheaper than a thread hop)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import uuid
 from dataclasses import dataclass
 
 from ..config import Settings
 from ..errors import AwsError
 from ..net.executor import NetThread
-from ..net.hyperplane import plane as hp_plane
-from ..net.hyperplane import port_guard as hp_port_guard
 from ..net.hyperplane import reconciler as hp_reconcile
-from ..net.hyperplane.eni import ensure_eni, remove_eni
-from ..net.hyperplane.model import SNAT_PORTS, HyperplaneEni
+from ..net.hyperplane.model import HyperplaneEni
 from ..net.hyperplane.steering import Steering
 from ..net.names import Names, port_ifname
 from ..sandbox.pool import Sandbox
 from ..sandbox.types import FunctionSpec
 from ..store.db import Database
-from ..store.ec2 import FarEnd, Snapshot
+from ..store.ec2 import Snapshot
 from ..store.functions import FunctionRecord
 from ..store.hyperplane import EniKey, HyperplaneEniRow, HyperplaneStore, group_key
 from . import hyperplane_ipv6, ipam
@@ -50,18 +47,16 @@ from .desired_state import HyperplaneDesired
 from .reconciler import Applied
 from .functions import FunctionService
 from .hyperplane_paths6 import Eni6Paths
-from .hyperplane_recovery import MAX_N, drop_orphans, upgrade_far_ends
+from .hyperplane_enis import HyperplaneEnis
+from .hyperplane_recovery import drop_orphans, upgrade_far_ends
 from .hyperplane_sampler import FlowSampler, SampledEni
+from .repair_timer import RepairTimer
 from .vpc import VpcService
 from .vpc_config import validate_vpc_config
 
 log = logging.getLogger("lambdaplane.hyperplane")
 
 __all__ = ["HyperplaneService", "SampledEni", "SteeredSandbox", "upgrade_far_ends"]
-
-NO_ADDRESS = ("Lambda was not able to create an ENI in the VPC of the Lambda function because "
-              "one or more configured subnets has no available IP addresses.")
-
 
 @dataclass(frozen=True)
 class SteeredSandbox:
@@ -91,7 +86,9 @@ class HyperplaneService:
         # hop to any thread costs a GIL hand-over each way, which under a burst of cold starts
         # (the loop busy) waited tens of ms. Its netlink socket lives in the worker netns.
         self._steering: Steering | None = None
-        self._reconciler: asyncio.Task[None] | None = None
+        self.eni_maker = HyperplaneEnis(settings, names, net, vpc, self.store,
+                                        lambda: self._rows, self.sampler, self.paths6)
+        self._timer = RepairTimer(settings.reconcile_interval_s, self.repair, log, "Hyperplane")
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,35 +99,18 @@ class HyperplaneService:
         log.info("Hyperplane reconcile at start: %d changes", len(changes))
         self._steering = Steering(self.names)
         await self.sampler.start()
-        self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_on_timer())
+        self._timer.start()
         await self.collect()  # functions deleted or idled while the server was down
 
     async def stop(self) -> None:
         await self.sampler.stop()
-        task, self._reconciler = self._reconciler, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._timer.stop()
         steering, self._steering = self._steering, None
         if steering is not None:
             steering.close()
         self._attached.clear()
         await self.paths6.remove_all(sorted({r.vpc_id for r in self._rows.values()}))
         await self.net.run(hp_reconcile.remove_all, self.names)
-
-    async def _reconcile_on_timer(self) -> None:
-        """Every settings.reconcile_interval_s: repair what drifted from the store (a link, a
-        table, a route removed by hand) without a restart."""
-        while True:
-            await asyncio.sleep(self.settings.reconcile_interval_s)
-            try:
-                done = await self.repair()
-            except Exception:  # noqa: BLE001 - logged; the next period tries again
-                log.exception("Hyperplane reconcile on timer failed")
-                continue
-            if done:
-                log.warning("Hyperplane: repaired drift from the store: %s", "; ".join(done))
 
     async def repair(self) -> list[str]:
         """One full reconcile (the worker namespace, the VPCs, the data path) against the
@@ -185,9 +165,9 @@ class HyperplaneService:
         async with self._lock:
             for subnet_id in config.subnet_ids:
                 key = EniKey(record.region, subnet_id, groups)
-                ipv6 = dual_stack and self._subnet_has_ipv6(subnet_id)
+                ipv6 = dual_stack and self.eni_maker.subnet_has_ipv6(subnet_id)
                 if not self._enis_of(key):
-                    await self._create(key, config.vpc_id, record.name, ipv6)
+                    await self.eni_maker.create(key, config.vpc_id, record.name, ipv6)
                 elif ipv6:  # ENIs of IPv4-only functions get their address now
                     for row in self._enis_of(key):
                         await hyperplane_ipv6.ensure_address(self.vpc, key.region, row.eni_id)
@@ -205,7 +185,7 @@ class HyperplaneService:
             doomed = [r for n, r in sorted(self._rows.items())
                       if r.key not in wanted and n not in busy]
             for row in doomed:
-                await self._remove(row)
+                await self.eni_maker.remove(row)
         return [r.n for r in doomed]
 
     # VpcAttacher (sandbox/environments.py) ---------------------------------------------------
@@ -293,7 +273,7 @@ class HyperplaneService:
             log.info("ENIs of %s are full (flows or ports) or missing: making a further one",
                      key)
             ipv6 = hyperplane_ipv6.wants_ipv6(self.vpc, self.functions, key)
-            return (await self._create(key, spec.vpc.vpc_id, spec.name, ipv6)).n
+            return (await self.eni_maker.create(key, spec.vpc.vpc_id, spec.name, ipv6)).n
 
     def _enis_of(self, key: EniKey) -> list[HyperplaneEniRow]:
         return [r for _n, r in sorted(self._rows.items()) if r.key == key]
@@ -305,74 +285,6 @@ class HyperplaneService:
             for subnet_id in config.subnet_ids:
                 wanted.add(EniKey(region, subnet_id, groups))
         return wanted
-
-    # making and removing ENIs (under self._lock) --------------------------------------------
-    def _subnet_has_ipv6(self, subnet_id: str) -> bool:
-        subnet = self.vpc.store.subnet(subnet_id)
-        return subnet is not None and bool(self.vpc.ipv6.subnet_cidrs(subnet))
-
-    async def _create(self, key: EniKey, vpc_id: str, function_name: str,
-                      ipv6: bool = False) -> HyperplaneEniRow:
-        """A further ENI of `key`; with `ipv6`, one IPv6 address of its subnet's /64
-        (service/hyperplane_ipv6.py)."""
-        n = self.store.free_number()
-        if n > MAX_N:
-            raise AwsError("ENILimitReachedException", "Hyperplane ENI numbers are exhausted",
-                           502, "Service", extra={"ReasonCode": "EniLimitExceeded"})
-        await self.net.run(hp_plane.ensure_vpc_plane, self.names, vpc_id,
-                           self.settings.flow_idle_timeout_s)
-        far = FarEnd(self.names.worker_netns, self.names.transit_veth(n), False)
-        try:
-            eni = await self.vpc.create_interface(
-                key.region, key.subnet_id, key.group_ids,
-                description=f"AWS Lambda VPC ENI-{function_name}-{uuid.uuid4()}",
-                interface_type="lambda", requester_managed=True, far_end=far,
-                ipv6_count=1 if ipv6 else None)
-        except AwsError as e:
-            await self._drop_plane_if_unused(vpc_id)
-            raise _state_error(e) from None
-        row = HyperplaneEniRow(n, key, vpc_id, eni.id, function_name)
-        self.store.add(row)
-        self._rows[n] = row
-        try:
-            kernel = self._kernel_eni(row)
-            assert kernel is not None
-            ports = self.settings.eni_snat_ports or SNAT_PORTS
-            await self.net.run(ensure_eni, self.names, kernel, ports)
-            await self.net.run(hp_port_guard.ensure_port_guard, self.names, vpc_id, n, ports)
-        except BaseException:
-            log.exception("the data path of %s (e%d) failed; removing it", eni.id, n)
-            await self._remove(row)
-            raise
-        log.info("Hyperplane ENI %s (e%d, %s) for %s/%s", eni.id, n, eni.ip, key.subnet_id,
-                 key.groups)
-        return row
-
-    async def _remove(self, row: HyperplaneEniRow) -> None:
-        await self.net.run(hp_port_guard.remove_port_guard, self.names, row.vpc_id, row.n)
-        await self.paths6.remove_eni(row)
-        await self.net.run(remove_eni, self.names, row.vpc_id, row.n)
-        if self.vpc.store.eni(row.eni_id) is not None:
-            await self.vpc.delete_interface(row.key.region, row.eni_id, by_user=False)
-        self.store.delete(row.n)
-        self._rows.pop(row.n, None)
-        self.sampler.forget_eni(row.n)
-        log.info("deleted Hyperplane ENI %s (e%d): no function uses it", row.eni_id, row.n)
-        await self._drop_plane_if_unused(row.vpc_id)
-
-    async def _drop_plane_if_unused(self, vpc_id: str) -> None:
-        if not any(r.vpc_id == vpc_id for r in self._rows.values()):
-            await self.paths6.remove_plane(vpc_id)
-            await self.net.run(hp_plane.remove_vpc_plane, self.names, vpc_id)
-            self.sampler.forget_plane(vpc_id)  # a new plane's counters start at zero
-
-    def _kernel_eni(self, row: HyperplaneEniRow) -> HyperplaneEni | None:
-        eni = self.vpc.store.eni(row.eni_id)
-        subnet = self.vpc.store.subnet(row.key.subnet_id)
-        if eni is None or subnet is None:
-            return None
-        return HyperplaneEni(row.n, row.vpc_id, eni.ip, ipam.gateway(subnet.cidr),
-                                port_ifname(eni.id))
 
     # flows (service/hyperplane_sampler.py) -------------------------------------------------
     async def sample_flows(self) -> dict[int, int]:
@@ -400,12 +312,3 @@ class HyperplaneService:
         """Port-allocation errors counted per ENI n (as of the last sample)."""
         return {n: e.count for n, e in self.sampler.errors.items()}
 
-
-def _state_error(e: AwsError) -> AwsError:
-    """EC2's failure as the function's StateReasonCode / LastUpdateStatusReasonCode."""
-    if e.code == "InsufficientFreeAddressesInSubnet":
-        return AwsError("SubnetIPAddressLimitReachedException", NO_ADDRESS, 502, "Service",
-                        extra={"ReasonCode": "SubnetOutOfIPAddresses"})
-    code = {"InvalidSubnetID.NotFound": "InvalidSubnet",
-            "InvalidGroup.NotFound": "InvalidSecurityGroup"}.get(e.code, "InternalError")
-    return AwsError(e.code, e.message, e.status, "Service", extra={"ReasonCode": code})

@@ -29,12 +29,12 @@ PORT_QUIET_S seconds and is under the flow limit."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..tasks import cancel_and_wait
 from ..config import Settings
 from ..net.conntrack import ConntrackUnavailable
 from ..net.executor import NetThread
@@ -97,10 +97,7 @@ class FlowSampler:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def forget_eni(self, n: int) -> None:
         self.counts.pop(n, None)

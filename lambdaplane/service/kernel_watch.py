@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
+from ..tasks import cancel_and_wait
 from ..net import nft, ns
 from ..net.executor import NetThread
 from ..net.names import Names
@@ -100,11 +101,8 @@ class KernelWatch:
 
     async def stop(self) -> None:
         """First of all components: nothing is healed while the server takes things down."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         if self._worker_fd is not None:
             os.close(self._worker_fd)
             self._worker_fd = None

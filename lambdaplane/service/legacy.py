@@ -17,12 +17,10 @@ a range Hyperplane ENIs never use, so leftovers of a crash are found from the st
 
 Drift repair as in Hyperplane mode: `reconcile` is a full run of the one reconciler
 (service/reconciler.py: the worker step, the uplink with it, and every VPC read back), on the
-`--reconcile-interval` timer, from the platform's reconcile and from service/kernel_watch.py.
+`--reconcile-interval` timer (service/repair_timer.py), from the platform's reconcile and from service/kernel_watch.py.
 The legacy per-ENI data path is made and removed with each environment, not reconciled."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -39,7 +37,8 @@ from ..sandbox.types import FunctionSpec
 from ..store.ec2 import Eni, FarEnd
 from ..store.functions import FunctionRecord
 from . import ipam
-from .hyperplane import upgrade_far_ends
+from .hyperplane_recovery import upgrade_far_ends
+from .repair_timer import RepairTimer
 from .vpc import VpcService
 
 log = logging.getLogger("lambdaplane.legacy")
@@ -78,7 +77,7 @@ class LegacyVpc:
         self._used: set[int] = set()
         self._steering: hp.Steering | None = None
         self._live: dict[str, LegacyHandle] = {}  # eni id → handle, for stop()
-        self._timer: asyncio.Task[None] | None = None  # the drift repair's
+        self._timer = RepairTimer(settings.reconcile_interval_s, self.reconcile, log, "legacy")
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,16 +93,12 @@ class LegacyVpc:
         await self.net.run(hp.remove_all, self.names)
         if leftovers:
             await self.vpc.reconcile()
-        self._timer = asyncio.get_running_loop().create_task(self._reconcile_on_timer())
+        self._timer.start()
 
     async def stop(self) -> None:
         """Remove what every live environment still holds (rows and kernel objects); the
         environments' own detach, if it comes later, finds nothing left to do."""
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        await self._timer.stop()
         doomed = list(self._live)
         self._live.clear()
         if doomed:
@@ -119,18 +114,6 @@ class LegacyVpc:
     async def reconcile(self) -> list[str]:
         """A full run of the one reconciler (its worker step included); what it changed."""
         return await self.vpc.reconcile(verify=True)
-
-    async def _reconcile_on_timer(self) -> None:
-        """Every settings.reconcile_interval_s: repair what drifted from the store."""
-        while True:
-            await asyncio.sleep(self.settings.reconcile_interval_s)
-            try:
-                done = await self.reconcile()
-            except Exception:  # noqa: BLE001 - logged; the next period tries again
-                log.exception("legacy reconcile on timer failed")
-                continue
-            if done:
-                log.warning("legacy: repaired drift from the store: %s", "; ".join(done))
 
     # NetworkPreparer ---------------------------------------------------------------------
     async def prepare(self, record: FunctionRecord) -> str:

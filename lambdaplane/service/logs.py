@@ -9,10 +9,10 @@ store through store/log_ingest.py's LogIngest, not through here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
+from ..tasks import cancel_and_wait
 from ..config import Settings
 from ..errors import AwsError
 from ..store.log_ingest import LogIngest
@@ -62,11 +62,8 @@ class LogsService:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lp-logs-sweep")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        sweeper, self._sweeper = self._sweeper, None
+        await cancel_and_wait(sweeper)
         await asyncio.to_thread(self.ingest.stop)
         self.store.close()
 

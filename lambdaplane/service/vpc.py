@@ -15,11 +15,11 @@ VpcService binds their public methods under the same names, so api/ calls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..tasks import cancel_and_wait
 from ..config import Settings
 from ..net import reconcile as net_reconcile
 from ..net.executor import NetThread
@@ -285,10 +285,7 @@ class VpcService:
         self._watcher = asyncio.create_task(self.interfaces.watch_owners())
 
     async def stop(self) -> None:
-        if self._watcher:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await cancel_and_wait(self._watcher)
         async with self.reconciler.lock:
             await self.resolvers.close()
             await self.endpoint_listeners.close()
