@@ -2,10 +2,12 @@
 before the change and put back on stop — also after a SIGKILL: the record lives in the data
 dir (`<data dir>/host-sysctls`, one `key=value` of the original per line), so the next start
 finds it still there and takes the change over as its own (its stop then restores it), and
-`lambdaplane clean` restores it outright. Today one sysctl: `net.ipv4.ip_forward`, switched
-on for the uplink (net/worker.py). A value someone else set already is left alone and never
-recorded (theirs to undo). The same pattern for the cgroup2 mount options is
-sandbox/cgroups.py's `favor_dynamic_moves`.
+`lambdaplane clean` restores it outright. A value changed under a running server is put back
+by the reconciler's worker step (`ensure`, net/worker.py), recorded the same way. Today one
+sysctl: `net.ipv4.ip_forward`, switched on for the uplink (net/worker.py). A value someone
+else set already is left alone and never recorded (theirs to undo) — until it is turned off
+under us: then it is recorded before we switch it on again. The same pattern for the cgroup2
+mount options is sandbox/cgroups.py's `favor_dynamic_moves`.
 
 Owns the record file; every function does file I/O and runs off the event loop."""
 from __future__ import annotations
@@ -62,6 +64,16 @@ def change(record: Path, key: str, value: str, proc_sys: Path = PROC_SYS) -> boo
         return False  # set by someone else: theirs to undo
     _write_record(record, {**originals, key: current})
     _path(key, proc_sys).write_text(value)
+    return True
+
+
+def ensure(record: Path, key: str, value: str, proc_sys: Path = PROC_SYS) -> bool:
+    """Drift repair: put `key` back to `value` when it is not (turned off under a running
+    server), the original recorded first as by `change`, so the stop puts it back; True when
+    it was changed now."""
+    if read(key, proc_sys) == value:
+        return False
+    change(record, key, value, proc_sys)
     return True
 
 

@@ -35,6 +35,7 @@ BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64
                         "169.254.0.0/16", "127.0.0.0/8", "224.0.0.0/4", "0.0.0.0/8",
                         "240.0.0.0/4")
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+IP_FORWARD = "net.ipv4.ip_forward"
 # The worker namespace's own sysctls (setup makes them, reconcile_worker puts them back):
 # forwarding; sandbox veths inherit a strict `default` rp_filter while `all` stays 0, because
 # replies from VPC addresses arrive on Hyperplane transit links, where no route points back
@@ -171,13 +172,16 @@ def _chain_shape(text: str) -> dict[str, int]:
     return shape
 
 
-def reconcile_worker(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT) -> list[str]:
+def reconcile_worker(names: Names, uplink: bool, api_port: int = RUNTIME_API_PORT,
+                     host_record: Path | None = None) -> list[str]:
     """Put back what drifted in the worker namespace: its sysctls, `lo` up, and its nft table
     (applied again when missing or not the one this ruleset makes: its fingerprint). The
     namespace itself is made by the execution environments' start and its name given back by
     service/kernel_watch.py; absent, nothing is done here. The sets' elements (exits, IPv6
     sandboxes) a re-applied table loses are the Hyperplane reconcile's to put back, after this.
-    With `uplink`: the uplink veth and the root namespace's table too (_reconcile_uplink)."""
+    With `uplink`: the uplink veth and the root namespace's table too (_reconcile_uplink), and
+    the host's forwarding switched on again when it was turned off under the running server
+    (recorded in `host_record` first, net/host_sysctls.py; without a record it is left alone)."""
     netns = names.worker_netns
     if not ns.exists(netns):
         return []
@@ -198,6 +202,8 @@ def reconcile_worker(names: Names, uplink: bool, api_port: int = RUNTIME_API_POR
         changes.append(f"applied the isolation table in {netns}")
     if uplink:
         changes += _reconcile_uplink(names)
+        if host_record is not None and host_sysctls.ensure(host_record, IP_FORWARD, "1"):
+            changes.append(f"set {IP_FORWARD}=1 in the root namespace")
     return changes
 
 
@@ -213,7 +219,7 @@ def _reconcile_uplink(names: Names) -> list[str]:
     """Put back the uplink as WorkerNet._setup_uplink makes it: the veth (both ends go
     together), its /30 on each end, both ends up, the worker's default route through it, and
     the root namespace's table (by fingerprint; the host's attached networks read anew). The
-    host's forwarding is switched on, and recorded, at setup only."""
+    host's forwarding is reconcile_worker's (it needs the record)."""
     plan = UplinkPlan.for_instance(names.instance)
     netns, host_end = names.worker_netns, names.uplink_host
     changes: list[str] = []
@@ -332,8 +338,7 @@ class WorkerNet:
             nl.add_route("0.0.0.0/0", UPLINK_WORKER_IFNAME, gateway=plan.host_address)
         nft.apply(host_ruleset(self.names, plan, host_attached_networks(self.names)), None)
         if self.host_record is not None:
-            self.enabled_host_forwarding = host_sysctls.change(self.host_record,
-                                                               "net.ipv4.ip_forward", "1")
+            self.enabled_host_forwarding = host_sysctls.change(self.host_record, IP_FORWARD, "1")
         elif _IP_FORWARD.read_text().strip() != "1":
             _IP_FORWARD.write_text("1")
             self.enabled_host_forwarding = True
@@ -344,8 +349,8 @@ class WorkerNet:
             nft.delete_table("inet", self.names.nft_table, None)
             with Netlink() as root:
                 root.delete_link(self.names.uplink_host)
-            if self.enabled_host_forwarding and self.host_record is not None:
-                host_sysctls.restore(self.host_record, ("net.ipv4.ip_forward",))
+            if self.host_record is not None:  # set at setup, or again by the drift repair
+                host_sysctls.restore(self.host_record, (IP_FORWARD,))
                 self.enabled_host_forwarding = False
             elif self.enabled_host_forwarding:
                 _IP_FORWARD.write_text("0")

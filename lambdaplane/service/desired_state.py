@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..model.ec2 import Snapshot
 from ..net.gateways import GatewayNetSpec
@@ -27,10 +28,13 @@ from ..net.hyperplane.model import HyperplaneEni
 
 @dataclass(frozen=True)
 class WorkerDesired:
-    """The worker namespace (made by the execution environments' start)."""
+    """The worker namespace (made by the execution environments' start); `host_record`: where
+    the host's sysctls the server changes are recorded (the data dir's, net/host_sysctls.py),
+    for the uplink's forwarding put back when it was turned off."""
     netns: str
     uplink: bool
     runtime_api_port: int
+    host_record: Path | None = None
 
 
 @dataclass(frozen=True)

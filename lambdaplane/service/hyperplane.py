@@ -58,6 +58,7 @@ log = logging.getLogger("lambdaplane.hyperplane")
 
 __all__ = ["HyperplaneService", "SampledEni", "SteeredSandbox", "upgrade_far_ends"]
 
+
 @dataclass(frozen=True)
 class SteeredSandbox:
     """An environment's VPC handle: its sandbox address, steered to ENI n."""

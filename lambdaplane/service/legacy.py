@@ -17,7 +17,8 @@ a range Hyperplane ENIs never use, so leftovers of a crash are found from the st
 
 Drift repair as in Hyperplane mode: `reconcile` is a full run of the one reconciler
 (service/reconciler.py: the worker step, the uplink with it, and every VPC read back), on the
-`--reconcile-interval` timer (service/repair_timer.py), from the platform's reconcile and from service/kernel_watch.py.
+`--reconcile-interval` timer (service/repair_timer.py), from the platform's reconcile and from
+service/kernel_watch.py.
 The legacy per-ENI data path is made and removed with each environment, not reconciled."""
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The one reconciler: makes the kernel match the one desired state (service/desired_state.py),
 applying it in a fixed order, each step on the net thread:
 
-1. the worker namespace — sysctls, `lo`, the isolation table, and with the uplink its veth
-   and the root namespace's table (net/worker.py `reconcile_worker`); in full runs (`verify`) only: nothing a store change makes is there;
+1. the worker namespace — sysctls, `lo`, the isolation table, and with the uplink its veth,
+   the root namespace's table and the host's `ip_forward` (net/worker.py `reconcile_worker`); in full runs (`verify`) only: nothing a store change makes is there;
    also alone (`reconcile_worker`) when service/kernel_watch.py sees a worker table vanish;
 2. the Hyperplane planes of VPCs with ENIs (net/hyperplane/plane.py), when a run carries the
    Hyperplane part: the planes' chains exist before the VPC pass applies the ports' tables;
@@ -101,7 +101,8 @@ class Reconciler:
 
     async def _apply_worker(self, worker: WorkerDesired) -> list[str]:
         changes: list[str] = await self.net.run(net_worker.reconcile_worker, self.names,
-                                                worker.uplink, worker.runtime_api_port)
+                                                worker.uplink, worker.runtime_api_port,
+                                                worker.host_record)
         return changes
 
     async def _apply(self, desired: DesiredState, verify: bool) -> Applied:

@@ -23,6 +23,7 @@ from ..tasks import cancel_and_wait
 from ..config import Settings
 from ..net import reconcile as net_reconcile
 from ..net.executor import NetThread
+from ..net.host_sysctls import RECORD_NAME as HOST_SYSCTLS_RECORD
 from ..net.names import Names
 from ..store.db import Database
 from ..store.ec2 import Ec2Store, SecurityGroup, Subnet, Vpc
@@ -305,7 +306,8 @@ class VpcService:
         return build_desired_state(
             self.store.snapshot, self.gateway_desired, self.egress_only.desired,
             WorkerDesired(self.names.worker_netns, self.settings.uplink,
-                          self.settings.runtime_api_port), hyperplane)
+                          self.settings.runtime_api_port,
+                          self.settings.data_dir / HOST_SYSCTLS_RECORD), hyperplane)
 
     def more_taggable_ids(self, region: str) -> set[str]:
         """The taggable ids of every part but the core kinds Ec2Tags lists itself."""

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ec2_error
-from ..store.ec2 import Eni, Subnet
+from .vpc_endpoint_placement import placed_groups, placed_subnets
 
 if TYPE_CHECKING:
     from .vpc_endpoints import VpcEndpoints
@@ -59,21 +59,9 @@ async def modify_vpc_endpoint(part: VpcEndpoints, region: str, params: dict[str,
             raise ec2_error("InvalidParameter",
                             f"The subnet ID '{sid}' is not part of the VPC endpoint '{e.id}'")
     kept = [(s, i) for s, i in zip(e.subnet_ids, e.eni_ids) if s not in removed]
-    zones = {core.subnet(region, s).az: s for s, _ in kept}
-    added: list[Subnet] = []
-    for sid in _ids(params, "AddSubnetIds"):
-        s = core.subnet(region, sid)
-        if s.vpc_id != vpc.id:
-            raise ec2_error("InvalidParameter",
-                            f"The subnet ID '{s.id}' does not belong to the VPC '{vpc.id}'")
-        if any(s.id == k for k, _ in kept):
-            continue  # already there: nothing to do
-        if s.az in zones:
-            raise ec2_error("DuplicateSubnetsInSameZone",
-                            f"Found another VPC endpoint subnet in the availability zone of "
-                            f"{s.id}: {zones[s.az]}")
-        zones[s.az] = s.id
-        added.append(s)
+    added = placed_subnets(vpc.id, (core.subnet(region, sid)
+                                    for sid in _ids(params, "AddSubnetIds")),
+                           [core.subnet(region, s) for s, _ in kept])
 
     # security groups: of the endpoint's VPC; at least one stays (AWS keeps one always; the
     # code for removing the last is not confirmed)
@@ -85,12 +73,8 @@ async def modify_vpc_endpoint(part: VpcEndpoints, region: str, params: dict[str,
                             f"The security group '{gid}' is not associated with the VPC "
                             f"endpoint '{e.id}'")
         groups.remove(gid)
-    for gid in _ids(params, "AddSecurityGroupIds"):
-        g = core.group(region, gid)
-        if g.vpc_id != vpc.id:
-            raise ec2_error("InvalidParameter",
-                            f"The security group '{g.id}' does not belong to the VPC "
-                            f"'{vpc.id}'")
+    for gid in placed_groups(vpc.id, (core.group(region, gid)
+                                      for gid in _ids(params, "AddSecurityGroupIds"))):
         if gid not in groups:
             groups.append(gid)
     if not groups:
@@ -109,15 +93,7 @@ async def modify_vpc_endpoint(part: VpcEndpoints, region: str, params: dict[str,
         policy = str(params["PolicyDocument"])
 
     # every check passed: the new interfaces first (released again if one fails)
-    made: list[Eni] = []
-    try:
-        for s in added:
-            made.append(await part.create_interface(
-                region, s.id, groups, description=f"VPC Endpoint Interface {e.id}",
-                interface_type="vpc_endpoint", requester_managed=True, own_netns=True))
-    except BaseException:
-        await part._release_interfaces([m.id for m in made])
-        raise
+    made = await part.make_interfaces(region, e.id, added, groups)
     gone = [i for s, i in zip(e.subnet_ids, e.eni_ids) if s in removed]
     with part.db.transaction():
         for _s, eni_id in kept:

@@ -20,13 +20,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import ec2_error
-from ..store.ec2 import Eni, Vpc
+from ..store.ec2 import Eni, Subnet, Vpc
 from ..store.vpc_endpoints import VpcEndpoint, VpcEndpointStore
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
 from .ec2_ids import IdKind, new_id
 from .ec2_tags import specified_tags
 from . import vpc_endpoint_edits
+from .vpc_endpoint_placement import placed_groups, placed_subnets
 
 log = logging.getLogger("lambdaplane.vpc")
 
@@ -116,24 +117,10 @@ class VpcEndpoints:
         if params.get("RouteTableIds"):
             raise ec2_error("InvalidParameter",
                             "Route table IDs are only supported for Gateway type VPC Endpoint.")
-        subnets = [self.core.subnet(region, s)
-                   for s in dict.fromkeys(params.get("SubnetIds") or [])]
-        zones: dict[str, str] = {}
-        for s in subnets:
-            if s.vpc_id != vpc.id:
-                raise ec2_error("InvalidParameter",
-                                f"The subnet ID '{s.id}' does not belong to the VPC '{vpc.id}'")
-            if s.az in zones:
-                raise ec2_error("DuplicateSubnetsInSameZone",
-                                f"Found another VPC endpoint subnet in the availability zone "
-                                f"of {s.id}: {zones[s.az]}")
-            zones[s.az] = s.id
-        group_ids = list(dict.fromkeys(params.get("SecurityGroupIds") or []))
-        for g in (self.core.group(region, gid) for gid in group_ids):
-            if g.vpc_id != vpc.id:
-                raise ec2_error("InvalidParameter",
-                                f"The security group '{g.id}' does not belong to the VPC "
-                                f"'{vpc.id}'")
+        subnets = placed_subnets(vpc.id, [self.core.subnet(region, s)
+                                          for s in dict.fromkeys(params.get("SubnetIds") or [])])
+        group_ids = placed_groups(vpc.id, (self.core.group(region, gid) for gid in
+                                           dict.fromkeys(params.get("SecurityGroupIds") or [])))
         if not group_ids:
             group_ids = [g.id for g in self.store.groups(region)
                          if g.vpc_id == vpc.id and g.name == "default"]
@@ -143,15 +130,7 @@ class VpcEndpoints:
             self._check_private_dns(vpc, service)
         tags = specified_tags(params.get("TagSpecifications"), "vpc-endpoint")
         endpoint_id = new_id("vpce")
-        made: list[Eni] = []
-        try:
-            for s in subnets:
-                made.append(await self.create_interface(
-                    region, s.id, group_ids, description=f"VPC Endpoint Interface {endpoint_id}",
-                    interface_type="vpc_endpoint", requester_managed=True, own_netns=True))
-        except BaseException:
-            await self._release_interfaces([e.id for e in made])
-            raise
+        made = await self.make_interfaces(region, endpoint_id, subnets, group_ids)
         e = VpcEndpoint(endpoint_id, region, vpc.id, service, "Interface",
                         tuple(s.id for s in subnets), tuple(group_ids),
                         tuple(eni.id for eni in made), private_dns, "pending",
@@ -250,6 +229,20 @@ class VpcEndpoints:
                 self.endpoint_store.put(replace(e, state="deleting"))
             self._spawn(self._remove(e.id))
         return failed
+
+    async def make_interfaces(self, region: str, endpoint_id: str, subnets: list[Subnet],
+                              group_ids: list[str]) -> list[Eni]:
+        """The endpoint's interface in each of `subnets`; all released again if one fails."""
+        made: list[Eni] = []
+        try:
+            for s in subnets:
+                made.append(await self.create_interface(
+                    region, s.id, group_ids, description=f"VPC Endpoint Interface {endpoint_id}",
+                    interface_type="vpc_endpoint", requester_managed=True, own_netns=True))
+        except BaseException:
+            await self._release_interfaces([m.id for m in made])
+            raise
+        return made
 
     async def _release_interfaces(self, eni_ids: list[str]) -> None:
         with self.db.transaction():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import subprocess
 import sys
 import urllib.request
@@ -21,27 +20,22 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import live_server
-from tests.e2e.vpc_support import cli, resource, wait_until
+from tests.e2e.vpc_support import (  # noqa: F401 (WHO_AM_I: for other modules)
+    PUBLIC_HOST,
+    WHO_AM_I,
+    cli,
+    internet_vpc,
+    own_namespaces,
+    reconcile_now,
+    resource,
+    wait_until,
+    who_am_i,
+)
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = pytest.mark.root
 
-PUBLIC_HOST = "203.0.113.10"
 PUBLIC_POOL = "198.51.100.0/24"
-
-# The public host: answers every TCP connection with the address it came from.
-WHO_AM_I = r"""
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("203.0.113.10", 80)); s.listen(64)
-print("listening", flush=True)
-while True:
-    c, peer = s.accept()
-    try:
-        c.sendall(b"you are " + peer[0].encode())
-    finally:
-        c.close()
-"""
 
 # A TCP probe from a given source address: the first bytes of the answer, or "timeout".
 PROBE = r"""
@@ -66,22 +60,11 @@ def probe(netns: str, host: str, port: int, src: str = "") -> str:
 
 @pytest.fixture(scope="module")
 def internet() -> Iterator[str]:
-    name = "lpt" + secrets.token_hex(3)
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    host = None
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with own_namespaces("") as (name,):
         subprocess.run(["ip", "-n", name, "addr", "add", f"{PUBLIC_HOST}/32", "dev", "lo"],
                        check=True)
-        host = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-u", "-c",
-                                 WHO_AM_I], stdout=subprocess.PIPE, text=True)
-        assert host.stdout is not None and host.stdout.readline().strip() == "listening"
-        yield name
-    finally:
-        if host is not None:
-            host.kill()
-            host.wait()
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        with who_am_i(name, PUBLIC_HOST):
+            yield name
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +76,9 @@ def server(internet, tmp_path_factory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def net(server) -> Iterator[dict[str, str]]:
     ec2 = server.ec2()
-    vpc = ec2.create_vpc(CidrBlock="10.90.0.0/16")["Vpc"]["VpcId"]
-    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.90.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="web", Description="w", VpcId=vpc)["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
-         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-    assoc = ec2.associate_route_table(RouteTableId=table, SubnetId=public)["AssociationId"]
+    made = internet_vpc(ec2, "10.90")
+    vpc, public, group, igw = made["vpc"], made["public"], made["group"], made["igw"]
+    table, assoc = made["table"], made["assoc"]
     try:
         yield {"vpc": vpc, "public": public, "group": group, "igw": igw, "table": table}
     finally:
@@ -128,13 +103,6 @@ def _code(call) -> str:
     with pytest.raises(ClientError) as e:
         call()
     return e.value.response["Error"]["Code"]
-
-
-def _reconcile(server) -> list[str]:
-    req = urllib.request.Request(server.endpoint + "/_lambdaplane/vpc/reconcile", data=b"{}",
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())["changes"]
 
 
 def test_internet_gateway_api(server, net) -> None:
@@ -237,17 +205,17 @@ def test_elastic_ip_is_reached_and_reaches_out(server, net, internet) -> None:
             ec2.create_route(RouteTableId=net["table"], DestinationCidrBlock="203.0.113.0/24",
                              NetworkInterfaceId=hop.eni_id)
         assert _route_state(ec2, net["table"], "203.0.113.0/24") == "blackhole"
-        _reconcile(server)  # the interface's release reconciles on its own; be sure
+        reconcile_now(server)  # the interface's release reconciles on its own; be sure
         assert withip.probe(PUBLIC_HOST, 80) == "timeout"
         ec2.delete_route(RouteTableId=net["table"], DestinationCidrBlock="203.0.113.0/24")
         assert withip.probe(PUBLIC_HOST, 80) == f"you are {eip}"
-        assert _reconcile(server) == []
+        assert reconcile_now(server) == []
 
         # a restart with nothing changed: everything is still there and works
         server.restart()
         assert withip.probe(PUBLIC_HOST, 80) == f"you are {eip}"
         assert probe(internet, eip, 80, src=PUBLIC_HOST) == f"hello from {withip.ip}"
-        assert _reconcile(server) == []
+        assert reconcile_now(server) == []
         assert ec2.describe_addresses(AllocationIds=[a["AllocationId"]])["Addresses"][0][
             "NetworkInterfaceId"] == withip.eni_id
         # and after SIGKILL: the kernel state kept, the next start finds it right
@@ -256,7 +224,7 @@ def test_elastic_ip_is_reached_and_reaches_out(server, net, internet) -> None:
         assert probe(internet, eip, 80, src=PUBLIC_HOST) == f"hello from {withip.ip}"
         assert withip.probe(PUBLIC_HOST, 80) == f"you are {eip}"
         assert without.probe(PUBLIC_HOST, 80) == "timeout"
-        assert _reconcile(server) == []
+        assert reconcile_now(server) == []
 
 
 def _route_state(ec2, table: str, destination: str) -> str:
@@ -386,7 +354,7 @@ def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
                 {"Name": "interface-type", "Values": ["lambda"]},
                 {"Name": "subnet-id", "Values": [private]}])["NetworkInterfaces"] == [],
                 timeout_s=30)
-            assert _reconcile(server) == []
+            assert reconcile_now(server) == []
             # `net show` says who gets out, and why not with the fix
             shown = cli(server, "net", "show")
             assert shown.returncode == 0, shown.stderr
@@ -404,7 +372,7 @@ def test_nat_gateway_lets_a_private_subnet_out(server, net, internet) -> None:
             server.restart()
             assert _nat_state(ec2, nat_id) == "available"
             assert r.probe(PUBLIC_HOST, 80) == f"you are {a['PublicIp']}"
-            assert _reconcile(server) == []
+            assert reconcile_now(server) == []
             ec2.delete_nat_gateway(NatGatewayId=nat_id)
             assert wait_until(lambda: _nat_state(ec2, nat_id) == "deleted", timeout_s=30)
             assert _route_state(ec2, table, "0.0.0.0/0") == "blackhole"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import secrets
 import signal
 import socket
 import subprocess
@@ -34,31 +33,22 @@ import pytest
 from lambdaplane.net import host_internet, nft, ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
-from tests.e2e.vpc_support import cli, reconcile_now, resource, wait_until
-from tests.harness import LiveServer, free_port
+from tests.e2e.vpc_support import (
+    PUBLIC_HOST,
+    cli,
+    internet_vpc,
+    own_namespaces,
+    reconcile_now,
+    resource,
+    wait_until,
+    who_am_i,
+)
+from tests.harness import LiveServer
 
 pytestmark = pytest.mark.root
 
-PUBLIC_HOST = "203.0.113.10"
 PRIVATE_HOST = "10.199.0.10"
 HOST_ADDR, WORLD_ADDR = "192.0.2.2", "192.0.2.1"  # the host namespace's link to the world
-
-WHO_AM_I = r"""
-import socket, sys, threading
-def serve(addr):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, 80)); s.listen(64)
-    while True:
-        c, peer = s.accept()
-        try:
-            c.sendall(b"you are " + peer[0].encode())
-        finally:
-            c.close()
-for a in sys.argv[1:]:
-    threading.Thread(target=serve, args=(a,), daemon=True).start()
-print("listening", flush=True)
-threading.Event().wait()
-"""
 
 
 def _ip(*args: str) -> None:
@@ -68,13 +58,7 @@ def _ip(*args: str) -> None:
 @pytest.fixture(scope="module")
 def world_and_host() -> Iterator[tuple[str, str]]:
     """Two namespaces of the test's: the world (public and private hosts) and the host."""
-    tag = secrets.token_hex(3)
-    world, host = f"lpt{tag}w", f"lpt{tag}h"
-    listener = None
-    try:
-        for name in (world, host):
-            _ip("netns", "add", name)
-            _ip("-n", name, "link", "set", "lo", "up")
+    with own_namespaces("w", "h") as (world, host):
         _ip("-n", host, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
             "netns", world)
         _ip("-n", host, "addr", "add", f"{HOST_ADDR}/24", "dev", "eth0")
@@ -91,17 +75,8 @@ def world_and_host() -> Iterator[tuple[str, str]]:
                   "prerouting priority raw; policy accept;\n"
                   f'  ip daddr {{ {PRIVATE_HOST}, {WORLD_ADDR} }} counter name "private"\n }}\n}}\n',
                   world)
-        listener = subprocess.Popen(["ip", "netns", "exec", world, sys.executable, "-u", "-c",
-                                     WHO_AM_I, PUBLIC_HOST, PRIVATE_HOST, WORLD_ADDR],
-                                    stdout=subprocess.PIPE, text=True)
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
-        yield world, host
-    finally:
-        if listener is not None:
-            listener.kill()
-            listener.wait()
-        for name in (world, host):
-            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+        with who_am_i(world, PUBLIC_HOST, PRIVATE_HOST, WORLD_ADDR):
+            yield world, host
 
 
 class _Proxy:
@@ -207,19 +182,9 @@ def server(world_and_host, tmp_path_factory) -> Iterator[HostNsServer]:
 @pytest.fixture(scope="module")
 def net(server) -> dict[str, str]:
     ec2 = server.ec2()
-    vpc = ec2.create_vpc(CidrBlock="10.91.0.0/16")["Vpc"]["VpcId"]
-    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.91.1.0/24")["Subnet"]["SubnetId"]
+    made = internet_vpc(ec2, "10.91")
+    vpc, public, group = made["vpc"], made["public"], made["group"]
     private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.91.2.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="web", Description="w", VpcId=vpc)["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
-         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    public_table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=public_table, DestinationCidrBlock="0.0.0.0/0",
-                     GatewayId=igw)
-    ec2.associate_route_table(RouteTableId=public_table, SubnetId=public)
     nat_eip = ec2.allocate_address(Domain="vpc")
     nat = ec2.create_nat_gateway(SubnetId=public, AllocationId=nat_eip["AllocationId"])[
         "NatGateway"]["NatGatewayId"]
@@ -357,6 +322,39 @@ def test_rebuilt_when_it_vanishes(server, net) -> None:
         assert f"rebuilt the uplink internet namespace {names.host_internet_netns}" in changes
         assert web.probe(PUBLIC_HOST, 80, timeout=3) == f"you are {HOST_ADDR}"
         assert reconcile_now(server) == []  # and nothing left to do
+
+
+def _host_forwarding(server) -> str:
+    """net.ipv4.ip_forward of the test's host namespace (the server's "root"), read there."""
+    out = subprocess.run(["ip", "netns", "exec", server.host, "cat",
+                          "/proc/sys/net/ipv4/ip_forward"], check=True, capture_output=True,
+                         text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def test_forwarding_turned_off_under_the_server_is_put_back(server, net) -> None:
+    """The host's ip_forward switched off by hand under the running server — in the test's
+    host namespace, never the machine's — is switched on again by the reconciler's worker
+    step (what the drift timer runs), recorded in the data dir first so the stop puts back the
+    original; the VPC's way out works again."""
+    ec2 = server.ec2()
+    repaired = "set net.ipv4.ip_forward=1 in the root namespace"
+    with resource(server, net["public"], [net["group"]], ports=(80,)) as web:
+        eip = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=web.eni_id)
+        assert wait_until(lambda: web.probe(PUBLIC_HOST, 80) == f"you are {HOST_ADDR}",
+                          timeout_s=15)
+        assert _host_forwarding(server) == "1"
+        subprocess.run(["ip", "netns", "exec", server.host, "sh", "-c",
+                        "echo 0 > /proc/sys/net/ipv4/ip_forward"], check=True, timeout=30)
+        changes = reconcile_now(server)
+        # the drift timer may have got there first: then its log says so
+        assert repaired in changes or repaired in server.log(), changes
+        assert _host_forwarding(server) == "1"
+        record = (server.data_dir / "host-sysctls").read_text()
+        assert "net.ipv4.ip_forward=" in record
+        assert web.probe(PUBLIC_HOST, 80, timeout=3) == f"you are {HOST_ADDR}"
+        assert repaired not in reconcile_now(server)  # nothing left to do
 
 
 def test_sigkill_restart_and_clean(server, net) -> None:

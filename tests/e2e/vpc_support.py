@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness import LiveServer
+
+PUBLIC_HOST = "203.0.113.10"  # the tests' "public host": a documentation address
+
+# A "public host": port 80 on each address given (default: PUBLIC_HOST) answers every TCP
+# connection with the address it came from.
+WHO_AM_I = r"""
+import socket, sys, threading
+def serve(addr):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 80)); s.listen(64)
+    while True:
+        c, peer = s.accept()
+        try:
+            c.sendall(b"you are " + peer[0].encode())
+        finally:
+            c.close()
+for a in sys.argv[1:] or ["203.0.113.10"]:
+    threading.Thread(target=serve, args=(a,), daemon=True).start()
+print("listening", flush=True)
+threading.Event().wait()
+"""
 
 # A listener for TCP (every given port) and UDP (echo): answers with its own address.
 LISTENER = r"""
@@ -203,3 +225,55 @@ def reconcile_now(server: LiveServer) -> list[str]:
                                  method="POST")
     with urllib.request.urlopen(req, timeout=60) as r:
         return list(json.loads(r.read())["changes"])
+
+
+@contextlib.contextmanager
+def own_namespaces(*suffixes: str) -> Iterator[list[str]]:
+    """New network namespaces of the test's own, `lpt<random><suffix>` each, `lo` up; deleted
+    after, even on failure (and with them every link and process-less object inside)."""
+    tag = secrets.token_hex(3)
+    names = [f"lpt{tag}{suffix}" for suffix in suffixes]
+    made: list[str] = []
+    try:
+        for name in names:
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+            made.append(name)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True,
+                           capture_output=True)
+        yield names
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def who_am_i(netns: str, *addresses: str) -> Iterator[None]:
+    """WHO_AM_I running inside `netns` on `addresses` (already on its links), until the end."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-u", "-c", WHO_AM_I,
+                             *addresses], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def internet_vpc(ec2, prefix: str) -> dict[str, str]:
+    """A VPC `<prefix>.0.0/16` whose subnet `<prefix>.1.0/24` ("public") is routed to an
+    attached internet gateway by a route table of its own, and a security group "web" open on
+    TCP 80 from anywhere: ids of the VPC, the subnet, the group, the gateway, the table and its
+    association."""
+    vpc = ec2.create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock=f"{prefix}.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="web", Description="w", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    assoc = ec2.associate_route_table(RouteTableId=table, SubnetId=public)["AssociationId"]
+    return {"vpc": vpc, "public": public, "group": group, "igw": igw, "table": table,
+            "assoc": assoc}

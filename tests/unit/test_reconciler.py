@@ -107,5 +107,5 @@ async def test_the_worker_step_alone_waits_for_a_running_run_and_runs_nothing_el
     net.gate.set()
     await running
     assert await worker_step == []
-    assert net.calls[-1] == ("worker.reconcile_worker", (NAMES, False, 9001))
+    assert net.calls[-1] == ("worker.reconcile_worker", (NAMES, False, 9001, None))
     assert [name for name, _ in net.calls].count("worker.reconcile_worker") == 1
