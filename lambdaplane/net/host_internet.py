@@ -31,13 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import nft, ns
+from . import host_sysctls, nft, ns
 from .names import Names
 from .netlink import Netlink
-from .worker import BLOCKED_DESTINATIONS, UplinkPlan, host_attached_networks, host_ruleset
+from .worker import (
+    BLOCKED_DESTINATIONS,
+    IP_FORWARD,
+    UplinkPlan,
+    host_attached_networks,
+    host_ruleset,
+)
 
 UPLINK_IFNAME = "up0"  # inside the internet namespace
-_IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # The counters of the internet namespace's table (read by `net show` and the tests).
 REFUSED_COUNTER = "refused"  # leaving for a refused destination, or IPv6
 INBOUND_COUNTER = "inbound_refused"  # arriving from the uplink, not a reply
@@ -111,11 +116,13 @@ def root_ruleset(names: Names, plan: UplinkPlan, host_networks: tuple[str, ...])
 
 @dataclass(frozen=True)
 class HostInternetState:
-    """What setup() found and did: whether it switched the host's forwarding on."""
+    """What setup() found and did: whether it switched the host's forwarding on (recorded in
+    `host_record` first, net/host_sysctls.py, so a SIGKILLed server's change is put back too)."""
     enabled_host_forwarding: bool
+    host_record: Path
 
 
-def setup(names: Names, public_cidr: str) -> HostInternetState:
+def setup(names: Names, public_cidr: str, host_record: Path) -> HostInternetState:
     """Make (or repair) the internet namespace, its link to the root namespace and both
     tables. Idempotent: safe on a half-built or complete one."""
     netns = names.host_internet_netns
@@ -138,11 +145,7 @@ def setup(names: Names, public_cidr: str) -> HostInternetState:
         nl.add_address(UPLINK_IFNAME, plan.worker_address, 30)
         nl.set_up(UPLINK_IFNAME)
         nl.add_route("0.0.0.0/0", UPLINK_IFNAME, gateway=plan.host_address)
-    enabled = False
-    if _IP_FORWARD.read_text().strip() != "1":
-        _IP_FORWARD.write_text("1")
-        enabled = True
-    return HostInternetState(enabled)
+    return HostInternetState(host_sysctls.change(host_record, IP_FORWARD, "1"), host_record)
 
 
 def is_intact(names: Names) -> bool:
@@ -166,7 +169,7 @@ def teardown(names: Names, state: HostInternetState | None) -> None:
     with contextlib.suppress(FileNotFoundError):
         ns.delete(names.host_internet_netns)
     if state is not None and state.enabled_host_forwarding:
-        _IP_FORWARD.write_text("0")
+        host_sysctls.restore(state.host_record, (IP_FORWARD,))
 
 
 @dataclass(frozen=True)

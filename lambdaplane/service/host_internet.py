@@ -4,9 +4,10 @@ repairs it on reconcile and removes it on stop. The kernel side is net/host_inte
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..config import Settings
-from ..net import host_internet
+from ..net import host_internet, host_sysctls
 from ..net.executor import NetThread
 from ..net.names import Names
 
@@ -32,10 +33,16 @@ class HostInternet:
         self.net = net
         self.state: host_internet.HostInternetState | None = None
 
+    @property
+    def _host_record(self) -> Path:
+        """Where the host's ip_forward is recorded before it is switched on (shared with the
+        worker's uplink, net/host_sysctls.py)."""
+        return self.settings.data_dir / host_sysctls.RECORD_NAME
+
     async def start(self) -> None:
         try:
             self.state = await self.net.run(host_internet.setup, self.names,
-                                            self.settings.public_cidr)
+                                            self.settings.public_cidr, self._host_record)
         except BaseException:
             await self.net.run(host_internet.teardown, self.names, None)
             raise
@@ -51,7 +58,8 @@ class HostInternet:
         """Rebuild what vanished (the VPC links into it are the gateways reconciler's)."""
         if await self.net.run(host_internet.is_intact, self.names):
             return []
-        state = await self.net.run(host_internet.setup, self.names, self.settings.public_cidr)
+        state = await self.net.run(host_internet.setup, self.names, self.settings.public_cidr,
+                                   self._host_record)
         if self.state is None:
             self.state = state
         return [f"rebuilt the uplink internet namespace {self.names.host_internet_netns}"]
