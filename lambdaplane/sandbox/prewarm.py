@@ -260,7 +260,7 @@ class PrewarmedSandboxes:
     def _read_ready(self, pw: Prewarmed) -> None:
         """Its READY_MESSAGE, if it has come (not blocking). Read before it is handed out as
         well: one left unread when the server closes its end made the sandbox's next receive
-        fail (ECONNRESET; zygote_main._recv_past_reset copes with it), and it was counted as
+        fail (ECONNRESET; zygote_control.recv_past_reset copes with it), and it was counted as
         still starting."""
         if pw.env_id not in self._watched:
             return

@@ -13,11 +13,8 @@ invocations. Wire behaviour follows reference/aws-behaviour.md §4."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
-import logging
 import socket
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -26,14 +23,13 @@ from ..net import ns
 from ..net.executor import NetThread
 from .runtime_channel import ChannelClosed, Outcome, PendingInvocation, RuntimeChannel
 from .runtime_http import ChunkedBody, ChunkedRequest, encode_response, parse_head
+from .runtime_protocol import Answer, RuntimeConnection, error_answer, next_answer
 
 if TYPE_CHECKING:
     from .runtime_frames import FrameConnection
 
 __all__ = ["MAX_RESPONSE_BYTES", "ChannelClosed", "Outcome", "PendingInvocation", "RuntimeApi",
            "RuntimeChannel"]
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
@@ -44,27 +40,8 @@ INIT_ERROR = f"{PREFIX}/init/error"
 _NEXT_REQUEST = f"GET {INVOCATION}next ".encode()
 
 
-def _error(status: int, error_type: str, message: str) -> tuple[int, bytes, str]:
-    return status, json.dumps({"errorMessage": message, "errorType": error_type}).encode(), ""
-
-
-def _invalid_request_id() -> tuple[int, bytes, str]:
-    return _error(400, "InvalidRequestID", "Invalid request ID")
-
-
-def _client_context(value: str | None) -> str | None:
-    """X-Amz-Client-Context arrives base64-encoded; runtimes receive the JSON itself."""
-    if not value:
-        return None
-    try:
-        return base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return value
-
-
-def _header_value(value: str) -> str:
-    # values partly come from the invoker (client context): never let them end the header
-    return value.replace("\r", " ").replace("\n", " ").replace("\0", " ")
+def _invalid_request_id() -> Answer:
+    return error_answer(400, "InvalidRequestID", "Invalid request ID")
 
 
 class RuntimeApi:
@@ -123,8 +100,8 @@ class RuntimeApi:
             self._server = None
 
     # requests ----------------------------------------------------------------------------
-    def dispatch(self, conn: _Connection | FrameConnection, method: str, path: str, headers: dict[str, str],
-                 body: bytes | None) -> tuple[int, bytes, str] | None:
+    def dispatch(self, conn: RuntimeConnection, method: str, path: str,
+                 headers: dict[str, str], body: bytes | None) -> Answer | None:
         """The answer (status, JSON body, extra header lines), or None when `next` must wait
         (the connection then awaits `channel.next()` itself). `body` is None when it was
         over the limit and not read."""
@@ -133,30 +110,32 @@ class RuntimeApi:
             rest = path[len(INVOCATION):]
             if rest == "next":
                 if method != "GET":
-                    return _error(405, "MethodNotAllowed", "Method Not Allowed")
+                    return error_answer(405, "MethodNotAllowed", "Method Not Allowed")
                 if channel is None:
-                    return _error(403, "AccessDenied", "No execution environment at this address")
+                    return error_answer(403, "AccessDenied",
+                                        "No execution environment at this address")
                 pending = channel.next_nowait()
-                return None if pending is None else _next_answer(pending)
+                return None if pending is None else next_answer(pending)
             request_id, _, what = rest.rpartition("/")
             if request_id and "/" not in request_id and what in ("response", "error"):
                 if method != "POST":
-                    return _error(405, "MethodNotAllowed", "Method Not Allowed")
+                    return error_answer(405, "MethodNotAllowed", "Method Not Allowed")
                 request_id = unquote(request_id, errors="replace")
                 if what == "response":
                     return self._response(channel, request_id, body)
                 return self._invocation_error(channel, request_id, headers, body)
         elif path == INIT_ERROR:
             if method != "POST":
-                return _error(405, "MethodNotAllowed", "Method Not Allowed")
+                return error_answer(405, "MethodNotAllowed", "Method Not Allowed")
             if channel is None:
-                return _error(403, "AccessDenied", "No execution environment at this address")
+                return error_answer(403, "AccessDenied",
+                                    "No execution environment at this address")
             channel.fail_init(_error_outcome("init_error", body or b"", headers))
             return 202, _OK, ""
-        return _error(404, "InvalidURL", "Not Found")
+        return error_answer(404, "InvalidURL", "Not Found")
 
     def _response(self, channel: RuntimeChannel | None, request_id: str,
-                  body: bytes | None) -> tuple[int, bytes, str]:
+                  body: bytes | None) -> Answer:
         if channel is None or not _is_current(channel, request_id):
             return _invalid_request_id()
         if body is None:
@@ -166,14 +145,15 @@ class RuntimeApi:
                                 f"({MAX_RESPONSE_BYTES} bytes).",
                 "errorType": "Function.ResponseSizeTooLarge"}).encode(),
                 "Function.ResponseSizeTooLarge"))
-            return _error(413, "RequestEntityTooLarge",
-                          f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+            return error_answer(
+                413, "RequestEntityTooLarge",
+                f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
         if not channel.finish(request_id, Outcome("response", body)):
             return _invalid_request_id()
         return 202, _OK, ""
 
     def _invocation_error(self, channel: RuntimeChannel | None, request_id: str,
-                          headers: dict[str, str], body: bytes | None) -> tuple[int, bytes, str]:
+                          headers: dict[str, str], body: bytes | None) -> Answer:
         if channel is None or not _is_current(channel, request_id):
             return _invalid_request_id()
         if not channel.finish(request_id, _error_outcome("error", body or b"", headers)):
@@ -181,67 +161,35 @@ class RuntimeApi:
         return 202, _OK, ""
 
 
-def _next_answer(pending: PendingInvocation) -> tuple[int, bytes, str]:
-    inv = pending.invocation
-    lines = [f"Lambda-Runtime-Aws-Request-Id: {_header_value(inv.request_id)}\r\n",
-             f"Lambda-Runtime-Deadline-Ms: {pending.deadline_ms}\r\n",
-             f"Lambda-Runtime-Invoked-Function-Arn: {_header_value(pending.function_arn)}\r\n",
-             f"Lambda-Runtime-Trace-Id: {_header_value(inv.trace_id)}\r\n"]
-    context = _client_context(inv.client_context)
-    if context is not None:
-        lines.append(f"Lambda-Runtime-Client-Context: {_header_value(context)}\r\n")
-    if inv.cognito_identity:
-        lines.append(f"Lambda-Runtime-Cognito-Identity: {_header_value(inv.cognito_identity)}\r\n")
-    return 200, inv.payload, "".join(lines)
+class _Connection(RuntimeConnection):
+    """One runtime's keep-alive HTTP connection: requests are answered strictly in order; a
+    `next` that has to wait holds the requests pipelined behind it until it is answered
+    (runtime_protocol.py)."""
 
-
-class _Connection(asyncio.Protocol):
-    """One runtime's keep-alive connection: requests are answered strictly in order; a `next`
-    that has to wait holds the requests pipelined behind it until it is answered."""
+    hold_limit = MAX_RESPONSE_BYTES + MAX_HEAD_BYTES
 
     def __init__(self, api: RuntimeApi) -> None:
-        self.api = api
-        self.remote = ""
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.waiting: asyncio.Task[PendingInvocation] | None = None
-        self.discard = 0  # bytes of a refused body still to swallow before closing
+        super().__init__(api, "")
         self.continued = False  # 100 Continue sent for the request at the head of `buf`
         self.chunked: ChunkedRequest | None = None  # a chunked body being read
-        # A 202 for a result whose runtime pipelined its next `GET next` right behind it: sent
-        # with that request's answer, in one write (one wakeup of the runtime, not two).
-        self.held = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # (uvloop's transports are not asyncio.Transport subclasses; same methods)
-        self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if peer else ""
+        super().connection_made(transport)
+
+    def _register(self) -> None:
         self.api._connections.add(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _unregister(self) -> None:
         self.api._connections.discard(self)
-        self.transport = None
-        # a long poll whose runtime went away must not linger (nor take an invocation)
-        if self.waiting is not None:
-            self.waiting.cancel()
 
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        if self.discard:
-            take = min(self.discard, len(data))
-            self.discard -= take
-            if not self.discard and self.transport is not None:
-                self.transport.close()
-            return
-        self.buf += data
-        if self.waiting is None:
-            self._serve()
-        elif len(self.buf) > MAX_RESPONSE_BYTES + MAX_HEAD_BYTES and self.transport is not None:
-            self.transport.pause_reading()  # pipelined behind a long poll: hold, don't hoard
+    def _swallow(self, data: bytes) -> bytes:
+        """A refused body is swallowed, then the connection closed: nothing after it is read."""
+        self.discard -= min(self.discard, len(data))
+        if not self.discard and self.transport is not None:
+            self.transport.close()
+        return b""
 
     def _serve(self) -> None:
         while self.transport is not None and self.waiting is None and self.buf:
@@ -284,8 +232,8 @@ class _Connection(asyncio.Protocol):
                 self.buf.clear()
                 answer = (self.api.dispatch(self, method, path, headers, None)
                           if method == "POST" else None)
-                self._write(*(answer or _error(413, "RequestEntityTooLarge",
-                                               "Request Entity Too Large")), close=False)
+                self._write(*(answer or error_answer(413, "RequestEntityTooLarge",
+                                                     "Request Entity Too Large")), close=False)
                 self.discard = length - swallowed
                 if not self.discard and self.transport is not None:
                     self.transport.close()
@@ -309,11 +257,7 @@ class _Connection(asyncio.Protocol):
             self.held += encode_response(*answer, close=False)
             return
         if answer is None:
-            channel = self.api._channels.get(self.remote)
-            assert channel is not None
-            self.waiting = asyncio.ensure_future(channel.next())
-            self.waiting.add_done_callback(
-                lambda task, keep=keep_alive: self._polled(task, keep))
+            self._long_poll(keep_alive)
             return
         self._write(*answer, close=not keep_alive)
 
@@ -333,8 +277,8 @@ class _Connection(asyncio.Protocol):
             request.answered = True
             answer = (self.api.dispatch(self, request.method, request.path, request.headers, None)
                       if request.method == "POST" else None)
-            self._write(*(answer or _error(413, "RequestEntityTooLarge",
-                                           "Request Entity Too Large")), close=False)
+            self._write(*(answer or error_answer(413, "RequestEntityTooLarge",
+                                                 "Request Entity Too Large")), close=False)
         if not done:
             return False
         self.chunked = None
@@ -347,28 +291,11 @@ class _Connection(asyncio.Protocol):
                      request.keep_alive)
         return True
 
-    def _polled(self, task: asyncio.Task[PendingInvocation], keep_alive: bool) -> None:
-        self.waiting = None
-        if task.cancelled() or self.transport is None:
-            return
-        exc = task.exception()
-        if isinstance(exc, ChannelClosed):
-            answer = _error(410, "EnvironmentGone", "The execution environment is shutting down")
-        elif exc is not None:
-            log.error("Runtime API next failed", exc_info=exc)
-            answer = _error(500, "ServiceException", "Internal error")
-        else:
-            answer = _next_answer(task.result())
-        self._write(*answer, close=not keep_alive)
-        if self.transport is not None and not self.transport.is_reading():
-            self.transport.resume_reading()
-        self._serve()
-
     def _refuse(self, status: int, kind: str, message: str) -> None:
         self.buf.clear()
-        self._write(*_error(status, kind, message)[:2], "", close=True)
+        self._write(*error_answer(status, kind, message)[:2], "", close=True)
 
-    def _write(self, status: int, body: bytes, extra: str, close: bool) -> None:
+    def _write(self, status: int, body: bytes, extra: str, close: bool = False) -> None:
         if self.transport is None:
             return
         data = encode_response(status, body, extra, close)

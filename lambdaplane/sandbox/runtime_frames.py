@@ -23,12 +23,13 @@ import socket
 import struct
 from urllib.parse import quote
 
-from .runtime_api import MAX_RESPONSE_BYTES, RuntimeApi, _error, _next_answer, log
-from .runtime_channel import ChannelClosed, PendingInvocation
+from .runtime_api import MAX_RESPONSE_BYTES, RuntimeApi
+from .runtime_protocol import Answer, RuntimeConnection, error_answer
 
 FRAME_HEAD = struct.Struct("!IBH")  # length of the rest, kind, head length
 ANSWER_HEAD = struct.Struct("!IHH")  # length of the rest, status, head length
 MAX_FRAME_HEAD = 16 * 1024
+FRAME_LIMIT = MAX_RESPONSE_BYTES + MAX_FRAME_HEAD + FRAME_HEAD.size
 _INVOCATION = "/2018-06-01/runtime/invocation/"
 _INIT_ERROR = "/2018-06-01/runtime/init/error"
 _ERROR_TYPE = "lambda-runtime-function-error-type"
@@ -55,49 +56,21 @@ async def open_socket(api: RuntimeApi, address: str) -> socket.socket:
     return theirs
 
 
-class FrameConnection(asyncio.Protocol):
+class FrameConnection(RuntimeConnection):
     """The server's end of one environment's socketpair: frames answered strictly in order;
-    a `next` that has to wait holds the frames behind it."""
+    a `next` that has to wait holds the frames behind it (runtime_protocol.py)."""
 
-    def __init__(self, api: RuntimeApi, address: str) -> None:
-        self.api = api
-        self.remote = address  # RuntimeApi.dispatch finds the channel by it
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.waiting: asyncio.Task[PendingInvocation] | None = None
-        self.discard = 0  # bytes of an over-limit body still to swallow
-        self.held = b""  # a 202 that goes out with the answer of the `next` behind it
+    hold_limit = FRAME_LIMIT
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _register(self) -> None:
         self.api._frame_connections.setdefault(self.remote, set()).add(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _unregister(self) -> None:
         conns = self.api._frame_connections.get(self.remote)
         if conns is not None:
             conns.discard(self)
             if not conns:
                 del self.api._frame_connections[self.remote]
-        self.transport = None
-        if self.waiting is not None:
-            self.waiting.cancel()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        if self.discard:
-            take = min(self.discard, len(data))
-            self.discard -= take
-            data = data[take:]
-            if not data:
-                return
-        self.buf += data
-        if self.waiting is None:
-            self._serve()
-        elif len(self.buf) > FRAME_LIMIT and self.transport is not None:
-            self.transport.pause_reading()  # queued behind a long poll: hold, don't hoard
 
     def _serve(self) -> None:
         while self.transport is not None and self.waiting is None and \
@@ -105,7 +78,7 @@ class FrameConnection(asyncio.Protocol):
             length, kind, head_len = FRAME_HEAD.unpack_from(self.buf)
             body_len = length - 3 - head_len
             if head_len > MAX_FRAME_HEAD or body_len < 0 or kind not in _KINDS:
-                self._refuse(_error(400, "InvalidRequest", "Bad Request"))
+                self._refuse(error_answer(400, "InvalidRequest", "Bad Request"))
                 return
             start = FRAME_HEAD.size + head_len
             if len(self.buf) < start:
@@ -113,15 +86,15 @@ class FrameConnection(asyncio.Protocol):
             try:
                 head = bytes(self.buf[FRAME_HEAD.size:start]).decode()
             except UnicodeDecodeError:
-                self._refuse(_error(400, "InvalidRequest", "Bad Request"))
+                self._refuse(error_answer(400, "InvalidRequest", "Bad Request"))
                 return
             method, path, headers = _request(kind, head)
             if body_len > MAX_RESPONSE_BYTES:
                 # answered unread, as over HTTP; the rest is swallowed, the stream goes on
                 answer = self.api.dispatch(self, method, path, headers, None) \
                     if method == "POST" else None
-                self._write(*(answer or _error(413, "RequestEntityTooLarge",
-                                               "Request Entity Too Large")))
+                self._write(*(answer or error_answer(413, "RequestEntityTooLarge",
+                                                     "Request Entity Too Large")))
                 swallowed = min(len(self.buf) - start, body_len)
                 del self.buf[:start + swallowed]
                 self.discard = body_len - swallowed
@@ -135,10 +108,7 @@ class FrameConnection(asyncio.Protocol):
     def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
         answer = self.api.dispatch(self, method, path, headers, body)
         if answer is None:
-            channel = self.api._channels.get(self.remote)
-            assert channel is not None
-            self.waiting = asyncio.ensure_future(channel.next())
-            self.waiting.add_done_callback(self._polled)
+            self._long_poll()
             return
         # a result with its runtime's `next` right behind it: the 202 goes with that answer
         if method == "POST" and answer[0] == 202 and len(self.buf) >= FRAME_HEAD.size and \
@@ -147,40 +117,22 @@ class FrameConnection(asyncio.Protocol):
             return
         self._write(*answer)
 
-    def _polled(self, task: asyncio.Task[PendingInvocation]) -> None:
-        self.waiting = None
-        if task.cancelled() or self.transport is None:
-            return
-        exc = task.exception()
-        if isinstance(exc, ChannelClosed):
-            answer = _error(410, "EnvironmentGone", "The execution environment is shutting down")
-        elif exc is not None:
-            log.error("Runtime API next failed", exc_info=exc)
-            answer = _error(500, "ServiceException", "Internal error")
-        else:
-            answer = _next_answer(task.result())
-        self._write(*answer)
-        if self.transport is not None and not self.transport.is_reading():
-            self.transport.resume_reading()
-        self._serve()
-
-    def _refuse(self, answer: tuple[int, bytes, str]) -> None:
+    def _refuse(self, answer: Answer) -> None:
         self.buf.clear()
-        self._write(*answer)
-        if self.transport is not None:
-            self.transport.close()
+        self._write(*answer, close=True)
 
-    def _write(self, status: int, body: bytes, extra: str) -> None:
+    def _write(self, status: int, body: bytes, extra: str, close: bool = False) -> None:
         if self.transport is None:
             return
         data = encode_answer(status, body, extra)
         if self.held:  # answers go out in order: a held 202 first
             data, self.held = self.held + data, b""
         self.transport.write(data)
+        if close:
+            self.transport.close()
 
 
 _KINDS = frozenset(b"NREI")
-FRAME_LIMIT = MAX_RESPONSE_BYTES + MAX_FRAME_HEAD + FRAME_HEAD.size
 
 
 def _request(kind: int, head: str) -> tuple[str, str, dict[str, str]]:

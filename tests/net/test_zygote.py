@@ -502,6 +502,9 @@ async def test_python_runtime_handler_error(zygote: Zygote, names: Names, netns:
     assert (error["errorType"], error["errorMessage"], error["requestId"]) == (
         "ValueError", "boom", "r-err")
     assert any('File "/var/task/app.py"' in line for line in error["stackTrace"])
+    # the trace starts at the function's frame: none of the runtime's own files (its parts)
+    assert error["stackTrace"][0].lstrip().startswith('File "/var/task/app.py"')
+    assert not any("/var/runtime/" in line for line in error["stackTrace"])
     assert "[ERROR] ValueError: boom" in run.text
 
 

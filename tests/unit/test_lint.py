@@ -12,7 +12,7 @@ RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
 # sandbox/ modules held to both already (the ExecutionEnvironments split, issue 11)
 RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in (
     "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set",
-    "prestart_sizing", "runtime_frames")]
+    "prestart_sizing", "runtime_frames", "runtime_protocol")]
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 

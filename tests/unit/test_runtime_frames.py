@@ -170,7 +170,7 @@ def test_the_bootstrap_frame_client_runs_invocations() -> None:
         api, channel, sock = await _setup()
         sock.setblocking(True)
         client = bootstrap.FrameClient(sock.detach())
-        log_filter = bootstrap._RequestIdFilter()
+        log_filter = bootstrap.RequestIdFilter()
         ended: list[BaseException] = []
 
         def run() -> None:
