@@ -2,13 +2,14 @@
 `lambdaplane agent`s, each inside a network namespace standing in for a host (`lp<id>hA`,
 `lp<id>hB`, made and removed here). boto3 creates a python3.11 function; with no live agent an
 invoke is throttled (TooManyRequestsException); then invokes (RequestResponse with the log
-tail, a function error, Event) run on an agent — the request id the handler prints is in that
+tail, a function error, Event, a function URL) run on an agent — the request id the handler prints is in that
 agent's own function log file, and its lease row lists the function — `--placement pin:NAME` places them where asked; a SIGKILLed agent's host row
 is gone after its lease and invokes go on on the other; `clean` of its data dir leaves nothing
 of it (no netns, link, nft table, cgroup or process with its prefix, in either namespace, and
 no host row); everything is removed at the end."""
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -193,6 +195,24 @@ def test_serve_without_data_plane_places_invokes_on_agents(
         _wait(lambda: logs.filter_log_events(logGroupName="/aws/lambda/on-agents",
                                              filterPattern=f'"ran {request_id}"')["events"],
               "the event's line in CloudWatch Logs (written by the agent)")
+
+        # a function URL goes through the same invoker, so to an agent too
+        url = lam.create_function_url_config(FunctionName="on-agents",
+                                             AuthType="NONE")["FunctionUrl"]
+        lam.add_permission(FunctionName="on-agents", StatementId="public",
+                           Action="lambda:InvokeFunctionUrl", Principal="*",
+                           FunctionUrlAuthType="NONE")
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            conn.request("POST", "/", body=b'{"n": 9}',
+                         headers={"Host": urlsplit(url).netloc,
+                                  "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            status, body = resp.status, json.loads(resp.read())
+        finally:
+            conn.close()
+        assert status == 200
+        assert json.loads(body["echo"]["body"]) == {"n": 9}
 
         # pinned to the other host
         other = b if first is a else a
