@@ -222,15 +222,23 @@ def test_serve_without_data_plane_places_invokes_on_agents(
         pinned = _invoke(lam, Payload=b'{"n": 4}')
         assert _ran_on(agents, pinned) is other
 
-        # SIGKILL agent B: after its lease its row is gone; invokes still succeed on A
-        b.stop(signal.SIGKILL)
         server.extra_args = server.extra_args[:-2]
         server.restart()
         lam = server.lambda_()
-        _wait(lambda: set(_host_rows(database)) == {"host-a"}, "host-b's row to expire")
+        _wait(lambda: all("on-agents" in warm for warm in _host_rows(database).values()),
+              "environments of the function on both hosts")
+        hosts = server.admin("status")["execution"]["hosts"]  # type: ignore[index]
+        assert sorted(h["name"] for h in hosts) == ["host-a", "host-b"]
+
+        # SIGKILL agent B: at once (its lease still running, it holds the function warm)
+        # invokes go to A; after the lease B's row is gone; invokes go on on A
+        b.stop(signal.SIGKILL)
         for n in range(3):
             out = _invoke(lam, Payload=json.dumps({"n": 5 + n}))
             assert _ran_on([a], out) is a
+        _wait(lambda: set(_host_rows(database)) == {"host-a"}, "host-b's row to expire")
+        out = _invoke(lam, Payload=b'{"n": 8}')
+        assert _ran_on([a], out) is a
 
         # clean of B's data dir: nothing of B is left
         assert b.leftovers(), "a SIGKILLed agent leaves its sandboxes until clean"
