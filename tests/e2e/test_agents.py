@@ -2,11 +2,12 @@
 `lambdaplane agent`s, each inside a network namespace standing in for a host (`lp<id>hA`,
 `lp<id>hB`, made and removed here). boto3 creates a python3.11 function; with no live agent an
 invoke is throttled (TooManyRequestsException); then invokes (RequestResponse with the log
-tail, a function error, Event, a function URL) run on an agent — the request id the handler prints is in that
-agent's own function log file, and its lease row lists the function — `--placement pin:NAME` places them where asked; a SIGKILLed agent's host row
-is gone after its lease and invokes go on on the other; `clean` of its data dir leaves nothing
-of it (no netns, link, nft table, cgroup or process with its prefix, in either namespace, and
-no host row); everything is removed at the end."""
+tail, a function error, Event, a function URL) run on an agent — the request id the handler
+prints is in that agent's own function log file, and its lease row lists the function —
+`--placement pin:NAME` places them where asked; right after agent B is SIGKILLed invokes run
+on A, after its lease its host row is gone; `clean` of its data dir leaves nothing of it (no
+netns, link, nft table, cgroup or process with its prefix, in either namespace, and no host
+row); everything is removed at the end."""
 from __future__ import annotations
 
 import http.client
@@ -23,9 +24,9 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
+from lambdaplane.cleanup import clean_instance, fresh_instance, leftovers
 from tests.harness import LiveServer, create_python_function
 from tests.pg_server import PgServer
-from lambdaplane.cleanup import clean_instance, fresh_instance, leftovers
 
 pytestmark = pytest.mark.root
 
