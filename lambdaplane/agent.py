@@ -33,7 +33,7 @@ from .net.executor import NetThread
 from .net.names import Names
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
-from .store.hosts import HostStore
+from .store.hosts import Host, HostStore
 
 log = logging.getLogger("lambdaplane.agent")
 
@@ -49,6 +49,10 @@ class AgentOptions:
     host_netns: str = ""  # a network namespace standing in for a host ("" = this one)
     lease_s: float = 5.0  # a lease not renewed for this long is expired
     renew_s: float = 1.0
+
+
+class NameTaken(Exception):
+    """Another live agent holds the host name asked for."""
 
 
 def enter_netns(name: str) -> None:
@@ -76,6 +80,12 @@ class Agent:
         self.net = NetThread()
         self.db = Database.open(settings.data_dir, settings.database or None)
         self.hosts = HostStore(self.db, options.lease_s)
+        held = self.name_taken_by()
+        if held is not None:  # before anything else is built
+            self.db.close()
+            self.net.close()
+            raise NameTaken(f"the host name {options.name} is held by the live agent "
+                            f"{held.id} at {held.address}; choose another --name")
         self.code = CodeStore(settings.data_dir)
         self.logs = LogsService(settings)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
@@ -136,6 +146,13 @@ class Agent:
                 self.renew_once()
             except Exception:  # noqa: BLE001 - the database may be away for a moment
                 log.exception("renewing the lease failed")
+
+    def name_taken_by(self) -> Host | None:
+        """Another agent, alive, holding this host name (two hosts one name: refused)."""
+        held = self.hosts.by_name(self.options.name)
+        if held is None or held.id == self.host_id or held.lease_expires <= time.time():
+            return None
+        return held
 
     def start_lease(self) -> None:
         self.register()
@@ -212,7 +229,7 @@ async def run_agent(settings: Settings, options: AgentOptions) -> None:
         raise SystemExit(f"lambdaplane agent: {e}") from None
     try:
         agent = Agent(settings, options)
-    except DatabaseUnavailable as e:
+    except (DatabaseUnavailable, NameTaken) as e:
         data_lock.release()
         raise SystemExit(f"lambdaplane agent: {e}") from None
     except BaseException:

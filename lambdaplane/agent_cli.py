@@ -35,6 +35,8 @@ def add_agent_parser(sub: Any) -> None:
     a.add_argument("--prefork", type=int, default=4)
     a.add_argument("--account-id", default="000000000000")
     a.add_argument("--seccomp", choices=["on", "off"], default="on")
+    a.add_argument("--cpu-slice-us", type=int, default=100, metavar="MICROSECONDS",
+                   help="as for serve: the CPU time slice of the agent and its sandboxes")
     a.add_argument("-v", "--verbose", action="store_true")
     a.set_defaults(func=run)
 
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                            host_netns=args.host_netns, lease_s=args.lease)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .cpu_slice import set_slice  # before any thread or child: they all inherit it
+    set_slice(args.cpu_slice_us)
     import uvloop
 
     uvloop.run(run_agent(settings, options))

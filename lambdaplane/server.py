@@ -239,10 +239,11 @@ async def serve(settings: Settings) -> None:
 _SERVE_MODULES = (
     "sandbox.environments", "service.functions", "service.hyperplane", "service.iam",
     "service.invoke", "service.vpc", "service.vpc_config", "service.flow_logs",
-    "service.s3_code", "service.legacy", "service.remote_environments", "service.logs", "service.flow_collector", "metrics",
+    "service.s3_code", "service.legacy", "service.logs", "service.flow_collector", "metrics",
     "nat_metrics", "data_dir_usage", "net.hyperplane.counters", "api.admin_api", "api.ec2_api",
     "api.function_urls", "api.gateways_admin", "api.lambda_api", "api.iam_api", "api.logs_api",
     "api.sts_api", "api.auth", "api.dispatch", "console.routes")
+_SERVE_MODULES += ("service.remote_environments",)  # serve --no-data-plane
 
 
 def preload_modules() -> None:

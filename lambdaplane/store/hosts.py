@@ -97,6 +97,10 @@ class HostStore:
             self._delete(conn, host_id)
         return found
 
+    def by_name(self, name: str) -> Host | None:
+        row = self.db.conn.execute("SELECT * FROM hosts WHERE name=?", (name,)).fetchone()
+        return None if row is None else _host(row)
+
     def live(self, now: float) -> list[Host]:
         """Hosts whose lease has not run out, by name."""
         return [_host(r) for r in self.db.conn.execute(

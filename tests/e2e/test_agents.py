@@ -170,6 +170,12 @@ def test_serve_without_data_plane_places_invokes_on_agents(
         assert set(_wait(lambda: _host_rows(database).keys() == {"host-a", "host-b"},
                          "both host rows") and _host_rows(database)) == {"host-a", "host-b"}
 
+        # a second agent under a live agent's name is refused before it builds anything
+        twin = AgentProcess(tmp_path / "agent-twin", database, "host-a", namespaces[0])
+        refused = subprocess.run(twin.cmd, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0
+        assert "the host name host-a is held by the live agent" in refused.stderr
+
         out = _invoke(lam, Payload=json.dumps({"n": 1}), LogType="Tail")
         assert out["StatusCode"] == 200 and "FunctionError" not in out
         assert out["body"]["echo"] == {"n": 1}

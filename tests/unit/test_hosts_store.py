@@ -59,6 +59,8 @@ def test_register_takes_over_a_name_and_remove_deletes(hosts: HostStore) -> None
     # a new data dir (new instance) under the same host name replaces the old row
     hosts.register("lpa2", "host-a", "unix:/a2/agent.sock", "a2", now=101.0)
     assert [(h.id, h.address) for h in hosts.all()] == [("lpa2", "unix:/a2/agent.sock")]
+    held = hosts.by_name("host-a")
+    assert held is not None and held.id == "lpa2" and hosts.by_name("host-z") is None
     assert hosts.warm_functions("lpa1") == set()
     assert hosts.remove("lpa2")
     assert not hosts.remove("lpa2")
