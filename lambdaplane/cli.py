@@ -17,6 +17,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.auth == "sigv4" and not args.credentials:
         raise SystemExit("lambdaplane serve: --auth sigv4 needs --credentials FILE")
+    if args.no_data_plane and not args.database:
+        raise SystemExit("lambdaplane serve: --no-data-plane needs --database postgresql://… "
+                         "(the database its agents share)")
+    if args.placement:
+        from .service.placement import parse_placement
+        try:
+            parse_placement(args.placement)
+        except ValueError as e:
+            raise SystemExit(f"lambdaplane serve: {e}") from None
     settings = _settings(host=args.host, port=args.port, data_dir=Path(args.data_dir),
                         account_id=args.account_id, uplink=not args.no_uplink,
                         vpc_mode=args.vpc_mode, keep_alive_s=args.keep_alive,
@@ -41,7 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
                         nat_connections_per_destination=args.nat_connection_limit,
                         dns_upstreams=tuple(args.dns_upstream or ()),
                         nat_idle_timeout_s=args.nat_idle_timeout,
-                        database=args.database or "")
+                        database=args.database or "",
+                        no_data_plane=args.no_data_plane, placement=args.placement or "")
     from .commands.runtimes import parse_mappings
 
     settings.runtimes = parse_mappings(args.runtime or [])
@@ -93,6 +103,13 @@ def _clean(args: argparse.Namespace) -> int:
     if instance is None:
         print(f"no lambdaplane instance recorded in {settings.data_dir}; nothing to clean")
         return 0
+    from .agent import clean_agent_record, enter_netns, recorded_host_netns
+
+    for line in clean_agent_record(settings.data_dir):  # an agent's: its host row
+        print(line)
+    host_netns = recorded_host_netns(settings.data_dir)
+    if host_netns and Path(f"/run/netns/{host_netns}").exists():
+        enter_netns(host_netns)  # its links and nft tables are in the host's namespace
     for line in clean_instance(instance):
         print(line)
     from .sandbox.cgroups import restore_moves_from_record
@@ -245,7 +262,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--nat-idle-timeout", type=int, default=350, metavar="S",
                    help="testing: a NAT gateway's idle timeout in seconds (%(default)s)")
     s.add_argument("-v", "--verbose", action="store_true")
+    s.add_argument("--no-data-plane", action="store_true",
+                   help="run no sandboxes here: invokes go to agents (`lambdaplane agent`) "
+                        "sharing --database (docs/agents.md)")
+    s.add_argument("--placement", default="", metavar="pin:NAME",
+                   help="with --no-data-plane: send every invoke to the agent named (tests); "
+                        "default: a host with a warm environment, else the least loaded")
     s.set_defaults(func=_serve)
+
+    from .agent_cli import add_agent_parser
+    add_agent_parser(sub)
 
     rt = sub.add_parser("runtimes", help="list the Lambda runtimes that run on this host")
     rt.add_argument("--runtime", action="append", metavar="NAME=PATH",

@@ -75,6 +75,9 @@ class Settings:
     # The store: "" = SQLite in the data dir; a postgresql:// URL = that PostgreSQL database
     # (store/postgres.py, docs/postgresql.md)
     database: str = ""
+    # serve --no-data-plane: no sandboxes here; invokes go to agents (lambdaplane/agent.py)
+    no_data_plane: bool = False
+    placement: str = ""  # "" = warm, else least loaded host; "pin:NAME" (service/placement.py)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

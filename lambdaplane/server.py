@@ -43,7 +43,11 @@ class Platform:
             if adopt(settings, self.names) else None
         self.db = Database.open(settings.data_dir, settings.database or None)
         self.vpc = VpcService(settings, self.names, self.db, self.net)
-        self.environments = ExecutionEnvironments(settings, self.names, self.net)
+        if settings.no_data_plane:  # agents run the functions (service/remote_environments.py)
+            from .service.remote_environments import RemoteEnvironments
+            self.environments = RemoteEnvironments(settings, self.db)  # type: ignore[assignment]
+        else:
+            self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.functions = FunctionService(settings, self.db, self.environments)
         self.invoker = Invoker(settings, self.db, self.functions, self.environments)
         self.functions.vpc_validator = \
@@ -96,6 +100,20 @@ class Platform:
             lambda: {self.names.vpc_netns(v.id) for v in self.vpc.store.vpcs()},
             hyperplane=settings.vpc_mode != "legacy")
         self._components.append(self.kernel_watch)
+        if settings.no_data_plane:
+            self._without_data_plane()
+
+    def _without_data_plane(self) -> None:
+        """serve --no-data-plane: nothing that needs local sandboxes or the worker namespace
+        starts (the Hyperplane ENIs, the legacy VPC attachment, the kernel watch); invokes go to
+        agents, with the function's code zip when an agent lacks it."""
+        self.environments.code_zip = self.functions.code_zip  # type: ignore[attr-defined]
+        self.functions.network = None
+        self.environments.vpc_attacher = None
+        for name in ("hyperplane", "legacy", "kernel_watch"):
+            component = getattr(self, name, None)
+            if component in self._components:
+                self._components.remove(component)
 
     async def start(self) -> None:
         started = []
@@ -225,6 +243,7 @@ _SERVE_MODULES = (
     "nat_metrics", "data_dir_usage", "net.hyperplane.counters", "api.admin_api", "api.ec2_api",
     "api.function_urls", "api.gateways_admin", "api.lambda_api", "api.iam_api", "api.logs_api",
     "api.sts_api", "api.auth", "api.dispatch", "console.routes")
+_SERVE_MODULES += ("service.remote_environments",)  # serve --no-data-plane
 
 
 def preload_modules() -> None:

@@ -1,0 +1,288 @@
+"""`lambdaplane agent`: one host's data plane for a `serve --no-data-plane` API server that
+shares its database (PostgreSQL). Runs the execution environments (sandbox pool, zygotes,
+worker namespace, Runtime API) and the CloudWatch Logs ingest of its functions' output, under
+its own data dir and instance prefix; holds a lease row in the hosts table (store/hosts.py),
+renewed every second with its load and the functions it holds environments for, and deletes
+other hosts' expired rows as it goes; serves the internal invoke endpoint
+(service/agent_wire.py) over HTTP on a Unix socket in its data dir (reachable across network
+namespaces), or on `--listen HOST:PORT`. Code zips it lacks are sent by the server and kept
+in its own CodeStore. `--host-netns NAME` enters a network namespace (made by the caller)
+standing in for a host before anything is built. `lambdaplane clean` for its data dir removes
+its kernel objects (in that namespace) and its host row (`agent.json` records where)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import datadir_lock
+from .config import Settings
+from .errors import AwsError
+from .net.executor import NetThread
+from .net.names import Names
+from .store.code import CodeStore
+from .store.db import Database, DatabaseUnavailable
+from .store.hosts import Host, HostStore
+
+log = logging.getLogger("lambdaplane.agent")
+
+RECORD_NAME = "agent.json"  # what `clean` needs: the database, the host row, the namespace
+SOCKET_NAME = "agent.sock"
+HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    name: str  # the host's name (placement pins by it)
+    listen: str = ""  # "" = a Unix socket in the data dir; else HOST:PORT
+    host_netns: str = ""  # a network namespace standing in for a host ("" = this one)
+    lease_s: float = 5.0  # a lease not renewed for this long is expired
+    renew_s: float = 1.0
+
+
+class NameTaken(Exception):
+    """Another live agent holds the host name asked for."""
+
+
+def enter_netns(name: str) -> None:
+    """Move this process (its only thread, before any other starts) into netns `name`."""
+    from .sandbox.isolation import CLONE_NEWNET, setns
+
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+class Agent:
+    def __init__(self, settings: Settings, options: AgentOptions) -> None:
+        from .sandbox.environments import ExecutionEnvironments
+        from .service.logs import LogsService
+
+        self.settings = settings
+        self.options = options
+        self.names = Names(settings.ensure_instance())
+        self.host_id = f"lp{self.names.instance}"
+        self.address = (f"http://{options.listen}" if options.listen
+                        else f"unix:{settings.data_dir / SOCKET_NAME}")
+        self.net = NetThread()
+        self.db = Database.open(settings.data_dir, settings.database or None)
+        self.hosts = HostStore(self.db, options.lease_s)
+        held = self.name_taken_by()
+        if held is not None:  # before anything else is built
+            self.db.close()
+            self.net.close()
+            raise NameTaken(f"the host name {options.name} is held by the live agent "
+                            f"{held.id} at {held.address}; choose another --name")
+        self.code = CodeStore(settings.data_dir)
+        self.logs = LogsService(settings)
+        self.environments = ExecutionEnvironments(settings, self.names, self.net)
+        self.environments.log_ingest = self.logs.ingest
+        self._lease: asyncio.Task[None] | None = None
+        (settings.data_dir / RECORD_NAME).write_text(json.dumps({
+            "database": settings.database, "host_id": self.host_id, "name": options.name,
+            "host_netns": options.host_netns}) + "\n")
+
+    async def start(self) -> None:
+        await self.logs.start()
+        try:
+            await self.environments.start()
+        except BaseException:
+            await self.logs.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._lease is not None:
+            self._lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease
+            self._lease = None
+        try:
+            self.hosts.remove(self.host_id)  # placement stops sending at once
+        except Exception:  # noqa: BLE001 - the lease runs out by itself
+            log.exception("removing the host row failed")
+        for component in (self.environments, self.logs):
+            try:
+                await component.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping %s failed", type(component).__name__)
+        self.net.close()
+        self.db.close()
+
+    # -- the lease ------------------------------------------------------------------------
+    def register(self) -> None:
+        self.hosts.register(self.host_id, self.options.name, self.address,
+                            self.names.instance, time.time())
+
+    def warm_functions(self) -> set[tuple[str, str]]:
+        return {env.spec.key for env in self.environments.registry.envs.values()}
+
+    def renew_once(self) -> None:
+        now = time.time()
+        if not self.hosts.renew(self.host_id, now, self.environments.total_in_flight(),
+                                self.warm_functions()):
+            log.warning("the lease of %s had expired: registering again", self.options.name)
+            self.register()
+        for host in self.hosts.expire(now):
+            log.warning("host %s (agent lp%s) missed its lease: removed", host.name,
+                        host.instance)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.renew_s)
+            try:
+                self.renew_once()
+            except Exception:  # noqa: BLE001 - the database may be away for a moment
+                log.exception("renewing the lease failed")
+
+    def name_taken_by(self) -> Host | None:
+        """Another agent, alive, holding this host name (two hosts one name: refused)."""
+        held = self.hosts.by_name(self.options.name)
+        if held is None or held.id == self.host_id or held.lease_expires <= time.time():
+            return None
+        return held
+
+    def start_lease(self) -> None:
+        self.register()
+        self._lease = asyncio.create_task(self._renew_forever(), name="lp-agent-lease")
+
+    # -- the internal endpoint ------------------------------------------------------------
+    def app(self) -> web.Application:
+        from .service import agent_wire as wire
+
+        app = web.Application(client_max_size=wire.MAX_BODY)
+
+        def error(e: AwsError) -> web.Response:
+            return web.json_response({"error": wire.error_to_json(e)}, status=e.status)
+
+        async def invoke(request: web.Request) -> web.Response:
+            doc: dict[str, Any] = await request.json()
+            code_hex = str(doc["spec"].get("code_sha256", ""))
+            if not HEX.fullmatch(code_hex):
+                return error(AwsError("InvalidParameterValueException",
+                                      "code_sha256 must be 64 hex digits", 400))
+            code_dir = self.code.directory(code_hex)
+            if not code_dir.is_dir():
+                return web.json_response({"need_code": code_hex}, status=409)
+            spec = wire.spec_from_json(doc["spec"], code_dir)
+            invocation = wire.invocation_from_json(doc["invocation"])
+            try:
+                result = await self.environments.invoke(spec, invocation)
+            except AwsError as e:
+                return error(e)
+            except Exception:
+                log.exception("invoking %s (request %s) failed", spec.arn,
+                              invocation.request_id)
+                return error(AwsError("ServiceException", "The Lambda service encountered an "
+                                      "internal error while running the function.", 500,
+                                      "Service"))
+            return web.json_response({"result": wire.result_to_json(result)})
+
+        async def put_code(request: web.Request) -> web.Response:
+            code_hex = request.match_info["hex"]
+            data = await request.read()
+            if not HEX.fullmatch(code_hex) or hashlib.sha256(data).hexdigest() != code_hex:
+                return error(AwsError("InvalidParameterValueException",
+                                      "the body's sha256 is not the one named", 400))
+            try:
+                await asyncio.to_thread(self.code.put, data)
+            except AwsError as e:
+                return error(e)
+            return web.Response(status=204)
+
+        async def health(_request: web.Request) -> web.Response:
+            return web.json_response({"name": self.options.name, "host_id": self.host_id,
+                                      "in_flight": self.environments.total_in_flight()})
+
+        app.router.add_post(wire.INVOKE_PATH, invoke)
+        app.router.add_put(wire.CODE_PATH, put_code)
+        app.router.add_get(wire.HEALTH_PATH, health)
+        return app
+
+    async def site(self, runner: web.AppRunner) -> web.BaseSite:
+        if self.options.listen:
+            host, _, port = self.options.listen.rpartition(":")
+            return web.TCPSite(runner, host or "0.0.0.0", int(port), reuse_address=True)
+        path = self.settings.data_dir / SOCKET_NAME
+        path.unlink(missing_ok=True)  # a killed agent's
+        return web.UnixSite(runner, str(path))
+
+
+async def run_agent(settings: Settings, options: AgentOptions) -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("lambdaplane agent must run as root (namespaces, cgroups, nftables)")
+    try:
+        data_lock = datadir_lock.acquire(settings.data_dir, "agent")
+    except datadir_lock.DataDirBusy as e:
+        raise SystemExit(f"lambdaplane agent: {e}") from None
+    try:
+        agent = Agent(settings, options)
+    except (DatabaseUnavailable, NameTaken) as e:
+        data_lock.release()
+        raise SystemExit(f"lambdaplane agent: {e}") from None
+    except BaseException:
+        data_lock.release()
+        raise
+    runner = web.AppRunner(agent.app(), access_log=None)
+    try:
+        await agent.start()
+        await runner.setup()
+        await (await agent.site(runner)).start()
+        if not options.listen:
+            os.chmod(settings.data_dir / SOCKET_NAME, 0o600)
+        agent.start_lease()
+        log.info("agent %s (instance lp%s) serving invokes at %s", options.name,
+                 agent.names.instance, agent.address)
+        print(f"lambdaplane agent ready at {agent.address}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        await agent.stop()
+        if not options.listen:
+            (settings.data_dir / SOCKET_NAME).unlink(missing_ok=True)
+        data_lock.release()
+
+
+def clean_agent_record(data_dir: Path) -> list[str]:
+    """`clean` of an agent's data dir, beyond the kernel objects: its host row."""
+    record_path = data_dir / RECORD_NAME
+    if not record_path.exists():
+        return []
+    record = json.loads(record_path.read_text())
+    done = []
+    try:
+        db = Database.open(data_dir, record.get("database") or None)
+    except DatabaseUnavailable as e:
+        return [f"could not remove the host row {record['host_id']}: {e}"]
+    try:
+        if HostStore(db).remove(record["host_id"]):
+            done.append(f"removed host {record['name']} ({record['host_id']}) from the store")
+    finally:
+        db.close()
+    (data_dir / SOCKET_NAME).unlink(missing_ok=True)
+    return done
+
+
+def recorded_host_netns(data_dir: Path) -> str:
+    """The namespace an agent of this data dir ran in ("" = none, or not an agent's)."""
+    record_path = data_dir / RECORD_NAME
+    if not record_path.exists():
+        return ""
+    return str(json.loads(record_path.read_text()).get("host_netns") or "")

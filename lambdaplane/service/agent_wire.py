@@ -1,0 +1,95 @@
+"""The internal invoke endpoint between `serve --no-data-plane` and an agent
+(lambdaplane/agent.py): how a FunctionSpec, an Invocation, an InvocationResult and an AwsError
+travel as JSON, and where an agent's address points (`unix:/path` — HTTP over a Unix socket,
+reachable across network namespaces — or `http://host:port`). Both sides import this module;
+nothing here does I/O.
+
+Requests: `POST /invoke` {"spec", "invocation"} → 200 {"result"}, 409 {"need_code": hex} when
+the agent lacks the function's code zip (the server then sends it: `PUT /code/<hex>`, the zip
+as the body, and repeats the invoke), or an error status with {"error"}; `GET /health`."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from ..errors import AwsError
+from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
+
+INVOKE_PATH = "/invoke"
+CODE_PATH = "/code/{hex}"
+HEALTH_PATH = "/health"
+MAX_BODY = 72 * 1024 * 1024  # a 50 MB zip, or a 6 MB payload as base64 JSON, with room
+
+
+def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
+    """What the agent needs of a non-VPC function without layers (the paths are its own)."""
+    return {"region": spec.region, "name": spec.name, "arn": spec.arn,
+            "version": spec.version, "runtime": spec.runtime, "handler": spec.handler,
+            "memory_mb": spec.memory_mb, "timeout_s": spec.timeout_s,
+            "environment": dict(spec.environment), "code_sha256": spec.code_sha256,
+            "revision_id": spec.revision_id,
+            "reserved_concurrency": spec.reserved_concurrency,
+            "custom_log_group": spec.custom_log_group,
+            "logging_config": dict(spec.logging_config), "etc_files": dict(spec.etc_files)}
+
+
+def spec_from_json(doc: dict[str, Any], code_dir: Path) -> FunctionSpec:
+    return FunctionSpec(
+        region=doc["region"], name=doc["name"], arn=doc["arn"], version=doc["version"],
+        runtime=doc["runtime"], handler=doc["handler"], memory_mb=int(doc["memory_mb"]),
+        timeout_s=int(doc["timeout_s"]), environment=dict(doc["environment"]),
+        code_sha256=doc["code_sha256"], code_dir=code_dir, revision_id=doc["revision_id"],
+        reserved_concurrency=doc.get("reserved_concurrency"),
+        custom_log_group=doc.get("custom_log_group"),
+        logging_config=dict(doc.get("logging_config") or {}),
+        etc_files=dict(doc.get("etc_files") or {}))
+
+
+def invocation_to_json(inv: Invocation) -> dict[str, Any]:
+    return {"request_id": inv.request_id, "payload": base64.b64encode(inv.payload).decode(),
+            "client_context": inv.client_context, "cognito_identity": inv.cognito_identity,
+            "trace_id": inv.trace_id, "function_arn": inv.function_arn}
+
+
+def invocation_from_json(doc: dict[str, Any]) -> Invocation:
+    return Invocation(doc["request_id"], base64.b64decode(doc["payload"]),
+                      doc.get("client_context"), doc.get("cognito_identity"),
+                      doc.get("trace_id") or "", doc.get("function_arn") or "")
+
+
+def result_to_json(result: InvocationResult) -> dict[str, Any]:
+    return {"payload": base64.b64encode(result.payload).decode(),
+            "function_error": result.function_error, "error_type": result.error_type,
+            "log_text": result.log_text, "duration_ms": result.duration_ms,
+            "init_duration_ms": result.init_duration_ms, "cold_start": result.cold_start,
+            "extra": dict(result.extra)}
+
+
+def result_from_json(doc: dict[str, Any]) -> InvocationResult:
+    return InvocationResult(
+        base64.b64decode(doc["payload"]), doc.get("function_error"), doc.get("error_type"),
+        doc.get("log_text") or "", float(doc.get("duration_ms") or 0.0),
+        doc.get("init_duration_ms"), bool(doc.get("cold_start")),
+        {k: float(v) for k, v in (doc.get("extra") or {}).items()})
+
+
+def error_to_json(error: AwsError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message, "status": error.status,
+            "kind": error.error_kind, "headers": dict(error.headers),
+            "extra": dict(error.extra)}
+
+
+def error_from_json(doc: dict[str, Any]) -> AwsError:
+    return AwsError(doc["code"], doc["message"], int(doc["status"]), doc.get("kind", "Service"),
+                    headers=dict(doc.get("headers") or {}), extra=dict(doc.get("extra") or {}))
+
+
+def unix_socket_of(address: str) -> str | None:
+    """The socket path of a `unix:/path` address; None for an http:// one."""
+    return address[len("unix:"):] if address.startswith("unix:") else None
+
+
+def base_url(address: str) -> str:
+    """The URL requests to `address` are made against (a Unix socket's host is a dummy)."""
+    return "http://agent" if unix_socket_of(address) is not None else address.rstrip("/")

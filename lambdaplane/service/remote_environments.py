@@ -1,0 +1,186 @@
+"""The Invoker's `environments` when `serve --no-data-plane` runs no sandboxes: each invocation
+is placed on a live agent (service/placement.py) and forwarded over the agent's internal
+endpoint (service/agent_wire.py); the agent runs it in its ExecutionEnvironments and the result
+comes back as the local path would have returned it. A code zip the agent lacks is sent to it
+once (it keeps it by sha256). Every second, hosts whose lease ran out are deleted with their
+assignments (store/hosts.py) and the placement's snapshot is refreshed.
+
+Not here yet: VPC functions and functions with layers (they need the VPC across hosts and
+the layers' content on the agent)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from ..config import Settings
+from ..errors import AwsError
+from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
+from ..store.db import Database
+from ..store.hosts import Host, HostStore
+from . import agent_wire as wire
+from .placement import Placement, parse_placement
+
+log = logging.getLogger("lambdaplane.remote")
+
+SWEEP_INTERVAL_S = 1.0
+CONNECT_TIMEOUT_S = 5.0
+INVOKE_MARGIN_S = 120.0  # beyond the function's timeout: a cold start on a busy host
+
+
+def _service_error(message: str) -> AwsError:
+    return AwsError("ServiceException", message, 500, "Service")
+
+
+class AgentUnreachable(Exception):
+    """The agent did not take the request (nothing of the invoke ran there)."""
+
+
+class RemoteEnvironments:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.hosts = HostStore(db)
+        self.placement = Placement(self.hosts, parse_placement(settings.placement))
+        self.code_zip: Callable[[str], bytes | None] = lambda _hex: None  # set by the server
+        self.vpc_attacher: Any = None  # the Platform's wiring sets these; nothing uses them
+        self.log_ingest: Any = None
+        self.prestarted: dict[str, Any] = {}
+        self.zygote_restarts = 0
+        self.busy: Counter[tuple[str, str]] = Counter()
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sweep_once()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="lp-host-leases")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                self._sweep_once()
+            except Exception:  # noqa: BLE001 - the database may be away for a moment
+                log.exception("sweeping host leases failed")
+
+    def _sweep_once(self) -> None:
+        for host in self.hosts.expire(time.time()):
+            log.warning("host %s (agent lp%s) missed its lease: removed with its assignments",
+                        host.name, host.instance)
+        self.placement.refresh()
+
+    # -- what the rest of the server asks -------------------------------------------------
+    def in_flight(self, key: tuple[str, str]) -> int:
+        return self.busy.get(key, 0)
+
+    def total_in_flight(self) -> int:
+        return sum(self.busy.values())
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight": self.total_in_flight(), "environments": {},
+                "hosts": [{"name": h.name, "instance": f"lp{h.instance}", "load": h.load,
+                           "address": h.address} for h in self.placement.live]}
+
+    def environments(self) -> list[Any]:
+        return []  # they live on the agents
+
+    async def retire(self, key: tuple[str, str]) -> None:
+        """Nothing to do here: an update changes the revision id, and agents never reuse an
+        environment of another revision (their idle reaper ends them)."""
+
+    # -- invoke ---------------------------------------------------------------------------
+    async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult:
+        if spec.vpc is not None:
+            raise _service_error("VPC functions do not run on agents yet (serve "
+                                 "--no-data-plane): run them on a server with a data plane.")
+        if spec.opt_dir is not None:
+            raise _service_error("Functions with layers do not run on agents yet (serve "
+                                 "--no-data-plane).")
+        self.busy[spec.key] += 1
+        tried: set[str] = set()
+        try:
+            while True:
+                host = self.placement.choose(spec.key, tried)
+                self.placement.forwarded[host.id] += 1
+                try:
+                    result = await self._forward(host, spec, inv)
+                except AgentUnreachable as e:
+                    log.warning("agent %s unreachable (%s); placing elsewhere", host.name, e)
+                    tried.add(host.id)
+                    self.placement.failed(host)
+                    continue
+                finally:
+                    self.placement.forwarded[host.id] -= 1
+                    if self.placement.forwarded[host.id] <= 0:
+                        del self.placement.forwarded[host.id]
+                self.placement.ran(spec.key, host)
+                return result
+        finally:
+            self.busy[spec.key] -= 1
+            if self.busy[spec.key] <= 0:
+                del self.busy[spec.key]
+
+    def _session(self, address: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(address)
+        if session is None or session.closed:
+            path = wire.unix_socket_of(address)
+            connector = aiohttp.UnixConnector(path) if path else aiohttp.TCPConnector()
+            session = aiohttp.ClientSession(connector=connector)
+            self._sessions[address] = session
+        return session
+
+    async def _forward(self, host: Host, spec: FunctionSpec,
+                       inv: Invocation) -> InvocationResult:
+        body = {"spec": wire.spec_to_json(spec), "invocation": wire.invocation_to_json(inv)}
+        url = wire.base_url(host.address)
+        timeout = aiohttp.ClientTimeout(total=spec.timeout_s + INVOKE_MARGIN_S,
+                                        sock_connect=CONNECT_TIMEOUT_S)
+        session = self._session(host.address)
+        for _attempt in range(2):  # the second after sending the code zip it lacked
+            try:
+                async with session.post(url + wire.INVOKE_PATH, json=body,
+                                        timeout=timeout) as resp:
+                    doc = await resp.json()
+                    status = resp.status
+            except (aiohttp.ClientConnectorError, FileNotFoundError,
+                    ConnectionRefusedError) as e:
+                raise AgentUnreachable(str(e)) from None
+            except aiohttp.ClientError as e:  # taken, then lost: it may have run
+                raise _service_error(f"The host running the function was lost ({e}).") \
+                    from None
+            if status == 200:
+                return wire.result_from_json(doc["result"])
+            if status == 409 and "need_code" in doc:
+                await self._send_code(session, url, doc["need_code"], timeout)
+                continue
+            raise wire.error_from_json(doc["error"])
+        raise _service_error("The host did not take the function's code.")
+
+    async def _send_code(self, session: aiohttp.ClientSession, url: str, code_hex: str,
+                         timeout: aiohttp.ClientTimeout) -> None:
+        data = await asyncio.to_thread(self.code_zip, code_hex)
+        if data is None:
+            raise _service_error(f"The function's code {code_hex} is missing on the server.")
+        try:
+            async with session.put(url + wire.CODE_PATH.format(hex=code_hex), data=data,
+                                   timeout=timeout) as resp:
+                if resp.status != 204:
+                    doc = await resp.json()
+                    raise wire.error_from_json(doc["error"])
+        except aiohttp.ClientError as e:
+            raise _service_error(f"Sending the code to the host failed ({e}).") from None
