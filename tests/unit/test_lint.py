@@ -13,6 +13,7 @@ RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
 RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in (
     "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set",
     "prestart_sizing", "runtime_frames")]
+RUFF_CHECKED += ["lambdaplane/tasks.py"]  # shared by every layer
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 
