@@ -14,6 +14,9 @@ RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in (
     "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set",
     "prestart_sizing", "runtime_frames")]
 RUFF_CHECKED += ["lambdaplane/tasks.py"]  # shared by every layer
+# the zygote.py split (issue 11)
+RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
+                 for m in ("zygote", "zygote_handles", "zygote_launch")]
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 
