@@ -43,18 +43,21 @@ def _part(stem: str) -> ModuleType:
 _libc_part = _part("isolation_libc")  # first: isolation_root imports it
 _root_part = _part("isolation_root")
 
-# The libc calls and flags the zygote uses through this module.
-libc = _libc_part.libc
-SandboxError = _libc_part.SandboxError
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = (_libc_part.CLONE_NEWNS, _libc_part.CLONE_NEWPID,
-                                           _libc_part.CLONE_NEWNET)
-MS_REC, MS_PRIVATE, MNT_DETACH = _libc_part.MS_REC, _libc_part.MS_PRIVATE, _libc_part.MNT_DETACH
-PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = _libc_part.PR_CAPBSET_DROP, _libc_part.PR_SET_NO_NEW_PRIVS
-setns, unshare, mount, prctl = (_libc_part.setns, _libc_part.unshare, _libc_part.mount,
-                                _libc_part.prctl)
-clear_capabilities = _libc_part.clear_capabilities
+# Everything isolation.py offered before its split stays here (zygote_main.py, prestart.py
+# and commands/run.py use it through this module): the libc calls and flags...
+_k = _libc_part
+libc, SandboxError = _k.libc, _k.SandboxError
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = _k.CLONE_NEWNS, _k.CLONE_NEWCGROUP, _k.CLONE_NEWUTS
+CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = _k.CLONE_NEWIPC, _k.CLONE_NEWPID, _k.CLONE_NEWNET
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = _k.MS_RDONLY, _k.MS_NOSUID, _k.MS_NODEV, _k.MS_NOEXEC
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = _k.MS_REMOUNT, _k.MS_BIND, _k.MS_REC, _k.MS_PRIVATE
+MNT_DETACH, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = (_k.MNT_DETACH, _k.PR_CAPBSET_DROP,
+                                                   _k.PR_SET_NO_NEW_PRIVS)
+setns, unshare, mount, prctl = _k.setns, _k.unshare, _k.mount, _k.prctl
+bind_readonly, mount_code_view, pivot_root = _k.bind_readonly, _k.mount_code_view, _k.pivot_root
+clear_capabilities = _k.clear_capabilities
 
-# The sandbox's filesystem (isolation_root.py).
+# ...and the sandbox's filesystem (isolation_root.py).
 SANDBOX_USER = _root_part.SANDBOX_USER
 CODE_STASH, RUNTIME_STASH = _root_part.CODE_STASH, _root_part.RUNTIME_STASH
 HostFiles, SandboxSpec = _root_part.HostFiles, _root_part.SandboxSpec
