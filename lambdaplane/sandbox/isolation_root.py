@@ -11,6 +11,7 @@ root, before the function's code; the zygote itself only calls `HostFiles.load()
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 try:  # imported as part of the lambdaplane package
@@ -177,8 +178,8 @@ RUNTIME_STASH = "/.lp-runtime"  # a pre-forked sandbox: each runtime source dir,
 
 
 def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = "",
-               runtime_mounts: list[list[str]] | tuple = (),
-               runtime_stash: list[str] | tuple = ()) -> None:
+               runtime_mounts: Sequence[Sequence[str]] = (),
+               runtime_stash: Sequence[str] = ()) -> None:
     """Make `root` (an empty host dir) the sandbox's root and pivot into it. Caller is PID 1 of
     a new pid namespace (so the /proc mounted here shows only the environment's processes).
 
@@ -249,7 +250,7 @@ def seal_root() -> None:
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def bind_runtime(runtime_mounts: list[list[str]] | tuple, root: str = "/") -> None:
+def bind_runtime(runtime_mounts: Sequence[Sequence[str]], root: str = "/") -> None:
     """The runtime's own files, read-only (runtimes/registry.py: an interpreter's prefix,
     /var/lang, /var/runtime). `root` must still be writable (its mount points are made)."""
     for source, target in runtime_mounts:
@@ -278,8 +279,8 @@ def bind_unnamed(source: str, target: str, root: str) -> None:
 
 
 def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
-                runtime_mounts: list[list[str]] | tuple = (),
-                runtime_stash: list[str] | tuple = (),
+                runtime_mounts: Sequence[Sequence[str]] = (),
+                runtime_stash: Sequence[str] = (),
                 etc_files: tuple[tuple[str, str], ...] = ()) -> None:
     """A pre-forked sandbox becomes one function's: its code (a directory of the store,
     by name) at /var/task, its merged layers (another, if any) at /opt, the rest of the store

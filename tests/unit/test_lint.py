@@ -17,6 +17,9 @@ RUFF_CHECKED += ["lambdaplane/tasks.py"]  # shared by every layer
 # the zygote.py split (issue 11)
 RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
                  for m in ("zygote", "zygote_handles", "zygote_launch")]
+# the isolation.py split (issue 11)
+RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
+                 for m in ("isolation", "isolation_libc", "isolation_root")]
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 
