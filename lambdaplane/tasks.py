@@ -1,5 +1,10 @@
-"""Small asyncio helpers every layer may use (no imports of the project's own): stopping a
-background task the one way every component's stop path does it."""
+"""Background-task helpers shared by every layer (imports nothing from lambdaplane, so
+service/, sandbox/, net/ and bench/ may all use it).
+
+`cancel_and_wait` is the stop path that each long-running component repeated: cancel its
+task, wait until the task has really finished (so nothing it owns is touched afterwards), and
+treat the task's own cancellation as the normal end. Any other exception the task ended with
+is raised to the caller, as before."""
 from __future__ import annotations
 
 import asyncio
@@ -8,11 +13,10 @@ from typing import Any
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel `task` if it is not done yet and wait until it has ended; its CancelledError is
-    swallowed (a stop path asked for it). None is a no-op, for a component never started."""
+    """Cancel `task` (None: nothing to do) and wait for it to end; its CancelledError is
+    swallowed, any other exception it ended with propagates."""
     if task is None:
         return
-    if not task.done():
-        task.cancel()
+    task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -16,7 +16,7 @@ of net/routing.py). Paths (PATHS, also in the JSON):
 `ratios` are nat_gateway / direct (the issue's goal, ≥ 0.9 for both), the medians' ratio;
 `ratios_paired_median` the median of each round's ratio. Throughput (iperf3, one
 TCP stream) and new connections/s (bench/datapath.py's connect+close probe) are measured by
-datapath.py's own helpers; the paths take turns for several rounds and the median counts
+datapath_measure.py's helpers; the paths take turns for several rounds and the median counts
 (two shared cores make single runs noisy).
 
 Also the gateway pass of a reconcile of this VPC with nothing to change: read back in full
@@ -34,8 +34,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import datapath
 from .common import machine, write_json
+from .datapath_lab import Lab
+from .datapath_measure import conn_rate, iperf, path_rows, ratios
 
 VPC_ID = "vpc-bench0nat"
 PUBLIC_HOST = "203.0.113.10"
@@ -54,7 +55,7 @@ PATHS = {
 
 
 @contextlib.contextmanager
-def lab() -> Iterator[tuple[datapath.Lab, dict[str, str]]]:
+def lab() -> Iterator[tuple[Lab, dict[str, str]]]:
     """The VPC, its two resources and the internet; yields the lab and each path's client
     namespace."""
     from lambdaplane.cleanup import clean_instance, fresh_instance
@@ -65,7 +66,7 @@ def lab() -> Iterator[tuple[datapath.Lab, dict[str, str]]]:
     from lambdaplane.net.vpc import INTERNET_LINK
 
     names = Names(fresh_instance("n"))
-    env = datapath.Lab(names, None)
+    env = Lab(names, None)
     try:
         vpc, internet = names.vpc_netns(VPC_ID), f"{names.netns_prefix}inet"
         direct, private = names.resource_netns("direct"), names.resource_netns("private")
@@ -174,14 +175,14 @@ def run(out_dir: Path, quick: bool) -> dict:
         samples: dict[str, list[tuple[float, dict]]] = {label: [] for label in PATHS}
         for _round in range(rounds):  # interleaved: both paths see the same machine
             for label in PATHS:
-                gbit = datapath._iperf(env, spaces["internet"], spaces[label],  # noqa: SLF001
-                                       PUBLIC_HOST, IPERF_PORT, seconds)
-                rate = datapath._conn_rate(env, spaces["internet"],  # noqa: SLF001
-                                           spaces[label], PUBLIC_HOST, RATE_PORT, seconds)
+                gbit = iperf(env, spaces["internet"], spaces[label], PUBLIC_HOST, IPERF_PORT,
+                             seconds)
+                rate = conn_rate(env, spaces["internet"], spaces[label], PUBLIC_HOST,
+                                 RATE_PORT, seconds)
                 samples[label].append((gbit, rate))
         counted = _nat_counted(env.names, env.spec)
         reconcile_ms = _reconcile_cost(env.spec, 10 if quick else 50)
-    rows = datapath.path_rows(samples)
+    rows = path_rows(samples)
     result = {
         "machine": machine(), "quick": quick, "seconds_per_measurement": seconds,
         "rounds": rounds,
@@ -190,7 +191,7 @@ def run(out_dir: Path, quick: bool) -> dict:
                                  "(bench/datapath.py's probe)"},
         "paths": rows, "path_definitions": PATHS,
         # the issue's goal: through a NAT gateway >= 0.9 of the direct path, for both
-        "ratios": datapath._ratios(rows, "nat_gateway", "direct", ""),  # noqa: SLF001
+        "ratios": ratios(rows, "nat_gateway", "direct", ""),
         # each round's nat_gateway / direct (measured back to back), their median: steadier
         # than the ratio of medians when other work comes and goes on the shared cores
         "ratios_paired_median": _paired(samples),

@@ -22,7 +22,6 @@ runs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -31,6 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +237,8 @@ class CapacityController:
             self._task = asyncio.create_task(self._loop(), name="lp-capacity")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def stats(self) -> dict:
         return {"mode": "adaptive" if self.adaptive else "fixed", "cap": self.cap,

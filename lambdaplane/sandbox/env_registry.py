@@ -13,6 +13,7 @@ import logging
 import time
 
 from ..config import Settings
+from ..tasks import cancel_and_wait
 from . import cgroups
 from .environment import KILL_WAIT_S, Environment, EnvironmentInfo, VpcAttacher
 from .pool import SandboxPool
@@ -42,11 +43,8 @@ class EnvironmentRegistry:
         self._reaper = asyncio.create_task(self._reap_idle(), name="lp-env-reaper")
 
     async def stop_reaping(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        await cancel_and_wait(self._reaper)
+        self._reaper = None
 
     async def destroy_all(self) -> None:
         """Every environment torn down, and every tracked task finished."""

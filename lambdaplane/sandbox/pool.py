@@ -18,7 +18,6 @@ reused only after a quarantine, so that removal has finished."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -33,6 +32,7 @@ from ..net.names import Names
 from ..net.netlink import Netlink
 from ..net.rtnl_batch import LOOPBACK_INDEX, Batch, Rtnl, RtnlError
 from ..net.worker import GATEWAY, sandbox_address
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +229,8 @@ class SandboxPool:
             await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
-        if self._refill_task is not None:
-            self._refill_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refill_task
-            self._refill_task = None
+        await cancel_and_wait(self._refill_task)
+        self._refill_task = None
         # Every slot ever handed out, by name: a build cancelled mid-way still finishes on the
         # net thread, and its sandbox must not outlive us.
         names = self.names

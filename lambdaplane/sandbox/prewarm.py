@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..net.names import Names
+from ..tasks import cancel_and_wait
 from . import cgroups
 from .cgroups import EnvCgroup
 from .pool import Sandbox, SandboxPool
@@ -102,11 +103,8 @@ class PrewarmedSandboxes:
             self._task = asyncio.create_task(self._fill_loop(), name="lp-prefork")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         while self._ready:
             self._discard_soon(self._ready.popleft())
         while self._discards:

@@ -1,8 +1,9 @@
-"""Server side of the zygotes: start one fork server (zygote_main.py) per runtime interpreter,
-send it spawn requests over a unix SEQPACKET socket (the output pipe travels with SCM_RIGHTS),
-and turn its reports into `SpawnedEnv` objects whose `wait()` gives the exit status. A VPC
-environment (forked now, or pre-forked and assigned) is held by a `NetworkGate` until its
-network is attached: no function code runs before the gate opens.
+"""Server side of the zygotes: the control-socket client of one fork server
+(zygote_main.py, started by zygote_launch.py). It sends spawn and prefork requests over the
+unix SEQPACKET socket (the output pipe and target netns travel with SCM_RIGHTS) and turns the
+zygote's reports into the handles of zygote_handles.py (`SpawnedEnv`, `PreforkedEnv`), whose
+exits it resolves. A VPC environment (forked now, or pre-forked and assigned) is held by a
+`NetworkGate` until its network is attached: no function code runs before the gate opens.
 
 An environment is PID 1 of its own pid namespace, so SIGKILL to `SpawnedEnv.pid` takes every
 process of it down, daemonised children included; the signal goes through a pidfd opened when
@@ -17,61 +18,45 @@ import itertools
 import json
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cgroup_tree import kill_cgroup_tree
 from ..net.names import Names
-from . import cgroups
-from .runtimes import registry
+from .cgroup_tree import kill_cgroup_tree
+from .zygote_handles import (
+    BOOTSTRAP_NOT_EXECUTABLE,
+    BOOTSTRAP_NOT_FOUND,
+    KILLED,
+    SANDBOX_SETUP_FAILED,
+    NetworkGate,
+    PreforkedEnv,
+    SpawnedEnv,
+)
+from .zygote_launch import (
+    PROVIDED_RUNTIMES,
+    START_TIMEOUT_S,
+    LaunchedZygote,
+    ZygoteError,
+    default_interpreter,
+    interpreter_for,
+    lang_prefix,
+    launch,
+    stop_launched,
+    supported_runtimes,
+)
+
+# What importers of this module use (defined in zygote_handles.py and zygote_launch.py).
+__all__ = ["BOOTSTRAP_NOT_EXECUTABLE", "BOOTSTRAP_NOT_FOUND", "PROVIDED_RUNTIMES",
+           "SANDBOX_SETUP_FAILED", "NetworkGate", "PreforkedEnv", "SpawnRequest", "SpawnedEnv",
+           "Zygote", "ZygoteError", "default_interpreter", "interpreter_for", "lang_prefix",
+           "supported_runtimes"]
 
 log = logging.getLogger("lambdaplane.zygote")
 
-ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
-ZYGOTE_LANG = Path(__file__).with_name("zygote_lang.py")
-
-
-def lang_prefix(interpreter: str) -> str:
-    """The install prefix of an interpreter outside /usr (<prefix>/bin/python3.X), which its
-    zygote and sandboxes see at /var/lang."""
-    return os.path.dirname(os.path.dirname(interpreter))
-PROVIDED_RUNTIMES = registry.PROVIDED
-ZYGOTE_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-_START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
-_KILLED = -signal.SIGKILL
-# Exit statuses an environment can end with before any function code ran.
-SANDBOX_SETUP_FAILED = 125  # the sandbox could not be built (message on the output pipe)
-BOOTSTRAP_NOT_EXECUTABLE = 126  # provided.*: /var/task/bootstrap is not executable
-BOOTSTRAP_NOT_FOUND = 127  # provided.*: no /var/task/bootstrap
-
-
-class ZygoteError(RuntimeError):
-    pass
-
-
-def default_interpreter() -> str:
-    """The interpreter that runs the zygote for provided.* and nodejs* (it only builds the
-    sandbox and execs their program): python3.11 if present, else the newest python3.x."""
-    interpreter = registry.default_interpreter()
-    if interpreter is None:
-        raise ZygoteError("no python3.x interpreter found to run the zygote")
-    return interpreter
-
-
-def interpreter_for(runtime: str) -> str | None:
-    """The python whose zygote runs `runtime` here (runtimes/registry.py), or None."""
-    install = registry.get(runtime)
-    return install.interpreter if install is not None else None
-
-
-def supported_runtimes() -> list[str]:
-    """The runtimes that can run on this host."""
-    return sorted(registry.installed())
 
 
 @dataclass(frozen=True)
@@ -94,123 +79,14 @@ class SpawnRequest:
     etc_files: dict[str, str] = field(default_factory=dict)  # FunctionSpec.etc_files
 
 
-class NetworkGate:
-    """Holds an environment's function code until its VPC path exists: the sandbox finishes
-    its own set-up, then waits on its end of a socket pair. `open()` lets it run; `close()`
-    alone (EOF) makes it exit with SANDBOX_SETUP_FAILED before any function code ran."""
-
-    def __init__(self, control: socket.socket) -> None:
-        self._control = control
-
-    @classmethod
-    def pair(cls) -> tuple["NetworkGate", socket.socket]:
-        """(the gate, the sandbox's end: goes to the zygote, then is closed here)."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX,
-                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        return cls(ours), theirs
-
-    def open(self) -> None:
-        try:
-            self._control.send(b"go")
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self._control.close()
-
-
-@dataclass
-class PreforkedEnv:
-    """A sandbox forked ahead of demand, waiting for its function on `control`."""
-    process: "SpawnedEnv"
-    control: socket.socket
-
-    def assign(self, code_name: str, runtime: str, environ: dict[str, str], tmp_size_mb: int,
-               output_fd: int, network_pending: bool = False,
-               opt_name: str = "", mounts: tuple[tuple[str, str], ...] = (),
-               exec_argv: tuple[str, ...] = (),
-               join_cgroups: list[int] | None = None,
-               etc_files: dict[str, str] | None = None,
-               runtime_fd: int | None = None) -> NetworkGate | None:
-        """Hand it its function: code directory (by name in the store), runtime, environment,
-        /tmp size and the output pipe. One small datagram to a waiting peer: never blocks.
-        network_pending: it sets itself up but runs no function code until the returned
-        gate is opened. opt_name: its merged layers (a directory of the store) for /opt.
-        mounts/exec_argv: its runtime's read-only dirs and program (runtimes/registry.py).
-        join_cgroups: open cgroup.procs files (fds, sent along) it joins first: its
-        function's cpu cgroup (cgroups.for_function), not in its mount namespace.
-        runtime_fd: the sandbox's end of its runtime's socketpair (runtime_frames.py), sent
-        after the output pipe; a built-in Python runtime speaks the Runtime API over it."""
-        message = json.dumps({"code": code_name, "runtime": runtime, "environ": environ,
-                              "tmp_size_mb": tmp_size_mb,
-                              "network_pending": network_pending, "opt": opt_name,
-                              "mounts": mounts, "exec_argv": exec_argv,
-                              "etc_files": etc_files or {},
-                              "runtime_fd": runtime_fd is not None}).encode()
-        fds = [output_fd, *([runtime_fd] if runtime_fd is not None else []),
-               *(join_cgroups or [])]
-        try:
-            self.control.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                              array.array("i", fds))])
-        except BaseException:
-            self.close()
-            raise
-        if not network_pending:
-            self.close()
-            return None
-        return NetworkGate(self.control)
-
-    def close(self) -> None:
-        """Unassigned, this makes the sandbox exit (EOF on its control socket)."""
-        self.control.close()
-
-
-class SpawnedEnv:
-    """One running execution environment (the init of its pid namespace)."""
-
-    def __init__(self, pid: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.pid = pid
-        self._exit: asyncio.Future[int] = loop.create_future()
-        self._pidfd: int | None = None
-        self.fork_ms = 0.0  # the zygote's own time for this spawn (the rest was waiting)
-        with contextlib.suppress(ProcessLookupError):
-            self._pidfd = os.pidfd_open(pid)
-
-    @property
-    def returncode(self) -> int | None:
-        return self._exit.result() if self._exit.done() else None
-
-    async def wait(self) -> int:
-        """Exit code >= 0, or -signal (e.g. -9 after kill() or the OOM killer)."""
-        return await asyncio.shield(self._exit)
-
-    def kill(self) -> None:
-        """SIGKILL the whole environment; a no-op once it has exited."""
-        if self._exit.done() or self._pidfd is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-
-    def _exited(self, status: int) -> None:
-        if not self._exit.done():
-            self._exit.set_result(status)
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-
 class Zygote:
-    def __init__(self, interpreter: str, proc: asyncio.subprocess.Process,
-                 conn: socket.socket, cgroup: cgroups.EnvCgroup, work_dir: Path,
-                 socket_path: Path | None) -> None:
+    def __init__(self, interpreter: str, launched: LaunchedZygote) -> None:
         self.interpreter = interpreter
         self.runtime_sources: frozenset[str] = frozenset()
-        self.pid = proc.pid
-        self._proc = proc
-        self._conn = conn
-        self._cgroup = cgroup
-        self._work_dir = work_dir
-        self._socket_path = socket_path
+        self.pid = launched.proc.pid
+        self._proc = launched.proc
+        self._conn = launched.conn
+        self._cgroup = launched.cgroup
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[SpawnedEnv]] = {}
@@ -219,7 +95,7 @@ class Zygote:
         self._ready: asyncio.Future[int] = self._loop.create_future()
         self._closed = False
         self._stopping = False
-        self._loop.add_reader(conn.fileno(), self._on_readable)
+        self._loop.add_reader(self._conn.fileno(), self._on_readable)
 
     @classmethod
     async def start(cls, interpreter: str, names: Names, work_dir: Path,
@@ -229,65 +105,20 @@ class Zygote:
         pre-forked sandbox can take only runtimes whose dirs are among them.
         seccomp_program: the compiled filter (seccomp_profile.compile_to) every
         environment of this zygote loads before function code; None: no filter."""
-        work_dir.mkdir(parents=True, exist_ok=True)
-        tag = Path(interpreter).name
-        root_dir = work_dir / "sandbox-root"  # each child mounts its own tmpfs over it
-        root_dir.mkdir(exist_ok=True)
-        socket_path: Path | None = work_dir / f"zygote-{tag}.sock"
-        if len(str(socket_path).encode()) >= 100:  # sun_path is 108 bytes
-            socket_path = None
-            address = f"@lp{names.instance}-zygote-{tag}-{os.getpid()}-{id(work_dir):x}"
-        else:
-            address = str(socket_path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        listener.setblocking(False)
-        cgroup = cgroups.create_zygote_cgroup(names, tag)
-        proc: asyncio.subprocess.Process | None = None
+        launched = await launch(interpreter, names, work_dir, runtime_sources,
+                                seccomp_program)
         try:
-            if socket_path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    socket_path.unlink()
-                listener.bind(str(socket_path))
-                os.chmod(socket_path, 0o600)
-            else:
-                listener.bind("\0" + address[1:])
-            listener.listen(1)
-            args = [str(ZYGOTE_MAIN), address, "--root", str(root_dir)]
-            for procs in cgroup.procs_files:
-                args += ["--cgroup", procs]
-            for source in runtime_sources:
-                args += ["--runtime-source", source]
-            if seccomp_program is not None:
-                args += ["--seccomp", str(seccomp_program)]
-            launch = ["-I", "-S", *args]
-            if not interpreter.startswith("/usr/"):  # shown as /var/lang (zygote_lang.py)
-                launch = ["-I", "-S", str(ZYGOTE_LANG), lang_prefix(interpreter), "--", *args]
-            proc = await asyncio.create_subprocess_exec(
-                interpreter, *launch, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # a terminal's ^C is for the server, not the zygote
-                env=ZYGOTE_ENVIRONMENT)  # sandboxes inherit its environ block: nothing of ours
-            conn = await _accept_or_exit(listener, proc)
-            conn.setblocking(False)
-            zygote = cls(interpreter, proc, conn, cgroup, work_dir, socket_path)
+            zygote = cls(interpreter, launched)
             zygote.runtime_sources = frozenset(runtime_sources)
             try:
-                await asyncio.wait_for(asyncio.shield(zygote._ready), _START_TIMEOUT_S)
+                await asyncio.wait_for(asyncio.shield(zygote._ready), START_TIMEOUT_S)
             except BaseException:
                 await zygote.stop()
                 raise
             return zygote
         except BaseException:
-            if proc is not None and proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            for d in cgroup.dirs:  # sleeps while the kernel reaps: off the loop
-                await asyncio.to_thread(kill_cgroup_tree, d)
+            await stop_launched(launched.proc, launched.cgroup)
             raise
-        finally:
-            listener.close()
-            if socket_path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    socket_path.unlink()  # connected already: the name is no longer needed
 
     @property
     def running(self) -> bool:
@@ -425,9 +256,9 @@ class Zygote:
             if future is not None and not future.done():
                 future.set_exception(ZygoteError(f"spawn failed: {msg['error']}"))
         elif op == "exit":
-            env = self._envs.pop(msg["pid"], None)
-            if env is not None:
-                env._exited(int(msg["status"]))
+            ended = self._envs.pop(msg["pid"], None)
+            if ended is not None:
+                ended._exited(int(msg["status"]))
         elif op == "ready":
             if not self._ready.done():
                 self._ready.set_result(msg["pid"])
@@ -446,26 +277,7 @@ class Zygote:
         # No one is left to report these exits: kill them so the status is true.
         for env in self._envs.values():
             env.kill()
-            env._exited(_KILLED)
+            env._exited(KILLED)
         self._envs.clear()
         if not self._stopping:
             log.error("zygote %s (pid %d): %s", self.interpreter, self.pid, reason)
-
-
-async def _accept_or_exit(listener: socket.socket,
-                          proc: asyncio.subprocess.Process) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    accept = asyncio.ensure_future(loop.sock_accept(listener))
-    exited = asyncio.ensure_future(proc.wait())
-    try:
-        done, _ = await asyncio.wait({accept, exited}, timeout=_START_TIMEOUT_S,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if accept in done:
-            return accept.result()[0]
-        if exited in done:
-            raise ZygoteError(f"zygote exited during start with status {exited.result()}")
-        raise ZygoteError("zygote did not connect in time")
-    finally:
-        for task in (accept, exited):
-            if not task.done():
-                task.cancel()

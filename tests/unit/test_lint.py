@@ -13,6 +13,13 @@ RUFF_CHECKED = ["lambdaplane/net", "lambdaplane/model"]
 RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in (
     "cold_start", "env_registry", "environment", "environments", "invocation_run", "zygote_set",
     "prestart_sizing", "runtime_frames", "runtime_protocol")]
+RUFF_CHECKED += ["lambdaplane/tasks.py"]  # shared by every layer
+# the zygote.py split (issue 11)
+RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
+                 for m in ("zygote", "zygote_handles", "zygote_launch")]
+# the isolation.py split (issue 11)
+RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
+                 for m in ("isolation", "isolation_libc", "isolation_root")]
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 
