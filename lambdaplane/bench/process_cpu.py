@@ -5,7 +5,7 @@ wall-clock throughput does not. `listening_pid` finds the server behind a loopba
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -17,6 +17,8 @@ class CpuSample:
     server_user: float
     server_system: float
     descendants: float
+    threads: dict[str, float] = field(default_factory=dict)  # "main" and "other": CPU s
+    switches: int = 0  # the server threads' context switches (voluntary + involuntary)
 
     def per_op_us(self, before: "CpuSample", ops: int) -> dict[str, float]:
         if ops <= 0:
@@ -24,9 +26,13 @@ class CpuSample:
         scale = 1e6 / ops
         user = (self.server_user - before.server_user) * scale
         system = (self.server_system - before.server_system) * scale
+        threads = {name: round((seconds - before.threads.get(name, 0.0)) * scale, 1)
+                   for name, seconds in self.threads.items()}
         return {"server_us": round(user + system, 1), "server_user_us": round(user, 1),
                 "server_system_us": round(system, 1),
-                "descendants_us": round((self.descendants - before.descendants) * scale, 1)}
+                "descendants_us": round((self.descendants - before.descendants) * scale, 1),
+                "server_context_switches": round((self.switches - before.switches) / ops, 2),
+                "server_threads_us": {k: v for k, v in threads.items() if v}}
 
 
 def _stat(pid: int) -> tuple[int, float, float] | None:
@@ -60,7 +66,32 @@ def sample(pid: int) -> CpuSample:
             up, hops = parents.get(up, 0), hops + 1
         if up == pid and child != pid:
             below += seconds
-    return CpuSample(own[1], own[2], below)
+    threads, switches = _threads(pid)
+    return CpuSample(own[1], own[2], below, threads, switches)
+
+
+def _threads(pid: int) -> tuple[dict[str, float], int]:
+    """CPU seconds of the process's main thread (the server's event loop) and of its other
+    threads (log ingest, executors) together, and all its threads' context switches."""
+    by_name: dict[str, float] = {}
+    switches = 0
+    try:
+        tasks = list(os.scandir(f"/proc/{pid}/task"))
+    except OSError:
+        return by_name, switches
+    for task in tasks:
+        try:
+            text = Path(task.path, "stat").read_text()
+            status = Path(task.path, "status").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        # Python does not name its threads for the kernel: the event loop's is the main one
+        name = "main" if task.name == str(pid) else "other"
+        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) * TICK_S
+        switches += sum(int(line.split()[1]) for line in status.splitlines()
+                        if "ctxt_switches:" in line)
+    return by_name, switches
 
 
 def listening_pid(port: int) -> int | None:
