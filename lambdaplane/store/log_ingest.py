@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .log_bulk_insert import Row, insert_rows
-from .log_store import (connect, count_stream_events, dialect_of, insert_events, now_ms,
-                        split_message, transaction)
+from .log_store import connect, insert_events, now_ms, split_message, transaction
 
 log = logging.getLogger(__name__)
 
@@ -136,27 +134,18 @@ class LogIngest:
 
     def _write(self, conn: Any, batches: list[OutputBatch]) -> None:
         ingested = now_ms()
-        sqlite = dialect_of(conn).name == "sqlite"
-        # SQLite: the streams' counts first, then every event in one statement (log_bulk_insert)
-        add = count_stream_events if sqlite else insert_events
-        rows: list[Row] = []
         with transaction(conn):
             for batch in _by_stream(batches):
-                if not batch.region or not batch.events:
-                    if not batch.region:
-                        self._ids.clear()
+                if not batch.region:
+                    self._ids.clear()
                     continue
                 group_id, stream_id = self._stream_ids(conn, batch, ingested)
-                if not add(conn, group_id, stream_id, batch.events, ingested):
+                if not insert_events(conn, group_id, stream_id, batch.events, ingested):
                     # deleted through the API since cached: made again, as Lambda does
                     self._ids.pop((batch.region, batch.group, batch.stream), None)
                     group_id, stream_id = self._stream_ids(conn, batch, ingested)
-                    add(conn, group_id, stream_id, batch.events, ingested)
-                if sqlite:
-                    rows.extend((group_id, stream_id, ts, message)
-                                for ts, message in batch.events)
+                    insert_events(conn, group_id, stream_id, batch.events, ingested)
                 self.written += len(batch.events)
-            insert_rows(conn, rows, ingested)
 
     def _stream_ids(self, conn: Any, batch: OutputBatch,
                     ingested: int) -> tuple[int, int]:

@@ -369,33 +369,23 @@ def insert_events(conn: Any, group_id: int, stream_id: int,
     if the stream no longer exists (deleted since its id was looked up)."""
     if not events:
         return True
-    if dialect_of(conn).name != "sqlite":
-        size = sum(len(m.encode(errors="replace")) + EVENT_OVERHEAD for _, m in events)
-        first = min(ts for ts, _ in events)
-        last = max(ts for ts, _ in events)
-        return log_postgres.insert_events(conn, group_id, stream_id, events, ingested,
-                                          (first, last, size))
-    if not count_stream_events(conn, group_id, stream_id, events, ingested):
-        return False
-    conn.executemany("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
-                     "VALUES (?, ?, ?, ?, ?)",
-                     [(group_id, stream_id, ts, ingested, message) for ts, message in events])
-    return True
-
-
-def count_stream_events(conn: Any, group_id: int, stream_id: int,
-                        events: list[tuple[int, str]], ingested: int) -> bool:
-    """SQLite: the stream's first/last event times and stored bytes with `events` counted
-    (the caller inserts them). False if the stream no longer exists."""
     size = sum(len(m.encode(errors="replace")) + EVENT_OVERHEAD for _, m in events)
     first = min(ts for ts, _ in events)
     last = max(ts for ts, _ in events)
+    if dialect_of(conn).name != "sqlite":
+        return log_postgres.insert_events(conn, group_id, stream_id, events, ingested,
+                                          (first, last, size))
     updated = conn.execute(
         "UPDATE log_streams SET first_event_ms = min(coalesce(first_event_ms, ?), ?), "
         "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ?, "
         "stored_bytes = stored_bytes + ? WHERE id = ? AND group_id = ?",
         (first, first, last, last, ingested, size, stream_id, group_id)).rowcount
-    return bool(updated)
+    if not updated:
+        return False
+    conn.executemany("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
+                     "VALUES (?, ?, ?, ?, ?)",
+                     [(group_id, stream_id, ts, ingested, message) for ts, message in events])
+    return True
 
 
 def _refresh_streams(conn: Any, group_id: int) -> None:
