@@ -134,10 +134,18 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
                   "invokes_per_s": ours["invokes_per_s"],
                   "ratio": round(ours["invokes_per_s"] / ceiling["invokes_per_s"], 3)
                   if ceiling["invokes_per_s"] else None,
-                  "warm_p50_ms": ours["latency"]["p50_ms"]}}
+                  "warm_p50_ms": ours["latency"]["p50_ms"],
+                  # server CPU per warm invoke over the hello world's per request (/proc)
+                  "server_cpu_ratio": _cpu_ratio(ours, ceiling)}}
     write_json(out_dir, "throughput", result)
     _plot(out_dir, rows)
     return result
+
+
+def _cpu_ratio(ours: dict, ceiling: dict) -> float | None:
+    mine = (ours.get("cpu_per_invoke") or {}).get("server_us")
+    base = (ceiling.get("cpu_per_request") or {}).get("server_us")
+    return round(mine / base, 2) if mine and base else None
 
 
 def _hello_world_ceiling(concurrency: int, seconds: float) -> dict:
