@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from .common import LambdaHttp, machine, summary, write_json, zip_bytes
+from .process_cpu import listening_pid, sample
 
 HELLO = "def handler(event, context):\n    return {'hello': 'world'}\n"
 FUNCTION = "bench-throughput"
@@ -51,18 +53,31 @@ async def _caller(host: str, port: int, request: bytes, until: float,
         writer.close()
 
 
-async def _level(host: str, port: int, concurrency: int, seconds: float) -> dict:
-    request = _request(host, port, FUNCTION, b'{"n": 1}')
+async def _level(host: str, port: int, concurrency: int, seconds: float,
+                 name: str = FUNCTION) -> dict:
+    request = _request(host, port, name, b'{"n": 1}')
     # Warm-up: as many environments as callers, and the connections' first requests.
     await _run_callers(host, port, request, concurrency, min(1.0, seconds / 2), [], [])
+    server = listening_pid(port) if host in ("127.0.0.1", "localhost", "::1") else None
     latencies: list[float] = []
     errors: list[str] = []
+    cpu_before = sample(server) if server else None
+    client_before = os.times()
     started = time.perf_counter()
     await _run_callers(host, port, request, concurrency, seconds, latencies, errors)
     elapsed = time.perf_counter() - started
-    return {"concurrency": concurrency, "seconds": round(elapsed, 3),
-            "invokes": len(latencies), "errors": len(errors), "first_errors": errors[:3],
-            "invokes_per_s": round(len(latencies) / elapsed, 1), "latency": summary(latencies)}
+    client_after = os.times()
+    row = {"concurrency": concurrency, "seconds": round(elapsed, 3),
+           "invokes": len(latencies), "errors": len(errors), "first_errors": errors[:3],
+           "invokes_per_s": round(len(latencies) / elapsed, 1), "latency": summary(latencies)}
+    if cpu_before is not None and server is not None and latencies:
+        # CPU per invoke from /proc: reproducible where invokes/s on a shared machine is not
+        per_op = sample(server).per_op_us(cpu_before, len(latencies))
+        client_s = (client_after.user + client_after.system
+                    - client_before.user - client_before.system)
+        per_op["client_us"] = round(client_s * 1e6 / len(latencies), 1)
+        row["cpu_per_invoke"] = per_op
+    return row
 
 
 async def _run_callers(host: str, port: int, request: bytes, concurrency: int, seconds: float,
@@ -119,10 +134,18 @@ def run(endpoint: str, out_dir: Path, quick: bool = False) -> dict:
                   "invokes_per_s": ours["invokes_per_s"],
                   "ratio": round(ours["invokes_per_s"] / ceiling["invokes_per_s"], 3)
                   if ceiling["invokes_per_s"] else None,
-                  "warm_p50_ms": ours["latency"]["p50_ms"]}}
+                  "warm_p50_ms": ours["latency"]["p50_ms"],
+                  # server CPU per warm invoke over the hello world's per request (/proc)
+                  "server_cpu_ratio": _cpu_ratio(ours, ceiling)}}
     write_json(out_dir, "throughput", result)
     _plot(out_dir, rows)
     return result
+
+
+def _cpu_ratio(ours: dict, ceiling: dict) -> float | None:
+    mine = (ours.get("cpu_per_invoke") or {}).get("server_us")
+    base = (ceiling.get("cpu_per_request") or {}).get("server_us")
+    return round(mine / base, 2) if mine and base else None
 
 
 def _hello_world_ceiling(concurrency: int, seconds: float) -> dict:
@@ -138,7 +161,8 @@ def _hello_world_ceiling(concurrency: int, seconds: float) -> dict:
         row = queue.get(timeout=seconds * 2 + 60)[0]
         proc.join(30)
     return {"concurrency": concurrency, "invokes_per_s": row["invokes_per_s"],
-            "latency": row["latency"], "errors": row["errors"]}
+            "latency": row["latency"], "errors": row["errors"],
+            "cpu_per_request": row.get("cpu_per_invoke")}
 
 
 def _plot(out_dir: Path, rows: list[dict]) -> Path:

@@ -33,6 +33,14 @@ def test_bench_all_quick_writes_every_result_and_the_summary(bench_all_quick: Pa
     for row in throughput["levels"]:
         assert row["invokes"] > 0 and row["errors"] == 0
         assert row["invokes_per_s"] > 0 and row["latency"]["n"] == row["invokes"]
+        # CPU per invoke read from /proc: the server (its event loop's thread among it), the
+        # sandboxes it started, the client
+        cpu = row["cpu_per_invoke"]
+        assert cpu["server_us"] > 0 and cpu["server_threads_us"]["main"] > 0
+        assert set(cpu) >= {"server_user_us", "server_system_us", "descendants_us",
+                            "client_us", "server_context_switches"}
+    assert throughput["ceiling"]["hello_world_aiohttp"]["cpu_per_request"]["server_us"] > 0
+    assert throughput["ratio_to_hello_world"]["server_cpu_ratio"] > 0
 
     burst = json.loads((out / "burst.json").read_text())
     # every invoke of a burst is a cold start: one new environment each
