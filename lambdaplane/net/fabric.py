@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,8 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from . import frr, ns
-from .names import (FABRIC_UNDERLAY_IFNAME, Names, fabric_bridge_ifname, fabric_port_ifname,
-                    fabric_vxlan_ifname, vni_of_fabric_link)
+from .names import (
+    FABRIC_UNDERLAY_IFNAME,
+    Names,
+    fabric_bridge_ifname,
+    fabric_port_ifname,
+    fabric_vxlan_ifname,
+    vni_of_fabric_link,
+)
 from .vpc import EVPN_LINK
 
 VXLAN_PORT = 4789
@@ -198,6 +205,25 @@ def remove(spec: FabricSpec) -> list[str]:
         _ip(spec.host_netns, "link", "del", spec.underlay_link, check=False)
         changes.append(f"removed {spec.underlay_link}")
     return changes
+
+
+def processes_in(netns: str) -> list[int]:
+    """The processes living in network namespace `netns` (its FRR daemons): what `clean` kills
+    when there is no data dir to stop them by (they are in none of our cgroups)."""
+    try:
+        target = os.stat(ns.netns_path(netns))
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                st = os.stat(entry / "ns" / "net")
+            except (FileNotFoundError, PermissionError, ProcessLookupError):
+                continue
+            if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+                pids.append(int(entry.name))
+    return sorted(pids)
 
 
 def _ensure_underlay(spec: FabricSpec, links: dict[str, _Link], changes: list[str]) -> None:

@@ -85,6 +85,11 @@ class Daemons:
     def zserv(self) -> Path:
         return self.state_dir / "zserv.api"
 
+    def launch_file(self, daemon: str) -> Path:
+        """The pid the daemon had before it went to the background: FRR names its crash-log
+        directory (FRR_TMP_DIR) after it."""
+        return self.state_dir / f"{daemon}.launch"
+
     def log(self, daemon: str) -> Path:
         return self.state_dir / f"{daemon}.log"
 
@@ -186,17 +191,16 @@ def group_file_text(etc_group: str, vty_group: str = VTY_GROUP) -> str:
 
 def _start(daemons: Daemons, daemon: str) -> None:
     daemons.group_file.write_text(group_file_text(Path("/etc/group").read_text()))
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        remove_crash_dir(daemon, int(daemons.pid_file(daemon).read_text().strip()))  # killed
-    with contextlib.suppress(FileNotFoundError):
-        daemons.pid_file(daemon).unlink()  # a dead daemon's, so the wait below sees the new
+    _forget(daemons, daemon)  # a dead daemon's files (its crash-log directory: killed)
     if daemon == "zebra":
         with contextlib.suppress(FileNotFoundError):
             daemons.zserv.unlink()
-    out = subprocess.run(daemons.command(daemon), capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=60)
-    if out.returncode != 0:
-        raise RuntimeError(f"{daemon} did not start: {out.stderr.strip()}")
+    launcher = subprocess.Popen(daemons.command(daemon), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    daemons.launch_file(daemon).write_text(f"{launcher.pid}\n")  # exec'd all the way down
+    _out, err = launcher.communicate(timeout=60)
+    if launcher.returncode != 0:
+        raise RuntimeError(f"{daemon} did not start: {err.strip()}")
     deadline = time.monotonic() + _START_WAIT_S
     while daemons.pid(daemon) is None or (daemon == "zebra" and not daemons.zserv.exists()):
         if time.monotonic() > deadline:
@@ -215,12 +219,31 @@ def _stop(daemons: Daemons, daemon: str, pid: int) -> None:
             time.sleep(0.05)
         if not Path(f"/proc/{pid}").exists():
             break
-    remove_crash_dir(daemon, pid)
-    with contextlib.suppress(FileNotFoundError):
-        daemons.pid_file(daemon).unlink()
+    _forget(daemons, daemon)
 
 
-def remove_crash_dir(daemon: str, pid: int) -> None:
+def _forget(daemons: Daemons, daemon: str) -> None:
+    """Remove a stopped daemon's pid files and its crash-log directory."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        remove_crash_dir(daemon, int(daemons.launch_file(daemon).read_text().strip()))
+    for path in (daemons.pid_file(daemon), daemons.launch_file(daemon)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def remove_crash_dir(daemon: str, launch_pid: int) -> None:
     if FRR_TMP_DIR.is_dir():
-        for path in FRR_TMP_DIR.glob(f"{daemon}*.{pid}"):
+        for path in FRR_TMP_DIR.glob(f"{daemon}*.{launch_pid}"):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_killed(pid: int) -> None:
+    """After `clean` killed daemon `pid` (found by its namespace, without its data dir): its
+    crash-log directory, through the state dir its command line names."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        pid_file = Path(args[args.index("-i") + 1])
+        daemon = Path(args[0]).name
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return
+    _forget(Daemons(pid_file.parent, ""), daemon)

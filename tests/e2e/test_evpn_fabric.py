@@ -257,7 +257,9 @@ def test_killed_daemons_and_lost_devices_are_repaired(hosts: list[Host]) -> None
     _ip(b.spec.netns, "link", "del", fabric_vxlan_ifname(vni))
     assert daemons.pid("bgpd") is None and daemons.pid("zebra") is None
 
+    killed_dirs = _crash_dirs([b])
     changes = fabric.ensure(b.spec)
+    assert not [d for d in killed_dirs if d.exists()]  # the killed daemons' crash-log dirs
     assert "started zebra in " + b.spec.netns in changes
     assert "started bgpd in " + b.spec.netns in changes
     assert any(fabric_vxlan_ifname(vni) in c for c in changes)
@@ -266,11 +268,20 @@ def test_killed_daemons_and_lost_devices_are_repaired(hosts: list[Host]) -> None
     assert wait_until(lambda: _converged(a, b), timeout_s=60, interval_s=0.5)
 
 
+def _crash_dirs(hosts: list[Host]) -> list[Path]:
+    """FRR's per-process directories in /var/tmp/frr, named after the pid each daemon had
+    before it went to the background."""
+    return [frr.FRR_TMP_DIR / f"{d}.{h.spec.daemons.launch_file(d).read_text().strip()}"
+            for h in hosts for d in frr.DAEMONS]
+
+
 def test_removal_leaves_nothing(hosts: list[Host]) -> None:
     a, b = hosts
     _ensure_both(hosts)
     pids = [h.spec.daemons.pid(d) for h in hosts for d in frr.DAEMONS]
     assert all(pids)
+    crash_dirs = _crash_dirs(hosts)
+    assert all(d.is_dir() for d in crash_dirs)  # FRR's own, while the daemons run
     for host in hosts:
         fabric.remove(host.spec)
         assert fabric.remove(host.spec) == []  # idempotent
@@ -279,8 +290,24 @@ def test_removal_leaves_nothing(hosts: list[Host]) -> None:
         assert not ns.exists(host.names.vpc_netns(VPCS[0])) or \
             EVPN_LINK not in _in(host.names.vpc_netns(VPCS[0]), "ip", "link").stdout
     assert not [p for p in pids if Path(f"/proc/{p}").exists()]
-    assert not [p for p in pids for _ in frr.FRR_TMP_DIR.glob(f"*.{p}")]
+    assert not [d for d in crash_dirs if d.exists()]
     for host in hosts:
         reconcile.reconcile(host.names, [])
         ns.delete(host.netns)
         assert leftovers(host.names.instance) == []
+
+
+def test_clean_kills_the_daemons_of_a_host_without_its_data_dir(hosts: list[Host]) -> None:
+    """`lambdaplane clean` (cleanup.clean_instance) knows only the instance: it finds the FRR
+    daemons by their namespace, not by their pid files."""
+    a, b = hosts
+    _ensure_both(hosts)
+    pids = [b.spec.daemons.pid(d) for d in frr.DAEMONS]
+    assert all(pids)
+    crash_dirs = _crash_dirs([b])
+    done = clean_instance(b.names.instance)
+    assert any(f"killed process {pids[0]}" in line for line in done)
+    assert wait_until(lambda: not [p for p in pids if Path(f"/proc/{p}").exists()], timeout_s=10)
+    assert leftovers(b.names.instance) == []
+    assert not [d for d in crash_dirs if d.exists()]
+    assert a.spec.daemons.pid("bgpd") is not None  # the other host's are not touched
