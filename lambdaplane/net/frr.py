@@ -121,6 +121,15 @@ class Daemons:
             return None
         return pid if str(self.config(daemon)).encode() in cmdline else None
 
+    def in_netns(self, pid: int) -> bool:
+        """Whether process `pid` lives in our namespace (not in one whose name was removed
+        and made again while the daemon kept the old one alive)."""
+        try:
+            mine, its = os.stat(f"/run/netns/{self.netns}"), os.stat(f"/proc/{pid}/ns/net")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return (mine.st_dev, mine.st_ino) == (its.st_dev, its.st_ino)
+
     def vtysh(self, command: str) -> str:
         """One `show …` command's output, through the daemons' vty sockets."""
         out = subprocess.run(["vtysh", "--vty_socket", str(self.state_dir), "-c", command],
@@ -148,9 +157,10 @@ def ensure(daemons: Daemons, configs: dict[str, str]) -> list[str]:
             path.write_text(text)
             changes.append(f"wrote {path.name}")
         pid = daemons.pid(daemon)
-        if pid is not None and old != text:
+        if pid is not None and (old != text or not daemons.in_netns(pid)):
             _stop(daemons, daemon, pid)
-            changes.append(f"stopped {daemon} (configuration changed)")
+            why = "configuration changed" if old != text else f"not in {daemons.netns}"
+            changes.append(f"stopped {daemon} ({why})")
             pid = None
         if pid is None:
             _start(daemons, daemon)
@@ -237,13 +247,24 @@ def remove_crash_dir(daemon: str, launch_pid: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def forget_killed(pid: int) -> None:
-    """After `clean` killed daemon `pid` (found by its namespace, without its data dir): its
-    crash-log directory, through the state dir its command line names."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        pid_file = Path(args[args.index("-i") + 1])
-        daemon = Path(args[0]).name
-    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
-        return
-    _forget(Daemons(pid_file.parent, ""), daemon)
+def kill(pids: list[int]) -> None:
+    """`clean`'s way (it knows only the namespace the daemons live in, not the data dir): kill
+    them, then remove their files and crash-log directories, found through the state dir each
+    one's command line names (read before the kill; removed after the exit, so a daemon
+    cannot write to a directory being removed)."""
+    found: list[tuple[int, str, Path | None]] = []
+    for pid in pids:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            found.append((pid, Path(args[0]).name, Path(args[args.index("-i") + 1]).parent))
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            found.append((pid, "", None))
+    for pid, _daemon, _state in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid, daemon, state_dir in found:
+        deadline = time.monotonic() + _STOP_WAIT_S
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if state_dir is not None and daemon in DAEMONS:
+            _forget(Daemons(state_dir, ""), daemon)

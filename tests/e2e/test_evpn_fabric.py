@@ -267,6 +267,19 @@ def test_killed_daemons_and_lost_devices_are_repaired(hosts: list[Host]) -> None
                       timeout_s=90, interval_s=0.5)
     assert wait_until(lambda: _converged(a, b), timeout_s=60, interval_s=0.5)
 
+    # The fabric namespace's name removed while the daemons keep the old one alive: a new
+    # namespace, the daemons moved to it, the underlay link and EVPN ports made anew.
+    old_pids = [daemons.pid(d) for d in frr.DAEMONS]
+    ns.delete(b.spec.netns)
+    changes = fabric.ensure(b.spec)
+    assert f"created netns {b.spec.netns}" in changes
+    assert f"stopped bgpd (not in {b.spec.netns})" in changes
+    assert wait_until(lambda: not [p for p in old_pids if Path(f"/proc/{p}").exists()],
+                      timeout_s=10)
+    assert wait_until(lambda: _echo(b, "eni-10100000000000000").startswith(VPCS[0]),
+                      timeout_s=90, interval_s=0.5)
+    assert fabric.ensure(b.spec) == []
+
 
 def _crash_dirs(hosts: list[Host]) -> list[Path]:
     """FRR's per-process directories in /var/tmp/frr, named after the pid each daemon had
