@@ -4,8 +4,9 @@ two VPC namespaces with the same CIDR (as lambdaplane builds them: gateway on lo
 ports with proxy ARP), and net/fabric.py joins them to the host's fabric namespace, where FRR
 runs. Shown: a TCP echo server in a port on host A answers a client on host B through the
 fabric, with the remote MAC and VTEP learned by FRR (extern_learn entries, not pushed by us);
-two VPCs with one CIDR stay apart (different VNIs); killed daemons and a deleted VXLAN device are
-repaired by ensure(); removal leaves nothing of either host."""
+two VPCs with one CIDR stay apart (different VNIs); a security group on host A decides traffic
+from host B; killed daemons, a deleted VXLAN device and a replaced fabric namespace are repaired
+by ensure(); removal (and `clean`) leaves nothing of either host."""
 from __future__ import annotations
 
 import json
@@ -72,17 +73,19 @@ def _port(names: Names, eni_id: str, ip: str, mac: str) -> PortSpec:
                     far, (GROUP,), ((ip, 24),))
 
 
-def _vpc_spec(names: Names, vpc_id: str, ports: list[PortSpec]) -> VpcNetSpec:
-    """A VPC namespace as net/vpc.py's desired_state makes it (security groups allowing all,
-    the fabric's port judged like a gateway link)."""
+def _vpc_spec(names: Names, vpc_id: str, ports: list[PortSpec],
+              group_rules: list[SgRule] = RULES) -> VpcNetSpec:
+    """A VPC namespace as net/vpc.py's desired_state makes it (security groups allowing all
+    unless told, the fabric's port judged like a gateway link)."""
     rules = [PortRules(p.ifname, p.group_ids, p.ip) for p in ports]
-    script = render(names.nft_table, rules, {GROUP: RULES}, {GROUP: [p.ip for p in ports]},
+    script = render(names.nft_table, rules, {GROUP: group_rules}, {GROUP: [p.ip for p in ports]},
                     gateway_links=(INTERNET_LINK, EVPN_LINK))
     return VpcNetSpec(vpc_id, names.vpc_netns(vpc_id), ("10.60.1.1",), tuple(ports),
                       names.nft_table, script)
 
 
-def _vpcs_of(names: Names, host_no: int) -> list[VpcNetSpec]:
+def _vpcs_of(names: Names, host_no: int, group_rules: list[SgRule] = RULES
+             ) -> list[VpcNetSpec]:
     specs = []
     for v, vpc_id in enumerate(VPCS):
         ports = [_port(names, f"eni-{host_no}{v}100000000000000", SERVER_IP if host_no == 0
@@ -90,7 +93,7 @@ def _vpcs_of(names: Names, host_no: int) -> list[VpcNetSpec]:
         if host_no == 0 and v == 0:
             ports.append(_port(names, "eni-00200000000000000", NEAR_CLIENT_IP,
                                "02:00:00:00:00:02"))
-        specs.append(_vpc_spec(names, vpc_id, ports))
+        specs.append(_vpc_spec(names, vpc_id, ports, group_rules))
     return specs
 
 
@@ -227,6 +230,23 @@ for _ in range(int(sys.argv[3])):
     times.append((time.perf_counter() - t) * 1000)
 print(f"first {times[0]:.2f} ms, median {statistics.median(times):.2f} ms")
 """
+
+
+def test_a_security_group_decides_across_hosts(hosts: list[Host]) -> None:
+    """Host A's VPC namespace judges traffic from host B's by the receiving port's group:
+    without an ingress rule the server is unreachable from the other host; with it, reached."""
+    a, b = hosts
+    _ensure_both(hosts)
+    assert wait_until(lambda: _echo(b, "eni-10100000000000000").startswith(VPCS[0]),
+                      timeout_s=90, interval_s=0.5)
+    egress_only = [r for r in RULES if r.egress]
+    assert "applied security groups in " + a.names.vpc_netns(VPCS[0]) in \
+        reconcile.reconcile(a.names, _vpcs_of(a.names, 0, egress_only))
+    assert _echo(b, "eni-10100000000000000") == ""  # dropped by A's ingress: no answer
+    reconcile.reconcile(a.names, _vpcs_of(a.names, 0))
+    assert wait_until(lambda: _echo(b, "eni-10100000000000000").startswith(VPCS[0]),
+                      timeout_s=30, interval_s=0.5)
+    assert fabric.ensure(a.spec) == []  # the VPC reconcile left the EVPN port alone
 
 
 def _measure_rtt(a: Host, b: Host) -> None:
