@@ -146,9 +146,12 @@ def config_digest(text: str) -> str:
 def ensure(daemons: Daemons, configs: dict[str, str]) -> list[str]:
     """Write each daemon's configuration and make it run with it: a daemon that is not
     running is started; one whose configuration changed is restarted (bgpd reads it at start
-    only). Zebra first: bgpd connects to its socket. Returns a line per change."""
+    only). Zebra first: bgpd connects to its socket; a zebra started anew restarts bgpd too,
+    so bgpd's EVPN state is pushed to a zebra that knows it from the start. Returns a line
+    per change."""
     changes: list[str] = []
     daemons.state_dir.mkdir(parents=True, exist_ok=True)
+    zebra_started = False
     for daemon in DAEMONS:
         path = daemons.config(daemon)
         text = configs[daemon]
@@ -157,14 +160,16 @@ def ensure(daemons: Daemons, configs: dict[str, str]) -> list[str]:
             path.write_text(text)
             changes.append(f"wrote {path.name}")
         pid = daemons.pid(daemon)
-        if pid is not None and (old != text or not daemons.in_netns(pid)):
+        if pid is not None and (old != text or not daemons.in_netns(pid) or zebra_started):
             _stop(daemons, daemon, pid)
-            why = "configuration changed" if old != text else f"not in {daemons.netns}"
+            why = ("configuration changed" if old != text else "zebra restarted"
+                   if zebra_started else f"not in {daemons.netns}")
             changes.append(f"stopped {daemon} ({why})")
             pid = None
         if pid is None:
             _start(daemons, daemon)
             changes.append(f"started {daemon} in {daemons.netns}")
+            zebra_started = zebra_started or daemon == "zebra"
     return changes
 
 

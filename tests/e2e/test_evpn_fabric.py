@@ -293,12 +293,25 @@ def test_killed_daemons_and_lost_devices_are_repaired(hosts: list[Host]) -> None
     ns.delete(b.spec.netns)
     changes = fabric.ensure(b.spec)
     assert f"created netns {b.spec.netns}" in changes
-    assert f"stopped bgpd (not in {b.spec.netns})" in changes
+    assert "stopped bgpd (not in " + b.spec.netns + ")" in changes \
+        or "stopped bgpd (zebra restarted)" in changes
     assert wait_until(lambda: not [p for p in old_pids if Path(f"/proc/{p}").exists()],
                       timeout_s=10)
     assert wait_until(lambda: _echo(b, "eni-10100000000000000").startswith(VPCS[0]),
                       timeout_s=90, interval_s=0.5)
     assert fabric.ensure(b.spec) == []
+
+    # zebra alone killed: started again, and bgpd with it
+    zebra = daemons.pid("zebra")
+    assert zebra is not None
+    os.kill(zebra, signal.SIGKILL)
+    assert wait_until(lambda: not Path(f"/proc/{zebra}").exists(), timeout_s=10)
+    changes = fabric.ensure(b.spec)
+    assert "started zebra in " + b.spec.netns in changes
+    assert "stopped bgpd (zebra restarted)" in changes
+    assert wait_until(lambda: _echo(b, "eni-10100000000000000").startswith(VPCS[0]),
+                      timeout_s=90, interval_s=0.5)
+    assert wait_until(lambda: _converged(a, b), timeout_s=60, interval_s=0.5)
 
 
 def _crash_dirs(hosts: list[Host]) -> list[Path]:
