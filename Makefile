@@ -10,6 +10,10 @@ APT_PACKAGES += python3-seccomp
 APT_PACKAGES += libpq5
 # the console's libraries (npm) and its browser test (headless Chromium driven by selenium)
 APT_PACKAGES += nodejs chromium chromium-driver
+# the EVPN fabric between hosts runs its own zebra and bgpd (net/frr.py); Debian's frr
+# package enables (and, where services may start, starts) a host-wide frr.service: a fresh
+# install by us disables and stops it again — lambdaplane starts only its own daemons
+APT_PACKAGES += frr
 ARGS ?=
 BIN_DIR ?= /usr/local/bin
 
@@ -23,6 +27,7 @@ $(VENV)/.installed: pyproject.toml lambdaplane/console/package.json lambdaplane/
 	if [ -n "$$missing" ]; then \
 	  echo "lambdaplane: installing Debian packages: $$missing (apt-get, may take a minute)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  case " $$missing " in *" frr "*) systemctl disable --now frr.service >/dev/null 2>&1 || true;; esac; \
 	fi
 	@test -x $(VENV)/bin/python || { echo "lambdaplane: creating $(VENV)"; $(PY) -m venv $(VENV); }
 	@echo "lambdaplane: updating pip in $(VENV)"

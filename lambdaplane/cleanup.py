@@ -8,6 +8,8 @@ import secrets
 from pathlib import Path
 
 from .net import nft, ns
+from .net.fabric import processes_in
+from .net.frr import kill as kill_frr
 from .net.names import Names
 from .net.netlink import Netlink
 from .sandbox.cgroup_tree import CGROUP_ROOT, kill_cgroup_tree
@@ -27,6 +29,9 @@ def clean_instance(instance: str) -> list[str]:
         if cg.exists():
             kill_cgroup_tree(cg)
             done.append(f"removed cgroup {cg}")
+    fabric_pids = processes_in(names.fabric_netns)  # its FRR daemons (net/fabric.py)
+    kill_frr(fabric_pids)
+    done += [f"killed process {pid} in {names.fabric_netns}" for pid in fabric_pids]
     for name in ns.list_named(names.netns_prefix):
         ns.delete(name)
         done.append(f"removed netns {name}")

@@ -188,7 +188,49 @@ class Names:
             return None
         return _number_after("e", ifname)
 
+    # the EVPN fabric (net/fabric.py): one namespace per host, its underlay link's host end
+    @property
+    def fabric_netns(self) -> str:
+        return f"{self.prefix}-fabric"
+
+    @property
+    def fabric_underlay_link(self) -> str:
+        """Host end (in the host's namespace) of the veth whose far end holds the underlay
+        address in fabric_netns."""
+        return f"{self.prefix}fu"
+
+    def is_fabric_netns(self, netns: str) -> bool:
+        return netns == self.fabric_netns
+
     @property
     def cgroup_dir(self) -> str:
         """Relative to each cgroup v1 controller mount (memory, pids)."""
         return f"lambdaplane/{self.prefix}"
+
+
+# Links inside the fabric namespace (net/fabric.py), one set per VPC segment (VNI). The
+# namespace is this instance's alone, so the names carry the VNI, not the prefix.
+VNI_MAX = (1 << 24) - 1
+FABRIC_UNDERLAY_IFNAME = "under0"  # the fabric end of the underlay link
+
+
+def fabric_vxlan_ifname(vni: int) -> str:
+    return f"vx{vni}"
+
+
+def fabric_bridge_ifname(vni: int) -> str:
+    return f"br{vni}"
+
+
+def fabric_port_ifname(vni: int) -> str:
+    """Fabric end of the VPC's EVPN port (its VPC end is net/vpc.py's EVPN_LINK)."""
+    return f"vp{vni}"
+
+
+def vni_of_fabric_link(ifname: str) -> int | None:
+    """The VNI of a fabric link (vx/br/vp + VNI), else None."""
+    for prefix in ("vx", "br", "vp"):
+        vni = _number_after(prefix, ifname)
+        if vni is not None and 1 <= vni <= VNI_MAX:
+            return vni
+    return None

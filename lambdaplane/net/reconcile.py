@@ -15,7 +15,7 @@ from .names import Names
 from .netlink import LinkInfo, Netlink
 from .processes import process_alive
 from .security_groups import script_fingerprint
-from .vpc import GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec, desired_state
+from .vpc import EVPN_LINK, GATEWAY_LINK, INTERNET_LINK, PortSpec, VpcNetSpec, desired_state
 
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.M)
 
@@ -104,7 +104,8 @@ def _reconcile_vpc(spec: VpcNetSpec, changes: list[str]) -> None:
                           | ({(spec.resolver, 32)} if spec.resolver else set()), changes)
         wanted = {p.ifname: p for p in spec.ports}
         veths = {link.name for link in nl.links()
-                 if link.kind == "veth" and link.name != INTERNET_LINK}  # net/gateways.py's
+                 if link.kind == "veth" and link.name != INTERNET_LINK  # net/gateways.py's
+                 and link.name != EVPN_LINK}  # net/fabric.py's
         for name in sorted(veths - set(wanted)):
             nl.delete_link(name)
             veths.discard(name)

@@ -32,6 +32,9 @@ GATEWAY_LINK = "lo"
 # The VPC end of the VPC's internet gateway link (net/gateways.py owns it): security groups
 # judge traffic through it like traffic between ports.
 INTERNET_LINK = "igw0"
+# The VPC end of the VPC's EVPN port to the host's fabric namespace (net/fabric.py owns it):
+# the VPC's segment on other hosts, judged like the internet gateway link.
+EVPN_LINK = "evpn0"
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def desired_state(names: Names, snap: Snapshot) -> list[VpcNetSpec]:
         script = render(names.nft_table, rules,
                         {g: rs for g, rs in rules_by_group.items() if g in vpc_groups}, members,
                         acls + "\n" + resolver_alias_chain(resolver),
-                        gateway_links=(INTERNET_LINK,), ipv6=ipv6,
+                        gateway_links=(INTERNET_LINK, EVPN_LINK), ipv6=ipv6,
                         input_accepts=resolver_accepts(resolver, resolver6))
         out.append(VpcNetSpec(vpc.id, names.vpc_netns(vpc.id),
                               tuple(ipam.gateway(s.cidr) for s in vpc_subnets if s.cidr),
