@@ -27,7 +27,8 @@ $(VENV)/.installed: pyproject.toml lambdaplane/console/package.json lambdaplane/
 	if [ -n "$$missing" ]; then \
 	  echo "lambdaplane: installing Debian packages: $$missing (apt-get, may take a minute)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  case " $$missing " in *" frr "*) systemctl disable --now frr.service >/dev/null 2>&1 || true;; esac; \
+	  case " $$missing " in *" frr "*) systemctl disable --now frr.service >/dev/null 2>&1 || \
+	    { update-rc.d frr disable >/dev/null 2>&1; invoke-rc.d frr stop >/dev/null 2>&1; true; };; esac; \
 	fi
 	@test -x $(VENV)/bin/python || { echo "lambdaplane: creating $(VENV)"; $(PY) -m venv $(VENV); }
 	@echo "lambdaplane: updating pip in $(VENV)"
