@@ -32,8 +32,8 @@ from collections.abc import Callable
 
 from .capacity import MEMORY_SHARE, Clock, DemandLearner, memory_available_mb
 
-RUNTIME_GROWTH = 4
-RUNTIME_CEILING = 8
+RUNTIME_GROWTH = 6
+RUNTIME_CEILING = 12
 SHRINK_AFTER_S = 30.0
 NODE_COST_MB = 60.0  # a pre-started, warmed-up node (~45 MB resident) and its sandbox
 _KEY = "runtime"

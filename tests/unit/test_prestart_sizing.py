@@ -62,8 +62,8 @@ def test_the_ceiling_by_flag_and_by_memory_but_never_below_the_floor() -> None:
     for _ in range(50):
         clock.now += 0.01
         s.cold_start(found_ready=False)
-    assert s.target() == RUNTIME_CEILING  # 4 x 2, at most 8
-    assert sizing(floor=1).ceiling() == 4
+    assert s.target() == RUNTIME_CEILING  # 6 x 2, at most 12
+    assert sizing(floor=1).ceiling() == 6
     starved = sizing(floor=3, memory_mb=200, clock=clock)  # 50 MB for sandboxes: none more
     starved.cold_start(found_ready=False)
     assert starved.ceiling() == 3 and starved.target() == 3
@@ -71,7 +71,7 @@ def test_the_ceiling_by_flag_and_by_memory_but_never_below_the_floor() -> None:
 
 def test_a_steady_succession_is_sized_by_rate_times_boot_time_and_shrinks_when_it_stops() -> None:
     clock = FakeClock()
-    s = sizing(floor=2, clock=clock)  # ceiling 8
+    s = sizing(floor=2, clock=clock)  # ceiling 12
     s.booted(0.5)
     s.booted(0.5)  # a node takes half a second from its sandbox made to READY
     assert s.boot_s == 0.5
