@@ -5,8 +5,8 @@ With `--runtimes python3.11,nodejs22.x,...` the same hello world runs in each ru
 side in one run (cold samples taken in turn), reported under `per_runtime` (for Node.js also
 the server's pre-started sandbox counts: how many cold starts found node ready, still
 starting or none, and the hit ratio); the top-level figures are then the first runtime's. The
-cold-start ceiling, fork+exec of the interpreter, is measured in the same run (bench/ceilings.py) and each cold p50
-is given as a ratio to it."""
+cold-start ceiling, fork+exec of the interpreter, is measured in the same run
+(bench/ceilings.py) and each cold p50 is given as a ratio to it."""
 from __future__ import annotations
 
 import json

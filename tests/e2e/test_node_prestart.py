@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 
@@ -92,6 +94,11 @@ def test_cold_start_takes_a_warmed_up_node(server: LiveServer) -> None:
     assert (f'lambdaplane_prestart_cold_starts_total{{found="ready",runtime="{RUNTIME}"}} '
             f'{float(after["taken_ready"])}') in text, text
     assert f'lambdaplane_prestart_hit_ratio{{runtime="{RUNTIME}"}}' in text
+    shown = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "status", "--endpoint",
+                            server.endpoint], capture_output=True, text=True, timeout=60)
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("prestart"))
+    assert line.startswith(f"prestart   {RUNTIME}: ") and "hit ratio " in line, shown.stdout
+    assert f"found node ready {after['taken_ready']}," in line, line
 
 
 @pytest.mark.skipif(not cgroups.has_cpu_controller(), reason="no v1 cpu cgroup")
