@@ -26,7 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from . import metrics_capacity
+from . import metrics_capacity, metrics_prestart
 from .errors import AwsError
 from .sandbox.types import FunctionSpec, Invocation, InvocationResult
 
@@ -72,6 +72,7 @@ class Snapshot:
     pool: dict[str, int] = field(default_factory=dict)
     enis: list[dict[str, Any]] = field(default_factory=list)
     capacity: dict[str, Any] = field(default_factory=dict)  # sandbox/capacity.py's targets
+    prestarted: dict[str, Any] = field(default_factory=dict)  # per runtime (prewarm.py)
 
 
 class Metrics:
@@ -216,7 +217,8 @@ async def read_levels(platform: Any) -> Snapshot:
                     environments=dict(stats.get("environments", {})),
                     pool={k: int(v) for k, v in stats.items()
                           if k.startswith(("pool_", "sandboxes_")) and isinstance(v, int)},
-                    capacity=dict(stats.get("capacity") or {}))
+                    capacity=dict(stats.get("capacity") or {}),
+                    prestarted=dict(stats.get("prestarted") or {}))
     hyperplane = getattr(platform, "hyperplane", None)
     if hyperplane is not None:
         try:
@@ -307,6 +309,7 @@ class _Levels:
             g.add_metric([], snap.pool.get(key, 0))
             yield g
         yield from metrics_capacity.families(snap.capacity)
+        yield from metrics_prestart.families(snap.prestarted)
         c = CounterMetricFamily("lambdaplane_pool_recycled",
                                 "Sandboxes handed out again without a rebuild")
         c.add_metric([], snap.pool.get("pool_recycled", 0))

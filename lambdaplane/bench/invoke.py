@@ -3,10 +3,10 @@ function through the HTTP API. A cold start is forced by changing the function's
 (which retires its environments) before each cold sample; warm samples reuse one environment.
 With `--runtimes python3.11,nodejs22.x,...` the same hello world runs in each runtime, side by
 side in one run (cold samples taken in turn), reported under `per_runtime` (for Node.js also
-the server's pre-started sandbox counts: how many cold starts found node ready or still
-starting); the top-level figures are then the first runtime's. The cold-start ceiling,
-fork+exec of the interpreter, is measured in the same run (bench/ceilings.py) and each cold p50
-is given as a ratio to it."""
+the server's pre-started sandbox counts: how many cold starts found node ready, still
+starting or none, and the hit ratio); the top-level figures are then the first runtime's. The
+cold-start ceiling, fork+exec of the interpreter, is measured in the same run
+(bench/ceilings.py) and each cold p50 is given as a ratio to it."""
 from __future__ import annotations
 
 import json
@@ -72,6 +72,7 @@ def run(endpoint: str, out_dir: Path, cold_n: int, warm_n: int,
                                       "warm_invoke": summary(warm[rt]),
                                       "cold_p50_ratio_to_fork_exec": ratio(
                                           summary(cold[rt])["p50_ms"], ceiling),
+                                      "cold_samples_ms": [round(x, 3) for x in cold[rt]],
                                       **({"prestarted": prestarted[rt]} if rt in prestarted
                                          else {})} for rt in chosen}
     write_json(out_dir, "invoke", result)

@@ -1,5 +1,6 @@
 """`lambdaplane status`: what a running server is doing — its instance, functions per region,
-the sandbox pool and execution environments by state."""
+the sandbox pool, execution environments by state and each runtime's pre-started pool (its hit
+ratio: cold starts that found node ready)."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,15 @@ def main(endpoint: str, args: argparse.Namespace) -> int:
               f"{json.dumps(capacity['learnt_peaks'], sort_keys=True)}; floors "
               f"{capacity['pool_floor']}/{capacity['prefork_floor']}, cap {capacity['cap']}, "
               f"MemAvailable {capacity['memory_available_mb']} MB")
-    rest = {k: v for k, v in execution.items() if k not in ("environments", "capacity")}
+    for runtime, pool in sorted((execution.get("prestarted") or {}).items()):
+        ratio = pool.get("hit_ratio")
+        print(f"prestart   {runtime}: {pool.get('runtime_ready', 0)} ready, "
+              f"{pool.get('booting', 0)} booting, target {pool.get('prewarmed_target', 0)}; "
+              f"cold starts found node ready {pool.get('taken_ready', 0)}, starting "
+              f"{pool.get('taken_starting', 0)}, none {pool.get('taken_none', 0)} (hit ratio "
+              f"{'-' if ratio is None else f'{ratio:.2f}'}); boot {pool.get('boot_ms', 0)} ms, "
+              f"{pool.get('cold_start_rate', 0)} cold starts/s")
+    rest = {k: v for k, v in execution.items()
+            if k not in ("environments", "capacity", "prestarted")}
     print("execution  " + json.dumps(rest, sort_keys=True))
     return 0

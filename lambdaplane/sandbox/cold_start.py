@@ -169,6 +169,7 @@ class ColdStarts:
                                       busy=self.environments.any_busy, runtime=install,
                                       size=self.settings.prestart)
             self.prestarted[install.runtime] = pool
+            pool.sizing.count("none")  # this cold start found no node: a miss too
             self.environments.track(asyncio.create_task(
                 pool.start(), name=f"lp-prestart-{install.runtime}"))
             return None

@@ -67,6 +67,7 @@ class Prewarmed:
     interpreter: str
     assigned: bool = False
     ready: bool = True  # with a runtime: False until its sandbox says it is (prestart.py)
+    made_at: float = 0.0  # monotonic: when it was forked (a runtime's boot time is from here)
 
 
 class PrewarmedSandboxes:
@@ -119,7 +120,7 @@ class PrewarmedSandboxes:
             for pw in self._ready:  # a READY the loop has not come round to reading yet
                 if not pw.ready:
                     self._read_ready(pw)
-            self._sized(any(pw.ready for pw in self._ready))
+            self._sized(any(pw.ready for pw in self._ready), bool(self._ready))
         while self._ready:
             pw = next((pw for pw in self._ready if pw.ready), self._ready[0])
             self._ready.remove(pw)
@@ -131,10 +132,10 @@ class PrewarmedSandboxes:
                 return pw
         return None
 
-    def _sized(self, found_ready: bool) -> None:
+    def _sized(self, found_ready: bool, found_any: bool) -> None:
         """A cold start of this runtime: learnt, and the target follows at once (refilled
         ahead of the next ones)."""
-        self.sizing.cold_start(found_ready)
+        self.sizing.cold_start(found_ready, found_any)
         target = self.sizing.target()
         if target > self.target:
             self.target = target
@@ -169,10 +170,15 @@ class PrewarmedSandboxes:
         if self.runtime is not None:  # of those ready, how many have their runtime ready too;
             # and how many cold starts took one whose runtime was ready / still starting
             stats.update(runtime_ready=sum(1 for pw in self._ready if pw.ready),
-                         taken_ready=self._taken[True], taken_starting=self._taken[False])
+                         taken_ready=self._taken[True], taken_starting=self._taken[False],
+                         booting=self._booting(), **self.sizing.stats())
         return stats
 
     # internals ---------------------------------------------------------------------------
+    def _booting(self) -> int:
+        """Sandboxes of this pool being made or with their runtime still starting."""
+        return self._making + sum(1 for pw in self._ready if not pw.ready)
+
     async def _fill_loop(self) -> None:
         deferred_since: float | None = None
         while True:
@@ -222,6 +228,7 @@ class PrewarmedSandboxes:
             self._making -= 1
 
     async def _make(self) -> Prewarmed:
+        made_at = time.monotonic()
         sandbox = await self.pool.take(ahead=True)
         env_id = secrets.token_hex(8)
         cgroup: EnvCgroup | None = None
@@ -244,7 +251,7 @@ class PrewarmedSandboxes:
             raise
         exited = asyncio.create_task(forked.process.wait(), name=f"lp-env-{env_id}")
         pw = Prewarmed(env_id, sandbox, cgroup, forked, exited, self._interpreter,
-                       ready=self.runtime is None)
+                       ready=self.runtime is None, made_at=made_at)
         exited.add_done_callback(lambda _t: self._on_exit(pw))
         if not pw.ready:
             self._watch(pw)
@@ -270,6 +277,8 @@ class PrewarmedSandboxes:
             message = b""
         pw.ready = message == READY_MESSAGE
         self._unwatch(pw)
+        if pw.ready:
+            self.sizing.booted(time.monotonic() - pw.made_at)
 
     def _unwatch(self, pw: Prewarmed) -> None:
         """Stop watching its control socket (before it is used for anything else, or closed)."""

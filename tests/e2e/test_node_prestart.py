@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -82,6 +85,20 @@ def test_cold_start_takes_a_warmed_up_node(server: LiveServer) -> None:
     assert len(lines) == 1 and lines[0].split("\t")[1:] == [request_id, "INFO",
                                                             "from the function"], log
     assert "warm-up" not in log and "lambdaplane-ready" not in log
+    # the hit ratio counts the first cold start (no pool yet: none) and this one (ready)
+    assert after["taken_none"] >= 1 and after["boot_ms"] > 0, after
+    total = after["taken_ready"] + after["taken_starting"] + after["taken_none"]
+    assert after["hit_ratio"] == round(after["taken_ready"] / total, 4), after
+    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    assert (f'lambdaplane_prestart_cold_starts_total{{found="ready",runtime="{RUNTIME}"}} '
+            f'{float(after["taken_ready"])}') in text, text
+    assert f'lambdaplane_prestart_hit_ratio{{runtime="{RUNTIME}"}}' in text
+    shown = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "status", "--endpoint",
+                            server.endpoint], capture_output=True, text=True, timeout=60)
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("prestart"))
+    assert line.startswith(f"prestart   {RUNTIME}: ") and "hit ratio " in line, shown.stdout
+    assert f"found node ready {after['taken_ready']}," in line, line
 
 
 @pytest.mark.skipif(not cgroups.has_cpu_controller(), reason="no v1 cpu cgroup")
