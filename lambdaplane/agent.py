@@ -91,6 +91,9 @@ class Agent:
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.environments.log_ingest = self.logs.ingest
         self._lease: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
+        self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
+        self._code_present: set[str] = set()  # code dirs seen: no stat per invoke
         (settings.data_dir / RECORD_NAME).write_text(json.dumps({
             "database": settings.database, "host_id": self.host_id, "name": options.name,
             "host_netns": options.host_netns}) + "\n")
@@ -109,6 +112,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lease
             self._lease = None
+        if self._renewing is not None:  # its thread uses the connection: let it finish
+            await asyncio.wait([self._renewing])
         try:
             self.hosts.remove(self.host_id)  # placement stops sending at once
         except Exception:  # noqa: BLE001 - the lease runs out by itself
@@ -125,14 +130,23 @@ class Agent:
     def register(self) -> None:
         self.hosts.register(self.host_id, self.options.name, self.address,
                             self.names.instance, time.time())
+        self._warm_written = set()
 
     def warm_functions(self) -> set[tuple[str, str]]:
         return {env.spec.key for env in self.environments.registry.envs.values()}
 
-    def renew_once(self) -> None:
+    def renew_once(self, load: int | None = None,
+                   warm: set[tuple[str, str]] | None = None) -> None:
+        """Renew the lease with the load and warm functions (read on the loop by the caller
+        when this runs in a thread), and delete expired hosts: one UPDATE and one read when
+        the warm functions did not change."""
         now = time.time()
-        if not self.hosts.renew(self.host_id, now, self.environments.total_in_flight(),
-                                self.warm_functions()):
+        load = self.environments.total_in_flight() if load is None else load
+        warm = self.warm_functions() if warm is None else warm
+        written, self._warm_written = self._warm_written, None  # unknown should this fail
+        if self.hosts.renew(self.host_id, now, load, warm, written):
+            self._warm_written = warm
+        else:
             log.warning("the lease of %s had expired: registering again", self.options.name)
             self.register()
         for host in self.hosts.expire(now):
@@ -142,10 +156,20 @@ class Agent:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.options.renew_s)
+            # the database's round trips in a thread: invokes on the loop do not wait for them
+            # (only the lease uses this connection; stop waits for a renewal under way)
+            load, warm = self.environments.total_in_flight(), self.warm_functions()
+            self._renewing = asyncio.ensure_future(asyncio.to_thread(self.renew_once, load,
+                                                                     warm))
             try:
-                self.renew_once()
+                await asyncio.shield(self._renewing)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # noqa: BLE001 - the database may be away for a moment
                 log.exception("renewing the lease failed")
+            finally:
+                if self._renewing.done():
+                    self._renewing = None
 
     def name_taken_by(self) -> Host | None:
         """Another agent, alive, holding this host name (two hosts one name: refused)."""
@@ -174,8 +198,10 @@ class Agent:
                 return error(AwsError("InvalidParameterValueException",
                                       "code_sha256 must be 64 hex digits", 400))
             code_dir = self.code.directory(code_hex)
-            if not code_dir.is_dir():
-                return web.json_response({"need_code": code_hex}, status=409)
+            if code_hex not in self._code_present:
+                if not code_dir.is_dir():
+                    return web.json_response({"need_code": code_hex}, status=409)
+                self._code_present.add(code_hex)
             spec = wire.spec_from_json(doc["spec"], code_dir)
             invocation = wire.invocation_from_json(doc["invocation"])
             try:
