@@ -31,6 +31,7 @@ from .config import Settings
 from .errors import AwsError
 from .net.executor import NetThread
 from .net.names import Names
+from .sandbox.types import FunctionSpec
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
 from .store.hosts import Host, HostStore
@@ -40,6 +41,7 @@ log = logging.getLogger("lambdaplane.agent")
 RECORD_NAME = "agent.json"  # what `clean` needs: the database, the host row, the namespace
 SOCKET_NAME = "agent.sock"
 HEX = re.compile(r"[0-9a-f]{64}")
+MAX_SPECS = 4096  # specs kept by id (one per function version and revision in use)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Agent:
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
         self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
         self._code_present: set[str] = set()  # code dirs seen: no stat per invoke
+        self._specs: dict[str, FunctionSpec] = {}  # by spec id (service/agent_wire.py)
         (settings.data_dir / RECORD_NAME).write_text(json.dumps({
             "database": settings.database, "host_id": self.host_id, "name": options.name,
             "host_netns": options.host_netns}) + "\n")
@@ -192,18 +195,27 @@ class Agent:
             return web.json_response({"error": wire.error_to_json(e)}, status=e.status)
 
         async def invoke(request: web.Request) -> web.Response:
-            doc: dict[str, Any] = await request.json()
-            code_hex = str(doc["spec"].get("code_sha256", ""))
-            if not HEX.fullmatch(code_hex):
-                return error(AwsError("InvalidParameterValueException",
-                                      "code_sha256 must be 64 hex digits", 400))
-            code_dir = self.code.directory(code_hex)
-            if code_hex not in self._code_present:
-                if not code_dir.is_dir():
-                    return web.json_response({"need_code": code_hex}, status=409)
-                self._code_present.add(code_hex)
-            spec = wire.spec_from_json(doc["spec"], code_dir)
-            invocation = wire.invocation_from_json(doc["invocation"])
+            try:
+                sid, spec_doc, invocation = wire.read_invoke_body(await request.read())
+            except (ValueError, KeyError, TypeError) as e:
+                return error(AwsError("InvalidRequestContentException",
+                                      f"a malformed invoke ({e})", 400))
+            spec = self._specs.get(sid)
+            if spec is None:
+                if spec_doc is None:  # restarted since the server sent it: ask again
+                    return web.json_response({"need_spec": sid}, status=409)
+                code_hex = str(spec_doc.get("code_sha256", ""))
+                if wire.spec_id(spec_doc) != sid or not HEX.fullmatch(code_hex):
+                    return error(AwsError("InvalidParameterValueException",
+                                          "the spec's id or code_sha256 is not right", 400))
+                spec = wire.spec_from_json(spec_doc, self.code.directory(code_hex))
+                if len(self._specs) >= MAX_SPECS:
+                    self._specs.clear()
+                self._specs[sid] = spec
+            if spec.code_sha256 not in self._code_present:
+                if not spec.code_dir.is_dir():
+                    return web.json_response({"need_code": spec.code_sha256}, status=409)
+                self._code_present.add(spec.code_sha256)
             try:
                 result = await self.environments.invoke(spec, invocation)
             except AwsError as e:
@@ -214,7 +226,7 @@ class Agent:
                 return error(AwsError("ServiceException", "The Lambda service encountered an "
                                       "internal error while running the function.", 500,
                                       "Service"))
-            return web.json_response({"result": wire.result_to_json(result)})
+            return web.Response(body=wire.result_body(result), content_type=wire.FRAMED)
 
         async def put_code(request: web.Request) -> web.Response:
             code_hex = request.match_info["hex"]
