@@ -88,6 +88,9 @@ class RemoteEnvironments:
             log.warning("host %s (agent lp%s) missed its lease: removed with its assignments",
                         host.name, host.instance)
         self.placement.refresh()
+        live = {h.id for h in self.placement.live}
+        for host_id in [h for h in self._specs_sent if h not in live]:
+            del self._specs_sent[host_id]  # gone: a comeback is asked for the spec again
 
     # -- what the rest of the server asks -------------------------------------------------
     def in_flight(self, key: tuple[str, str]) -> int:
@@ -165,6 +168,8 @@ class RemoteEnvironments:
                        inv: Invocation) -> InvocationResult:
         sid, spec_doc = self._spec_doc(spec)
         sent = self._specs_sent.setdefault(host.id, set())
+        if len(sent) >= MAX_SPECS:
+            sent.clear()  # the agent says need_spec for any it dropped
         url = wire.base_url(host.address)
         timeout = aiohttp.ClientTimeout(total=spec.timeout_s + INVOKE_MARGIN_S,
                                         sock_connect=CONNECT_TIMEOUT_S)

@@ -155,3 +155,14 @@ async def test_the_sweep_deletes_an_expired_host(
     environments.hosts.register("lpc", "host-c", "unix:/nowhere", "c", time.time() - 60)
     environments._sweep_once()
     assert [h.name for h in environments.hosts.all()] == ["host-a", "host-b"]
+
+
+async def test_the_specs_sent_to_a_host_are_forgotten_when_it_goes(
+        remote: tuple[RemoteEnvironments, StandInAgent]) -> None:
+    environments, agent = remote
+    agent.has_code = True
+    await environments.invoke(_spec(), Invocation("req-1", b"{}"))
+    assert environments._specs_sent["lpa"] == {wire.spec_id(wire.spec_to_json(_spec()))}
+    environments.hosts.remove("lpa")
+    environments._sweep_once()
+    assert "lpa" not in environments._specs_sent
