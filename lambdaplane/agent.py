@@ -2,12 +2,12 @@
 shares its database (PostgreSQL). Runs the execution environments (sandbox pool, zygotes,
 worker namespace, Runtime API) and the CloudWatch Logs ingest of its functions' output, under
 its own data dir and instance prefix; holds a lease row in the hosts table (store/hosts.py),
-renewed every second with its load and the functions it holds environments for, and deletes
-other hosts' expired rows as it goes; serves the internal invoke endpoint
+renewed every second (in a thread, one UPDATE when nothing else changed) with its load and the
+functions it holds environments for, and deletes other hosts' expired rows as it goes; serves the internal invoke endpoint
 (service/agent_wire.py) over HTTP on a Unix socket in its data dir (reachable across network
 namespaces), or on `--listen HOST:PORT`. Code zips it lacks are sent by the server and kept
-in its own CodeStore. `--host-netns NAME` enters a network namespace (made by the caller)
-standing in for a host before anything is built. `lambdaplane clean` for its data dir removes
+in its own CodeStore; function specs are kept by id, sent once. `--host-netns NAME` enters a
+network namespace (made by the caller) standing in for a host before anything is built. `lambdaplane clean` for its data dir removes
 its kernel objects (in that namespace) and its host row (`agent.json` records where)."""
 from __future__ import annotations
 
