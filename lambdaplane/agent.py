@@ -2,12 +2,12 @@
 shares its database (PostgreSQL). Runs the execution environments (sandbox pool, zygotes,
 worker namespace, Runtime API) and the CloudWatch Logs ingest of its functions' output, under
 its own data dir and instance prefix; holds a lease row in the hosts table (store/hosts.py),
-renewed every second with its load and the functions it holds environments for, and deletes
-other hosts' expired rows as it goes; serves the internal invoke endpoint
+renewed every second (in a thread, one UPDATE when nothing else changed) with its load and the
+functions it holds environments for, and deletes other hosts' expired rows as it goes; serves the internal invoke endpoint
 (service/agent_wire.py) over HTTP on a Unix socket in its data dir (reachable across network
 namespaces), or on `--listen HOST:PORT`. Code zips it lacks are sent by the server and kept
-in its own CodeStore. `--host-netns NAME` enters a network namespace (made by the caller)
-standing in for a host before anything is built. `lambdaplane clean` for its data dir removes
+in its own CodeStore; function specs are kept by id, sent once. `--host-netns NAME` enters a
+network namespace (made by the caller) standing in for a host before anything is built. `lambdaplane clean` for its data dir removes
 its kernel objects (in that namespace) and its host row (`agent.json` records where)."""
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from .config import Settings
 from .errors import AwsError
 from .net.executor import NetThread
 from .net.names import Names
+from .sandbox.types import FunctionSpec
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
 from .store.hosts import Host, HostStore
@@ -40,6 +41,7 @@ log = logging.getLogger("lambdaplane.agent")
 RECORD_NAME = "agent.json"  # what `clean` needs: the database, the host row, the namespace
 SOCKET_NAME = "agent.sock"
 HEX = re.compile(r"[0-9a-f]{64}")
+MAX_SPECS = 4096  # specs kept by id (one per function version and revision in use)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class Agent:
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.environments.log_ingest = self.logs.ingest
         self._lease: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
+        self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
+        self._code_present: set[str] = set()  # code dirs seen: no stat per invoke
+        self._specs: dict[str, FunctionSpec] = {}  # by spec id (service/agent_wire.py)
         (settings.data_dir / RECORD_NAME).write_text(json.dumps({
             "database": settings.database, "host_id": self.host_id, "name": options.name,
             "host_netns": options.host_netns}) + "\n")
@@ -109,6 +115,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lease
             self._lease = None
+        if self._renewing is not None:  # its thread uses the connection: let it finish
+            await asyncio.wait([self._renewing])
         try:
             self.hosts.remove(self.host_id)  # placement stops sending at once
         except Exception:  # noqa: BLE001 - the lease runs out by itself
@@ -125,14 +133,23 @@ class Agent:
     def register(self) -> None:
         self.hosts.register(self.host_id, self.options.name, self.address,
                             self.names.instance, time.time())
+        self._warm_written = set()
 
     def warm_functions(self) -> set[tuple[str, str]]:
         return {env.spec.key for env in self.environments.registry.envs.values()}
 
-    def renew_once(self) -> None:
+    def renew_once(self, load: int | None = None,
+                   warm: set[tuple[str, str]] | None = None) -> None:
+        """Renew the lease with the load and warm functions (read on the loop by the caller
+        when this runs in a thread), and delete expired hosts: one UPDATE and one read when
+        the warm functions did not change."""
         now = time.time()
-        if not self.hosts.renew(self.host_id, now, self.environments.total_in_flight(),
-                                self.warm_functions()):
+        load = self.environments.total_in_flight() if load is None else load
+        warm = self.warm_functions() if warm is None else warm
+        written, self._warm_written = self._warm_written, None  # unknown should this fail
+        if self.hosts.renew(self.host_id, now, load, warm, written):
+            self._warm_written = warm
+        else:
             log.warning("the lease of %s had expired: registering again", self.options.name)
             self.register()
         for host in self.hosts.expire(now):
@@ -142,10 +159,20 @@ class Agent:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.options.renew_s)
+            # the database's round trips in a thread: invokes on the loop do not wait for them
+            # (only the lease uses this connection; stop waits for a renewal under way)
+            load, warm = self.environments.total_in_flight(), self.warm_functions()
+            self._renewing = asyncio.ensure_future(asyncio.to_thread(self.renew_once, load,
+                                                                     warm))
             try:
-                self.renew_once()
+                await asyncio.shield(self._renewing)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # noqa: BLE001 - the database may be away for a moment
                 log.exception("renewing the lease failed")
+            finally:
+                if self._renewing.done():
+                    self._renewing = None
 
     def name_taken_by(self) -> Host | None:
         """Another agent, alive, holding this host name (two hosts one name: refused)."""
@@ -168,16 +195,27 @@ class Agent:
             return web.json_response({"error": wire.error_to_json(e)}, status=e.status)
 
         async def invoke(request: web.Request) -> web.Response:
-            doc: dict[str, Any] = await request.json()
-            code_hex = str(doc["spec"].get("code_sha256", ""))
-            if not HEX.fullmatch(code_hex):
-                return error(AwsError("InvalidParameterValueException",
-                                      "code_sha256 must be 64 hex digits", 400))
-            code_dir = self.code.directory(code_hex)
-            if not code_dir.is_dir():
-                return web.json_response({"need_code": code_hex}, status=409)
-            spec = wire.spec_from_json(doc["spec"], code_dir)
-            invocation = wire.invocation_from_json(doc["invocation"])
+            try:
+                sid, spec_doc, invocation = wire.read_invoke_body(await request.read())
+            except (ValueError, KeyError, TypeError) as e:
+                return error(AwsError("InvalidRequestContentException",
+                                      f"a malformed invoke ({e})", 400))
+            spec = self._specs.get(sid)
+            if spec is None:
+                if spec_doc is None:  # restarted since the server sent it: ask again
+                    return web.json_response({"need_spec": sid}, status=409)
+                code_hex = str(spec_doc.get("code_sha256", ""))
+                if wire.spec_id(spec_doc) != sid or not HEX.fullmatch(code_hex):
+                    return error(AwsError("InvalidParameterValueException",
+                                          "the spec's id or code_sha256 is not right", 400))
+                spec = wire.spec_from_json(spec_doc, self.code.directory(code_hex))
+                if len(self._specs) >= MAX_SPECS:
+                    self._specs.clear()
+                self._specs[sid] = spec
+            if spec.code_sha256 not in self._code_present:
+                if not spec.code_dir.is_dir():
+                    return web.json_response({"need_code": spec.code_sha256}, status=409)
+                self._code_present.add(spec.code_sha256)
             try:
                 result = await self.environments.invoke(spec, invocation)
             except AwsError as e:
@@ -188,7 +226,7 @@ class Agent:
                 return error(AwsError("ServiceException", "The Lambda service encountered an "
                                       "internal error while running the function.", 500,
                                       "Service"))
-            return web.json_response({"result": wire.result_to_json(result)})
+            return web.Response(body=wire.result_body(result), content_type=wire.FRAMED)
 
         async def put_code(request: web.Request) -> web.Response:
             code_hex = request.match_info["hex"]

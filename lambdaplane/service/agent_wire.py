@@ -4,12 +4,19 @@ travel as JSON, and where an agent's address points (`unix:/path` — HTTP over 
 reachable across network namespaces — or `http://host:port`). Both sides import this module;
 nothing here does I/O.
 
-Requests: `POST /invoke` {"spec", "invocation"} → 200 {"result"}, 409 {"need_code": hex} when
-the agent lacks the function's code zip (the server then sends it: `PUT /code/<hex>`, the zip
-as the body, and repeats the invoke), or an error status with {"error"}; `GET /health`."""
+Requests: `POST /invoke`, the body one line of JSON {"spec_id", "spec" (only when the server
+has not sent this spec to this agent yet), "invocation" (without the payload)}, a newline, then
+the payload's raw bytes (no base64, no JSON escaping) → 200, the same framing: {"result"}
+without the payload, a newline, the payload; 409 {"need_spec": id} when the agent does not
+hold the spec named (restarted: the server repeats the invoke with the spec), 409
+{"need_code": hex} when it lacks the function's code zip (the server then sends it: `PUT
+/code/<hex>`, the zip as the body, and repeats the invoke), or an error status with {"error"};
+`GET /health`. A spec id is the sha256 of the spec's JSON: the same spec, the same id."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,7 @@ INVOKE_PATH = "/invoke"
 CODE_PATH = "/code/{hex}"
 HEALTH_PATH = "/health"
 MAX_BODY = 72 * 1024 * 1024  # a 50 MB zip, or a 6 MB payload as base64 JSON, with room
+FRAMED = "application/x-lambdaplane-invoke"  # a JSON line, a newline, the payload's bytes
 
 
 def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
@@ -93,3 +101,58 @@ def unix_socket_of(address: str) -> str | None:
 def base_url(address: str) -> str:
     """The URL requests to `address` are made against (a Unix socket's host is a dummy)."""
     return "http://agent" if unix_socket_of(address) is not None else address.rstrip("/")
+
+
+def spec_id(spec_doc: dict[str, Any]) -> str:
+    """The id a spec travels under once the agent holds it: its JSON's sha256."""
+    return hashlib.sha256(json.dumps(spec_doc, sort_keys=True).encode()).hexdigest()
+
+
+def _frame(head: dict[str, Any], payload: bytes) -> bytes:
+    return b"".join((json.dumps(head, separators=(",", ":")).encode(), b"\n", payload))
+
+
+def _unframe(body: bytes) -> tuple[dict[str, Any], bytes]:
+    head, newline, payload = body.partition(b"\n")
+    if not newline:
+        raise ValueError("a framed body needs a JSON line and a newline")
+    doc = json.loads(head)
+    if not isinstance(doc, dict):
+        raise ValueError("the JSON line must be an object")
+    return doc, payload
+
+
+def invoke_body(spec_id_: str, spec_doc: dict[str, Any] | None, inv: Invocation) -> bytes:
+    """`POST /invoke`'s body; `spec_doc` None when the agent already holds `spec_id_`."""
+    head: dict[str, Any] = {"spec_id": spec_id_, "invocation": {
+        "request_id": inv.request_id, "client_context": inv.client_context,
+        "cognito_identity": inv.cognito_identity, "trace_id": inv.trace_id,
+        "function_arn": inv.function_arn}}
+    if spec_doc is not None:
+        head["spec"] = spec_doc
+    return _frame(head, inv.payload)
+
+
+def read_invoke_body(body: bytes) -> tuple[str, dict[str, Any] | None, Invocation]:
+    """The spec id, the spec (None when not sent) and the invocation of an invoke's body."""
+    head, payload = _unframe(body)
+    doc = head["invocation"]
+    inv = Invocation(doc["request_id"], payload, doc.get("client_context"),
+                     doc.get("cognito_identity"), doc.get("trace_id") or "",
+                     doc.get("function_arn") or "")
+    return str(head["spec_id"]), head.get("spec"), inv
+
+
+def result_body(result: InvocationResult) -> bytes:
+    doc = result_to_json(result)
+    del doc["payload"]
+    return _frame({"result": doc}, result.payload)
+
+
+def read_result_body(body: bytes) -> InvocationResult:
+    head, payload = _unframe(body)
+    doc = dict(head["result"])
+    result = result_from_json({**doc, "payload": ""})
+    return InvocationResult(payload, result.function_error, result.error_type,
+                            result.log_text, result.duration_ms, result.init_duration_ms,
+                            result.cold_start, result.extra)

@@ -45,12 +45,14 @@ class Placement:
         self.forwarded: Counter[str] = Counter()  # invokes this server has in flight, by host
 
     def refresh(self) -> None:
-        """Read the live hosts and their warm functions again."""
+        """Read the live hosts and their warm functions again (two reads, however many
+        hosts)."""
         now = self.clock()
         self.live = self.hosts.live(now)
+        by_host = self.hosts.warm_by_host()
         warm: dict[FunctionKey, set[str]] = {}
         for host in self.live:
-            for key in self.hosts.warm_functions(host.id):
+            for key in by_host.get(host.id, ()):
                 warm.setdefault(key, set()).add(host.id)
         self.warm = warm
 

@@ -2,7 +2,7 @@
 is placed on a live agent (service/placement.py) and forwarded over the agent's internal
 endpoint (service/agent_wire.py); the agent runs it in its ExecutionEnvironments and the result
 comes back as the local path would have returned it. A code zip the agent lacks is sent to it
-once (it keeps it by sha256). Every second, hosts whose lease ran out are deleted with their
+once (it keeps it by sha256), and so is each function spec (then only its id travels). Every second, hosts whose lease ran out are deleted with their
 assignments (store/hosts.py) and the placement's snapshot is refreshed.
 
 Not here yet: VPC functions and functions with layers (they need the VPC across hosts and
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import Counter
@@ -32,6 +33,7 @@ log = logging.getLogger("lambdaplane.remote")
 SWEEP_INTERVAL_S = 1.0
 CONNECT_TIMEOUT_S = 5.0
 INVOKE_MARGIN_S = 120.0  # beyond the function's timeout: a cold start on a busy host
+MAX_SPECS = 4096  # spec JSONs kept (one per function version and revision in use)
 
 
 def _service_error(message: str) -> AwsError:
@@ -54,6 +56,9 @@ class RemoteEnvironments:
         self.zygote_restarts = 0
         self.busy: Counter[tuple[str, str]] = Counter()
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        # a spec's JSON and id, by the spec object (the functions service keeps one per record)
+        self._spec_docs: dict[int, tuple[FunctionSpec, str, dict[str, Any]]] = {}
+        self._specs_sent: dict[str, set[str]] = {}  # host id → spec ids it was sent
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -83,6 +88,9 @@ class RemoteEnvironments:
             log.warning("host %s (agent lp%s) missed its lease: removed with its assignments",
                         host.name, host.instance)
         self.placement.refresh()
+        live = {h.id for h in self.placement.live}
+        for host_id in [h for h in self._specs_sent if h not in live]:
+            del self._specs_sent[host_id]  # gone: a comeback is asked for the spec again
 
     # -- what the rest of the server asks -------------------------------------------------
     def in_flight(self, key: tuple[str, str]) -> int:
@@ -144,18 +152,34 @@ class RemoteEnvironments:
             self._sessions[address] = session
         return session
 
+    def _spec_doc(self, spec: FunctionSpec) -> tuple[str, dict[str, Any]]:
+        """The spec's id and JSON, made once per spec object (not once per invoke)."""
+        held = self._spec_docs.get(id(spec))
+        if held is not None and held[0] is spec:
+            return held[1], held[2]
+        if len(self._spec_docs) >= MAX_SPECS:
+            self._spec_docs.clear()
+        doc = wire.spec_to_json(spec)
+        sid = wire.spec_id(doc)
+        self._spec_docs[id(spec)] = (spec, sid, doc)
+        return sid, doc
+
     async def _forward(self, host: Host, spec: FunctionSpec,
                        inv: Invocation) -> InvocationResult:
-        body = {"spec": wire.spec_to_json(spec), "invocation": wire.invocation_to_json(inv)}
+        sid, spec_doc = self._spec_doc(spec)
+        sent = self._specs_sent.setdefault(host.id, set())
+        if len(sent) >= MAX_SPECS:
+            sent.clear()  # the agent says need_spec for any it dropped
         url = wire.base_url(host.address)
         timeout = aiohttp.ClientTimeout(total=spec.timeout_s + INVOKE_MARGIN_S,
                                         sock_connect=CONNECT_TIMEOUT_S)
         session = self._session(host.address)
-        for _attempt in range(2):  # the second after sending the code zip it lacked
+        for _attempt in range(3):  # again after sending the spec, the code zip it lacked
+            body = wire.invoke_body(sid, None if sid in sent else spec_doc, inv)
             try:
-                async with session.post(url + wire.INVOKE_PATH, json=body,
-                                        timeout=timeout) as resp:
-                    doc = await resp.json()
+                async with session.post(url + wire.INVOKE_PATH, data=body, timeout=timeout,
+                                        headers={"Content-Type": wire.FRAMED}) as resp:
+                    data = await resp.read()
                     status = resp.status
             except (aiohttp.ClientConnectorError, FileNotFoundError,
                     ConnectionRefusedError) as e:
@@ -164,8 +188,14 @@ class RemoteEnvironments:
                 raise _service_error(f"The host running the function was lost ({e}).") \
                     from None
             if status == 200:
-                return wire.result_from_json(doc["result"])
+                sent.add(sid)
+                return wire.read_result_body(data)
+            doc = json.loads(data)
+            if status == 409 and "need_spec" in doc:  # the agent restarted: send it again
+                sent.discard(sid)
+                continue
             if status == 409 and "need_code" in doc:
+                sent.add(sid)  # the agent keeps a spec it was sent, with or without the code
                 await self._send_code(session, url, doc["need_code"], timeout)
                 continue
             raise wire.error_from_json(doc["error"])

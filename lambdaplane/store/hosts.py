@@ -60,14 +60,19 @@ class HostStore:
                          (host_id, name, address, instance, now + self.lease_s, now))
         return Host(host_id, name, address, instance, now + self.lease_s, 0, now)
 
-    def renew(self, host_id: str, now: float, load: int, warm: set[FunctionKey]) -> bool:
+    def renew(self, host_id: str, now: float, load: int, warm: set[FunctionKey],
+              written: set[FunctionKey] | None = None) -> bool:
         """Extend the lease and record the load and warm functions; False when the row is
-        gone (it expired and was deleted): the agent must register again."""
+        gone (it expired and was deleted): the agent must register again. `written`: the warm
+        set this agent last recorded (None: unknown, read it); when it is `warm`, the renewal
+        is one UPDATE — the common case, once a second, on a database a round trip away."""
+        if written is not None and written == warm:
+            return self.db.conn.execute("UPDATE hosts SET lease_expires=?, load=? WHERE id=?",
+                                        (now + self.lease_s, load, host_id)).rowcount > 0
         with self.db.transaction() as conn:
-            if conn.execute("SELECT id FROM hosts WHERE id=?", (host_id,)).fetchone() is None:
+            if conn.execute("UPDATE hosts SET lease_expires=?, load=? WHERE id=?",
+                            (now + self.lease_s, load, host_id)).rowcount <= 0:
                 return False
-            conn.execute("UPDATE hosts SET lease_expires=?, load=? WHERE id=?",
-                         (now + self.lease_s, load, host_id))
             held = {(r["region"], r["function"]) for r in conn.execute(
                 "SELECT region, function FROM host_warm_functions WHERE host_id=?",
                 (host_id,)).fetchall()}
@@ -80,7 +85,11 @@ class HostStore:
         return True
 
     def expire(self, now: float) -> list[Host]:
-        """Delete every host whose lease ran out, and its assignments; the hosts deleted."""
+        """Delete every host whose lease ran out, and its assignments; the hosts deleted.
+        One read when none has (every second, on every live process)."""
+        if self.db.conn.execute("SELECT id FROM hosts WHERE lease_expires <= ? LIMIT 1",
+                                (now,)).fetchone() is None:
+            return []
         with self.db.transaction() as conn:
             gone = [_host(r) for r in conn.execute(
                 "SELECT * FROM hosts WHERE lease_expires <= ? ORDER BY name",
@@ -121,6 +130,14 @@ class HostStore:
         return {(r["region"], r["function"]) for r in self.db.conn.execute(
             "SELECT region, function FROM host_warm_functions WHERE host_id=?",
             (host_id,)).fetchall()}
+
+    def warm_by_host(self) -> dict[str, set[FunctionKey]]:
+        """Every host's warm functions, in one read."""
+        warm: dict[str, set[FunctionKey]] = {}
+        for r in self.db.conn.execute(
+                "SELECT host_id, region, function FROM host_warm_functions").fetchall():
+            warm.setdefault(r["host_id"], set()).add((r["region"], r["function"]))
+        return warm
 
     @staticmethod
     def _delete(conn: object, host_id: str) -> None:

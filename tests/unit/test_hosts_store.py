@@ -65,3 +65,33 @@ def test_register_takes_over_a_name_and_remove_deletes(hosts: HostStore) -> None
     assert hosts.remove("lpa2")
     assert not hosts.remove("lpa2")
     assert hosts.all() == []
+
+
+def test_renew_with_the_warm_set_written_updates_only_the_lease(hosts: HostStore) -> None:
+    """The agent's renewal every second: when the warm functions are the ones it last wrote,
+    one UPDATE (lease and load); the warm rows stay; a deleted row still says 'register'."""
+    hosts.register("lpa1", "host-a", "unix:/a/agent.sock", "a1", now=100.0)
+    warm = {("us-east-1", "f")}
+    assert hosts.renew("lpa1", 101.0, load=0, warm=warm, written=set())
+    changes = hosts.db.conn.total_changes
+    assert hosts.renew("lpa1", 102.0, load=2, warm=warm, written=warm)
+    assert hosts.db.conn.total_changes == changes + 1  # the hosts row, nothing else
+    assert [(h.load, h.lease_expires) for h in hosts.live(now=102.0)] == [(2, 107.0)]
+    assert hosts.warm_functions("lpa1") == warm
+    assert hosts.warm_by_host() == {"lpa1": warm}
+    # a stale `written` (the row was rewritten by someone else) is still corrected on change
+    assert hosts.renew("lpa1", 103.0, load=0, warm=set(), written=warm)
+    assert hosts.warm_by_host() == {}
+    hosts.remove("lpa1")
+    assert not hosts.renew("lpa1", 104.0, load=0, warm=set(), written=set())
+
+
+def test_expire_with_nothing_expired_writes_nothing(hosts: HostStore) -> None:
+    hosts.register("lpa1", "host-a", "unix:/a/agent.sock", "a1", now=100.0)
+    hosts.register("lpb1", "host-b", "unix:/b/agent.sock", "b1", now=100.0)
+    hosts.renew("lpb1", 100.0, load=0, warm={("us-east-1", "f")})
+    changes = hosts.db.conn.total_changes
+    assert hosts.expire(now=104.0) == []
+    assert hosts.db.conn.total_changes == changes
+    assert [h.name for h in hosts.expire(now=105.0)] == ["host-a", "host-b"]
+    assert hosts.all() == [] and hosts.warm_by_host() == {}

@@ -116,3 +116,21 @@ def test_wire_round_trips() -> None:
     assert wire.unix_socket_of("unix:/d/agent.sock") == "/d/agent.sock"
     assert wire.unix_socket_of("http://10.0.0.2:4748") is None
     assert wire.base_url("http://10.0.0.2:4748/") == "http://10.0.0.2:4748"
+
+
+def test_framed_invoke_and_result_bodies_carry_raw_payloads() -> None:
+    """The invoke and its result travel as a JSON line and the payload's own bytes (newlines,
+    NULs and non-UTF-8 included): no base64; the spec only when asked for, under its id."""
+    spec_doc = {"name": "f", "code_sha256": "ab" * 32}
+    sid = wire.spec_id(spec_doc)
+    assert sid == wire.spec_id(dict(reversed(list(spec_doc.items()))))  # order-free
+    inv = Invocation("req-1", b'\n{"x": 1}\n\x00\xff', "Y3R4", '{"id": 1}', "Root=1", "arn:q")
+    assert wire.read_invoke_body(wire.invoke_body(sid, spec_doc, inv)) == (sid, spec_doc, inv)
+    assert wire.read_invoke_body(wire.invoke_body(sid, None, inv)) == (sid, None, inv)
+    result = InvocationResult(b"\x00out\n\n", "Unhandled", "Runtime.ExitError", "START …\n",
+                              1.5, 30.25, True, {"fork_ms": 2.0})
+    assert wire.read_result_body(wire.result_body(result)) == result
+    assert wire.read_result_body(wire.result_body(InvocationResult(b""))) == \
+        InvocationResult(b"")
+    with pytest.raises(ValueError):
+        wire.read_invoke_body(b'{"spec_id": "x"}')  # no newline: not a framed body

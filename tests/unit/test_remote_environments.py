@@ -27,7 +27,8 @@ HEX = hashlib.sha256(ZIP).hexdigest()
 
 
 class StandInAgent:
-    """Answers /invoke with the payload reversed; asks for the code until it has it."""
+    """Answers /invoke with the payload reversed; asks for a spec it does not hold (by id) and
+    for the code until it has it."""
 
     def __init__(self, socket: Path) -> None:
         self.socket = socket
@@ -35,6 +36,8 @@ class StandInAgent:
         self.invokes: list[str] = []
         self.code_puts = 0
         self.fail_with: AwsError | None = None
+        self.specs: dict[str, dict[str, Any]] = {}  # by id, as the agent keeps them
+        self.specs_received = 0
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -46,17 +49,23 @@ class StandInAgent:
         await web.UnixSite(self.runner, str(self.socket)).start()
 
     async def invoke(self, request: web.Request) -> web.Response:
-        doc: dict[str, Any] = await request.json()
+        assert request.content_type == wire.FRAMED
+        sid, spec_doc, inv = wire.read_invoke_body(await request.read())
+        if spec_doc is not None:
+            assert wire.spec_id(spec_doc) == sid
+            self.specs[sid] = spec_doc
+            self.specs_received += 1
+        if sid not in self.specs:
+            return web.json_response({"need_spec": sid}, status=409)
         if not self.has_code:
-            return web.json_response({"need_code": doc["spec"]["code_sha256"]}, status=409)
+            return web.json_response({"need_code": self.specs[sid]["code_sha256"]}, status=409)
         if self.fail_with is not None:
             return web.json_response({"error": wire.error_to_json(self.fail_with)},
                                      status=self.fail_with.status)
-        inv = wire.invocation_from_json(doc["invocation"])
         self.invokes.append(inv.request_id)
         from lambdaplane.sandbox.types import InvocationResult
-        return web.json_response({"result": wire.result_to_json(
-            InvocationResult(inv.payload[::-1], log_text="START …", cold_start=True))})
+        return web.Response(body=wire.result_body(InvocationResult(
+            inv.payload[::-1], log_text="START …", cold_start=True)), content_type=wire.FRAMED)
 
     async def put_code(self, request: web.Request) -> web.Response:
         assert request.match_info["hex"] == HEX and await request.read() == ZIP
@@ -103,6 +112,24 @@ async def test_code_is_sent_once_and_a_dead_host_is_skipped(
     await environments.invoke(_spec(), Invocation("req-2", b"xy"))
     assert agent.invokes == ["req-1", "req-2"] and agent.code_puts == 1
     assert environments.total_in_flight() == 0
+    assert agent.specs_received == 1  # the spec crosses once; then its id does
+
+
+async def test_an_agent_that_lost_the_spec_gets_it_again(
+        remote: tuple[RemoteEnvironments, StandInAgent]) -> None:
+    """An agent restarted since the server sent it a spec answers need_spec: the server
+    sends the spec with the repeated invoke; a changed spec (another revision) is sent too."""
+    environments, agent = remote
+    agent.has_code = True
+    await environments.invoke(_spec(), Invocation("req-1", b"\x00\n\xff"))
+    agent.specs.clear()  # the restart
+    result = await environments.invoke(_spec(), Invocation("req-2", b"\n\n"))
+    assert result.payload == b"\n\n" and agent.invokes == ["req-1", "req-2"]
+    assert agent.specs_received == 2
+    import dataclasses
+    await environments.invoke(dataclasses.replace(_spec(), revision_id="r2"),
+                              Invocation("req-3", b""))
+    assert agent.specs_received == 3 and len(agent.specs) == 2
 
 
 async def test_an_agents_error_comes_back_and_vpc_functions_are_refused(
@@ -128,3 +155,14 @@ async def test_the_sweep_deletes_an_expired_host(
     environments.hosts.register("lpc", "host-c", "unix:/nowhere", "c", time.time() - 60)
     environments._sweep_once()
     assert [h.name for h in environments.hosts.all()] == ["host-a", "host-b"]
+
+
+async def test_the_specs_sent_to_a_host_are_forgotten_when_it_goes(
+        remote: tuple[RemoteEnvironments, StandInAgent]) -> None:
+    environments, agent = remote
+    agent.has_code = True
+    await environments.invoke(_spec(), Invocation("req-1", b"{}"))
+    assert environments._specs_sent["lpa"] == {wire.spec_id(wire.spec_to_json(_spec()))}
+    environments.hosts.remove("lpa")
+    environments._sweep_once()
+    assert "lpa" not in environments._specs_sent
