@@ -129,6 +129,13 @@ class ExecutionEnvironments:
             raise
 
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:  # last, and whatever failed before: the server's own cpu group
+            await asyncio.to_thread(server_cpu.leave, self.names, self._server_cpu_from)
+            self._server_cpu_from = None
+
+    async def _stop(self) -> None:
         self.registry.started = False
         await self.registry.stop_reaping()
         await self.capacity.stop()
@@ -143,8 +150,6 @@ class ExecutionEnvironments:
         await asyncio.to_thread(cgroups.restore_moves, self._moves_favored,
                                 self._moves_record)
         self._moves_favored = None
-        await asyncio.to_thread(server_cpu.leave, self.names, self._server_cpu_from)
-        self._server_cpu_from = None
 
     # queries -----------------------------------------------------------------------------
     def in_flight(self, key: tuple[str, str]) -> int:
