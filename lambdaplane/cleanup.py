@@ -18,8 +18,8 @@ CONTROLLERS = ("memory", "pids", "cpu")
 
 
 def cgroup_dirs(names: Names) -> list[Path]:
-    """The instance's directory per controller, then its top-level cpu groups (the
-    functions' `lp<instance>-fn-*` and the server's `lp<instance>-server`)."""
+    """The instance's directory per controller, then its top-level cpu groups (the server's
+    `lp<instance>-server`, sandbox/server_cpu.py)."""
     top = sorted((CGROUP_ROOT / "cpu").glob(f"{names.prefix}-*")) \
         if (CGROUP_ROOT / "cpu").is_dir() else []
     return [CGROUP_ROOT / c / names.cgroup_dir for c in CONTROLLERS] + top

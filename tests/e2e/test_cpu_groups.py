@@ -26,9 +26,8 @@ def test_environment_runs_in_its_function_cpu_group(server: LiveServer, memory: 
                            MemorySize=memory)
     out = server.lambda_().invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(out["Payload"].read()) == 1  # PID 1 of its sandbox
-    group = cgroups.function_cpu_dir(Names(server.instance),
-                                     cgroups.function_group("us-east-1", name))
-    assert group.parent == cgroups.CGROUP_ROOT / cgroups.CPU  # top level: no shared parent
+    group = (cgroups.instance_dir(Names(server.instance), cgroups.CPU)
+             / cgroups.function_group("us-east-1", name))
     envs = [d for d in group.iterdir() if d.is_dir()]
     assert len(envs) == 1
     assert (envs[0] / "cgroup.procs").read_text().split(), "the environment is not in it"
