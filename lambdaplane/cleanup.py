@@ -18,10 +18,12 @@ CONTROLLERS = ("memory", "pids", "cpu")
 
 
 def cgroup_dirs(names: Names) -> list[Path]:
-    """The instance's directory per controller, then its top-level cpu groups (the server's
-    `lp<instance>-server`, sandbox/server_cpu.py)."""
-    top = sorted((CGROUP_ROOT / "cpu").glob(f"{names.prefix}-*")) \
-        if (CGROUP_ROOT / "cpu").is_dir() else []
+    """The instance's directory per controller, then its top-level cpu groups: the server's
+    `lp<instance>-server` (sandbox/server_cpu.py) and the functions' `lp-<instance>-fn-*`
+    (sandbox/cgroups.py)."""
+    cpu = CGROUP_ROOT / "cpu"
+    top = sorted([*cpu.glob(f"{names.prefix}-*"), *cpu.glob(f"lp-{names.instance}-fn-*")]) \
+        if cpu.is_dir() else []
     return [CGROUP_ROOT / c / names.cgroup_dir for c in CONTROLLERS] + top
 
 

@@ -2,10 +2,10 @@
 server process (all its threads) joins at start and leaves at stop. The server handles every
 invoke of every function (the Lambda API, the Runtime API, logs), so it must not compete with
 the sandboxes at one process's weight: left in the root cgroup, each of its threads weighed
-one process (1024), half of what the shared `lambdaplane` group of all functions weighs on
-2 CPUs, so a function spinning at full concurrency took a third or more of every core the
-server woke on. Its group weighs four busy processes per CPU; weights are work-conserving,
-so this costs the functions nothing while the server sleeps. Children it starts inherit the group until they join their
+one process (1024), as much as one busy function's group (sandbox/cgroups.py), so a few
+spinning functions would take most of every core the server wakes on. Its group weighs four
+busy processes per CPU; weights are work-conserving, so this costs the functions nothing
+while the server sleeps. Children it starts inherit the group until they join their
 own (zygotes and sandboxes do, before any function code). Hosts without a v1 cpu hierarchy
 keep the server where it is."""
 from __future__ import annotations

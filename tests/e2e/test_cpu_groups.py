@@ -26,8 +26,9 @@ def test_environment_runs_in_its_function_cpu_group(server: LiveServer, memory: 
                            MemorySize=memory)
     out = server.lambda_().invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(out["Payload"].read()) == 1  # PID 1 of its sandbox
-    group = (cgroups.instance_dir(Names(server.instance), cgroups.CPU)
-             / cgroups.function_group("us-east-1", name))
+    group = cgroups.function_cpu_dir(Names(server.instance),
+                                     cgroups.function_group("us-east-1", name))
+    assert group.parent == cgroups.CGROUP_ROOT / cgroups.CPU  # top level: no shared parent
     envs = [d for d in group.iterdir() if d.is_dir()]
     assert len(envs) == 1
     assert (envs[0] / "cgroup.procs").read_text().split(), "the environment is not in it"
@@ -83,3 +84,17 @@ def test_server_runs_in_its_own_heavier_cpu_group(server: LiveServer) -> None:
     assert str(server.proc.pid) in (group / "cgroup.procs").read_text().split()
     assert int((group / "cpu.shares").read_text()) == server_cpu.server_shares()
     assert server_cpu.server_shares() > cgroups.cpu_shares_for(10240)
+
+
+def test_function_sees_its_cgroups_as_the_root(server: LiveServer) -> None:
+    """A sandbox that moved into its function's top-level cpu group (a pre-forked one, on
+    assignment) sees it as "/" in /proc/self/cgroup, not a path up and across the host's."""
+    create_python_function(server.lambda_(), "cgview",
+                           "def handler(e, c):\n    return open('/proc/self/cgroup').read()\n")
+    for _ in range(2):
+        out = server.lambda_().invoke(FunctionName="cgview", Payload=b"{}")
+        lines = json.loads(out["Payload"].read()).splitlines()
+        cpu = [line for line in lines if "cpu" in line.split(":")[1].split(",")]
+        assert cpu and all(line.endswith(":/") for line in cpu), lines
+        server.lambda_().update_function_configuration(FunctionName="cgview",
+                                                       Description="next")
