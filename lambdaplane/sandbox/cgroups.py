@@ -1,7 +1,8 @@
 """Server-side cgroup v1 management for execution environments and zygotes: one memory, one
 pids and one cpu cgroup per environment (sized from MemorySize; 1,024 tasks like AWS) and one
-of each per zygote, all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each
-controller, so `cleanup.clean_instance` finds and kills everything. This machine has cgroup v1
+of each per zygote, under `names.cgroup_dir` (lambdaplane/lp<instance>) of each controller
+except an assigned environment's cpu cgroup (in its function's top-level group, below), so
+`cleanup.clean_instance` finds and kills everything. This machine has cgroup v1
 memory, pids and cpu controllers at /sys/fs/cgroup/{memory,pids,cpu}; v2 is mounted without
 controllers. Without a v1 cpu hierarchy, environments simply get no cpu cgroup.
 
