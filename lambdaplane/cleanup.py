@@ -4,6 +4,7 @@ by its `lp<instance>` prefix, and nothing else. Also the backstop that tests run
 stops, and `leftovers()` is what they assert is empty."""
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -19,7 +20,21 @@ CONTROLLERS = ("memory", "pids", "cpu")
 
 
 def cgroup_dirs(names: Names) -> list[Path]:
-    return [CGROUP_ROOT / c / names.cgroup_dir for c in CONTROLLERS]
+    """The instance's directory per controller, then its top-level cpu groups: the server's
+    `lp<instance>-server` (sandbox/server_cpu.py) and the functions' `lp-<instance>-fn-*`
+    (sandbox/cgroups.py)."""
+    cpu = CGROUP_ROOT / "cpu"
+    top = sorted([*cpu.glob(f"{names.prefix}-*"), *cpu.glob(f"lp-{names.instance}-fn-*")]) \
+        if cpu.is_dir() else []
+    return [CGROUP_ROOT / c / names.cgroup_dir for c in CONTROLLERS] + top
+
+
+def _step_out_of(cgroup: Path) -> None:
+    """A process that ran the instance's environments itself (tests do) and did not stop them
+    is still in the server's cpu group: move it to the root of the hierarchy, not kill it."""
+    if os.getpid() in _pids_in(cgroup):
+        root = CGROUP_ROOT / cgroup.relative_to(CGROUP_ROOT).parts[0]
+        (root / "cgroup.procs").write_text(str(os.getpid()))
 
 
 def clean_instance(instance: str) -> list[str]:
@@ -27,6 +42,7 @@ def clean_instance(instance: str) -> list[str]:
     done: list[str] = []
     for cg in cgroup_dirs(names):
         if cg.exists():
+            _step_out_of(cg)
             kill_cgroup_tree(cg)
             done.append(f"removed cgroup {cg}")
     fabric_pids = processes_in(names.fabric_netns)  # its FRR daemons (net/fabric.py)

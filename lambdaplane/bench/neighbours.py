@@ -3,7 +3,9 @@ is measured quiet, then again while another function spins the CPU at full concu
 many concurrent invocations of a busy loop as the bench keeps in flight). The figure is the
 victim's p99 under noise over its quiet p99 (the median over rounds); the issue's goal is at
 most 2x. CPU shares follow MemorySize (sandbox/cgroups.py), so the spinner gets its memory's
-share, not the machine; short CPU slices (cpu_slice.py) keep the victim's wake-ups quick.
+share, not the machine; each function's cpu group is a top-level cgroup and the server has a
+heavier one of its own (sandbox/server_cpu.py), and short CPU slices (cpu_slice.py), so the
+victim's wake-ups preempt the spinner (docs/security.md, CPU).
 Without --endpoint the bench runs two private servers, the default and `--cpu-slice-us 0`
 (the kernel's slice), and alternates rounds between them; the host's load average before and
 after is in the result (the machine may be shared: quiet figures move with it)."""

@@ -1,18 +1,23 @@
 """Server-side cgroup v1 management for execution environments and zygotes: one memory, one
 pids and one cpu cgroup per environment (sized from MemorySize; 1,024 tasks like AWS) and one
-of each per zygote, all under `names.cgroup_dir` (lambdaplane/lp<instance>) of each
-controller, so `cleanup.clean_instance` finds and kills everything. This machine has cgroup v1
+of each per zygote, under `names.cgroup_dir` (lambdaplane/lp<instance>) of each controller
+except an assigned environment's cpu cgroup (in its function's top-level group, below), so
+`cleanup.clean_instance` finds and kills everything. This machine has cgroup v1
 memory, pids and cpu controllers at /sys/fs/cgroup/{memory,pids,cpu}; v2 is mounted without
 controllers. Without a v1 cpu hierarchy, environments simply get no cpu cgroup.
 
 CPU follows memory as on AWS, where 1,769 MB is one vCPU: an environment's cpu.shares is
 1024 x MemorySize / 1769 and cpu.cfs_quota caps it at ceil(MemorySize / 1769) CPUs (AWS's
 vCPU count: 1 up to 1,769 MB, 6 at 10,240 MB). Environments sit in a cpu group of their
-function (cpu/<instance>/fn-<hash>/env-<id>), all functions with one weight: a function
-spinning at full concurrency shares the CPU with its neighbours as one function, not as one
-neighbour per environment. Shares are work-conserving: on an idle host a 128 MB function
-still runs at full speed. A pre-forked sandbox (function unknown) is moved into its
-function's group when it is assigned, before any function code runs."""
+function, all functions with one weight: a function spinning at full concurrency shares the
+CPU with its neighbours as one function, not as one neighbour per environment. The function
+groups are top-level cpu groups (cpu/lp-<instance>-fn-<hash>/env-<id>), not below a shared
+parent: below one parent, a spinning function spends the parent's share against everything
+else on the host, and a neighbour's wake-up then waits for the parent's next turn instead of
+preempting as a sleeper does (docs/security.md, CPU). Shares are work-conserving: on an idle
+host a 128 MB function still runs at full speed. A pre-forked sandbox (function unknown) is
+moved into its function's group when it is assigned, before any function code runs; until
+then it and the zygotes sit below the shared `lambdaplane` group."""
 from __future__ import annotations
 
 import contextlib
@@ -94,12 +99,27 @@ def function_group(region: str, name: str) -> str:
     return "fn-" + hashlib.sha1(f"{region}/{name}".encode()).hexdigest()[:12]
 
 
+def function_cpu_dir(names: Names, group: str) -> Path:
+    """The top-level cpu group of one function of this instance (see the module docstring):
+    `lp-<instance>-fn-<hash>`. A runtime started ahead (prestart.py) keeps the cgroup
+    namespace of its sandbox's first cgroup, so it can read this name in /proc/self/cgroup
+    (as it read `fn-<hash>` below the shared group before): it names no host path and does
+    not spell the `lp<instance>` prefix of the host's links and namespaces."""
+    return CGROUP_ROOT / CPU / f"lp-{names.instance}-{group}"
+
+
+def function_cpu_dirs(names: Names) -> list[Path]:
+    """Every function cpu group of this instance (for stop and clean)."""
+    root = CGROUP_ROOT / CPU
+    return sorted(root.glob(f"lp-{names.instance}-fn-*")) if root.is_dir() else []
+
+
 def _make(names: Names, key: str, leaf: str, group: str = "") -> EnvCgroup:
     memory_dir = instance_dir(names, MEMORY) / leaf
     pids_dir = instance_dir(names, PIDS) / leaf
     cpu_dir = None
     if has_cpu_controller():
-        cpu_dir = instance_dir(names, CPU) / group / leaf if group else \
+        cpu_dir = function_cpu_dir(names, group) / leaf if group else \
             instance_dir(names, CPU) / leaf
     for d in (memory_dir, pids_dir, *((cpu_dir,) if cpu_dir else ())):
         for attempt in range(3):
@@ -177,7 +197,7 @@ def for_function(names: Names, cg: EnvCgroup, group: str, memory_mb: int) -> Env
     function code. The first is removed with the rest (`left`)."""
     if cg.cpu_dir is None:
         return cg
-    moved = replace(cg, cpu_dir=instance_dir(names, CPU) / group / cg.cpu_dir.name,
+    moved = replace(cg, cpu_dir=function_cpu_dir(names, group) / cg.cpu_dir.name,
                     left=(*cg.left, cg.cpu_dir))
     assert moved.cpu_dir is not None
     moved.cpu_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +295,7 @@ def destroy_env_cgroup(cg: EnvCgroup) -> None:
     _forget_peak_fd(cg)
     for d in cg.dirs:
         kill_cgroup_tree(d)
-    if cg.cpu_dir is not None and cg.cpu_dir.parent.name.startswith("fn-"):
+    if cg.cpu_dir is not None and "-fn-" in cg.cpu_dir.parent.name:
         with contextlib.suppress(OSError):  # busy: the function has other environments
             cg.cpu_dir.parent.rmdir()
 
@@ -286,6 +306,8 @@ def remove_instance_cgroups(names: Names) -> None:
     goes with its last instance (`_make` copes with it vanishing under a concurrent start)."""
     for controller in (MEMORY, PIDS, CPU):
         kill_cgroup_tree(instance_dir(names, controller))
+    for group in function_cpu_dirs(names):
+        kill_cgroup_tree(group)
 
 
 @dataclass(frozen=True)

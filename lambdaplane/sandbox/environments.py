@@ -14,6 +14,7 @@ run (invocation_run.py)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -23,7 +24,7 @@ from ..net.host_sysctls import RECORD_NAME as HOST_SYSCTLS_RECORD
 from ..net.names import Names
 from ..net.worker import WorkerNet
 from ..store.log_ingest import LogIngest
-from . import cgroups
+from . import cgroups, server_cpu
 from .capacity import CapacityController, DemandLearner
 from .cold_start import ColdStarts
 from .env_registry import EnvironmentRegistry
@@ -73,6 +74,7 @@ class ExecutionEnvironments:
                                       self.zygotes, self.prewarmed, self.capacity,
                                       self.registry)
         self._moves_favored: cgroups.Cgroup2Mount | None = None
+        self._server_cpu_from: Path | None = None  # the cpu cgroup the server came from
         self._moves_record = settings.data_dir / "cgroup2-options"
 
     def _any_busy(self) -> bool:
@@ -111,6 +113,7 @@ class ExecutionEnvironments:
             # A SIGKILLed server of this instance left its environments' and zygotes' cgroups
             # (and any process still in them): nothing of ours runs yet, so all of it is stale.
             await asyncio.to_thread(cgroups.remove_instance_cgroups, self.names)
+            self._server_cpu_from = await asyncio.to_thread(server_cpu.join, self.names)
             self._moves_favored = await asyncio.to_thread(cgroups.favor_dynamic_moves,
                                                           self._moves_record)
             await self.net.run(self.worker.setup)
@@ -126,6 +129,13 @@ class ExecutionEnvironments:
             raise
 
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:  # last, and whatever failed before: the server's own cpu group
+            await asyncio.to_thread(server_cpu.leave, self.names, self._server_cpu_from)
+            self._server_cpu_from = None
+
+    async def _stop(self) -> None:
         self.registry.started = False
         await self.registry.stop_reaping()
         await self.capacity.stop()

@@ -63,11 +63,14 @@ def await_assignment(ctl_fd: int, stash: list[str], runtime_pid: int = 0
     assignment: dict[str, Any] = json.loads(data)
     runtime_fd = fds[1] if assignment.get("runtime_fd") else None
     # then its function's cpu cgroup (opened by the server: not in our view)
-    for procs in fds[2 if runtime_fd is not None else 1:]:
+    joined = fds[2 if runtime_fd is not None else 1:]
+    for procs in joined:
         os.write(procs, b"0")
         if runtime_pid:
             os.write(procs, str(runtime_pid).encode())
         os.close(procs)
+    if joined:  # a cgroup namespace rooted at the new cgroup: /proc/self/cgroup shows "/"
+        isolation.unshare(isolation.CLONE_NEWCGROUP)
     isolation.assign_code(assignment["code"], int(assignment["tmp_size_mb"]),
                           str(assignment.get("opt") or ""), assignment.get("mounts") or (),
                           stash, tuple((assignment.get("etc_files") or {}).items()))

@@ -1,5 +1,6 @@
 """Environments, pre-forked or forked on demand, run in their function's cpu group with a
-weight from their MemorySize (1,769 MB = 1024, one vCPU)."""
+weight from their MemorySize (1,769 MB = 1024, one vCPU); the server runs in a heavier cpu
+group of its own."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from lambdaplane import cpu_slice
 from lambdaplane.net.names import Names
-from lambdaplane.sandbox import cgroups
+from lambdaplane.sandbox import cgroups, server_cpu
 from tests.harness import LiveServer, create_python_function
 
 pytestmark = [pytest.mark.root,
@@ -25,8 +26,9 @@ def test_environment_runs_in_its_function_cpu_group(server: LiveServer, memory: 
                            MemorySize=memory)
     out = server.lambda_().invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(out["Payload"].read()) == 1  # PID 1 of its sandbox
-    group = (cgroups.instance_dir(Names(server.instance), cgroups.CPU)
-             / cgroups.function_group("us-east-1", name))
+    group = cgroups.function_cpu_dir(Names(server.instance),
+                                     cgroups.function_group("us-east-1", name))
+    assert group.parent == cgroups.CGROUP_ROOT / cgroups.CPU  # top level: no shared parent
     envs = [d for d in group.iterdir() if d.is_dir()]
     assert len(envs) == 1
     assert (envs[0] / "cgroup.procs").read_text().split(), "the environment is not in it"
@@ -74,3 +76,25 @@ def test_functions_parent_weighs_one_process_per_cpu(server: LiveServer) -> None
         assert time.monotonic() < deadline, shares.read_text()
         time.sleep(0.1)
     assert cgroups.functions_parent_shares() == 1024 * (os.cpu_count() or 1)
+
+
+def test_server_runs_in_its_own_heavier_cpu_group(server: LiveServer) -> None:
+    assert server.proc is not None
+    group = server_cpu.server_cpu_dir(Names(server.instance))
+    assert str(server.proc.pid) in (group / "cgroup.procs").read_text().split()
+    assert int((group / "cpu.shares").read_text()) == server_cpu.server_shares()
+    assert server_cpu.server_shares() > cgroups.cpu_shares_for(10240)
+
+
+def test_function_sees_its_cgroups_as_the_root(server: LiveServer) -> None:
+    """A sandbox that moved into its function's top-level cpu group (a pre-forked one, on
+    assignment) sees it as "/" in /proc/self/cgroup, not a path up and across the host's."""
+    create_python_function(server.lambda_(), "cgview",
+                           "def handler(e, c):\n    return open('/proc/self/cgroup').read()\n")
+    for _ in range(2):
+        out = server.lambda_().invoke(FunctionName="cgview", Payload=b"{}")
+        lines = json.loads(out["Payload"].read()).splitlines()
+        cpu = [line for line in lines if "cpu" in line.split(":")[1].split(",")]
+        assert cpu and all(line.endswith(":/") for line in cpu), lines
+        server.lambda_().update_function_configuration(FunctionName="cgview",
+                                                       Description="next")

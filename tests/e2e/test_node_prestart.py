@@ -108,8 +108,8 @@ def test_prestarted_node_runs_in_its_function_cpu_group(server: LiveServer) -> N
     assert wait_until(lambda: _pool(server).get("runtime_ready", 0) > 0, 60), _pool(server)
     _create(server, "cpu-node", memory=1769)
     _invoke(server, "cpu-node")
-    group = (cgroups.instance_dir(Names(server.instance), cgroups.CPU)
-             / cgroups.function_group("us-east-1", "cpu-node"))
+    group = cgroups.function_cpu_dir(Names(server.instance),
+                                     cgroups.function_group("us-east-1", "cpu-node"))
     envs = [d for d in group.iterdir() if d.is_dir()]
     assert len(envs) == 1
     pids = (envs[0] / "cgroup.procs").read_text().split()
