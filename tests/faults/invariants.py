@@ -20,6 +20,7 @@ from lambdaplane.cleanup import CGROUP_ROOT, CONTROLLERS, _pids_in
 from lambdaplane.net import nft, ns
 from lambdaplane.net.names import Names
 from lambdaplane.net.netlink import Netlink
+from lambdaplane.sandbox import cgroups
 
 from tests.faults.ledger import ABSENT
 from tests.faults.workload import token_of
@@ -237,11 +238,13 @@ def kernel_problems(instance: str, server_pid: int, status: dict[str, Any],
     for controller in CONTROLLERS:
         base = CGROUP_ROOT / controller / names.cgroup_dir
         env_dirs = [d for d in base.glob("env-*")] if base.is_dir() else []
-        env_dirs += [d for d in base.glob("fn-*/env-*")] if base.is_dir() else []  # cpu
+        # cpu: an assigned environment's group is in its function's top-level group
+        functions = cgroups.function_cpu_dirs(names) if controller == "cpu" else []
+        env_dirs += [d for fn in functions for d in fn.glob("env-*")]
         if len(env_dirs) != envs:
             problems.append(f"{controller}: {len(env_dirs)} environment cgroups, server "
                             f"accounts for {envs} environments")
-        foreign = _pids_in(base) - ours
+        foreign = set().union(*(_pids_in(d) for d in [base, *functions])) - ours
         if foreign:
             problems.append(f"{controller}: processes {sorted(foreign)} in our cgroups are not "
                             "the server's descendants (left by the killed server)")
