@@ -1,28 +1,26 @@
-"""`lambdaplane agent`: one host's data plane for a `serve --no-data-plane` API server that
-shares its database (PostgreSQL). Runs the execution environments (sandbox pool, zygotes,
-worker namespace, Runtime API) and the CloudWatch Logs ingest of its functions' output, under
-its own data dir and instance prefix; holds a lease row in the hosts table (store/hosts.py),
-renewed every second (in a thread, one UPDATE when nothing else changed) with its load and the
-functions it holds environments for, and deletes other hosts' expired rows as it goes; serves the internal invoke endpoint
-(service/agent_wire.py) over HTTP on a Unix socket in its data dir (reachable across network
-namespaces), or on `--listen HOST:PORT`. Code zips it lacks are sent by the server and kept
-in its own CodeStore; function specs are kept by id, sent once. `--host-netns NAME` enters a
-network namespace (made by the caller) standing in for a host before anything is built. `lambdaplane clean` for its data dir removes
-its kernel objects (in that namespace) and its host row (`agent.json` records where)."""
+"""`lambdaplane agent`: one host's data plane for a `serve --no-data-plane` API server that shares
+its database (PostgreSQL). Runs the execution environments (sandbox pool, zygotes, worker
+namespace, Runtime API) and the CloudWatch Logs ingest of its functions' output, under its own
+data dir and instance prefix; holds a lease row in the hosts table (store/hosts.py), renewed
+every second (in a thread, one UPDATE when nothing else changed) with its load and the functions
+it holds environments for, and deletes other hosts' expired rows as it goes; serves the internal
+invoke endpoint (service/agent_wire.py) over HTTP on a Unix socket in its data dir (reachable
+across network namespaces), or on `--listen HOST:PORT`. Code zips it lacks are sent by the
+server and kept in its own CodeStore; function specs are kept by id, sent once. `--host-netns
+NAME` enters a network namespace (made by the caller) standing in for a host before anything is
+built. `lambdaplane clean` for its data dir removes its kernel objects (in that namespace) and
+its host row (`agent.json` records where)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -35,6 +33,7 @@ from .sandbox.types import FunctionSpec
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
 from .store.hosts import Host, HostStore
+from .tasks import cancel_and_wait, until_stop_signal
 
 log = logging.getLogger("lambdaplane.agent")
 
@@ -110,11 +109,8 @@ class Agent:
             raise
 
     async def stop(self) -> None:
-        if self._lease is not None:
-            self._lease.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease
-            self._lease = None
+        await cancel_and_wait(self._lease)
+        self._lease = None
         if self._renewing is not None:  # its thread uses the connection: let it finish
             await asyncio.wait([self._renewing])
         try:
@@ -284,11 +280,7 @@ async def run_agent(settings: Settings, options: AgentOptions) -> None:
         log.info("agent %s (instance lp%s) serving invokes at %s", options.name,
                  agent.names.instance, agent.address)
         print(f"lambdaplane agent ready at {agent.address}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_stop_signal()
         log.info("stopping")
     finally:
         await runner.cleanup()

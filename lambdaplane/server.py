@@ -3,11 +3,9 @@ endpoint (Lambda REST-JSON, EC2 Query, /_lambdaplane admin), starts them in orde
 them in reverse, so that after a stop nothing the server made remains in the kernel."""
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import os
-import signal
 
 from aiohttp import web
 
@@ -16,6 +14,7 @@ from .config import Settings
 from .net.executor import NetThread
 from .net.names import Names
 from .store.db import Database, DatabaseUnavailable
+from .tasks import until_stop_signal
 
 log = logging.getLogger("lambdaplane")
 
@@ -26,13 +25,13 @@ class Platform:
     def __init__(self, settings: Settings) -> None:
         # Imported here so every store module has registered its tables before Database.open.
         from .sandbox.environments import ExecutionEnvironments
+        from .service.flow_logs import FlowLogs
         from .service.functions import FunctionService
         from .service.hyperplane import HyperplaneService
         from .service.iam import IamService
         from .service.invoke import Invoker
         from .service.vpc import VpcService
         from .service.vpc_config import validate_vpc_config
-        from .service.flow_logs import FlowLogs
 
         self.settings = settings
         self.names = Names(settings.ensure_instance())
@@ -221,11 +220,7 @@ async def serve(settings: Settings) -> None:
         log.info("lambdaplane listening on http://%s:%d (instance lp%s, data %s)",
                  settings.host, settings.port, platform.names.instance, settings.data_dir)
         print(f"lambdaplane ready on http://{settings.host}:{settings.port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_stop_signal()
         log.info("stopping")
     finally:
         await runner.cleanup()

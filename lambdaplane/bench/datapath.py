@@ -107,35 +107,6 @@ def run(out_dir: Path, quick: bool) -> dict:
     return result
 
 
-def _ratios(rows: dict, path: str, base: str, prefix: str) -> dict[str, float]:
-    return {f"{prefix}throughput_ratio": round(rows[path]["throughput_gbit_s"]
-                                               / rows[base]["throughput_gbit_s"], 3),
-            f"{prefix}conn_rate_ratio": round(rows[path]["connections"]["per_s"]
-                                              / rows[base]["connections"]["per_s"], 3)}
-
-
-def _plot(out_dir: Path, result: dict) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(result["paths"])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
-    a.bar(labels, [result["paths"][k]["throughput_gbit_s"] for k in labels])
-    a.set_ylabel("Gbit/s (iperf3, 1 stream)")
-    a.set_title("TCP throughput")
-    b.bar(labels, [result["paths"][k]["connections"]["per_s"] for k in labels])
-    b.set_ylabel("connections/s")
-    b.set_title("new TCP connections/s")
-    for ax in (a, b):
-        ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = out_dir / "datapath.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _plot(out_dir: Path, result: dict) -> Path:
     import matplotlib
     matplotlib.use("Agg")

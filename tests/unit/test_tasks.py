@@ -1,11 +1,14 @@
-"""lambdaplane/tasks.py: `cancel_and_wait`, the stop path of long-running components."""
+"""lambdaplane/tasks.py: `cancel_and_wait`, the stop path of long-running components, and
+`until_stop_signal`, how serve and agent wait to be stopped."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
-from lambdaplane.tasks import cancel_and_wait
+from lambdaplane.tasks import cancel_and_wait, until_stop_signal
 
 
 def test_none_is_nothing_to_stop() -> None:
@@ -57,3 +60,12 @@ def test_another_exception_of_the_task_reaches_the_caller() -> None:
 
     with pytest.raises(RuntimeError, match="broken stop"):
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_until_stop_signal_returns_on_sigterm_and_sigint(signum: int) -> None:
+    async def main() -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signum)
+        await asyncio.wait_for(until_stop_signal(), 30)
+
+    asyncio.run(main())  # the loop's close removes the handlers again
