@@ -15,6 +15,7 @@ from .net.names import Names
 from .net.netlink import Netlink
 from .sandbox.cgroup_tree import CGROUP_ROOT, kill_cgroup_tree
 from .sandbox.cgroup_tree import pids_in as _pids_in
+from .sandbox.cgroups import function_cpu_dirs
 
 CONTROLLERS = ("memory", "pids", "cpu")
 
@@ -24,7 +25,7 @@ def cgroup_dirs(names: Names) -> list[Path]:
     `lp<instance>-server` (sandbox/server_cpu.py) and the functions' `lp-<instance>-fn-*`
     (sandbox/cgroups.py)."""
     cpu = CGROUP_ROOT / "cpu"
-    top = sorted([*cpu.glob(f"{names.prefix}-*"), *cpu.glob(f"lp-{names.instance}-fn-*")]) \
+    top = sorted([*cpu.glob(f"{names.prefix}-*"), *function_cpu_dirs(names)]) \
         if cpu.is_dir() else []
     return [CGROUP_ROOT / c / names.cgroup_dir for c in CONTROLLERS] + top
 
