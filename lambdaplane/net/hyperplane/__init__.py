@@ -18,6 +18,8 @@ The package, one module per responsibility:
   counters.py    nft counters, flow counts (conntrack, net/conntrack.py), the idle watch
   reconciler.py  desired state → kernel, and removal of everything
   migration.py   shims for the layout before 2026-12-06
+  port_blocks.py across hosts: replies routed by the port block of their destination port to
+                 the host that owns it (issue 20; imported as a module, not re-exported)
 This module re-exports their public names. Not owned: the VPC namespace, the ENI's port and the
 transit link themselves (net/reconcile.py), security groups (net/security_groups.py), the
 worker namespace and its table (net/worker.py).
