@@ -156,6 +156,20 @@ def test_one_eni_address_on_two_hosts_replies_by_port_block(
     assert all(5120 <= p <= 9215 for p in _ports_seen(_connect(b, CLIENTS[1], 20)))
     assert all(1024 <= p <= 5119 for p in _ports_seen(_connect(a, CLIENTS[0], 20)))
 
+    # lost kernel state (a rule, the hop address, the map) is repaired by the next ensure
+    vpc_b = b.names.vpc_netns(VPCS[0])
+    mark, table = steering.host_mark(hops[ids[0]]), steering.hop_table(hops[ids[0]])
+    for args in (["rule", "del", "fwmark", hex(mark), "lookup", str(table)],
+                 ["link", "del", steering.HOP_LINK]):
+        subprocess.run(["ip", "-n", vpc_b, *args], check=True, capture_output=True)
+    nft.apply(f"delete table ip {steering.steering_table(b.names)}", vpc_b)
+    repaired = steering.ensure_reply_steering(b.names, specs[1])
+    for what in (f"created {steering.HOP_LINK}", "added hop address", "added rule of host hop",
+                 "steered 1 remote"):
+        assert any(c.startswith(what) for c in repaired), repaired
+    assert steering.ensure_reply_steering(b.names, specs[1]) == []
+    assert all(5120 <= p <= 9215 for p in _ports_seen(_connect(b, CLIENTS[1], 5)))
+
     # a spec change (host A's block released) is applied by difference; removal leaves nothing
     alone = steering.ReplySteering(VPCS[0], hops[ids[1]], ())
     assert steering.ensure_reply_steering(b.names, alone) != []
@@ -169,4 +183,9 @@ def test_one_eni_address_on_two_hosts_replies_by_port_block(
             ["ip", "-n", host.names.vpc_netns(VPCS[0]), "route", "show", "table", "all"],
             capture_output=True, text=True, check=True).stdout
         assert "169.254.24" not in tables and "169.254.25" not in tables
+        links = subprocess.run(["ip", "-n", host.names.vpc_netns(VPCS[0]), "link"],
+                               capture_output=True, text=True, check=True).stdout
+        assert steering.HOP_LINK not in links
+        # the fabric's routes on the EVPN port are untouched
+        assert fabric.ensure(host.spec) == []
 

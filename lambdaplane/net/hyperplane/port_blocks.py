@@ -13,9 +13,13 @@ Per VPC namespace (all rebuilt from a `ReplySteering` spec, idempotent):
 - per other host with blocks (its hop number h, 1..4094): the policy rule `fwmark
   host_mark(h) → table hop_table(h)` (priority 1000, as the ENIs' rules; the marks never meet
   ENI marks), the table holding `169.254.240.h/32 dev evpn0` and `default via 169.254.240.h`;
-- this host's hop address `169.254.240.<own>/32` on the EVPN port (evpn0), so the other hosts'
-  VPC namespaces reach this one by ARP on the segment. Nothing in the main routing table: the
-  fabric (net/fabric.py) and the VPC reconcile own its routes.
+- this host's hop address `169.254.240.<own>/32` on a link `hop0` of its own (a bridge without
+  ports: the fabric needs the bridge driver anyway, the dummy driver may be missing), answered
+  by ARP on the EVPN port (evpn0), so the other hosts' VPC namespaces reach this one over the
+  segment. Not on evpn0 itself: the fabric's routes there live on a link without addresses, and
+  deleting the last address of a link flushes its routes. Nothing in the main routing table:
+  the fabric (net/fabric.py) and the VPC reconcile own its routes (the VPC reconcile removes
+  unknown veths and lo's unknown addresses, never another link).
 
 A host's own blocks need no entry: its conntrack de-NATs their replies (the plane's marks).
 A flow another host SNATed is tracked here as an ordinary forwarded flow (from evpn0 to the
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -39,6 +44,7 @@ HOP_NET = ipaddress.IPv4Network("169.254.240.0/20")  # outside every other 169.2
 HOP_FIRST, HOP_LAST = 1, 4094
 HOST_MARK_BASE = 0x4000_0000  # ENI marks are 1..99,999 (net/names.py's eni_mark)
 HOP_TABLE_BASE = 200_000  # ENI back tables 100,000+n (n < 100,000); route tables 300,000+
+HOP_LINK = "hop0"  # the port-less bridge holding this host's hop address in each VPC namespace
 
 
 @dataclass(frozen=True, order=True)
@@ -149,7 +155,7 @@ def ensure_reply_steering(names: Names, spec: ReplySteering) -> list[str]:
     with Netlink(netns) as nl:
         if nl.index(EVPN_LINK) is None:
             raise HyperplaneError(f"{spec.vpc_id}: no {EVPN_LINK} in {netns} (not on the fabric)")
-        _ensure_own_hop(nl, spec.own_hop, changes)
+        _ensure_own_hop(nl, netns, spec.own_hop, changes)
         for hop in sorted(spec.hops):
             address = hop_address(hop)
             wanted = [(f"{address}/32", EVPN_LINK, None), ("0.0.0.0/0", EVPN_LINK, address)]
@@ -166,15 +172,22 @@ def ensure_reply_steering(names: Names, spec: ReplySteering) -> list[str]:
     return changes
 
 
-def _ensure_own_hop(nl: Netlink, own_hop: int, changes: list[str]) -> None:
+def _ensure_own_hop(nl: Netlink, netns: str, own_hop: int, changes: list[str]) -> None:
+    link = nl.link(HOP_LINK)
+    if link is None:
+        subprocess.run(["ip", "-n", netns, "link", "add", HOP_LINK, "type", "bridge"],
+                       check=True, capture_output=True)
+        changes.append(f"created {HOP_LINK} in {netns}")
+    if link is None or not link.up:
+        nl.set_up(HOP_LINK)  # its address is local (answered by ARP) only while it is up
     own = (hop_address(own_hop), 32)
-    have = {a for a in nl.addresses(EVPN_LINK) if ipaddress.IPv4Address(a[0]) in HOP_NET}
+    have = nl.addresses(HOP_LINK)
     for address, plen in sorted(have - {own}):
-        nl.delete_address(EVPN_LINK, address, plen)
-        changes.append(f"removed hop address {address} from {EVPN_LINK} in {nl.netns}")
+        nl.delete_address(HOP_LINK, address, plen)
+        changes.append(f"removed {address}/{plen} from {HOP_LINK} in {netns}")
     if own not in have:
-        nl.add_address(EVPN_LINK, *own)
-        changes.append(f"added hop address {own[0]} to {EVPN_LINK} in {nl.netns}")
+        nl.add_address(HOP_LINK, *own)
+        changes.append(f"added hop address {own[0]} to {HOP_LINK} in {netns}")
 
 
 def _hop_rules(nl: Netlink) -> set[int]:
@@ -210,15 +223,12 @@ def remove_reply_steering(names: Names, vpc_id: str) -> None:
     changes: list[str] = []
     with Netlink(netns) as nl:
         _sync_rules(nl, set(), changes)
-        if nl.index(EVPN_LINK) is not None:
-            for address, plen in nl.addresses(EVPN_LINK):
-                if ipaddress.IPv4Address(address) in HOP_NET:
-                    nl.delete_address(EVPN_LINK, address, plen)
+        nl.delete_link(HOP_LINK)
 
 
 def reply_steering_state(names: Names, vpc_id: str) -> dict[str, object]:
     """What the kernel holds (tests, diagnostics): the owner map's elements as nft prints
-    them, hop rules, this host's hop addresses."""
+    them, hop rules, this host's hop addresses (on its link `hop0`)."""
     netns = names.vpc_netns(vpc_id)
     state: dict[str, object] = {"table": False, "elements": [], "rules": [], "addresses": []}
     if not ns.exists(netns):
@@ -232,7 +242,6 @@ def reply_steering_state(names: Names, vpc_id: str) -> dict[str, object]:
         pass
     with Netlink(netns) as nl:
         state["rules"] = sorted(_hop_rules(nl))
-        if nl.index(EVPN_LINK) is not None:
-            state["addresses"] = sorted(a for a, _p in nl.addresses(EVPN_LINK)
-                                        if ipaddress.IPv4Address(a) in HOP_NET)
+        if nl.index(HOP_LINK) is not None:
+            state["addresses"] = sorted(a for a, _p in nl.addresses(HOP_LINK))
     return state
