@@ -1,10 +1,11 @@
 """Hyperplane across hosts (issue 20, deliverable 4) in real namespaces, on the two-host EVPN
 fabric of tests/e2e/test_evpn_fabric.py (its `hosts` fixture, shared): one ENI address
 (10.60.1.50) SNATs on host A and on host B, each within the port block it leased from the store
-(store/port_blocks.py, SQLite here); a server in the VPC on host A answers connections from
-both, sees the ENI's address, and each reply reaches the host that owns its port block — host
-B's by net/hyperplane/port_blocks.py's reply steering over the fabric. Without the steering the
-reply to host B's flow is lost (it goes to the ENI's port on host A). Removal leaves nothing.
+(store/port_blocks.py, SQLite here, through service/port_block_leases.py); a server in the VPC
+on host A answers connections from both, sees the ENI's address, and each reply reaches the
+host that owns its port block — host B's by net/hyperplane/port_blocks.py's reply steering over
+the fabric. Without the steering the reply to host B's flow is lost (it goes to the ENI's port
+on host A). Lost steering state is repaired; removal leaves nothing.
 
 The ENI itself is stood in for: in each host's VPC namespace the client's port carries the ENI
 address's /32 route (as an ENI's port does) and a test-made nft table SNATs the client's flows
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +24,10 @@ import pytest
 from lambdaplane.net import fabric, frr, nft
 from lambdaplane.net.hyperplane import port_blocks as steering
 from lambdaplane.net.names import Names, port_ifname
+from lambdaplane.service.port_block_leases import EniAddress, PortBlockLeases
 from lambdaplane.store.db import Database
 from lambdaplane.store.hosts import HostStore
-from lambdaplane.store.port_blocks import PortBlock, PortBlockStore
+from lambdaplane.store.port_blocks import PortBlockStore
 from tests.e2e.test_evpn_fabric import (  # noqa: F401  (hosts: the shared fixture)
     SERVER_IP,
     VPCS,
@@ -81,7 +84,7 @@ def peer_server(hosts: list[Host]) -> Iterator[None]:  # noqa: F811
         proc.wait()
 
 
-def _stand_in_eni(names: Names, client: str, block: PortBlock) -> None:
+def _stand_in_eni(names: Names, client: str, ports: str) -> None:
     """The ENI on one host: its address routed to the client's port; the client's flows SNATed
     to it within the host's block."""
     netns, port = names.vpc_netns(VPCS[0]), port_ifname(client)
@@ -91,7 +94,7 @@ def _stand_in_eni(names: Names, client: str, block: PortBlock) -> None:
               f"  chain postrouting {{ type nat hook postrouting priority srcnat; "
               f"policy accept;\n"
               f'    iifname "{port}" meta l4proto {{ tcp, udp }} '
-              f"snat to {ENI_IP}:{block.ports} fully-random\n"
+              f"snat to {ENI_IP}:{ports} fully-random\n"
               f"  }}\n}}\n", netns)
 
 
@@ -113,27 +116,28 @@ def test_one_eni_address_on_two_hosts_replies_by_port_block(
     for host in hosts:
         fabric.ensure(host.spec)
 
-    # the store: both agents' lease rows, a block of the ENI each, a hop number each
+    # the store: both agents' lease rows; each agent's side (service/port_block_leases.py)
+    # leases its block of the ENI and computes its VPC namespace's steering
     db = Database.open(tmp_path / "store")
     try:
-        host_rows, blocks = HostStore(db), PortBlockStore(db)
         ids = [h.names.prefix for h in hosts]
         for host_id, host in zip(ids, hosts):
-            host_rows.register(host_id, host_id, "unix:/none", host.names.instance, now=1.0)
-        held = [blocks.lease(ENI_ID, host_id, now=1.0) for host_id in ids]
-        assert [b.ports for b in held] == ["1024-5119", "5120-9215"]
-        hops = {h: blocks.hop(h) for h in ids}
-        rows = [(ENI_IP, x.host_id, x.first_port, x.last_port) for x in blocks.of_eni(ENI_ID)]
+            HostStore(db).register(host_id, host_id, "unix:/none", host.names.instance,
+                                   now=time.time())
+        leases = [PortBlockLeases(PortBlockStore(db), host_id) for host_id in ids]
+        held = [x.ports_for(ENI_ID) for x in leases]
+        assert held == ["1024-5119", "5120-9215"]
+        specs = [x.steering(VPCS[0], [EniAddress(ENI_ID, ENI_IP)]) for x in leases]
     finally:
         db.close()
-    specs = [steering.desired_steering(VPCS[0], host_id, hops, rows) for host_id in ids]
+    hops = dict(zip(ids, (spec.own_hop for spec in specs)))
     assert specs[0].remote == (steering.RemoteBlock(ENI_IP, 5120, 9215, hops[ids[1]]),)
     assert specs[1].remote == (steering.RemoteBlock(ENI_IP, 1024, 5119, hops[ids[0]]),)
     # the fabric carries B's traffic to A (routed, not translated yet)
     assert wait_until(lambda: _echo(b, CLIENTS[1]).startswith(VPCS[0]), timeout_s=90,
                       interval_s=0.5)
-    for host, client, block in zip(hosts, CLIENTS, held):
-        _stand_in_eni(host.names, client, block)
+    for host, client, ports in zip(hosts, CLIENTS, held):
+        _stand_in_eni(host.names, client, ports)
 
     # host A's own flows: its conntrack de-NATs the replies, no steering needed
     assert wait_until(lambda: _connect(a, CLIENTS[0], 1)[0].startswith(ENI_IP), timeout_s=30)
