@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from .errors import AwsError
 from .net.executor import NetThread
 from .net.names import Names
 from .sandbox.types import FunctionSpec
+from .service.host_fabric import HostFabric, Underlay
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
 from .store.hosts import Host, HostStore
@@ -50,6 +52,7 @@ class AgentOptions:
     host_netns: str = ""  # a network namespace standing in for a host ("" = this one)
     lease_s: float = 5.0  # a lease not renewed for this long is expired
     renew_s: float = 1.0
+    underlay: Underlay | None = None  # this host's place in the EVPN fabric (None: not in one)
 
 
 class NameTaken(Exception):
@@ -91,6 +94,8 @@ class Agent:
         self.logs = LogsService(settings)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.environments.log_ingest = self.logs.ingest
+        self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay, self.net)
+                       if options.underlay is not None else None)
         self._lease: asyncio.Task[None] | None = None
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
         self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
@@ -98,13 +103,18 @@ class Agent:
         self._specs: dict[str, FunctionSpec] = {}  # by spec id (service/agent_wire.py)
         (settings.data_dir / RECORD_NAME).write_text(json.dumps({
             "database": settings.database, "host_id": self.host_id, "name": options.name,
-            "host_netns": options.host_netns}) + "\n")
+            "host_netns": options.host_netns,
+            "underlay": options.underlay.address if options.underlay else None}) + "\n")
 
     async def start(self) -> None:
         await self.logs.start()
         try:
+            if self.fabric is not None:
+                await self.fabric.start()
             await self.environments.start()
         except BaseException:
+            if self.fabric is not None:
+                await self.fabric.stop()
             await self.logs.stop()
             raise
 
@@ -117,7 +127,9 @@ class Agent:
             self.hosts.remove(self.host_id)  # placement stops sending at once
         except Exception:  # noqa: BLE001 - the lease runs out by itself
             log.exception("removing the host row failed")
-        for component in (self.environments, self.logs):
+        for component in (self.environments, self.fabric, self.logs):
+            if component is None:
+                continue
             try:
                 await component.stop()
             except Exception:  # noqa: BLE001 - keep stopping the rest
@@ -307,6 +319,17 @@ def clean_agent_record(data_dir: Path) -> list[str]:
     finally:
         db.close()
     (data_dir / SOCKET_NAME).unlink(missing_ok=True)
+    fabric_state = data_dir / "fabric"  # FRR's files (net/frr.py), once its daemons are gone
+    if fabric_state.is_dir():
+        from .net.fabric import processes_in
+        from .net.frr import kill as kill_frr
+
+        fabric_netns = Names(str(record["host_id"]).removeprefix("lp")).fabric_netns
+        pids = processes_in(fabric_netns)
+        kill_frr(pids)  # first: their crash-log dirs are found through the state dir
+        done += [f"killed process {pid} in {fabric_netns}" for pid in pids]
+        shutil.rmtree(fabric_state, ignore_errors=True)
+        done.append(f"removed {fabric_state}")
     return done
 
 
