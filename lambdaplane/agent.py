@@ -94,7 +94,7 @@ class Agent:
         self.logs = LogsService(settings)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.environments.log_ingest = self.logs.ingest
-        self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay, self.net)
+        self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay)
                        if options.underlay is not None else None)
         self._lease: asyncio.Task[None] | None = None
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
@@ -250,7 +250,9 @@ class Agent:
 
         async def health(_request: web.Request) -> web.Response:
             return web.json_response({"name": self.options.name, "host_id": self.host_id,
-                                      "in_flight": self.environments.total_in_flight()})
+                                      "in_flight": self.environments.total_in_flight(),
+                                      "underlay": self.options.underlay.address
+                                      if self.options.underlay else None})
 
         app.router.add_post(wire.INVOKE_PATH, invoke)
         app.router.add_put(wire.CODE_PATH, put_code)

@@ -2,8 +2,9 @@
 given (`lambdaplane agent --underlay-address ADDR[/PREFIX] --underlay-peer ADDR …`), and the
 host's fabric namespace with its FRR daemons (net/fabric.py, net/frr.py) kept matching it —
 made at start, repaired by a timer (a killed daemon, a deleted VXLAN device), joined to the VPC
-namespaces this host holds as they come and go (set_vpcs), and removed at stop. Kernel work runs
-on the agent's net thread."""
+namespaces this host holds as they come and go (set_vpcs), and removed at stop. Its kernel work
+(a dozen `ip` commands per run, FRR started and stopped) runs on a thread of its own, so the
+timer's runs never delay a cold start queued on the agent's net thread."""
 from __future__ import annotations
 
 import asyncio
@@ -61,16 +62,17 @@ def parse_underlay(address: str, peers: Iterable[str]) -> Underlay:
 class HostFabric:
     """The fabric namespace of one agent's host, kept as desired."""
 
-    def __init__(self, names: Names, data_dir: Path, underlay: Underlay, net: NetThread,
+    def __init__(self, names: Names, data_dir: Path, underlay: Underlay,
                  repair_interval_s: float = REPAIR_INTERVAL_S) -> None:
         self.names = names
         self.data_dir = data_dir
         self.underlay = underlay
-        self.net = net
+        self.net = NetThread("lp-fabric")
         self.repair_interval_s = repair_interval_s
         self._vpcs: tuple[tuple[str, tuple[str, ...]], ...] = ()
         self._repair: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._stopped = False
 
     def spec(self) -> fabric.FabricSpec:
         # host_netns None: the agent's own namespace (it entered --host-netns before all)
@@ -98,12 +100,19 @@ class HostFabric:
         self._repair = asyncio.create_task(self._repair_forever(), name="lp-fabric-repair")
 
     async def stop(self) -> None:
+        """Stop FRR, remove the fabric namespace and the underlay link (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._repair is not None:
             self._repair.cancel()
             await asyncio.gather(self._repair, return_exceptions=True)
             self._repair = None
-        async with self._lock:
-            changes = await self.net.run(fabric.remove, self.spec())
+        try:
+            async with self._lock:
+                changes = await self.net.run(fabric.remove, self.spec())
+        finally:
+            self.net.close()
         for line in changes:
             log.info("fabric: %s", line)
 

@@ -2,12 +2,13 @@
 PostgreSQL, each in a network namespace standing in for a host (`lp<id>hA`, `lp<id>hB`, joined
 here by a veth carrying the underlay), started with `--underlay-address` and `--underlay-peer`:
 each builds its own fabric namespace and runs its own zebra and bgpd, and the two BGP EVPN
-sessions come up; agent A stopped (SIGINT) removes its FRR daemons, fabric namespace and
+sessions come up; a killed bgpd is started again by the agent; agent A stopped (SIGINT) removes its FRR daemons, fabric namespace and
 underlay link itself; agent B SIGKILLed leaves its daemons running until `clean` of its data
 dir, which kills them and leaves nothing of B."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -92,6 +93,16 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
         assert wait_until(lambda: established(a, UNDERLAY[1]) and established(b, UNDERLAY[0]),
                           timeout_s=90, interval_s=0.5), daemons_of(a).vtysh(
             "show bgp l2vpn evpn summary")
+
+        # a killed daemon is started again by the agent's repair timer, and peers again
+        killed = daemons_of(b).pid("bgpd")
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        assert wait_until(lambda: daemons_of(b).pid("bgpd") not in (None, killed),
+                          timeout_s=60, interval_s=0.5), b.log()[-3000:]
+        assert wait_until(lambda: established(a, UNDERLAY[1]) and established(b, UNDERLAY[0]),
+                          timeout_s=90, interval_s=0.5)
+        assert "fabric: started bgpd in " in b.log()
 
         # A stopped: its daemons, fabric namespace and underlay link go with it
         a_pids = processes_in(Names(a.instance).fabric_netns)
