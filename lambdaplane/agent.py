@@ -34,6 +34,7 @@ from .sandbox.types import FunctionSpec
 from .service.host_fabric import HostFabric, Underlay
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
+from .store.host_underlays import HostUnderlays
 from .store.hosts import Host, HostStore
 from .tasks import cancel_and_wait, until_stop_signal
 
@@ -96,6 +97,8 @@ class Agent:
         self.environments.log_ingest = self.logs.ingest
         self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay)
                        if options.underlay is not None else None)
+        self.underlays = HostUnderlays(self.db)
+        self._peers_found: set[str] | None = None  # read by the last renewal (fabric only)
         self._lease: asyncio.Task[None] | None = None
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
         self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
@@ -110,6 +113,8 @@ class Agent:
         await self.logs.start()
         try:
             if self.fabric is not None:
+                self.fabric.discovered = frozenset(self.underlays.live_peers(self.host_id,
+                                                                             time.time()))
                 await self.fabric.start()
             await self.environments.start()
         except BaseException:
@@ -125,6 +130,7 @@ class Agent:
             await asyncio.wait([self._renewing])
         try:
             self.hosts.remove(self.host_id)  # placement stops sending at once
+            self.underlays.remove(self.host_id)  # and the other agents stop peering
         except Exception:  # noqa: BLE001 - the lease runs out by itself
             log.exception("removing the host row failed")
         for component in (self.environments, self.fabric, self.logs):
@@ -142,6 +148,8 @@ class Agent:
         self.hosts.register(self.host_id, self.options.name, self.address,
                             self.names.instance, time.time())
         self._warm_written = set()
+        if self.options.underlay is not None:  # the other agents peer with this address
+            self.underlays.record(self.host_id, self.options.underlay.address)
 
     def warm_functions(self) -> set[tuple[str, str]]:
         return {env.spec.key for env in self.environments.registry.envs.values()}
@@ -163,6 +171,8 @@ class Agent:
         for host in self.hosts.expire(now):
             log.warning("host %s (agent lp%s) missed its lease: removed", host.name,
                         host.instance)
+        if self.fabric is not None:  # one read: the other live hosts' underlay addresses
+            self._peers_found = self.underlays.live_peers(self.host_id, now)
 
     async def _renew_forever(self) -> None:
         while True:
@@ -181,6 +191,11 @@ class Agent:
             finally:
                 if self._renewing.done():
                     self._renewing = None
+            if self.fabric is not None and self._peers_found is not None:
+                try:
+                    await self.fabric.set_discovered(self._peers_found)
+                except Exception:  # noqa: BLE001 - tried again at the next renewal
+                    log.exception("telling the fabric its peers failed")
 
     def name_taken_by(self) -> Host | None:
         """Another agent, alive, holding this host name (two hosts one name: refused)."""
@@ -318,6 +333,7 @@ def clean_agent_record(data_dir: Path) -> list[str]:
     try:
         if HostStore(db).remove(record["host_id"]):
             done.append(f"removed host {record['name']} ({record['host_id']}) from the store")
+        HostUnderlays(db).remove(record["host_id"])
     finally:
         db.close()
     (data_dir / SOCKET_NAME).unlink(missing_ok=True)

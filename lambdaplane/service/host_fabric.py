@@ -1,5 +1,6 @@
 """One agent's place in the EVPN fabric (docs/fabric.md, docs/agents.md): the underlay it was
-given (`lambdaplane agent --underlay-address ADDR[/PREFIX] --underlay-peer ADDR …`), and the
+given (`lambdaplane agent --underlay-address ADDR[/PREFIX] --underlay-peer ADDR …`) and the
+peers it found (the other live agents' underlay addresses, store/host_underlays.py), and the
 host's fabric namespace with its FRR daemons (net/fabric.py, net/frr.py) kept matching it —
 made at start, repaired by a timer (a killed daemon, a deleted VXLAN device), joined to the VPC
 namespaces this host holds as they come and go (set_vpcs), and removed at stop. Its kernel work
@@ -67,6 +68,7 @@ class HostFabric:
         self.names = names
         self.data_dir = data_dir
         self.underlay = underlay
+        self.discovered: frozenset[str] = frozenset()  # peers from the hosts' rows
         self.net = NetThread("lp-fabric")
         self.repair_interval_s = repair_interval_s
         self._vpcs: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -77,7 +79,26 @@ class HostFabric:
     def spec(self) -> fabric.FabricSpec:
         # host_netns None: the agent's own namespace (it entered --host-netns before all)
         return fabric.desired_fabric(self.names, self.data_dir, self.underlay.address,
-                                     self.underlay.peers, self._vpcs)
+                                     self.peers(), self._vpcs)
+
+    def peers(self) -> tuple[str, ...]:
+        """Listed and found, in the underlay network when one was given, ourselves dropped."""
+        network = ipaddress.IPv4Network(self.underlay.network) if self.underlay.network \
+            else None
+        found = {p for p in self.discovered
+                 if network is None or ipaddress.IPv4Address(p) in network}
+        return tuple(sorted((set(self.underlay.peers) | found) - {self.underlay.address},
+                            key=ipaddress.IPv4Address))
+
+    async def set_discovered(self, peers: Iterable[str]) -> list[str]:
+        """The other live hosts' underlay addresses; bgpd is told when they changed (live,
+        without a restart: net/frr.py)."""
+        found = frozenset(peers)
+        if found == self.discovered:
+            return []
+        before = self.peers()
+        self.discovered = found
+        return await self.ensure() if self.peers() != before else []
 
     def vni_of(self, vpc_id: str) -> int:
         return fabric.vni_of_vpc(vpc_id)

@@ -1,10 +1,12 @@
 """Agents in the EVPN fabric (issue 20, deliverable 3, first part): two `lambdaplane agent`s on
 PostgreSQL, each in a network namespace standing in for a host (`lp<id>hA`, `lp<id>hB`, joined
-here by a veth carrying the underlay), started with `--underlay-address` and `--underlay-peer`:
-each builds its own fabric namespace and runs its own zebra and bgpd, and the two BGP EVPN
-sessions come up; a killed bgpd is started again by the agent; agent A stopped (SIGINT) removes its FRR daemons, fabric namespace and
-underlay link itself; agent B SIGKILLed leaves its daemons running until `clean` of its data
-dir, which kills them and leaves nothing of B."""
+here by a veth carrying the underlay), started with `--underlay-address` and no peer listed:
+each builds its own fabric namespace and runs its own zebra and bgpd, finds the other's underlay
+address in the store and peers with it (the agent already running is told live, its bgpd not
+restarted), and the two BGP EVPN sessions come up; a killed bgpd is started again by its agent;
+agent B SIGKILLed leaves its daemons running until `clean` of its data dir, which kills them
+and leaves nothing of B, and once B's lease ran out A drops the peer (live again); agent A
+stopped (SIGINT) removes its FRR daemons, fabric namespace, underlay link and row itself."""
 from __future__ import annotations
 
 import json
@@ -14,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from lambdaplane.cleanup import clean_instance, fresh_instance
@@ -54,10 +57,18 @@ def join_hosts(namespaces: list[str], prefix: str) -> None:
 
 def fabric_agent(data_dir: Path, database: str, name: str, netns: str, n: int,
                  *extra: str) -> AgentProcess:
+    """An agent in the fabric with no peers listed: it finds them in the hosts' rows."""
     agent = AgentProcess(data_dir, database, name, netns)
-    agent.cmd += ["--underlay-address", f"{UNDERLAY[n]}/24", "--underlay-peer", UNDERLAY[0],
-                  "--underlay-peer", UNDERLAY[1], *extra]
+    agent.cmd += ["--underlay-address", f"{UNDERLAY[n]}/24", *extra]
     return agent
+
+
+def peers_of(agent: AgentProcess) -> set[str]:
+    try:
+        summary = json.loads(daemons_of(agent).vtysh("show bgp l2vpn evpn summary json"))
+    except (RuntimeError, ValueError):
+        return set()
+    return set(summary.get("peers", {}))
 
 
 def daemons_of(agent: AgentProcess) -> frr.Daemons:
@@ -82,8 +93,10 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
         for netns in namespaces:
             subprocess.run(["ip", "netns", "add", netns], check=True)
         join_hosts(namespaces, f"lp{tid}")
-        for agent in agents:
-            agent.start()
+        a.start()  # alone: no peer yet
+        a_bgpd = daemons_of(a).pid("bgpd")
+        assert peers_of(a) == set()
+        b.start()  # finds A's row; A finds B's at its next renewal
         for agent in agents:
             names = Names(agent.instance)
             assert Path(f"/run/netns/{names.fabric_netns}").exists()
@@ -93,6 +106,8 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
         assert wait_until(lambda: established(a, UNDERLAY[1]) and established(b, UNDERLAY[0]),
                           timeout_s=90, interval_s=0.5), daemons_of(a).vtysh(
             "show bgp l2vpn evpn summary")
+        assert daemons_of(a).pid("bgpd") == a_bgpd  # the new peer told live: no restart
+        assert "bgpd peers changed live: +['10.252.0.2']" in a.log()
 
         # a killed daemon is started again by the agent's repair timer, and peers again
         killed = daemons_of(b).pid("bgpd")
@@ -104,6 +119,20 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
                           timeout_s=90, interval_s=0.5)
         assert "fabric: started bgpd in " in b.log()
 
+        # B SIGKILLed: FRR outlives it (the daemons are not its children) until clean; after
+        # B's lease A drops the peer, again without a restart
+        b_pids = processes_in(Names(b.instance).fabric_netns)
+        b.stop(signal.SIGKILL)
+        assert b_pids and all(Path(f"/proc/{p}").exists() for p in b_pids)
+        assert wait_until(lambda: peers_of(a) == set(), timeout_s=60, interval_s=0.5)
+        assert daemons_of(a).pid("bgpd") == a_bgpd
+        out = b.clean()
+        assert f"killed process {b_pids[0]}" in out
+        assert wait_until(lambda: not [p for p in b_pids if Path(f"/proc/{p}").exists()],
+                          timeout_s=10)
+        assert b.leftovers() == []
+        assert not (b.data_dir / "fabric").exists()
+
         # A stopped: its daemons, fabric namespace and underlay link go with it
         a_pids = processes_in(Names(a.instance).fabric_netns)
         a.stop(signal.SIGINT)
@@ -111,17 +140,8 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
         assert not Path(f"/run/netns/{Names(a.instance).fabric_netns}").exists()
         assert a.leftovers() == []
         assert not (a.data_dir / "fabric").exists()
-
-        # B SIGKILLed: FRR outlives it (the daemons are not its children) until clean
-        b_pids = processes_in(Names(b.instance).fabric_netns)
-        b.stop(signal.SIGKILL)
-        assert b_pids and all(Path(f"/proc/{p}").exists() for p in b_pids)
-        out = b.clean()
-        assert f"killed process {b_pids[0]}" in out
-        assert wait_until(lambda: not [p for p in b_pids if Path(f"/proc/{p}").exists()],
-                          timeout_s=10)
-        assert b.leftovers() == []
-        assert not (b.data_dir / "fabric").exists()
+        with psycopg.connect(database) as conn:
+            assert conn.execute("SELECT host_id FROM host_underlays").fetchall() == []
     finally:
         for agent in agents:
             agent.stop()
