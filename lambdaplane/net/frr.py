@@ -27,6 +27,10 @@ DAEMONS = ("zebra", "bgpd")
 # FRR's compiled-in directory for per-process crash logs (`<daemon>-<instance>.<pid>`): removed
 # by a daemon that exits cleanly, left by a killed one; we remove ours after a stop.
 FRR_TMP_DIR = Path("/var/tmp/frr")
+# The daemons leave their starter's cpu group (an agent's `lp<i>-server`, sandbox/server_cpu.py)
+# for the hierarchy's root: they are not the agent's, and a restarted agent's sweep of its old
+# groups must not kill them.
+ROOT_CPU_PROCS = Path("/sys/fs/cgroup/cpu/cgroup.procs")
 VTY_GROUP = "frrvty"  # Debian's FRR is built with it
 _FALLBACK_VTY_GID = 65533
 DEFAULT_ASN = 65000  # one private AS for the whole fabric: iBGP, every host peers with all
@@ -104,6 +108,7 @@ class Daemons:
         mount namespace of its own, a copy of /etc/group where root does — the host's file and
         groups stay as they are."""
         return ["unshare", "--mount", "--propagation", "slave", "sh", "-c",
+                f'if [ -w {ROOT_CPU_PROCS} ]; then echo $$ > {ROOT_CPU_PROCS}; fi; '
                 'mount --bind "$1" /etc/group && shift && exec "$@"', "sh",
                 str(self.group_file),
                 "ip", "netns", "exec", self.netns, str(FRR_DIR / daemon), "-d",

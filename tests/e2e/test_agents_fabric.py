@@ -119,6 +119,21 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
                           timeout_s=90, interval_s=0.5)
         assert "fabric: started bgpd in " in b.log()
 
+        # B SIGKILLed and started again on its data dir: it takes its running daemons over
+        # (they left the agent's cpu group, which the new agent's start sweeps)
+        for pid in processes_in(Names(b.instance).fabric_netns):
+            cpu = [line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                   if line.split(":")[1].split(",")[0] == "cpu"]
+            assert [line.split(":")[2] for line in cpu] in ([], ["/"])
+        b_daemons = {d: daemons_of(b).pid(d) for d in frr.DAEMONS}
+        b.stop(signal.SIGKILL)
+        started = b.log().count("agent ready")
+        b.start()
+        assert wait_until(lambda: b.log().count("agent ready") > started, timeout_s=60)
+        assert {d: daemons_of(b).pid(d) for d in frr.DAEMONS} == b_daemons
+        assert wait_until(lambda: established(a, UNDERLAY[1]) and established(b, UNDERLAY[0]),
+                          timeout_s=90, interval_s=0.5)
+
         # B SIGKILLed: FRR outlives it (the daemons are not its children) until clean; after
         # B's lease A drops the peer, again without a restart
         b_pids = processes_in(Names(b.instance).fabric_netns)
