@@ -100,9 +100,6 @@ class HostFabric:
         self.discovered = found
         return await self.ensure() if self.peers() != before else []
 
-    def vni_of(self, vpc_id: str) -> int:
-        return fabric.vni_of_vpc(vpc_id)
-
     async def ensure(self) -> list[str]:
         async with self._lock:
             changes = await self.net.run(fabric.ensure, self.spec())
