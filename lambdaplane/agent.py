@@ -31,7 +31,7 @@ from .errors import AwsError
 from .net.executor import NetThread
 from .net.names import Names
 from .sandbox.types import FunctionSpec
-from .service.host_fabric import HostFabric, Underlay
+from .service.host_fabric import HOST_RECORD_NAME, HostFabric, Underlay
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
 from .store.host_underlays import HostUnderlays
@@ -348,6 +348,14 @@ def clean_agent_record(data_dir: Path) -> list[str]:
         done += [f"killed process {pid} in {fabric_netns}" for pid in pids]
         shutil.rmtree(fabric_state, ignore_errors=True)
         done.append(f"removed {fabric_state}")
+    host_record = data_dir / HOST_RECORD_NAME  # the host namespace's ip_forward, put back
+    if host_record.exists():
+        from .net.fabric import restore_host_sysctls
+
+        host_netns = str(record.get("host_netns") or "")
+        if not host_netns or Path(f"/run/netns/{host_netns}").exists():
+            done += restore_host_sysctls(host_record, host_netns or None)
+        host_record.unlink(missing_ok=True)
     return done
 
 

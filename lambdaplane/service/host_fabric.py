@@ -22,6 +22,9 @@ from ..net.names import Names
 log = logging.getLogger("lambdaplane.fabric")
 
 REPAIR_INTERVAL_S = 15.0  # the fabric read back and repaired this often
+# the host namespace's sysctls the fabric changed (its ip_forward), put back at stop or clean;
+# apart from the worker's record (`host-sysctls`), which a start without uplink puts back whole
+HOST_RECORD_NAME = "fabric-host-sysctls"
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class HostFabric:
     def spec(self) -> fabric.FabricSpec:
         # host_netns None: the agent's own namespace (it entered --host-netns before all)
         return fabric.desired_fabric(self.names, self.data_dir, self.underlay.address,
-                                     self.peers(), self._vpcs)
+                                     self.peers(), self._vpcs,
+                                     host_record=self.data_dir / HOST_RECORD_NAME)
 
     def peers(self) -> tuple[str, ...]:
         """Listed and found, in the underlay network when one was given, ourselves dropped."""

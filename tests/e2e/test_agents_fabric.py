@@ -6,7 +6,9 @@ address in the store and peers with it (the agent already running is told live, 
 restarted), and the two BGP EVPN sessions come up; a killed bgpd is started again by its agent;
 agent B SIGKILLed leaves its daemons running until `clean` of its data dir, which kills them
 and leaves nothing of B, and once B's lease ran out A drops the peer (live again); agent A
-stopped (SIGINT) removes its FRR daemons, fabric namespace, underlay link and row itself."""
+stopped (SIGINT) removes its FRR daemons, fabric namespace, underlay link and row itself;
+the host namespace's ip_forward, switched on for the fabric, is put back by the stop and by
+`clean`."""
 from __future__ import annotations
 
 import json
@@ -71,6 +73,11 @@ def peers_of(agent: AgentProcess) -> set[str]:
     return set(summary.get("peers", {}))
 
 
+def ip_forward(netns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, "cat", "/proc/sys/net/ipv4/ip_forward"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def daemons_of(agent: AgentProcess) -> frr.Daemons:
     return frr.Daemons(agent.data_dir / "fabric", Names(agent.instance).fabric_netns)
 
@@ -107,6 +114,7 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
                           timeout_s=90, interval_s=0.5), daemons_of(a).vtysh(
             "show bgp l2vpn evpn summary")
         assert daemons_of(a).pid("bgpd") == a_bgpd  # the new peer told live: no restart
+        assert [ip_forward(netns) for netns in namespaces] == ["1", "1"]  # switched on
         assert "bgpd peers changed live: +['10.252.0.2']" in a.log()
 
         # a killed daemon is started again by the agent's repair timer, and peers again
@@ -147,6 +155,7 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
                           timeout_s=10)
         assert b.leftovers() == []
         assert not (b.data_dir / "fabric").exists()
+        assert ip_forward(namespaces[1]) == "0"  # put back by clean
 
         # A stopped: its daemons, fabric namespace and underlay link go with it
         a_pids = processes_in(Names(a.instance).fabric_netns)
@@ -155,6 +164,7 @@ def test_agents_run_their_own_frr_and_peer(tmp_path: Path, database: str) -> Non
         assert not Path(f"/run/netns/{Names(a.instance).fabric_netns}").exists()
         assert a.leftovers() == []
         assert not (a.data_dir / "fabric").exists()
+        assert ip_forward(namespaces[0]) == "0"  # put back by the stop
         with psycopg.connect(database) as conn:
             assert conn.execute("SELECT host_id FROM host_underlays").fetchall() == []
     finally:
