@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,10 @@ from .errors import AwsError
 from .net.executor import NetThread
 from .net.names import Names
 from .sandbox.types import FunctionSpec
+from .service.host_fabric import HOST_RECORD_NAME, HostFabric, Underlay
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
+from .store.host_underlays import HostUnderlays
 from .store.hosts import Host, HostStore
 from .tasks import cancel_and_wait, until_stop_signal
 
@@ -50,6 +53,7 @@ class AgentOptions:
     host_netns: str = ""  # a network namespace standing in for a host ("" = this one)
     lease_s: float = 5.0  # a lease not renewed for this long is expired
     renew_s: float = 1.0
+    underlay: Underlay | None = None  # this host's place in the EVPN fabric (None: not in one)
 
 
 class NameTaken(Exception):
@@ -91,6 +95,10 @@ class Agent:
         self.logs = LogsService(settings)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.environments.log_ingest = self.logs.ingest
+        self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay)
+                       if options.underlay is not None else None)
+        self.underlays = HostUnderlays(self.db)
+        self._peers_found: set[str] | None = None  # read by the last renewal (fabric only)
         self._lease: asyncio.Task[None] | None = None
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
         self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
@@ -98,13 +106,20 @@ class Agent:
         self._specs: dict[str, FunctionSpec] = {}  # by spec id (service/agent_wire.py)
         (settings.data_dir / RECORD_NAME).write_text(json.dumps({
             "database": settings.database, "host_id": self.host_id, "name": options.name,
-            "host_netns": options.host_netns}) + "\n")
+            "host_netns": options.host_netns,
+            "underlay": options.underlay.address if options.underlay else None}) + "\n")
 
     async def start(self) -> None:
         await self.logs.start()
         try:
+            if self.fabric is not None:
+                self.fabric.discovered = frozenset(self.underlays.live_peers(self.host_id,
+                                                                             time.time()))
+                await self.fabric.start()
             await self.environments.start()
         except BaseException:
+            if self.fabric is not None:
+                await self.fabric.stop()
             await self.logs.stop()
             raise
 
@@ -115,9 +130,12 @@ class Agent:
             await asyncio.wait([self._renewing])
         try:
             self.hosts.remove(self.host_id)  # placement stops sending at once
+            self.underlays.remove(self.host_id)  # and the other agents stop peering
         except Exception:  # noqa: BLE001 - the lease runs out by itself
             log.exception("removing the host row failed")
-        for component in (self.environments, self.logs):
+        for component in (self.environments, self.fabric, self.logs):
+            if component is None:
+                continue
             try:
                 await component.stop()
             except Exception:  # noqa: BLE001 - keep stopping the rest
@@ -130,6 +148,8 @@ class Agent:
         self.hosts.register(self.host_id, self.options.name, self.address,
                             self.names.instance, time.time())
         self._warm_written = set()
+        if self.options.underlay is not None:  # the other agents peer with this address
+            self.underlays.record(self.host_id, self.options.underlay.address)
 
     def warm_functions(self) -> set[tuple[str, str]]:
         return {env.spec.key for env in self.environments.registry.envs.values()}
@@ -151,6 +171,8 @@ class Agent:
         for host in self.hosts.expire(now):
             log.warning("host %s (agent lp%s) missed its lease: removed", host.name,
                         host.instance)
+        if self.fabric is not None:  # one read: the other live hosts' underlay addresses
+            self._peers_found = self.underlays.live_peers(self.host_id, now)
 
     async def _renew_forever(self) -> None:
         while True:
@@ -169,6 +191,11 @@ class Agent:
             finally:
                 if self._renewing.done():
                     self._renewing = None
+            if self.fabric is not None and self._peers_found is not None:
+                try:
+                    await self.fabric.set_discovered(self._peers_found)
+                except Exception:  # noqa: BLE001 - tried again at the next renewal
+                    log.exception("telling the fabric its peers failed")
 
     def name_taken_by(self) -> Host | None:
         """Another agent, alive, holding this host name (two hosts one name: refused)."""
@@ -238,7 +265,9 @@ class Agent:
 
         async def health(_request: web.Request) -> web.Response:
             return web.json_response({"name": self.options.name, "host_id": self.host_id,
-                                      "in_flight": self.environments.total_in_flight()})
+                                      "in_flight": self.environments.total_in_flight(),
+                                      "underlay": self.options.underlay.address
+                                      if self.options.underlay else None})
 
         app.router.add_post(wire.INVOKE_PATH, invoke)
         app.router.add_put(wire.CODE_PATH, put_code)
@@ -304,9 +333,29 @@ def clean_agent_record(data_dir: Path) -> list[str]:
     try:
         if HostStore(db).remove(record["host_id"]):
             done.append(f"removed host {record['name']} ({record['host_id']}) from the store")
+        HostUnderlays(db).remove(record["host_id"])
     finally:
         db.close()
     (data_dir / SOCKET_NAME).unlink(missing_ok=True)
+    fabric_state = data_dir / "fabric"  # FRR's files (net/frr.py), once its daemons are gone
+    if fabric_state.is_dir():
+        from .net.fabric import processes_in
+        from .net.frr import kill as kill_frr
+
+        fabric_netns = Names(str(record["host_id"]).removeprefix("lp")).fabric_netns
+        pids = processes_in(fabric_netns)
+        kill_frr(pids)  # first: their crash-log dirs are found through the state dir
+        done += [f"killed process {pid} in {fabric_netns}" for pid in pids]
+        shutil.rmtree(fabric_state, ignore_errors=True)
+        done.append(f"removed {fabric_state}")
+    host_record = data_dir / HOST_RECORD_NAME  # the host namespace's ip_forward, put back
+    if host_record.exists():
+        from .net.fabric import restore_host_sysctls
+
+        host_netns = str(record.get("host_netns") or "")
+        if not host_netns or Path(f"/run/netns/{host_netns}").exists():
+            done += restore_host_sysctls(host_record, host_netns or None)
+        host_record.unlink(missing_ok=True)
     return done
 
 

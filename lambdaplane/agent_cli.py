@@ -28,6 +28,12 @@ def add_agent_parser(sub: Any) -> None:
     a.add_argument("--lease", type=float, default=5.0, metavar="SECONDS",
                    help="the host's lease: not renewed for this long, it is expired and its "
                         "assignments freed (renewed every second)")
+    a.add_argument("--underlay-address", default="", metavar="ADDR[/PREFIX]",
+                   help="join the EVPN fabric: this host's VTEP address (with /PREFIX: the "
+                        "underlay network, every peer in it); the agent runs its own FRR "
+                        "(docs/fabric.md)")
+    a.add_argument("--underlay-peer", action="append", default=[], metavar="ADDR",
+                   help="another host's underlay address, a BGP peer (repeat per host)")
     a.add_argument("--no-uplink", action="store_true",
                    help="sandboxes get no path out of the host")
     a.add_argument("--keep-alive", type=float, default=300.0)
@@ -45,6 +51,19 @@ def run(args: argparse.Namespace) -> int:
     from .agent import AgentOptions, enter_netns, run_agent
     from .config import Settings
 
+    underlay = None
+    if args.underlay_peer and not args.underlay_address:
+        raise SystemExit("lambdaplane agent: --underlay-peer needs --underlay-address")
+    if args.underlay_address:
+        from .net import frr
+        from .service.host_fabric import parse_underlay
+        try:
+            underlay = parse_underlay(args.underlay_address, args.underlay_peer)
+        except ValueError as e:
+            raise SystemExit(f"lambdaplane agent: {e}") from None
+        if not frr.installed():
+            raise SystemExit("lambdaplane agent: --underlay-address needs FRRouting (Debian's "
+                             "frr: `make install`)")
     if args.host_netns:  # first: every thread and object of the agent lives in there
         if not Path(f"/run/netns/{args.host_netns}").exists():
             raise SystemExit(f"lambdaplane agent: no network namespace {args.host_netns}")
@@ -64,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         except SeccompUnavailable as e:
             raise SystemExit(f"lambdaplane agent: {e}") from None
     options = AgentOptions(name=args.name or socket.gethostname(), listen=args.listen,
-                           host_netns=args.host_netns, lease_s=args.lease)
+                           host_netns=args.host_netns, lease_s=args.lease,
+                           underlay=underlay)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .cpu_slice import set_slice  # before any thread or child: they all inherit it

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import frr, ns
+from . import frr, host_sysctls, ns
 from .names import (
     FABRIC_UNDERLAY_IFNAME,
     Names,
@@ -42,6 +42,7 @@ from .names import (
 from .vpc import EVPN_LINK
 
 VXLAN_PORT = 4789
+IP_FORWARD = "net.ipv4.ip_forward"
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 SEGMENT_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
@@ -75,6 +76,9 @@ class FabricSpec:
     host_netns: str | None = None  # the host's namespace; None: the caller's own
     asn: int = frr.DEFAULT_ASN
     segment_mtu: int = SEGMENT_MTU
+    # where the host namespace's ip_forward is recorded before we switch it on, so remove()
+    # (or `clean`) puts it back (net/host_sysctls.py); None: switched on, never put back
+    host_record: Path | None = None
 
     @property
     def daemons(self) -> frr.Daemons:
@@ -87,7 +91,8 @@ class FabricSpec:
 
 def desired_fabric(names: Names, data_dir: Path, underlay_address: str, peers: Iterable[str],
                    vpcs: Iterable[tuple[str, Iterable[str]]],
-                   host_netns: str | None = None) -> FabricSpec:
+                   host_netns: str | None = None,
+                   host_record: Path | None = None) -> FabricSpec:
     """The fabric of this server: `vpcs` are (VPC id, its subnets' CIDRs); peers other than
     our own underlay address."""
     ipaddress.IPv4Address(underlay_address)
@@ -96,7 +101,8 @@ def desired_fabric(names: Names, data_dir: Path, underlay_address: str, peers: I
                              for vpc_id, cidrs in vpcs), key=lambda v: v.vni))
     return FabricSpec(names.fabric_netns, names.fabric_underlay_link, underlay_address,
                       tuple(sorted({p for p in peers if p != underlay_address})),
-                      data_dir / "fabric", segments, host_netns)
+                      data_dir / "fabric", segments, host_netns,
+                      host_record=host_record)
 
 
 # --- the kernel, through `ip` (JSON) -----------------------------------------------------------
@@ -204,7 +210,16 @@ def remove(spec: FabricSpec) -> list[str]:
     if not host_gone and spec.underlay_link in _links(spec.host_netns):
         _ip(spec.host_netns, "link", "del", spec.underlay_link, check=False)
         changes.append(f"removed {spec.underlay_link}")
+    if not host_gone and spec.host_record is not None:
+        changes += restore_host_sysctls(spec.host_record, spec.host_netns)
     return changes
+
+
+def restore_host_sysctls(record: Path, host_netns: str | None) -> list[str]:
+    """Put back what the fabric changed in the host's namespace (its ip_forward)."""
+    with ns.entered(host_netns):
+        return [f"restored {done} in {host_netns or 'host'}"
+                for done in host_sysctls.restore(record)]
 
 
 def processes_in(netns: str) -> list[int]:
@@ -257,7 +272,12 @@ def _ensure_underlay(spec: FabricSpec, links: dict[str, _Link], changes: list[st
     if address not in _routes(spec.host_netns, spec.underlay_link):
         _ip(spec.host_netns, "route", "replace", address, "dev", spec.underlay_link)
         changes.append(f"routed {address} to {spec.underlay_link}")
-    _sysctl(spec.host_netns, "net.ipv4.ip_forward", "1", changes)
+    if spec.host_record is not None:
+        with ns.entered(spec.host_netns):
+            if host_sysctls.ensure(spec.host_record, IP_FORWARD, "1"):
+                changes.append(f"set {IP_FORWARD}=1 in {spec.host_netns or 'host'} (recorded)")
+    else:
+        _sysctl(spec.host_netns, IP_FORWARD, "1", changes)
     _sysctl(spec.host_netns, f"net.ipv4.conf.{spec.underlay_link}.proxy_arp", "1", changes)
     _sysctl(spec.host_netns, f"net.ipv4.neigh.{spec.underlay_link}.proxy_delay", "0", changes)
 

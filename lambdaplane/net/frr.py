@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,10 @@ DAEMONS = ("zebra", "bgpd")
 # FRR's compiled-in directory for per-process crash logs (`<daemon>-<instance>.<pid>`): removed
 # by a daemon that exits cleanly, left by a killed one; we remove ours after a stop.
 FRR_TMP_DIR = Path("/var/tmp/frr")
+# The daemons leave their starter's cpu group (an agent's `lp<i>-server`, sandbox/server_cpu.py)
+# for the hierarchy's root: they are not the agent's, and a restarted agent's sweep of its old
+# groups must not kill them.
+ROOT_CPU_PROCS = Path("/sys/fs/cgroup/cpu/cgroup.procs")
 VTY_GROUP = "frrvty"  # Debian's FRR is built with it
 _FALLBACK_VTY_GID = 65533
 DEFAULT_ASN = 65000  # one private AS for the whole fabric: iBGP, every host peers with all
@@ -103,6 +108,7 @@ class Daemons:
         mount namespace of its own, a copy of /etc/group where root does — the host's file and
         groups stay as they are."""
         return ["unshare", "--mount", "--propagation", "slave", "sh", "-c",
+                f'if [ -w {ROOT_CPU_PROCS} ]; then echo $$ > {ROOT_CPU_PROCS}; fi; '
                 'mount --bind "$1" /etc/group && shift && exec "$@"', "sh",
                 str(self.group_file),
                 "ip", "netns", "exec", self.netns, str(FRR_DIR / daemon), "-d",
@@ -160,6 +166,12 @@ def ensure(daemons: Daemons, configs: dict[str, str]) -> list[str]:
             path.write_text(text)
             changes.append(f"wrote {path.name}")
         pid = daemons.pid(daemon)
+        if (pid is not None and old is not None and old != text and daemon == "bgpd"
+                and not zebra_started and daemons.in_netns(pid)):
+            live = change_peers_live(daemons, old, text)  # no restart when only peers changed
+            if live is not None:
+                changes += live
+                continue
         if pid is not None and (old != text or not daemons.in_netns(pid) or zebra_started):
             _stop(daemons, daemon, pid)
             why = ("configuration changed" if old != text else "zebra restarted"
@@ -171,6 +183,61 @@ def ensure(daemons: Daemons, configs: dict[str, str]) -> list[str]:
             changes.append(f"started {daemon} in {daemons.netns}")
             zebra_started = zebra_started or daemon == "zebra"
     return changes
+
+
+_NEIGHBOR = re.compile(r"^ neighbor (\S+) ")
+_ROUTER = re.compile(r"^router bgp (\d+)$", re.M)
+
+
+def _peers_of(text: str) -> tuple[set[str], str]:
+    """bgpd.conf's peers, and the text without their lines."""
+    peers, rest = set(), []
+    for line in text.splitlines():
+        m = _NEIGHBOR.match(line) or _NEIGHBOR.match(line[1:])
+        if m:
+            peers.add(m.group(1))
+        else:
+            rest.append(line)
+    return peers, "\n".join(rest)
+
+
+def peer_change_commands(old: str, new: str) -> list[str] | None:
+    """The vtysh commands that take a running bgpd from configuration `old` to `new` when
+    they differ in their peers only (added: their neighbor lines and activation; removed:
+    `no neighbor`); None when something else changed."""
+    (old_peers, old_rest), (new_peers, new_rest) = _peers_of(old), _peers_of(new)
+    asn = _ROUTER.search(new)
+    if old_rest != new_rest or asn is None:
+        return None
+    commands = ["configure terminal", f"router bgp {asn.group(1)}"]
+    commands += [f"no neighbor {peer}" for peer in sorted(old_peers - new_peers)]
+    lines = new.splitlines()
+    commands += [line.strip() for line in lines
+                 if (m := _NEIGHBOR.match(line)) is not None and m.group(1) not in old_peers]
+    activate = [line.strip() for line in lines if line.startswith("  ")
+                and (m := _NEIGHBOR.match(line[1:])) is not None
+                and m.group(1) not in old_peers]
+    if activate:
+        commands += ["address-family l2vpn evpn", *activate, "exit-address-family"]
+    return [*commands, "end"]
+
+
+def change_peers_live(daemons: Daemons, old: str, new: str) -> list[str] | None:
+    """When bgpd.conf changed in its peers only, tell the running bgpd through vtysh (its
+    other sessions stay up; a restart would drop them all); None when that is not the only
+    change or bgpd refused it (the caller restarts it)."""
+    commands = peer_change_commands(old, new)
+    if commands is None:
+        return None
+    args = ["vtysh", "--vty_socket", str(daemons.state_dir)]
+    for command in commands:
+        args += ["-c", command]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    if out.returncode != 0 or out.stdout.strip():  # vtysh prints what it did not take
+        return None
+    (old_peers, _), (new_peers, _) = _peers_of(old), _peers_of(new)
+    return [f"bgpd peers changed live: +{sorted(new_peers - old_peers)} "
+            f"-{sorted(old_peers - new_peers)}"]
 
 
 def stop_all(daemons: Daemons) -> list[str]:

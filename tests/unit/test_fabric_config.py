@@ -101,3 +101,20 @@ def test_group_file_puts_root_in_the_vty_group() -> None:
     assert "root:x:0:" in out.splitlines() and "frr:x:113:" in out.splitlines()
     assert frr.group_file_text(out) == out  # once
     assert "frrvty:x:65533:root" in frr.group_file_text("root:x:0:\n").splitlines()
+
+
+def test_a_change_of_peers_only_is_told_to_bgpd_live() -> None:
+    def conf(router_id: str, *peers: str) -> str:
+        return frr.render_bgpd(frr.BgpConfig("h", router_id, peers))
+
+    assert frr.peer_change_commands(conf("10.0.0.1", "10.0.0.2"),
+                                    conf("10.0.0.1", "10.0.0.3")) == [
+        "configure terminal", "router bgp 65000", "no neighbor 10.0.0.2",
+        "neighbor 10.0.0.3 remote-as internal", "neighbor 10.0.0.3 update-source 10.0.0.1",
+        "neighbor 10.0.0.3 timers connect 2", "address-family l2vpn evpn",
+        "neighbor 10.0.0.3 activate", "exit-address-family", "end"]
+    assert frr.peer_change_commands(conf("10.0.0.1", "10.0.0.2"), conf("10.0.0.1")) == [
+        "configure terminal", "router bgp 65000", "no neighbor 10.0.0.2", "end"]
+    # anything else changed (the router id: the VTEP address): a restart, not a live change
+    assert frr.peer_change_commands(conf("10.0.0.1", "10.0.0.2"),
+                                    conf("10.0.0.9", "10.0.0.2")) is None
