@@ -24,6 +24,16 @@ def parse_cidr(cidr: str, parameter: str = "cidrBlock") -> ipaddress.IPv4Network
                         "This is not a valid CIDR block.") from None
 
 
+def parse_ipv6_cidr(cidr: str, parameter: str) -> ipaddress.IPv6Network:
+    """The canonical network of an IPv6 `cidr` (host bits dropped, as with parse_cidr)."""
+    try:
+        return ipaddress.IPv6Network(cidr, strict=False)
+    except ValueError:
+        raise ec2_error("InvalidParameterValue",
+                        f"Value ({cidr}) for parameter {parameter} is invalid. "
+                        "This is not a valid IPv6 CIDR block.") from None
+
+
 def check_vpc_cidr(cidr: str) -> ipaddress.IPv4Network:
     net = parse_cidr(cidr)
     if not MIN_PREFIX <= net.prefixlen <= MAX_PREFIX:
