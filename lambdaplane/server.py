@@ -1,6 +1,13 @@
-"""One `lambdaplane serve` process: builds every component from the settings, wires the HTTP
+"""One `lambdaplane serve` process: builds its components from the settings, wires the HTTP
 endpoint (Lambda REST-JSON, EC2 Query, /_lambdaplane admin), starts them in order and stops
-them in reverse, so that after a stop nothing the server made remains in the kernel."""
+them in reverse, so that after a stop nothing the server made remains in the kernel.
+
+By default that is every component, the data plane included (local sandboxes: the worker
+netns, the zygotes, ExecutionEnvironments; the Hyperplane ENIs or the legacy attachment; the
+kernel watch). With `--no-data-plane` it builds the API side only (the VPC, function, invoke,
+IAM, logs and flow-log services) and, in place of ExecutionEnvironments, a forwarding
+environments object (service/remote_environments.py) that hands every invoke to an agent
+(agent.py)."""
 from __future__ import annotations
 
 import ipaddress

@@ -21,7 +21,6 @@ routes."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
@@ -223,12 +222,7 @@ _MADE: dict[str, tuple[GatewayNetSpec, tuple[int, int]]] = {}
 def _identity(spec: GatewayNetSpec) -> tuple[int, int]:
     """The inodes of the VPC's namespace and of the internet namespace (0: none): a namespace
     made anew (drift repaired by net/reconcile.py, a restart) is another one."""
-    def inode(name: str) -> int:
-        try:
-            return os.stat(f"/run/netns/{name}").st_ino if name else 0
-        except FileNotFoundError:
-            return -1
-    return inode(spec.netns), inode(spec.internet_netns)
+    return ns.identity(spec.netns), ns.identity(spec.internet_netns)
 
 
 def reconcile(specs: list[GatewayNetSpec], recheck: set[str] | None = None) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 
@@ -185,12 +184,7 @@ _MADE: dict[str, tuple[Ipv6GatewaySpec, tuple[int, int]]] = {}
 
 
 def _identity(spec: Ipv6GatewaySpec) -> tuple[int, int]:
-    def inode(name: str) -> int:
-        try:
-            return os.stat(f"/run/netns/{name}").st_ino if name else 0
-        except FileNotFoundError:
-            return -1
-    return inode(spec.netns), inode(spec.internet_netns)
+    return ns.identity(spec.netns), ns.identity(spec.internet_netns)
 
 
 def emptied(spec: Ipv6GatewaySpec) -> Ipv6GatewaySpec:

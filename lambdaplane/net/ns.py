@@ -46,6 +46,17 @@ def netns_path(name: str) -> Path:
     return NETNS_DIR / name
 
 
+def identity(name: str) -> int:
+    """The inode of the named network namespace (0: no name; -1: it is gone): a namespace made
+    anew under the same name (drift repaired, a restart) is another one."""
+    if not name:
+        return 0
+    try:
+        return os.stat(netns_path(name)).st_ino
+    except FileNotFoundError:
+        return -1
+
+
 def exists(name: str) -> bool:
     return netns_path(name).exists()
 

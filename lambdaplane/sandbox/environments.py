@@ -10,7 +10,12 @@ A thin facade that assembles the parts and starts and stops them in order: the w
 (net/worker.py), the sandbox pool (pool.py), the Runtime API (runtime_api.py), the zygotes
 (zygote_set.py), the pre-forked sandboxes (prewarm.py), their capacity (capacity.py), the
 environments' registry (env_registry.py), the cold start (cold_start.py) and one invocation's
-run (invocation_run.py)."""
+run (invocation_run.py).
+
+`start` also moves the calling process (all its threads) into the server's own cpu group
+(server_cpu.py) and `stop` moves it back: whichever process runs the sandboxes gets it — a
+`serve` with the data plane, or an agent (agent.py) — while `serve --no-data-plane`, which
+builds no ExecutionEnvironments, stays in the cpu group it was started in."""
 from __future__ import annotations
 
 import asyncio

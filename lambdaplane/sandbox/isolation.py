@@ -5,43 +5,25 @@ joining its cgroups, the zygote's own private mount namespace, and dropping ever
 filesystem is isolation_root.py (re-exported here: `SandboxSpec`, `HostFiles`, `build_root`,
 `assign_code`...), the libc calls isolation_libc.py (`setns`, `unshare`, the CLONE_* flags).
 
-STDLIB ONLY: the zygote imports this file by path under the runtime's own interpreter
-(`python3.x -I -S`), never from the server's venv; it loads its two parts the same way, once,
-at zygote start (nothing of it is loaded per sandbox). Everything here runs in the child, as
+STDLIB ONLY: the zygote loads this file by path under the runtime's own interpreter
+(`python3.x -I -S`), never from the server's venv, after its two parts, once, at zygote start
+(nothing of it is loaded per sandbox). Everything here runs in the child, as
 root, before the function's code; the zygote itself only calls `HostFiles.load()` and
 `private_mount_namespace()` once at start."""
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import resource
-import sys
-from types import ModuleType
 
 NOFILE_LIMIT = 1024
 
-
-def _part(stem: str) -> ModuleType:
-    """A sibling module: imported from the package, or (the zygote loads this file by path,
-    outside any package) loaded by path as `_lambdaplane_<stem>`, which the part itself
-    imports its own siblings by."""
-    if __package__:
-        return importlib.import_module(f"{__package__}.{stem}")
-    name = f"_lambdaplane_{stem}"
-    module = sys.modules.get(name)
-    if module is None:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{stem}.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_libc_part = _part("isolation_libc")  # first: isolation_root imports it
-_root_part = _part("isolation_root")
+if __package__:
+    from . import isolation_libc as _libc_part
+    from . import isolation_root as _root_part
+else:  # loaded by path in the zygote, after its two parts (zygote_main.py, by_path.py)
+    import _lambdaplane_isolation_libc as _libc_part  # type: ignore[import-not-found,no-redef]
+    import _lambdaplane_isolation_root as _root_part  # type: ignore[import-not-found,no-redef]
 
 # Everything isolation.py offered before its split stays here (zygote_main.py, prestart.py
 # and commands/run.py use it through this module): the libc calls and flags...

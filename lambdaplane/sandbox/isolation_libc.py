@@ -28,6 +28,8 @@ MNT_DETACH = 2
 
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_MM = 35  # masking.set_command_line: where the command line ends
+PR_SET_MM_ARG_END = 9
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 libc = ctypes.CDLL(None, use_errno=True)

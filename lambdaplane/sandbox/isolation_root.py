@@ -6,7 +6,7 @@ keeps the whole code store (and every runtime dir) stashed until `assign_code` p
 function's.
 
 STDLIB ONLY: the zygote loads this file by path under the runtime's own interpreter
-(isolation.py loads it), never from the server's venv. Everything here runs in the child, as
+(after isolation_libc.py), never from the server's venv. Everything here runs in the child, as
 root, before the function's code; the zygote itself only calls `HostFiles.load()` once."""
 from __future__ import annotations
 
@@ -14,52 +14,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-try:  # imported as part of the lambdaplane package
-    from .isolation_libc import (
-        CLONE_NEWCGROUP,
-        CLONE_NEWIPC,
-        CLONE_NEWNS,
-        CLONE_NEWUTS,
-        MS_BIND,
-        MS_NODEV,
-        MS_NOEXEC,
-        MS_NOSUID,
-        MS_PRIVATE,
-        MS_RDONLY,
-        MS_REC,
-        MS_REMOUNT,
-        SandboxError,
-        bind_readonly,
-        mount,
-        mount_code_view,
-        pivot_root,
-        sethostname,
-        umount_detached,
-        unshare,
-    )
-except ImportError:  # loaded by path in the zygote: isolation.py has loaded the libc part
-    from _lambdaplane_isolation_libc import (  # type: ignore[import-not-found,no-redef]
-        CLONE_NEWCGROUP,
-        CLONE_NEWIPC,
-        CLONE_NEWNS,
-        CLONE_NEWUTS,
-        MS_BIND,
-        MS_NODEV,
-        MS_NOEXEC,
-        MS_NOSUID,
-        MS_PRIVATE,
-        MS_RDONLY,
-        MS_REC,
-        MS_REMOUNT,
-        SandboxError,
-        bind_readonly,
-        mount,
-        mount_code_view,
-        pivot_root,
-        sethostname,
-        umount_detached,
-        unshare,
-    )
+if __package__:
+    from . import isolation_libc as kernel
+else:  # loaded by path in the zygote, after the libc part (zygote_main.py, by_path.py)
+    import _lambdaplane_isolation_libc as kernel  # type: ignore[import-not-found,no-redef]
 
 SANDBOX_USER = "sbx_user1051"  # the name AWS gives the function's user
 
@@ -186,10 +144,11 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
     With `code_store` (a pre-forked sandbox, no function yet; spec.code_dir unused) the code
     store is mounted read-only at CODE_STASH instead of one function's code at /var/task, and
     the root stays writable until `assign_code` takes the function's code out of it."""
-    unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
+    kernel.unshare(kernel.CLONE_NEWNS | kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS
+                   | kernel.CLONE_NEWCGROUP)
     # Nothing we mount may propagate back to the host's mount namespace.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("lproot", root, "tmpfs", MS_NOSUID, "size=4m,mode=0755")
+    kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+    kernel.mount("lproot", root, "tmpfs", kernel.MS_NOSUID, "size=4m,mode=0755")
     r = root + "/"
     for d in _DIRS + ((CODE_STASH[1:],) if code_store else ()):
         os.mkdir(r + d, 0o755)
@@ -211,43 +170,46 @@ def build_root(root: str, spec: SandboxSpec, host: HostFiles, code_store: str = 
         os.symlink(target, r + "dev/" + name)
 
     for d in host.ro_dirs:
-        bind_readonly("/" + d, r + d)
+        kernel.bind_readonly("/" + d, r + d)
     stash = r + CODE_STASH[1:]
     if not code_store:
         os.mkdir(stash, 0o755)
-    mount_code_view(code_store or os.path.dirname(spec.code_dir), stash, r + "lp-empty")
+    kernel.mount_code_view(code_store or os.path.dirname(spec.code_dir), stash, r + "lp-empty")
     os.rmdir(r + "lp-empty")  # the overlay keeps it as its (empty) second layer
     if not code_store:
-        bind_readonly(f"{stash}/{os.path.basename(spec.code_dir)}", r + "var/task")
+        kernel.bind_readonly(f"{stash}/{os.path.basename(spec.code_dir)}", r + "var/task")
         if spec.opt_dir:  # the merged layers: another directory of the same code store
-            bind_readonly(f"{stash}/{os.path.basename(spec.opt_dir)}", r + "opt")
-        umount_detached(stash, "umount code store")
+            kernel.bind_readonly(f"{stash}/{os.path.basename(spec.opt_dir)}", r + "opt")
+        kernel.umount_detached(stash, "umount code store")
         os.rmdir(stash)
     bind_runtime(runtime_mounts, r)
     if runtime_stash:  # pre-forked: every runtime's dirs, under one tmpfs, until assigned
         stash = r + RUNTIME_STASH[1:]
         os.mkdir(stash, 0o755)
-        mount("lpstash", stash, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        kernel.mount("lpstash", stash, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+                     "size=64k,mode=0755")
         for index, source in enumerate(runtime_stash):
             os.mkdir(f"{stash}/{index}", 0o755)
             bind_unnamed(source, f"{stash}/{index}", r)
-    mount("tmpfs", r + "tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+    kernel.mount("tmpfs", r + "tmp", "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
           f"size={spec.tmp_size_mb}m,mode=1777")
-    mount("shm", r + "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64m,mode=1777")
-    mount("proc", r + "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    kernel.mount("shm", r + "dev/shm", "tmpfs",
+                 kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC, "size=64m,mode=1777")
+    kernel.mount("proc", r + "proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
 
-    pivot_root(root, r + "oldroot")
+    kernel.pivot_root(root, r + "oldroot")
     os.chdir("/")
-    umount_detached("/oldroot", "umount oldroot")
+    kernel.umount_detached("/oldroot", "umount oldroot")
     os.rmdir("/oldroot")
     if not code_store:
         seal_root()
-    sethostname(spec.hostname)
+    kernel.sethostname(spec.hostname)
 
 
 def seal_root() -> None:
     # The root tmpfs (etc, dev nodes, mount points) becomes read-only once populated.
-    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    kernel.mount(None, "/", None,
+                 kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | kernel.MS_NOSUID)
 
 
 def bind_runtime(runtime_mounts: Sequence[Sequence[str]], root: str = "/") -> None:
@@ -268,11 +230,11 @@ def bind_unnamed(source: str, target: str, root: str) -> None:
     os.mkdir(view, 0o755)
     os.mkdir(empty, 0o755)
     try:
-        mount_code_view(os.path.dirname(source), view, empty)
+        kernel.mount_code_view(os.path.dirname(source), view, empty)
         try:
-            bind_readonly(f"{view}/{os.path.basename(source)}", target)
+            kernel.bind_readonly(f"{view}/{os.path.basename(source)}", target)
         finally:
-            umount_detached(view, "umount runtime view")
+            kernel.umount_detached(view, "umount runtime view")
     finally:
         os.rmdir(view)
         os.rmdir(empty)
@@ -288,21 +250,21 @@ def assign_code(code_name: str, tmp_size_mb: int, opt_name: str = "",
     code, still as root."""
     for name in (code_name, opt_name) if opt_name else (code_name,):
         if not name or "/" in name or name in (".", ".."):
-            raise SandboxError(22, f"bad code name {name!r}")
-    bind_readonly(f"{CODE_STASH}/{code_name}", "/var/task")
+            raise kernel.SandboxError(22, f"bad code name {name!r}")
+    kernel.bind_readonly(f"{CODE_STASH}/{code_name}", "/var/task")
     if opt_name:
-        bind_readonly(f"{CODE_STASH}/{opt_name}", "/opt")
-    umount_detached(CODE_STASH, "umount code store")
+        kernel.bind_readonly(f"{CODE_STASH}/{opt_name}", "/opt")
+    kernel.umount_detached(CODE_STASH, "umount code store")
     os.rmdir(CODE_STASH)
-    mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV,
+    kernel.mount(None, "/tmp", None, kernel.MS_REMOUNT | kernel.MS_NOSUID | kernel.MS_NODEV,
           f"size={tmp_size_mb}m,mode=1777")
     for source, target in runtime_mounts:  # from the stash: the host's paths are gone
         if source not in runtime_stash:
-            raise SandboxError(2, f"runtime dir {source} was not stashed in this sandbox")
+            raise kernel.SandboxError(2, f"runtime dir {source} was not stashed in this sandbox")
         os.makedirs(target, 0o755, exist_ok=True)
-        bind_readonly(f"{RUNTIME_STASH}/{list(runtime_stash).index(source)}", target)
+        kernel.bind_readonly(f"{RUNTIME_STASH}/{list(runtime_stash).index(source)}", target)
     if runtime_stash:  # one detach takes the tmpfs and every bind under it
-        umount_detached(RUNTIME_STASH, "umount runtime stash")
+        kernel.umount_detached(RUNTIME_STASH, "umount runtime stash")
         os.rmdir(RUNTIME_STASH)
     write_etc_files("/", etc_files)  # a VPC function's resolver and CA
     seal_root()
@@ -312,7 +274,7 @@ def write_etc_files(root: str, files: tuple[tuple[str, str], ...]) -> None:
     """The function's own files under /etc of the new root (`root` ends with "/")."""
     for rel, text in files:
         if not rel.startswith("etc/") or ".." in rel.split("/"):
-            raise SandboxError(22, f"bad sandbox file {rel!r}")
+            raise kernel.SandboxError(22, f"bad sandbox file {rel!r}")
         _write(root + rel, text.encode())
 
 

@@ -6,11 +6,17 @@ a sandbox at all (so /sys/firmware and the rest are absent, not just masked).
 Runs in the forked sandbox child after its root is built (pivoted: /proc is the sandbox's own,
 /dev/null its own node), as root, before privileges are dropped.
 
-STDLIB ONLY: the zygote imports this file by path under the runtime's own interpreter."""
+STDLIB ONLY: the zygote loads this file by path under the runtime's own interpreter (after
+isolation_libc.py, whose libc calls it uses)."""
 from __future__ import annotations
 
 import ctypes
 import os
+
+if __package__:
+    from . import isolation_libc as kernel
+else:  # loaded by path in the zygote, after the libc part (zygote_main.py, by_path.py)
+    import _lambdaplane_isolation_libc as kernel  # type: ignore[import-not-found,no-redef]
 
 # Files: /dev/null bound over them (reads give nothing). Dirs: an empty read-only tmpfs.
 MASKED_FILES = ("kcore", "kallsyms", "keys", "key-users", "latency_stats", "timer_list",
@@ -19,27 +25,6 @@ MASKED_FILES = ("kcore", "kallsyms", "keys", "key-users", "latency_stats", "time
                 "config.gz")
 MASKED_DIRS = ("acpi", "asound", "scsi", "driver", "bus", "irq")
 
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_BIND = 4096
-PR_SET_MM = 35
-PR_SET_MM_ARG_END = 9
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
-
-
-def _mount(source: bytes, target: str, fstype: bytes | None, flags: int,
-           data: bytes | None = None) -> None:
-    if _libc.mount(source, target.encode(), fstype, flags, data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mask {target}: {os.strerror(err)}")
-
 
 def mask_proc(proc: str = "/proc") -> list[str]:
     """Mask what exists of MASKED_FILES and MASKED_DIRS under `proc`; returns what was."""
@@ -47,13 +32,14 @@ def mask_proc(proc: str = "/proc") -> list[str]:
     for name in MASKED_FILES:
         path = f"{proc}/{name}"
         if os.path.exists(path):
-            _mount(b"/dev/null", path, None, MS_BIND)
+            kernel.mount("/dev/null", path, None, kernel.MS_BIND)
             masked.append(path)
     for name in MASKED_DIRS:
         path = f"{proc}/{name}"
         if os.path.isdir(path):
-            _mount(b"lpmask", path, b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                   b"size=4k,nr_inodes=1,mode=0555")
+            kernel.mount("lpmask", path, "tmpfs",
+                         kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC,
+                         "size=4k,nr_inodes=1,mode=0555")
             masked.append(path)
     return masked
 
@@ -71,7 +57,8 @@ def set_command_line(args: list[str]) -> None:
     new = b"\0".join(a.encode() for a in args)[:size - 2] + b"\0"
     ctypes.memmove(arg_start, new, len(new))
     ctypes.memset(arg_start + len(new), 0, size - len(new))
-    if _libc.prctl(PR_SET_MM, PR_SET_MM_ARG_END, arg_start + len(new), 0, 0) == 0:
+    if kernel.libc.prctl(kernel.PR_SET_MM, kernel.PR_SET_MM_ARG_END, arg_start + len(new), 0,
+                         0) == 0:
         return
     title = " ".join(args).encode()[:size - 2] + b"\0"
     ctypes.memmove(arg_start, title, len(title))

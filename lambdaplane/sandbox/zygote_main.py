@@ -47,42 +47,37 @@ _PRELOAD = ("json", "http.client", "traceback", "importlib", "importlib.util", "
             "hashlib", "random", "typing", "dataclasses", "collections", "re", "io")
 
 
-def _load_by_path(name: str, path: str, shown_as: str = "") -> ModuleType:
-    """shown_as: the file name its code and tracebacks carry instead of the host path (what
-    function code can see of it)."""
-    if shown_as:
-        module = ModuleType(name)
-        module.__file__ = shown_as
-        sys.modules[name] = module
-        with open(path, encoding="utf-8") as f:
-            exec(compile(f.read(), shown_as, "exec"), module.__dict__)  # noqa: S102 - our file
-        return module
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+# by_path.py loads everything below; it is loaded itself the one way that needs no loader.
+_spec = importlib.util.spec_from_file_location("_lambdaplane_by_path",
+                                               os.path.join(_HERE, "by_path.py"))
+assert _spec is not None and _spec.loader is not None
+by_path = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = by_path
+_spec.loader.exec_module(by_path)
 
 
-# In this order: each module finds those loaded before it in sys.modules (`_lambdaplane_<name>`).
-isolation = _load_by_path("_lambdaplane_isolation", os.path.join(_HERE, "isolation.py"))
-written_pages = _load_by_path("_lambdaplane_written_pages",
-                              os.path.join(_HERE, "written_pages.py"))
-prestart = _load_by_path("_lambdaplane_prestart", os.path.join(_HERE, "prestart.py"))
-seccomp_load = _load_by_path("_lambdaplane_seccomp_load", os.path.join(_HERE, "seccomp_load.py"))
-masking = _load_by_path("_lambdaplane_masking", os.path.join(_HERE, "masking.py"))
+def _own(stem: str) -> ModuleType:
+    return by_path.load(stem, os.path.join(_HERE, stem + ".py"))
+
+
+# In this order: each module finds those loaded before it in sys.modules (`_lambdaplane_<stem>`).
+isolation_libc = _own("isolation_libc")
+isolation_root = _own("isolation_root")
+isolation = _own("isolation")
+written_pages = _own("written_pages")
+prestart = _own("prestart")
+seccomp_load = _own("seccomp_load")
+masking = _own("masking")
 # The Python runtime: its parts (runtimes/bootstrap_*.py), then its loop, which finds them
 # loaded; the sandbox sees them as files of /var/runtime, never by their host paths.
 for _part in sorted(glob.glob(os.path.join(_HERE, "runtimes", "bootstrap_*.py"))):
-    _name = os.path.basename(_part)[:-3]
-    _load_by_path(f"_lambdaplane_{_name}", _part, shown_as=f"/var/runtime/{_name}.py")
-bootstrap = _load_by_path("_lambdaplane_bootstrap",
-                          os.path.join(_HERE, "runtimes", "python_bootstrap.py"),
-                          shown_as="/var/runtime/bootstrap.py")
-control = _load_by_path("_lambdaplane_zygote_control", os.path.join(_HERE, "zygote_control.py"))
-child = _load_by_path("_lambdaplane_zygote_child", os.path.join(_HERE, "zygote_child.py"))
-loop = _load_by_path("_lambdaplane_zygote_loop", os.path.join(_HERE, "zygote_loop.py"))
+    _stem = os.path.basename(_part)[:-3]
+    by_path.load(_stem, _part, shown_as=f"/var/runtime/{_stem}.py")
+bootstrap = by_path.load("bootstrap", os.path.join(_HERE, "runtimes", "python_bootstrap.py"),
+                         shown_as="/var/runtime/bootstrap.py")
+control = _own("zygote_control")
+child = _own("zygote_child")
+loop = _own("zygote_loop")
 for _name in _PRELOAD:
     importlib.import_module(_name)
 

@@ -18,8 +18,8 @@ from ..store.ec2_routes import Route, RouteTable
 from ..store.egress_only_gateways import EgressOnlyGateway, EgressOnlyGatewayStore
 from .ec2_filters import check_names, matches
 from .ec2_ids import IdKind, check_id, new_id
-from .ipv6 import parse_v6
-from .route_tables import TARGETS, RouteView, interface_target_ok
+from .ipam import parse_ipv6_cidr
+from .route_tables import TARGETS, RouteView, interface_target_ok, route_to_replace
 
 if TYPE_CHECKING:
     from .vpc import VpcService
@@ -117,7 +117,7 @@ class EgressOnlyGateways:
             raise ec2_error("InvalidParameterCombination",  # [?] AWS's wording
                             "Only one of destinationCidrBlock, destinationIpv6CidrBlock and "
                             "destinationPrefixListId may be given")
-        return str(parse_v6(params["DestinationIpv6CidrBlock"], "destinationIpv6CidrBlock"))
+        return str(parse_ipv6_cidr(params["DestinationIpv6CidrBlock"], "destinationIpv6CidrBlock"))
 
     def _is_local(self, table: RouteTable, destination: str) -> bool:
         return any(b.cidr == destination for b in self.svc.ipv6.vpc_blocks(table.vpc_id))
@@ -173,12 +173,7 @@ class EgressOnlyGateways:
         if self._is_local(table, destination):
             raise ec2_error("InvalidParameterValue",  # [?] wording
                             f"The local route {destination} can only lead to 'local'")
-        old = next((r for r in self.store.routes(table.id) if r.destination == destination),
-                   None)
-        if old is None:
-            raise ec2_error("InvalidParameterValue",
-                            f"There is no route defined for '{destination}' in the route "
-                            "table. Use CreateRoute instead.")
+        old = route_to_replace(self.store.routes(table.id), destination)
         kind, target = self._target(table, params)
         with self.svc.db.transaction():
             self.store.put_route(Route(table.id, destination, kind, target, old.origin))

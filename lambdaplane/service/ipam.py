@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import TypeVar
 
 from ..errors import ec2_error
 from ..model.ipam import capacity as capacity  # re-exported: the arithmetic
@@ -14,14 +15,25 @@ from ..model.ipam import reserved as reserved
 MIN_PREFIX, MAX_PREFIX = 16, 28
 
 
-def parse_cidr(cidr: str, parameter: str = "cidrBlock") -> ipaddress.IPv4Network:
+_Network = TypeVar("_Network", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+def _parse(kind: type[_Network], cidr: str, parameter: str, what: str) -> _Network:
     """The canonical network of `cidr` (host bits are dropped, as AWS does)."""
     try:
-        return ipaddress.IPv4Network(cidr, strict=False)
+        return kind(cidr, strict=False)
     except ValueError:
         raise ec2_error("InvalidParameterValue",
                         f"Value ({cidr}) for parameter {parameter} is invalid. "
-                        "This is not a valid CIDR block.") from None
+                        f"This is not a valid {what} block.") from None
+
+
+def parse_cidr(cidr: str, parameter: str = "cidrBlock") -> ipaddress.IPv4Network:
+    return _parse(ipaddress.IPv4Network, cidr, parameter, "CIDR")
+
+
+def parse_ipv6_cidr(cidr: str, parameter: str) -> ipaddress.IPv6Network:
+    return _parse(ipaddress.IPv6Network, cidr, parameter, "IPv6 CIDR")
 
 
 def check_vpc_cidr(cidr: str) -> ipaddress.IPv4Network:

@@ -24,6 +24,7 @@ from ..model.network_acls import AclEntry
 from ..net.vpc import RESOLVER_IPV6
 from .ec2_filters import bool_text
 from .ec2_ids import new_id
+from .ipam import parse_ipv6_cidr
 from . import ipv6_only
 from .sg_rules import new_rule_id
 
@@ -39,15 +40,6 @@ MAX_VPC_BLOCKS = 5
 MAX_ADDRESSES = 50
 IPV6_STAR_RULE = 32768  # AWS lists the IPv6 `*` entry after the IPv4 one (32767)
 IPV6_ALLOW_RULE = 101  # the default ACL's "allow all IPv6" entry, as AWS adds it
-
-
-def parse_v6(cidr: str, parameter: str) -> ipaddress.IPv6Network:
-    try:
-        return ipaddress.IPv6Network(cidr, strict=False)
-    except ValueError:
-        raise ec2_error("InvalidParameterValue",
-                        f"Value ({cidr}) for parameter {parameter} is invalid. "
-                        "This is not a valid IPv6 CIDR block.") from None
 
 
 def vpc_block_for(seed: str, attempt: int = 0) -> ipaddress.IPv6Network:
@@ -189,7 +181,7 @@ class Ipv6Addressing:
     # subnet blocks ------------------------------------------------------------------------------
     def _check_subnet_block(self, subnet_vpc: Vpc, cidr: str, subnet_id: str | None
                             ) -> ipaddress.IPv6Network:
-        net = parse_v6(cidr, "ipv6CidrBlock")
+        net = parse_ipv6_cidr(cidr, "ipv6CidrBlock")
         if net.prefixlen != SUBNET_PREFIX:
             raise ec2_error("InvalidParameterValue",
                             f"The IPv6 CIDR '{cidr}' is invalid. The prefix length must be "

@@ -18,8 +18,7 @@ from .ec2_core import Ec2Core
 from .ec2_filters import bool_text, check_names, matches
 from .ec2_ids import IdKind, new_id
 from .ec2_tags import specified_tags
-from .ipam import parse_cidr
-from .sg_rules import parse_ipv6_cidr
+from .ipam import parse_cidr, parse_ipv6_cidr
 
 ANY_V4 = "0.0.0.0/0"
 NETWORK_ACL = IdKind("acl", "InvalidNetworkAclId.Malformed", "InvalidNetworkAclID.NotFound",

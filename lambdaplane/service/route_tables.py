@@ -7,7 +7,7 @@ The kernel side (policy routing per subnet, blackholes) is net/routing.py and ne
 applied by the VPC reconcile."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,15 @@ def interface_target_ok(store: Ec2Store, table: RouteTable, eni_id: str) -> bool
         raise ec2_error("InvalidParameterValue", f"Route table {table.id} and network interface "
                         f"{eni_id} belong to different networks")
     return True
+
+
+def route_to_replace(routes: Iterable[Route], destination: str) -> Route:
+    """The route to `destination` that ReplaceRoute changes (IPv4 or IPv6), or AWS's error."""
+    for route in routes:
+        if route.destination == destination:
+            return route
+    raise ec2_error("InvalidParameterValue", f"There is no route defined for '{destination}' "
+                    "in the route table. Use CreateRoute instead.")
 
 
 @dataclass(frozen=True)
@@ -293,12 +302,7 @@ class RouteTables:
             await self.egress_only.replace_route(table, params)
             return
         destination = self._destination(params)
-        old = next((r for r in self.routes.routes(table.id) if r.destination == destination),
-                   None)
-        if old is None:
-            raise ec2_error("InvalidParameterValue",
-                            f"There is no route defined for '{destination}' in the route "
-                            "table. Use CreateRoute instead.")
+        old = route_to_replace(self.routes.routes(table.id), destination)
         kind, target = self._target(table, params)
         if (target == LOCAL and old.origin != "CreateRouteTable") or \
                 (old.origin == "CreateRouteTable" and kind != "NetworkInterfaceId"

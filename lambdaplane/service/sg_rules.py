@@ -2,7 +2,6 @@
 CidrIp/IpProtocol/FromPort/ToPort form) → validated, normalised rules, one per peer."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import secrets
@@ -11,16 +10,9 @@ from dataclasses import dataclass
 
 from ..errors import ec2_error
 from ..store.ec2 import SgRule
-from .ipam import parse_cidr
+from .ipam import parse_cidr, parse_ipv6_cidr
 
 
-def parse_ipv6_cidr(cidr: str, parameter: str) -> ipaddress.IPv6Network:
-    try:
-        return ipaddress.IPv6Network(cidr, strict=False)
-    except ValueError:
-        raise ec2_error("InvalidParameterValue",
-                        f"Value ({cidr}) for parameter {parameter} is invalid. "
-                        "This is not a valid IPv6 CIDR block.") from None
 
 _PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp",
               "-1": "-1", "all": "-1", "icmpv6": "58"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,42 +19,27 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import live_server
-from tests.e2e.test_ipv6 import LISTENER6, PROBE6
-from tests.e2e.vpc_support import reconcile_now, resource
+from tests.e2e.test_ipv6 import LISTENER6
+from tests.e2e.vpc_support import (
+    own_namespaces,
+    probe_from,
+    reconcile_now,
+    resource,
+    who_am_i,
+)
 from tests.harness import LiveServer
 
 pytestmark = pytest.mark.root
 
 PUBLIC_HOST6 = "2001:db8::10"
 
-# The public host: answers every TCP connection on port 80 with the address it came from.
-WHO_AM_I6 = r"""
-import socket
-s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("2001:db8::10", 80)); s.listen(64)
-print("listening", flush=True)
-while True:
-    c, peer = s.accept()
-    try:
-        c.sendall(b"you are " + peer[0].encode())
-    finally:
-        c.close()
-"""
-
-
-def probe(netns: str, host: str, port: int) -> str:
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", PROBE6, "tcp",
-                          host, str(port)], capture_output=True, text=True, timeout=40)
-    return out.stdout.strip() or out.stderr.strip()
-
-
 def answer(netns: str, host: str, port: int, expected: str, tries: int = 5) -> str:
-    """`probe` until it answers `expected`, at most `tries` times: what should connect is
+    """`probe_from` until it answers `expected`, at most `tries` times: what should connect is
     given a few SYNs, as a client would retry (one lost first packet is not a wrong route);
     what should not connect is probed once, with its own one-second timeout."""
     got = ""
     for _ in range(tries):
-        got = probe(netns, host, port)
+        got = probe_from(netns, host, port)
         if got == expected:
             break
     return got
@@ -69,22 +53,11 @@ def error_code(call, **kwargs) -> str:
 
 @pytest.fixture(scope="module")
 def internet() -> Iterator[str]:
-    name = "lpt" + secrets.token_hex(3)
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    host = None
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with own_namespaces("") as (name,):
         subprocess.run(["ip", "-n", name, "-6", "addr", "add", f"{PUBLIC_HOST6}/128", "dev",
                         "lo", "nodad"], check=True)
-        host = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-u", "-c",
-                                 WHO_AM_I6], stdout=subprocess.PIPE, text=True)
-        assert host.stdout is not None and host.stdout.readline().strip() == "listening"
-        yield name
-    finally:
-        if host is not None:
-            host.kill()
-            host.wait()
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        with who_am_i(name, PUBLIC_HOST6):
+            yield name
 
 
 @pytest.fixture(scope="module")
@@ -226,13 +199,13 @@ def test_egress_only_out_not_in_and_internet_gateway_both_ways(server, net, inte
     with _listener(server, net) as r:
         mine = _ipv6_of(ec2, r.eni_id)
         # no route: nothing goes out, nothing comes in
-        assert probe(r.netns, PUBLIC_HOST6, 80) == "timeout"
-        assert probe(internet, mine, 80) == "timeout"
+        assert probe_from(r.netns, PUBLIC_HOST6, 80) == "timeout"
+        assert probe_from(internet, mine, 80) == "timeout"
         # ::/0 to the egress-only gateway: out (untranslated) and the replies back, never in
         ec2.create_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="::/0",
                          EgressOnlyInternetGatewayId=eigw)
         assert answer(r.netns, PUBLIC_HOST6, 80, f"you are {mine}") == f"you are {mine}"
-        assert probe(internet, mine, 80) == "timeout"
+        assert probe_from(internet, mine, 80) == "timeout"
         # ::/0 to an internet gateway: in too, on the ports the security group opens
         igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
         ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=net["vpc"])
@@ -241,19 +214,19 @@ def test_egress_only_out_not_in_and_internet_gateway_both_ways(server, net, inte
         assert {"DestinationIpv6CidrBlock": "::/0", "GatewayId": igw, "Origin": "CreateRoute",
                 "State": "active"} in _ipv6_routes(ec2, net["table"])
         assert answer(internet, mine, 80, f"hello from {mine}") == f"hello from {mine}"
-        assert probe(internet, mine, 81) == "timeout"  # the group opens port 80 only
+        assert probe_from(internet, mine, 81) == "timeout"  # the group opens port 80 only
         assert answer(r.netns, PUBLIC_HOST6, 80, f"you are {mine}") == f"you are {mine}"
         assert reconcile_now(server) == []  # read back in full: the kernel matches already
         # back to the egress-only gateway; deleting it turns the route into a blackhole
         ec2.replace_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="::/0",
                           EgressOnlyInternetGatewayId=eigw)
-        assert probe(internet, mine, 80) == "timeout"
+        assert probe_from(internet, mine, 80) == "timeout"
         assert answer(r.netns, PUBLIC_HOST6, 80, f"you are {mine}") == f"you are {mine}"
         ec2.delete_egress_only_internet_gateway(EgressOnlyInternetGatewayId=eigw)
         (route,) = [x for x in _ipv6_routes(ec2, net["table"])
                     if x["DestinationIpv6CidrBlock"] == "::/0"]
         assert route["State"] == "blackhole"
-        assert probe(r.netns, PUBLIC_HOST6, 80) == "timeout"
+        assert probe_from(r.netns, PUBLIC_HOST6, 80) == "timeout"
         ec2.delete_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="::/0")
 
 
@@ -267,7 +240,7 @@ def test_ipv6_route_to_a_network_interface(server, net) -> None:
                      argv=[sys.executable, "-u", "-c", LISTENER6, "80"]) as client:
         subprocess.run(["ip", "-n", appliance.netns, "-6", "addr", "add", f"{behind}/128",
                         "dev", "lo", "nodad"], check=True)
-        assert probe(client.netns, behind, 80) == "timeout"  # no route
+        assert probe_from(client.netns, behind, 80) == "timeout"  # no route
         ec2.create_route(RouteTableId=net["table"], DestinationIpv6CidrBlock="2001:db8:1::/48",
                          NetworkInterfaceId=appliance.eni_id)
         assert {"DestinationIpv6CidrBlock": "2001:db8:1::/48",

@@ -23,8 +23,8 @@ from tests.conftest import live_server
 from tests.e2e.vpc_support import (  # noqa: F401 (WHO_AM_I: for other modules)
     PUBLIC_HOST,
     WHO_AM_I,
+    an_internet_vpc,
     cli,
-    internet_vpc,
     own_namespaces,
     reconcile_now,
     resource,
@@ -76,27 +76,17 @@ def server(internet, tmp_path_factory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def net(server) -> Iterator[dict[str, str]]:
     ec2 = server.ec2()
-    made = internet_vpc(ec2, "10.90")
-    vpc, public, group, igw = made["vpc"], made["public"], made["group"], made["igw"]
-    table, assoc = made["table"], made["assoc"]
-    try:
-        yield {"vpc": vpc, "public": public, "group": group, "igw": igw, "table": table}
-    finally:
-        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
-            {"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"] == [], timeout_s=30)
-        for a in ec2.describe_addresses()["Addresses"]:
-            if a.get("AssociationId"):
-                ec2.disassociate_address(AssociationId=a["AssociationId"])
-            ec2.release_address(AllocationId=a["AllocationId"])
-        ec2.disassociate_route_table(AssociationId=assoc)
-        ec2.delete_route_table(RouteTableId=table)
-        with contextlib.suppress(ClientError):
-            ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-        with contextlib.suppress(ClientError):
-            ec2.delete_internet_gateway(InternetGatewayId=igw)
-        ec2.delete_security_group(GroupId=group)
-        ec2.delete_subnet(SubnetId=public)
-        ec2.delete_vpc(VpcId=vpc)
+    with an_internet_vpc(ec2, "10.90") as made:
+        try:
+            yield made
+        finally:  # the addresses first, once the interfaces they went to are gone
+            wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+                {"Name": "vpc-id", "Values": [made["vpc"]]}])["NetworkInterfaces"] == [],
+                timeout_s=30)
+            for a in ec2.describe_addresses()["Addresses"]:
+                if a.get("AssociationId"):
+                    ec2.disassociate_address(AssociationId=a["AssociationId"])
+                ec2.release_address(AllocationId=a["AllocationId"])
 
 
 def _code(call) -> str:

@@ -1,14 +1,15 @@
-"""Private NAT gateways, the NAT gateway metrics that need time or answers, public addresses
-given at launch (MapPublicIpOnLaunch), through boto3 on real kernel networking. A private NAT gateway translates every flow routed to it to its private
-address and sends it on by its own subnet's routes: here to an appliance (a `lambdaplane run`
-resource standing for what a transit gateway or VPN would reach, holding the "remote" address
-192.0.2.10), which sees the NAT gateway's address; what its subnet sends to the internet gateway
-is dropped there (a private address has no way out, as on AWS). ConnectionEstablishedCount counts
-the answered handshakes; IdleTimeoutCount a held connection left idle past the idle timeout
-(`serve --nat-idle-timeout 3` here; AWS's is 350 s). A `lambdaplane run` resource launched in
-a subnet with MapPublicIpOnLaunch gets a public address from the pool (DescribeNetworkInterfaces'
-Association, owner "amazon", not an Elastic IP), is reached and reaches out through it, and the
-address returns to the pool when the resource goes."""
+"""Private NAT gateways, the NAT gateway metrics that need time or answers, public addresses given
+at launch (MapPublicIpOnLaunch), through boto3 on real kernel networking. A private NAT gateway
+translates every flow routed to it to its private address and sends it on by its own subnet's
+routes: here to an appliance (a `lambdaplane run` resource standing for what a transit gateway
+or VPN would reach, holding the "remote" address 192.0.2.10), which sees the NAT gateway's
+address; what its subnet sends to the internet gateway is dropped there (a private address has
+no way out, as on AWS). ConnectionEstablishedCount counts the answered handshakes;
+IdleTimeoutCount a held connection left idle past the idle timeout (`serve --nat-idle-timeout 3`
+here; AWS's is 350 s). A `lambdaplane run` resource launched in a subnet with
+MapPublicIpOnLaunch gets a public address from the pool (DescribeNetworkInterfaces' Association,
+owner "amazon", not an Elastic IP), is reached and reaches out through it, and the address
+returns to the pool when the resource goes."""
 from __future__ import annotations
 
 import contextlib
@@ -33,7 +34,7 @@ from tests.e2e.test_gateways import (  # noqa: F401 (internet: a fixture)
     internet,
     probe,
 )
-from tests.e2e.vpc_support import cli, resource, wait_until
+from tests.e2e.vpc_support import an_internet_vpc, cli, resource, wait_until
 from tests.harness import LiveServer
 
 pytestmark = pytest.mark.root
@@ -161,36 +162,6 @@ def test_private_nat_gateway(server) -> None:
         ec2.delete_vpc(VpcId=vpc)
 
 
-@contextlib.contextmanager
-def _public_vpc(ec2, cidr: str) -> Iterator[dict[str, str]]:
-    """A VPC with a subnet routed to its internet gateway and a group open on port 80."""
-    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace("0.0/16", "1.0/24"))[
-        "Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="web", Description="w", VpcId=vpc)["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
-         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-    assoc = ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)["AssociationId"]
-    try:
-        yield {"vpc": vpc, "subnet": subnet, "group": group, "igw": igw, "table": table}
-    finally:
-        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
-            {"Name": "vpc-id", "Values": [vpc]}])["NetworkInterfaces"] == [], timeout_s=30)
-        ec2.disassociate_route_table(AssociationId=assoc)
-        ec2.delete_route_table(RouteTableId=table)
-        with contextlib.suppress(ClientError):
-            ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-        ec2.delete_internet_gateway(InternetGatewayId=igw)
-        ec2.delete_security_group(GroupId=group)
-        ec2.delete_subnet(SubnetId=subnet)
-        ec2.delete_vpc(VpcId=vpc)
-
-
 def _association(ec2, eni_id: str) -> dict | None:
     (eni,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"]
     return eni.get("Association")
@@ -198,8 +169,8 @@ def _association(ec2, eni_id: str) -> dict | None:
 
 def test_map_public_ip_on_launch(server, internet) -> None:  # noqa: F811
     ec2 = server.ec2()
-    with _public_vpc(ec2, "10.95.0.0/16") as net:
-        subnet = net["subnet"]
+    with an_internet_vpc(ec2, "10.95") as net:
+        subnet = net["public"]
         assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0][
             "MapPublicIpOnLaunch"] is False
         with resource(server, subnet, [net["group"]], ports=(80,)) as plain:
@@ -250,14 +221,14 @@ def test_network_acl_judges_what_comes_in_through_the_gateway(server, internet) 
     statelessly: replies to a connection made from inside need their ephemeral ports allowed
     inbound."""
     ec2 = server.ec2()
-    with _public_vpc(ec2, "10.96.0.0/16") as net:
-        ec2.modify_subnet_attribute(SubnetId=net["subnet"], MapPublicIpOnLaunch={"Value": True})
+    with an_internet_vpc(ec2, "10.96") as net:
+        ec2.modify_subnet_attribute(SubnetId=net["public"], MapPublicIpOnLaunch={"Value": True})
         acl = ec2.create_network_acl(VpcId=net["vpc"])["NetworkAcl"]["NetworkAclId"]
         (current,) = ec2.describe_network_acls(Filters=[
-            {"Name": "association.subnet-id", "Values": [net["subnet"]]}])["NetworkAcls"]
+            {"Name": "association.subnet-id", "Values": [net["public"]]}])["NetworkAcls"]
         default_acl = current["NetworkAclId"]
         assoc = next(a["NetworkAclAssociationId"] for a in current["Associations"]
-                     if a["SubnetId"] == net["subnet"])
+                     if a["SubnetId"] == net["public"])
 
         def entry(number: int, egress: bool, ports: tuple[int, int] | None,
                   action: str = "allow") -> None:
@@ -268,7 +239,7 @@ def test_network_acl_judges_what_comes_in_through_the_gateway(server, internet) 
 
         entry(100, True, None)  # everything out
         entry(100, False, (80, 80))  # only port 80 in: no replies to what goes out
-        with resource(server, net["subnet"], [net["group"]], ports=(80,)) as r:
+        with resource(server, net["public"], [net["group"]], ports=(80,)) as r:
             public = _association(ec2, r.eni_id)["PublicIp"]
             assert probe(internet, public, 80, src=PUBLIC_HOST) == f"hello from {r.ip}"
             assert r.probe(PUBLIC_HOST, 80) == f"you are {public}"  # the default ACL

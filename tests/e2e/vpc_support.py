@@ -17,25 +17,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from tests.harness import LiveServer
 
 PUBLIC_HOST = "203.0.113.10"  # the tests' "public host": a documentation address
 
-# A "public host": port 80 on each address given (default: PUBLIC_HOST) answers every TCP
-# connection with the address it came from.
+# A "public host": port 80 on each address given (default: PUBLIC_HOST; IPv4 or IPv6) answers
+# every TCP connection with the address it came from. "listening" once every one is bound.
 WHO_AM_I = r"""
 import socket, sys, threading
-def serve(addr):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def listen(addr):
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, 80)); s.listen(64)
+    return s
+def serve(s):
     while True:
         c, peer = s.accept()
         try:
             c.sendall(b"you are " + peer[0].encode())
         finally:
             c.close()
-for a in sys.argv[1:] or ["203.0.113.10"]:
-    threading.Thread(target=serve, args=(a,), daemon=True).start()
+for s in [listen(a) for a in sys.argv[1:] or ["203.0.113.10"]]:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
 print("listening", flush=True)
 threading.Event().wait()
 """
@@ -114,16 +119,23 @@ class Resource:
 
     def probe(self, host: str, port: int, proto: str = "tcp", timeout: float = 1.0) -> str:
         """Connect from inside this resource's namespace: the reply, 'timeout' or 'refused'."""
-        out = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", PROBE,
-                              proto, host, str(port), str(timeout)],
-                             capture_output=True, text=True, timeout=timeout + 30)
-        return out.stdout.strip() or out.stderr.strip()
+        return probe_from(self.netns, host, port, proto, timeout)
 
     def ping(self, host: str) -> bool:
         """An ICMP echo from inside this namespace: True when the reply came back."""
         result = self.probe(host, 0, proto="icmp")
         assert result in ("pong", "timeout"), result
         return result == "pong"
+
+
+def probe_from(netns: str, host: str, port: int, proto: str = "tcp",
+               timeout: float = 1.0) -> str:
+    """PROBE from inside `netns` (TCP to an IPv4 or IPv6 host, UDP or ICMP to an IPv4 one):
+    the reply, 'timeout', 'refused' or 'error N'."""
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, proto,
+                          host, str(port), str(timeout)],
+                         capture_output=True, text=True, timeout=timeout + 30)
+    return out.stdout.strip() or out.stderr.strip()
 
 
 def run_args(server: LiveServer, subnet: str, groups: list[str], ip: str | None = None,
@@ -277,3 +289,25 @@ def internet_vpc(ec2, prefix: str) -> dict[str, str]:
     assoc = ec2.associate_route_table(RouteTableId=table, SubnetId=public)["AssociationId"]
     return {"vpc": vpc, "public": public, "group": group, "igw": igw, "table": table,
             "assoc": assoc}
+
+
+@contextlib.contextmanager
+def an_internet_vpc(ec2, prefix: str) -> Iterator[dict[str, str]]:
+    """`internet_vpc`, deleted after (once the interfaces in it are gone); a gateway the test
+    detached or deleted itself is let be."""
+    made = internet_vpc(ec2, prefix)
+    try:
+        yield made
+    finally:
+        wait_until(lambda: ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [made["vpc"]]}])["NetworkInterfaces"] == [],
+            timeout_s=30)
+        ec2.disassociate_route_table(AssociationId=made["assoc"])
+        ec2.delete_route_table(RouteTableId=made["table"])
+        with contextlib.suppress(ClientError):
+            ec2.detach_internet_gateway(InternetGatewayId=made["igw"], VpcId=made["vpc"])
+        with contextlib.suppress(ClientError):
+            ec2.delete_internet_gateway(InternetGatewayId=made["igw"])
+        ec2.delete_security_group(GroupId=made["group"])
+        ec2.delete_subnet(SubnetId=made["public"])
+        ec2.delete_vpc(VpcId=made["vpc"])

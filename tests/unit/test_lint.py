@@ -20,6 +20,8 @@ RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
 # the isolation.py split (issue 11)
 RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py"
                  for m in ("isolation", "isolation_libc", "isolation_root")]
+# the one by-path loader and masking on isolation_libc's binding
+RUFF_CHECKED += [f"lambdaplane/sandbox/{m}.py" for m in ("by_path", "masking")]
 MYPY_CHECKED = RUFF_CHECKED + ["lambdaplane/service"]
 
 

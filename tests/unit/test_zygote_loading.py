@@ -42,3 +42,15 @@ def test_zygote_parts_find_what_was_loaded_before_them() -> None:
     assert zygote_main.child.bootstrap is zygote_main.bootstrap
     assert zygote_main.loop.child is zygote_main.child
     assert zygote_main.control.isolation is zygote_main.isolation
+
+
+def test_isolation_and_masking_use_the_one_libc_binding_loaded_before_them() -> None:
+    """isolation_root and masking take their libc calls and flags from the isolation_libc the
+    zygote loaded first (one binding, not a copy each), and isolation re-exports its parts."""
+    libc_part = sys.modules["_lambdaplane_isolation_libc"]
+    assert zygote_main.isolation_libc is libc_part
+    assert zygote_main.isolation_root.kernel is libc_part
+    assert zygote_main.masking.kernel is libc_part
+    assert zygote_main.isolation.mount is libc_part.mount
+    assert zygote_main.isolation.build_root is zygote_main.isolation_root.build_root
+    assert sys.modules["_lambdaplane_by_path"] is zygote_main.by_path

@@ -10,7 +10,8 @@ bootstrap_logs (process set-up, logging, the `[ERROR]` record).
 STDLIB ONLY, under the function's own interpreter (python3.9+). The zygote loads the parts and
 then this module by path, once, with the file names the sandbox may see (/var/runtime/...:
 sandbox/zygote_main.py); each environment calls `main()` after its sandbox is built. It also
-runs standalone (`python3 python_bootstrap.py`): the parts are then loaded from beside it.
+runs standalone (`python3 python_bootstrap.py`): the parts are then loaded from beside it (by
+sandbox/by_path.py).
 Nothing is read from the environment before `main()`."""
 from __future__ import annotations
 
@@ -24,22 +25,23 @@ from typing import Any, Callable
 PARTS = ("bootstrap_faults", "bootstrap_context", "bootstrap_clients", "bootstrap_logs")
 
 
-def _part(name: str) -> ModuleType:
-    """A part of this runtime: the one the zygote loaded (as `_lambdaplane_<name>`), else the
-    file beside this one."""
-    module = sys.modules.get("_lambdaplane_" + name)
-    if module is not None:
-        return module
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location("_lambdaplane_" + name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def _by_path() -> ModuleType:
+    """sandbox/by_path.py: as the zygote loaded it, else (run standalone) loaded now from the
+    directory above this one."""
+    loader = sys.modules.get("_lambdaplane_by_path")
+    if loader is None:
+        sandbox = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        spec = importlib.util.spec_from_file_location("_lambdaplane_by_path",
+                                                      os.path.join(sandbox, "by_path.py"))
+        assert spec is not None and spec.loader is not None
+        loader = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loader)
+    return loader
 
 
-_faults, _context, _clients, _logs = (_part(name) for name in PARTS)
+# the ones the zygote loaded (as `_lambdaplane_<name>`), else the files beside this one
+_faults, _context, _clients, _logs = (_by_path().loaded_or_beside(name, __file__)
+                                      for name in PARTS)
 # a traceback shown to the function starts after the runtime's own frames: these files' too
 _faults.OWN_FILES.update(os.path.abspath(m.__file__) for m in (_context, _clients, _logs))
 _faults.OWN_FILES.add(os.path.abspath(__file__))
