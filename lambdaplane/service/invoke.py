@@ -26,6 +26,7 @@ from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge,
 from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
 from ..store.db import Database
 from ..store.event_invoke_config import EventInvokeConfig
+from ..store.event_wakeups import EventListener
 from ..store.events import DEFAULT_CLAIM_LEASE_S, EventStore, QueuedEvent
 from ..store.functions import FunctionRecord
 from .event_invoke_config import LATEST, destination_record
@@ -115,16 +116,25 @@ class Invoker:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._listener: EventListener | None = None
 
     async def start(self) -> None:
         # Events accepted before a stop or crash are still queued: the dispatcher runs them.
         # What this server held when it died is its own again at once (not after the lease).
         self.events.release_claims(self.claimer)
         loop = asyncio.get_running_loop()
+        if self.settings.database and self.events.db.dialect.name == "postgresql":
+            # events queued by another server sharing the database wake this one too
+            self._listener = EventListener(
+                self.settings.database, lambda: loop.call_soon_threadsafe(self._wake.set))
+            await loop.run_in_executor(None, self._listener.start)
         self._dispatcher = loop.create_task(self._dispatch())
         self._renewer = loop.create_task(self._renew_claims())
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._listener.stop)
+            self._listener = None
         tasks = list(self._running.values())
         for background in (self._dispatcher, self._renewer):
             if background is not None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .db import Database, schema
+from .event_wakeups import notify
 from .migrations import migration
 
 schema("""
@@ -69,6 +70,7 @@ class EventStore:
             "INSERT INTO event_invocations (request_id, region, name, payload, client_context, "
             "accepted_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (request_id, region, name, payload, client_context, now, now))
+        notify(self.db)  # other servers' dispatchers claim it at once (PostgreSQL)
 
     def claim(self, claimer: str, now: float, limit: int,
               lease_s: float = DEFAULT_CLAIM_LEASE_S) -> list[QueuedEvent]:
@@ -94,9 +96,12 @@ class EventStore:
 
     def release_claims(self, claimer: str) -> int:
         """Give back every event `claimer` holds (it stops, or starts again after a crash)."""
-        return int(self.db.conn.execute(
+        released = int(self.db.conn.execute(
             "UPDATE event_invocations SET claimed_by=NULL, claim_until=NULL "
             "WHERE claimed_by=? AND status='queued'", (claimer,)).rowcount)
+        if released:
+            notify(self.db)
+        return released
 
     def next_due_at(self, now: float) -> float | None:
         """When the next event nobody holds is due (a held one is the holder's)."""

@@ -1,7 +1,8 @@
 """The Event queue's claims (store/events.py) on SQLite and PostgreSQL: two claimers on their
 own connections take 2,000 events, each exactly once; a dead claimer's event is claimable
 again when its lease runs out (not before, and not while it is renewed), and its late outcome
-changes nothing; a restarted claimer gets its own events back at once; on PostgreSQL two
+changes nothing; a restarted claimer gets its own events back at once; on PostgreSQL an
+enqueue or a release wakes the listeners of other connections (LISTEN/NOTIFY), and two
 in-process servers sharing the database run every Event invoke once, both taking part."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lambdaplane.store.db import Database
+from lambdaplane.store.event_wakeups import EventListener
 from lambdaplane.store.events import EventStore
 from tests.harness import make_zip
 from tests.unit.lambda_inprocess import InProcessLambda
@@ -149,3 +151,22 @@ def test_two_servers_on_one_database_run_each_event_once(tmp_path: Path,
                   {"succeeded"})
     finally:
         gen.close()
+
+
+def test_an_enqueue_wakes_the_listeners_of_other_connections(database_url: str | None,
+                                                             queue: EventStore) -> None:
+    if database_url is None:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's (one SQLite store has one server)")
+    woken = threading.Event()
+    listener = EventListener(database_url, woken.set)
+    listener.start()
+    try:
+        assert not woken.wait(0.2)
+        queue.enqueue("req-woken", "us-east-1", "f", b"{}", None)
+        assert woken.wait(30.0)  # before the next poll would have found it, normally
+        woken.clear()
+        [event] = queue.claim("a", time.time(), 10)
+        assert queue.release_claims("a") == 1  # given back: the others are told too
+        assert woken.wait(30.0)
+    finally:
+        listener.stop()
