@@ -26,7 +26,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,15 @@ SEGMENT_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 def vni_of_vpc(vpc_id: str) -> int:
     """The VPC's VNI derived from its id alone: 24 bits of its SHA-256, never 0. Only a
     fallback for a VPC the store gave no VNI: two VPCs collide with probability about n²/2²⁵
-    (3 % at 1,000 VPCs), so VNIs come from the store (store/vnis.py, `desired_fabric`'s
-    `vnis`)."""
+    (3 % at 1,000 VPCs), so VNIs come from the store (store/vnis.py, `with_store_vnis`)."""
     return int.from_bytes(hashlib.sha256(vpc_id.encode()).digest()[:3], "big") or 1
+
+
+def with_store_vnis(spec: FabricSpec, vnis: Mapping[str, int]) -> FabricSpec:
+    """`spec` with every VPC's segment on the VNI the store allocated it (store/vnis.py,
+    `VniStore.all()`, unique per VPC); a VPC the store gave none keeps `vni_of_vpc`'s."""
+    segments = (replace(v, vni=vnis.get(v.vpc_id) or v.vni) for v in spec.vpcs)
+    return replace(spec, vpcs=tuple(sorted(segments, key=lambda v: v.vni)))
 
 
 @dataclass(frozen=True)
@@ -88,15 +94,11 @@ class FabricSpec:
 
 def desired_fabric(names: Names, data_dir: Path, underlay_address: str, peers: Iterable[str],
                    vpcs: Iterable[tuple[str, Iterable[str]]],
-                   host_netns: str | None = None,
-                   vnis: Mapping[str, int] | None = None) -> FabricSpec:
+                   host_netns: str | None = None) -> FabricSpec:
     """The fabric of this server: `vpcs` are (VPC id, its subnets' CIDRs); peers other than
-    our own underlay address; `vnis` the VPCs' VNIs as the store allocated them (a VPC
-    missing there falls back to `vni_of_vpc`)."""
+    our own underlay address."""
     ipaddress.IPv4Address(underlay_address)
-    given = vnis or {}
-    segments = tuple(sorted((FabricVpc(vpc_id, given.get(vpc_id) or vni_of_vpc(vpc_id),
-                                       names.vpc_netns(vpc_id),
+    segments = tuple(sorted((FabricVpc(vpc_id, vni_of_vpc(vpc_id), names.vpc_netns(vpc_id),
                                        tuple(sorted(set(cidrs))))
                              for vpc_id, cidrs in vpcs), key=lambda v: v.vni))
     return FabricSpec(names.fabric_netns, names.fabric_underlay_link, underlay_address,

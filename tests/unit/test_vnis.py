@@ -106,8 +106,9 @@ def test_vpcs_from_before_the_table_get_vnis_in_the_migration(db: Database) -> N
 
 
 def test_the_fabric_takes_the_vni_given() -> None:
-    spec = fabric.desired_fabric(Names("a1b"), Path("/data"), "10.0.0.1", [],
-                                 [("vpc-1", ["10.1.0.0/24"]), ("vpc-2", ["10.2.0.0/24"])],
-                                 vnis={"vpc-1": 7})
+    spec = fabric.with_store_vnis(fabric.desired_fabric(
+        Names("a1b"), Path("/data"), "10.0.0.1", [],
+        [("vpc-1", ["10.1.0.0/24"]), ("vpc-2", ["10.2.0.0/24"])]), {"vpc-1": 7})
     by_id = {v.vpc_id: v.vni for v in spec.vpcs}
     assert by_id == {"vpc-1": 7, "vpc-2": fabric.vni_of_vpc("vpc-2")}  # vpc-2: the fallback
+    assert [v.vni for v in spec.vpcs] == sorted(by_id.values())  # still in VNI order
