@@ -301,7 +301,9 @@ class Invoker:
                                                                            destination)
                   if destination else None)
         if target is None:
-            self.events.finish(event.id, status, attempts, error_type, claimer=self.claimer)
+            if not self.events.finish(event.id, status, attempts, error_type,
+                                      claimer=self.claimer):
+                _claim_lost(event)
             return
         condition = {"succeeded": "Success", "failed": "RetriesExhausted"}.get(
             status, "EventAgeExceeded")
@@ -310,10 +312,16 @@ class Invoker:
         body = destination_record(event.request_id, self.functions.arn(
             event.region, record.name, qualifier), condition, attempts, event.payload, response,
             executed_version=record.version)
-        self.events.finish(event.id, status, attempts, error_type,
-                           then_enqueue=(str(uuid.uuid4()), event.region, target, body),
-                           claimer=self.claimer)
+        if not self.events.finish(event.id, status, attempts, error_type,
+                                  then_enqueue=(str(uuid.uuid4()), event.region, target, body),
+                                  claimer=self.claimer):
+            _claim_lost(event)
         self._wake.set()
+
+
+def _claim_lost(event: QueuedEvent) -> None:
+    log.warning("event %s: its claim's lease ran out and another server took it; this "
+                "attempt's outcome is not recorded", event.request_id)
 
 
 def event_claimer_id(settings: Settings) -> str:
