@@ -1,5 +1,5 @@
 """Invoke: the three invocation types, payload limits, concurrency admission (reserved caps and
-the account's unreserved pool) and asynchronous events — written to SQLite before the 202,
+the account's unreserved pool) and asynchronous events — written to the store before the 202,
 run by background workers, retried on function error (twice, or the function's
 MaximumRetryAttempts), dropped past their MaximumEventAgeInSeconds, their records sent to the
 OnSuccess / OnFailure destination, resumed after a restart (at-least-once, same request id).
@@ -42,6 +42,7 @@ EVENT_WORKERS = 16
 THROTTLED_EVENT_DELAY_S = 1.0
 RETRY_AFTER_S = 1
 EVENT_POLL_S = 1.0  # events another process queued, or whose claimer died, are seen this soon
+CLAIM_RACE_PAUSE_S = 0.05
 
 
 class Environments(Protocol):
@@ -201,9 +202,10 @@ class Invoker:
         while True:
             self._wake.clear()
             free = EVENT_WORKERS - len(self._running)
+            claimed: list[QueuedEvent] = []
             if free > 0:
-                for event in self.events.claim(self.claimer, time.time(), free,
-                                               self.claim_lease_s):
+                claimed = self.events.claim(self.claimer, time.time(), free, self.claim_lease_s)
+                for event in claimed:
                     if event.id in self._running:
                         continue  # ours already (its lease was renewed late)
                     task = asyncio.get_running_loop().create_task(self._run_event(event))
@@ -213,6 +215,8 @@ class Invoker:
                 min(max(next_at - time.time(), 0.0), EVENT_POLL_S)
             if next_at is not None and timeout == 0.0 and len(self._running) >= EVENT_WORKERS:
                 timeout = EVENT_POLL_S  # all workers busy: a finishing one wakes us
+            elif next_at is not None and timeout == 0.0 and not claimed:
+                timeout = CLAIM_RACE_PAUSE_S  # due, but another server is claiming it now
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
