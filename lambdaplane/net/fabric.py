@@ -25,8 +25,8 @@ import ipaddress
 import json
 import os
 import subprocess
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,17 @@ SEGMENT_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 
 
 def vni_of_vpc(vpc_id: str) -> int:
-    """The VPC's VNI, derived from its id alone (the same on every host without asking
-    anyone): 24 bits of its SHA-256, never 0. Two VPCs collide with probability about
-    n²/2²⁵ — a store that allocates VNIs passes its own to FabricVpc instead."""
+    """The VPC's VNI derived from its id alone: 24 bits of its SHA-256, never 0. Only a
+    fallback for a VPC the store gave no VNI: two VPCs collide with probability about n²/2²⁵
+    (3 % at 1,000 VPCs), so VNIs come from the store (store/vnis.py, `with_store_vnis`)."""
     return int.from_bytes(hashlib.sha256(vpc_id.encode()).digest()[:3], "big") or 1
+
+
+def with_store_vnis(spec: FabricSpec, vnis: Mapping[str, int]) -> FabricSpec:
+    """`spec` with every VPC's segment on the VNI the store allocated it (store/vnis.py,
+    `VniStore.all()`, unique per VPC); a VPC the store gave none keeps `vni_of_vpc`'s."""
+    segments = (replace(v, vni=vnis.get(v.vpc_id) or v.vni) for v in spec.vpcs)
+    return replace(spec, vpcs=tuple(sorted(segments, key=lambda v: v.vni)))
 
 
 @dataclass(frozen=True)

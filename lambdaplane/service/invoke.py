@@ -1,15 +1,19 @@
 """Invoke: the three invocation types, payload limits, concurrency admission (reserved caps and
-the account's unreserved pool) and asynchronous events — written to SQLite before the 202,
+the account's unreserved pool) and asynchronous events — written to the store before the 202,
 run by background workers, retried on function error (twice, or the function's
 MaximumRetryAttempts), dropped past their MaximumEventAgeInSeconds, their records sent to the
 OnSuccess / OnFailure destination, resumed after a restart (at-least-once, same request id).
-Execution itself is `environments.invoke`. No HTTP here."""
+Events wait in the store's Event queue (store/events.py), claimed by this process under a
+lease it renews, so several `serve` processes sharing one PostgreSQL database never run one
+event together. Execution itself is `environments.invoke`. No HTTP here."""
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
+import socket
 import time
 import uuid
 from collections import Counter
@@ -22,7 +26,8 @@ from ..errors import (AwsError, InvalidRequestContent, RequestTooLarge,
 from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
 from ..store.db import Database
 from ..store.event_invoke_config import EventInvokeConfig
-from ..store.events import EventStore, QueuedEvent
+from ..store.event_wakeups import EventListener
+from ..store.events import DEFAULT_CLAIM_LEASE_S, EventStore, QueuedEvent
 from ..store.functions import FunctionRecord
 from .event_invoke_config import LATEST, destination_record
 from .functions import FunctionService
@@ -36,6 +41,8 @@ LOG_TAIL_BYTES = 4096
 EVENT_WORKERS = 16
 THROTTLED_EVENT_DELAY_S = 1.0
 RETRY_AFTER_S = 1
+EVENT_POLL_S = 1.0  # events another process queued, or whose claimer died, are seen this soon
+CLAIM_RACE_PAUSE_S = 0.05
 
 
 class Environments(Protocol):
@@ -103,23 +110,41 @@ class Invoker:
         self.functions = functions
         self.environments = environments
         self.events = EventStore(db)
+        self.claimer = event_claimer_id(settings)
+        self.claim_lease_s = DEFAULT_CLAIM_LEASE_S
         self.admission = Admission()
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._listener: EventListener | None = None
 
     async def start(self) -> None:
         # Events accepted before a stop or crash are still queued: the dispatcher runs them.
-        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        # What this server held when it died is its own again at once (not after the lease).
+        self.events.release_claims(self.claimer)
+        loop = asyncio.get_running_loop()
+        if self.settings.database and self.events.db.dialect.name == "postgresql":
+            # events queued by another server sharing the database wake this one too
+            self._listener = EventListener(
+                self.settings.database, lambda: loop.call_soon_threadsafe(self._wake.set))
+            await loop.run_in_executor(None, self._listener.start)
+        self._dispatcher = loop.create_task(self._dispatch())
+        self._renewer = loop.create_task(self._renew_claims())
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._listener.stop)
+            self._listener = None
         tasks = list(self._running.values())
-        if self._dispatcher is not None:
-            tasks.append(self._dispatcher)
+        for background in (self._dispatcher, self._renewer):
+            if background is not None:
+                tasks.append(background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._dispatcher = None
+        self._dispatcher = self._renewer = None
+        self.events.release_claims(self.claimer)  # unfinished events: for the next claimer
 
     # -- the Invoke operation ----------------------------------------------------------------
     async def invoke(self, region: str, ref: str, qualifier: str | None, invocation_type: str,
@@ -177,18 +202,36 @@ class Invoker:
         while True:
             self._wake.clear()
             free = EVENT_WORKERS - len(self._running)
+            claimed: list[QueuedEvent] = []
             if free > 0:
-                for event in self.events.due(time.time(), set(self._running), free):
+                claimed = self.events.claim(self.claimer, time.time(), free, self.claim_lease_s)
+                for event in claimed:
+                    if event.id in self._running:
+                        continue  # ours already (its lease was renewed late)
                     task = asyncio.get_running_loop().create_task(self._run_event(event))
                     self._running[event.id] = task
-            next_at = self.events.next_due_at(set(self._running))
-            timeout = 5.0 if next_at is None else min(max(next_at - time.time(), 0.0), 5.0)
+            next_at = self.events.next_due_at(time.time())
+            timeout = EVENT_POLL_S if next_at is None else \
+                min(max(next_at - time.time(), 0.0), EVENT_POLL_S)
             if next_at is not None and timeout == 0.0 and len(self._running) >= EVENT_WORKERS:
-                timeout = 5.0  # all workers busy: a finishing one wakes us
+                timeout = EVENT_POLL_S  # all workers busy: a finishing one wakes us
+            elif next_at is not None and timeout == 0.0 and not claimed:
+                timeout = CLAIM_RACE_PAUSE_S  # due, but another server is claiming it now
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+
+    async def _renew_claims(self) -> None:
+        """Keep the leases of the events this server is running (an attempt may take up to
+        the function's timeout); renewed three times per lease."""
+        while True:
+            await asyncio.sleep(self.claim_lease_s / 3)
+            if self._running:
+                try:
+                    self.events.renew_claims(self.claimer, time.time(), self.claim_lease_s)
+                except Exception:  # noqa: BLE001 - the database may be back next time
+                    log.exception("renewing the event claims of %s failed", self.claimer)
 
     async def _run_event(self, event: QueuedEvent) -> None:
         try:
@@ -198,7 +241,7 @@ class Invoker:
         except Exception:  # noqa: BLE001 - one bad event must not stop the worker pool
             log.exception("event %s failed unexpectedly", event.request_id)
             self.events.retry_later(event.id, time.time() + THROTTLED_EVENT_DELAY_S,
-                                    event.attempts, "ServiceException")
+                                    event.attempts, "ServiceException", self.claimer)
         finally:
             self._running.pop(event.id, None)
             self._wake.set()
@@ -210,7 +253,8 @@ class Invoker:
             record = None
         if record is None:
             log.info("dropping event %s: function %s was deleted", event.request_id, event.name)
-            self.events.finish(event.id, "dropped", event.attempts, None)
+            self.events.finish(event.id, "dropped", event.attempts, None,
+                               claimer=self.claimer)
             return
         name, _, qualifier = event.name.partition(":")  # a qualified invoke queued name:qualifier
         retries, max_age_s, config = self.functions.event_invoke_configs.for_event(
@@ -231,7 +275,7 @@ class Invoker:
                           "ResourceNotReadyException"):
                 # Throttled or not ready: AWS keeps the event and tries later, not an attempt.
                 self.events.retry_later(event.id, time.time() + THROTTLED_EVENT_DELAY_S,
-                                        event.attempts, e.code)
+                                        event.attempts, e.code, self.claimer)
                 return
             result = InvocationResult(b"", function_error="Unhandled", error_type=e.code)
         attempts = event.attempts + 1
@@ -246,7 +290,7 @@ class Invoker:
             self._finish_event(event, record, config, "failed", attempts, error_type, result)
             return
         self.events.retry_later(event.id, time.time() + delays[attempts - 1], attempts,
-                                error_type)
+                                error_type, self.claimer)
 
     def _finish_event(self, event: QueuedEvent, record: FunctionRecord,
                       config: EventInvokeConfig | None, status: str, attempts: int,
@@ -261,7 +305,9 @@ class Invoker:
                                                                            destination)
                   if destination else None)
         if target is None:
-            self.events.finish(event.id, status, attempts, error_type)
+            if not self.events.finish(event.id, status, attempts, error_type,
+                                      claimer=self.claimer):
+                _claim_lost(event)
             return
         condition = {"succeeded": "Success", "failed": "RetriesExhausted"}.get(
             status, "EventAgeExceeded")
@@ -270,9 +316,23 @@ class Invoker:
         body = destination_record(event.request_id, self.functions.arn(
             event.region, record.name, qualifier), condition, attempts, event.payload, response,
             executed_version=record.version)
-        self.events.finish(event.id, status, attempts, error_type,
-                           then_enqueue=(str(uuid.uuid4()), event.region, target, body))
+        if not self.events.finish(event.id, status, attempts, error_type,
+                                  then_enqueue=(str(uuid.uuid4()), event.region, target, body),
+                                  claimer=self.claimer):
+            _claim_lost(event)
         self._wake.set()
+
+
+def _claim_lost(event: QueuedEvent) -> None:
+    log.warning("event %s: its claim's lease ran out and another server took it; this "
+                "attempt's outcome is not recorded", event.request_id)
+
+
+def event_claimer_id(settings: Settings) -> str:
+    """This server's name on the Event queue: stable across its restarts (one process per
+    data dir: its lock), distinct for each host and data dir sharing a database."""
+    where = f"{socket.gethostname()}\0{settings.data_dir.resolve()}".encode()
+    return f"lp{settings.instance}-{hashlib.sha256(where).hexdigest()[:12]}"
 
 
 def _checked_json(payload: bytes) -> bytes:

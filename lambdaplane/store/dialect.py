@@ -71,6 +71,8 @@ class Dialect:
     begin = "BEGIN IMMEDIATE"
     open_pragmas = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                     "PRAGMA foreign_keys=ON")
+    # appended to a claiming sub-SELECT: SQLite's one writer at a time makes the claim atomic
+    skip_locked = ""
 
     def script(self, sql: str) -> str:
         return sql
@@ -104,6 +106,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     begin = "BEGIN"
     open_pragmas = ()
+    skip_locked = " FOR UPDATE SKIP LOCKED"  # concurrent claimers pass over each other's rows
 
     def __init__(self, table_keys: Callable[[str], TableKeys]) -> None:
         self._table_keys = table_keys

@@ -16,6 +16,7 @@ from .ec2_ipv6 import Ipv6Store
 from .ec2_network_acls import NetworkAclStore
 from .ec2_private_ips import PrivateIpStore
 from .rows import select_rows
+from .vnis import VniStore
 
 schema("""
 CREATE TABLE IF NOT EXISTS ec2_regions (region TEXT PRIMARY KEY);
@@ -68,6 +69,7 @@ class Ec2Store:
     def add_vpc(self, v: Vpc) -> None:
         self.db.conn.execute("INSERT INTO ec2_vpcs VALUES (?,?,?,?)",
                              (v.id, v.region, v.cidr, int(v.is_default)))
+        VniStore(self.db).allocate(v.id)  # its EVPN segment across hosts, unique
 
     def vpcs(self, region: str | None = None) -> list[Vpc]:
         rows = self._select("ec2_vpcs", region)
