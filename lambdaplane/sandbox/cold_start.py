@@ -29,7 +29,7 @@ from ..config import Settings
 from ..errors import AwsError
 from ..net.names import Names
 from ..store.log_ingest import LogIngest
-from . import cgroups, runtime_frames
+from . import boot_cpu, cgroups, runtime_frames
 from .capacity import CapacityController
 from .env_registry import EnvironmentRegistry
 from .environment import (
@@ -231,9 +231,14 @@ class ColdStarts:
         """Its memory limit the function's, moved under the function's group."""
         spec = env.spec
         cgroups.set_memory_limit(pw.cgroup, spec.memory_mb)
+        booting = pw.cgroup.cpu_dir
         env.cgroup = pw.cgroup = cgroups.for_function(
             self.names, pw.cgroup, cgroups.function_group(spec.region, spec.name),
             spec.memory_mb)
+        if pw.ready and booting is not None and boot_cpu.is_boot_dir(booting):
+            # out of its boot group before it is told its function (boot_cpu.py); a node still
+            # booting stays, and goes with its PID 1 once ready (its boot is the pool's CPU)
+            boot_cpu.move_tasks(pw.cgroup, booting)
 
     async def _runtime_socket(self, env: Environment, install: RuntimeInstall,
                               prepared: Prepared | None) -> socket.socket | None:
