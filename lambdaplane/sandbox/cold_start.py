@@ -22,14 +22,14 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from ..config import Settings
 from ..errors import AwsError
 from ..net.names import Names
 from ..store.log_ingest import LogIngest
-from . import cgroups, runtime_frames
+from . import boot_cpu, cgroups, runtime_frames
 from .capacity import CapacityController
 from .env_registry import EnvironmentRegistry
 from .environment import (
@@ -230,10 +230,18 @@ class ColdStarts:
     def _size_prepared_cgroup(self, env: Environment, pw: Prewarmed) -> None:
         """Its memory limit the function's, moved under the function's group."""
         spec = env.spec
-        cgroups.set_memory_limit(pw.cgroup, spec.memory_mb)
+        booting = pw.cgroup.cpu_dir
+        # in a runtime's boot group its weight stays the pool's until it leaves (boot_cpu.py)
+        in_boot = boot_cpu.is_boot_dir(booting)
+        cgroups.set_memory_limit(replace(pw.cgroup, cpu_dir=None) if in_boot else pw.cgroup,
+                                 spec.memory_mb)
         env.cgroup = pw.cgroup = cgroups.for_function(
             self.names, pw.cgroup, cgroups.function_group(spec.region, spec.name),
             spec.memory_mb)
+        if pw.ready and booting is not None and in_boot:
+            # out of its boot group before it is told its function (boot_cpu.py); a node still
+            # booting stays, and goes with its PID 1 once ready (its boot is the pool's CPU)
+            boot_cpu.move_tasks(pw.cgroup, booting)
 
     async def _runtime_socket(self, env: Environment, install: RuntimeInstall,
                               prepared: Prepared | None) -> socket.socket | None:

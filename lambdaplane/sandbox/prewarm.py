@@ -38,7 +38,7 @@ from pathlib import Path
 from ..config import Settings
 from ..net.names import Names
 from ..tasks import cancel_and_wait
-from . import cgroups
+from . import boot_cpu, cgroups
 from .cgroups import EnvCgroup
 from .pool import Sandbox, SandboxPool
 from .prestart import READY_MESSAGE
@@ -95,6 +95,9 @@ class PrewarmedSandboxes:
         self.target = settings.prefork if size is None else size
         self.sizing = PrestartSizing(self.target, adaptive=settings.capacity == "adaptive",
                                      window_s=settings.capacity_window_s)
+        # a runtime's sandboxes boot in a cpu group of their own (boot_cpu.py)
+        self.boot = boot_cpu.BootOrder(names, runtime.runtime) if runtime is not None else None
+        self._finishing: list[Path] = []  # boot groups of taken sandboxes still booting
 
     async def start(self) -> None:
         # Without a code store (an execution layer used on its own) no function can take one.
@@ -129,6 +132,9 @@ class PrewarmedSandboxes:
             if not pw.exited.done():
                 pw.assigned = True
                 self._taken[pw.ready] += 1
+                if not pw.ready and pw.cgroup.cpu_dir is not None and self.boot is not None:
+                    self._finishing.append(pw.cgroup.cpu_dir)  # its boot goes first
+                self._prioritize()
                 return pw
         return None
 
@@ -160,6 +166,8 @@ class PrewarmedSandboxes:
         while len(self._ready) > self.target:
             self._discard_soon(self._ready.pop() if self.runtime else self._ready.popleft())
             trimmed += 1
+        if trimmed:
+            self._prioritize()
         return trimmed
 
     def stats(self) -> dict[str, int]:
@@ -175,6 +183,15 @@ class PrewarmedSandboxes:
         return stats
 
     # internals ---------------------------------------------------------------------------
+    def _prioritize(self) -> None:
+        """The boots in this runtime's group go oldest first, after those of taken sandboxes
+        still booting (boot_cpu.py)."""
+        if self.boot is None:
+            return
+        self._finishing = [d for d in self._finishing if boot_cpu.has_tasks(d)]
+        self.boot.order([pw.cgroup.cpu_dir for pw in self._ready
+                         if not pw.ready and pw.cgroup.cpu_dir is not None], self._finishing)
+
     def _booting(self) -> int:
         """Sandboxes of this pool being made or with their runtime still starting."""
         return self._making + sum(1 for pw in self._ready if not pw.ready)
@@ -185,10 +202,12 @@ class PrewarmedSandboxes:
             if self.runtime is not None:
                 self.target = self.sizing.target()  # demand decays: shrinks back to the floor
                 await self.trim()
+                self._prioritize()  # a taken node may have finished its boot
             if len(self._ready) >= self.target:
                 deferred_since = None
                 self._wanted.clear()
-                if self.runtime is None or self.target <= self.sizing.floor:
+                if self.runtime is None or (self.target <= self.sizing.floor and
+                                            not self._finishing):
                     await self._wanted.wait()
                     continue
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -218,6 +237,7 @@ class PrewarmedSandboxes:
         self._making += 1
         try:
             self._ready.append(await self._make())
+            self._prioritize()
             return True
         except asyncio.CancelledError:
             raise
@@ -234,7 +254,10 @@ class PrewarmedSandboxes:
         cgroup: EnvCgroup | None = None
         try:
             cgroup = await asyncio.to_thread(  # mkdir and writes in cgroupfs: off the loop
-                cgroups.create_env_cgroup, self.names, env_id, PREFORK_MEMORY_MB)
+                cgroups.create_env_cgroup, self.names, env_id, PREFORK_MEMORY_MB,
+                group=self.boot.group if self.boot is not None else "")
+            if self.boot is not None:  # the group may be new: its weight written again
+                self.boot.made()
             zygote = await self.zygote(self._interpreter)
             request = SpawnRequest(
                 env_id=env_id, netns_path=sandbox.netns_path, cgroup_procs=cgroup.procs_files,
@@ -279,6 +302,7 @@ class PrewarmedSandboxes:
         self._unwatch(pw)
         if pw.ready:
             self.sizing.booted(time.monotonic() - pw.made_at)
+            self._prioritize()
 
     def _unwatch(self, pw: Prewarmed) -> None:
         """Stop watching its control socket (before it is used for anything else, or closed)."""
@@ -297,6 +321,7 @@ class PrewarmedSandboxes:
         with contextlib.suppress(ValueError):
             self._ready.remove(pw)
             self._wanted.set()
+        self._prioritize()
         self._discard_soon(pw)
 
     def _discard_soon(self, pw: Prewarmed) -> None:

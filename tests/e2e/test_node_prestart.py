@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from lambdaplane.net.names import Names
-from lambdaplane.sandbox import cgroups, prestart_sizing
+from lambdaplane.sandbox import boot_cpu, cgroups, prestart_sizing
 from lambdaplane.sandbox.runtimes import registry
 from tests.conftest import live_server
 from tests.e2e.vpc_support import wait_until
@@ -115,6 +115,28 @@ def test_prestarted_node_runs_in_its_function_cpu_group(server: LiveServer) -> N
     pids = (envs[0] / "cgroup.procs").read_text().split()
     assert len(pids) >= 2, "PID 1 and node: both in the function's cpu group"
     assert int((envs[0] / "cpu.shares").read_text()) == cgroups.cpu_shares_for(1769)
+
+
+@pytest.mark.skipif(not cgroups.has_cpu_controller(), reason="no v1 cpu cgroup")
+def test_pool_boots_in_its_own_group_and_a_ready_node_leaves_it(server: LiveServer) -> None:
+    _create(server, "first-boot")
+    _invoke(server, "first-boot")
+    boot = cgroups.function_cpu_dir(Names(server.instance), boot_cpu.group_for(RUNTIME))
+    assert wait_until(lambda: _pool(server).get("runtime_ready", 0) >= 2, 60), _pool(server)
+    assert int((boot / "cpu.shares").read_text()) == cgroups.functions_parent_shares()
+
+    def in_boot_group() -> set[str]:
+        return {pid for d in boot.iterdir() if d.is_dir()
+                for pid in (d / "cgroup.procs").read_text().split()}
+
+    assert len(in_boot_group()) >= 4, "PID 1 and node of each ready sandbox"
+    _create(server, "boot-taken")
+    _invoke(server, "boot-taken")
+    group = cgroups.function_cpu_dir(Names(server.instance),
+                                     cgroups.function_group("us-east-1", "boot-taken"))
+    taken = {pid for d in group.iterdir() if d.is_dir()
+             for pid in (d / "cgroup.procs").read_text().split()}
+    assert len(taken) >= 2 and not taken & in_boot_group(), taken
 
 
 def test_pool_grows_when_cold_starts_find_no_node_ready(server: LiveServer) -> None:
