@@ -51,7 +51,9 @@ async def run_invocation(env: Environment, inv: Invocation,
     duration_ms = (ended - start) * 1000
 
     result, error_line, healthy = await _outcome(env, pending, inv)
-    output = env.output.end() if fetched.done() else env.output.take_outside()
+    # a posted result: its output was flushed before it and read by the loop (logs.py)
+    output = env.output.end(read_by_loop=healthy and pending.outcome.done()) \
+        if fetched.done() else env.output.take_outside()
     max_used = _max_memory_mb(env.cgroup)
     facts = InvocationFacts(inv.request_id, spec.version, duration_ms, spec.memory_mb,
                             max_used, init_ms, _status(result))

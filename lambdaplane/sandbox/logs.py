@@ -223,9 +223,14 @@ class OutputCapture:
         self._request_id = request_id
         return outside
 
-    def end(self) -> str:
-        """Stop attributing output to the current invocation; returns what it printed."""
-        self.drain()
+    def end(self, read_by_loop: bool = False) -> str:
+        """Stop attributing output to the current invocation; returns what it printed.
+        `read_by_loop`: the runtime posted its result after flushing its output, and the
+        loop ran the pipe's reader before the callback that resumed the invocation (a pipe
+        written before the socket is readable in the same or an earlier poll; readers run
+        before the callbacks they schedule), so the pipe need not be read again here."""
+        if not read_by_loop:
+            self.drain()
         text = bytes(self._buffer).decode(errors="replace")
         self._buffer.clear()
         self._request_id = None
