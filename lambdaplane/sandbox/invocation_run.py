@@ -33,12 +33,17 @@ async def run_invocation(env: Environment, inv: Invocation,
     def on_fetch(pending: PendingInvocation) -> None:
         # the function's own timeout runs from the moment its runtime takes the event
         pending.deadline_ms = int((time.time() + spec.timeout_s) * 1000)
-        outside_text.append(env.output.take_outside_and_begin(inv.request_id))
+        # taken from inside `submit` (a runtime already waiting): what it printed before it
+        # asked was read by the loop in an earlier round (logs.py); else read the pipe now
+        outside_text.append(env.output.take_outside_and_begin(inv.request_id,
+                                                              read_by_loop=submitting[0]))
         if not fetched.done():
             fetched.set_result(time.monotonic())
 
+    submitting = [True]
     pending = env.channel.submit(inv, inv.function_arn or spec.arn,
                                  int((time.time() + spec.timeout_s) * 1000), on_fetch)
+    submitting[0] = False
     assert env.exited is not None
     await _first_of((pending.outcome, env.exited, fetched),
                     INIT_TIMEOUT_S if cold is not None else spec.timeout_s)

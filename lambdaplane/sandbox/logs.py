@@ -217,9 +217,13 @@ class OutputCapture:
         self.drain()
         self._request_id = request_id
 
-    def take_outside_and_begin(self, request_id: str) -> str:
-        """`take_outside` then `begin`, with one read of the pipe, not two (every invoke)."""
-        outside = self.take_outside()
+    def take_outside_and_begin(self, request_id: str, read_by_loop: bool = False) -> str:
+        """`take_outside` then `begin`, with one read of the pipe, not two (every invoke);
+        none when the loop has read it already (`end`)."""
+        if not read_by_loop:
+            self.drain()
+        outside = bytes(self._outside).decode(errors="replace")
+        self._outside.clear()
         self._request_id = request_id
         return outside
 
