@@ -18,6 +18,7 @@ from ..errors import AwsError, RequestTooLarge, ServiceError
 from ..service.invoke import SYNC_PAYLOAD_LIMIT
 from ..store.functions import FunctionRecord
 from . import function_urls, lambda_settings, lambda_versions
+from .invoke_params import InvokeParams
 from .lambda_event_invoke_config import event_invoke_config_handlers
 from .lambda_layers import layer_handlers
 from .wire import (JSON_TYPE, Router, WireResponse, error_response, lambda_model, parse_input,
@@ -57,6 +58,7 @@ class LambdaApi:
         self.platform = platform
         self.settings = platform.settings
         self.router = Router(lambda_model())
+        self.invoke_params = InvokeParams(lambda_model().operation_model("Invoke"))
         self.handlers: dict[str, Handler] = {
             "CreateFunction": self.create_function,
             "GetFunction": self.get_function,
@@ -90,7 +92,11 @@ class LambdaApi:
                 raise not_implemented(match.operation.name, request.method, request.path)
             op = match.operation
             body = await _read_body(request, op.name)
-            params = parse_input(op, match.labels, query, request.headers, body)
+            if op.name == "Invoke":  # checked once per target, the payload added (invoke_params)
+                params = self.invoke_params.parse(request.rel_url.raw_path, match.labels,
+                                                  query, request.headers, body)
+            else:
+                params = parse_input(op, match.labels, query, request.headers, body)
             region = region_from_authorization(request.headers.get("Authorization"),
                                                self.settings.default_region)
             output = await self.handlers[op.name](Call(region, request), params)

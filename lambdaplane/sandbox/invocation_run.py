@@ -33,12 +33,17 @@ async def run_invocation(env: Environment, inv: Invocation,
     def on_fetch(pending: PendingInvocation) -> None:
         # the function's own timeout runs from the moment its runtime takes the event
         pending.deadline_ms = int((time.time() + spec.timeout_s) * 1000)
-        outside_text.append(env.output.take_outside_and_begin(inv.request_id))
+        # taken from inside `submit` (a runtime already waiting): what it printed before it
+        # asked was read by the loop in an earlier round (logs.py); else read the pipe now
+        outside_text.append(env.output.take_outside_and_begin(inv.request_id,
+                                                              read_by_loop=submitting[0]))
         if not fetched.done():
             fetched.set_result(time.monotonic())
 
+    submitting = [True]
     pending = env.channel.submit(inv, inv.function_arn or spec.arn,
                                  int((time.time() + spec.timeout_s) * 1000), on_fetch)
+    submitting[0] = False
     assert env.exited is not None
     await _first_of((pending.outcome, env.exited, fetched),
                     INIT_TIMEOUT_S if cold is not None else spec.timeout_s)
@@ -51,7 +56,9 @@ async def run_invocation(env: Environment, inv: Invocation,
     duration_ms = (ended - start) * 1000
 
     result, error_line, healthy = await _outcome(env, pending, inv)
-    output = env.output.end() if fetched.done() else env.output.take_outside()
+    # a posted result: its output was flushed before it and read by the loop (logs.py)
+    output = env.output.end(read_by_loop=healthy and pending.outcome.done()) \
+        if fetched.done() else env.output.take_outside()
     max_used = _max_memory_mb(env.cgroup)
     facts = InvocationFacts(inv.request_id, spec.version, duration_ms, spec.memory_mb,
                             max_used, init_ms, _status(result))

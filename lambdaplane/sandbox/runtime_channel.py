@@ -49,6 +49,8 @@ class RuntimeChannel:
     closed: bool = False
     init_error: Outcome | None = None  # posted before any invocation was queued
     _getter: asyncio.Future[None] | None = None
+    # connections' long polls (`on_next`), in order: called, not woken, when an invocation comes
+    _deliveries: deque[Callable[[PendingInvocation | None], None]] = field(default_factory=deque)
 
     def submit(self, invocation: Invocation, function_arn: str, deadline_ms: int,
                on_fetch: Callable[[PendingInvocation], None] | None = None
@@ -72,6 +74,23 @@ class RuntimeChannel:
             finally:
                 self._getter = None
         return self._take()
+
+    def on_next(self, deliver: Callable[[PendingInvocation | None], None]) -> None:
+        """A long poll without a task: `deliver` is called with the next invocation as soon
+        as one is queued (at once if one is, else from `submit`), or with None once the
+        channel is closed. `cancel_next` withdraws it."""
+        if self.queued:
+            deliver(self._take())
+        elif self.closed:
+            deliver(None)
+        else:
+            self._deliveries.append(deliver)
+
+    def cancel_next(self, deliver: Callable[[PendingInvocation | None], None]) -> None:
+        try:
+            self._deliveries.remove(deliver)
+        except ValueError:
+            pass
 
     def next_nowait(self) -> PendingInvocation | None:
         """The next queued invocation without waiting, or None (then await `next`)."""
@@ -108,5 +127,11 @@ class RuntimeChannel:
         self._wake()
 
     def _wake(self) -> None:
+        while self._deliveries and self.queued:
+            self._deliveries.popleft()(self._take())
+        if self.closed:  # from the loop: whoever closes the channel drops its connections too
+            loop = asyncio.get_running_loop()
+            while self._deliveries:
+                loop.call_soon(self._deliveries.popleft(), None)
         if self._getter is not None and not self._getter.done():
             self._getter.set_result(None)

@@ -11,9 +11,10 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .runtime_channel import ChannelClosed, PendingInvocation
+from .runtime_channel import PendingInvocation, RuntimeChannel
 
 if TYPE_CHECKING:
     from .runtime_api import RuntimeApi
@@ -70,7 +71,9 @@ class RuntimeConnection(asyncio.Protocol):
         self.remote = remote  # the environment's address: RuntimeApi.dispatch finds its channel
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.waiting: asyncio.Task[PendingInvocation] | None = None
+        # a `next` waiting for an invocation: its delivery and the channel it waits on
+        self.waiting: Callable[[PendingInvocation | None], None] | None = None
+        self.waiting_on: RuntimeChannel | None = None
         self.discard = 0  # bytes of an over-limit body still to swallow
         # A 202 for a result whose runtime sent its next `next` right behind it: sent with
         # that request's answer, in one write (one wakeup of the runtime, not two).
@@ -85,8 +88,9 @@ class RuntimeConnection(asyncio.Protocol):
         self._unregister()
         self.transport = None
         # a long poll whose runtime went away must not linger (nor take an invocation)
-        if self.waiting is not None:
-            self.waiting.cancel()
+        if self.waiting is not None and self.waiting_on is not None:
+            self.waiting_on.cancel_next(self.waiting)
+            self.waiting = self.waiting_on = None
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -110,32 +114,36 @@ class RuntimeConnection(asyncio.Protocol):
         return data[take:]
 
     def _long_poll(self, keep_alive: bool = True) -> None:
-        """`next` has to wait for an invocation (RuntimeApi.dispatch answered None)."""
+        """`next` has to wait for an invocation (RuntimeApi.dispatch answered None): the
+        channel calls back with it (no task, no loop round trip between the invoke that
+        queues it and the answer written to the runtime)."""
         channel = self.api._channels.get(self.remote)
         assert channel is not None
-        self.waiting = asyncio.ensure_future(channel.next())
-        self.waiting.add_done_callback(self._polled if keep_alive else self._polled_then_close)
 
-    def _polled(self, task: asyncio.Task[PendingInvocation], keep_alive: bool = True) -> None:
-        self.waiting = None
-        if task.cancelled() or self.transport is None:
+        def deliver(pending: PendingInvocation | None) -> None:
+            self.waiting = self.waiting_on = None
+            self._polled(pending, keep_alive)
+
+        self.waiting, self.waiting_on = deliver, channel
+        channel.on_next(deliver)
+
+    def _polled(self, pending: PendingInvocation | None, keep_alive: bool = True) -> None:
+        if self.transport is None or self.transport.is_closing():
             return
-        exc = task.exception()
-        if isinstance(exc, ChannelClosed):
+        if pending is None:
             answer = error_answer(410, "EnvironmentGone",
                                   "The execution environment is shutting down")
-        elif exc is not None:
-            log.error("Runtime API next failed", exc_info=exc)
-            answer = error_answer(500, "ServiceException", "Internal error")
         else:
-            answer = next_answer(task.result())
+            answer = next_answer(pending)
         self._write(*answer, close=not keep_alive)
         if self.transport is not None and not self.transport.is_reading():
             self.transport.resume_reading()
-        self._serve()
+        if self.buf:  # requests held behind the poll: answered from the loop, not from inside
+            asyncio.get_running_loop().call_soon(self._serve_held)  # the invoke that came
 
-    def _polled_then_close(self, task: asyncio.Task[PendingInvocation]) -> None:
-        self._polled(task, keep_alive=False)
+    def _serve_held(self) -> None:
+        if self.transport is not None and self.waiting is None:
+            self._serve()
 
     # what a transport provides -------------------------------------------------------------
     def _register(self) -> None:

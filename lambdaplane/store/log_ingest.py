@@ -7,7 +7,13 @@ BATCH_WINDOW_S between transactions (each commit writes whole 16 KB pages: one p
 the server a visible share of a warm invoke), and a lone invocation's lines are written at
 once. A function's group and an environment's stream are created on first use (the group at
 the function's first invoke, as on AWS). The thread's connection is to the SQLite file or, when
-the log store lives in PostgreSQL, to that database (a connection of its own there too)."""
+the log store lives in PostgreSQL, to that database (a connection of its own there too).
+
+An environment's output for its function's log file comes here too (`sink_for`): the invoke
+path only queues the text and a time stamp; the thread splits it into events and appends each
+file's texts of a batch in one write (one stat, one write per function per batch instead of per
+invoke), then the closes queued behind them, in order, so a file is never written after its
+writer closed it."""
 from __future__ import annotations
 
 import itertools
@@ -18,13 +24,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .log_store import connect, insert_events, now_ms, split_message, transaction
 
 log = logging.getLogger(__name__)
 
-BATCH_WINDOW_S = 0.02  # at most this long between transactions while output keeps coming
+BATCH_WINDOW_S = 0.1  # at most this long between transactions while output keeps coming
+
+
+class LogFile(Protocol):
+    """A function's log file (sandbox/logs.py FunctionLog): used only by the ingest thread."""
+    path: Path
+
+    def write_now(self, texts: list[str]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -36,13 +51,26 @@ class OutputBatch:
     events: list[tuple[int, str]] = field(default_factory=list)
 
 
+@dataclass
+class FileOutput:
+    """What one environment printed for one invocation (or outside one), for its function's
+    log file and its log stream; `closing`: close the file after what is queued before."""
+    file: LogFile
+    region: str
+    group: str
+    stream: str
+    stamp: int = 0
+    text: str = ""
+    closing: bool = False
+
+
 class LogIngest:
     """One deque, one thread, one connection; `submit` never blocks."""
 
     def __init__(self, path: Path, database: str | None = None) -> None:
         self.path = path
         self.database = database  # a postgresql:// URL: the log store is there
-        self._queue: deque[OutputBatch | None] = deque()  # None: stop
+        self._queue: deque[OutputBatch | FileOutput | None] = deque()  # None: stop
         self._wake = threading.Event()
         self._asleep = False  # the thread waits for `_wake`: the next put sets it
         self._thread: threading.Thread | None = None
@@ -64,7 +92,22 @@ class LogIngest:
             self._last_submitted = next(self._submitted)
             self._put(batch)
 
-    def _put(self, item: OutputBatch | None) -> None:
+    def sink_for(self, region: str, group: str, stream: str
+                 ) -> Callable[[LogFile, str, bool], None]:
+        """A queuer of one environment's output text for its log file (and its closing) and,
+        each line one event, for its log stream."""
+        def sink(file: LogFile, text: str, closing: bool = False) -> None:
+            if self._thread is None:  # not started or stopped: the file at once, as before
+                if text:
+                    file.write_now([text])
+                if closing:
+                    file.close()
+                return
+            self._last_submitted = next(self._submitted)
+            self._put(FileOutput(file, region, group, stream, now_ms(), text, closing))
+        return sink
+
+    def _put(self, item: OutputBatch | FileOutput | None) -> None:
         self._queue.append(item)
         if self._asleep:
             self._asleep = False
@@ -76,6 +119,9 @@ class LogIngest:
             self._put(None)
             self._thread.join()
             self._thread = None
+            # output queued while the thread stopped: its files still get it, and are closed
+            _write_files([b for b in self._queue if isinstance(b, FileOutput)])
+            self._queue.clear()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything submitted so far is written (tests, `logs -f`)."""
@@ -111,8 +157,11 @@ class LogIngest:
                     batches.append(self._queue.popleft())
                 if None in batches:
                     running = False
+                stored = _write_files([b for b in batches if isinstance(b, FileOutput)])
+                to_store = [b if isinstance(b, OutputBatch) else stored[id(b)] for b in batches
+                            if isinstance(b, OutputBatch) or id(b) in stored]
                 try:
-                    self._write(conn, [b for b in batches if b is not None])
+                    self._write(conn, to_store)
                 except Exception:  # a bad batch must not stop logging for everyone
                     log.exception("writing function output to the log store failed")
                     self._ids.clear()
@@ -165,6 +214,31 @@ class LogIngest:
             self._ids.clear()
         self._ids[key] = (group_id, stream_id)
         return group_id, stream_id
+
+
+def _write_files(outputs: list[FileOutput]) -> dict[int, OutputBatch]:
+    """Each file's texts of this batch in one write, then the closes; returns each output's
+    events for the log store (keyed by the output's id)."""
+    texts: dict[Path, list[str]] = {}
+    writer: dict[Path, LogFile] = {}
+    events: dict[int, OutputBatch] = {}
+    for out in outputs:
+        if out.text:
+            texts.setdefault(out.file.path, []).append(out.text)
+            writer.setdefault(out.file.path, out.file)
+        lines = [(out.stamp, part) for line in out.text.splitlines() if line.strip()
+                 for part in split_message(line)]
+        if lines:
+            events[id(out)] = OutputBatch(out.region, out.group, out.stream, lines)
+    for path, file_texts in texts.items():
+        try:
+            writer[path].write_now(file_texts)
+        except Exception:  # one unwritable file must not stop the others or the store
+            log.exception("appending to %s failed", path)
+    for out in outputs:
+        if out.closing:
+            out.file.close()
+    return events
 
 
 def _by_stream(batches: list[OutputBatch]) -> list[OutputBatch]:
