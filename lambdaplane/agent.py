@@ -31,9 +31,9 @@ from .net.executor import NetThread
 from .net.names import Names
 from .sandbox.types import FunctionSpec
 from .service import agent_auth
+from .store.agent_secrets import AgentSecretStore
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
-from .store.agent_secrets import AgentSecretStore
 from .store.hosts import Host, HostStore
 from .tasks import cancel_and_wait, until_stop_signal
 

@@ -3,7 +3,9 @@ is placed on a live agent (service/placement.py) and forwarded over the agent's 
 endpoint (service/agent_wire.py); the agent runs it in its ExecutionEnvironments and the result
 comes back as the local path would have returned it. A code zip the agent lacks is sent to it
 once (it keeps it by sha256), and so is each function spec (then only its id travels). Every second, hosts whose lease ran out are deleted with their
-assignments (store/hosts.py) and the placement's snapshot is refreshed.
+assignments (store/hosts.py) and the placement's snapshot is refreshed. Every request to an
+agent is signed with the cluster secret (service/agent_auth.py); an agent that refuses the
+signature ran nothing, so the invoke is placed elsewhere.
 
 Not here yet: VPC functions and functions with layers (they need the VPC across hosts and
 the layers' content on the agent)."""
