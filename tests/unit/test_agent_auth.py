@@ -2,7 +2,7 @@
 store/agent_secrets.py): sign/verify round trips; a wrong secret, a tampered method, path, body,
 time or nonce, a time outside the skew window, a replayed nonce, an unknown key and malformed
 headers are refused with their own status and counted; the nonce cache forgets what the window
-no longer accepts and is bounded; the secret is made once per database, rotated (used for
+no longer accepts and is bounded; the secret is made once per database (SQLite and PostgreSQL), rotated (used for
 signing only after ACTIVATE_S) and retired. Then the real middleware and serve's forwarding:
 a stand-in agent on a Unix socket behind the middleware runs signed invokes and code uploads,
 refuses unsigned and forged ones before its handler runs, and serve skips an agent that
@@ -128,14 +128,17 @@ def test_a_new_secret_signs_only_once_verifiers_hold_it() -> None:
         auth.Signer([])
 
 
-def test_the_secret_store_makes_one_then_rotates_and_retires(tmp_path: Path) -> None:
-    db = Database.open(tmp_path)
+def test_the_secret_store_makes_one_then_rotates_and_retires(
+        tmp_path: Path, database_url: str | None) -> None:
+    db = Database.open(tmp_path, database_url)
     try:
         store = AgentSecretStore(db)
         assert store.all() == []
         first = store.ensure()
         assert len(first) == 1 and len(first[0].secret) == 32
-        assert AgentSecretStore(Database.open(tmp_path)).ensure() == first  # once per database
+        other = Database.open(tmp_path, database_url)
+        assert AgentSecretStore(other).ensure() == first  # once per database
+        other.close()
         new = store.rotate(first[0].created_at + 1)
         assert [s.id for s in store.all()] == [first[0].id, new.id]
         assert store.retire() == [first[0].id]
