@@ -2,11 +2,11 @@
 store/agent_secrets.py): sign/verify round trips; a wrong secret, a tampered method, path, body,
 time or nonce, a time outside the skew window, a replayed nonce, an unknown key and malformed
 headers are refused with their own status and counted; the nonce cache forgets what the window
-no longer accepts and is bounded; the secret is made once per database (SQLite and PostgreSQL), rotated (used for
-signing only after ACTIVATE_S) and retired. Then the real middleware and serve's forwarding:
-a stand-in agent on a Unix socket behind the middleware runs signed invokes and code uploads,
-refuses unsigned and forged ones before its handler runs, and serve skips an agent that
-refuses its signature (another database's secret) for the next."""
+no longer accepts and is bounded; the secret is made once per database (SQLite and
+PostgreSQL), rotated (used for signing only after ACTIVATE_S) and retired. Then the real
+middleware and serve's forwarding: a stand-in agent on a Unix socket behind the middleware
+runs signed invokes and code uploads, refuses unsigned and forged ones before its handler
+runs, and serve skips an agent that refuses its signature (another database's secret)."""
 from __future__ import annotations
 
 import dataclasses
