@@ -6,7 +6,9 @@ the agent's TCP endpoint — unsigned, signed with a wrong secret, with a tamper
 replayed signature, a time an hour off — are refused (401/403) and run nothing: none of their
 request ids reaches the function's log, the agent counts them (its /health, read with a
 request the test signs with the database's secret) and logs them. The same invoke signed with
-the database's secret runs. Everything is removed at the end."""
+the database's secret runs. Rotation: `agent-secret rotate` — the agent accepts the new
+secret; `retire --force` — it refuses the old one, and serve's invokes work again once it has
+re-read the secrets. Everything is removed at the end."""
 from __future__ import annotations
 
 import base64
@@ -14,6 +16,7 @@ import http.client
 import json
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +48,12 @@ def _db_secret(database: str) -> AgentSecret:
         rows = conn.execute("SELECT id, secret, created_at FROM agent_secrets").fetchall()
     assert len(rows) == 1, "serve and the agent made one secret between them"
     return AgentSecret(rows[0][0], bytes.fromhex(rows[0][1]), float(rows[0][2]))
+
+
+def _agent_secret(action: str, database: str, *more: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lambdaplane.cli", "agent-secret", action,
+                           "--database", database, *more], capture_output=True, text=True,
+                          timeout=60)
 
 
 class Endpoint:
@@ -170,6 +179,33 @@ def test_the_internal_endpoint_refuses_what_serve_did_not_sign(
         # and serve goes on invoking
         out = lam.invoke(FunctionName="authed", Payload=b'{"n": 2}')
         assert json.loads(out["Payload"].read()) == {"echo": {"n": 2}}
+
+        # rotation: a new secret is taken by the agent within a renewal of the first request
+        # naming it; after `retire --force` the old one is refused, and serve, once it has
+        # re-read the secrets, signs with the new one
+        rotated = _agent_secret("rotate", database)
+        assert rotated.returncode == 0, rotated.stderr
+        new_id = rotated.stdout.split()[1].rstrip(":")
+        with psycopg.connect(database) as conn:
+            new = AgentSecret(new_id, bytes.fromhex(conn.execute(
+                "SELECT secret FROM agent_secrets WHERE id=%s", (new_id,)).fetchone()[0]))
+
+        def health_status(key: AgentSecret) -> int:
+            return endpoint.request("GET", wire.HEALTH_PATH, headers=endpoint.signed(
+                key, "GET", wire.HEALTH_PATH))[0]
+        _wait(lambda: health_status(new) == 200, "the agent to accept the new secret")
+        assert health_status(secret) == 200  # the old one still
+        assert _agent_secret("retire", database, "--force").returncode == 0
+        _wait(lambda: health_status(secret) == 401, "the agent to drop the retired secret")
+
+        def invoked() -> bool:
+            try:
+                lam.invoke(FunctionName="authed", Payload=b'{"n": 3}')
+            except lam.exceptions.TooManyRequestsException:
+                return False  # serve still signing with the retired secret: refused
+            return True
+        _wait(invoked, "serve to sign with the new secret", timeout_s=60)
+        assert health_status(new) == 200
     finally:
         server.stop()
         agent.stop()
