@@ -31,7 +31,9 @@ from .errors import AwsError
 from .net.executor import NetThread
 from .net.names import Names
 from .sandbox.types import FunctionSpec
+from .service import agent_auth
 from .service.host_fabric import HOST_RECORD_NAME, HostFabric, Underlay
+from .store.agent_secrets import AgentSecretStore
 from .store.code import CodeStore
 from .store.db import Database, DatabaseUnavailable
 from .store.host_underlays import HostUnderlays
@@ -92,6 +94,8 @@ class Agent:
             raise NameTaken(f"the host name {options.name} is held by the live agent "
                             f"{held.id} at {held.address}; choose another --name")
         self.code = CodeStore(settings.data_dir)
+        self.secrets = AgentSecretStore(self.db)  # requests must be signed (service/agent_auth.py)
+        self.verifier = agent_auth.Verifier(self.secrets.ensure())
         self.logs = LogsService(settings)
         self.environments = ExecutionEnvironments(settings, self.names, self.net)
         self.environments.log_ingest = self.logs.ingest
@@ -173,6 +177,8 @@ class Agent:
                         host.instance)
         if self.fabric is not None:  # one read: the other live hosts' underlay addresses
             self._peers_found = self.underlays.live_peers(self.host_id, now)
+        if self.verifier.due(now):  # a rotated or retired secret (service/agent_auth.py)
+            self.verifier.set_secrets(self.secrets.all(), now)
 
     async def _renew_forever(self) -> None:
         while True:
@@ -212,10 +218,16 @@ class Agent:
     def app(self) -> web.Application:
         from .service import agent_wire as wire
 
-        app = web.Application(client_max_size=wire.MAX_BODY)
-
         def error(e: AwsError) -> web.Response:
             return web.json_response({"error": wire.error_to_json(e)}, status=e.status)
+
+        def refused(e: agent_auth.AuthRefused) -> web.Response:
+            code = {401: "UnrecognizedClientException",
+                    403: "AccessDeniedException"}.get(e.status, "ServiceException")
+            return error(AwsError(code, e.message, e.status))
+
+        app = web.Application(client_max_size=wire.MAX_BODY,
+                              middlewares=[agent_auth.middleware(self.verifier, refused)])
 
         async def invoke(request: web.Request) -> web.Response:
             try:
@@ -267,7 +279,9 @@ class Agent:
             return web.json_response({"name": self.options.name, "host_id": self.host_id,
                                       "in_flight": self.environments.total_in_flight(),
                                       "underlay": self.options.underlay.address
-                                      if self.options.underlay else None})
+                                      if self.options.underlay else None,
+                                      "auth": {"accepted": self.verifier.accepted,
+                                               "refused": dict(self.verifier.refused)}})
 
         app.router.add_post(wire.INVOKE_PATH, invoke)
         app.router.add_put(wire.CODE_PATH, put_code)

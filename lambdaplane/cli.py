@@ -272,6 +272,8 @@ def parser() -> argparse.ArgumentParser:
 
     from .agent_cli import add_agent_parser
     add_agent_parser(sub)
+    from .agent_secret_cli import add_agent_secret_parser  # the agents' signing secret
+    add_agent_secret_parser(sub)
 
     rt = sub.add_parser("runtimes", help="list the Lambda runtimes that run on this host")
     rt.add_argument("--runtime", action="append", metavar="NAME=PATH",

@@ -3,7 +3,9 @@ is placed on a live agent (service/placement.py) and forwarded over the agent's 
 endpoint (service/agent_wire.py); the agent runs it in its ExecutionEnvironments and the result
 comes back as the local path would have returned it. A code zip the agent lacks is sent to it
 once (it keeps it by sha256), and so is each function spec (then only its id travels). Every second, hosts whose lease ran out are deleted with their
-assignments (store/hosts.py) and the placement's snapshot is refreshed.
+assignments (store/hosts.py) and the placement's snapshot is refreshed. Every request to an
+agent is signed with the cluster secret (service/agent_auth.py); an agent that refuses the
+signature ran nothing, so the invoke is placed elsewhere.
 
 Not here yet: VPC functions and functions with layers (they need the VPC across hosts and
 the layers' content on the agent)."""
@@ -23,8 +25,10 @@ import aiohttp
 from ..config import Settings
 from ..errors import AwsError
 from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
+from ..store.agent_secrets import AgentSecretStore
 from ..store.db import Database
 from ..store.hosts import Host, HostStore
+from . import agent_auth
 from . import agent_wire as wire
 from .placement import Placement, parse_placement
 
@@ -48,6 +52,8 @@ class RemoteEnvironments:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.hosts = HostStore(db)
+        self.secrets = AgentSecretStore(db)  # every request to an agent is signed
+        self.signer = agent_auth.Signer(self.secrets.ensure())
         self.placement = Placement(self.hosts, parse_placement(settings.placement))
         self.code_zip: Callable[[str], bytes | None] = lambda _hex: None  # set by the server
         self.vpc_attacher: Any = None  # the Platform's wiring sets these; nothing uses them
@@ -88,6 +94,8 @@ class RemoteEnvironments:
             log.warning("host %s (agent lp%s) missed its lease: removed with its assignments",
                         host.name, host.instance)
         self.placement.refresh()
+        if self.signer.due(time.time()):  # a rotated secret (service/agent_auth.py)
+            self.signer.set_secrets(self.secrets.all())
         live = {h.id for h in self.placement.live}
         for host_id in [h for h in self._specs_sent if h not in live]:
             del self._specs_sent[host_id]  # gone: a comeback is asked for the spec again
@@ -176,9 +184,12 @@ class RemoteEnvironments:
         session = self._session(host.address)
         for _attempt in range(3):  # again after sending the spec, the code zip it lacked
             body = wire.invoke_body(sid, None if sid in sent else spec_doc, inv)
+            signed = self.signer.authorization("POST", wire.INVOKE_PATH,
+                                               await agent_auth.body_digest_async(body))
             try:
                 async with session.post(url + wire.INVOKE_PATH, data=body, timeout=timeout,
-                                        headers={"Content-Type": wire.FRAMED}) as resp:
+                                        headers={"Content-Type": wire.FRAMED,
+                                                 agent_auth.HEADER: signed}) as resp:
                     data = await resp.read()
                     status = resp.status
             except (aiohttp.ClientConnectorError, FileNotFoundError,
@@ -191,6 +202,9 @@ class RemoteEnvironments:
                 sent.add(sid)
                 return wire.read_result_body(data)
             doc = json.loads(data)
+            if status in (401, 403):  # nothing ran there: place it elsewhere
+                raise AgentUnreachable(f"it refused the server's signature ({status}: "
+                                       f"{doc.get('error', {}).get('message', '')})")
             if status == 409 and "need_spec" in doc:  # the agent restarted: send it again
                 sent.discard(sid)
                 continue
@@ -206,9 +220,11 @@ class RemoteEnvironments:
         data = await asyncio.to_thread(self.code_zip, code_hex)
         if data is None:
             raise _service_error(f"The function's code {code_hex} is missing on the server.")
+        path = wire.CODE_PATH.format(hex=code_hex)
+        signed = self.signer.authorization("PUT", path, await agent_auth.body_digest_async(data))
         try:
-            async with session.put(url + wire.CODE_PATH.format(hex=code_hex), data=data,
-                                   timeout=timeout) as resp:
+            async with session.put(url + path, data=data, timeout=timeout,
+                                   headers={agent_auth.HEADER: signed}) as resp:
                 if resp.status != 204:
                     doc = await resp.json()
                     raise wire.error_from_json(doc["error"])

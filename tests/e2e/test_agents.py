@@ -1,7 +1,8 @@
 """Agents (issue 20, deliverable 2): `serve --no-data-plane` on PostgreSQL and two
 `lambdaplane agent`s, each inside a network namespace standing in for a host (`lp<id>hA`,
 `lp<id>hB`, made and removed here). boto3 creates a python3.11 function; with no live agent an
-invoke is throttled (TooManyRequestsException); then invokes (RequestResponse with the log
+invoke is throttled (TooManyRequestsException); each agent's Unix socket is mode 0600 and
+refuses an unsigned request (401); then invokes (RequestResponse with the log
 tail, a function error, Event, a function URL) run on an agent — the request id the handler
 prints is in that agent's own function log file, and its lease row lists the function —
 `--placement pin:NAME` places them where asked; right after agent B is SIGKILLed invokes run
@@ -139,6 +140,16 @@ def _ran_on(agents: list[AgentProcess], out: dict) -> AgentProcess:  # type: ign
     return hosts[0]
 
 
+def _unsigned_status(agent: AgentProcess) -> int:
+    """The status of an unsigned GET /health sent to the agent's Unix socket."""
+    import socket
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(agent.data_dir / "agent.sock"))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+        return int(s.recv(64).split()[1])
+
+
 def _function_log(agent: AgentProcess) -> str:
     path = agent.data_dir / "logs" / "us-east-1" / "on-agents.log"
     return path.read_text(errors="replace") if path.exists() else ""
@@ -169,6 +180,12 @@ def test_serve_without_data_plane_places_invokes_on_agents(
             agent.start()
         assert set(_wait(lambda: _host_rows(database).keys() == {"host-a", "host-b"},
                          "both host rows") and _host_rows(database)) == {"host-a", "host-b"}
+
+        # the Unix socket is the owner's only, and still wants a signed request (see
+        # tests/e2e/test_agent_auth.py for the TCP endpoint and the signatures)
+        for agent in agents:
+            assert (agent.data_dir / "agent.sock").stat().st_mode & 0o777 == 0o600
+            assert _unsigned_status(agent) == 401
 
         # a second agent under a live agent's name is refused before it builds anything
         twin = AgentProcess(tmp_path / "agent-twin", database, "host-a", namespaces[0])
