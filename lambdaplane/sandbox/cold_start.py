@@ -187,7 +187,7 @@ class ColdStarts:
                                                     self.settings.log_rotations)),
                           log_stream=log_stream)
         if self.log_ingest is not None:  # the Logs API's group and stream of this environment
-            env.output.function_log.sink = self.log_ingest.sink_for(spec.region, spec.log_group,
+            env.output.function_log.feed = self.log_ingest.feed_for(spec.region, spec.log_group,
                                                                     log_stream)
         if prepared:  # from here on the environment's: its teardown frees all of it
             pw = prepared.prewarmed

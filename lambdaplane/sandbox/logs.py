@@ -104,11 +104,8 @@ def _fit(data: bytes, limit: int) -> bytes:
 class FunctionLog:
     """Appends to one function's log file. Every invocation writes its lines, so the file
     stays open (O_APPEND: several environments of a function append whole writes to the same
-    file); it is opened again if someone removed or rotated it meanwhile. With a `sink` (the
-    log store's ingest thread, store/log_ingest.py) an append only queues the text: the thread
-    writes each function's texts of a batch at once (`write_now`) and closes the file when the
-    close queued behind them comes, so all writes of a file with a sink happen in that one
-    thread and a rotation never races another append of this process."""
+    file); it is opened again if someone removed or rotated it meanwhile (all writers live in
+    the server's one event loop, so a rotation never races another append)."""
 
     def __init__(self, data_dir: Path, region: str, name: str,
                  max_bytes: int = DEFAULT_LOG_MAX_BYTES,
@@ -120,33 +117,12 @@ class FunctionLog:
         self._ino = -1
         # the log store's writer for this environment's group/stream (store/log_store.py)
         self.feed: Callable[[str], None] | None = None
-        # or the log store's ingest thread, which writes the file and the stream (see above)
-        self.sink: Callable[[FunctionLog, str, bool], None] | None = None
 
     def append(self, text: str) -> None:
         if not text:
             return
-        if self.sink is not None:
-            self.sink(self, text, False)
-            return
-        self.write_now([text])
-        if self.feed is not None:
-            self.feed(text)
-
-    def write_now(self, texts: list[str]) -> None:
-        """Append `texts` (each as one append would) with one check of the file and one write,
-        unless together they are more than a file holds: then one by one, as appended."""
-        parts = [_fit(split_events((t if t.endswith("\n") else t + "\n")
-                                   .encode(errors="replace")), self.max_bytes)
-                 for t in texts if t]
-        data = b"".join(parts)
-        if len(parts) > 1 and len(data) > self.max_bytes:
-            for part in parts:
-                self._write(part)
-        elif data:
-            self._write(data)
-
-    def _write(self, data: bytes) -> None:
+        data = _fit(split_events((text if text.endswith("\n") else text + "\n")
+                                 .encode(errors="replace")), self.max_bytes)
         try:
             current = os.stat(self.path)
         except FileNotFoundError:
@@ -159,9 +135,11 @@ class FunctionLog:
             self._open()
         while data:
             data = data[os.write(self._fd, data):]
+        if self.feed is not None:
+            self.feed(text)
 
     def _open(self) -> None:
-        self._close_fd()
+        self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                            0o644)
@@ -169,7 +147,7 @@ class FunctionLog:
 
     def _rotate(self) -> None:
         """<name>.log -> .1 -> .2 ...; the oldest beyond `rotations` is dropped."""
-        self._close_fd()
+        self.close()
         if self.rotations <= 0:
             self.path.unlink(missing_ok=True)
             return
@@ -180,14 +158,6 @@ class FunctionLog:
         os.replace(self.path, rotated_path(self.path, 1))
 
     def close(self) -> None:
-        """Close the file; with a sink, after the appends queued before (in its thread)."""
-        if self.sink is not None:
-            sink, self.sink = self.sink, None
-            sink(self, "", True)
-            return
-        self._close_fd()
-
-    def _close_fd(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -9,11 +9,10 @@ once. A function's group and an environment's stream are created on first use (t
 the function's first invoke, as on AWS). The thread's connection is to the SQLite file or, when
 the log store lives in PostgreSQL, to that database (a connection of its own there too).
 
-An environment's output for its function's log file comes here too (`sink_for`): the invoke
-path only queues the text and a time stamp; the thread splits it into events and appends each
-file's texts of a batch in one write (one stat, one write per function per batch instead of per
-invoke), then the closes queued behind them, in order, so a file is never written after its
-writer closed it."""
+An environment's output comes here as text (`feed_for`): the invoke path only queues it with a
+time stamp, and the thread splits it into events. The function's log file is written by the
+invoke path itself, before the invocation's outcome is recorded: a server killed right after
+an invocation has its lines in the file (tests/faults)."""
 from __future__ import annotations
 
 import itertools
@@ -24,22 +23,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .log_store import connect, insert_events, now_ms, split_message, transaction
 
 log = logging.getLogger(__name__)
 
 BATCH_WINDOW_S = 0.1  # at most this long between transactions while output keeps coming
-
-
-class LogFile(Protocol):
-    """A function's log file (sandbox/logs.py FunctionLog): used only by the ingest thread."""
-    path: Path
-
-    def write_now(self, texts: list[str]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -52,16 +42,18 @@ class OutputBatch:
 
 
 @dataclass
-class FileOutput:
-    """What one environment printed for one invocation (or outside one), for its function's
-    log file and its log stream; `closing`: close the file after what is queued before."""
-    file: LogFile
+class RawOutput:
+    """What one environment printed for one invocation (or outside one), not split yet."""
     region: str
     group: str
     stream: str
-    stamp: int = 0
-    text: str = ""
-    closing: bool = False
+    stamp: int
+    text: str
+
+    def batch(self) -> OutputBatch:
+        return OutputBatch(self.region, self.group, self.stream,
+                           [(self.stamp, part) for line in self.text.splitlines()
+                            if line.strip() for part in split_message(line)])
 
 
 class LogIngest:
@@ -70,7 +62,7 @@ class LogIngest:
     def __init__(self, path: Path, database: str | None = None) -> None:
         self.path = path
         self.database = database  # a postgresql:// URL: the log store is there
-        self._queue: deque[OutputBatch | FileOutput | None] = deque()  # None: stop
+        self._queue: deque[OutputBatch | RawOutput | None] = deque()  # None: stop
         self._wake = threading.Event()
         self._asleep = False  # the thread waits for `_wake`: the next put sets it
         self._thread: threading.Thread | None = None
@@ -92,22 +84,7 @@ class LogIngest:
             self._last_submitted = next(self._submitted)
             self._put(batch)
 
-    def sink_for(self, region: str, group: str, stream: str
-                 ) -> Callable[[LogFile, str, bool], None]:
-        """A queuer of one environment's output text for its log file (and its closing) and,
-        each line one event, for its log stream."""
-        def sink(file: LogFile, text: str, closing: bool = False) -> None:
-            if self._thread is None:  # not started or stopped: the file at once, as before
-                if text:
-                    file.write_now([text])
-                if closing:
-                    file.close()
-                return
-            self._last_submitted = next(self._submitted)
-            self._put(FileOutput(file, region, group, stream, now_ms(), text, closing))
-        return sink
-
-    def _put(self, item: OutputBatch | FileOutput | None) -> None:
+    def _put(self, item: OutputBatch | RawOutput | None) -> None:
         self._queue.append(item)
         if self._asleep:
             self._asleep = False
@@ -119,9 +96,6 @@ class LogIngest:
             self._put(None)
             self._thread.join()
             self._thread = None
-            # output queued while the thread stopped: its files still get it, and are closed
-            _write_files([b for b in self._queue if isinstance(b, FileOutput)])
-            self._queue.clear()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything submitted so far is written (tests, `logs -f`)."""
@@ -130,12 +104,12 @@ class LogIngest:
             return self._settled.wait_for(lambda: self._done >= target, timeout_s)
 
     def feed_for(self, region: str, group: str, stream: str) -> Callable[[str], None]:
-        """A writer of one environment's output text: each line becomes one event."""
+        """A writer of one environment's output text: each line becomes one event (split by
+        the thread, off the invoke path)."""
         def feed(text: str) -> None:
-            stamp = now_ms()
-            events = [(stamp, part) for line in text.splitlines() if line.strip()
-                      for part in split_message(line)]
-            self.submit(OutputBatch(region, group, stream, events))
+            if text.strip():
+                self._last_submitted = next(self._submitted)
+                self._put(RawOutput(region, group, stream, now_ms(), text))
         return feed
 
     def forget(self) -> None:
@@ -157,9 +131,8 @@ class LogIngest:
                     batches.append(self._queue.popleft())
                 if None in batches:
                     running = False
-                stored = _write_files([b for b in batches if isinstance(b, FileOutput)])
-                to_store = [b if isinstance(b, OutputBatch) else stored[id(b)] for b in batches
-                            if isinstance(b, OutputBatch) or id(b) in stored]
+                to_store = [b.batch() if isinstance(b, RawOutput) else b for b in batches
+                            if b is not None]
                 try:
                     self._write(conn, to_store)
                 except Exception:  # a bad batch must not stop logging for everyone
@@ -214,31 +187,6 @@ class LogIngest:
             self._ids.clear()
         self._ids[key] = (group_id, stream_id)
         return group_id, stream_id
-
-
-def _write_files(outputs: list[FileOutput]) -> dict[int, OutputBatch]:
-    """Each file's texts of this batch in one write, then the closes; returns each output's
-    events for the log store (keyed by the output's id)."""
-    texts: dict[Path, list[str]] = {}
-    writer: dict[Path, LogFile] = {}
-    events: dict[int, OutputBatch] = {}
-    for out in outputs:
-        if out.text:
-            texts.setdefault(out.file.path, []).append(out.text)
-            writer.setdefault(out.file.path, out.file)
-        lines = [(out.stamp, part) for line in out.text.splitlines() if line.strip()
-                 for part in split_message(line)]
-        if lines:
-            events[id(out)] = OutputBatch(out.region, out.group, out.stream, lines)
-    for path, file_texts in texts.items():
-        try:
-            writer[path].write_now(file_texts)
-        except Exception:  # one unwritable file must not stop the others or the store
-            log.exception("appending to %s failed", path)
-    for out in outputs:
-        if out.closing:
-            out.file.close()
-    return events
 
 
 def _by_stream(batches: list[OutputBatch]) -> list[OutputBatch]:
