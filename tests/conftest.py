@@ -7,11 +7,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.harness import SLOW_CALLBACK_MS, LiveServer
 from tests.pg_server import PgServer
+
+if TYPE_CHECKING:
+    from lambdaplane.store.db import Database
 
 
 # No botocore in a test (nor in the CLIs, servers and benches it starts) may look for credentials
@@ -123,3 +127,14 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     server = request.getfixturevalue("pg_server")
     with server.database() as url:
         yield url
+
+
+@pytest.fixture
+def db(tmp_path: Path, database_url: str | None) -> Iterator["Database"]:
+    """A store opened on each backend in turn (database_url), closed after the test."""
+    from lambdaplane.store.db import Database
+    database = Database.open(tmp_path, database_url)
+    try:
+        yield database
+    finally:
+        database.close()

@@ -7,7 +7,6 @@ block."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ from lambdaplane.store.port_blocks import (
 )
 
 ENI = "eni-0123456789abcdef0"
-
-
-@pytest.fixture
-def db(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
-    database = Database.open(tmp_path, database_url)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def _hosts(db: Database, count: int, now: float = 100.0) -> list[str]:

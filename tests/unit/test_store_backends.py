@@ -5,7 +5,6 @@ relies on, schema migrations, and state that outlives a reopen. The SQL rewrites
 (store/dialect.py) are checked without a database."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,15 +24,6 @@ from lambdaplane.store.events import EventStore
 from lambdaplane.store.hyperplane import EniKey, HyperplaneEniRow, HyperplaneStore
 from lambdaplane.store.iam import EntityExists, IamStore, Role
 from lambdaplane.store.versions import VersionStore
-
-
-@pytest.fixture
-def db(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
-    database = Database.open(tmp_path, database_url)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def _role(name: str) -> Role:

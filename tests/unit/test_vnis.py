@@ -5,10 +5,7 @@ once; a VPC made before the table gets one in the migration; the fabric takes th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from lambdaplane.model.ec2 import Vpc
 from lambdaplane.net import fabric
@@ -17,15 +14,6 @@ from lambdaplane.store import migrations
 from lambdaplane.store.db import Database
 from lambdaplane.store.ec2 import Ec2Store
 from lambdaplane.store.vnis import VNI_MAX, VniStore
-
-
-@pytest.fixture
-def db(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
-    database = Database.open(tmp_path, database_url)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def _vpc(n: int) -> Vpc:
