@@ -5,8 +5,10 @@ comes back as the local path would have returned it. A code zip the agent lacks 
 once (it keeps it by sha256), and so is each function spec (then only its id travels). Every second, hosts whose lease ran out are deleted with their
 assignments (store/hosts.py) and the placement's snapshot is refreshed.
 
-Not here yet: VPC functions and functions with layers (they need the VPC across hosts and
-the layers' content on the agent)."""
+A VPC function's spec carries its attachment (agent_wire.py): the agent steers its sandboxes
+to the ENIs whose store half serve made (service/hyperplane_records.py).
+
+Not here yet: functions with layers (they need the layers' content on the agent)."""
 from __future__ import annotations
 
 import asyncio
@@ -113,9 +115,6 @@ class RemoteEnvironments:
 
     # -- invoke ---------------------------------------------------------------------------
     async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult:
-        if spec.vpc is not None:
-            raise _service_error("VPC functions do not run on agents yet (serve "
-                                 "--no-data-plane): run them on a server with a data plane.")
         if spec.opt_dir is not None:
             raise _service_error("Functions with layers do not run on agents yet (serve "
                                  "--no-data-plane).")
