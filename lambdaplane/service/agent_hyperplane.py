@@ -10,8 +10,11 @@ transit `lp<agent>t<n>` into the agent's own worker namespace and the data path
 
 At a cold start it steers the sandbox to an ENI of the function's key as the server does; an ENI
 the server made a moment ago is read and built first; none at all (the function is still
-Pending) is ResourceNotReadyException. An ENI is never deleted here: rows gone from the store
-lose their kernel half and this host's block at the next refresh."""
+Pending, or every ENI of its key is full across hosts) is ResourceNotReadyException. The
+65,000-flow rule counts across hosts: `sync_flows` (each agent VPC run) records this host's
+sampled flows per ENI in its block's row and reads back whether the sum has room. An ENI is
+never deleted here: rows gone from the store lose their kernel half and this host's block at
+the next refresh."""
 from __future__ import annotations
 
 import dataclasses
@@ -47,6 +50,7 @@ class AgentHyperplane(HyperplaneService):
         super().__init__(settings, names, db, net, vpc, None)  # type: ignore[arg-type]
         self.leases = leases
         self.ports: dict[int, str] = {}  # ENI n → this host's SNAT range (its leased block)
+        self.room: dict[int, bool] = {}  # ENI n → room across hosts, as of the last sync
 
     async def start(self) -> None:
         self.refresh()
@@ -119,15 +123,28 @@ class AgentHyperplane(HyperplaneService):
             if self.refresh():
                 await super()._full_run(attachments=False)
             for row in self._enis_of(key):
-                if row.n in self.ports and self.sampler.has_room(row.n):
+                if self._usable(row.n):
                     return row.n
         raise AwsError("ResourceNotReadyException", NOT_READY, 502, "Service")
 
     def _pick(self, key: EniKey) -> int | None:
         for row in self._enis_of(key):
-            if row.n in self.ports and self.sampler.has_room(row.n):
+            if self._usable(row.n):
                 return row.n
         return None
+
+    def _usable(self, n: int) -> bool:
+        """Built here, with room on this host (flows, ports) and across hosts (the last sync:
+        no store read on a cold start)."""
+        return n in self.ports and self.room.get(n, True) and self.sampler.has_room(n)
+
+    def sync_flows(self) -> None:
+        """The 65,000-flow rule across hosts: record this host's sampled flows of each ENI
+        it holds a block of, and read back whether each has room counted over every host."""
+        held = {n: r.eni_id for n, r in self._rows.items() if n in self.ports}
+        self.leases.record_flows({eni_id: self.sampler.counts.get(n, 0)
+                                  for n, eni_id in held.items()})
+        self.room = {n: self.leases.has_room(eni_id) for n, eni_id in held.items()}
 
     def _wanted_keys(self) -> set[EniKey]:
         return {r.key for r in self._rows.values()}  # the server collects, not the agent

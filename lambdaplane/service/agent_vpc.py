@@ -113,6 +113,7 @@ class AgentVpcs:
         """The store read again, the kernel made to match, the fabric and steering after."""
         changes = await self.hyperplane.repair()
         changes += await self.join_fabric()
+        self.hyperplane.sync_flows()
         return changes
 
     async def join_fabric(self) -> list[str]:
