@@ -12,7 +12,7 @@ refused by VPC 1's resource, VPC 2's function reaches VPC 2's); the same functio
 (B keeps its environment) is seen with the same address and a port in A's block, and on B again
 in B's block (the replies steered to the host that translated); agent B SIGKILLed: A keeps
 serving, B's blocks go with its lease row, `clean` of B leaves nothing, and A stopped removes
-everything of its own.
+everything of its own; the function deleted, its ENI leaves the store and A's kernel.
 
 The resource's placement on host A is written to the store by the test (the interface's far
 end names agent A's resource namespace): `lambdaplane run` places its resources on the API
@@ -260,6 +260,17 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
         assert b.leftovers() == []
         source, port = until_said(lam, {"host": "10.60.1.10", "port": 8080})["said"].split(":")
         assert source == eni_ip
+
+        # the function deleted: its ENI leaves the store (the server), then A's kernel half
+        # and A's block (A's next run)
+        lam.delete_function(FunctionName="in-vpc")
+        assert wait_until(lambda: not ec2.describe_network_interfaces(Filters=[
+            {"Name": "network-interface-id", "Values": [eni_id]}])["NetworkInterfaces"],
+            timeout_s=30, interval_s=0.5)
+        worker = Names(a.instance).worker_netns
+        assert wait_until(lambda: port_blocks(database, eni_id) == {} and subprocess.run(
+            ["ip", "-n", worker, "link", "show", Names(a.instance).transit_veth(1)],
+            capture_output=True).returncode != 0, timeout_s=30, interval_s=0.5)
     finally:
         for listener in listeners:
             listener.kill()
