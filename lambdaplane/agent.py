@@ -22,6 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -39,6 +40,9 @@ from .store.db import Database, DatabaseUnavailable
 from .store.host_underlays import HostUnderlays
 from .store.hosts import Host, HostStore
 from .tasks import cancel_and_wait, until_stop_signal
+
+if TYPE_CHECKING:
+    from .service.agent_vpc import AgentVpcs
 
 log = logging.getLogger("lambdaplane.agent")
 
@@ -102,6 +106,12 @@ class Agent:
         self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay)
                        if options.underlay is not None else None)
         self.underlays = HostUnderlays(self.db)
+        # in the fabric: the VPCs and the ENIs' kernel half (service/agent_vpc.py)
+        self.vpcs: AgentVpcs | None = None
+        if self.fabric is not None:
+            from .service.agent_vpc import AgentVpcs
+            self.vpcs = AgentVpcs(settings, self.names, self.net, self.fabric, self.host_id)
+            self.environments.vpc_attacher = self.vpcs.hyperplane
         self._peers_found: set[str] | None = None  # read by the last renewal (fabric only)
         self._lease: asyncio.Task[None] | None = None
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
@@ -121,7 +131,15 @@ class Agent:
                                                                              time.time()))
                 await self.fabric.start()
             await self.environments.start()
+            if self.vpcs is not None:  # after the worker namespace: the ENIs' transits
+                try:
+                    await self.vpcs.start()
+                except BaseException:
+                    await self.environments.stop()
+                    raise
         except BaseException:
+            if self.vpcs is not None:
+                await self.vpcs.stop()
             if self.fabric is not None:
                 await self.fabric.stop()
             await self.logs.stop()
@@ -137,7 +155,7 @@ class Agent:
             self.underlays.remove(self.host_id)  # and the other agents stop peering
         except Exception:  # noqa: BLE001 - the lease runs out by itself
             log.exception("removing the host row failed")
-        for component in (self.environments, self.fabric, self.logs):
+        for component in (self.vpcs, self.environments, self.fabric, self.logs):
             if component is None:
                 continue
             try:

@@ -115,6 +115,9 @@ class Platform:
         agents, with the function's code zip when an agent lacks it."""
         self.environments.code_zip = self.functions.code_zip  # type: ignore[attr-defined]
         self.functions.network = None
+        if self.settings.vpc_mode != "legacy":  # the ENIs' store half; agents the kernel half
+            from .service.hyperplane_records import HyperplaneRecords
+            self.functions.network = HyperplaneRecords(self.db, self.vpc, self.functions)
         self.environments.vpc_attacher = None
         for name in ("hyperplane", "legacy", "kernel_watch"):
             component = getattr(self, name, None)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AwsError
-from ..sandbox.types import FunctionSpec, Invocation, InvocationResult
+from ..sandbox.types import FunctionSpec, Invocation, InvocationResult, VpcAttachment
 
 INVOKE_PATH = "/invoke"
 CODE_PATH = "/code/{hex}"
@@ -31,8 +31,9 @@ FRAMED = "application/x-lambdaplane-invoke"  # a JSON line, a newline, the paylo
 
 
 def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
-    """What the agent needs of a non-VPC function without layers (the paths are its own)."""
-    return {"region": spec.region, "name": spec.name, "arn": spec.arn,
+    """What the agent needs of a function without layers (the paths are its own); a VPC
+    function's attachment as "vpc" (the agent steers its sandboxes to the stored ENIs)."""
+    doc = {"region": spec.region, "name": spec.name, "arn": spec.arn,
             "version": spec.version, "runtime": spec.runtime, "handler": spec.handler,
             "memory_mb": spec.memory_mb, "timeout_s": spec.timeout_s,
             "environment": dict(spec.environment), "code_sha256": spec.code_sha256,
@@ -40,6 +41,11 @@ def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
             "reserved_concurrency": spec.reserved_concurrency,
             "custom_log_group": spec.custom_log_group,
             "logging_config": dict(spec.logging_config), "etc_files": dict(spec.etc_files)}
+    if spec.vpc is not None:  # absent otherwise: a non-VPC spec keeps its id
+        doc["vpc"] = {"vpc_id": spec.vpc.vpc_id, "subnet_ids": list(spec.vpc.subnet_ids),
+                      "security_group_ids": list(spec.vpc.security_group_ids),
+                      "ipv6": spec.vpc.ipv6}
+    return doc
 
 
 def spec_from_json(doc: dict[str, Any], code_dir: Path) -> FunctionSpec:
@@ -51,7 +57,15 @@ def spec_from_json(doc: dict[str, Any], code_dir: Path) -> FunctionSpec:
         reserved_concurrency=doc.get("reserved_concurrency"),
         custom_log_group=doc.get("custom_log_group"),
         logging_config=dict(doc.get("logging_config") or {}),
-        etc_files=dict(doc.get("etc_files") or {}))
+        etc_files=dict(doc.get("etc_files") or {}), vpc=_vpc_from_json(doc.get("vpc")))
+
+
+def _vpc_from_json(doc: dict[str, Any] | None) -> VpcAttachment | None:
+    if doc is None:
+        return None
+    return VpcAttachment(str(doc["vpc_id"]), tuple(str(s) for s in doc["subnet_ids"]),
+                         tuple(str(g) for g in doc["security_group_ids"]),
+                         bool(doc.get("ipv6", False)))
 
 
 def invocation_to_json(inv: Invocation) -> dict[str, Any]:

@@ -46,6 +46,8 @@ class HyperplaneDesired:
     stored: tuple[tuple[int, str], ...]  # every stored ENI n → its VPC: port guards kept
     attachments: tuple[tuple[str, int], ...] | None
     idle_timeout_s: int
+    # ENI n → its SNAT range "lo-hi" where not the whole range (an agent's port block)
+    ports: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

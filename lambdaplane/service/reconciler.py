@@ -130,7 +130,7 @@ class Reconciler:
         run, names = self.net.run, self.names
         attachments = dict(hp.attachments) if hp.attachments is not None else None
         done: list[str] = await run(hp_reconcile.reconcile, names, list(hp.enis), attachments,
-                                    list(hp.vpc_ids), hp.idle_timeout_s)
+                                    list(hp.vpc_ids), hp.idle_timeout_s, dict(hp.ports))
         stored = dict(hp.stored)
         for vpc_id in hp.vpc_ids:  # port guards of ENIs that are gone
             for n in await run(hp_port_guard.port_guards, names, vpc_id):

@@ -7,8 +7,10 @@ assignments (store/hosts.py) and the placement's snapshot is refreshed. Every re
 agent is signed with the cluster secret (service/agent_auth.py); an agent that refuses the
 signature ran nothing, so the invoke is placed elsewhere.
 
-Not here yet: VPC functions and functions with layers (they need the VPC across hosts and
-the layers' content on the agent)."""
+A VPC function's spec carries its attachment (agent_wire.py): the agent steers its sandboxes
+to the ENIs whose store half serve made (service/hyperplane_records.py).
+
+Not here yet: functions with layers (they need the layers' content on the agent)."""
 from __future__ import annotations
 
 import asyncio
@@ -121,9 +123,6 @@ class RemoteEnvironments:
 
     # -- invoke ---------------------------------------------------------------------------
     async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult:
-        if spec.vpc is not None:
-            raise _service_error("VPC functions do not run on agents yet (serve "
-                                 "--no-data-plane): run them on a server with a data plane.")
         if spec.opt_dir is not None:
             raise _service_error("Functions with layers do not run on agents yet (serve "
                                  "--no-data-plane).")

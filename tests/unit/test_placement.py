@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lambdaplane.errors import AwsError
-from lambdaplane.sandbox.types import FunctionSpec, Invocation, InvocationResult
+from lambdaplane.sandbox.types import FunctionSpec, Invocation, InvocationResult, VpcAttachment
 from lambdaplane.service import agent_wire as wire
 from lambdaplane.service.placement import Placement, parse_placement
 from lambdaplane.store.db import Database
@@ -105,6 +105,11 @@ def test_wire_round_trips() -> None:
                         custom_log_group="/custom", logging_config={"LogFormat": "JSON"})
     back = wire.spec_from_json(wire.spec_to_json(spec), Path("/agent/code/ab"))
     assert back == FunctionSpec(**{**spec.__dict__, "code_dir": Path("/agent/code/ab")})
+    assert "vpc" not in wire.spec_to_json(spec)  # a non-VPC spec's id did not change
+    vpc_spec = FunctionSpec(**{**spec.__dict__, "vpc": VpcAttachment(
+        "vpc-1", ("subnet-1", "subnet-2"), ("sg-1",), ipv6=True)})
+    back = wire.spec_from_json(wire.spec_to_json(vpc_spec), spec.code_dir)
+    assert back == vpc_spec and back.vpc is not None and back.vpc.ipv6
     inv = Invocation("req-1", b'{"x": "\\u00e9"}\x00\xff', "Y3R4", None, "Root=1", "arn:q")
     assert wire.invocation_from_json(wire.invocation_to_json(inv)) == inv
     result = InvocationResult(b"\x00out", "Unhandled", "Runtime.ExitError", "START …", 1.5,

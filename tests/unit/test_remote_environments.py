@@ -2,7 +2,7 @@
 real HTTP servers on Unix sockets speaking the internal endpoint (service/agent_wire.py).
 An agent that lacks the code gets the zip once and the invoke is repeated; a host whose socket
 refuses (a killed agent whose lease still runs) is skipped and the invoke runs on the next;
-an agent's AwsError comes back as it was; VPC functions are refused; a sweep deletes an
+an agent's AwsError comes back as it was; a VPC function's spec goes with its attachment; a sweep deletes an
 expired host."""
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ async def test_an_agent_that_lost_the_spec_gets_it_again(
     assert agent.specs_received == 3 and len(agent.specs) == 2
 
 
-async def test_an_agents_error_comes_back_and_vpc_functions_are_refused(
+async def test_an_agents_error_comes_back_and_vpc_functions_are_forwarded(
         remote: tuple[RemoteEnvironments, StandInAgent]) -> None:
     environments, agent = remote
     agent.has_code = True
@@ -142,11 +142,14 @@ async def test_an_agents_error_comes_back_and_vpc_functions_are_refused(
         await environments.invoke(_spec(), Invocation("req-3", b"{}"))
     assert (e.value.code, e.value.message, e.value.status) == (
         "ResourceConflictException", "busy", 409)
-    with pytest.raises(AwsError) as e:
-        await environments.invoke(_spec(VpcAttachment("vpc-1", ("subnet-1",), ("sg-1",))),
-                                  Invocation("req-4", b"{}"))
-    assert e.value.code == "ServiceException"
     assert agent.invokes == []
+    agent.fail_with = None
+    await environments.invoke(_spec(VpcAttachment("vpc-1", ("subnet-1",), ("sg-1",))),
+                              Invocation("req-4", b"{}"))
+    assert agent.invokes == ["req-4"]
+    sent = [doc for doc in agent.specs.values() if "vpc" in doc]
+    assert [doc["vpc"] for doc in sent] == [{"vpc_id": "vpc-1", "subnet_ids": ["subnet-1"],
+                                              "security_group_ids": ["sg-1"], "ipv6": False}]
 
 
 async def test_the_sweep_deletes_an_expired_host(

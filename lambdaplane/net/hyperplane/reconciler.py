@@ -10,7 +10,7 @@ from .. import ns
 from ..names import Names, out_table
 from ..netlink import Netlink
 from .eni import eni_state, ensure_eni, remove_eni
-from .model import FLOW_IDLE_TIMEOUT_S, HyperplaneEni
+from .model import FLOW_IDLE_TIMEOUT_S, SNAT_PORTS, HyperplaneEni
 from .plane import ensure_vpc_plane, list_vpc_planes, remove_vpc_plane, vpc_plane_enis
 from .steering import (
     attach,
@@ -40,11 +40,14 @@ def list_enis(names: Names) -> dict[int, str | None]:
 
 def reconcile(names: Names, enis: Iterable[HyperplaneEni],
               attachments: Mapping[str, int] | None, vpc_ids: Iterable[str] = (),
-              idle_timeout_s: int = FLOW_IDLE_TIMEOUT_S) -> list[str]:
+              idle_timeout_s: int = FLOW_IDLE_TIMEOUT_S,
+              ports: Mapping[int, str] | None = None) -> list[str]:
     """Make the kernel hold exactly these planes, ENIs and attachments; returns what it did
-    (empty when nothing differed). ENIs whose link the VPC code has not made yet are skipped
-    (listed as waiting) and picked up by the next run. `attachments` None: leave steering
-    elements and fast-path entries alone (they are live state of the thread that steers)."""
+    (empty when nothing differed). `ports`: ENI n → its SNAT range where it is not the whole
+    range (an agent's port block, service/agent_hyperplane.py). ENIs whose link the VPC code
+    has not made yet are skipped (listed as waiting) and picked up by the next run.
+    `attachments` None: leave steering elements and fast-path entries alone (they are live
+    state of the thread that steers)."""
     done: list[str] = []
     desired = {e.n: e for e in enis}
     planes = set(vpc_ids) | {e.vpc_id for e in desired.values()}
@@ -68,7 +71,7 @@ def reconcile(names: Names, enis: Iterable[HyperplaneEni],
             if wl.index(names.transit_veth(n)) is None:
                 done.append(f"waiting for the port of eni {n}")
                 continue
-        ensure_eni(names, want)
+        ensure_eni(names, want, (ports or {}).get(n, SNAT_PORTS))
         done.append(f"eni {n}")
     if attachments is None:
         return done
