@@ -51,7 +51,8 @@ SEGMENT_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 def vni_of_vpc(vpc_id: str) -> int:
     """The VPC's VNI derived from its id alone: 24 bits of its SHA-256, never 0. Only a
     fallback for a VPC the store gave no VNI: two VPCs collide with probability about n²/2²⁵
-    (3 % at 1,000 VPCs), so VNIs come from the store (store/vnis.py, `with_store_vnis`)."""
+    (3 % at 1,000 VPCs), so VNIs come from the store (store/vnis.py; HostFabric.set_vpcs
+    passes them to `with_store_vnis`)."""
     return int.from_bytes(hashlib.sha256(vpc_id.encode()).digest()[:3], "big") or 1
 
 

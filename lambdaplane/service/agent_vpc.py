@@ -31,6 +31,7 @@ from ..net.hyperplane import port_blocks as net_port_blocks
 from ..net.names import Names
 from ..store.db import Database
 from ..store.port_blocks import PortBlockError, PortBlockStore
+from ..store.vnis import VniStore
 from ..tasks import cancel_and_wait
 from .agent_hyperplane import AgentHyperplane
 from .desired_state import DesiredState, HyperplaneSource, WorkerDesired, build_desired_state
@@ -121,8 +122,8 @@ class AgentVpcs:
         port blocks other hosts hold of the VPC's ENIs)."""
         snap = self.vpc.store.snapshot()
         changes = await self.fabric.set_vpcs(
-            (v.id, [s.cidr for s in snap.subnets if s.vpc_id == v.id and s.cidr])
-            for v in snap.vpcs)
+            [(v.id, [s.cidr for s in snap.subnets if s.vpc_id == v.id and s.cidr])
+             for v in snap.vpcs], VniStore(self.db).all())
         address = {e.id: e.ip for e in snap.enis}
         rows = self.hyperplane.rows()
         for vpc in snap.vpcs:

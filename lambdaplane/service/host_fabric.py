@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,15 +75,18 @@ class HostFabric:
         self.net = NetThread("lp-fabric")
         self.repair_interval_s = repair_interval_s
         self._vpcs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        self._vnis: dict[str, int] = {}  # the store's VNI per VPC (store/vnis.py)
         self._repair: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._stopped = False
 
     def spec(self) -> fabric.FabricSpec:
         # host_netns None: the agent's own namespace (it entered --host-netns before all)
-        return fabric.desired_fabric(self.names, self.data_dir, self.underlay.address,
-                                     self.peers(), self._vpcs,
-                                     host_record=self.data_dir / HOST_RECORD_NAME)
+        return fabric.with_store_vnis(
+            fabric.desired_fabric(self.names, self.data_dir, self.underlay.address,
+                                  self.peers(), self._vpcs,
+                                  host_record=self.data_dir / HOST_RECORD_NAME),
+            self._vnis)
 
     def peers(self) -> tuple[str, ...]:
         """Listed and found, in the underlay network when one was given, ourselves dropped."""
@@ -111,10 +114,14 @@ class HostFabric:
             log.info("fabric: %s", line)
         return changes
 
-    async def set_vpcs(self, vpcs: Iterable[tuple[str, Iterable[str]]]) -> list[str]:
-        """Join these VPCs (id, the prefixes that lead to other hosts) and no others; their
-        namespaces exist (a VPC whose namespace is missing is joined by a later run)."""
+    async def set_vpcs(self, vpcs: Iterable[tuple[str, Iterable[str]]],
+                       vnis: Mapping[str, int] | None = None) -> list[str]:
+        """Join these VPCs (id, the prefixes that lead to other hosts) and no others, each on
+        the VNI the store allocated it (`vnis`, store/vnis.py: unique per VPC; the id's hash
+        for a VPC without one); their namespaces exist (a VPC whose namespace is missing is
+        joined by a later run)."""
         self._vpcs = tuple(sorted((vpc_id, tuple(sorted(set(cidrs)))) for vpc_id, cidrs in vpcs))
+        self._vnis = dict(vnis or {})
         return await self.ensure()
 
     async def start(self) -> None:
