@@ -118,3 +118,24 @@ def test_a_change_of_peers_only_is_told_to_bgpd_live() -> None:
     # anything else changed (the router id: the VTEP address): a restart, not a live change
     assert frr.peer_change_commands(conf("10.0.0.1", "10.0.0.2"),
                                     conf("10.0.0.9", "10.0.0.2")) is None
+
+
+def test_host_fabric_puts_each_vpc_on_the_vni_the_store_gave_it(tmp_path: Path) -> None:
+    import asyncio
+
+    from lambdaplane.service.host_fabric import HostFabric, parse_underlay
+
+    host = HostFabric(Names("t01"), tmp_path, parse_underlay("192.0.2.1", []))
+    told: list[fabric.FabricSpec] = []
+
+    async def ensure() -> list[str]:  # the kernel side is test_evpn_fabric's
+        told.append(host.spec())
+        return []
+
+    host.ensure = ensure  # type: ignore[method-assign]
+    vpcs = [("vpc-0000000000000000a", ["10.0.0.0/24"]),
+            ("vpc-0000000000000000b", ["10.0.0.0/24"])]
+    asyncio.run(host.set_vpcs(vpcs, {"vpc-0000000000000000a": 7}))
+    by_vpc = {v.vpc_id: v.vni for v in told[-1].vpcs}
+    assert by_vpc == {"vpc-0000000000000000a": 7,  # the store's
+                      "vpc-0000000000000000b": fabric.vni_of_vpc("vpc-0000000000000000b")}
