@@ -208,10 +208,15 @@ def ensure(spec: FabricSpec) -> list[str]:
 
 
 def remove(spec: FabricSpec) -> list[str]:
-    """Stop FRR, delete the fabric namespace (its links and the VPCs' EVPN ports go with it),
-    the underlay link's host end and FRR's state directory."""
+    """Stop FRR, delete the fabric namespace, the underlay link's host end and FRR's state
+    directory. The VPCs' EVPN ports are deleted first, one by one: the kernel dismantles a
+    deleted namespace's devices later, in the background, so a VPC namespace would still show
+    its `evpn0` for a moment after the namespace went."""
     changes = frr.stop_all(spec.daemons)
     if ns.exists(spec.netns):
+        for port in [name for name in _links(spec.netns)
+                     if (vni := vni_of_fabric_link(name)) and name == fabric_port_ifname(vni)]:
+            _ip(spec.netns, "link", "del", port, check=False)
         ns.delete(spec.netns)
         changes.append(f"removed netns {spec.netns}")
     host_gone = spec.host_netns is not None and not ns.exists(spec.host_netns)

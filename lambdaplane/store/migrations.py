@@ -4,7 +4,8 @@ data in some database is a migration instead: registered once with a name that n
 changes, in SQLite's dialect (store/dialect.py rewrites it for PostgreSQL), and applied in
 registration order, each in its own transaction, at most once per database. The
 `schema_migrations` table records what a database has had; `Database.open` brings it up to
-date. On PostgreSQL an advisory lock keeps two servers opening one database from racing."""
+date. On PostgreSQL an advisory lock keeps two servers opening one database from racing; on
+SQLite each migration's transaction takes the write lock and looks again before applying."""
 from __future__ import annotations
 
 import time
@@ -46,7 +47,10 @@ def migrate(db: "Database") -> list[str]:
     for m in MIGRATIONS:
         if m.name in done:
             continue
-        with db.transaction():
+        with db.transaction():  # SQLite: BEGIN IMMEDIATE, the write lock; then look again
+            if db.conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?",
+                               (m.name,)).fetchone():
+                continue  # another opener applied it meanwhile (two processes opening at once)
             for statement in _statements(m.sql):
                 db.conn.execute(_ddl(db, statement))
             db.conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",

@@ -33,7 +33,7 @@ def test_every_vpc_gets_its_own_vni(db: Database) -> None:
 
 def test_concurrent_allocators_never_share_a_vni(tmp_path: Path,
                                                  database_url: str | None) -> None:
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=60)  # a creator that fails breaks it: no hang
 
     def creator(first: int) -> None:
         database = Database.open(tmp_path, database_url)  # its own connection
