@@ -64,6 +64,10 @@ def main(args: argparse.Namespace) -> int:
             from . import datapath
             results["datapath"] = datapath.run(out_dir, args.quick)
             continue
+        if name == "fabric":  # PostgreSQL, two namespace-hosts, agents and servers of its own
+            from . import fabric
+            results["fabric"] = fabric.run(out_dir, args.quick)
+            continue
         if name == "nat":  # namespaces of its own, no server to measure
             from . import nat
             results["nat"] = nat.run(out_dir, args.quick)
