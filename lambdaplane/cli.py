@@ -317,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (JSON + plots)")
     b.add_argument("which", choices=["invoke", "throughput", "burst", "scale", "vpc", "datapath",
                                        "all", "report", "logs", "neighbours",
-                                       "default-server", "nat"],
+                                       "default-server", "nat", "fabric"],
                    help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--endpoint", default=None)

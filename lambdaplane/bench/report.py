@@ -239,11 +239,26 @@ def _neighbours(r: dict) -> list[Line]:
                  _le(value, 2.0), "AWS: one microVM per environment", "neighbours.png")]
 
 
+def _fabric(r: dict) -> list[Line]:
+    """bench/fabric.py: the function on the other host than its resource (no goal set)."""
+    out = []
+    for path, label in ((("cold_start", "p50_ratio"),
+                         "VPC cold start p50, function on the other host / same host"),
+                        (("datapath", "ratios", "throughput_ratio"),
+                         "TCP throughput across the EVPN fabric (ENI) / direct veth"),
+                        (("datapath", "ratios", "conn_rate_ratio"),
+                         "new connections/s across the EVPN fabric (ENI) / direct veth")):
+        value = _get(r, *path)
+        out.append(Line("fabric", label, "—" if value is None else f"{value:.3f}", "—", None,
+                        "two namespace-hosts, one VXLAN hop", "fabric.png"))
+    return out
+
+
 SECTIONS: dict[str, Callable[[dict], list[Line]]] = {
     "invoke": _invoke, "throughput": lambda r: _throughput(r) + _throughput_ceiling(r),
     "default_server": _default_server, "burst": _burst, "scale": _scale,
     "neighbours": _neighbours,
-    "vpc": _vpc, "datapath": _datapath, "nat": _nat}
+    "vpc": _vpc, "datapath": _datapath, "nat": _nat, "fabric": _fabric}
 
 
 def lines(results: dict[str, dict]) -> list[Line]:

@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
         _RUNTIMES[:] = _all_invoke_runtimes()
     if args.which == "report":
         files = {name.replace("-", "_"): out_dir / f"{name.replace('-', '_')}.json"
-                 for name in ALL}
+                 for name in ALL + ["fabric"]}
         found = {name: json.loads(path.read_text()) for name, path in files.items()
                  if path.exists()}
         print(f"summary of {sorted(found)}: {report.write(out_dir, found)}")
@@ -63,6 +63,10 @@ def main(args: argparse.Namespace) -> int:
         if name == "datapath":  # namespaces of its own, no server to measure
             from . import datapath
             results["datapath"] = datapath.run(out_dir, args.quick)
+            continue
+        if name == "fabric":  # PostgreSQL, two namespace-hosts, agents and servers of its own
+            from . import fabric
+            results["fabric"] = fabric.run(out_dir, args.quick)
             continue
         if name == "nat":  # namespaces of its own, no server to measure
             from . import nat

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import frr, host_sysctls, ns
+from .fabric_mss import ensure_mss_clamp
 from .names import (
     FABRIC_UNDERLAY_IFNAME,
     Names,
@@ -347,6 +348,7 @@ def _ensure_vpc_side(spec: FabricSpec, vpc: FabricVpc, link: _Link,
                        (f"net.ipv4.conf.{EVPN_LINK}.accept_local", "1"),
                        (f"net.ipv4.conf.{EVPN_LINK}.rp_filter", "0")):
         _sysctl(vpc.vpc_netns, key, value, changes)
+    ensure_mss_clamp(vpc.vpc_netns, EVPN_LINK, changes)
     have = _routes(vpc.vpc_netns, EVPN_LINK)
     for extra in sorted(have - set(vpc.prefixes)):
         _ip(vpc.vpc_netns, "route", "del", extra, "dev", EVPN_LINK, check=False)
