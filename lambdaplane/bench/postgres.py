@@ -1,8 +1,9 @@
 """A PostgreSQL server of a benchmark's own (`bench fabric`): Debian's initdb and postgres, run
 as the `postgres` user (postgres refuses root) in a fresh temporary directory that holds the
 data and the Unix socket; no TCP at all (listen_addresses=''). `postgres_server()` yields the
-URL of its database and removes the server and its directory afterwards, even on failure.
-(The tests have their own, tests/pg_server.py; a benchmark does not import the tests.)"""
+URL of its database and removes the server and its directory afterwards, even on failure;
+`postgres_socket_dir()` yields the directory of its socket (tests/pg_server.py builds the tests'
+server with a database per test on it)."""
 from __future__ import annotations
 
 import os
@@ -35,11 +36,23 @@ def _as_postgres(*argv: str) -> list[str]:
             "--", *argv]
 
 
+def url_of(socket_dir: Path, database: str = "postgres") -> str:
+    return f"postgresql://{RUN_AS}@/{database}?host={socket_dir}"
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """A running server; yields the URL of its `postgres` database (Unix socket)."""
+    with postgres_socket_dir() as root:
+        yield url_of(root)
+
+
+@contextmanager
+def postgres_socket_dir(prefix: str = "lp-bench-pg-", max_connections: int = 60
+                        ) -> Iterator[Path]:
+    """A running server; yields the directory holding its Unix socket (and its data)."""
     user = pwd.getpwnam(RUN_AS)
-    root = Path(tempfile.mkdtemp(prefix="lp-bench-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     proc: subprocess.Popen[bytes] | None = None
     try:
         os.chown(root, user.pw_uid, user.pw_gid)
@@ -52,11 +65,11 @@ def postgres_server() -> Iterator[str]:
                 _as_postgres(str(PG_BIN / "postgres"), "-D", str(data), "-k", str(root),
                              "-c", "listen_addresses=", "-c", "fsync=off",
                              "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                             "-c", "max_connections=60", "-c", "shared_buffers=16MB"),
+                             "-c", f"max_connections={max_connections}",
+                             "-c", "shared_buffers=16MB"),
                 stdout=log, stderr=subprocess.STDOUT)
-        url = f"postgresql://{RUN_AS}@/postgres?host={root}"
-        _wait_ready(proc, url, root)
-        yield url
+        _wait_ready(proc, url_of(root), root)
+        yield root
     finally:
         if proc is not None:
             if proc.poll() is None:

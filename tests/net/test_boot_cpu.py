@@ -1,33 +1,20 @@
 """A runtime's pre-started sandboxes boot in a top-level cpu group of their own
 (sandbox/boot_cpu.py), at the shared group's weight, the oldest boots (and a taken one still
-booting) first; a sandbox taken ready is moved into its function's group by the server. Real cgroups of a
-fresh instance, removed by the test."""
+booting) first; a sandbox taken ready is moved into its function's group by the server. Real
+cgroups of a fresh instance, removed by the test (tests/net/conftest.py `names`)."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lambdaplane.cleanup import CONTROLLERS, fresh_instance, kill_cgroup_tree
 from lambdaplane.net.names import Names
 from lambdaplane.sandbox import boot_cpu, cgroups
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not cgroups.has_cpu_controller(), reason="no v1 cpu cgroup")]
 
-
-@pytest.fixture
-def names() -> Iterator[Names]:
-    n = Names(fresh_instance("c"))
-    try:
-        yield n
-    finally:
-        for controller in CONTROLLERS:
-            kill_cgroup_tree(cgroups.CGROUP_ROOT / controller / n.cgroup_dir)
-        for group in cgroups.function_cpu_dirs(n):
-            kill_cgroup_tree(group)
 
 
 def procs(path: Path) -> set[int]:

@@ -7,28 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from lambdaplane.cleanup import CONTROLLERS, fresh_instance, kill_cgroup_tree
 from lambdaplane.net.names import Names
 from lambdaplane.sandbox import cgroups, server_cpu
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not cgroups.has_cpu_controller(), reason="no v1 cpu cgroup")]
 
-
-@pytest.fixture
-def names() -> Iterator[Names]:
-    n = Names(fresh_instance("c"))
-    try:
-        yield n
-    finally:
-        for controller in CONTROLLERS:
-            kill_cgroup_tree(cgroups.CGROUP_ROOT / controller / n.cgroup_dir)
-        for group in [*cgroups.function_cpu_dirs(n), server_cpu.server_cpu_dir(n)]:
-            kill_cgroup_tree(group)
 
 
 def procs(path) -> set[int]:  # type: ignore[no-untyped-def]
