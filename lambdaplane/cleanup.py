@@ -4,8 +4,11 @@ by its `lp<instance>` prefix, and nothing else. Also the backstop that tests run
 stops, and `leftovers()` is what they assert is empty."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 from .net import nft, ns
@@ -76,6 +79,20 @@ def fresh_instance(first: str) -> str:
                   or any(cg.exists() for cg in cgroup_dirs(names)))
         if not in_use:
             return instance
+
+
+def leftovers_with_host(instance: str, host_netns: str) -> list[str]:
+    """`leftovers` seen from here and from inside an agent's host namespace (`--host-netns`,
+    where its worker link, nftables tables and fabric live), while that namespace exists."""
+    found = leftovers(instance)
+    if ns.exists(host_netns):
+        out = subprocess.run(
+            ["ip", "netns", "exec", host_netns, sys.executable, "-c",
+             "import json, sys; from lambdaplane.cleanup import leftovers; "
+             "print(json.dumps(leftovers(sys.argv[1])))", instance],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+        found += [f"in {host_netns}: {x}" for x in json.loads(out)]
+    return found
 
 
 def leftovers(instance: str) -> list[str]:

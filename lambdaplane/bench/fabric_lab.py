@@ -126,11 +126,16 @@ def fabric_lab(pool_size: int = 2) -> Iterator[Lab]:
 
 
 def _make_hosts(namespaces: list[str], prefix: str) -> None:
-    """Two host namespaces, a veth between them, each host's route to the other's underlay
-    address across it (what a real underlay network gives)."""
-    a, b = namespaces
+    """Two host namespaces joined as by an underlay network (join_hosts)."""
     for netns in namespaces:
         subprocess.run(["ip", "netns", "add", netns], check=True)
+    join_hosts(namespaces, prefix)
+
+
+def join_hosts(namespaces: list[str], prefix: str) -> None:
+    """A veth between the two host namespaces, and each host's route to the other's underlay
+    address across it (what a real underlay network gives); the e2e tests use it too."""
+    a, b = namespaces
     subprocess.run(["ip", "-n", a, "link", "add", f"{prefix}x", "type", "veth", "peer",
                     "name", f"{prefix}x", "netns", b], check=True)
     for n, netns in enumerate(namespaces):
@@ -224,14 +229,9 @@ def _stop_agents(lab: Lab) -> None:
 
 def _agent_leftovers(agent: HostAgent) -> list[str]:
     """What of the agent remains after its stop: from the root namespace and its host's."""
-    from lambdaplane.cleanup import leftovers
+    from lambdaplane.cleanup import leftovers_with_host
 
-    found = leftovers(agent.instance)
-    if Path(f"/run/netns/{agent.netns}").exists():
-        out = subprocess.run(
-            ["ip", "netns", "exec", agent.netns, sys.executable, "-c",
-             "import json, sys; from lambdaplane.cleanup import leftovers; "
-             "print(json.dumps(leftovers(sys.argv[1])))", agent.instance],
-            capture_output=True, text=True, timeout=60)
-        found += [f"in {agent.netns}: {x}" for x in json.loads(out.stdout or "[]")]
-    return found
+    try:
+        return leftovers_with_host(agent.instance, agent.netns)
+    except subprocess.CalledProcessError as e:
+        return [f"in {agent.netns}: leftovers not read ({e})"]

@@ -293,7 +293,8 @@ def markdown(results: dict[str, dict], machine: dict[str, Any] | None = None) ->
         table.append(f"| {line.benchmark} | {figure} | {line.measured} | {line.goal} | {met} | "
                      f"{line.anchor} |")
     tail = ["", ("Rerun: `lambdaplane bench all`, or one benchmark: `lambdaplane bench "
-                 f"{{{','.join(results)}}}`; JSON and PNG files sit beside this summary.")]
+                 f"{{{','.join(name.replace('_', '-') for name in results)}}}`; JSON and PNG "
+                 "files sit beside this summary.")]
     return "\n".join(head + table + tail) + "\n"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..net import fabric
 from ..net.executor import NetThread
 from ..net.names import Names
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger("lambdaplane.fabric")
 
@@ -133,10 +134,8 @@ class HostFabric:
         if self._stopped:
             return
         self._stopped = True
-        if self._repair is not None:
-            self._repair.cancel()
-            await asyncio.gather(self._repair, return_exceptions=True)
-            self._repair = None
+        await cancel_and_wait(self._repair)
+        self._repair = None
         try:
             async with self._lock:
                 changes = await self.net.run(fabric.remove, self.spec())

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from lambdaplane.cleanup import clean_instance, fresh_instance, leftovers
+from lambdaplane.cleanup import clean_instance, fresh_instance, leftovers_with_host
 from tests.harness import LiveServer, create_python_function
 from tests.pg_server import PgServer
 
@@ -90,15 +90,7 @@ class AgentProcess:
 
     def leftovers(self) -> list[str]:
         """What of this agent remains: seen from the root namespace and from its host's."""
-        found = leftovers(self.instance)
-        if Path(f"/run/netns/{self.netns}").exists():
-            out = subprocess.run(
-                ["ip", "netns", "exec", self.netns, sys.executable, "-c",
-                 "import json, sys; from lambdaplane.cleanup import leftovers; "
-                 "print(json.dumps(leftovers(sys.argv[1])))", self.instance],
-                capture_output=True, text=True, timeout=60, check=True).stdout
-            found += [f"in {self.netns}: {x}" for x in json.loads(out)]
-        return found
+        return leftovers_with_host(self.instance, self.netns)
 
 
 def _host_rows(database: str) -> dict[str, set[str]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lambdaplane.bench.fabric_lab import UNDERLAY, join_hosts
 from lambdaplane.cleanup import clean_instance, fresh_instance
 from lambdaplane.net import frr
 from lambdaplane.net.fabric import processes_in
@@ -32,29 +33,12 @@ from tests.pg_server import PgServer
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not frr.installed(), reason="needs Debian's frr")]
 
-UNDERLAY = ("10.252.0.1", "10.252.0.2")
-TRANSFER = ("10.253.0.1", "10.253.0.2")
 
 
 @pytest.fixture(scope="module")
 def database(pg_server: PgServer) -> Iterator[str]:
     with pg_server.database() as url:
         yield url
-
-
-def join_hosts(namespaces: list[str], prefix: str) -> None:
-    """A veth between the two host namespaces, and each host's route to the other's underlay
-    address across it (what a real underlay network gives)."""
-    a, b = namespaces
-    subprocess.run(["ip", "-n", a, "link", "add", f"{prefix}x", "type", "veth", "peer",
-                    "name", f"{prefix}x", "netns", b], check=True)
-    for n, netns in enumerate(namespaces):
-        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "-n", netns, "addr", "add", f"{TRANSFER[n]}/30", "dev",
-                        f"{prefix}x"], check=True)
-        subprocess.run(["ip", "-n", netns, "link", "set", f"{prefix}x", "up"], check=True)
-        subprocess.run(["ip", "-n", netns, "route", "add", f"{UNDERLAY[1 - n]}/32", "via",
-                        TRANSFER[1 - n]], check=True)
 
 
 def fabric_agent(data_dir: Path, database: str, name: str, netns: str, n: int,

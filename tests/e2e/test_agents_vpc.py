@@ -30,10 +30,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lambdaplane.bench.fabric_lab import UNDERLAY, join_hosts
 from lambdaplane.cleanup import clean_instance, fresh_instance
 from lambdaplane.net import frr
 from lambdaplane.net.names import Names
-from tests.e2e.test_agents_fabric import UNDERLAY, established, fabric_agent, join_hosts
+from tests.e2e.test_agents_fabric import established, fabric_agent
 from tests.e2e.vpc_support import wait_until
 from tests.harness import LiveServer, create_python_function
 from tests.pg_server import PgServer
