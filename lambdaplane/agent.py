@@ -1,18 +1,13 @@
-"""`lambdaplane agent`: one host's data plane for a `serve --no-data-plane` API server that shares
-its database (PostgreSQL). Runs the execution environments (sandbox pool, zygotes, worker
-namespace, Runtime API) and the CloudWatch Logs ingest of its functions' output, under its own
-data dir and instance prefix; holds a lease row in the hosts table (store/hosts.py), renewed
-every second (in a thread, one UPDATE when nothing else changed) with its load and the functions
-it holds environments for, and deletes other hosts' expired rows as it goes; serves the internal
-invoke endpoint (service/agent_wire.py) over HTTP on a Unix socket in its data dir (reachable
-across network namespaces), or on `--listen HOST:PORT`, every request checked against the
-cluster secret (service/agent_auth.py). Code zips it lacks are sent by the server and kept in
-its own CodeStore; function specs are kept by id, sent once. With `--underlay-address` it is in
-the EVPN fabric (service/host_fabric.py: its own FRR) and builds the store's VPCs and its port
-block of each Hyperplane ENI (service/agent_vpc.py), so VPC functions run on it. `--host-netns
-NAME` enters a network namespace (made by the caller) standing in for a host before anything is
-built. `lambdaplane clean` for its data dir removes its kernel objects (in that namespace) and
-its host row (`agent.json` records where)."""
+"""`lambdaplane agent`: one host's data plane for a `serve --no-data-plane` sharing its
+PostgreSQL database — execution environments (pool, zygotes, worker namespace, Runtime API) and
+the Logs ingest of its functions, under its own data dir and instance prefix. It holds a lease
+row (store/hosts.py) renewed every second in a thread, deletes other hosts' expired rows, and
+serves the internal invoke endpoint (service/agent_wire.py; HTTP on a Unix socket in its data
+dir, or `--listen HOST:PORT`), every request checked against the cluster secret
+(service/agent_auth.py); code zips and specs are sent to it once. With `--underlay-address` it
+is in the EVPN fabric (service/host_fabric.py) and builds the store's VPCs and its port block of
+each Hyperplane ENI (service/agent_vpc.py). `--host-netns NAME` enters a namespace standing in
+for a host before anything is built; `lambdaplane clean` of its data dir removes what it made."""
 from __future__ import annotations
 
 import asyncio
