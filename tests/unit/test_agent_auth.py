@@ -224,7 +224,8 @@ async def test_unsigned_and_forged_requests_run_nothing(
                 await resp.read()
                 return resp.status
         assert await post({}) == 401
-        assert await post({auth.HEADER: header[:-1] + "0"}) in (401, 403)
+        forged = header[:-1] + ("1" if header.endswith("0") else "0")  # one hex digit changed
+        assert await post({auth.HEADER: forged}) in (401, 403)
         assert await post({auth.HEADER: header}, body + b"more") == 403  # another body
         async with session.put("http://agent/code/" + HEX, data=ZIP) as resp:
             assert resp.status == 401
