@@ -307,6 +307,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--security-group", action="append", default=[])
     r.add_argument("--ip", default=None)
     r.add_argument("--name", default=None)
+    r.add_argument("--host", default=None, metavar="NAME",
+                   help="on the host of the agent `lambdaplane agent --name NAME` (run there)")
     r.add_argument("argv", nargs=argparse.REMAINDER)
 
     client("ps", "list programs started with `lambdaplane run`")

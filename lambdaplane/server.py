@@ -114,6 +114,8 @@ class Platform:
         starts (the Hyperplane ENIs, the legacy VPC attachment, the kernel watch); invokes go to
         agents, with the function's code zip when an agent lacks it."""
         self.environments.code_zip = self.functions.code_zip  # type: ignore[attr-defined]
+        self.environments.after_sweep = (  # type: ignore[attr-defined]
+            lambda live: self.vpc.interfaces.release_orphans(live_hosts=live))
         self.functions.network = None
         if self.settings.vpc_mode != "legacy":  # the ENIs' store half; agents the kernel half
             from .service.hyperplane_records import HyperplaneRecords

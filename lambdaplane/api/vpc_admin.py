@@ -110,7 +110,8 @@ def add_admin_routes(app: web.Application, platform: Any) -> None:
             eni = await svc().create_resource(region, body["subnet"],
                                               list(body.get("security_groups") or []),
                                               body.get("ip"), body.get("name"),
-                                              list(body.get("argv") or []), int(body["pid"]))
+                                              list(body.get("argv") or []), int(body["pid"]),
+                                              body.get("host"), body.get("pid_start"))
         except AwsError as e:
             return _error(e)
         return web.json_response(eni_json(svc(), eni))
@@ -118,7 +119,8 @@ def add_admin_routes(app: web.Application, platform: Any) -> None:
     async def run_attach(request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            eni = await svc().attach_process(request.match_info["eni"], int(body["pid"]))
+            eni = await svc().attach_process(request.match_info["eni"], int(body["pid"]),
+                                             body.get("start"))
         except AwsError as e:
             return _error(e)
         return web.json_response(eni_json(svc(), eni))

@@ -3,7 +3,12 @@ run any program in a namespace of its own with an interface from the subnet. The
 the interface and the namespace (it owns kernel objects); this process then starts CMD inside
 that namespace with the terminal inherited, tells the server its pid, waits, releases the
 interface and exits with CMD's status. If this process is killed, the server notices its pid
-is gone and releases the interface itself."""
+is gone and releases the interface itself.
+
+`--host NAME` places the namespace on the host of the agent `lambdaplane agent --name NAME`
+(issue 20: a resource on one host of a VPC spanning several), run there: the server records
+the interface, that agent builds its namespace (this process waits for it) and releases it if
+this process is killed; the server releases it if that agent's lease runs out."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +17,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-
-MS_SLAVE = 1 << 19  # <linux/mount.h>
+import time
 
 from ..net import ns
+from ..net.netlink import Netlink
+from ..net.processes import process_start
 from .admin_client import ServerError, call
+
+MS_SLAVE = 1 << 19  # <linux/mount.h>
+BUILD_WAIT_S = 60.0  # an agent's VPC pass runs every few seconds
 
 
 def main(endpoint: str, args: argparse.Namespace) -> int:
@@ -30,17 +39,43 @@ def main(endpoint: str, args: argparse.Namespace) -> int:
     try:
         eni = call(endpoint, "POST", "run", {
             "region": args.region, "subnet": args.subnet, "security_groups": args.security_group,
-            "ip": args.ip, "name": args.name, "argv": argv, "pid": os.getpid()})
+            "ip": args.ip, "name": args.name, "argv": argv, "pid": os.getpid(),
+            "host": args.host, "pid_start": process_start(os.getpid())})
     except ServerError as e:
         print(f"lambdaplane run: {e}", file=sys.stderr)
         return 1
     try:
+        if not _wait_built(eni):
+            print(f"lambdaplane run: host {args.host}'s agent did not build {eni['netns']} in "
+                  f"{BUILD_WAIT_S:.0f} s", file=sys.stderr)
+            return 1
         return _run_inside(endpoint, eni, argv)
     finally:
         try:
             call(endpoint, "DELETE", f"run/{eni['id']}")
         except ServerError as e:  # the server also releases it once it sees we are gone
             print(f"lambdaplane run: releasing {eni['id']}: {e}", file=sys.stderr)
+
+
+def _wait_built(eni: dict) -> bool:
+    """Wait until the interface's port is up with its address in its namespace (at once when
+    the server built it)."""
+    deadline = time.monotonic() + BUILD_WAIT_S
+    while not _built(eni["netns"], eni["ifname"], eni["ip"]):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _built(netns: str, ifname: str, ip: str | None) -> bool:
+    try:
+        with Netlink(netns) as nl:
+            link = nl.link(ifname)
+            return link is not None and link.up and \
+                (not ip or ip in {a for a, _ in nl.addresses(ifname)})
+    except OSError:  # the namespace is not there yet
+        return False
 
 
 def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
@@ -75,7 +110,8 @@ def _run_inside(endpoint: str, eni: dict, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     signal.signal(signal.SIGHUP, lambda *_: proc.send_signal(signal.SIGHUP))
     try:
-        call(endpoint, "POST", f"run/{eni['id']}/process", {"pid": proc.pid})
+        call(endpoint, "POST", f"run/{eni['id']}/process",
+             {"pid": proc.pid, "start": process_start(proc.pid)})
     except ServerError as e:
         print(f"lambdaplane run: {e}", file=sys.stderr)
     code = proc.wait()

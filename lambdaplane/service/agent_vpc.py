@@ -9,9 +9,10 @@ Where an interface lives (`host_snapshot`): an interface's port is made on the h
 its far end. A Hyperplane ENI's far end is this agent's worker namespace (its transit
 `lp<agent>t<n>`), on every agent that holds a port block of it: one address, several hosts, the
 replies steered by port to the host that translated the flow. Any other interface is this
-host's only when its far end's namespace carries this agent's prefix; the rest (the API server's
-`lambdaplane run` resources, other agents' interfaces) get no port here and are one ARP away
-through the fabric.
+host's only when its far end's namespace carries this agent's prefix (`lambdaplane run --host`
+naming this agent; the agent also releases it once its CLI here exited); the rest (the API
+server's `lambdaplane run` resources, other agents' interfaces) get no port here and are one
+ARP away through the fabric.
 
 It runs at start, then every `INTERVAL_S` (the store read again: a changed function
 configuration, a new interface, another host's port block; and drift repair), on its own
@@ -34,7 +35,13 @@ from ..store.port_blocks import PortBlockError, PortBlockStore
 from ..store.vnis import VniStore
 from ..tasks import cancel_and_wait
 from .agent_hyperplane import AgentHyperplane
-from .desired_state import DesiredState, HyperplaneSource, WorkerDesired, build_desired_state
+from .desired_state import (
+    DesiredState,
+    HyperplaneSource,
+    WorkerDesired,
+    build_desired_state,
+    far_ends_here,
+)
 from .host_fabric import HostFabric
 from .port_block_leases import EniAddress, PortBlockLeases
 from .vpc import VpcService
@@ -47,17 +54,11 @@ INTERVAL_S = 3.0  # the store read again and the kernel compared with it
 def host_snapshot(snap: Snapshot, names: Names, hyperplane: dict[str, int]) -> Snapshot:
     """The store's snapshot as this host builds it: Hyperplane ENIs (`hyperplane`: ENI id →
     n, those with a block here) with their far end in this host's worker namespace; other
-    interfaces keep a far end only when it is this host's."""
-    enis = []
-    for eni in snap.enis:
-        n = hyperplane.get(eni.id)
-        if n is not None:
-            eni = dataclasses.replace(eni, far_end=FarEnd(names.worker_netns,
-                                                          names.transit_veth(n), False))
-        elif eni.far_end is not None and not names.owns(eni.far_end.netns):
-            eni = dataclasses.replace(eni, far_end=None)
-        enis.append(eni)
-    return dataclasses.replace(snap, enis=enis)
+    interfaces keep a far end only when it is this host's (`far_ends_here`)."""
+    enis = [eni if eni.id not in hyperplane else dataclasses.replace(
+        eni, far_end=FarEnd(names.worker_netns, names.transit_veth(hyperplane[eni.id]), False))
+        for eni in snap.enis]
+    return far_ends_here(dataclasses.replace(snap, enis=enis), names)
 
 
 class AgentVpcService(VpcService):
@@ -111,7 +112,9 @@ class AgentVpcs:
             self.db.close()
 
     async def run_once(self) -> list[str]:
-        """The store read again, the kernel made to match, the fabric and steering after."""
+        """The store read again, the kernel made to match, the fabric and steering after;
+        first the `lambdaplane run` resources here whose CLI exited are released."""
+        await self.vpc.interfaces.release_orphans()
         changes = await self.hyperplane.repair()
         changes += await self.join_fabric()
         self.hyperplane.sync_flows()

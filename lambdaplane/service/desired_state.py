@@ -4,8 +4,8 @@ dataclasses built from the store in one read (`build_desired_state`), which the 
 
 The tree:
 - `vpcs`: the EC2 snapshot (VPCs, subnets, security groups and rules, interfaces with their
-  far ends) that net/vpc.py derives the VPC namespaces, ports, addresses, routes and security
-  group tables from;
+  far ends — a far end on another host dropped, `far_ends_here`) that net/vpc.py derives the
+  VPC namespaces, ports, addresses, routes and security group tables from;
 - `gateways`: per VPC its IPv4 gateway state — gateway link, 1:1 NAT, NAT gateways, per-subnet
   policy routing (net/gateways.py), derived from the same snapshot;
 - `gateways6`: per IPv6 VPC its IPv6 routing and egress-only gateway rule (net/gateways6.py);
@@ -16,6 +16,7 @@ The tree:
   repair): its rows and attachments are its live state, under its lock."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..model.ec2 import Snapshot
 from ..net.gateways import GatewayNetSpec
 from ..net.gateways6 import Ipv6GatewaySpec
 from ..net.hyperplane.model import HyperplaneEni
+from ..net.names import Names
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,15 @@ class DesiredState:
 
 # what a run is asked to add: the Hyperplane part, from the snapshot read for the run
 HyperplaneSource = Callable[[Snapshot], HyperplaneDesired]
+
+
+def far_ends_here(snap: Snapshot, names: Names) -> Snapshot:
+    """The snapshot as this host builds it: an interface whose far end is another host's
+    (an agent's `lambdaplane run` resource, named with that agent's prefix) gets no port here;
+    through the EVPN fabric it is one ARP away."""
+    enis = [e if e.far_end is None or names.owns(e.far_end.netns)
+            else dataclasses.replace(e, far_end=None) for e in snap.enis]
+    return dataclasses.replace(snap, enis=enis)
 
 
 def build_desired_state(snapshot: Callable[[], Snapshot],

@@ -1,14 +1,18 @@
 """Network interfaces (ENIs) with AWS's rules (subnet, groups and address checks, who may
 delete one, error codes), and the life of `lambdaplane run` interfaces: each records the CLI's
 pid, and an interface whose CLI died is released (its exit watched with a pidfd), so a killed
-CLI leaks nothing. A part of VpcService (service/vpc.py), given its Ec2Core (the store, subnet
-and group lookups, `reconcile`). Writes the store only; the kernel port follows through
+CLI leaks nothing. `run --host NAME` places the interface's namespace on an agent's host
+(issue 20): that agent builds it and releases it when the CLI there dies (its VPC pass calls
+`release_orphans`); the API server releases it when the host's lease is gone. A part of
+VpcService (service/vpc.py), given its Ec2Core (the store, subnet and group lookups,
+`reconcile`). Writes the store only; the kernel port follows through
 `reconcile`."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -19,6 +23,7 @@ from ..net.processes import process_alive, process_start
 from ..store.ec2 import Eni, FarEnd, Subnet
 from ..store.ec2_attributes import AttributeStore
 from ..store.gateways import GatewayStore
+from ..store.hosts import HostStore
 from . import ipam, ipv6_only
 from .ec2_core import Ec2Core
 from .ec2_filters import check_names, matches
@@ -78,9 +83,14 @@ class NetworkInterfaces:
                 os.close(fd)
             self._owner_fds = None
 
+    def _here(self, eni: Eni) -> bool:
+        """Whether the interface's far end is on this host (not on an agent's: `run --host`)."""
+        return eni.far_end is not None and self.names.owns(eni.far_end.netns)
+
     def _watch_owner(self, eni: Eni) -> None:
         pid = eni.owner_pid
-        if pid is None or self._owner_fds is None or pid in self._owner_fds:
+        if pid is None or self._owner_fds is None or pid in self._owner_fds or \
+                not self._here(eni):
             return
         loop = asyncio.get_running_loop()
         try:
@@ -110,16 +120,27 @@ class NetworkInterfaces:
         except Exception:
             log.exception("releasing interfaces of exited programs failed")
 
-    async def release_orphans(self, exited_pid: int | None = None) -> None:
-        dead = [e for e in self.store.enis() if e.owner_pid is not None
-                and (e.owner_pid == exited_pid or not process_alive(e.owner_pid, e.owner_start))]
+    async def release_orphans(self, exited_pid: int | None = None,
+                              live_hosts: set[str] | None = None) -> None:
+        """Release the interfaces of `lambdaplane run` programs whose CLI on this host exited;
+        given `live_hosts` (the instance prefixes of agents holding a lease), also those
+        placed on a host that is gone."""
+        dead = {e.id: f"its program's CLI (pid {e.owner_pid}) exited"
+                for e in self.store.enis() if e.owner_pid is not None and self._here(e)
+                and (e.owner_pid == exited_pid or not process_alive(e.owner_pid, e.owner_start))}
+        if live_hosts is not None:
+            dead |= {e.id: f"its host's agent ({e.far_end.netns.split('-')[0]}) is gone"
+                     for e in self.store.enis() if e.owner_pid is not None
+                     and e.far_end is not None and not self._here(e)
+                     and not any(Names(h).owns_resource_netns(e.far_end.netns)
+                                 for h in live_hosts)}
         if not dead:
             return
         with self.db.transaction():
-            for eni in dead:
-                log.info("releasing %s: its program's CLI (pid %s) exited", eni.id, eni.owner_pid)
-                self.store.delete_eni(eni.id)
-                self.forget_launch_public_ip(eni.id)
+            for eni_id, why in dead.items():
+                log.info("releasing %s: %s", eni_id, why)
+                self.store.delete_eni(eni_id)
+                self.forget_launch_public_ip(eni_id)
         await self.core.reconcile()
 
     # network interfaces ------------------------------------------------------------------
@@ -131,7 +152,9 @@ class NetworkInterfaces:
                                interface_type: str = "interface",
                                requester_managed: bool = False, far_end: FarEnd | None = None,
                                own_netns: bool = False, owner_pid: int | None = None,
-                               name: str | None = None, argv: str | None = None,
+                               owner_host: Names | None = None,
+                               owner_start: int | None = None, name: str | None = None,
+                               argv: str | None = None,
                                tag_specs: list[dict[str, Any]] | None = None,
                                ipv6_count: int | None = None,
                                ipv6_addresses: list[str] | None = None,
@@ -139,8 +162,9 @@ class NetworkInterfaces:
                                secondary_addresses: list[str] | None = None) -> Eni:
         """Create an ENI. Its kernel port exists when it has a far end: `far_end` names a
         namespace (and link name) of the caller's (e.g. a Hyperplane namespace), or
-        `own_netns=True` gives it a namespace of its own (`lambdaplane run`). The returned
-        Eni's `far_end` says where that end lives."""
+        `own_netns=True` gives it a namespace of its own (`lambdaplane run`): on this host, or
+        on the agent's host `owner_host` names, where `owner_pid` (started at `owner_start`)
+        runs. The returned Eni's `far_end` says where that end lives."""
         self.core.ensure_region(region)
         if not subnet_id:
             raise ec2_error("MissingParameter", "The request must contain the parameter subnetId")
@@ -170,10 +194,11 @@ class NetworkInterfaces:
             subnet, ipv6.on_create_count(subnet, ipv6_count, wanted_v6, own_netns), wanted_v6)
         eni_id = new_id("eni")
         if own_netns:
-            far_end = FarEnd(self.names.resource_netns(eni_id), "eth0", True)
-        owner_start = process_start(owner_pid) if owner_pid else None
-        if owner_pid and owner_start is None:
-            raise ec2_error("InvalidParameterValue", f"no process {owner_pid}")
+            far_end = FarEnd((owner_host or self.names).resource_netns(eni_id), "eth0", True)
+        if owner_host is None:  # a process of this host: looked up here
+            owner_start = process_start(owner_pid) if owner_pid else None
+            if owner_pid and owner_start is None:
+                raise ec2_error("InvalidParameterValue", f"no process {owner_pid}")
         eni = Eni(eni_id, region, subnet.id, subnet.vpc_id, address, new_mac(), interface_type,
                   requester_managed, description, "in-use" if far_end else "available",
                   tuple(dict.fromkeys(g.id for g in groups)), far_end, owner_pid, owner_start,
@@ -236,19 +261,35 @@ class NetworkInterfaces:
     # `lambdaplane run` ---------------------------------------------------------------------
     async def create_resource(self, region: str, subnet_id: str, group_ids: list[str],
                               ip: str | None, name: str | None, argv: list[str],
-                              owner_pid: int) -> Eni:
+                              owner_pid: int, host: str | None = None,
+                              owner_start: int | None = None) -> Eni:
+        """`host`: the name of the agent (`lambdaplane agent --name`) on whose host the CLI
+        runs, with its pid's start time there; None: this host."""
         return await self.create_interface(
             region, subnet_id, group_ids, ip,
             description=f"lambdaplane run {name or ' '.join(argv)}"[:255],
-            own_netns=True, owner_pid=owner_pid, name=name, argv=" ".join(argv))
+            own_netns=True, owner_pid=owner_pid,
+            owner_host=self._live_host(host) if host else None, owner_start=owner_start,
+            name=name, argv=" ".join(argv))
 
-    async def attach_process(self, eni_id: str, pid: int) -> Eni:
+    def _live_host(self, name: str) -> Names:
+        host = HostStore(self.db).by_name(name)
+        if host is None or host.lease_expires <= time.time():
+            raise ec2_error("InvalidParameterValue",
+                            f"There is no live host named '{name}': start `lambdaplane agent "
+                            f"--name {name}` with this server's database on it")
+        return Names(host.instance)
+
+    async def attach_process(self, eni_id: str, pid: int, start: int | None = None) -> Eni:
+        """The program the CLI started; `start`: its start time, given when it runs on an
+        agent's host."""
         eni = self.store.eni(eni_id)
         if eni is None:
             raise ec2_error("InvalidNetworkInterfaceID.NotFound",
                             f"The networkInterface ID '{eni_id}' does not exist")
         with self.db.transaction():
-            self.store.set_eni_process(eni_id, pid, process_start(pid))
+            self.store.set_eni_process(eni_id, pid,
+                                       process_start(pid) if self._here(eni) else start)
         return replace(eni, process_pid=pid)
 
     async def release_resource(self, eni_id: str) -> None:

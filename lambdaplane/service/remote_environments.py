@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -58,6 +58,9 @@ class RemoteEnvironments:
         self.signer = agent_auth.Signer(self.secrets.ensure())
         self.placement = Placement(self.hosts, parse_placement(settings.placement))
         self.code_zip: Callable[[str], bytes | None] = lambda _hex: None  # set by the server
+        # after each sweep, given the live hosts' instance prefixes (set by the server: the
+        # `lambdaplane run --host` resources of hosts that are gone are released)
+        self.after_sweep: Callable[[set[str]], Awaitable[None]] | None = None
         self.vpc_attacher: Any = None  # the Platform's wiring sets these; nothing uses them
         self.log_ingest: Any = None
         self.prestarted: dict[str, Any] = {}
@@ -88,6 +91,8 @@ class RemoteEnvironments:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
                 self._sweep_once()
+                if self.after_sweep is not None:
+                    await self.after_sweep({h.instance for h in self.placement.live})
             except Exception:  # noqa: BLE001 - the database may be away for a moment
                 log.exception("sweeping host leases failed")
 

@@ -34,7 +34,7 @@ from ..store.ec2_subnet_reservations import SubnetReservationStore
 from ..store.ec2_vpc_cidrs import VpcCidrStore
 from .ec2_attributes import Ec2Attributes
 from .desired_state import (
-    DesiredState, HyperplaneSource, WorkerDesired, build_desired_state)
+    DesiredState, HyperplaneSource, WorkerDesired, build_desired_state, far_ends_here)
 from .ec2_core import Ec2Core
 from .reconciler import Reconciler
 from .ec2_tags import Ec2Tags, specified_tags
@@ -304,7 +304,7 @@ class VpcService:
         """Everything the kernel should hold, from one read of the store
         (service/desired_state.py); `hyperplane`: the Hyperplane service's part."""
         return build_desired_state(
-            self.store.snapshot, self.gateway_desired, self.egress_only.desired,
+            lambda: far_ends_here(self.store.snapshot(), self.names), self.gateway_desired, self.egress_only.desired,
             WorkerDesired(self.names.worker_netns, self.settings.uplink,
                           self.settings.runtime_api_port,
                           self.settings.data_dir / HOST_SYSCTLS_RECORD), hyperplane)

@@ -2,24 +2,24 @@
 `serve --no-data-plane` on PostgreSQL makes a VPC function's Hyperplane ENI in the store only
 (interface, address, row: no kernel object on the API host); two agents, each in a namespace
 standing in for a host and in the fabric (`--underlay-address`, their own FRR), build every
-VPC's namespace and the ENI's kernel half with their leased port block. A resource on host A
-(an interface whose far end is agent A's: agent A builds its namespace and port) answers the
-function pinned to host B, and sees the ENI's address as the source, the SNAT port in B's
-block. Then: a resource in a security group that lets nothing in is not reached from B until a
-rule lets the function's group in (each host judges from the same rows); a second VPC with the
+VPC's namespace and the ENI's kernel half with their leased port block. A `lambdaplane run
+--host host-a` resource (agent A builds its namespace and port) answers the function pinned to
+host B, and sees the ENI's address as the source, the SNAT port in B's block. Then: a
+resource in a security group that lets nothing in is not reached from B until a rule lets the
+function's group in (each host judges from the same rows); a second VPC with the
 same CIDR and a resource at the same address on A stays apart (its own VNI: VPC 1's function is
 refused by VPC 1's resource, VPC 2's function reaches VPC 2's); the same function pinned to A
 (B keeps its environment) is seen with the same address and a port in A's block, and on B again
-in B's block (the replies steered to the host that translated); agent B SIGKILLed: A keeps
-serving, B's blocks go with its lease row, `clean` of B leaves nothing, and A stopped removes
-everything of its own; the function deleted, its ENI leaves the store and A's kernel.
-
-The resource's placement on host A is written to the store by the test (the interface's far
-end names agent A's resource namespace): `lambdaplane run` places its resources on the API
-server's host, which is not in the fabric."""
+in B's block (the replies steered to the host that translated), and the function on A reaches
+a resource on B; a `run` CLI SIGKILLed: its agent releases the interface; agent B SIGKILLed: A
+keeps serving, B's blocks and B's resource go with its lease row, `clean` of B leaves nothing,
+and A stopped removes everything of its own; the function deleted, its ENI leaves the store and
+A's kernel."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,7 +35,7 @@ from lambdaplane.cleanup import clean_instance, fresh_instance
 from lambdaplane.net import frr
 from lambdaplane.net.names import Names
 from tests.e2e.test_agents_fabric import established, fabric_agent
-from tests.e2e.vpc_support import wait_until
+from tests.e2e.vpc_support import Resource, resource, stop, wait_until
 from tests.harness import LiveServer, create_python_function
 from tests.pg_server import PgServer
 
@@ -73,31 +73,18 @@ def database(pg_server: PgServer) -> Iterator[str]:
         yield url
 
 
-def place_on(database: str, eni_id: str, names: Names) -> None:
-    """The interface's far end: a namespace of its own, made by the agent of `names`."""
-    with psycopg.connect(database) as conn:
-        conn.execute("UPDATE ec2_enis SET far_netns=%s, far_ifname='eth0', owns_netns=1 "
-                     "WHERE id=%s", (names.resource_netns(eni_id), eni_id))
+def run_on(stack: contextlib.ExitStack, server: LiveServer, host: str, subnet_id: str,
+           groups: list[str], address: str, port: int) -> Resource:
+    """`lambdaplane run --host HOST` of the WHO listener on `port`, on that agent's host (this
+    machine); ready once it listens, stopped (SIGTERM to the CLI) when `stack` closes."""
+    return stack.enter_context(resource(
+        server, subnet_id, groups, ip=address, host=host, listens=True,
+        argv=[sys.executable, "-u", "-c", WHO, str(port)]))
 
 
-def listen(netns: str, port: int) -> subprocess.Popen[str]:
-    listener = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-u", "-c", WHO,
-                                 str(port)], stdout=subprocess.PIPE, text=True)
-    assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
-    return listener
-
-
-def resource_on(ec2, database: str, agent_names: Names, subnet_id: str, groups: list[str],
-                address: str) -> str:
-    """An interface made through EC2, its port placed on the host of `agent_names`; its
-    namespace's name once the agent built it with the address."""
-    eni_id = ec2.create_network_interface(SubnetId=subnet_id, Groups=groups,
-                                          PrivateIpAddress=address)["NetworkInterface"][
-        "NetworkInterfaceId"]
-    place_on(database, eni_id, agent_names)
-    netns = agent_names.resource_netns(eni_id)
-    assert wait_until(lambda: has_address(netns, address), timeout_s=30, interval_s=0.2)
-    return netns
+def interface_gone(ec2, eni_id: str) -> bool:
+    return not ec2.describe_network_interfaces(Filters=[
+        {"Name": "network-interface-id", "Values": [eni_id]}])["NetworkInterfaces"]
 
 
 def until_said(lam, payload: dict, function: str = "in-vpc", timeout_s: float = 60) -> dict:
@@ -145,7 +132,7 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
     agents = [fabric_agent(tmp_path / "agent-a", database, "host-a", namespaces[0], 0),
               fabric_agent(tmp_path / "agent-b", database, "host-b", namespaces[1], 1)]
     a, b = agents
-    listeners: list[subprocess.Popen[str]] = []
+    resources = contextlib.ExitStack()
     try:
         for netns in namespaces:
             subprocess.run(["ip", "netns", "add", netns], check=True)
@@ -171,11 +158,10 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
             agent.start()
         assert wait_until(lambda: established(a, UNDERLAY[1]) and established(b, UNDERLAY[0]),
                           timeout_s=90, interval_s=0.5), a.log()[-3000:]
-        resource_netns = resource_on(ec2, database, Names(a.instance), subnet_id, [group_id],
-                                     "10.60.1.10")
-        resource_id = resource_netns.removeprefix(Names(a.instance).resource_netns(""))
+        resource_id = run_on(resources, server, "host-a", subnet_id, [group_id], "10.60.1.10",
+                             8080).eni_id
+        assert has_address(Names(a.instance).resource_netns(resource_id), "10.60.1.10")
         assert not Path(f"/run/netns/{Names(b.instance).resource_netns(resource_id)}").exists()
-        listeners.append(listen(resource_netns, 8080))
 
         # both agents leased a block of the ENI; B's range is what the resource sees
         assert wait_until(lambda: set(port_blocks(database, eni_id)) == {f"lp{a.instance}",
@@ -201,9 +187,8 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
         # nothing in is not reached from B until a rule lets the function's group in
         closed = ec2.create_security_group(GroupName="closed", Description="nothing in",
                                            VpcId=vpc_id)["GroupId"]
-        closed_netns = resource_on(ec2, database, Names(a.instance), subnet_id, [closed],
-                                   "10.60.1.11")
-        listeners.append(listen(closed_netns, 8080))
+        closed_resource = run_on(resources, server, "host-a", subnet_id, [closed],
+                                 "10.60.1.11", 8080)
         for _ in range(2):
             assert "error" in invoke(lam, {"host": "10.60.1.11", "port": 8080})
         ec2.authorize_security_group_ingress(GroupId=closed, IpPermissions=[{
@@ -212,6 +197,16 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
         out = until_said(lam, {"host": "10.60.1.11", "port": 8080})
         assert out.get("said", "").split(":")[0] == eni_ip, out
 
+        # its `run` CLI SIGKILLed: agent A sees the CLI gone and releases the interface (its
+        # next VPC pass), then removes its namespace
+        closed_resource.proc.kill()
+        closed_resource.proc.wait()
+        os.kill(closed_resource.program_pid, signal.SIGKILL)
+        closed_netns = closed_resource.netns
+        assert wait_until(lambda: interface_gone(ec2, closed_resource.eni_id) and
+                          not Path(f"/run/netns/{closed_netns}").exists(),
+                          timeout_s=30, interval_s=0.5), a.log()[-3000:]
+
         # a second VPC with the same CIDR stays apart across hosts (its own VNI): its resource
         # at the same address on A listens on 8081 only; VPC 1's function gets a refusal from
         # its own VPC's 10.60.1.10, VPC 2's function (on B) reaches VPC 2's
@@ -219,9 +214,7 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
         subnet2 = ec2.create_subnet(VpcId=vpc2, CidrBlock="10.60.1.0/24")["Subnet"]["SubnetId"]
         group2 = ec2.describe_security_groups(Filters=[
             {"Name": "vpc-id", "Values": [vpc2]}])["SecurityGroups"][0]["GroupId"]
-        other_netns = resource_on(ec2, database, Names(a.instance), subnet2, [group2],
-                                  "10.60.1.10")
-        listeners.append(listen(other_netns, 8081))
+        run_on(resources, server, "host-a", subnet2, [group2], "10.60.1.10", 8081)
         create_python_function(lam, "in-vpc2", APP, Timeout=10, VpcConfig={
             "SubnetIds": [subnet2], "SecurityGroupIds": [group2]})
         eni2_ip = ec2.describe_network_interfaces(Filters=[
@@ -248,15 +241,23 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
         source, port = until_said(lam, {"host": "10.60.1.10", "port": 8080})["said"].split(":")
         assert source == eni_ip and lo <= int(port) <= hi
 
-        # SIGKILL agent B: A keeps serving; B's blocks go with its lease; clean leaves nothing
+        # pinned to A, the function reaches a resource on B (`run --host host-b`); SIGKILL
+        # agent B: A keeps serving; B's blocks and B's resource go with its lease (the
+        # resource's CLI still runs: B's host is alive); clean leaves nothing
         server.extra_args[-1] = "pin:host-a"
         server.restart()
         lam = server.lambda_()
+        on_b = run_on(resources, server, "host-b", subnet_id, [group_id], "10.60.1.12", 8082)
+        source, port = until_said(lam, {"host": "10.60.1.12", "port": 8082})["said"].split(":")
+        assert source == eni_ip and a_lo <= int(port) <= a_hi, (port, a_lo, runs(a), runs(b))
         b.stop(signal.SIGKILL)
         source, port = until_said(lam, {"host": "10.60.1.10", "port": 8080})["said"].split(":")
         assert source == eni_ip and a_lo <= int(port) <= a_hi, (port, a_lo, runs(a), runs(b))
-        assert wait_until(lambda: f"lp{b.instance}" not in port_blocks(database, eni_id),
+        assert wait_until(lambda: f"lp{b.instance}" not in port_blocks(database, eni_id)
+                          and interface_gone(ec2, on_b.eni_id),
                           timeout_s=30, interval_s=0.5), port_blocks(database, eni_id)
+        assert on_b.proc.poll() is None
+        stop(on_b.proc)
         b.clean()
         assert b.leftovers() == []
         source, port = until_said(lam, {"host": "10.60.1.10", "port": 8080})["said"].split(":")
@@ -265,17 +266,13 @@ def test_a_vpc_function_on_host_b_reaches_a_resource_on_host_a(
         # the function deleted: its ENI leaves the store (the server), then A's kernel half
         # and A's block (A's next run)
         lam.delete_function(FunctionName="in-vpc")
-        assert wait_until(lambda: not ec2.describe_network_interfaces(Filters=[
-            {"Name": "network-interface-id", "Values": [eni_id]}])["NetworkInterfaces"],
-            timeout_s=30, interval_s=0.5)
+        assert wait_until(lambda: interface_gone(ec2, eni_id), timeout_s=30, interval_s=0.5)
         worker = Names(a.instance).worker_netns
         assert wait_until(lambda: port_blocks(database, eni_id) == {} and subprocess.run(
             ["ip", "-n", worker, "link", "show", Names(a.instance).transit_veth(1)],
             capture_output=True).returncode != 0, timeout_s=30, interval_s=0.5)
     finally:
-        for listener in listeners:
-            listener.kill()
-            listener.wait()
+        resources.close()
         server.stop()
         for agent in agents:
             agent.stop(signal.SIGINT)

@@ -45,6 +45,12 @@ def test_run_with_an_unknown_subnet(server: LiveServer) -> None:
                                server.endpoint, "--", "true"), "subnet-0nosuch")
 
 
+def test_run_on_a_host_without_an_agent(server: LiveServer) -> None:
+    assert_refused(lambdaplane("run", "--subnet", "subnet-1", "--host", "nosuch", "--endpoint",
+                               server.endpoint, "--", "true"),
+                   "no live host named 'nosuch'", "lambdaplane agent --name nosuch")
+
+
 def test_run_without_a_command(server: LiveServer) -> None:
     assert_refused(lambdaplane("run", "--subnet", "subnet-1", "--endpoint", server.endpoint),
                    "no command given")

@@ -112,10 +112,11 @@ def cli(server: LiveServer, command: str, *args: str,
 @dataclass
 class Resource:
     """A program started with `lambdaplane run`, and its interface."""
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[str]  # the CLI
     eni_id: str
     ip: str
     netns: str
+    program_pid: int  # the CLI's child
 
     def probe(self, host: str, port: int, proto: str = "tcp", timeout: float = 1.0) -> str:
         """Connect from inside this resource's namespace: the reply, 'timeout' or 'refused'."""
@@ -139,9 +140,11 @@ def probe_from(netns: str, host: str, port: int, proto: str = "tcp",
 
 
 def run_args(server: LiveServer, subnet: str, groups: list[str], ip: str | None = None,
-             name: str | None = None) -> list[str]:
+             name: str | None = None, host: str | None = None) -> list[str]:
     args = [sys.executable, "-m", "lambdaplane.cli", "run", "--endpoint", server.endpoint,
             "--subnet", subnet]
+    if host:  # on the agent's host (`lambdaplane agent --name HOST`; this machine in tests)
+        args += ["--host", host]
     for g in groups:
         args += ["--security-group", g]
     if ip:
@@ -154,14 +157,16 @@ def run_args(server: LiveServer, subnet: str, groups: list[str], ip: str | None 
 @contextlib.contextmanager
 def resource(server: LiveServer, subnet: str, groups: list[str], ports: tuple[int, ...] = (),
              ip: str | None = None, argv: list[str] | None = None,
-             name: str | None = None) -> Iterator[Resource]:
-    """Start a program (default: the listener on `ports`) with `lambdaplane run`; stop it after."""
+             name: str | None = None, host: str | None = None,
+             listens: bool = False) -> Iterator[Resource]:
+    """Start a program (default: the listener on `ports`) with `lambdaplane run`; stop it after.
+    Ready when the program printed "listening" (the default one, or `listens`)."""
     command = argv or [sys.executable, "-u", "-c", LISTENER, *map(str, ports)]
-    proc = subprocess.Popen([*run_args(server, subnet, groups, ip, name), "--", *command],
+    proc = subprocess.Popen([*run_args(server, subnet, groups, ip, name, host), "--", *command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         found = wait_for_resource(server, proc, command)
-        if argv is None:
+        if argv is None or listens:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
         yield found
     finally:
@@ -169,7 +174,7 @@ def resource(server: LiveServer, subnet: str, groups: list[str], ports: tuple[in
 
 
 def wait_for_resource(server: LiveServer, proc: subprocess.Popen[str], command: list[str],
-                      timeout_s: float = 30.0) -> Resource:
+                      timeout_s: float = 60.0) -> Resource:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -177,7 +182,7 @@ def wait_for_resource(server: LiveServer, proc: subprocess.Popen[str], command: 
                                  f"{proc.stderr.read() if proc.stderr else ''}")
         for r in server.admin("ps")["resources"]:  # type: ignore[index]
             if r["owner_pid"] == proc.pid and r["process_pid"]:
-                return Resource(proc, r["id"], r["ip"], r["netns"])
+                return Resource(proc, r["id"], r["ip"], r["netns"], r["process_pid"])
         time.sleep(0.05)
     raise AssertionError("the resource did not come up")
 
