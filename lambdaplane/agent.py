@@ -4,10 +4,11 @@ the Logs ingest of its functions, under its own data dir and instance prefix. It
 row (store/hosts.py) renewed every second in a thread, deletes other hosts' expired rows, and
 serves the internal invoke endpoint (service/agent_wire.py; HTTP on a Unix socket in its data
 dir, or `--listen HOST:PORT`), every request checked against the cluster secret
-(service/agent_auth.py); code zips and specs are sent to it once. With `--underlay-address` it
-is in the EVPN fabric (service/host_fabric.py) and builds the store's VPCs and its port block of
-each Hyperplane ENI (service/agent_vpc.py). `--host-netns NAME` enters a namespace standing in
-for a host before anything is built; `lambdaplane clean` of its data dir removes what it made."""
+(service/agent_auth.py); code and layer zips and specs are sent to it once. With
+`--underlay-address` it is in the EVPN fabric (service/host_fabric.py) and builds the store's
+VPCs and its port block of each Hyperplane ENI (service/agent_vpc.py). `--host-netns NAME`
+enters a namespace standing in for a host before anything is built; `lambdaplane clean` of its
+data dir removes what it made."""
 from __future__ import annotations
 
 import asyncio
@@ -31,6 +32,7 @@ from .net.executor import NetThread
 from .net.names import Names
 from .sandbox.types import FunctionSpec
 from .service import agent_auth
+from .service.agent_code import AgentCode
 from .service.host_fabric import HOST_RECORD_NAME, HostFabric, Underlay
 from .store.agent_secrets import AgentSecretStore
 from .store.code import CodeStore
@@ -96,6 +98,7 @@ class Agent:
             raise NameTaken(f"the host name {options.name} is held by the live agent "
                             f"{held.id} at {held.address}; choose another --name")
         self.code = CodeStore(settings.data_dir)
+        self.content = AgentCode(self.code)  # code and layers present, the merged /opt
         self.secrets = AgentSecretStore(self.db)  # requests must be signed (service/agent_auth.py)
         self.verifier = agent_auth.Verifier(self.secrets.ensure())
         self.logs = LogsService(settings)
@@ -104,8 +107,7 @@ class Agent:
         self.fabric = (HostFabric(self.names, settings.data_dir, options.underlay)
                        if options.underlay is not None else None)
         self.underlays = HostUnderlays(self.db)
-        # in the fabric: the VPCs and the ENIs' kernel half (service/agent_vpc.py)
-        self.vpcs: AgentVpcs | None = None
+        self.vpcs: AgentVpcs | None = None  # in the fabric: VPCs, the ENIs' kernel half
         if self.fabric is not None:
             from .service.agent_vpc import AgentVpcs
             self.vpcs = AgentVpcs(settings, self.names, self.net, self.fabric, self.host_id)
@@ -114,7 +116,6 @@ class Agent:
         self._lease: asyncio.Task[None] | None = None
         self._renewing: asyncio.Future[None] | None = None  # the renewal's thread, if running
         self._warm_written: set[tuple[str, str]] | None = None  # what the row lists (None: ?)
-        self._code_present: set[str] = set()  # code dirs seen: no stat per invoke
         self._specs: dict[str, FunctionSpec] = {}  # by spec id (service/agent_wire.py)
         (settings.data_dir / RECORD_NAME).write_text(json.dumps({
             "database": settings.database, "host_id": self.host_id, "name": options.name,
@@ -256,17 +257,19 @@ class Agent:
                 if spec_doc is None:  # restarted since the server sent it: ask again
                     return web.json_response({"need_spec": sid}, status=409)
                 code_hex = str(spec_doc.get("code_sha256", ""))
-                if wire.spec_id(spec_doc) != sid or not HEX.fullmatch(code_hex):
+                if wire.spec_id(spec_doc) != sid or not all(
+                        HEX.fullmatch(h) for h in (code_hex, *(spec_doc.get("layers") or ()))):
                     return error(AwsError("InvalidParameterValueException",
-                                          "the spec's id or code_sha256 is not right", 400))
+                                          "the spec's id or digests are not right", 400))
                 spec = wire.spec_from_json(spec_doc, self.code.directory(code_hex))
                 if len(self._specs) >= MAX_SPECS:
                     self._specs.clear()
                 self._specs[sid] = spec
-            if spec.code_sha256 not in self._code_present:
-                if not spec.code_dir.is_dir():
-                    return web.json_response({"need_code": spec.code_sha256}, status=409)
-                self._code_present.add(spec.code_sha256)
+            missing = self.content.missing(spec)  # the code, then each layer
+            if missing is not None:
+                return web.json_response({"need_code": missing}, status=409)
+            if spec.layer_hexes and spec.opt_dir is None:
+                spec = self._specs[sid] = await self.content.with_opt(spec)
             try:
                 result = await self.environments.invoke(spec, invocation)
             except AwsError as e:

@@ -33,6 +33,7 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
     vpc: VpcAttachment | None = None
     opt_dir: Path | None = None  # the function's layers merged, read-only; mounted at /opt
+    layer_hexes: tuple[str, ...] = ()  # those layers' code-store digests, in order
     custom_log_group: str | None = None  # LoggingConfig.LogGroup, when the function has one
     logging_config: dict[str, str] = field(default_factory=dict)  # LogFormat, log levels
     # files of the sandbox's /etc of its own, by path under the root ("etc/resolv.conf": a

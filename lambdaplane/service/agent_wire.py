@@ -9,8 +9,9 @@ has not sent this spec to this agent yet), "invocation" (without the payload)}, 
 the payload's raw bytes (no base64, no JSON escaping) → 200, the same framing: {"result"}
 without the payload, a newline, the payload; 409 {"need_spec": id} when the agent does not
 hold the spec named (restarted: the server repeats the invoke with the spec), 409
-{"need_code": hex} when it lacks the function's code zip (the server then sends it: `PUT
-/code/<hex>`, the zip as the body, and repeats the invoke), or an error status with {"error"};
+{"need_code": hex} when it lacks the function's code zip or one of its layers' (the server
+then sends it: `PUT /code/<hex>`, the zip as the body, and repeats the invoke), or an error
+status with {"error"};
 `GET /health`. A spec id is the sha256 of the spec's JSON: the same spec, the same id."""
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ FRAMED = "application/x-lambdaplane-invoke"  # a JSON line, a newline, the paylo
 
 
 def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
-    """What the agent needs of a function without layers (the paths are its own); a VPC
-    function's attachment as "vpc" (the agent steers its sandboxes to the stored ENIs)."""
+    """What the agent needs of a function (the paths are its own); a VPC function's attachment
+    as "vpc" (the agent steers its sandboxes to the stored ENIs); its layers' digests in order
+    as "layers" (the agent asks for each zip it lacks and merges its own /opt)."""
     doc = {"region": spec.region, "name": spec.name, "arn": spec.arn,
             "version": spec.version, "runtime": spec.runtime, "handler": spec.handler,
             "memory_mb": spec.memory_mb, "timeout_s": spec.timeout_s,
@@ -45,6 +47,8 @@ def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
         doc["vpc"] = {"vpc_id": spec.vpc.vpc_id, "subnet_ids": list(spec.vpc.subnet_ids),
                       "security_group_ids": list(spec.vpc.security_group_ids),
                       "ipv6": spec.vpc.ipv6}
+    if spec.layer_hexes:  # likewise
+        doc["layers"] = list(spec.layer_hexes)
     return doc
 
 
@@ -57,7 +61,8 @@ def spec_from_json(doc: dict[str, Any], code_dir: Path) -> FunctionSpec:
         reserved_concurrency=doc.get("reserved_concurrency"),
         custom_log_group=doc.get("custom_log_group"),
         logging_config=dict(doc.get("logging_config") or {}),
-        etc_files=dict(doc.get("etc_files") or {}), vpc=_vpc_from_json(doc.get("vpc")))
+        etc_files=dict(doc.get("etc_files") or {}), vpc=_vpc_from_json(doc.get("vpc")),
+        layer_hexes=tuple(str(h) for h in doc.get("layers") or ()))
 
 
 def _vpc_from_json(doc: dict[str, Any] | None) -> VpcAttachment | None:

@@ -1,16 +1,15 @@
 """The Invoker's `environments` when `serve --no-data-plane` runs no sandboxes: each invocation
 is placed on a live agent (service/placement.py) and forwarded over the agent's internal
 endpoint (service/agent_wire.py); the agent runs it in its ExecutionEnvironments and the result
-comes back as the local path would have returned it. A code zip the agent lacks is sent to it
-once (it keeps it by sha256), and so is each function spec (then only its id travels). Every second, hosts whose lease ran out are deleted with their
-assignments (store/hosts.py) and the placement's snapshot is refreshed. Every request to an
+comes back as the local path would have returned it. A code or layer zip the agent lacks is
+sent to it once (it keeps it by sha256), and so is each function spec (then only its id
+travels). Every second, hosts whose lease ran out are deleted with their assignments
+(store/hosts.py) and the placement's snapshot is refreshed. Every request to an
 agent is signed with the cluster secret (service/agent_auth.py); an agent that refuses the
 signature ran nothing, so the invoke is placed elsewhere.
 
 A VPC function's spec carries its attachment (agent_wire.py): the agent steers its sandboxes
-to the ENIs whose store half serve made (service/hyperplane_records.py).
-
-Not here yet: functions with layers (they need the layers' content on the agent)."""
+to the ENIs whose store half serve made (service/hyperplane_records.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -128,9 +127,6 @@ class RemoteEnvironments:
 
     # -- invoke ---------------------------------------------------------------------------
     async def invoke(self, spec: FunctionSpec, inv: Invocation) -> InvocationResult:
-        if spec.opt_dir is not None:
-            raise _service_error("Functions with layers do not run on agents yet (serve "
-                                 "--no-data-plane).")
         self.busy[spec.key] += 1
         tried: set[str] = set()
         try:
@@ -186,7 +182,8 @@ class RemoteEnvironments:
         timeout = aiohttp.ClientTimeout(total=spec.timeout_s + INVOKE_MARGIN_S,
                                         sock_connect=CONNECT_TIMEOUT_S)
         session = self._session(host.address)
-        for _attempt in range(3):  # again after sending the spec, the code zip it lacked
+        # again after sending the spec, the code zip and each layer's zip it lacked
+        for _attempt in range(3 + len(spec.layer_hexes)):
             body = wire.invoke_body(sid, None if sid in sent else spec_doc, inv)
             signed = self.signer.authorization("POST", wire.INVOKE_PATH,
                                                await agent_auth.body_digest_async(body))

@@ -2,9 +2,10 @@
 `lambdaplane agent`s, each inside a network namespace standing in for a host (`lp<id>hA`,
 `lp<id>hB`, made and removed here). boto3 creates a python3.11 function; with no live agent an
 invoke is throttled (TooManyRequestsException); each agent's Unix socket is mode 0600 and
-refuses an unsigned request (401); then invokes (RequestResponse with the log
-tail, a function error, Event, a function URL) run on an agent — the request id the handler
-prints is in that agent's own function log file, and its lease row lists the function —
+refuses an unsigned request (401); then invokes (RequestResponse with the log tail, a
+function error, Event, a function URL, a function with two layers) run on an agent — the
+request id the handler prints is in that agent's own function log file, and its lease row
+lists the function —
 `--placement pin:NAME` places them where asked; right after agent B is SIGKILLed invokes run
 on A, after its lease its host row is gone; `clean` of its data dir leaves nothing of it (no
 netns, link, nft table, cgroup or process with its prefix, in either namespace, and no host
@@ -26,7 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambdaplane.cleanup import clean_instance, fresh_instance, leftovers_with_host
-from tests.harness import LiveServer, create_python_function
+from tests.harness import LiveServer, create_python_function, make_zip
 from tests.pg_server import PgServer
 
 pytestmark = pytest.mark.root
@@ -37,6 +38,11 @@ def handler(event, context):
         raise ValueError("asked to fail")
     print("ran", context.aws_request_id)
     return {"echo": event}
+"""
+LAYERED = """
+import greeting, only_first
+def handler(event, context):
+    return {"word": greeting.WORD, "x": only_first.X}
 """
 LEASE_S = 3
 
@@ -229,6 +235,16 @@ def test_serve_without_data_plane_places_invokes_on_agents(
             conn.close()
         assert status == 200
         assert json.loads(body["echo"]["body"]) == {"n": 9}
+
+        # a function with two layers: the agent is sent each layer's zip and merges its own
+        # /opt, in order (the second layer's greeting.py over the first's)
+        layers = [lam.publish_layer_version(LayerName=f"words-{i}", Content={
+            "ZipFile": make_zip(files)})["LayerVersionArn"] for i, files in enumerate([
+                {"python/greeting.py": "WORD = 'one'\n", "python/only_first.py": "X = 1\n"},
+                {"python/greeting.py": "WORD = 'two'\n"}])]
+        create_python_function(lam, "layered", LAYERED, Layers=layers)
+        out = lam.invoke(FunctionName="layered", Payload=b"{}")
+        assert json.loads(out["Payload"].read()) == {"word": "two", "x": 1}, out
 
         # pinned to the other host
         other = b if first is a else a

@@ -110,6 +110,12 @@ def test_wire_round_trips() -> None:
         "vpc-1", ("subnet-1", "subnet-2"), ("sg-1",), ipv6=True)})
     back = wire.spec_from_json(wire.spec_to_json(vpc_spec), spec.code_dir)
     assert back == vpc_spec and back.vpc is not None and back.vpc.ipv6
+    # layers travel as their digests in order; the merged /opt is the agent's own
+    layered = FunctionSpec(**{**spec.__dict__, "opt_dir": Path("/srv/code/opt-1"),
+                              "layer_hexes": ("cd" * 32, "ef" * 32)})
+    back = wire.spec_from_json(wire.spec_to_json(layered), spec.code_dir)
+    assert back.layer_hexes == layered.layer_hexes and back.opt_dir is None
+    assert "layers" not in wire.spec_to_json(spec)
     inv = Invocation("req-1", b'{"x": "\\u00e9"}\x00\xff', "Y3R4", None, "Root=1", "arn:q")
     assert wire.invocation_from_json(wire.invocation_to_json(inv)) == inv
     result = InvocationResult(b"\x00out", "Unhandled", "Runtime.ExitError", "START …", 1.5,
