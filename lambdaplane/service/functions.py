@@ -337,7 +337,7 @@ class FunctionService:
             code_sha256=record.code_hex, code_dir=self.code.directory(record.code_hex),
             revision_id=record.revision_id, reserved_concurrency=record.reserved_concurrency,
             vpc=vpc, opt_dir=self.layers.opt_dir(record.layers),
-            layer_hexes=tuple(e["CodeHex"] for e in record.layers),
+            layer_hexes=tuple(str(e["CodeHex"]) for e in record.layers),
             custom_log_group=record.logging_config.get("LogGroup"),
             logging_config=dict(record.logging_config),
             etc_files=self.vpc_etc_files(vpc.vpc_id)
