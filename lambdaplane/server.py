@@ -115,7 +115,7 @@ class Platform:
         agents, with the function's code zip when an agent lacks it."""
         self.environments.code_zip = self.functions.code_zip  # type: ignore[attr-defined]
         self.environments.after_sweep = (  # type: ignore[attr-defined]
-            lambda live: self.vpc.interfaces.release_orphans(live_hosts=live))
+            self.vpc.interfaces.release_on_gone_hosts)
         self.functions.network = None
         if self.settings.vpc_mode != "legacy":  # the ENIs' store half; agents the kernel half
             from .service.hyperplane_records import HyperplaneRecords

@@ -178,9 +178,6 @@ class Names:
         vpc_id = netns.removeprefix(self.vpc_netns(""))
         return vpc_id if netns.startswith(self.vpc_netns_prefix) else None
 
-    def owns_resource_netns(self, netns: str) -> bool:
-        return netns.startswith(self.resource_netns_prefix)
-
     def eni_of_resource_netns(self, netns: str) -> str | None:
         eni_id = netns.removeprefix(self.resource_netns_prefix)
         return eni_id if netns.startswith(self.resource_netns_prefix) and eni_id else None

@@ -36,12 +36,7 @@ from ..store.vnis import VniStore
 from ..tasks import cancel_and_wait
 from .agent_hyperplane import AgentHyperplane
 from .desired_state import (
-    DesiredState,
-    HyperplaneSource,
-    WorkerDesired,
-    build_desired_state,
-    far_ends_here,
-)
+    DesiredState, HyperplaneSource, WorkerDesired, build_desired_state, far_ends_here)
 from .host_fabric import HostFabric
 from .port_block_leases import EniAddress, PortBlockLeases
 from .vpc import VpcService

@@ -3,10 +3,10 @@ delete one, error codes), and the life of `lambdaplane run` interfaces: each rec
 pid, and an interface whose CLI died is released (its exit watched with a pidfd), so a killed
 CLI leaks nothing. `run --host NAME` places the interface's namespace on an agent's host
 (issue 20): that agent builds it and releases it when the CLI there dies (its VPC pass calls
-`release_orphans`); the API server releases it when the host's lease is gone. A part of
-VpcService (service/vpc.py), given its Ec2Core (the store, subnet and group lookups,
-`reconcile`). Writes the store only; the kernel port follows through
-`reconcile`."""
+`release_orphans`); the API server releases it when the host's lease is gone
+(`release_on_gone_hosts`, called by its host sweep). A part of VpcService (service/vpc.py),
+given its Ec2Core (the store, subnet and group lookups, `reconcile`). Writes the store only;
+the kernel port follows through `reconcile`."""
 from __future__ import annotations
 
 import asyncio
@@ -120,20 +120,25 @@ class NetworkInterfaces:
         except Exception:
             log.exception("releasing interfaces of exited programs failed")
 
-    async def release_orphans(self, exited_pid: int | None = None,
-                              live_hosts: set[str] | None = None) -> None:
-        """Release the interfaces of `lambdaplane run` programs whose CLI on this host exited;
-        given `live_hosts` (the instance prefixes of agents holding a lease), also those
-        placed on a host that is gone."""
-        dead = {e.id: f"its program's CLI (pid {e.owner_pid}) exited"
-                for e in self.store.enis() if e.owner_pid is not None and self._here(e)
-                and (e.owner_pid == exited_pid or not process_alive(e.owner_pid, e.owner_start))}
-        if live_hosts is not None:
-            dead |= {e.id: f"its host's agent ({e.far_end.netns.split('-')[0]}) is gone"
-                     for e in self.store.enis() if e.owner_pid is not None
-                     and e.far_end is not None and not self._here(e)
-                     and not any(Names(h).owns_resource_netns(e.far_end.netns)
-                                 for h in live_hosts)}
+    async def release_orphans(self, exited_pid: int | None = None) -> None:
+        """Release the interfaces of `lambdaplane run` programs whose CLI on this host exited."""
+        await self._release({e.id: f"its program's CLI (pid {e.owner_pid}) exited"
+                             for e in self.store.enis() if e.owner_pid is not None
+                             and self._here(e) and (e.owner_pid == exited_pid or
+                                                    not process_alive(e.owner_pid, e.owner_start))})
+
+    async def release_on_gone_hosts(self, live_hosts: set[str]) -> None:
+        """Release the `lambdaplane run --host` interfaces of hosts that hold no lease any more
+        (`live_hosts`: the instance prefixes of those that do)."""
+        live = [Names(h) for h in live_hosts]
+        await self._release({e.id: f"its host's agent ({e.far_end.netns.split('-')[0]}) is gone"
+                             for e in self.store.enis() if e.owner_pid is not None
+                             and e.far_end is not None and not self._here(e)
+                             and all(n.eni_of_resource_netns(e.far_end.netns) is None
+                                     for n in live)})
+
+    async def _release(self, dead: dict[str, str]) -> None:
+        """Delete these interfaces (id → why), then the kernel follows."""
         if not dead:
             return
         with self.db.transaction():

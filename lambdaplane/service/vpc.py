@@ -304,7 +304,8 @@ class VpcService:
         """Everything the kernel should hold, from one read of the store
         (service/desired_state.py); `hyperplane`: the Hyperplane service's part."""
         return build_desired_state(
-            lambda: far_ends_here(self.store.snapshot(), self.names), self.gateway_desired, self.egress_only.desired,
+            lambda: far_ends_here(self.store.snapshot(), self.names), self.gateway_desired,
+            self.egress_only.desired,
             WorkerDesired(self.names.worker_netns, self.settings.uplink,
                           self.settings.runtime_api_port,
                           self.settings.data_dir / HOST_SYSCTLS_RECORD), hyperplane)
