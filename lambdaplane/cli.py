@@ -322,6 +322,8 @@ def parser() -> argparse.ArgumentParser:
                                        "default-server", "nat", "fabric"],
                    help="report: rebuild summary.md from the JSON files already in --out")
     b.add_argument("--out", default="bench-out")
+    b.add_argument("--readme", default=None, metavar="FILE",
+                   help="report: also write the figures into FILE's <!-- bench:… --> blocks")
     b.add_argument("--endpoint", default=None)
     b.add_argument("--quick", action="store_true", help="tiny sizes (used by the test suite)")
     b.add_argument("--runtimes", default="",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from . import burst, invoke, report, scale, throughput
@@ -12,7 +13,7 @@ from .common import private_server, write_json
 # `bench all` runs these, in this order; each gets a private server of its own (unless
 # --endpoint), sized by the benchmark's `server_args` where it has one.
 ALL = ["invoke", "throughput", "burst", "scale", "neighbours", "vpc", "datapath", "default-server",
-       "nat"]
+       "nat", "fabric"]
 SIZED = {"burst": burst.server_args, "scale": scale.server_args}
 
 
@@ -29,6 +30,17 @@ def _all_invoke_runtimes() -> list[str]:
     return chosen if len(chosen) > 1 else []
 
 
+def _all() -> list[str]:
+    """ALL, less fabric where its PostgreSQL or FRR is not installed (said on stderr)."""
+    from ..net import frr
+    from . import postgres
+    if frr.installed() and postgres.available():
+        return ALL
+    print("lambdaplane bench all: fabric left out (it needs Debian's frr and PostgreSQL)",
+          file=sys.stderr)
+    return [name for name in ALL if name != "fabric"]
+
+
 def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     _RUNTIMES[:] = [r for r in (getattr(args, "runtimes", "") or "").split(",") if r]
@@ -40,9 +52,16 @@ def main(args: argparse.Namespace) -> int:
         found = {name: json.loads(path.read_text()) for name, path in files.items()
                  if path.exists()}
         print(f"summary of {sorted(found)}: {report.write(out_dir, found)}")
+        if args.readme:
+            from . import readme
+            try:
+                names = readme.update(Path(args.readme), out_dir, found)
+            except readme.MissingMarkers as e:
+                raise SystemExit(f"lambdaplane bench report: {args.readme}: {e}") from None
+            print(f"{args.readme}: wrote {', '.join(names)}")
         return 0
     cold_n, warm_n = (5, 20) if args.quick else (200, 1000)
-    which = ALL if args.which == "all" else [args.which]
+    which = _all() if args.which == "all" else [args.which]
     results = {}
     for name in which:
         if name == "logs":  # the log store in-process: no server to measure

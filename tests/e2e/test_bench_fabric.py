@@ -1,14 +1,12 @@
-"""`lambdaplane bench fabric --quick`: the VPC-function-on-the-other-host benchmark (issue 20)
-in a tiny size, so it cannot rot: its own PostgreSQL, two namespace-hosts with agents and FRR,
-two API servers. Shapes and counts are asserted (cold starts on both hosts, every datapath path
-measured without connection errors, ratios present, the plot written) and that nothing of it
-is left (its agents' instances, its host namespaces, its servers' instances), never a timing
-or a ratio's value."""
+"""`lambdaplane bench fabric --quick`, run by `bench all --quick`: the VPC function on the
+other host than its resource (issue 20) in a tiny size, so it cannot rot: its own PostgreSQL,
+two namespace-hosts with agents and FRR, two API servers. Shapes and counts are asserted (cold
+starts on both hosts, every datapath path measured without connection errors, ratios present,
+the plot written) and that nothing of it is left (its agents' instances, its host namespaces,
+its servers' instances), never a timing or a ratio's value."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,11 +20,8 @@ pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not postgres.available(), reason="needs Debian's PostgreSQL")]
 
 
-def test_bench_fabric_quick(tmp_path: Path) -> None:
-    out = tmp_path / "bench-out"
-    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "fabric", "--quick",
-                           "--out", str(out)], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
+def test_bench_fabric_quick(bench_all_quick: Path) -> None:
+    out = bench_all_quick  # tests/conftest.py: `bench all --quick` (fabric included), once
     result = json.loads((out / "fabric.json").read_text())
     assert result["benchmark"] == "fabric" and result["quick"] is True
 

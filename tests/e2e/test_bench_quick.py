@@ -85,3 +85,24 @@ def test_bench_all_quick_writes_every_result_and_the_summary(bench_all_quick: Pa
     assert all(line["measured"] not in ("", "—") for line in lines)
     for png in ("invoke", "throughput", "burst", "scale", "vpc-cold-start-cdf"):
         assert (out / f"{png}.png").read_bytes()[:8] == PNG
+
+
+def test_bench_report_writes_the_run_into_the_readme(bench_all_quick: Path,
+                                                      tmp_path: Path) -> None:
+    """`bench report --readme` on a copy of this repo's README: its markers are all there, and
+    every marked block is rewritten from the run (the text around them is kept)."""
+    import subprocess
+    import sys
+    readme = tmp_path / "README.md"
+    original = (Path(__file__).parents[2] / "README.md").read_text()
+    readme.write_text(original)
+    done = subprocess.run([sys.executable, "-m", "lambdaplane.cli", "bench", "report", "--out",
+                           str(bench_all_quick), "--readme", str(readme)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "wrote measured-run, measured, vpc" in done.stdout
+    text = readme.read_text()
+    summary = json.loads((bench_all_quick / "summary.json").read_text())
+    assert all(line["measured"] in text for line in summary["lines"])
+    before_marker = original.split("<!-- bench:measured-run -->")[0]
+    assert text.startswith(before_marker)
