@@ -10,6 +10,7 @@ environments object (service/remote_environments.py) that hands every invoke to 
 (agent.py)."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -220,11 +221,19 @@ async def serve(settings: Settings) -> None:
     except BaseException:
         data_lock.release()
         raise
-    runner = web.AppRunner(build_app(platform), access_log=None)
+    from .api.invoke_front import InvokeFront
+    from .api.lambda_api import LAMBDA_API
+    app = build_app(platform)
+    runner = web.AppRunner(app, access_log=None)
+    front = None
+    listening = None
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
+        assert runner.server is not None
+        # Invoke through a lean HTTP/1.1 reader, every other request through aiohttp
+        front = InvokeFront(app[LAMBDA_API], runner.server, fast_path=settings.auth == "none")
+        listening = await asyncio.get_running_loop().create_server(
+            front.protocol, settings.host, settings.port, reuse_address=True, backlog=128)
         if settings.auth == "none" and not _loopback(settings.host):
             log.warning("!!! serving on %s WITHOUT AUTHENTICATION: anyone who reaches this "
                         "address can run code in this host's sandboxes and change its VPCs. "
@@ -235,6 +244,10 @@ async def serve(settings: Settings) -> None:
         await until_stop_signal()
         log.info("stopping")
     finally:
+        if listening is not None:
+            listening.close()
+        if front is not None:
+            front.close()
         await runner.cleanup()
         await platform.stop()
         data_lock.release()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -35,7 +36,7 @@ _DATED_PATH = re.compile(r"^/\d\d\d\d-\d\d-\d\d(/|$)")  # where Lambda's API liv
 @dataclass(frozen=True)
 class Call:
     region: str
-    request: web.Request
+    base_url: str  # scheme://host the request came to: for the URLs an answer hands out
 
 
 Handler = Callable[[Call, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -82,34 +83,44 @@ class LambdaApi:
 
     # -- the one entry point ------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
+        query = {k: request.query[k] for k in request.query}
+        wire, request_id = await self.answer(
+            request.method, request.rel_url.raw_path, query, request.headers,
+            lambda operation: _read_body(request, operation),
+            f"{request.scheme}://{request.host}")
+        return _response(wire, request_id)
+
+    async def answer(self, method: str, raw_path: str, query: dict[str, str],
+                     headers: Mapping[str, str], read_body: Callable[[str], Awaitable[bytes]],
+                     base_url: str) -> tuple[WireResponse, str]:
+        """One request, whichever HTTP front read it (aiohttp, or api/invoke_front.py for
+        Invoke, which has no aiohttp request to give): the wire answer and its request id."""
         request_id = ""  # Invoke brings the invocation's own id: make one only when needed
         try:
-            query = {k: request.query[k] for k in request.query}
-            match = self.router.match(request.method, request.rel_url.raw_path, query)
+            match = self.router.match(method, raw_path, query)
             if match is None:
-                raise unknown_operation(request.method, request.path)
+                raise unknown_operation(method, _path(raw_path))
             if match.operation.name not in self.handlers:
-                raise not_implemented(match.operation.name, request.method, request.path)
+                raise not_implemented(match.operation.name, method, _path(raw_path))
             op = match.operation
-            body = await _read_body(request, op.name)
+            body = await read_body(op.name)
             if op.name == "Invoke":  # checked once per target, the payload added (invoke_params)
-                params = self.invoke_params.parse(request.rel_url.raw_path, match.labels,
-                                                  query, request.headers, body)
+                params = self.invoke_params.parse(raw_path, match.labels, query, headers, body)
             else:
-                params = parse_input(op, match.labels, query, request.headers, body)
-            region = region_from_authorization(request.headers.get("Authorization"),
+                params = parse_input(op, match.labels, query, headers, body)
+            region = region_from_authorization(headers.get("Authorization"),
                                                self.settings.default_region)
-            output = await self.handlers[op.name](Call(region, request), params)
+            output = await self.handlers[op.name](Call(region, base_url), params)
             request_id = output.pop("_RequestId", "")
             wire = serialize_output(op, output)
         except AwsError as err:
             wire = error_response(err)
         except Exception:
             request_id = request_id or str(uuid.uuid4())
-            log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
+            log.exception("%s %s failed (request %s)", method, _path(raw_path), request_id)
             wire = error_response(ServiceError("An internal error occurred in lambdaplane; "
                                                f"see the server log for request {request_id}."))
-        return _response(wire, request_id or str(uuid.uuid4()))
+        return wire, request_id or str(uuid.uuid4())
 
     # -- functions ----------------------------------------------------------------------------
     async def create_function(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +129,7 @@ class LambdaApi:
 
     async def get_function(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         record = self.platform.functions.get(call.region, p["FunctionName"], p.get("Qualifier"))
-        location = f"{call.request.scheme}://{call.request.host}{CODE_PATH}{record.code_hex}.zip"
+        location = f"{call.base_url}{CODE_PATH}{record.code_hex}.zip"
         out: dict[str, Any] = {"Configuration": configuration(record),
                                "Code": {"RepositoryType": "S3", "Location": location}}
         if record.tags:
@@ -196,6 +207,9 @@ class LambdaApi:
             for e in events])
 
 
+LAMBDA_API = web.AppKey("lp_lambda_api", LambdaApi)  # the Invoke front answers through it
+
+
 def configuration(record: FunctionRecord) -> dict[str, Any]:
     """A FunctionRecord as Lambda's FunctionConfiguration shape."""
     out: dict[str, Any] = {
@@ -266,6 +280,11 @@ async def _read_body(request: web.Request, operation: str) -> bytes:
     return b"".join(chunks)
 
 
+def _path(raw_path: str) -> str:
+    """The path as aiohttp's `request.path` gives it (percent-decoded), for messages."""
+    return unquote(raw_path)
+
+
 def _response(wire: WireResponse, request_id: str) -> web.Response:
     headers = {"x-amzn-RequestId": request_id, **wire.headers}
     return web.Response(status=wire.status, body=wire.body, headers=headers,
@@ -286,7 +305,7 @@ async def unknown_route_to_aws(request: web.Request, handler: Any) -> web.Stream
 
 
 def add_routes(app: web.Application, platform: Any) -> None:
-    api = LambdaApi(platform)
+    api = app[LAMBDA_API] = LambdaApi(platform)  # also the Invoke front's (api/invoke_front.py)
     app.router.add_route("*", r"/{version:\d\d\d\d-\d\d-\d\d}/{rest:.*}", api.handle)
     app.router.add_get(CODE_PATH + "{file}", api.download_code)
     app.router.add_get("/_lambdaplane/events", api.list_events)

@@ -92,7 +92,7 @@ def _list_item(record: LayerVersionRecord) -> dict[str, Any]:
 
 def _version(record: LayerVersionRecord, call: Any) -> dict[str, Any]:
     from .lambda_api import CODE_PATH  # (lambda_api imports this module)
-    location = f"{call.request.scheme}://{call.request.host}{CODE_PATH}{record.code_hex}.zip"
+    location = f"{call.base_url}{CODE_PATH}{record.code_hex}.zip"
     return {"Content": {"Location": location, "CodeSha256": record.code_sha256,
                         "CodeSize": record.code_size},
             "LayerArn": record.layer_arn, **_list_item(record)}

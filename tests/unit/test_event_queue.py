@@ -45,16 +45,23 @@ def test_two_claimers_take_every_event_exactly_once(tmp_path: Path,
     _enqueue(queue, 2000)
     claimed: dict[str, Counter[int]] = {"a": Counter(), "b": Counter()}
     start = threading.Barrier(2)
+    # Each waits for the other's first batch before its second: on a busy machine one thread
+    # could otherwise drain the queue before the other is scheduled at all.
+    first_batches = threading.Barrier(2, timeout=60)
 
     def claimer(name: str) -> None:
         database = Database.open(tmp_path, database_url)  # its own connection
         events = EventStore(database)
         try:
             start.wait()
+            batches = 0
             while batch := events.claim(name, time.time(), 25):
                 for event in batch:
                     claimed[name][event.id] += 1
                     assert events.finish(event.id, "succeeded", 1, None, claimer=name)
+                batches += 1
+                if batches == 1:
+                    first_batches.wait()
         finally:
             database.close()
 
