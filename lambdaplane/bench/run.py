@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         _RUNTIMES[:] = _all_invoke_runtimes()
     if args.which == "report":
         files = {name.replace("-", "_"): out_dir / f"{name.replace('-', '_')}.json"
-                 for name in ALL + ["fabric"]}
+                 for name in ALL}
         found = {name: json.loads(path.read_text()) for name, path in files.items()
                  if path.exists()}
         print(f"summary of {sorted(found)}: {report.write(out_dir, found)}")
