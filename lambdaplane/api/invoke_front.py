@@ -6,8 +6,9 @@ reads each connection's requests itself; a plain `POST /2015-03-31/functions/NAM
 over HTTP/1.1 with a Content-Length body of at most 6 MB goes straight to `LambdaApi.answer`,
 the same code that answers it behind aiohttp, and its answer is written here. Anything else —
 another operation, a function URL host, chunked or `Expect` bodies, obsolete header folding,
-HTTP/1.0, a body over the limit, `--auth sigv4` — hands the connection to aiohttp's own
-protocol with the bytes read so far, and aiohttp serves it from then on as it always did.
+HTTP/1.0, a body over the limit — hands the connection to aiohttp's own protocol with the bytes
+read so far, and aiohttp serves it from then on as it always did. Under `--auth sigv4` every
+connection is aiohttp's from the start (the signature check reads aiohttp's request).
 
 One request at a time per connection, in order: bytes that arrive while an invoke runs wait
 for its answer (pipelining keeps its order). A client that goes away mid-invoke does not
@@ -20,6 +21,7 @@ import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Protocol, cast
@@ -216,13 +218,13 @@ def _invoke_path(path: bytes) -> bool:
             and b"/." not in path and b"//" not in path)
 
 
+@dataclass(frozen=True, slots=True)
 class _Request:
-    __slots__ = ("path", "query", "headers", "length", "close")
-
-    def __init__(self, path: str, query: dict[str, str], headers: CIMultiDict[str],
-                 length: int, close: bool) -> None:
-        self.path, self.query, self.headers = path, query, headers
-        self.length, self.close = length, close
+    path: str  # raw (percent-encoded), as aiohttp's rel_url.raw_path
+    query: dict[str, str]  # the first value of each name
+    headers: CIMultiDict[str]
+    length: int  # of the body
+    close: bool  # Connection: close
 
 
 def _parse_head(head: bytes) -> _Request | None:

@@ -1,8 +1,10 @@
 """The Lambda REST-JSON endpoint (API 2015-03-31): every path under a date version is routed
 by botocore's model (api/wire.py), parsed and validated there, handed to the function service
 or the invoker, and the result serialised as the operation's output shape. Every failure leaves
-as AWS's error shape — never a 500 page or a stack trace. Also serves the code download URL
-that GetFunction returns, and a small view of queued/finished Event invocations."""
+as AWS's error shape — never a 500 page or a stack trace. `LambdaApi.answer` is the one path
+for both HTTP fronts: aiohttp's request (`handle`) and the Invoke front's (api/invoke_front.py).
+Also serves the code download URL that GetFunction returns, and a small view of
+queued/finished Event invocations."""
 from __future__ import annotations
 
 import logging
