@@ -73,6 +73,7 @@ class Dialect:
                     "PRAGMA foreign_keys=ON")
     # appended to a claiming sub-SELECT: SQLite's one writer at a time makes the claim atomic
     skip_locked = ""
+    least, greatest = "min", "max"  # of two values (PostgreSQL's min and max are aggregates)
 
     def script(self, sql: str) -> str:
         return sql
@@ -107,6 +108,7 @@ class PostgresDialect(Dialect):
     begin = "BEGIN"
     open_pragmas = ()
     skip_locked = " FOR UPDATE SKIP LOCKED"  # concurrent claimers pass over each other's rows
+    least, greatest = "LEAST", "GREATEST"
 
     def __init__(self, table_keys: Callable[[str], TableKeys]) -> None:
         self._table_keys = table_keys

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .log_store import connect, insert_events, now_ms, split_message, transaction
+from .log_store import MAX_EVENT_BYTES, connect, insert_events, now_ms, transaction
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ class RawOutput:
         return OutputBatch(self.region, self.group, self.stream,
                            [(self.stamp, part) for line in self.text.splitlines()
                             if line.strip() for part in split_message(line)])
+
+
+def split_message(message: str) -> list[str]:
+    """AWS's largest event is 256 KB with overhead: longer text becomes several events."""
+    data = message.encode(errors="replace")
+    if len(data) <= MAX_EVENT_BYTES:
+        return [message]
+    return [data[i:i + MAX_EVENT_BYTES].decode(errors="ignore")
+            for i in range(0, len(data), MAX_EVENT_BYTES)]
 
 
 class LogIngest:

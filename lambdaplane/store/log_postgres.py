@@ -1,8 +1,6 @@
 """The log store's PostgreSQL side (store/log_store.py owns the schema and the statements
-both backends share): its tables made under the schema lock, a stream's counters moved with
-LEAST/GREATEST (PostgreSQL has no two-argument min/max), events inserted many rows to a
-statement (one round trip per chunk, not per event; a NUL character, which PostgreSQL's text
-cannot hold, stored as U+FFFD), and event queries without SQLite's
+both backends share): its tables made under the schema lock, a NUL character, which
+PostgreSQL's text cannot hold, stored as U+FFFD, and event queries without SQLite's
 planner hints: GLOB conditions spelt LIKE (store/dialect.py), a Python matcher applied to
 pages of the events the SQL selects (no user functions inside PostgreSQL)."""
 from __future__ import annotations
@@ -18,7 +16,6 @@ if TYPE_CHECKING:
     from .log_store import EventQuery, StoredEvent
 
 MATCH_PAGE = 1000  # events read per page when a Python matcher filters them
-INSERT_ROWS = 200  # events per multi-row INSERT
 NUL_STORED_AS = "\ufffd"  # PostgreSQL's text holds no NUL character; SQLite's does
 WRITE_LOCK_KEY = 0x6C70_6C67  # "lplg": the advisory lock around a log write
 
@@ -46,26 +43,9 @@ def lock_writes(conn: Any) -> None:
         raise
 
 
-def insert_events(conn: Any, group_id: int, stream_id: int, events: Sequence[tuple[int, str]],
-                  ingested: int, first_last_size: tuple[int, int, int]) -> bool:
-    """store/log_store.py's insert_events here: the stream's counters moved, then its events
-    inserted; False, and nothing added, if the stream no longer exists."""
-    first, last, size = first_last_size
-    updated = conn.execute(
-        "UPDATE log_streams SET first_event_ms = LEAST(first_event_ms, ?), "
-        "last_event_ms = GREATEST(last_event_ms, ?), last_ingestion_ms = ?, "
-        "stored_bytes = stored_bytes + ? WHERE id = ? AND group_id = ?",
-        (first, last, ingested, size, stream_id, group_id)).rowcount
-    if not updated:
-        return False
-    rows = [(group_id, stream_id, ts, ingested, message.replace("\x00", NUL_STORED_AS))
-            for ts, message in events]
-    for at in range(0, len(rows), INSERT_ROWS):
-        chunk = rows[at:at + INSERT_ROWS]
-        conn.execute("INSERT INTO log_events (group_id, stream_id, ts, ingested, message) "
-                     "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-                     [value for row in chunk for value in row])
-    return True
+def storable(events: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The events as PostgreSQL's text can hold them (a NUL as U+FFFD)."""
+    return [(ts, message.replace("\x00", NUL_STORED_AS)) for ts, message in events]
 
 
 def oldest_to_free(conn: Any, excess: int, overhead: int) -> list[tuple[int, int]]:
