@@ -4,16 +4,23 @@ A warm invoke spent about a quarter of the server's CPU in aiohttp (its request 
 objects, URL parsing, routing and the app's middlewares; docs/warm-path.md). This protocol
 reads each connection's requests itself; a plain `POST /2015-03-31/functions/NAME/invocations`
 over HTTP/1.1 with a Content-Length body of at most 6 MB goes straight to `LambdaApi.answer`,
-the same code that answers it behind aiohttp, and its answer is written here. Anything else —
-another operation, a function URL host, chunked or `Expect` bodies, obsolete header folding,
-HTTP/1.0, a body over the limit — hands the connection to aiohttp's own protocol with the bytes
-read so far, and aiohttp serves it from then on as it always did. Under `--auth sigv4` every
-connection is aiohttp's from the start (the signature check reads aiohttp's request).
+the same code that answers it behind aiohttp, and its answer is written here.
+
+Any other request is aiohttp's: the connection's aiohttp protocol (made when first needed) is
+fed that request whole, and serves it as it always did. Once aiohttp waits for the next request
+again, an Invoke is the front's again, so a client that creates a function and then invokes it
+on one connection (boto3 in one thread) still gets the front. A request whose end the front
+cannot tell (chunked or `Expect` bodies, `Upgrade`, obsolete header folding, HTTP/1.0, a head
+over 64 KB or a body over 6 MB) gives the connection to aiohttp for good, with the bytes read
+so far. Under `--auth sigv4` every connection is aiohttp's from the start (the signature check
+reads aiohttp's request).
 
 One request at a time per connection, in order: bytes that arrive while an invoke runs wait
-for its answer (pipelining keeps its order). A client that goes away mid-invoke does not
-cancel it (as behind aiohttp: the invocation runs to its end and its answer is dropped).
-Connections idle for KEEP_ALIVE_S are closed by a sweep, not by a timer per request."""
+for its answer, and while aiohttp serves a request the ones after it go to aiohttp too
+(pipelining keeps its order). A client that goes away mid-invoke does not cancel it (as behind
+aiohttp: the invocation runs to its end and its answer is dropped). Connections idle for
+KEEP_ALIVE_S are closed by a sweep, not by a timer per request (aiohttp's own timer while it
+holds one)."""
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +44,10 @@ from .wire import JSON_TYPE, WireResponse
 INVOKE_PREFIX = b"/2015-03-31/functions/"
 INVOKE_SUFFIX = b"/invocations"
 HEAD_LIMIT = 64 * 1024  # a longer head goes to aiohttp (which answers 431 as it always did)
+BODY_LIMIT = SYNC_PAYLOAD_LIMIT  # a longer body of another operation is streamed to aiohttp
 KEEP_ALIVE_S = 75.0  # aiohttp's keepalive_timeout: an idle connection is closed after it
 _HANDED_OVER = ("transfer-encoding", "expect", "upgrade")
+_HANDED_OVER_BYTES = tuple(name.encode() for name in _HANDED_OVER)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field names
 _VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
 
@@ -91,7 +100,7 @@ class InvokeFront:
     def _sweep(self) -> None:
         idle_since = time.monotonic() - KEEP_ALIVE_S
         for conn in list(self.connections):
-            if conn.task is None and conn.last_active < idle_since:
+            if conn.task is None and conn.aiohttp is None and conn.last_active < idle_since:
                 conn.close()
         self._sweeper = asyncio.get_running_loop().call_later(KEEP_ALIVE_S / 5, self._sweep)
 
@@ -110,6 +119,7 @@ class FrontConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.task: asyncio.Task[None] | None = None  # the invoke being answered
+        self.aiohttp: Any = None  # aiohttp's protocol, while it serves requests of this one
         self.last_active = time.monotonic()
         self.closing = False
         self.paused = False
@@ -128,7 +138,9 @@ class FrontConnection(asyncio.Protocol):
             self.transport.pause_reading()  # pipelined past what one request may be
             self.paused = True
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool | None:
+        if self.aiohttp is not None:
+            return cast(bool | None, self.aiohttp.eof_received())  # as if it were aiohttp's
         self.closing = True  # answer what was asked, then close
         if self.task is None:
             self.close()
@@ -137,29 +149,50 @@ class FrontConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)
         self.transport = None
+        if self.aiohttp is not None:
+            self.aiohttp.connection_lost(exc)
+            self.aiohttp = None
+
+    def pause_writing(self) -> None:
+        if self.aiohttp is not None:
+            self.aiohttp.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.aiohttp is not None:
+            self.aiohttp.resume_writing()
 
     # -- requests ---------------------------------------------------------------------------
     def _next(self) -> None:
-        """Start answering the buffered request if it is whole, or hand the connection over."""
-        if self.transport is None or not self.buffer:
-            if self.closing:
-                self.close()
-            return
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > HEAD_LIMIT:
+        """Start answering the buffered request if it is whole, give whole requests of other
+        operations to aiohttp, or hand the connection over."""
+        while True:
+            if self.transport is None or not self.buffer:
+                if self.closing:
+                    self.close()
+                return
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > HEAD_LIMIT:
+                    self._hand_over()
+                return
+            head = bytes(self.buffer[:end])
+            request = _parse_head(head)
+            ours = request is not None and self._without_aiohttp()
+            length = request.length if request is not None else _body_length(head)
+            if length is None:
                 self._hand_over()
-            return
-        request = _parse_head(bytes(self.buffer[:end]))
-        if request is None:
-            self._hand_over()
-            return
-        start = end + 4
-        if len(self.buffer) < start + request.length:
-            return  # the rest of the body is on its way
-        body = bytes(self.buffer[start:start + request.length])
-        del self.buffer[:start + request.length]
-        self.task = asyncio.get_running_loop().create_task(self._answer(request, body))
+                return
+            start = end + 4
+            if len(self.buffer) < start + length:
+                return  # the rest of the body is on its way
+            whole = bytes(self.buffer[:start + length])
+            del self.buffer[:start + length]
+            if ours:
+                assert request is not None
+                self.task = asyncio.get_running_loop().create_task(
+                    self._answer(request, whole[start:]))
+                return
+            self._aiohttp().data_received(whole)
 
     async def _answer(self, request: _Request, body: bytes) -> None:
         async def read_body(_operation: str) -> bytes:
@@ -183,16 +216,47 @@ class FrontConnection(asyncio.Protocol):
             self.transport.resume_reading()
         self._next()
 
+    def _aiohttp(self) -> Any:
+        """aiohttp's protocol on this connection, made now if there is none."""
+        if self.aiohttp is None:
+            self.aiohttp = self.front.aiohttp_factory()
+            self.aiohttp.connection_made(self.transport)
+        return self.aiohttp
+
+    def _without_aiohttp(self) -> bool:
+        """True if aiohttp has no part in this connection now: it has none, or it waits for
+        its next request (it was fed whole requests only, so its parser holds nothing) and
+        is let go here. False while it serves a request: what follows is aiohttp's too."""
+        handler = self.aiohttp
+        if handler is None:
+            return True
+        waiter = getattr(handler, "_waiter", None)
+        if (waiter is None or waiter.done() or getattr(handler, "_messages", True)
+                or getattr(handler, "_request_in_progress", True)
+                or getattr(handler, "_payload_parser", True) is not None
+                or getattr(handler, "_upgraded", True) or getattr(handler, "_force_close", True)
+                or getattr(handler, "_close", True)):
+            return False
+        self.aiohttp = None
+        handler.transport = None  # its connection_lost must not close the connection
+        handler.connection_lost(None)  # ends its wait for a next request; it forgets us
+        return True
+
     def _hand_over(self) -> None:
         """aiohttp serves this connection from here on, starting with the bytes buffered."""
         transport, data = self.transport, bytes(self.buffer)
         assert transport is not None
+        protocol = self.aiohttp
         self.front.connections.discard(self)
         self.transport = None
+        self.aiohttp = None
         self.buffer = bytearray()
-        protocol = self.front.aiohttp_factory()
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        if protocol is None:
+            protocol = self.front.aiohttp_factory()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+        else:
+            transport.set_protocol(protocol)
         if data:
             protocol.data_received(data)
         if self.closing:
@@ -258,6 +322,29 @@ def _parse_head(head: bytes) -> _Request | None:
             query.setdefault(name, value)
     close = headers.get("Connection", "").lower() == "close"
     return _Request(path.decode("latin-1"), query, headers, int(lengths[0]), close)
+
+
+def _body_length(head: bytes) -> int | None:
+    """The body length of another operation's request, which aiohttp is fed whole; None when
+    the front cannot tell where the request ends, or the body is over BODY_LIMIT."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        return None
+    length = 0
+    lengths = 0
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        name = name.lower()
+        if not colon or name != name.strip() or name in _HANDED_OVER_BYTES:
+            return None  # folding, a bad name, a body or an exchange of another kind
+        if name == b"content-length":
+            value = value.strip(b" \t")
+            lengths += 1
+            if lengths > 1 or not value.isdigit():
+                return None
+            length = int(value)
+    return length if length <= BODY_LIMIT else None
 
 
 def _response(wire: WireResponse, request_id: str, date: bytes, close: bool) -> bytes:

@@ -1,9 +1,11 @@
 """The API port's Invoke front (api/invoke_front.py) on a live server, over raw HTTP/1.1
-connections: an Invoke on a new connection is answered by the front (no aiohttp `Server`
-header); another operation on that connection hands it to aiohttp, which then answers
-everything on it, invokes included, the same way; pipelined invokes are answered in order;
-`Connection: close` is honoured; a request the front does not read (a folded header) gets
-aiohttp's answer; and a client gone mid-invoke does not stop the invocation."""
+connections: an Invoke is answered by the front (no aiohttp `Server` header); another
+operation on the connection is aiohttp's, and once aiohttp has answered, the next Invoke is the
+front's again; a request pipelined behind aiohttp's is aiohttp's too, in order; a request whose
+end the front cannot tell (chunked) gives the connection to aiohttp for good; pipelined
+invokes are answered in order; `Connection: close` is honoured; a request the front does not
+read (a folded header) gets aiohttp's answer; and a client gone mid-invoke does not stop the
+invocation."""
 from __future__ import annotations
 
 import json
@@ -81,16 +83,42 @@ def test_invoke_then_another_operation_then_invoke_on_one_connection(echo: LiveS
     conn.send("POST", "/2015-03-31/functions/no-such/invocations", b"{}")
     status, headers, body = conn.answer()
     assert status == 404 and headers["x-amzn-errortype"].startswith("ResourceNotFoundException")
-    conn.send("GET", "/2015-03-31/functions/front-echo")
-    status, headers, body = conn.answer()
-    assert status == 200 and json.loads(body)["Configuration"]["FunctionName"] == "front-echo"
-    assert "aiohttp" in headers["server"]  # handed over
-    conn.send("POST", INVOKE, b'{"n": 2}')
-    status, headers, body = conn.answer()
-    assert status == 200 and json.loads(body) == {"got": {"n": 2}}
-    assert "aiohttp" in headers["server"]
+    for _ in range(2):  # to aiohttp and back, twice
+        conn.send("GET", "/2015-03-31/functions/front-echo")
+        status, headers, body = conn.answer()
+        assert status == 200 and json.loads(body)["Configuration"]["FunctionName"] == "front-echo"
+        assert "aiohttp" in headers["server"]
+        time.sleep(0.05)  # aiohttp waits for its next request again (a moment after it answered)
+        conn.send("POST", INVOKE, b'{"n": 2}')
+        status, headers, body = conn.answer()
+        assert status == 200 and json.loads(body) == {"got": {"n": 2}}
+        assert "server" not in headers  # the front's again
     conn.send("POST", INVOKE, b"", "X-Amz-Invocation-Type: DryRun")
     assert conn.answer()[0] == 204
+
+
+def test_what_is_pipelined_behind_aiohttp_is_aiohttps_in_order(echo: LiveServer) -> None:
+    conn = Raw(echo)
+    get = b"GET /2015-03-31/functions/front-echo HTTP/1.1\r\nHost: x\r\n\r\n"
+    invoke = f"POST {INVOKE} HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n".encode()
+    conn.sock.sendall(get + invoke + b'{"i": 1}' + get)
+    answers = [conn.answer() for _ in range(3)]
+    assert [a[0] for a in answers] == [200, 200, 200]
+    assert json.loads(answers[1][2]) == {"got": {"i": 1}}
+    assert all("aiohttp" in a[1]["server"] for a in answers)
+
+
+def test_a_request_the_front_cannot_delimit_gives_aiohttp_the_connection(
+        echo: LiveServer) -> None:
+    conn = Raw(echo)
+    conn.sock.sendall(f"POST {INVOKE} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                      "\r\n8\r\n{\"i\": 2}\r\n0\r\n\r\n".encode())
+    status, headers, body = conn.answer()
+    assert status == 200 and json.loads(body) == {"got": {"i": 2}}
+    time.sleep(0.05)
+    conn.send("POST", INVOKE, b"{}")
+    status, headers, _ = conn.answer()
+    assert status == 200 and "aiohttp" in headers["server"]  # aiohttp's for good
 
 
 def test_pipelined_invokes_are_answered_in_order(echo: LiveServer) -> None:
