@@ -48,8 +48,9 @@ BODY_LIMIT = SYNC_PAYLOAD_LIMIT  # a longer body of another operation is streame
 KEEP_ALIVE_S = 75.0  # aiohttp's keepalive_timeout: an idle connection is closed after it
 _HANDED_OVER = ("transfer-encoding", "expect", "upgrade")
 _HANDED_OVER_BYTES = tuple(name.encode() for name in _HANDED_OVER)
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 field names
-_VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
+# header lines: RFC 9110 field names, values of visible ASCII, spaces and tabs
+_FIELD = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*"
+_FIELDS = re.compile(f"{_FIELD}(?:\r\n{_FIELD})*")
 
 
 class Answerer(Protocol):
@@ -293,8 +294,8 @@ class _Request:
 
 def _parse_head(head: bytes) -> _Request | None:
     """An Invoke this front answers, or None: aiohttp is to serve it."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
+    request_line, _, fields = head.partition(b"\r\n")
+    parts = request_line.split(b" ")
     if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
         return None
     path, _, query_string = parts[1].partition(b"?")
@@ -302,13 +303,12 @@ def _parse_head(head: bytes) -> _Request | None:
         return None
     if not head.isascii():
         return None  # aiohttp decodes such values its own way
-    text = head.decode("ascii")
-    headers: CIMultiDict[str] = CIMultiDict()
-    for line in text.split("\r\n")[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.match(name) or not _VALUE.match(value):
-            return None  # obsolete folding, a bad name, control characters: aiohttp's to judge
-        headers.add(name, value.strip(" \t"))
+    text = fields.decode("ascii")
+    if not _FIELDS.fullmatch(text):
+        return None  # obsolete folding, a bad name, control characters: aiohttp's to judge
+    headers: CIMultiDict[str] = CIMultiDict(
+        [(name, value.strip(" \t")) for name, _, value in
+         (line.partition(":") for line in text.split("\r\n"))])
     lengths = headers.getall("Content-Length", [])
     if len(lengths) != 1 or not lengths[0].isdigit() or int(lengths[0]) > SYNC_PAYLOAD_LIMIT:
         return None  # aiohttp reads it: its limits and AWS's 413 for a payload too large
