@@ -1,11 +1,12 @@
 """The Invoke front's request reader and answer writer (api/invoke_front.py): a plain Invoke is
 read with its path, query (first value of each name, percent-decoded), headers and body length;
-everything else is left to aiohttp (None), whose behaviour for it stays what it was."""
+everything else is left to aiohttp (None), whose behaviour for it stays what it was; another
+operation's request is delimited by its Content-Length (aiohttp is fed it whole), or not at all."""
 from __future__ import annotations
 
 import pytest
 
-from lambdaplane.api.invoke_front import _parse_head, _response
+from lambdaplane.api.invoke_front import _body_length, _parse_head, _response
 from lambdaplane.api.wire import WireResponse
 
 PATH = b"/2015-03-31/functions/my-fn/invocations"
@@ -64,3 +65,29 @@ def test_the_answer_has_aiohttps_shape() -> None:
     error = _response(WireResponse(404, {"x-amzn-ErrorType": "X"}, b""), "r", b"d", close=False)
     assert error.startswith(b"HTTP/1.1 404 Not Found")
     assert b"Content-Type: application/json" in error
+
+
+def _other(*lines: bytes, request_line: bytes = b"GET /2015-03-31/functions/f HTTP/1.1") -> bytes:
+    return b"\r\n".join((request_line, b"Host: 127.0.0.1:4747", *lines))
+
+
+def test_another_operations_request_is_delimited_for_aiohttp() -> None:
+    assert _body_length(_other()) == 0
+    assert _body_length(_other(b"content-length:  12 ", request_line=b"PUT /x HTTP/1.1")) == 12
+    assert _body_length(_other(b"Content-Length: 6291456")) == 6291456
+
+
+@pytest.mark.parametrize("head", [
+    _other(request_line=b"GET /x HTTP/1.0"),
+    _other(b"Transfer-Encoding: chunked"),
+    _other(b"Content-Length: 2", b"Expect: 100-continue"),
+    _other(b"Upgrade: websocket", b"Connection: Upgrade"),
+    _other(b"Content-Length: 2", b"Content-Length: 2"),
+    _other(b"Content-Length: x"),
+    _other(b"Content-Length: 6291457"),
+    _other(b"X-Folded: a", b" b"),
+    _other(b"Content-Length : 2"),
+    _other(b"no colon"),
+])
+def test_what_the_front_cannot_delimit_is_aiohttps_for_good(head: bytes) -> None:
+    assert _body_length(head) is None
