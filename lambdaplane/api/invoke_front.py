@@ -245,19 +245,14 @@ class FrontConnection(asyncio.Protocol):
 
     def _hand_over(self) -> None:
         """aiohttp serves this connection from here on, starting with the bytes buffered."""
+        protocol = self._aiohttp()
         transport, data = self.transport, bytes(self.buffer)
         assert transport is not None
-        protocol = self.aiohttp
         self.front.connections.discard(self)
         self.transport = None
         self.aiohttp = None
         self.buffer = bytearray()
-        if protocol is None:
-            protocol = self.front.aiohttp_factory()
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
-        else:
-            transport.set_protocol(protocol)
+        transport.set_protocol(protocol)
         if data:
             protocol.data_received(data)
         if self.closing:

@@ -22,8 +22,9 @@ write SQLite's dialect (the embedded default); `PostgresDialect` rewrites each s
 
 `json_extract(doc, '$.a.b')` exists on both: SQLite's JSON1, and a SQL function that
 `POSTGRES_PRELUDE` defines (returning text; store modules CAST where they need a number);
-`instr(haystack, needle)` too. What cannot be one spelling (the byte length of a text,
-SQLite's GLOB) is a method here: `byte_length`, `PostgresDialect.glob_as_like`."""
+`instr(haystack, needle)` too. What cannot be one spelling is named here: the byte length of
+a text and SQLite's GLOB (`byte_length`, `PostgresDialect.glob_as_like`), the smaller and the
+larger of two values (`least`, `greatest`: SQLite's two-argument min/max)."""
 from __future__ import annotations
 
 import re
